@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each sets up what it needs, idempotently.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench setup redis-server clean
+
+setup: $(STAMP) redis-server
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# A private redis-server is started by the demo and the tests themselves; this only makes sure the
+# binary exists. Skipped for the demo when FEAST_SEQUENCE_REDIS points at an existing Redis.
+redis-server:
+	@bash scripts/ensure_redis_server.sh
+
+demo: $(STAMP)
+	@if [ -z "$$FEAST_SEQUENCE_REDIS" ]; then bash scripts/ensure_redis_server.sh; fi
+	$(PY) -m feast_sequence.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) tests/benchmarks/run_benchmarks.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,0 +1,39 @@
+"""feast-sequence: the last N events of an entity as Feast features, appended in real time on Redis.
+
+Public API: define views with :class:`SequenceFeatureView`, configure
+``provider: feast_sequence.SequenceProvider`` and the online store
+``feast_sequence.online_store.SequenceRedisOnlineStore``; recover settings with
+:func:`sequence_settings`.
+"""
+
+from feast_sequence._provider import SequenceProvider
+from feast_sequence._settings import (
+    MAX_LENGTH_CAP,
+    EventField,
+    SequenceSettings,
+    is_sequence_view,
+    sequence_settings,
+)
+from feast_sequence._view import SequenceFeatureView
+from feast_sequence.errors import (
+    FeastSequenceError,
+    SequenceConfigurationError,
+    SequenceDefinitionError,
+    SequenceInputError,
+    SequenceStoreError,
+)
+
+__all__ = [
+    "MAX_LENGTH_CAP",
+    "EventField",
+    "FeastSequenceError",
+    "SequenceConfigurationError",
+    "SequenceDefinitionError",
+    "SequenceFeatureView",
+    "SequenceInputError",
+    "SequenceProvider",
+    "SequenceSettings",
+    "SequenceStoreError",
+    "is_sequence_view",
+    "sequence_settings",
+]

@@ -1,0 +1,122 @@
+"""Turning pushed rows into events and planning the Redis commands that append them: pure logic."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
+
+from feast_sequence._codec import (
+    NULL_DEFAULTS,
+    EncodedEvents,
+    column_values,
+    encode_columns,
+    entity_column_bytes,
+    entity_key_bytes_from_proto,
+    layout_for,
+    timestamps_to_us,
+)
+from feast_sequence._keys import sequence_keys, view_prefix
+from feast_sequence._redis_io import Command, evalsha
+from feast_sequence._scripts import APPEND
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.errors import SequenceInputError
+
+#: Events per script call. Each call is atomic and blocks Redis while it runs, so a huge batch for
+#: one entity is split to keep other clients' latency low.
+EVENTS_PER_CALL = 1000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
+    """Validate and encode pushed rows (one event each). Raises ``SequenceInputError`` on bad input."""
+    required = [k for k, _ in settings.join_keys] + [settings.timestamp_field] + list(settings.field_names)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise SequenceInputError(
+            f"Sequence view '{settings.view_name}': pushed data lacks column(s) {missing}; "
+            f"it needs {required}. The batch was rejected; nothing was written."
+        )
+    entity_keys = entity_column_bytes(settings.join_keys, df)
+    timestamps_us = timestamps_to_us(settings.timestamp_field, df[settings.timestamp_field]).tolist()
+    columns = [column_values(f.name, f.value_type, df[f.name]) for f in settings.fields]
+    members, payloads = encode_columns(layout_for(settings), columns, timestamps_us)
+    return EncodedEvents(entity_keys, timestamps_us, members, payloads)
+
+
+def _datetime_to_us(ts: datetime) -> int:
+    if ts.tzinfo is None:  # Feast hands over naive UTC
+        ts = ts.replace(tzinfo=timezone.utc)
+    return (ts - _EPOCH) // _ONE_US
+
+
+def encode_proto_rows(
+    settings: SequenceSettings,
+    rows: Sequence[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+) -> EncodedEvents:
+    """Encode rows in Feast's ``online_write_batch`` shape: one event per row, scalar values."""
+    columns: List[List[Any]] = [[] for _ in settings.fields]
+    entity_keys, timestamps_us = [], []
+    for position, (key, values, event_ts, _) in enumerate(rows):
+        entity_keys.append(entity_key_bytes_from_proto(key))
+        if event_ts is None:
+            raise SequenceInputError(
+                f"Sequence view '{settings.view_name}': row {position} has no event timestamp. "
+                "The batch was rejected; nothing was written."
+            )
+        timestamps_us.append(_datetime_to_us(event_ts))
+        for column, field in zip(columns, settings.fields):
+            proto = values.get(field.name)
+            kind = proto.WhichOneof("val") if proto is not None else None
+            if kind is not None and kind.endswith(("_list_val", "_set_val")):
+                raise SequenceInputError(
+                    f"Sequence view '{settings.view_name}': row {position}, field {field.name!r} "
+                    f"holds a {kind}; each row must be one event with scalar values. Push raw "
+                    "events (provider: feast_sequence.SequenceProvider converts them)."
+                )
+            value = feast_value_type_to_python_type(proto) if kind is not None else None
+            column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
+    members, payloads = encode_columns(layout_for(settings), columns, timestamps_us)
+    return EncodedEvents(entity_keys, timestamps_us, members, payloads)
+
+
+def _scalar(field: Any, value: Any) -> Any:
+    if isinstance(value, datetime):  # UnixTimestamp fields come back as datetimes
+        return int(value.timestamp())
+    return value
+
+
+def plan_append(
+    settings: SequenceSettings, project: str, events: EncodedEvents
+) -> List[Command]:
+    """One atomic script call per entity (per EVENTS_PER_CALL events), all in one pipeline."""
+    by_entity: Dict[bytes, List[int]] = {}
+    for position, key in enumerate(events.entity_keys):
+        by_entity.setdefault(key, []).append(position)
+    prefix = view_prefix(project, settings.view_name)
+    header = (
+        settings.max_length,
+        (settings.ttl_seconds or 0) * 1000,
+        1 if events.payloads is not None else 0,
+    )
+    commands: List[Command] = []
+    scores, members, payloads = events.scores_us, events.members, events.payloads
+    for entity_key, positions in by_entity.items():
+        keys = sequence_keys(prefix, entity_key)
+        for start in range(0, len(positions), EVENTS_PER_CALL):
+            chunk = positions[start : start + EVENTS_PER_CALL]
+            args: List[Any] = list(header)
+            if payloads is None:
+                for i in chunk:
+                    args += (scores[i], members[i])
+            else:
+                for i in chunk:
+                    args += (scores[i], members[i], payloads[i])
+            commands.append(evalsha(APPEND, keys, args))
+    return commands

@@ -1,0 +1,408 @@
+"""How events are encoded for Redis and decoded into Feast values: pure logic, no I/O.
+
+An event is stored as a run of protobuf wire-format elements, one per field: field ``i`` of the
+view's event fields is protobuf field number ``i + 1`` of a per-view message whose fields are all
+``repeated``. Concatenating the stored events of a sequence therefore *is* a serialized message whose
+repeated fields are the sequence's columns, newest first, so a whole sequence is decoded by one
+C-level ``ParseFromString`` instead of per-event Python work. See ``docs/storage-layout.md``.
+
+The same bytes define identity and tie-breaking (``docs/concepts.md``), so every path that orders
+events (Redis, the reference implementation, the offline jobs) uses this module.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE
+from feast.value_type import ValueType
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from feast_sequence._settings import EventField, SequenceSettings
+from feast_sequence.errors import SequenceInputError
+
+_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
+
+# Per element type: protobuf field type in the stored message, wire type, and Feast's list field.
+_ELEMENT_FORMAT: Dict[ValueType, Tuple[int, int, str]] = {
+    ValueType.STRING: (descriptor_pb2.FieldDescriptorProto.TYPE_STRING, _WIRE_LEN, "string_list_val"),
+    ValueType.BYTES: (descriptor_pb2.FieldDescriptorProto.TYPE_BYTES, _WIRE_LEN, "bytes_list_val"),
+    ValueType.INT32: (descriptor_pb2.FieldDescriptorProto.TYPE_SINT32, _WIRE_VARINT, "int32_list_val"),
+    ValueType.INT64: (descriptor_pb2.FieldDescriptorProto.TYPE_SINT64, _WIRE_VARINT, "int64_list_val"),
+    ValueType.FLOAT: (descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT, _WIRE_I32, "float_list_val"),
+    ValueType.DOUBLE: (descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE, _WIRE_I64, "double_list_val"),
+    ValueType.BOOL: (descriptor_pb2.FieldDescriptorProto.TYPE_BOOL, _WIRE_VARINT, "bool_list_val"),
+    ValueType.UNIX_TIMESTAMP: (
+        descriptor_pb2.FieldDescriptorProto.TYPE_SINT64,
+        _WIRE_VARINT,
+        "unix_timestamp_list_val",
+    ),
+}
+
+#: A null event value is stored as Feast's default for a None inside a list feature, so lists stay
+#: aligned by position (protobuf lists cannot hold nulls). See docs/concepts.md, "Nulls".
+NULL_DEFAULTS: Dict[ValueType, Any] = {
+    ValueType.STRING: "",
+    ValueType.BYTES: b"",
+    ValueType.INT32: 0,
+    ValueType.INT64: 0,
+    ValueType.FLOAT: 0.0,
+    ValueType.DOUBLE: 0.0,
+    ValueType.BOOL: False,
+    ValueType.UNIX_TIMESTAMP: NULL_TIMESTAMP_INT_VALUE,
+}
+
+_INT_BOUNDS = {ValueType.INT32: (-(2**31), 2**31 - 1), ValueType.INT64: (-(2**63), 2**63 - 1)}
+
+
+# --- wire-format primitives ---------------------------------------------------------------------
+
+_SMALL_VARINTS = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _zigzag(n: int) -> int:
+    return (n << 1) ^ (n >> 63)
+
+
+def _tag(field_number: int, wire_type: int) -> bytes:
+    return _varint((field_number << 3) | wire_type)
+
+
+# --- event layout -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventLayout:
+    """Field numbers of one view's stored events, and the message class that parses a sequence."""
+
+    fields: Tuple[EventField, ...]
+    timestamp_number: int  # event time, whole seconds (what Feast's UnixTimestamp carries)
+    micros_number: int  # sub-second remainder in microseconds, present only when non-zero
+    dedup_positions: Tuple[int, ...]  # indices into ``fields`` of the dedup_by fields
+    message_class: Any
+
+    @property
+    def deduplicated(self) -> bool:
+        return bool(self.dedup_positions)
+
+
+def layout_for(settings: SequenceSettings) -> EventLayout:
+    names = settings.field_names
+    return _layout(settings.fields, tuple(names.index(n) for n in settings.dedup_by))
+
+
+@lru_cache(maxsize=256)
+def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) -> EventLayout:
+    n = len(fields)
+    return EventLayout(
+        fields=fields,
+        timestamp_number=n + 1,
+        micros_number=n + 2,
+        dedup_positions=dedup_positions,
+        message_class=_message_class(tuple(f.value_type for f in fields)),
+    )
+
+
+@lru_cache(maxsize=256)
+def _message_class(types: Tuple[ValueType, ...]) -> Any:
+    """A message ``{repeated T1 f1 = 1; ...; repeated sint64 ts = n+1; repeated sint64 us = n+2}``."""
+    name = "Events_" + "_".join(str(int(t.value)) for t in types)
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name=f"feast_sequence_{name}.proto", package="feast_sequence.stored", syntax="proto3"
+    )
+    msg = file_proto.message_type.add(name=name)
+    label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    for i, t in enumerate(types, start=1):
+        msg.field.add(name=f"f{i}", number=i, type=_ELEMENT_FORMAT[t][0], label=label)
+    sint64 = descriptor_pb2.FieldDescriptorProto.TYPE_SINT64
+    msg.field.add(name="ts", number=len(types) + 1, type=sint64, label=label)
+    msg.field.add(name="us", number=len(types) + 2, type=sint64, label=label)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file_proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"feast_sequence.stored.{name}"))
+
+
+def _element_encoder(value_type: ValueType, field_number: int) -> Callable[[Any], bytes]:
+    """A function encoding one (non-null, already converted) value as a tagged element."""
+    wire = _ELEMENT_FORMAT[value_type][1]
+    tag = _tag(field_number, wire)
+    if value_type == ValueType.STRING:
+        return lambda v: b"".join((tag, _varint(len(b := v.encode("utf-8"))), b))
+    if value_type == ValueType.BYTES:
+        return lambda v: b"".join((tag, _varint(len(v)), v))
+    if value_type in (ValueType.INT32, ValueType.INT64, ValueType.UNIX_TIMESTAMP):
+        return lambda v: tag + _varint(_zigzag(v))
+    if value_type == ValueType.FLOAT:
+        pack_f = struct.Struct("<f").pack
+        return lambda v: tag + pack_f(math.nan if v != v else v)
+    if value_type == ValueType.DOUBLE:
+        pack_d = struct.Struct("<d").pack
+        return lambda v: tag + pack_d(math.nan if v != v else v)
+    if value_type == ValueType.BOOL:
+        true, false = tag + b"\x01", tag + b"\x00"
+        return lambda v: true if v else false
+    raise TypeError(value_type)  # unreachable: settings only admit the types above
+
+
+@dataclass(frozen=True)
+class EncodedEvents:
+    """A batch of events ready for Redis, in input row order.
+
+    ``members`` are the sorted-set members: the identity key of each event. For views with
+    ``dedup_by`` the payloads (all fields) are kept apart, keyed by identity; otherwise the member
+    is the payload itself (identity = every field plus the timestamp) and ``payloads`` is None.
+    """
+
+    entity_keys: List[bytes]
+    scores_us: List[int]
+    members: List[bytes]
+    payloads: Optional[List[bytes]]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+def encode_columns(
+    layout: EventLayout, columns: Sequence[Sequence[Any]], timestamps_us: Sequence[int]
+) -> Tuple[List[bytes], Optional[List[bytes]]]:
+    """Encode events given column-wise (nulls already replaced by defaults). Returns members, payloads."""
+    encoded_columns = [
+        list(map(_element_encoder(f.value_type, i + 1), col))
+        for i, (f, col) in enumerate(zip(layout.fields, columns))
+    ]
+    ts_tag, us_tag = _tag(layout.timestamp_number, _WIRE_VARINT), _tag(layout.micros_number, _WIRE_VARINT)
+    time_chunks = [
+        ts_tag + _varint(_zigzag(us // 1_000_000))
+        + (us_tag + _varint(_zigzag(us % 1_000_000)) if us % 1_000_000 else b"")
+        for us in timestamps_us
+    ]
+    payloads = [b"".join(parts) for parts in zip(*encoded_columns, time_chunks)]
+    if not layout.deduplicated:
+        return payloads, None
+    dedup_columns = [encoded_columns[p] for p in layout.dedup_positions]
+    identities = [b"".join(parts) for parts in zip(*dedup_columns)]
+    return identities, payloads
+
+
+# --- entity keys --------------------------------------------------------------------------------
+
+_KEY_TYPE_PREFIX = {ValueType.INT32: b"i", ValueType.INT64: b"i", ValueType.STRING: b"s", ValueType.BYTES: b"b"}
+
+
+def _entity_value_bytes(value_type: ValueType, value: Any) -> bytes:
+    if value_type in (ValueType.INT32, ValueType.INT64):
+        raw = str(int(value)).encode()
+    elif value_type == ValueType.STRING:
+        raw = value.encode("utf-8")
+    else:
+        raw = bytes(value)
+    return _KEY_TYPE_PREFIX[value_type] + _varint(len(raw)) + raw
+
+
+def entity_key_bytes(pairs: Sequence[Tuple[str, ValueType, Any]]) -> bytes:
+    """Canonical bytes of an entity key given (join key, type, value), whatever order they come in.
+
+    Always starts with a type letter, never ``}``, so it can sit inside a Redis hash tag.
+    """
+    return b"".join(_entity_value_bytes(t, v) for _, t, v in sorted(pairs, key=lambda p: p[0]))
+
+
+_PROTO_KEY_FIELDS = {
+    "int64_val": ValueType.INT64,
+    "int32_val": ValueType.INT32,
+    "string_val": ValueType.STRING,
+    "bytes_val": ValueType.BYTES,
+}
+
+
+def entity_key_bytes_from_proto(key: EntityKeyProto) -> bytes:
+    pairs = []
+    for name, value in zip(key.join_keys, key.entity_values):
+        kind = value.WhichOneof("val")
+        if kind not in _PROTO_KEY_FIELDS:
+            raise SequenceInputError(
+                f"Entity key {name!r} has a {kind or 'null'} value; sequence views support "
+                "int32, int64, string and bytes join keys."
+            )
+        pairs.append((name, _PROTO_KEY_FIELDS[kind], getattr(value, kind)))
+    return entity_key_bytes(pairs)
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+def list_field_name(value_type: ValueType) -> str:
+    return _ELEMENT_FORMAT[value_type][2]
+
+
+def decode_sequence(
+    layout: EventLayout, blob: bytes, requested: Sequence[Tuple[str, int]]
+) -> Tuple[Optional[datetime], Dict[str, ValueProto]]:
+    """Turn a stored sequence (concatenated events, newest first) into Feast list values.
+
+    ``requested`` pairs each requested feature name with its field index, or -1 for the timestamp
+    field. Returns the newest event's time (None when empty) and one ``ValueProto`` per feature.
+    """
+    message = layout.message_class.FromString(blob)
+    out: Dict[str, ValueProto] = {}
+    for name, index in requested:
+        value = ValueProto()
+        if index < 0:
+            target = value.unix_timestamp_list_val
+            target.SetInParent()
+            target.val.extend(message.ts)
+        else:
+            target = getattr(value, _ELEMENT_FORMAT[layout.fields[index].value_type][2])
+            target.SetInParent()
+            target.val.extend(getattr(message, f"f{index + 1}"))
+        out[name] = value
+    newest = datetime.fromtimestamp(message.ts[0], tz=timezone.utc) if message.ts else None
+    return newest, out
+
+
+# --- converting pushed data ---------------------------------------------------------------------
+
+
+def _bad_row(column: str, series: pd.Series, position: int, problem: str) -> SequenceInputError:
+    label = series.index[position]
+    return SequenceInputError(
+        f"Column {column!r}, row {position} (index {label!r}): value {series.iloc[position]!r} "
+        f"{problem}. The batch was rejected; nothing was written."
+    )
+
+
+def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
+    """Event times as integer microseconds since the epoch (UTC); tz-naive times are taken as UTC."""
+    try:
+        parsed = pd.to_datetime(series, utc=True, errors="coerce")
+    except (TypeError, ValueError) as exc:
+        raise SequenceInputError(f"Column {column!r} cannot be read as timestamps: {exc}") from exc
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        problem = "is null" if pd.isna(series.iloc[bad[0]]) else "is not a timestamp"
+        raise _bad_row(column, series, int(bad[0]), problem)
+    return pd.DatetimeIndex(parsed).as_unit("us").asi8
+
+
+_ACCEPTS = {
+    ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
+    ValueType.BYTES: (pa.types.is_binary, pa.types.is_large_binary),
+    ValueType.INT32: (pa.types.is_integer, pa.types.is_floating),
+    ValueType.INT64: (pa.types.is_integer, pa.types.is_floating),
+    ValueType.FLOAT: (pa.types.is_integer, pa.types.is_floating),
+    ValueType.DOUBLE: (pa.types.is_integer, pa.types.is_floating),
+    ValueType.BOOL: (pa.types.is_boolean,),
+}
+_ARROW_TARGET = {
+    ValueType.STRING: pa.string(),
+    ValueType.BYTES: pa.binary(),
+    ValueType.INT32: pa.int32(),
+    ValueType.INT64: pa.int64(),
+    ValueType.FLOAT: pa.float32(),
+    ValueType.DOUBLE: pa.float64(),
+    ValueType.BOOL: pa.bool_(),
+}
+
+
+def column_values(column: str, value_type: ValueType, series: pd.Series) -> List[Any]:
+    """Python values of one pushed column, converted to the field's type, nulls as defaults.
+
+    Raises ``SequenceInputError`` naming the first row whose value cannot be converted exactly.
+    """
+    if value_type == ValueType.UNIX_TIMESTAMP:
+        present = series.notna().to_numpy()
+        us = np.full(len(series), 0, dtype=np.int64)
+        if present.any():
+            us[present] = timestamps_to_us(column, series[present])
+        seconds = np.floor_divide(us, 1_000_000)
+        return np.where(present, seconds, NULL_TIMESTAMP_INT_VALUE).tolist()
+    default = NULL_DEFAULTS[value_type]
+    try:
+        array = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = None
+    if array is not None and not pa.types.is_null(array.type):
+        if not any(check(array.type) for check in _ACCEPTS[value_type]):
+            array = None
+        else:
+            try:
+                array = array.cast(_ARROW_TARGET[value_type], safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                array = None
+    if array is None:
+        _raise_first_unconvertible(column, value_type, series)
+    if pa.types.is_null(array.type):
+        return [default] * len(series)
+    values = array.to_pylist()
+    if array.null_count:
+        values = [default if v is None else v for v in values]
+    return values
+
+
+def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Series) -> None:
+    """Find and report the first value of ``series`` that is not a valid ``value_type``."""
+    target = _ARROW_TARGET[value_type]
+    for position, value in enumerate(series.tolist()):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        try:
+            single = pa.array([value], from_pandas=True)
+            if not any(check(single.type) for check in _ACCEPTS[value_type]):
+                raise TypeError(single.type)
+            single.cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+            raise _bad_row(column, series, position, f"cannot be converted to {value_type.name}")
+    raise SequenceInputError(
+        f"Column {column!r} has mixed types that cannot be converted to {value_type.name}. "
+        "The batch was rejected; nothing was written."
+    )
+
+
+def entity_column_bytes(
+    join_keys: Sequence[Tuple[str, ValueType]], df: pd.DataFrame
+) -> List[bytes]:
+    """Canonical entity key bytes per row of ``df``."""
+    columns = []
+    for name, value_type in sorted(join_keys):
+        if value_type not in _KEY_TYPE_PREFIX:
+            raise SequenceInputError(
+                f"Join key {name!r} has type {value_type.name}; sequence views support int32, "
+                "int64, string and bytes join keys."
+            )
+        series = df[name]
+        nulls = np.flatnonzero(series.isna().to_numpy())
+        if len(nulls):
+            raise _bad_row(name, series, int(nulls[0]), "is null (entity keys cannot be null)")
+        values = column_values(name, value_type, series)
+        prefix = _KEY_TYPE_PREFIX[value_type]
+        if value_type in (ValueType.INT32, ValueType.INT64):
+            raws = [str(v).encode() for v in values]
+        elif value_type == ValueType.STRING:
+            raws = [v.encode("utf-8") for v in values]
+        else:
+            raws = values
+        columns.append([prefix + _varint(len(r)) + r for r in raws])
+    if len(columns) == 1:
+        return columns[0]
+    return [b"".join(parts) for parts in zip(*columns)]

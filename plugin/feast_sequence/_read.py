@@ -1,0 +1,71 @@
+"""Planning sequence reads and decoding their replies into Feast rows: pure logic."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from feast_sequence._codec import EventLayout, decode_sequence, entity_key_bytes_from_proto, layout_for
+from feast_sequence._keys import sequence_keys, view_prefix
+from feast_sequence._redis_io import Command, evalsha
+from feast_sequence._scripts import READ
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.errors import SequenceDefinitionError
+
+Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
+
+
+@dataclass(frozen=True)
+class SequenceRead:
+    """What to read for one view and how to decode it: requested features and their field index."""
+
+    layout: EventLayout
+    requested: Tuple[Tuple[str, int], ...]  # (feature name, field index or -1 for the timestamps)
+
+    @property
+    def requested_names(self) -> List[str]:
+        return [name for name, _ in self.requested]
+
+
+def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[str]]) -> SequenceRead:
+    index = {name: i for i, name in enumerate(settings.field_names)}
+    index[settings.timestamp_field] = -1
+    names = list(requested_features) if requested_features else list(settings.served_names)
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise SequenceDefinitionError(
+            f"Sequence view '{settings.view_name}' has no feature(s) {unknown}; "
+            f"it serves {list(settings.served_names)}."
+        )
+    return SequenceRead(layout_for(settings), tuple((n, index[n]) for n in names))
+
+
+def read_commands(
+    settings: SequenceSettings,
+    project: str,
+    entity_keys: Sequence[EntityKeyProto],
+    now_us: Optional[int] = None,
+    limit: Optional[int] = None,
+) -> List[Command]:
+    """One script call per entity: its newest ``limit`` (default max_length) unexpired events."""
+    if settings.ttl_seconds:
+        now_us = now_us if now_us is not None else time.time_ns() // 1000
+        oldest: object = now_us - settings.ttl_seconds * 1_000_000
+    else:
+        oldest = "-inf"
+    args = (oldest, limit or settings.max_length, 1 if settings.dedup_by else 0)
+    prefix = view_prefix(project, settings.view_name)
+    return [
+        evalsha(READ, sequence_keys(prefix, entity_key_bytes_from_proto(k)), args)
+        for k in entity_keys
+    ]
+
+
+def decode_rows(read: SequenceRead, replies: Sequence[bytes]) -> List[Row]:
+    """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
+    return [decode_sequence(read.layout, blob, read.requested) for blob in replies]

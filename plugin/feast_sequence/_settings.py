@@ -1,0 +1,195 @@
+"""Sequence settings: the typed, frozen description of a sequence view, stored as reserved tags.
+
+Feast rebuilds plain ``FeatureView`` objects from its registry (a fresh ``FeatureStore``, the feature
+server, Spark executors), so subclass attributes do not survive. Tags do: every setting is written to
+namespaced tags at definition time and read back by :func:`sequence_settings` from any view object.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+from feast.types import Array, FeastType, PrimitiveFeastType
+from feast.value_type import ValueType
+
+from feast_sequence.errors import SequenceDefinitionError
+
+TAG_PREFIX = "feast_sequence."
+TAG_FORMAT = TAG_PREFIX + "format"
+TAG_MAX_LENGTH = TAG_PREFIX + "max_length"
+TAG_DEDUP_BY = TAG_PREFIX + "dedup_by"
+TAG_TIMESTAMP_FIELD = TAG_PREFIX + "timestamp_field"
+
+#: Version of the stored event encoding; bumped when the Redis layout changes incompatibly.
+STORAGE_FORMAT = "1"
+
+#: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
+MAX_LENGTH_CAP = 10_000
+
+#: Element types an event field may have, and the Feast list type a sequence of them is served as.
+EVENT_FIELD_TYPES: Mapping[PrimitiveFeastType, ValueType] = {
+    PrimitiveFeastType.STRING: ValueType.STRING,
+    PrimitiveFeastType.BYTES: ValueType.BYTES,
+    PrimitiveFeastType.INT32: ValueType.INT32,
+    PrimitiveFeastType.INT64: ValueType.INT64,
+    PrimitiveFeastType.FLOAT32: ValueType.FLOAT,
+    PrimitiveFeastType.FLOAT64: ValueType.DOUBLE,
+    PrimitiveFeastType.BOOL: ValueType.BOOL,
+    PrimitiveFeastType.UNIX_TIMESTAMP: ValueType.UNIX_TIMESTAMP,
+}
+
+
+@dataclass(frozen=True)
+class EventField:
+    """One field of an event: its name and the Feast value type of a single event's value."""
+
+    name: str
+    value_type: ValueType
+
+
+@dataclass(frozen=True)
+class SequenceSettings:
+    """What a sequence is: which events it keeps, how they are identified, ordered, capped and expired.
+
+    ``fields`` are the event fields in schema order; ``timestamp_field`` is the source's timestamp
+    column, also served as a list of the events' timestamps.
+    """
+
+    view_name: str
+    join_keys: Tuple[Tuple[str, ValueType], ...]  # (join key, value type), in the view's order
+    fields: Tuple[EventField, ...]
+    timestamp_field: str
+    max_length: int
+    dedup_by: Tuple[str, ...]
+    ttl_seconds: Optional[int]
+
+    @property
+    def field_names(self) -> Tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def served_names(self) -> Tuple[str, ...]:
+        """Every feature name a sequence view serves: the event fields, then the timestamp field."""
+        return self.field_names + (self.timestamp_field,)
+
+    def field(self, name: str) -> EventField:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def validate_max_length(view_name: str, max_length: Any) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not (
+        1 <= max_length <= MAX_LENGTH_CAP
+    ):
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': max_length={max_length!r} is invalid; "
+            f"use an integer from 1 to {MAX_LENGTH_CAP}."
+        )
+    return max_length
+
+
+def validate_dedup_by(
+    view_name: str, dedup_by: Optional[Sequence[str]], field_names: Sequence[str]
+) -> Tuple[str, ...]:
+    if dedup_by is None:
+        return ()
+    if isinstance(dedup_by, str):
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': dedup_by={dedup_by!r} must be a list of field names, "
+            f"e.g. dedup_by=[{dedup_by!r}]."
+        )
+    names = tuple(dedup_by)
+    if not names:
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': dedup_by=[] is empty; omit it to deduplicate exact "
+            "duplicates only, or name at least one field."
+        )
+    for name in names:
+        if name not in field_names:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': dedup_by names unknown field {name!r}; "
+                f"valid fields: {', '.join(sorted(field_names))}."
+            )
+    if len(set(names)) != len(names):
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': dedup_by={list(names)} names a field twice."
+        )
+    return names
+
+
+def element_value_type(view_name: str, field_name: str, dtype: FeastType) -> ValueType:
+    """The value type of one event's value for a field declared with ``dtype`` (scalar or Array)."""
+    base = dtype.base_type if isinstance(dtype, Array) else dtype
+    if isinstance(base, PrimitiveFeastType) and base in EVENT_FIELD_TYPES:
+        return EVENT_FIELD_TYPES[base]
+    allowed = ", ".join(sorted(t.name.title() for t in EVENT_FIELD_TYPES))
+    raise SequenceDefinitionError(
+        f"Sequence view '{view_name}': field {field_name!r} has type {dtype}; "
+        f"event fields must be one of {allowed}."
+    )
+
+
+def settings_tags(max_length: int, dedup_by: Tuple[str, ...], timestamp_field: str) -> dict:
+    return {
+        TAG_FORMAT: STORAGE_FORMAT,
+        TAG_MAX_LENGTH: str(max_length),
+        TAG_DEDUP_BY: json.dumps(list(dedup_by)),
+        TAG_TIMESTAMP_FIELD: timestamp_field,
+    }
+
+
+def is_sequence_view(view: Any) -> bool:
+    """True when ``view`` (any Feast view object, fresh or rebuilt from the registry) is a sequence."""
+    tags = getattr(view, "tags", None) or {}
+    return TAG_MAX_LENGTH in tags
+
+
+def sequence_settings(view: Any) -> SequenceSettings:
+    """Recover the sequence settings of a view object, whatever Feast rebuilt it as.
+
+    Raises ``SequenceDefinitionError`` when the view is not a sequence view or its tags are corrupt.
+    """
+    name = getattr(view, "name", repr(view))
+    tags = getattr(view, "tags", None) or {}
+    if TAG_MAX_LENGTH not in tags:
+        raise SequenceDefinitionError(f"Feature view '{name}' is not a sequence view.")
+    fmt = tags.get(TAG_FORMAT)
+    if fmt != STORAGE_FORMAT:
+        raise SequenceDefinitionError(
+            f"Sequence view '{name}': storage format {fmt!r} is not supported by this version of "
+            f"feast-sequence (expected {STORAGE_FORMAT!r})."
+        )
+    try:
+        max_length = int(tags[TAG_MAX_LENGTH])
+        dedup_raw = json.loads(tags.get(TAG_DEDUP_BY, "[]"))
+    except (TypeError, ValueError) as exc:
+        raise SequenceDefinitionError(
+            f"Sequence view '{name}': reserved tags {TAG_PREFIX}* are corrupt: {exc}"
+        ) from exc
+    timestamp_field = tags.get(TAG_TIMESTAMP_FIELD, "")
+    if not timestamp_field:
+        raise SequenceDefinitionError(
+            f"Sequence view '{name}': tag {TAG_TIMESTAMP_FIELD!r} is missing."
+        )
+    fields = tuple(
+        EventField(f.name, element_value_type(name, f.name, f.dtype))
+        for f in view.features
+        if f.name != timestamp_field
+    )
+    field_names = [f.name for f in fields]
+    ttl = getattr(view, "ttl", None)
+    ttl_seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) and ttl > timedelta(0) else None
+    return SequenceSettings(
+        view_name=name,
+        join_keys=tuple((c.name, c.dtype.to_value_type()) for c in view.entity_columns),
+        fields=fields,
+        timestamp_field=timestamp_field,
+        max_length=validate_max_length(name, max_length),
+        dedup_by=validate_dedup_by(name, dedup_raw or None, field_names),
+        ttl_seconds=ttl_seconds,
+    )

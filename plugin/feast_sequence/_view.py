@@ -1,0 +1,130 @@
+"""``SequenceFeatureView``: a Feast feature view whose features are the last N events of an entity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Dict, List, Optional, Sequence
+
+from feast import Entity, FeatureView, Field, PushSource
+from feast.data_source import DataSource
+from feast.types import Array, UnixTimestamp, from_value_type
+from feast.value_type import ValueType
+
+from feast_sequence._settings import (
+    TAG_PREFIX,
+    element_value_type,
+    settings_tags,
+    validate_dedup_by,
+    validate_max_length,
+)
+from feast_sequence.errors import SequenceDefinitionError
+
+
+class SequenceFeatureView(FeatureView):
+    """One sequence dataset per event type: for each entity, its ``max_length`` newest events.
+
+    ``schema`` lists the event fields with their scalar types; each is served as a list (``Array``)
+    aligned by position, newest first. The source's timestamp field is served too, as
+    ``Array(UnixTimestamp)``. Semantics (identity, ordering, TTL) are in ``docs/concepts.md``.
+
+    The settings live in reserved ``feast_sequence.*`` tags so they survive the registry; recover them
+    from any view object with :func:`feast_sequence.sequence_settings`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        entities: List[Entity],
+        source: DataSource,
+        schema: List[Field],
+        max_length: int,
+        dedup_by: Optional[Sequence[str]] = None,
+        ttl: Optional[timedelta] = None,
+        online: bool = True,
+        offline: bool = False,
+        description: str = "",
+        tags: Optional[Dict[str, str]] = None,
+        owner: str = "",
+    ):
+        validate_max_length(name, max_length)
+        timestamp_field = _timestamp_field_of(name, source)
+        join_keys = [e.join_key for e in entities]
+        features = _served_schema(name, schema, timestamp_field, join_keys)
+        field_names = [f.name for f in schema]
+        dedup = validate_dedup_by(name, dedup_by, field_names)
+        user_tags = dict(tags or {})
+        reserved = sorted(k for k in user_tags if k.startswith(TAG_PREFIX))
+        if reserved:
+            raise SequenceDefinitionError(
+                f"Sequence view '{name}': tags {reserved} use the reserved prefix {TAG_PREFIX!r}."
+            )
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl < timedelta(0)):
+            raise SequenceDefinitionError(
+                f"Sequence view '{name}': ttl={ttl!r} must be a non-negative timedelta or None."
+            )
+        entity_fields = [
+            Field(name=e.join_key, dtype=from_value_type(e.value_type))
+            for e in entities
+            if e.value_type not in (None, ValueType.UNKNOWN)
+        ]
+        super().__init__(
+            name=name,
+            entities=entities,
+            source=source,
+            schema=entity_fields + features,
+            ttl=ttl if ttl is not None else timedelta(0),
+            online=online,
+            offline=offline,
+            description=description,
+            tags={**user_tags, **settings_tags(max_length, dedup, timestamp_field)},
+            owner=owner,
+        )
+
+    @classmethod
+    def from_proto(cls, feature_view_proto, skip_udf: bool = False):  # type: ignore[no-untyped-def]
+        """Registry objects come back as plain ``FeatureView``s; the settings live in their tags."""
+        return FeatureView.from_proto(feature_view_proto, skip_udf=skip_udf)
+
+
+def _timestamp_field_of(view_name: str, source: DataSource) -> str:
+    batch = source.batch_source if isinstance(source, PushSource) else source
+    timestamp_field = getattr(batch, "timestamp_field", "") if batch is not None else ""
+    if not timestamp_field:
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': source '{source.name}' has no timestamp field; "
+            "set timestamp_field on its batch source, events are ordered by it."
+        )
+    return timestamp_field
+
+
+def _served_schema(
+    view_name: str, schema: List[Field], timestamp_field: str, join_keys: List[str]
+) -> List[Field]:
+    """Event fields become list features; the timestamp field is appended as a list of timestamps."""
+    if not schema:
+        raise SequenceDefinitionError(f"Sequence view '{view_name}': schema has no event fields.")
+    seen: set = set()
+    served = []
+    for f in schema:
+        if f.name in seen:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': field {f.name!r} is declared twice."
+            )
+        seen.add(f.name)
+        if f.name == timestamp_field or f.name in join_keys or f.name.startswith("__"):
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': field name {f.name!r} is reserved (the timestamp "
+                "field, a join key, or a name starting with '__'); rename the event field."
+            )
+        element = element_value_type(view_name, f.name, f.dtype)
+        served.append(
+            Field(
+                name=f.name,
+                dtype=Array(from_value_type(element)),
+                description=f.description,
+                tags=f.tags,
+            )
+        )
+    served.append(Field(name=timestamp_field, dtype=Array(UnixTimestamp)))
+    return served

@@ -1,0 +1,23 @@
+"""The exception tree of feast-sequence: one root, one branch per situation."""
+
+from __future__ import annotations
+
+
+class FeastSequenceError(Exception):
+    """Root of every error raised by feast-sequence."""
+
+
+class SequenceDefinitionError(FeastSequenceError, ValueError):
+    """A sequence feature view is defined wrongly (bad max_length, unknown dedup_by field, ...)."""
+
+
+class SequenceInputError(FeastSequenceError, ValueError):
+    """Pushed or source events are invalid; the whole batch was rejected and nothing was written."""
+
+
+class SequenceStoreError(FeastSequenceError):
+    """The Redis sequence store failed (connection, script, configuration)."""
+
+
+class SequenceConfigurationError(FeastSequenceError, ValueError):
+    """feature_store.yaml does not configure what sequence views need (provider, online store)."""

@@ -1,0 +1,1 @@
+"""Example data for the feature repository, the demo, tests and benchmarks."""

@@ -1,0 +1,106 @@
+"""A private ``redis-server`` on a free loopback port, for the demo, tests and benchmarks.
+
+Never a shared default instance: each ``LocalRedis`` gets its own port and data directory and is
+stopped on exit. Append-only persistence can be switched on for restart tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import List, Optional, Type
+
+import redis
+
+from feast_sequence.errors import SequenceConfigurationError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalRedis:
+    """Start with ``with LocalRedis() as r:``; ``r.connection_string`` is ``127.0.0.1:<port>``."""
+
+    def __init__(self, appendonly: bool = False, port: Optional[int] = None, extra_args: Optional[List[str]] = None):
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args or [])
+        self._dir = Path(tempfile.mkdtemp(prefix="feast-sequence-redis-"))
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def connection_string(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def start(self) -> "LocalRedis":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SequenceConfigurationError(
+                "redis-server is not installed. Install it (Debian/Ubuntu: "
+                "'sudo apt-get install redis-server'), or set FEAST_SEQUENCE_REDIS=host:port "
+                "to use an existing Redis."
+            )
+        args = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self._dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--daemonize", "no",
+            "--logfile", str(self._dir / "redis.log"),
+            *self.extra_args,
+        ]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.ConnectionError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    log = (self._dir / "redis.log").read_text() if (self._dir / "redis.log").exists() else ""
+                    raise SequenceConfigurationError(
+                        f"redis-server on port {self.port} did not start:\n{log[-2000:]}"
+                    )
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalRedis":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()

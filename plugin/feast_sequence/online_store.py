@@ -1,0 +1,306 @@
+"""The Redis online store for sequence views; regular views keep Feast's built-in Redis behaviour.
+
+Configure it in ``feature_store.yaml`` (together with ``provider: feast_sequence.SequenceProvider``)::
+
+    online_store:
+      type: feast_sequence.online_store.SequenceRedisOnlineStore
+      connection_string: "localhost:6379"
+
+Every option of Feast's Redis store applies (``redis_type``, ``connection_string`` with password,
+ssl and db, ``key_ttl_seconds`` for regular views, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from datetime import datetime
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+
+import pandas as pd
+from feast import Entity, FeatureView, utils
+from feast.infra.online_stores.redis import (
+    RedisOnlineStore,
+    RedisOnlineStoreConfig,
+    _versioned_fv_name,
+)
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import RepoConfig
+
+from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
+from feast_sequence._codec import EncodedEvents
+from feast_sequence._keys import view_scan_pattern
+from feast_sequence._read import Row, SequenceRead, decode_rows, plan_read, read_commands
+from feast_sequence._redis_io import Command, execute, execute_async
+from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError
+
+PROVIDER_PATH = "feast_sequence.SequenceProvider"
+
+
+class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
+    """Feast's Redis online store options; sequence views need nothing more."""
+
+    type: Literal[
+        "feast_sequence.online_store.SequenceRedisOnlineStore"
+    ] = "feast_sequence.online_store.SequenceRedisOnlineStore"
+
+
+class SequenceRedisOnlineStore(RedisOnlineStore):
+    """Appends events to per-entity sorted sets and serves them as lists, newest first."""
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def write_events(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
+        """Append every row of ``df`` as an event of sequence view ``table``; returns the row count.
+
+        The whole frame is validated before anything is sent, so bad input writes nothing.
+        """
+        settings = sequence_settings(table)
+        events = encode_frame(settings, df)
+        self._append(config, settings, events)
+        return len(events)
+
+    async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
+        settings = sequence_settings(table)
+        events = encode_frame(settings, df)
+        await self._append_async(config, settings, events)
+        return len(events)
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+        progress: Optional[Callable[[int], Any]],
+    ) -> None:
+        if not is_sequence_view(table):
+            return super().online_write_batch(config, table, data, progress)
+        settings = sequence_settings(table)
+        self._append(config, settings, encode_proto_rows(settings, data))
+        if progress:
+            progress(len(data))
+
+    async def online_write_batch_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+        progress: Optional[Callable[[int], Any]],
+    ) -> None:
+        if not is_sequence_view(table):
+            return await super().online_write_batch_async(config, table, data, progress)
+        settings = sequence_settings(table)
+        await self._append_async(config, settings, encode_proto_rows(settings, data))
+        if progress:
+            progress(len(data))
+
+    def _append(self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> None:
+        commands = plan_append(settings, config.project, events)
+        execute(self._get_client(config.online_store), commands, _appending(settings, events))
+
+    async def _append_async(
+        self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents
+    ) -> None:
+        commands = plan_append(settings, config.project, events)
+        client = await self._get_client_async(config.online_store)
+        await execute_async(client, commands, _appending(settings, events))
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: List[EntityKeyProto],
+        requested_features: Optional[List[str]] = None,
+    ) -> List[Row]:
+        if not is_sequence_view(table):
+            return super().online_read(config, table, entity_keys, requested_features)
+        settings = sequence_settings(table)
+        read = plan_read(settings, requested_features)
+        commands = read_commands(settings, config.project, entity_keys)
+        replies = execute(self._get_client(config.online_store), commands, _reading(settings))
+        return decode_rows(read, replies)
+
+    async def online_read_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: List[EntityKeyProto],
+        requested_features: Optional[List[str]] = None,
+    ) -> List[Row]:
+        if not is_sequence_view(table):
+            return await super().online_read_async(config, table, entity_keys, requested_features)
+        settings = sequence_settings(table)
+        read = plan_read(settings, requested_features)
+        commands = read_commands(settings, config.project, entity_keys)
+        client = await self._get_client_async(config.online_store)
+        replies = await execute_async(client, commands, _reading(settings))
+        return decode_rows(read, replies)
+
+    def _read_features_per_fv(
+        self,
+        config: RepoConfig,
+        grouped_refs: List,
+        join_key_values: Dict,
+        entity_name_to_join_key_map: Dict,
+        online_features_response: Any,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """Read every requested view, sequence or regular, in one Redis pipeline."""
+        plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        replies = execute(self._get_client(config.online_store), plan.commands, "reading features")
+        plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+
+    async def _read_features_per_fv_async(
+        self,
+        config: RepoConfig,
+        grouped_refs: List,
+        join_key_values: Dict,
+        entity_name_to_join_key_map: Dict,
+        online_features_response: Any,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        client = await self._get_client_async(config.online_store)
+        replies = await execute_async(client, plan.commands, "reading features")
+        plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+
+    def _plan_request(
+        self,
+        config: RepoConfig,
+        grouped_refs: List,
+        join_key_values: Dict,
+        entity_name_to_join_key_map: Dict,
+    ) -> "_RequestPlan":
+        plan = _RequestPlan()
+        now_us = time.time_ns() // 1000  # one "now" for the whole request
+        for table, requested_features in grouped_refs:
+            values, idxs, output_len = utils._get_unique_entities(
+                table, join_key_values, entity_name_to_join_key_map
+            )
+            entity_keys = utils._get_entity_key_protos(values)
+            if is_sequence_view(table):
+                settings = sequence_settings(table)
+                read = plan_read(settings, requested_features)
+                commands = read_commands(settings, config.project, entity_keys, now_us)
+                plan.add(table, read.requested_names, idxs, output_len, commands, _sequence_decoder(read))
+            else:
+                fv_name = _versioned_fv_name(table, config)
+                redis_keys = self._generate_redis_keys_for_entities(config, entity_keys)
+                # The parent appends its timestamp field to the list it is given: pass a copy.
+                names, hset_keys = self._generate_hset_keys_for_features(
+                    table, list(requested_features), fv_name_override=fv_name
+                )
+                commands = [("HMGET", key, *hset_keys) for key in redis_keys]
+                decode = _regular_decoder(self, fv_name, names)
+                plan.add(table, names, idxs, output_len, commands, decode)
+        return plan
+
+    # --- infrastructure -----------------------------------------------------------------------
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        sequences = [t for t in tables_to_keep if is_sequence_view(t)]
+        if sequences and not _uses_sequence_provider(config):
+            raise SequenceConfigurationError(
+                f"Sequence view(s) {[t.name for t in sequences]} need "
+                f"'provider: {PROVIDER_PATH}' in feature_store.yaml (found {config.provider!r}); "
+                "it turns pushed rows into events."
+            )
+        for table in sequences:
+            sequence_settings(table)  # re-validates the stored settings at `feast apply`
+        regular_deletes = [t for t in tables_to_delete if not is_sequence_view(t)]
+        for table in tables_to_delete:
+            if is_sequence_view(table):
+                self.delete_sequence_view(config, table.name)
+        super().update(config, regular_deletes, tables_to_keep, entities_to_delete, entities_to_keep, partial)
+
+    def teardown(
+        self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]
+    ) -> None:
+        for table in tables:
+            if is_sequence_view(table):
+                self.delete_sequence_view(config, table.name)
+        super().teardown(config, [t for t in tables if not is_sequence_view(t)], entities)
+
+    def delete_sequence_view(self, config: RepoConfig, view_name: str) -> int:
+        """Delete every key of one sequence view in this project; returns how many were deleted."""
+        client = self._get_client(config.online_store)
+        deleted = 0
+        batch: List[bytes] = []
+        for key in client.scan_iter(match=view_scan_pattern(config.project, view_name), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += _delete(client, batch)
+                batch = []
+        return deleted + _delete(client, batch)
+
+
+def _delete(client: Any, keys: List[bytes]) -> int:
+    if not keys:
+        return 0
+    return sum(execute(client, [("UNLINK", k) for k in keys], "deleting a sequence view"))
+
+
+def _uses_sequence_provider(config: RepoConfig) -> bool:
+    from feast_sequence._provider import SequenceProvider  # the provider imports this module
+
+    if "." not in config.provider:
+        return False
+    module_name, class_name = config.provider.rsplit(".", 1)
+    provider_class = getattr(importlib.import_module(module_name), class_name, None)
+    return isinstance(provider_class, type) and issubclass(provider_class, SequenceProvider)
+
+
+def _appending(settings: SequenceSettings, events: EncodedEvents) -> str:
+    return f"appending {len(events)} event(s) to sequence view '{settings.view_name}'"
+
+
+def _reading(settings: SequenceSettings) -> str:
+    return f"reading sequence view '{settings.view_name}'"
+
+
+def _sequence_decoder(read: SequenceRead) -> Callable[[List[Any]], List[Row]]:
+    return lambda replies: decode_rows(read, replies)
+
+
+def _regular_decoder(store: RedisOnlineStore, fv_name: str, names: List[str]) -> Callable[[List[Any]], List[Row]]:
+    return lambda replies: store._convert_redis_values_to_protobuf(replies, fv_name, names)
+
+
+class _RequestPlan:
+    """The commands of one online request and, per view, how to turn their replies into a response."""
+
+    def __init__(self) -> None:
+        self.commands: List[Command] = []
+        self._parts: List[Tuple[Any, List[str], Any, int, int, int, Callable[[List[Any]], List[Row]]]] = []
+
+    def add(self, table, names, idxs, output_len, commands, decode) -> None:  # type: ignore[no-untyped-def]
+        start = len(self.commands)
+        self.commands.extend(commands)
+        self._parts.append((table, names, idxs, output_len, start, len(self.commands), decode))
+
+    def populate(self, replies, response, full_feature_names, include_version_metadata) -> None:  # type: ignore[no-untyped-def]
+        for table, names, idxs, output_len, start, end, decode in self._parts:
+            utils._populate_response_from_feature_data(
+                names,
+                decode(replies[start:end]),
+                idxs,
+                response,
+                full_feature_names,
+                table,
+                output_len,
+                include_version_metadata,
+            )
