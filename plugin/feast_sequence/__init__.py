@@ -24,9 +24,9 @@ from feast_sequence.errors import (
 )
 
 __all__ = [
-    "MAX_LENGTH_CAP",
     "EventField",
     "FeastSequenceError",
+    "MAX_LENGTH_CAP",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

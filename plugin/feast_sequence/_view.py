@@ -117,6 +117,11 @@ def _served_schema(
                 f"Sequence view '{view_name}': field name {f.name!r} is reserved (the timestamp "
                 "field, a join key, or a name starting with '__'); rename the event field."
             )
+        if isinstance(f.dtype, Array):
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': field {f.name!r} has type {f.dtype}; event fields "
+                "must be scalars (each event holds one value; the view serves them as a list)."
+            )
         element = element_value_type(view_name, f.name, f.dtype)
         served.append(
             Field(

@@ -1,0 +1,103 @@
+"""Shared fixtures: a private redis-server for the session, throwaway Feast repositories."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import pytest
+from feast import FeatureStore
+
+from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
+from feast_sequence.local_redis import LocalRedis
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RAW_RETAIL = PROJECT_ROOT / "data/online-retail-ii/online_retail_ii_2009-2010.parquet"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: LocalRedis):
+    client = redis_server.client()
+    client.flushall()
+    return client
+
+
+def feature_store_yaml(project: str, connection_string: str, offline: str = "file") -> str:
+    return textwrap.dedent(
+        f"""\
+        project: {project}
+        provider: feast_sequence.SequenceProvider
+        registry: data/registry.db
+        online_store:
+          type: feast_sequence.online_store.SequenceRedisOnlineStore
+          connection_string: "{connection_string}"
+        offline_store:
+          type: {offline}
+        entity_key_serialization_version: 3
+        """
+    )
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, redis_client, redis_server: LocalRedis) -> Callable[..., FeatureStore]:
+    """Build a FeatureStore in a temporary repository and apply the given objects to it."""
+
+    def make(objects: List, project: str = "", name: str = "repo") -> FeatureStore:
+        repo = tmp_path / name
+        (repo / "data").mkdir(parents=True, exist_ok=True)
+        project = project or "p" + uuid.uuid4().hex[:8]
+        (repo / "feature_store.yaml").write_text(feature_store_yaml(project, redis_server.connection_string))
+        store = FeatureStore(repo_path=str(repo))
+        store.apply(objects)
+        return store
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def retail_events() -> RetailEvents:
+    return load_events(RAW_RETAIL)
+
+
+@pytest.fixture(scope="session")
+def retail_repo(tmp_path_factory, retail_events: RetailEvents, redis_server: LocalRedis) -> Path:
+    """A copy of feature_repo/ with its data, applied once with the real `feast apply` CLI."""
+    repo = tmp_path_factory.mktemp("retail") / "feature_repo"
+    shutil.copytree(PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    write_repo_data(retail_events, repo / "data")
+    apply_repo(repo, redis_server)
+    return repo
+
+
+def apply_repo(repo: Path, redis_server: LocalRedis) -> None:
+    env = {"FEAST_SEQUENCE_REDIS": redis_server.connection_string}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"],
+        capture_output=True,
+        text=True,
+        env={**_environ(), **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _environ() -> dict:
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.fixture
+def retail_store(retail_repo: Path, redis_client, redis_server: LocalRedis, monkeypatch) -> FeatureStore:
+    monkeypatch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
+    return FeatureStore(repo_path=str(retail_repo))
