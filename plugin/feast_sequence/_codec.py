@@ -285,9 +285,13 @@ def decode_sequence(
 
 
 def _bad_row(column: str, series: pd.Series, position: int, problem: str) -> SequenceInputError:
-    label = series.index[position]
+    label, value = series.index[position], series.iloc[position]
+    if isinstance(value, np.generic):  # show 2.5, not np.float64(2.5)
+        value = value.item()
+    if isinstance(label, np.generic):
+        label = label.item()
     return SequenceInputError(
-        f"Column {column!r}, row {position} (index {label!r}): value {series.iloc[position]!r} "
+        f"Column {column!r}, row {position} (index {label!r}): value {value!r} "
         f"{problem}. The batch was rejected; nothing was written."
     )
 

@@ -1,0 +1,86 @@
+"""Event encoding and decoding, entity keys and input conversion: pure logic, no network."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+from feast_sequence import SequenceInputError
+from feast_sequence._codec import (
+    _layout,
+    column_values,
+    decode_sequence,
+    encode_columns,
+    entity_column_bytes,
+    entity_key_bytes_from_proto,
+)
+from feast_sequence._settings import EventField
+
+FIELDS = (
+    EventField("s", ValueType.STRING),
+    EventField("b", ValueType.BYTES),
+    EventField("i32", ValueType.INT32),
+    EventField("i64", ValueType.INT64),
+    EventField("f", ValueType.FLOAT),
+    EventField("d", ValueType.DOUBLE),
+    EventField("ok", ValueType.BOOL),
+    EventField("when", ValueType.UNIX_TIMESTAMP),
+)
+
+
+def test_concatenated_events_decode_as_columns():
+    layout = _layout(FIELDS, ())
+    columns = [["x", "ü"], [b"\x00", b""], [-5, 2**31 - 1], [-(2**63), 7], [1.5, -0.25], [math.pi, 0.0], [True, False], [0, 1_700_000_000]]
+    members, payloads = encode_columns(layout, columns, [1_500_000, 3_000_000])
+    assert payloads is None  # without dedup_by the member is the payload
+    requested = [(f.name, i) for i, f in enumerate(FIELDS)] + [("ts", -1)]
+    newest, values = decode_sequence(layout, members[1] + members[0], requested)
+    assert list(values["s"].string_list_val.val) == ["ü", "x"]
+    assert list(values["b"].bytes_list_val.val) == [b"", b"\x00"]
+    assert list(values["i32"].int32_list_val.val) == [2**31 - 1, -5]
+    assert list(values["i64"].int64_list_val.val) == [7, -(2**63)]
+    assert list(values["f"].float_list_val.val) == [-0.25, 1.5]
+    assert list(values["d"].double_list_val.val) == [0.0, math.pi]
+    assert list(values["ok"].bool_list_val.val) == [False, True]
+    assert list(values["when"].unix_timestamp_list_val.val) == [1_700_000_000, 0]
+    assert list(values["ts"].unix_timestamp_list_val.val) == [3, 1]
+    assert newest.timestamp() == 3
+
+
+def test_empty_sequence_gives_empty_lists_not_nulls():
+    layout = _layout(FIELDS[:1], ())
+    newest, values = decode_sequence(layout, b"", [("s", 0)])
+    assert newest is None and values["s"].WhichOneof("val") == "string_list_val"
+
+
+def test_identity_is_the_dedup_fields_and_sub_second_times_stay_distinct():
+    layout = _layout(FIELDS[:3], (0,))
+    members, payloads = encode_columns(layout, [["a", "a"], [b"", b"x"], [1, 2]], [1, 2])
+    assert members[0] == members[1] and payloads[0] != payloads[1]
+    plain = _layout(FIELDS[:1], ())
+    same_second, _ = encode_columns(plain, [["a", "a"]], [1_000_000, 1_000_001])
+    assert same_second[0] != same_second[1]
+
+
+def test_entity_key_bytes_agree_between_columns_and_protos():
+    df = pd.DataFrame({"b_key": ["x", "y"], "a_key": [1, 2]})
+    from_columns = entity_column_bytes([("b_key", ValueType.STRING), ("a_key", ValueType.INT64)], df)
+    proto = EntityKeyProto(join_keys=["b_key", "a_key"], entity_values=[ValueProto(string_val="y"), ValueProto(int64_val=2)])
+    assert entity_key_bytes_from_proto(proto) == from_columns[1]
+    assert from_columns[0] != from_columns[1] and not from_columns[0].startswith(b"}")
+
+
+def test_floats_that_are_whole_convert_to_ints_and_others_are_rejected():
+    assert column_values("n", ValueType.INT32, pd.Series([1.0, None, 3.0])) == [1, 0, 3]
+    with pytest.raises(SequenceInputError, match=r"Column 'n', row 1 \(index 1\): value 2.5 cannot be converted to INT32"):
+        column_values("n", ValueType.INT32, pd.Series([1.0, 2.5]))
+
+
+def test_strings_are_not_silently_coerced():
+    with pytest.raises(SequenceInputError, match=r"Column 's', row 0 \(index 0\): value 5 cannot be converted to STRING"):
+        column_values("s", ValueType.STRING, pd.Series([5, "a"], dtype=object))
