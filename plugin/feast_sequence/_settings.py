@@ -154,7 +154,7 @@ def sequence_settings(view: Any) -> SequenceSettings:
 
     Raises ``SequenceDefinitionError`` when the view is not a sequence view or its tags are corrupt.
     """
-    name = getattr(view, "name", repr(view))
+    name = getattr(view, "name", "<unnamed view>")
     tags = getattr(view, "tags", None) or {}
     if TAG_MAX_LENGTH not in tags:
         raise SequenceDefinitionError(f"Feature view '{name}' is not a sequence view.")

@@ -1,0 +1,104 @@
+"""`make demo`: apply the example repository, replay the real retail events through `store.push`, and
+read three customers' latest purchases and returns with `store.get_online_features`.
+
+Uses the Redis named by FEAST_SEQUENCE_REDIS (``host:port``), or starts a private redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pandas as pd
+
+from feast_sequence.examples.retail import RAW_FILE, load_events, write_repo_data
+from feast_sequence.local_redis import LocalRedis
+
+FIELDS = ["item_id", "quantity", "unit_price", "event_timestamp"]
+REDIS_ENV = "FEAST_SEQUENCE_REDIS"
+
+
+@contextlib.contextmanager
+def redis_connection() -> Iterator[str]:
+    if os.environ.get(REDIS_ENV):
+        yield os.environ[REDIS_ENV]
+        return
+    with LocalRedis() as server:
+        print(f"Started a private redis-server on {server.connection_string} (set {REDIS_ENV} to use yours).")
+        yield server.connection_string
+
+
+def replay(store, source: str, events: pd.DataFrame, batch_rows: int) -> float:
+    """Push events in time order, `batch_rows` per push; returns events per second."""
+    ordered = events.sort_values("event_timestamp", kind="stable")
+    start = time.perf_counter()
+    for offset in range(0, len(ordered), batch_rows):
+        store.push(source, ordered.iloc[offset : offset + batch_rows])
+    return len(ordered) / (time.perf_counter() - start)
+
+
+def show(store, customer: int) -> None:
+    refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
+    out = store.get_online_features(features=refs, entity_rows=[{"customer_id": customer}], full_feature_names=True).to_dict()
+    print(f"\nCustomer {customer}")
+    for view, label in (("customer_purchases", "latest purchases"), ("customer_returns", "latest returns")):
+        columns = {f: out[f"{view}__{f}"][0] for f in FIELDS}
+        print(f"  {label} ({len(columns['item_id'])} kept):")
+        frame = pd.DataFrame(columns).head(5)
+        frame["unit_price"] = frame["unit_price"].round(2)
+        print("    " + frame.to_string(index=False).replace("\n", "\n    ") if len(frame) else "    (none)")
+
+
+def read_latency_ms(store, customers: List[int], reads: int) -> List[float]:
+    refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
+    timings = []
+    for k in range(reads):
+        start = time.perf_counter()
+        store.get_online_features(features=refs, entity_rows=[{"customer_id": customers[k % len(customers)]}], full_feature_names=True
+        ).to_dict()
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path("feature_repo"))
+    parser.add_argument("--raw", type=Path, default=RAW_FILE)
+    parser.add_argument("--batch-rows", type=int, default=5000)
+    args = parser.parse_args(argv)
+
+    events = load_events(args.raw)
+    write_repo_data(events, args.repo / "data")
+    with redis_connection() as connection:
+        os.environ[REDIS_ENV] = connection
+        feast_cli = Path(sys.executable).parent / "feast"
+        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True)
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=str(args.repo))
+        print(f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns through store.push ...")
+        purchase_rate = replay(store, "purchase_push", events.purchases, args.batch_rows)
+        return_rate = replay(store, "return_push", events.returns, args.batch_rows)
+        print(f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s ({args.batch_rows:,} rows per push)")
+
+        busiest = events.returns["customer_id"].value_counts().index[:3].tolist()
+        for customer in busiest:
+            show(store, int(customer))
+        timings = read_latency_ms(store, busiest, reads=300)
+        quantiles = statistics.quantiles(timings, n=100)
+        print(
+            f"\nget_online_features, 1 customer, 2 sequence views x 4 fields, {len(timings)} reads: "
+            f"p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""`make bench`: this store against Feast's built-in Redis store, side by side on one private Redis.
+
+Prints a table and writes the figures as JSON to $BENCH_OUT (default build/bench.json). Every ratio
+compares two measurements taken in the same run, interleaved, so machine noise affects both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import pandas as pd
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Array, Float32, Int64, String, UnixTimestamp
+
+from feast_sequence import SequenceFeatureView
+from feast_sequence.local_redis import LocalRedis
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+RNG_SEED = 20261125
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+EVENT_FIELDS = [Field(name="item_id", dtype=String), Field(name="quantity", dtype=Int64), Field(name="price", dtype=Float32)]
+
+
+def _source(name: str, data: Path) -> PushSource:
+    return PushSource(name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(data / f"{name}.parquet"), timestamp_field="ts"))
+
+
+def _repo(root: Path, project: str, provider: str, store_type: str, connection: str) -> Path:
+    repo = root / project
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            project: {project}
+            provider: {provider}
+            registry: data/registry.db
+            online_store:
+              type: {store_type}
+              connection_string: "{connection}"
+            offline_store:
+              type: file
+            entity_key_serialization_version: 3
+            """
+        )
+    )
+    return repo
+
+
+def sequence_store(root: Path, connection: str) -> FeatureStore:
+    repo = _repo(root, "seq", "feast_sequence.SequenceProvider", "feast_sequence.online_store.SequenceRedisOnlineStore", connection)
+    data = repo / "data"
+    views = [
+        SequenceFeatureView(name=name, entities=[customer], source=_source(name, data), schema=EVENT_FIELDS, max_length=n, **extra)
+        for name, n, extra in [
+            ("seq_a", 100, {}),
+            ("seq_b", 100, {}),
+            ("seq_dedup", 100, {"dedup_by": ["item_id"]}),
+            ("seq_short", 10, {}),
+            ("seq_long", 10_000, {}),
+            ("seq_1000", 1000, {}),
+        ]
+    ]
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([customer, *views])
+    return store
+
+
+def builtin_store(root: Path, connection: str) -> FeatureStore:
+    repo = _repo(root, "base", "local", "redis", connection)
+    data = repo / "data"
+    regular = FeatureView(name="regular", entities=[customer], source=_source("regular", data), schema=EVENT_FIELDS, ttl=timedelta(0))
+    array_fields = [
+        Field(name=f"{p}_{f}", dtype=Array(t))
+        for p in ("a", "b")
+        for f, t in (("item_id", String), ("quantity", Int64), ("price", Float32), ("ts", UnixTimestamp))
+    ]
+    arrays = FeatureView(name="arrays", entities=[customer], source=_source("arrays", data), schema=array_fields, ttl=timedelta(0))
+    # Feast's push lists every view of the registry, so both repositories hold six views.
+    fillers = [
+        FeatureView(name=f"filler_{k}", entities=[customer], source=_source(f"filler_{k}", data), schema=EVENT_FIELDS, ttl=timedelta(0))
+        for k in range(4)
+    ]
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([customer, regular, arrays, *fillers])
+    return store
+
+
+def events(n: int, users: int, start_s: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, users, n).astype("int64"),
+            "item_id": [f"item_{k:05d}" for k in rng.integers(0, 5000, n)],
+            "quantity": rng.integers(1, 50, n).astype("int64"),
+            "price": rng.uniform(0.5, 30, n).astype("float32"),
+            "ts": pd.to_datetime(start_s + np.arange(n), unit="s", utc=True),
+        }
+    )
+
+
+def full_sequences(users: int, per_user: int, seed: int) -> pd.DataFrame:
+    df = events(users * per_user, users, 0, seed)
+    df["customer_id"] = np.repeat(np.arange(users), per_user)
+    return df
+
+
+def as_arrays(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per customer holding its events as lists, newest first (the built-in layout)."""
+    ordered = df.sort_values("ts", ascending=False)
+    grouped = ordered.groupby("customer_id", sort=True)
+    out = pd.DataFrame({"customer_id": grouped.size().index.astype("int64")})
+    for prefix in ("a", "b"):
+        out[f"{prefix}_item_id"] = grouped["item_id"].apply(list).to_list()
+        out[f"{prefix}_quantity"] = grouped["quantity"].apply(list).to_list()
+        out[f"{prefix}_price"] = grouped["price"].apply(lambda s: [float(v) for v in s]).to_list()
+        out[f"{prefix}_ts"] = grouped["ts"].apply(lambda s: [t.to_pydatetime() for t in s]).to_list()
+    out["ts"] = pd.Timestamp(T0)
+    return out
+
+
+def p50(samples: List[float]) -> float:
+    return statistics.median(samples)
+
+
+def p99(samples: List[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(a: Callable[[int], object], b: Callable[[int], object], repeats: int) -> tuple:
+    """Time a(i) and b(i) alternately, so drift on the machine hits both alike."""
+    ta, tb = [], []
+    for i in range(repeats):
+        ta.append(timed(lambda: a(i)))
+        tb.append(timed(lambda: b(i)))
+    return ta, tb
+
+
+def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
+    seq = sequence_store(root, redis.connection_string)
+    base = builtin_store(root, redis.connection_string)
+    client = redis.client()
+    results: Dict[str, float] = {}
+
+    # Batch push: 10,000 events for 1,000 users in one push, fresh timestamps each repetition.
+    batches = [events(10_000, 1000, 1_000_000 * (i + 1), seed=i) for i in range(7)]
+    seq.push("seq_a_push", batches[0])
+    base.push("regular_push", batches[0])  # warm both paths
+    t_seq, t_base = interleaved(lambda i: seq.push("seq_a_push", batches[i]), lambda i: base.push("regular_push", batches[i]), 7)
+    results["push_batch_events_per_s"] = 10_000 / p50(t_seq)
+    results["push_batch_events_per_s_builtin"] = 10_000 / p50(t_base)
+    results["push_batch_ratio"] = p50(t_base) / p50(t_seq)
+
+    # Single-event push latency.
+    singles = events(400, 1000, 50_000_000, seed=99)
+    t_seq, t_base = interleaved(
+        lambda i: seq.push("seq_a_push", singles.iloc[i : i + 1]), lambda i: base.push("regular_push", singles.iloc[i : i + 1]), 400
+    )
+    results["push_single_p50_ms"] = p50(t_seq) * 1000
+    results["push_single_p50_ms_builtin"] = p50(t_base) * 1000
+    results["push_single_p50_ratio"] = p50(t_seq) / p50(t_base)
+
+    # Freshness: push in one client, read it back in another.
+    reader = FeatureStore(repo_path=str(seq.repo_path))
+    fresh = events(300, 1, 90_000_000, seed=5).assign(customer_id=123_456)
+    latencies = []
+    for i in range(len(fresh)):
+        want = fresh["item_id"].iloc[i]
+        start = time.perf_counter()
+        seq.push("seq_a_push", fresh.iloc[i : i + 1])
+        while reader.get_online_features(features=["seq_a:item_id"], entity_rows=[{"customer_id": 123_456}]).to_dict()["item_id"][0][:1] != [want]:
+            pass
+        latencies.append((time.perf_counter() - start) * 1000)
+    results["freshness_p50_ms"] = p50(latencies)
+    results["freshness_p99_ms"] = p99(latencies)
+
+    # Reads: two views of 100 events x 3 fields + timestamps, vs the same data as arrays.
+    client.flushall()
+    seq = sequence_store(root / "again", redis.connection_string)
+    base = builtin_store(root / "again", redis.connection_string)
+    full = full_sequences(1000, 100, seed=11)
+    seq.push("seq_a_push", full)
+    seq.push("seq_b_push", full)
+    base.push("arrays_push", as_arrays(full))
+    seq_refs = [f"seq_{v}:{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
+    base_refs = [f"arrays:{v}_{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
+    check = seq.get_online_features(features=seq_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["item_id"][0]
+    assert check == base.get_online_features(features=base_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["a_item_id"][0]
+    for n, repeats in ((1, 400), (100, 100)):
+        rows = [[{"customer_id": int(c)} for c in np.random.default_rng(i).choice(1000, n, replace=False)] for i in range(repeats)]
+        t_seq, t_base = interleaved(
+            lambda i: seq.get_online_features(features=seq_refs, entity_rows=rows[i], full_feature_names=True),
+            lambda i: base.get_online_features(features=base_refs, entity_rows=rows[i], full_feature_names=True),
+            repeats,
+        )
+        results[f"read_{n}_p50_ms"] = p50(t_seq) * 1000
+        results[f"read_{n}_p50_ms_builtin"] = p50(t_base) * 1000
+        results[f"read_{n}_p50_ratio"] = p50(t_seq) / p50(t_base)
+
+    # Write cost with full sequences: max_length 10,000 vs 10, 10 users, same new events.
+    prefill = full_sequences(10, 10_000, seed=12)
+    seq.push("seq_long_push", prefill)
+    seq.push("seq_short_push", prefill)
+    extra = [events(1000, 10, 10_000_000 * (i + 1), seed=100 + i) for i in range(7)]
+    t_long, t_short = interleaved(lambda i: seq.push("seq_long_push", extra[i]), lambda i: seq.push("seq_short_push", extra[i]), 7)
+    results["write_cost_ratio"] = p50(t_long) / p50(t_short)
+
+    # Read-append-write on the built-in store at N = 1,000 vs appending one event here.
+    seq.push("seq_1000_push", full_sequences(20, 1000, seed=13))
+    base_full = as_arrays(full_sequences(20, 1000, seed=13))
+    base.push("arrays_push", base_full)
+    new = events(60, 20, 400_000_000, seed=14)
+
+    def read_append_write(i: int) -> None:
+        row = new.iloc[i]
+        refs = ["arrays:a_item_id", "arrays:a_quantity", "arrays:a_price", "arrays:a_ts"]
+        current = base.get_online_features(features=refs, entity_rows=[{"customer_id": int(row.customer_id)}]).to_dict()
+        updated = base_full[base_full["customer_id"] == row.customer_id].copy()
+        updated["a_item_id"] = [([row.item_id] + current["a_item_id"][0])[:1000]]
+        updated["a_quantity"] = [([int(row.quantity)] + current["a_quantity"][0])[:1000]]
+        updated["a_price"] = [([float(row.price)] + current["a_price"][0])[:1000]]
+        updated["a_ts"] = [([row.ts.to_pydatetime()] + current["a_ts"][0])[:1000]]
+        updated["ts"] = pd.Timestamp(T0) + timedelta(seconds=i + 1)
+        base.push("arrays_push", updated)
+
+    t_seq, t_rmw = interleaved(lambda i: seq.push("seq_1000_push", new.iloc[i : i + 1]), read_append_write, 60)
+    results["rmw_speedup"] = p50(t_rmw) / p50(t_seq)
+
+    # Memory per stored event at N = 100: 1,000 users x 100 events.
+    memory = full_sequences(1000, 100, seed=15)
+    unique_items = memory.assign(item_id=[f"item_{k:06d}" for k in range(len(memory))])
+    per_event = {}
+    for label, stored_events, load in (
+        ("seq", 2 * len(memory), lambda: (seq.push("seq_a_push", memory), seq.push("seq_b_push", memory))),
+        ("seq_dedup", len(memory), lambda: seq.push("seq_dedup_push", unique_items)),
+        ("builtin", 2 * len(memory), lambda: base.push("arrays_push", as_arrays(memory))),
+    ):
+        client.flushall()
+        before = client.info("memory")["used_memory"]
+        load()
+        per_event[label] = (client.info("memory")["used_memory"] - before) / stored_events
+    results["memory_bytes_per_event"] = per_event["seq"]
+    results["memory_bytes_per_event_dedup_by"] = per_event["seq_dedup"]
+    results["memory_bytes_per_event_builtin"] = per_event["builtin"]
+    results["memory_ratio"] = per_event["seq"] / per_event["builtin"]
+    results["memory_ratio_dedup_by"] = per_event["seq_dedup"] / per_event["builtin"]
+    return results
+
+
+TARGETS = {
+    "push_batch_ratio": (">=", 1.5),
+    "push_single_p50_ratio": ("<=", 1.0),
+    "freshness_p99_ms": ("<=", 10.0),
+    "read_1_p50_ratio": ("<=", 1.5),
+    "read_100_p50_ratio": ("<=", 1.5),
+    "write_cost_ratio": ("<=", 1.3),
+    "rmw_speedup": (">=", 10.0),
+    "memory_ratio": ("<=", 2.0),
+}
+
+
+def machine() -> Dict[str, str]:
+    import feast
+    import redis as redis_py
+
+    with LocalRedis() as r:
+        server = r.client().info("server")["redis_version"]
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "feast": feast.__version__,
+        "redis_py": redis_py.__version__,
+        "redis_server": server,
+    }
+
+
+def main() -> int:
+    out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
+    with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
+        results = run(redis, Path(tmp))
+    info = machine()
+    print(f"feast-sequence benchmarks, {info['date']}, {info['platform']}, {info['cpus']} CPUs, "
+          f"Python {info['python']}, Feast {info['feast']}, Redis {info['redis_server']}")
+    print(f"{'figure':36} {'value':>12}  target")
+    for key, value in results.items():
+        target = TARGETS.get(key)
+        verdict = ""
+        if target:
+            op, bound = target
+            ok = value >= bound if op == ">=" else value <= bound
+            verdict = f"{op} {bound:g}  {'met' if ok else 'MISSED'}"
+        print(f"{key:36} {value:12.3f}  {verdict}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
