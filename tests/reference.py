@@ -22,12 +22,12 @@ def reference_sequences(
         [NULL_DEFAULTS[f.value_type] if e.get(f.name) is None else e[f.name] for e in events]
         for f in settings.fields
     ]
-    members, payloads = encode_columns(layout, columns, [e["timestamp_us"] for e in events])
-    payloads = payloads if payloads is not None else members
+    members, identities = encode_columns(layout, columns, [e["timestamp_us"] for e in events])
+    identities = identities if identities is not None else members
     best: Dict[Tuple[Any, bytes], Tuple[int, bytes, Event]] = {}
-    for event, identity, payload in zip(events, members, payloads):
+    for event, identity, member in zip(events, identities, members):
         key = (event["entity"], identity)
-        candidate = (event["timestamp_us"], payload, event)
+        candidate = (event["timestamp_us"], member, event)
         if key not in best or candidate[:2] > best[key][:2]:
             best[key] = candidate
     by_entity: Dict[Any, List[Tuple[int, bytes, Event]]] = {}

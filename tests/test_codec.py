@@ -36,10 +36,10 @@ FIELDS = (
 def test_concatenated_events_decode_as_columns():
     layout = _layout(FIELDS, ())
     columns = [["x", "ü"], [b"\x00", b""], [-5, 2**31 - 1], [-(2**63), 7], [1.5, -0.25], [math.pi, 0.0], [True, False], [0, 1_700_000_000]]
-    members, payloads = encode_columns(layout, columns, [1_500_000, 3_000_000])
-    assert payloads is None  # without dedup_by the member is the payload
+    members, identities = encode_columns(layout, columns, [1_500_000, 3_000_000])
+    assert identities is None  # without dedup_by the identity is the whole member
     requested = [(f.name, i) for i, f in enumerate(FIELDS)] + [("ts", -1)]
-    newest, values = decode_sequence(layout, members[1] + members[0], requested)
+    newest, values = decode_sequence(layout, [members[1], members[0]], requested)
     assert list(values["s"].string_list_val.val) == ["ü", "x"]
     assert list(values["b"].bytes_list_val.val) == [b"", b"\x00"]
     assert list(values["i32"].int32_list_val.val) == [2**31 - 1, -5]
@@ -54,14 +54,18 @@ def test_concatenated_events_decode_as_columns():
 
 def test_empty_sequence_gives_empty_lists_not_nulls():
     layout = _layout(FIELDS[:1], ())
-    newest, values = decode_sequence(layout, b"", [("s", 0)])
+    newest, values = decode_sequence(layout, [], [("s", 0)])
     assert newest is None and values["s"].WhichOneof("val") == "string_list_val"
 
 
 def test_identity_is_the_dedup_fields_and_sub_second_times_stay_distinct():
-    layout = _layout(FIELDS[:3], (0,))
-    members, payloads = encode_columns(layout, [["a", "a"], [b"", b"x"], [1, 2]], [1, 2])
-    assert members[0] == members[1] and payloads[0] != payloads[1]
+    layout = _layout(FIELDS[:3], (2, 0))
+    members, identities = encode_columns(layout, [["a", "a"], [b"", b"x"], [1, 1]], [1, 2])
+    assert identities[0] == identities[1] and members[0] != members[1]
+    assert all(m.startswith(i) for m, i in zip(members, identities))
+    _, values = decode_sequence(layout, members, [("s", 0), ("b", 1), ("i32", 2)])
+    assert list(values["s"].string_list_val.val) == ["a", "a"]  # reordered fields parse the same
+    assert list(values["b"].bytes_list_val.val) == [b"", b"x"]
     plain = _layout(FIELDS[:1], ())
     same_second, _ = encode_columns(plain, [["a", "a"]], [1_000_000, 1_000_001])
     assert same_second[0] != same_second[1]

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from feast_sequence import sequence_settings
-from feast_sequence._codec import encode_columns, layout_for
 from feast_sequence._append import encode_frame
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
@@ -21,8 +20,8 @@ def pandas_reference(settings, events: pd.DataFrame) -> pd.DataFrame:
         {
             "customer_id": events["customer_id"].to_numpy(),
             "ts": encoded.scores_us,
-            "identity": encoded.members,
-            "payload": encoded.payloads if encoded.payloads is not None else encoded.members,
+            "identity": encoded.identities if encoded.identities is not None else encoded.members,
+            "payload": encoded.members,
             "row": np.arange(len(events)),
         }
     )

@@ -46,8 +46,8 @@ def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
     entity_keys = entity_column_bytes(settings.join_keys, df)
     timestamps_us = timestamps_to_us(settings.timestamp_field, df[settings.timestamp_field]).tolist()
     columns = [column_values(f.name, f.value_type, df[f.name]) for f in settings.fields]
-    members, payloads = encode_columns(layout_for(settings), columns, timestamps_us)
-    return EncodedEvents(entity_keys, timestamps_us, members, payloads)
+    members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
+    return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
 def _datetime_to_us(ts: datetime) -> int:
@@ -82,8 +82,8 @@ def encode_proto_rows(
                 )
             value = feast_value_type_to_python_type(proto) if kind is not None else None
             column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
-    members, payloads = encode_columns(layout_for(settings), columns, timestamps_us)
-    return EncodedEvents(entity_keys, timestamps_us, members, payloads)
+    members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
+    return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
 def _scalar(field: Any, value: Any) -> Any:
@@ -103,20 +103,20 @@ def plan_append(
     header = (
         settings.max_length,
         (settings.ttl_seconds or 0) * 1000,
-        1 if events.payloads is not None else 0,
+        len(settings.dedup_by),
     )
     commands: List[Command] = []
-    scores, members, payloads = events.scores_us, events.members, events.payloads
+    scores, members, identities = events.scores_us, events.members, events.identities
     for entity_key, positions in by_entity.items():
         keys = sequence_keys(prefix, entity_key)
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
             args: List[Any] = list(header)
-            if payloads is None:
+            if identities is None:
                 for i in chunk:
                     args += (scores[i], members[i])
             else:
                 for i in chunk:
-                    args += (scores[i], members[i], payloads[i])
+                    args += (scores[i], members[i], identities[i])
             commands.append(evalsha(APPEND, keys, args))
     return commands

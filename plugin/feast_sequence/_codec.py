@@ -169,15 +169,15 @@ def _element_encoder(value_type: ValueType, field_number: int) -> Callable[[Any]
 class EncodedEvents:
     """A batch of events ready for Redis, in input row order.
 
-    ``members`` are the sorted-set members: the identity key of each event. For views with
-    ``dedup_by`` the payloads (all fields) are kept apart, keyed by identity; otherwise the member
-    is the payload itself (identity = every field plus the timestamp) and ``payloads`` is None.
+    ``members`` are the stored events (sorted-set members). With ``dedup_by`` each member starts
+    with the event's identity (its dedup_by fields, in dedup_by order), given in ``identities``;
+    without it the identity is the whole member and ``identities`` is None.
     """
 
     entity_keys: List[bytes]
     scores_us: List[int]
     members: List[bytes]
-    payloads: Optional[List[bytes]]
+    identities: Optional[List[bytes]]
 
     def __len__(self) -> int:
         return len(self.members)
@@ -186,7 +186,12 @@ class EncodedEvents:
 def encode_columns(
     layout: EventLayout, columns: Sequence[Sequence[Any]], timestamps_us: Sequence[int]
 ) -> Tuple[List[bytes], Optional[List[bytes]]]:
-    """Encode events given column-wise (nulls already replaced by defaults). Returns members, payloads."""
+    """Encode events given column-wise (nulls already replaced by defaults).
+
+    Returns the members and, for views with dedup_by, the identities (a prefix of each member).
+    Field order inside a member does not change how it parses (each element carries its field
+    number), so the dedup_by fields go first and the identity needs no bytes of its own.
+    """
     encoded_columns = [
         list(map(_element_encoder(f.value_type, i + 1), col))
         for i, (f, col) in enumerate(zip(layout.fields, columns))
@@ -197,12 +202,13 @@ def encode_columns(
         + (us_tag + _varint(_zigzag(us % 1_000_000)) if us % 1_000_000 else b"")
         for us in timestamps_us
     ]
-    payloads = [b"".join(parts) for parts in zip(*encoded_columns, time_chunks)]
     if not layout.deduplicated:
-        return payloads, None
-    dedup_columns = [encoded_columns[p] for p in layout.dedup_positions]
-    identities = [b"".join(parts) for parts in zip(*dedup_columns)]
-    return identities, payloads
+        return [b"".join(parts) for parts in zip(*encoded_columns, time_chunks)], None
+    identity_columns = [encoded_columns[p] for p in layout.dedup_positions]
+    other_columns = [c for i, c in enumerate(encoded_columns) if i not in layout.dedup_positions]
+    identities = [b"".join(parts) for parts in zip(*identity_columns)]
+    members = [b"".join(parts) for parts in zip(identities, *other_columns, time_chunks)]
+    return members, identities
 
 
 # --- entity keys --------------------------------------------------------------------------------
@@ -257,14 +263,14 @@ def list_field_name(value_type: ValueType) -> str:
 
 
 def decode_sequence(
-    layout: EventLayout, blob: bytes, requested: Sequence[Tuple[str, int]]
+    layout: EventLayout, members: Sequence[bytes], requested: Sequence[Tuple[str, int]]
 ) -> Tuple[Optional[datetime], Dict[str, ValueProto]]:
-    """Turn a stored sequence (concatenated events, newest first) into Feast list values.
+    """Turn a stored sequence (its members, newest first) into Feast list values.
 
     ``requested`` pairs each requested feature name with its field index, or -1 for the timestamp
     field. Returns the newest event's time (None when empty) and one ``ValueProto`` per feature.
     """
-    message = layout.message_class.FromString(blob)
+    message = layout.message_class.FromString(b"".join(members))
     out: Dict[str, ValueProto] = {}
     for name, index in requested:
         value = ValueProto()

@@ -12,8 +12,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence._codec import EventLayout, decode_sequence, entity_key_bytes_from_proto, layout_for
 from feast_sequence._keys import sequence_keys, view_prefix
-from feast_sequence._redis_io import Command, evalsha
-from feast_sequence._scripts import READ
+from feast_sequence._redis_io import Command
 from feast_sequence._settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 
@@ -52,20 +51,20 @@ def read_commands(
     now_us: Optional[int] = None,
     limit: Optional[int] = None,
 ) -> List[Command]:
-    """One script call per entity: its newest ``limit`` (default max_length) unexpired events."""
+    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events."""
     if settings.ttl_seconds:
         now_us = now_us if now_us is not None else time.time_ns() // 1000
         oldest: object = now_us - settings.ttl_seconds * 1_000_000
     else:
         oldest = "-inf"
-    args = (oldest, limit or settings.max_length, 1 if settings.dedup_by else 0)
+    count = limit or settings.max_length
     prefix = view_prefix(project, settings.view_name)
     return [
-        evalsha(READ, sequence_keys(prefix, entity_key_bytes_from_proto(k)), args)
+        ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key_bytes_from_proto(k))[0], "+inf", oldest, "LIMIT", 0, count)
         for k in entity_keys
     ]
 
 
-def decode_rows(read: SequenceRead, replies: Sequence[bytes]) -> List[Row]:
+def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:
     """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
-    return [decode_sequence(read.layout, blob, read.requested) for blob in replies]
+    return [decode_sequence(read.layout, members, read.requested) for members in replies]

@@ -1,7 +1,8 @@
-"""The Lua scripts that make each sequence operation atomic inside Redis.
+"""The Lua script that makes appending events to a sequence atomic inside Redis.
 
-Both scripts touch only the keys of one (view, entity) pair, which share a hash slot, so they run
-unchanged on Redis Cluster. Scripts run by SHA; see ``_redis_io`` for loading on NOSCRIPT.
+It touches only the keys of one (view, entity) pair, which share a hash slot, so it runs unchanged
+on Redis Cluster. Reads need no script: a sequence is one ZREVRANGEBYSCORE. Scripts run by SHA;
+see ``_redis_io`` for loading on NOSCRIPT.
 """
 
 from __future__ import annotations
@@ -19,21 +20,21 @@ class LuaScript:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
-# KEYS[1] sorted set (score = event time in microseconds, member = identity key)
-# KEYS[2] hash identity -> payload (views with dedup_by only)
-# ARGV[1] max_length, ARGV[2] ttl in ms (0 = none), ARGV[3] '1' when the view has dedup_by,
-# then the events: score, member (no dedup_by) or score, identity, payload (dedup_by).
+# KEYS[1] sorted set: score = event time in microseconds, member = the stored event
+# KEYS[2] hash identity -> score of the stored version (views with dedup_by only)
+# ARGV[1] max_length, ARGV[2] ttl in ms (0 = none), ARGV[3] number of dedup_by fields (0 = none),
+# then the events: score, member (no dedup_by) or score, member, identity (dedup_by).
 #
 # Why this is order-independent: the set always holds the max_length best events of the
-# deduplicated history, best = (timestamp, identity bytes) descending. An event whose identity is
-# present replaces it only if it wins on (timestamp, payload bytes); an identity that was trimmed
+# deduplicated history, best = (timestamp, member bytes) descending. An event whose identity is
+# present replaces it only if it wins on (timestamp, member bytes); an identity that was trimmed
 # lost to max_length better events, so any older version of it would be trimmed again.
 APPEND = LuaScript(
     r"""
 local zkey, hkey = KEYS[1], KEYS[2]
 local max_length = tonumber(ARGV[1])
 local ttl_ms = tonumber(ARGV[2])
-local dedup = ARGV[3] == '1'
+local identity_fields = tonumber(ARGV[3])
 
 -- Byte-wise comparison: Lua's '<' on strings uses strcoll, which depends on the locale.
 local function bytes_greater(a, b)
@@ -45,22 +46,55 @@ local function bytes_greater(a, b)
   return #a > #b
 end
 
-if dedup then
+-- A member starts with its identity: its first `identity_fields` protobuf elements.
+local function read_varint(m, pos)
+  local value, scale, b = 0, 1, 128
+  while b >= 128 do
+    b = string.byte(m, pos)
+    pos = pos + 1
+    value = value + (b % 128) * scale
+    scale = scale * 128
+  end
+  return value, pos
+end
+local function identity_of(m)
+  local pos, tag, len = 1, 0, 0
+  for _ = 1, identity_fields do
+    tag, pos = read_varint(m, pos)
+    local wire = tag % 8
+    if wire == 0 then _, pos = read_varint(m, pos)
+    elseif wire == 1 then pos = pos + 8
+    elseif wire == 5 then pos = pos + 4
+    else len, pos = read_varint(m, pos); pos = pos + len end
+  end
+  return string.sub(m, 1, pos - 1)
+end
+
+-- The stored member of a known identity: the one member with its score that it prefixes.
+local function stored_member(id, score)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, score, score)) do
+    if string.sub(m, 1, #id) == id then return m end
+  end
+  return nil
+end
+
+if identity_fields > 0 then
   for i = 4, #ARGV, 3 do
-    local score, id, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local old = redis.call('HGET', hkey, id)
-    local wins = true
-    if old then
-      local s, old_s = tonumber(score), tonumber(redis.call('ZSCORE', zkey, id))
-      wins = s > old_s or (s == old_s and bytes_greater(payload, old))
+    local score, member, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local old_score = redis.call('HGET', hkey, id)
+    local old = old_score and stored_member(id, old_score)
+    if old_score and not old then
+      return redis.error_reply('feast_sequence: ' .. zkey .. ' lost the event of a known identity')
     end
-    if wins then
-      redis.call('ZADD', zkey, score, id)
-      redis.call('HSET', hkey, id, payload)
+    local s = tonumber(score)
+    if not old or s > tonumber(old_score) or (s == tonumber(old_score) and bytes_greater(member, old)) then
+      if old then redis.call('ZREM', zkey, old) end
+      redis.call('ZADD', zkey, score, member)
+      redis.call('HSET', hkey, id, score)
     end
   end
 else
-  -- Members embed the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
+  -- The member embeds the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
   local batch = {}
   for i = 4, #ARGV, 2 do
     batch[#batch + 1] = ARGV[i]
@@ -76,8 +110,9 @@ end
 local n = redis.call('ZCARD', zkey)
 if n > max_length then
   local last = n - max_length - 1
-  if dedup then
+  if identity_fields > 0 then
     local gone = redis.call('ZRANGE', zkey, 0, last)
+    for j = 1, #gone do gone[j] = identity_of(gone[j]) end
     for j = 1, #gone, 1000 do
       redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
     end
@@ -91,30 +126,9 @@ if ttl_ms > 0 then
   if newest[2] then
     local expire_at = string.format('%.0f', math.floor(tonumber(newest[2]) / 1000) + ttl_ms)
     redis.call('PEXPIREAT', zkey, expire_at)
-    if dedup then redis.call('PEXPIREAT', hkey, expire_at) end
+    if identity_fields > 0 then redis.call('PEXPIREAT', hkey, expire_at) end
   end
 end
 return n
-"""
-)
-
-# KEYS as above. ARGV[1] oldest servable score ('-inf' without TTL), ARGV[2] how many events,
-# ARGV[3] '1' for dedup views. Returns the events newest first, concatenated into one string: the
-# serialized message whose repeated fields are the sequence's columns (see _codec).
-READ = LuaScript(
-    r"""
-local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #ids == 0 or ARGV[3] ~= '1' then return table.concat(ids) end
-local payloads = {}
-for j = 1, #ids, 1000 do
-  local part = redis.call('HMGET', KEYS[2], unpack(ids, j, math.min(j + 999, #ids)))
-  for k = 1, #part do
-    if not part[k] then
-      return redis.error_reply('feast_sequence: sequence ' .. KEYS[1] .. ' lost the payload of an event')
-    end
-    payloads[#payloads + 1] = part[k]
-  end
-end
-return table.concat(payloads)
 """
 )
