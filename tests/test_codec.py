@@ -14,6 +14,7 @@ from feast_sequence import SequenceInputError
 from feast_sequence._codec import (
     _layout,
     column_values,
+    decode_plan,
     decode_sequence,
     encode_columns,
     entity_column_bytes,
@@ -39,7 +40,7 @@ def test_concatenated_events_decode_as_columns():
     members, identities = encode_columns(layout, columns, [1_500_000, 3_000_000])
     assert identities is None  # without dedup_by the identity is the whole member
     requested = [(f.name, i) for i, f in enumerate(FIELDS)] + [("ts", -1)]
-    newest, values = decode_sequence(layout, [members[1], members[0]], requested)
+    newest, values = decode_sequence(layout, [members[1], members[0]], decode_plan(layout, requested))
     assert list(values["s"].string_list_val.val) == ["ü", "x"]
     assert list(values["b"].bytes_list_val.val) == [b"", b"\x00"]
     assert list(values["i32"].int32_list_val.val) == [2**31 - 1, -5]
@@ -54,7 +55,7 @@ def test_concatenated_events_decode_as_columns():
 
 def test_empty_sequence_gives_empty_lists_not_nulls():
     layout = _layout(FIELDS[:1], ())
-    newest, values = decode_sequence(layout, [], [("s", 0)])
+    newest, values = decode_sequence(layout, [], decode_plan(layout, [("s", 0)]))
     assert newest is None and values["s"].WhichOneof("val") == "string_list_val"
 
 
@@ -63,7 +64,7 @@ def test_identity_is_the_dedup_fields_and_sub_second_times_stay_distinct():
     members, identities = encode_columns(layout, [["a", "a"], [b"", b"x"], [1, 1]], [1, 2])
     assert identities[0] == identities[1] and members[0] != members[1]
     assert all(m.startswith(i) for m, i in zip(members, identities))
-    _, values = decode_sequence(layout, members, [("s", 0), ("b", 1), ("i32", 2)])
+    _, values = decode_sequence(layout, members, decode_plan(layout, [("s", 0), ("b", 1), ("i32", 2)]))
     assert list(values["s"].string_list_val.val) == ["a", "a"]  # reordered fields parse the same
     assert list(values["b"].bytes_list_val.val) == [b"", b"x"]
     plain = _layout(FIELDS[:1], ())

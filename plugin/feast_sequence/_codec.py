@@ -262,29 +262,36 @@ def list_field_name(value_type: ValueType) -> str:
     return _ELEMENT_FORMAT[value_type][2]
 
 
+def decode_plan(layout: EventLayout, requested: Sequence[Tuple[str, int]]) -> Tuple[Tuple[str, str, str], ...]:
+    """Per requested feature (name, field index or -1 for the timestamps): its Feast list field and
+    the stored message's field. Computed once per request, not per entity."""
+    return tuple(
+        (name, "unix_timestamp_list_val", "ts")
+        if index < 0
+        else (name, _ELEMENT_FORMAT[layout.fields[index].value_type][2], f"f{index + 1}")
+        for name, index in requested
+    )
+
+
 def decode_sequence(
-    layout: EventLayout, members: Sequence[bytes], requested: Sequence[Tuple[str, int]]
+    layout: EventLayout, members: Sequence[bytes], plan: Sequence[Tuple[str, str, str]]
 ) -> Tuple[Optional[datetime], Dict[str, ValueProto]]:
     """Turn a stored sequence (its members, newest first) into Feast list values.
 
-    ``requested`` pairs each requested feature name with its field index, or -1 for the timestamp
-    field. Returns the newest event's time (None when empty) and one ``ValueProto`` per feature.
+    One C-level parse of the concatenated members gives every column at once. Returns the newest
+    event's time (None when empty) and one ``ValueProto`` per feature of ``decode_plan``.
     """
-    message = layout.message_class.FromString(b"".join(members))
     out: Dict[str, ValueProto] = {}
-    for name, index in requested:
-        value = ValueProto()
-        if index < 0:
-            target = value.unix_timestamp_list_val
-            target.SetInParent()
-            target.val.extend(message.ts)
-        else:
-            target = getattr(value, _ELEMENT_FORMAT[layout.fields[index].value_type][2])
-            target.SetInParent()
-            target.val.extend(getattr(message, f"f{index + 1}"))
-        out[name] = value
-    newest = datetime.fromtimestamp(message.ts[0], tz=timezone.utc) if message.ts else None
-    return newest, out
+    if not members:  # empty lists, not nulls: the oneof must still be set
+        for name, list_field, _ in plan:
+            out[name] = value = ValueProto()
+            getattr(value, list_field).SetInParent()
+        return None, out
+    message = layout.message_class.FromString(b"".join(members))
+    for name, list_field, source in plan:
+        out[name] = value = ValueProto()
+        getattr(value, list_field).val.extend(getattr(message, source))
+    return datetime.fromtimestamp(message.ts[0], tz=timezone.utc), out
 
 
 # --- converting pushed data ---------------------------------------------------------------------

@@ -10,7 +10,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feast_sequence._codec import EventLayout, decode_sequence, entity_key_bytes_from_proto, layout_for
+from feast_sequence._codec import (
+    EventLayout,
+    decode_plan,
+    decode_sequence,
+    entity_key_bytes_from_proto,
+    layout_for,
+)
 from feast_sequence._keys import sequence_keys, view_prefix
 from feast_sequence._redis_io import Command
 from feast_sequence._settings import SequenceSettings
@@ -24,11 +30,8 @@ class SequenceRead:
     """What to read for one view and how to decode it: requested features and their field index."""
 
     layout: EventLayout
-    requested: Tuple[Tuple[str, int], ...]  # (feature name, field index or -1 for the timestamps)
-
-    @property
-    def requested_names(self) -> List[str]:
-        return [name for name, _ in self.requested]
+    requested_names: List[str]
+    plan: Tuple[Tuple[str, str, str], ...]  # see _codec.decode_plan
 
 
 def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[str]]) -> SequenceRead:
@@ -41,7 +44,8 @@ def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[
             f"Sequence view '{settings.view_name}' has no feature(s) {unknown}; "
             f"it serves {list(settings.served_names)}."
         )
-    return SequenceRead(layout_for(settings), tuple((n, index[n]) for n in names))
+    layout = layout_for(settings)
+    return SequenceRead(layout, names, decode_plan(layout, [(n, index[n]) for n in names]))
 
 
 def read_commands(
@@ -67,4 +71,4 @@ def read_commands(
 
 def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:
     """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
-    return [decode_sequence(read.layout, members, read.requested) for members in replies]
+    return [decode_sequence(read.layout, members, read.plan) for members in replies]
