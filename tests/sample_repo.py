@@ -8,7 +8,7 @@ from typing import List
 
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
+from feast.types import Array, Bool, Float64, Int32, Int64, String
 
 from feast_sequence import SequenceFeatureView
 

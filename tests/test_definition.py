@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Float32, Int32, Int64, String, UnixTimestamp
+from feast.types import Array, Int32, Int64, String, UnixTimestamp
 
 import feast_sequence
 from feast_sequence import (
