@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -242,17 +242,24 @@ _PROTO_KEY_FIELDS = {
 }
 
 
-def entity_key_bytes_from_proto(key: EntityKeyProto) -> bytes:
-    pairs = []
-    for name, value in zip(key.join_keys, key.entity_values):
+def entity_key_bytes_from_values(row: Mapping[str, ValueProto]) -> bytes:
+    """Entity key bytes from Feast's per-row ``{join key: ValueProto}`` (the read path)."""
+    parts = []
+    for name in sorted(row):
+        value = row[name]
         kind = value.WhichOneof("val")
-        if kind not in _PROTO_KEY_FIELDS:
+        value_type = _PROTO_KEY_FIELDS.get(kind)  # type: ignore[arg-type]
+        if value_type is None:
             raise SequenceInputError(
                 f"Entity key {name!r} has a {kind or 'null'} value; sequence views support "
                 "int32, int64, string and bytes join keys."
             )
-        pairs.append((name, _PROTO_KEY_FIELDS[kind], getattr(value, kind)))
-    return entity_key_bytes(pairs)
+        parts.append(_entity_value_bytes(value_type, getattr(value, kind)))  # type: ignore[arg-type]
+    return b"".join(parts)
+
+
+def entity_key_bytes_from_proto(key: EntityKeyProto) -> bytes:
+    return entity_key_bytes_from_values(dict(zip(key.join_keys, key.entity_values)))
 
 
 # --- decoding -----------------------------------------------------------------------------------

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence._codec import (
     EventLayout,
     decode_plan,
     decode_sequence,
-    entity_key_bytes_from_proto,
+    entity_key_bytes_from_values,
     layout_for,
 )
 from feast_sequence._keys import sequence_keys, view_prefix
@@ -51,11 +50,14 @@ def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[
 def read_commands(
     settings: SequenceSettings,
     project: str,
-    entity_keys: Sequence[EntityKeyProto],
+    entity_rows: Sequence[Mapping[str, ValueProto]],
     now_us: Optional[int] = None,
     limit: Optional[int] = None,
 ) -> List[Command]:
-    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events."""
+    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events.
+
+    ``entity_rows`` are Feast's unique entities of the request, ``{join key: ValueProto}`` each.
+    """
     if settings.ttl_seconds:
         now_us = now_us if now_us is not None else time.time_ns() // 1000
         oldest: object = now_us - settings.ttl_seconds * 1_000_000
@@ -64,8 +66,8 @@ def read_commands(
     count = limit or settings.max_length
     prefix = view_prefix(project, settings.view_name)
     return [
-        ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key_bytes_from_proto(k))[0], "+inf", oldest, "LIMIT", 0, count)
-        for k in entity_keys
+        ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key_bytes_from_values(row))[0], "+inf", oldest, "LIMIT", 0, count)
+        for row in entity_rows
     ]
 
 

@@ -120,7 +120,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             return super().online_read(config, table, entity_keys, requested_features)
         settings = sequence_settings(table)
         read = plan_read(settings, requested_features)
-        commands = read_commands(settings, config.project, entity_keys)
+        commands = read_commands(settings, config.project, _rows(entity_keys))
         replies = execute(self._get_client(config.online_store), commands, _reading(settings))
         return decode_rows(read, replies)
 
@@ -135,7 +135,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             return await super().online_read_async(config, table, entity_keys, requested_features)
         settings = sequence_settings(table)
         read = plan_read(settings, requested_features)
-        commands = read_commands(settings, config.project, entity_keys)
+        commands = read_commands(settings, config.project, _rows(entity_keys))
         client = await self._get_client_async(config.online_store)
         replies = await execute_async(client, commands, _reading(settings))
         return decode_rows(read, replies)
@@ -183,14 +183,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             values, idxs, output_len = utils._get_unique_entities(
                 table, join_key_values, entity_name_to_join_key_map
             )
-            entity_keys = utils._get_entity_key_protos(values)
             if is_sequence_view(table):
                 settings = sequence_settings(table)
                 read = plan_read(settings, requested_features)
-                commands = read_commands(settings, config.project, entity_keys, now_us)
+                commands = read_commands(settings, config.project, values, now_us)
                 plan.add(table, read.requested_names, idxs, output_len, commands, _sequence_decoder(read))
             else:
                 fv_name = _versioned_fv_name(table, config)
+                entity_keys = utils._get_entity_key_protos(values)
                 redis_keys = self._generate_redis_keys_for_entities(config, entity_keys)
                 # The parent appends its timestamp field to the list it is given: pass a copy.
                 names, hset_keys = self._generate_hset_keys_for_features(
@@ -246,6 +246,10 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 deleted += _delete(client, batch)
                 batch = []
         return deleted + _delete(client, batch)
+
+
+def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
+    return [dict(zip(k.join_keys, k.entity_values)) for k in entity_keys]
 
 
 def _delete(client: Any, keys: List[bytes]) -> int:
