@@ -53,10 +53,13 @@ def read_commands(
     entity_rows: Sequence[Mapping[str, ValueProto]],
     now_us: Optional[int] = None,
     limit: Optional[int] = None,
+    key_cache: Optional[Dict[Tuple[int, ...], bytes]] = None,
 ) -> List[Command]:
     """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events.
 
     ``entity_rows`` are Feast's unique entities of the request, ``{join key: ValueProto}`` each.
+    ``key_cache`` maps the identities of a row's value objects to its key bytes; share one per
+    request only (object ids are reused once objects die).
     """
     if settings.ttl_seconds:
         now_us = now_us if now_us is not None else time.time_ns() // 1000
@@ -65,10 +68,16 @@ def read_commands(
         oldest = "-inf"
     count = limit or settings.max_length
     prefix = view_prefix(project, settings.view_name)
-    return [
-        ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key_bytes_from_values(row))[0], "+inf", oldest, "LIMIT", 0, count)
-        for row in entity_rows
-    ]
+    encoded = key_cache if key_cache is not None else {}
+    commands: List[Command] = []
+    for row in entity_rows:
+        # Views of one request share Feast's entity value objects: encode each entity once.
+        identity = tuple(map(id, row.values()))
+        entity_key = encoded.get(identity)
+        if entity_key is None:
+            entity_key = encoded[identity] = entity_key_bytes_from_values(row)
+        commands.append(("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count))
+    return commands
 
 
 def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:

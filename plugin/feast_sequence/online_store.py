@@ -179,6 +179,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> "_RequestPlan":
         plan = _RequestPlan()
         now_us = time.time_ns() // 1000  # one "now" for the whole request
+        key_cache: Dict[Tuple[int, ...], bytes] = {}
         for table, requested_features in grouped_refs:
             values, idxs, output_len = utils._get_unique_entities(
                 table, join_key_values, entity_name_to_join_key_map
@@ -186,7 +187,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             if is_sequence_view(table):
                 settings = sequence_settings(table)
                 read = plan_read(settings, requested_features)
-                commands = read_commands(settings, config.project, values, now_us)
+                commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
                 plan.add(table, read.requested_names, idxs, output_len, commands, _sequence_decoder(read))
             else:
                 fv_name = _versioned_fv_name(table, config)
