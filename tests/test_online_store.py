@@ -207,3 +207,26 @@ def test_values_are_not_pickled(store, redis_client):
     for key in redis_client.keys(b"fsq:*:z"):
         for member in redis_client.zrange(key, 0, -1):
             assert not member.startswith(b"\x80")  # pickle protocol marker
+
+
+def test_a_field_appended_to_the_schema_reads_as_defaults_for_older_events(store):
+    from feast import Field
+    from feast.types import String
+
+    from feast_sequence import SequenceFeatureView
+    from sample_repo import user
+
+    store.push("clicks_push", events([(1, "old", 1, 1.0, True, at(1))]))
+    clicks = store.get_feature_view("clicks")
+    evolved = SequenceFeatureView(
+        name="clicks",
+        entities=[user],
+        source=store.get_data_source("clicks_push"),
+        schema=[Field(name=f.name, dtype=f.dtype.base_type) for f in clicks.features if f.name != "ts"]
+        + [Field(name="color", dtype=String)],
+        max_length=5,
+    )
+    store.apply([evolved])
+    store.push("clicks_push", events([(1, "new", 2, 1.0, True, at(2))]).assign(color="red"))
+    out = read(store, "clicks", [1], features=("item", "color", "n"))
+    assert out == {"user_id": [1], "item": [["new", "old"]], "color": [["red", ""]], "n": [[2, 1]]}

@@ -1,8 +1,9 @@
 """How events are encoded for Redis and decoded into Feast values: pure logic, no I/O.
 
-An event is stored as a run of protobuf wire-format elements, one per field: field ``i`` of the
-view's event fields is protobuf field number ``i + 1`` of a per-view message whose fields are all
-``repeated``. Concatenating the stored events of a sequence therefore *is* a serialized message whose
+An event is stored as a run of protobuf wire-format elements: the timestamp (field number 1, whole
+seconds; 2, the sub-second remainder when non-zero) and one element per event field, field ``i``
+(0-based, schema order) being field number ``i + 3`` of a per-view message whose fields are all
+``repeated``. Fields appended to a schema later get new numbers, so stored events stay readable. Concatenating the stored events of a sequence therefore *is* a serialized message whose
 repeated fields are the sequence's columns, newest first, so a whole sequence is decoded by one
 C-level ``ParseFromString`` instead of per-event Python work. See ``docs/storage-layout.md``.
 
@@ -91,6 +92,14 @@ def _tag(field_number: int, wire_type: int) -> bytes:
 
 # --- event layout -------------------------------------------------------------------------------
 
+TIMESTAMP_NUMBER, MICROS_NUMBER = 1, 2
+
+
+def field_number(index: int) -> int:
+    """Protobuf field number of the event field at ``index`` (0-based, schema order)."""
+    return index + 3
+
+
 
 @dataclass(frozen=True)
 class EventLayout:
@@ -117,8 +126,8 @@ def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) ->
     n = len(fields)
     return EventLayout(
         fields=fields,
-        timestamp_number=n + 1,
-        micros_number=n + 2,
+        timestamp_number=TIMESTAMP_NUMBER,
+        micros_number=MICROS_NUMBER,
         dedup_positions=dedup_positions,
         message_class=_message_class(tuple(f.value_type for f in fields)),
     )
@@ -126,7 +135,7 @@ def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) ->
 
 @lru_cache(maxsize=256)
 def _message_class(types: Tuple[ValueType, ...]) -> Any:
-    """A message ``{repeated T1 f1 = 1; ...; repeated sint64 ts = n+1; repeated sint64 us = n+2}``."""
+    """A message ``{repeated sint64 ts = 1; repeated sint64 us = 2; repeated T1 f1 = 3; ...}``."""
     name = "Events_" + "_".join(str(int(t.value)) for t in types)
     file_proto = descriptor_pb2.FileDescriptorProto(
         name=f"feast_sequence_{name}.proto", package="feast_sequence.stored", syntax="proto3"
@@ -134,10 +143,10 @@ def _message_class(types: Tuple[ValueType, ...]) -> Any:
     msg = file_proto.message_type.add(name=name)
     label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
     for i, t in enumerate(types, start=1):
-        msg.field.add(name=f"f{i}", number=i, type=_ELEMENT_FORMAT[t][0], label=label)
+        msg.field.add(name=f"f{i}", number=field_number(i - 1), type=_ELEMENT_FORMAT[t][0], label=label)
     sint64 = descriptor_pb2.FieldDescriptorProto.TYPE_SINT64
-    msg.field.add(name="ts", number=len(types) + 1, type=sint64, label=label)
-    msg.field.add(name="us", number=len(types) + 2, type=sint64, label=label)
+    msg.field.add(name="ts", number=TIMESTAMP_NUMBER, type=sint64, label=label)
+    msg.field.add(name="us", number=MICROS_NUMBER, type=sint64, label=label)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"feast_sequence.stored.{name}"))
@@ -193,7 +202,7 @@ def encode_columns(
     number), so the dedup_by fields go first and the identity needs no bytes of its own.
     """
     encoded_columns = [
-        list(map(_element_encoder(f.value_type, i + 1), col))
+        list(map(_element_encoder(f.value_type, field_number(i)), col))
         for i, (f, col) in enumerate(zip(layout.fields, columns))
     ]
     ts_tag, us_tag = _tag(layout.timestamp_number, _WIRE_VARINT), _tag(layout.micros_number, _WIRE_VARINT)
@@ -295,10 +304,25 @@ def decode_sequence(
             getattr(value, list_field).SetInParent()
         return None, out
     message = layout.message_class.FromString(b"".join(members))
+    count = len(message.ts)
     for name, list_field, source in plan:
         out[name] = value = ValueProto()
-        getattr(value, list_field).val.extend(getattr(message, source))
+        column = getattr(message, source)
+        if len(column) != count:  # events stored before this field was added to the schema
+            column = _column_per_event(layout, members, source)
+        getattr(value, list_field).val.extend(column)
     return datetime.fromtimestamp(message.ts[0], tz=timezone.utc), out
+
+
+def _column_per_event(layout: EventLayout, members: Sequence[bytes], source: str) -> List[Any]:
+    """One value per event, the field's null default where an event lacks the field."""
+    index = int(source[1:]) - 1
+    default = NULL_DEFAULTS[layout.fields[index].value_type]
+    column = []
+    for member in members:
+        values = getattr(layout.message_class.FromString(member), source)
+        column.append(values[0] if values else default)
+    return column
 
 
 # --- converting pushed data ---------------------------------------------------------------------
