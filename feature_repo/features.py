@@ -1,11 +1,24 @@
 """Example repository on the Online Retail II events: customer purchase and return sequences."""
 
 from datetime import timedelta
+from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Float32, Int32, String
+from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.types import Float32, Float64, Int32, Int64, String
 
 from feast_sequence import SequenceFeatureView
+
+# Spark resolves relative paths against its working directory, not the repository: anchor them here.
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def parquet_source(name: str) -> SparkSource:
+    return SparkSource(
+        name=f"{name}_source", path=str(DATA / name), file_format="parquet", timestamp_field="event_timestamp"
+    )
+
 
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
@@ -19,15 +32,11 @@ EVENT_FIELDS = [
 
 purchase_push = PushSource(
     name="purchase_push",
-    batch_source=FileSource(
-        name="purchases_source", path="data/purchases.parquet", timestamp_field="event_timestamp"
-    ),
+    batch_source=parquet_source("purchases"),
 )
 return_push = PushSource(
     name="return_push",
-    batch_source=FileSource(
-        name="returns_source", path="data/returns.parquet", timestamp_field="event_timestamp"
-    ),
+    batch_source=parquet_source("returns"),
 )
 
 # The events are from 2009-2010, so these views keep no TTL: with one, today's reads would be empty.
@@ -54,10 +63,26 @@ item_features = FeatureView(
     name="item",
     entities=[item],
     schema=[Field(name="description", dtype=String), Field(name="price", dtype=Float32)],
-    source=FileSource(name="items_source", path="data/items.parquet", timestamp_field="event_timestamp"),
+    source=parquet_source("items"),
     ttl=timedelta(0),
 )
 
 customer_history = FeatureService(
     name="customer_history", features=[customer_purchases, customer_returns]
 )
+
+
+@on_demand_feature_view(
+    sources=[customer_purchases[["quantity", "unit_price"]]],
+    schema=[Field(name="purchase_lines", dtype=Int64), Field(name="purchase_value", dtype=Float64)],
+    mode="python",
+)
+def purchase_summary(inputs: dict) -> dict:
+    """Per-request features over a whole sequence: how many lines it holds and what they are worth."""
+    return {
+        "purchase_lines": [len(quantities) for quantities in inputs["quantity"]],
+        "purchase_value": [
+            float(sum(q * p for q, p in zip(quantities, prices)))
+            for quantities, prices in zip(inputs["quantity"], inputs["unit_price"])
+        ],
+    }

@@ -3,23 +3,40 @@
 Feast converts every pushed row to protobuf values one by one before the online store sees it, and
 would convert a sequence view's scalar event columns as lists. This provider hands the pushed
 DataFrame of a sequence view straight to the store, which validates and encodes it column-wise.
-Everything else is Feast's own behaviour.
+For training data, sequence views are computed point in time by ``_historical`` (on Spark or pandas)
+and joined with what Feast's offline store returns for regular views. Everything else is Feast's own
+behaviour.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import os
+import sys
+from datetime import datetime
+from typing import Any, Dict, List, Optional
 
 import pandas as pd
+from feast import FeatureView
+from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.passthrough_provider import PassthroughProvider
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import RepoConfig
 
-from feast_sequence._settings import is_sequence_view
-from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence._historical import engine_for, historical_job
+from feast_sequence._settings import SequenceSettings, is_sequence_view
+from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.online_store import SequenceRedisOnlineStore
 
 
 class SequenceProvider(PassthroughProvider):
     """Set ``provider: feast_sequence.SequenceProvider`` in feature_store.yaml to use sequence views."""
+
+    def __init__(self, config: RepoConfig):
+        super().__init__(config)
+        if getattr(config.offline_store, "type", "") == "spark":
+            # Spark's Python workers must import feast_sequence: unless told otherwise, run them
+            # with this interpreter (the one that has it), not whatever `python3` is on PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     def _sequence_store(self) -> SequenceRedisOnlineStore:
         store = self.online_store
@@ -44,6 +61,77 @@ class SequenceProvider(PassthroughProvider):
         await self._sequence_store().write_events_async(
             self.repo_config, feature_view, _mapped(feature_view, df)
         )
+
+
+    def get_historical_features(
+        self,
+        config: RepoConfig,
+        feature_views: List[Any],
+        feature_refs: List[str],
+        entity_df: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool,
+        **kwargs: Any,
+    ) -> RetrievalJob:
+        sequences = [v for v in feature_views if isinstance(v, FeatureView) and is_sequence_view(v)]
+        if not sequences:
+            return super().get_historical_features(
+                config, feature_views, feature_refs, entity_df, registry, project, full_feature_names, **kwargs
+            )
+        if entity_df is None:
+            raise SequenceInputError("Sequence views need an entity_df (entity keys and timestamps).")
+        engine, spark_events = engine_for(config)
+        if not isinstance(entity_df, pd.DataFrame):
+            entity_df = _entity_df_to_pandas(engine, entity_df)
+        sequence_names = {v.projection.name_to_use() for v in sequences}
+        odfv_names = {o.name for o in registry.list_on_demand_feature_views(project, allow_cache=True)}
+        regular_views = [v for v in feature_views if v not in sequences]
+        regular_refs = [
+            r for r in feature_refs if r.split(":", 1)[0] not in sequence_names | odfv_names
+        ]
+
+        def regular_job(entity: pd.DataFrame) -> RetrievalJob:
+            return super(SequenceProvider, self).get_historical_features(
+                config, regular_views, regular_refs, entity, registry, project, full_feature_names, **kwargs
+            )
+
+        def pull_events(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
+            job = self.offline_store.pull_all_from_table_or_query(
+                config=config,
+                data_source=view.batch_source,
+                join_key_columns=[k for k, _ in settings.join_keys],
+                feature_name_columns=list(settings.field_names),
+                timestamp_field=settings.timestamp_field,
+                created_timestamp_column=None,
+                start_date=start,
+                end_date=end,
+            )
+            return job.to_spark_df() if spark_events else job.to_df()
+
+        return historical_job(
+            config,
+            sequences,
+            feature_refs,
+            entity_df,
+            full_feature_names,
+            regular_job if regular_views and regular_refs else None,
+            OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
+            pull_events,
+            engine,
+        )
+
+
+def _entity_df_to_pandas(engine: Any, entity_df: Any) -> pd.DataFrame:
+    spark = getattr(engine, "spark", None)
+    if isinstance(entity_df, str) and spark is not None:
+        return spark.sql(entity_df).toPandas()
+    if hasattr(entity_df, "toPandas"):
+        return entity_df.toPandas()
+    raise SequenceInputError(
+        f"entity_df of type {type(entity_df).__name__} is not supported with sequence views; "
+        "pass a pandas DataFrame (or, on Spark, a Spark DataFrame or SQL query)."
+    )
 
 
 def _mapped(feature_view: Any, df: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ See ``data/online-retail-ii/README.md`` for the attribution and every change mad
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,12 @@ def load_events(raw_file: Path = RAW_FILE) -> RetailEvents:
 
 
 def write_repo_data(events: RetailEvents, data_dir: Path) -> None:
-    """Write the batch sources of the example repository (``feature_repo/data/*.parquet``)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    events.purchases.to_parquet(data_dir / "purchases.parquet", index=False)
-    events.returns.to_parquet(data_dir / "returns.parquet", index=False)
-    events.items.to_parquet(data_dir / "items.parquet", index=False)
+    """Write the batch sources of the example repository: one parquet folder per source
+    (``feature_repo/data/purchases/`` ...), which Spark reads and pushes append to."""
+    for name, frame in (("purchases", events.purchases), ("returns", events.returns), ("items", events.items)):
+        folder = data_dir / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        # Microsecond timestamps: Spark cannot read parquet nanosecond timestamps.
+        frame.to_parquet(folder / "part-00000.parquet", index=False, coerce_timestamps="us")

@@ -1,0 +1,260 @@
+"""Training data: ``get_historical_features`` for sequence views, on Spark or on pandas.
+
+Sequence views are computed here with the shared point-in-time logic of ``_pit``; regular views go
+to Feast's offline store as usual; the two are joined back on the entity rows and on-demand feature
+views apply afterwards, as Feast does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+import pyarrow as pa
+from feast import FeatureView
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE
+from feast.repo_config import RepoConfig
+from feast.value_type import ValueType
+
+from feast_sequence._codec import column_values
+from feast_sequence._pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
+from feast_sequence._settings import SequenceSettings, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# Spark types of a sequence of each element type.
+_SPARK_ELEMENT = {
+    ValueType.STRING: "string",
+    ValueType.BYTES: "binary",
+    ValueType.INT32: "int",
+    ValueType.INT64: "bigint",
+    ValueType.FLOAT: "float",
+    ValueType.DOUBLE: "double",
+    ValueType.BOOL: "boolean",
+    ValueType.UNIX_TIMESTAMP: "bigint",
+}
+
+
+class SequenceRetrievalJob(RetrievalJob):
+    """A retrieval whose sequence columns are computed on demand; ODFVs apply in ``to_arrow``."""
+
+    def __init__(
+        self,
+        compute: Callable[[], pd.DataFrame],
+        full_feature_names: bool,
+        on_demand_feature_views: List[OnDemandFeatureView],
+        metadata: RetrievalMetadata,
+    ):
+        self._compute = compute
+        self._full_feature_names = full_feature_names
+        self._on_demand_feature_views = on_demand_feature_views
+        self._metadata = metadata
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> List[OnDemandFeatureView]:
+        return self._on_demand_feature_views
+
+    @property
+    def metadata(self) -> Optional[RetrievalMetadata]:
+        return self._metadata
+
+    def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
+        return self._compute()
+
+    def _to_arrow_internal(self, timeout: Optional[int] = None) -> pa.Table:
+        return pa.Table.from_pandas(self._compute(), preserve_index=False)
+
+    def persist(self, storage: Any, allow_overwrite: bool = False, timeout: Optional[int] = None) -> None:
+        raise NotImplementedError("Saving sequence retrievals as datasets is not supported yet.")
+
+
+def sequence_refs(
+    feature_refs: Sequence[str], views: Sequence[FeatureView]
+) -> Dict[str, List[str]]:
+    """Requested features per sequence view (by the name used in refs)."""
+    names = {v.projection.name_to_use(): v for v in views}
+    out: Dict[str, List[str]] = {name: [] for name in names}
+    for ref in feature_refs:
+        view_name, feature = ref.split(":", 1)
+        if view_name in out and feature not in out[view_name]:
+            out[view_name].append(feature)
+    return out
+
+
+def historical_job(
+    config: RepoConfig,
+    sequence_views: Sequence[FeatureView],
+    feature_refs: List[str],
+    entity_df: pd.DataFrame,
+    full_feature_names: bool,
+    regular_job: Optional[Callable[[pd.DataFrame], RetrievalJob]],
+    odfvs: List[OnDemandFeatureView],
+    pull_events: Callable[[FeatureView, SequenceSettings, datetime, datetime], Any],
+    engine: "SequenceEngine",
+) -> SequenceRetrievalJob:
+    """Plan a retrieval: regular features through ``regular_job``, sequences through ``engine``."""
+    entity = entity_df.reset_index(drop=True).copy()
+    if ROW_ID in entity.columns:
+        raise SequenceInputError(f"entity_df must not have a column named {ROW_ID!r}.")
+    entity[ROW_ID] = range(len(entity))
+    ts_column = infer_event_timestamp_from_entity_df(dict(zip(entity.columns, entity.dtypes)))
+    query_times = pd.DatetimeIndex(pd.to_datetime(entity[ts_column], utc=True))
+    if query_times.isna().any():
+        position = int(query_times.isna().argmax())
+        raise SequenceInputError(f"entity_df column {ts_column!r}, row {position}: timestamp is null.")
+    query_us = query_times.as_unit("us").asi8
+    requested = sequence_refs(feature_refs, sequence_views)
+
+    def compute() -> pd.DataFrame:
+        result = regular_job(entity).to_df() if regular_job else entity
+        for view in sequence_views:
+            name = view.projection.name_to_use()
+            features = requested[name]
+            if not features:
+                continue
+            settings = sequence_settings(view)
+            keys = [k for k, _ in settings.join_keys]
+            missing = [k for k in keys if k not in entity.columns]
+            if missing:
+                raise SequenceInputError(f"entity_df lacks join key(s) {missing} of sequence view '{name}'.")
+            queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
+            start = _EPOCH
+            if settings.ttl_seconds:
+                start = max(_EPOCH, query_times.min().to_pydatetime() - timedelta(seconds=settings.ttl_seconds))
+            end = query_times.max().to_pydatetime() + timedelta(microseconds=1)
+            events = pull_events(view, settings, start, end)
+            sequences = engine.compute(settings, features, events, queries)
+            renamed = {f: (f"{name}__{f}" if full_feature_names else f) for f in features}
+            collisions = [c for c in renamed.values() if c in result.columns]
+            if collisions:
+                raise SequenceInputError(
+                    f"Sequence feature(s) {collisions} of view '{name}' collide with columns of the "
+                    "result; request them with full_feature_names=True."
+                )
+            result = result.merge(sequences.rename(columns=renamed), on=ROW_ID, how="left")
+        return result.sort_values(ROW_ID, kind="stable").drop(columns=[ROW_ID]).reset_index(drop=True)
+
+    metadata = RetrievalMetadata(
+        features=feature_refs,
+        keys=[c for c in entity_df.columns if c != ts_column],
+        min_event_timestamp=query_times.min().to_pydatetime() if len(entity) else None,
+        max_event_timestamp=query_times.max().to_pydatetime() if len(entity) else None,
+    )
+    return SequenceRetrievalJob(compute, full_feature_names, odfvs, metadata)
+
+
+class SequenceEngine:
+    """Computes point-in-time sequences for a batch of queries from an entity's events."""
+
+    def compute(
+        self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
+    ) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+def _normalized_keys(settings: SequenceSettings, frame: pd.DataFrame) -> pd.DataFrame:
+    """Join keys converted to their declared types, so events and queries group alike."""
+    converted = frame.copy()
+    for key, value_type in settings.join_keys:
+        converted[key] = column_values(key, value_type, frame[key])
+    return converted
+
+
+class PandasEngine(SequenceEngine):
+    """In-process engine for Feast's file offline store and small data."""
+
+    def compute(
+        self, settings: SequenceSettings, features: List[str], events: pd.DataFrame, queries: pd.DataFrame
+    ) -> pd.DataFrame:
+        keys = [k for k, _ in settings.join_keys]
+        events = _normalized_keys(settings, events)
+        events[EVENT_TIME_US] = pd.DatetimeIndex(pd.to_datetime(events[settings.timestamp_field], utc=True)).as_unit("us").asi8
+        queries = _normalized_keys(settings, queries)
+        grouped = {k if isinstance(k, tuple) else (k,): g for k, g in events.groupby(keys, sort=False)}
+        empty = events.iloc[0:0]
+        parts = [
+            sequences_as_of(settings, features, grouped.get(k if isinstance(k, tuple) else (k,), empty), group)
+            for k, group in queries.groupby(keys, sort=False)
+        ]
+        if not parts:
+            return pd.DataFrame({c: [] for c in [ROW_ID, *features]})
+        return as_served(settings, features, pd.concat(parts, ignore_index=True))
+
+
+class SparkEngine(SequenceEngine):
+    """Spark engine: events and queries cogrouped by entity key, the shared logic per group.
+
+    Cost is a shuffle of events plus queries and a sort per entity: linear in their sum, with no
+    (query, event) pairs materialized. Executors need feast-sequence installed.
+    """
+
+    def __init__(self, spark: Any):
+        self.spark = spark
+
+    def compute(
+        self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
+    ) -> pd.DataFrame:
+        from pyspark.sql import functions as F
+
+        keys = [k for k, _ in settings.join_keys]
+        events = events.withColumn(EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp")))
+        query_frame = self.spark.createDataFrame(_normalized_keys(settings, queries))
+        schema = spark_output_schema(settings, features)
+
+        def per_entity(event_rows: pd.DataFrame, query_rows: pd.DataFrame) -> pd.DataFrame:
+            return sequences_as_of(settings, features, event_rows, query_rows)
+
+        result = events.groupBy(*keys).cogroup(query_frame.groupBy(*keys)).applyInPandas(per_entity, schema)
+        frame = result.toPandas()
+        for name in features:
+            frame[name] = [list(v) for v in frame[name]]
+        return as_served(settings, features, frame)
+
+
+def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as UTC datetimes of whole seconds (None for Feast's null), as ``to_dict`` serves them."""
+    timestamp_fields = {settings.timestamp_field} | {
+        f.name for f in settings.fields if f.value_type == ValueType.UNIX_TIMESTAMP
+    }
+    for name in features:
+        if name in timestamp_fields:
+            frame[name] = [
+                [None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc) for s in v]
+                for v in frame[name]
+            ]
+    return frame
+
+
+def spark_output_schema(settings: SequenceSettings, features: Sequence[str]) -> str:
+    types = {f.name: _SPARK_ELEMENT[f.value_type] for f in settings.fields}
+    types[settings.timestamp_field] = "bigint"
+    return ", ".join([f"`{ROW_ID}` bigint"] + [f"`{name}` array<{types[name]}>" for name in features])
+
+
+def spark_session(config: RepoConfig) -> Any:
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
+        get_spark_session_or_start_new_with_repoconfig,
+    )
+
+    return get_spark_session_or_start_new_with_repoconfig(config.offline_store)
+
+
+def engine_for(config: RepoConfig) -> Tuple[SequenceEngine, bool]:
+    """The engine for the configured offline store, and whether events come as Spark frames."""
+    kind = getattr(config.offline_store, "type", "")
+    if kind == "spark" or kind.endswith("SparkOfflineStore"):
+        return SparkEngine(spark_session(config)), True
+    if kind in ("file", "dask") or kind.endswith(("FileOfflineStore", "DaskOfflineStore")):
+        return PandasEngine(), False
+    raise SequenceConfigurationError(
+        f"Sequence views support the 'spark' and 'file' offline stores for training data (found {kind!r})."
+    )
