@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -93,25 +93,30 @@ def _scalar(field: Any, value: Any) -> Any:
 
 
 def plan_append(
-    settings: SequenceSettings, project: str, events: EncodedEvents
+    settings: SequenceSettings,
+    project: str,
+    events: EncodedEvents,
+    replace_range_us: Optional[Tuple[int, int]] = None,
+    replaced: Optional[Set[bytes]] = None,
 ) -> List[Command]:
-    """One atomic script call per entity (per EVENTS_PER_CALL events), all in one pipeline."""
+    """One atomic script call per entity (per EVENTS_PER_CALL events), all in one pipeline.
+
+    With ``replace_range_us`` each entity's stored events in that (inclusive) range are removed in
+    the same atomic call as its first chunk, so readers never see the range half rewritten;
+    ``replaced`` remembers the entities already done across calls.
+    """
     by_entity: Dict[bytes, List[int]] = {}
     for position, key in enumerate(events.entity_keys):
         by_entity.setdefault(key, []).append(position)
     prefix = view_prefix(project, settings.view_name)
-    header = (
-        settings.max_length,
-        (settings.ttl_seconds or 0) * 1000,
-        len(settings.dedup_by),
-    )
     commands: List[Command] = []
     scores, members, identities = events.scores_us, events.members, events.identities
     for entity_key, positions in by_entity.items():
         keys = sequence_keys(prefix, entity_key)
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
-            args: List[Any] = list(header)
+            first = start == 0 and (replaced is None or entity_key not in replaced)
+            args: List[Any] = _header(settings, replace_range_us if first else None)
             if identities is None:
                 for i in chunk:
                     args += (scores[i], members[i])
@@ -119,4 +124,21 @@ def plan_append(
                 for i in chunk:
                     args += (scores[i], members[i], identities[i])
             commands.append(evalsha(APPEND, keys, args))
+        if replaced is not None:
+            replaced.add(entity_key)
     return commands
+
+
+def plan_remove_range(settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]) -> Command:
+    """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
+    return evalsha(APPEND, keys, _header(settings, range_us))
+
+
+def _header(settings: SequenceSettings, range_us: Optional[Tuple[int, int]]) -> List[Any]:
+    return [
+        settings.max_length,
+        (settings.ttl_seconds or 0) * 1000,
+        len(settings.dedup_by),
+        range_us[0] if range_us else "",
+        range_us[1] if range_us else "",
+    ]

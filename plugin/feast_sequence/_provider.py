@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional
 
 import pandas as pd
@@ -23,9 +23,13 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
 from feast_sequence._historical import engine_for, historical_job
-from feast_sequence._settings import SequenceSettings, is_sequence_view
+from feast_sequence._indexing import IndexTarget, newest_before_pandas, newest_before_spark, write_local, write_spark
+from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.online_store import SequenceRedisOnlineStore
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class SequenceProvider(PassthroughProvider):
@@ -97,16 +101,7 @@ class SequenceProvider(PassthroughProvider):
             )
 
         def pull_events(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
-            job = self.offline_store.pull_all_from_table_or_query(
-                config=config,
-                data_source=view.batch_source,
-                join_key_columns=[k for k, _ in settings.join_keys],
-                feature_name_columns=list(settings.field_names),
-                timestamp_field=settings.timestamp_field,
-                created_timestamp_column=None,
-                start_date=start,
-                end_date=end,
-            )
+            job = self._pull_events(config, view, settings, start, end)
             return job.to_spark_df() if spark_events else job.to_df()
 
         return historical_job(
@@ -119,6 +114,61 @@ class SequenceProvider(PassthroughProvider):
             OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
             pull_events,
             engine,
+        )
+
+
+    def materialize_single_feature_view(
+        self,
+        config: RepoConfig,
+        feature_view: Any,
+        start_date: datetime,
+        end_date: datetime,
+        registry: Any,
+        project: str,
+        tqdm_builder: Any,
+        disable_event_timestamp: bool = False,
+    ) -> None:
+        """Sequence views: write the events of [start, end] plus, per entity, the events before start
+        that its sequence still holds, so a first or incremental run never leaves a sequence short.
+        Re-runs are no-ops; real-time events merge under the same semantics."""
+        if not (isinstance(feature_view, FeatureView) and is_sequence_view(feature_view)):
+            return super().materialize_single_feature_view(
+                config, feature_view, start_date, end_date, registry, project, tqdm_builder, disable_event_timestamp
+            )
+        settings = sequence_settings(feature_view)
+        engine, spark_events = engine_for(config)
+        target = IndexTarget(config.online_store, project, settings)
+        horizon = end_date - timedelta(seconds=settings.ttl_seconds) if settings.ttl_seconds else _EPOCH
+        job = self._pull_events(config, feature_view, settings, max(horizon, _EPOCH), end_date)
+        start = max(start_date, horizon)
+        if spark_events:
+            from pyspark.sql import functions as F
+
+            events = job.to_spark_df()
+            ts = F.col(settings.timestamp_field)
+            selected = events.filter(ts >= F.lit(start)).unionByName(newest_before_spark(settings, events, start))
+            written = write_spark(target, selected)
+        else:
+            events = job.to_df()
+            in_range = events[pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)]
+            written = write_local(target, pd.concat([in_range, newest_before_pandas(settings, events, start)]))
+        bar = tqdm_builder(written)
+        bar.update(written)
+        bar.close()
+
+    def _pull_events(
+        self, config: RepoConfig, view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime
+    ) -> RetrievalJob:
+        """Events of a sequence view's batch source in [start, end], through Feast's offline store."""
+        return self.offline_store.pull_all_from_table_or_query(
+            config=config,
+            data_source=view.batch_source,
+            join_key_columns=[k for k, _ in settings.join_keys],
+            feature_name_columns=list(settings.field_names),
+            timestamp_field=settings.timestamp_field,
+            created_timestamp_column=None,
+            start_date=start,
+            end_date=end,
         )
 
 

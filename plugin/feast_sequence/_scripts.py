@@ -23,7 +23,9 @@ class LuaScript:
 # KEYS[1] sorted set: score = event time in microseconds, member = the stored event
 # KEYS[2] hash identity -> score of the stored version (views with dedup_by only)
 # ARGV[1] max_length, ARGV[2] ttl in ms (0 = none), ARGV[3] number of dedup_by fields (0 = none),
-# then the events: score, member (no dedup_by) or score, member, identity (dedup_by).
+# ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
+# correction job replaces a time range atomically with it), then the events: score, member
+# (no dedup_by) or score, member, identity (dedup_by).
 #
 # Why this is order-independent: the set always holds the max_length best events of the
 # deduplicated history, best = (timestamp, member bytes) descending. An event whose identity is
@@ -78,8 +80,19 @@ local function stored_member(id, score)
   return nil
 end
 
+if ARGV[4] ~= '' then
+  if identity_fields > 0 then
+    local gone = redis.call('ZRANGEBYSCORE', zkey, ARGV[4], ARGV[5])
+    for j = 1, #gone do gone[j] = identity_of(gone[j]) end
+    for j = 1, #gone, 1000 do
+      redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', zkey, ARGV[4], ARGV[5])
+end
+
 if identity_fields > 0 then
-  for i = 4, #ARGV, 3 do
+  for i = 6, #ARGV, 3 do
     local score, member, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local old_score = redis.call('HGET', hkey, id)
     local old = old_score and stored_member(id, old_score)
@@ -96,7 +109,7 @@ if identity_fields > 0 then
 else
   -- The member embeds the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
   local batch = {}
-  for i = 4, #ARGV, 2 do
+  for i = 6, #ARGV, 2 do
     batch[#batch + 1] = ARGV[i]
     batch[#batch + 1] = ARGV[i + 1]
     if #batch >= 1000 then

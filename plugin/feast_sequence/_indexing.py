@@ -1,0 +1,155 @@
+"""Writing batch-source events into the online store: `feast materialize` and the offline jobs.
+
+The store merges every write under the sequence semantics, so batch writes never shrink a sequence
+and never disturb real-time events: they only add events (or, for corrections, replace one time
+range atomically per entity). Over-including events is always safe, so the selections below keep
+ties rather than break them: the store breaks them exactly as it does online.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
+
+import pandas as pd
+
+from feast_sequence._append import encode_frame, plan_append
+from feast_sequence._redis_io import execute
+from feast_sequence._settings import SequenceSettings
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RANK = "__fsq_rank"
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """Everything an executor needs to write one view's events (small and picklable)."""
+
+    online_config: Any
+    project: str
+    settings: SequenceSettings
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    events_read: int
+    events_written: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_written / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.events_read:,} events read, {self.events_written:,} written in {self.seconds:.1f} s "
+            f"({self.events_per_second:,.0f} events/s)"
+        )
+
+
+def to_us(moment: datetime) -> int:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def write_frames(
+    target: IndexTarget,
+    frames: Iterable[pd.DataFrame],
+    replace_range_us: Optional[Tuple[int, int]] = None,
+) -> int:
+    """Append the events of each frame, one pipeline per frame. Returns the events written.
+
+    With ``replace_range_us``, each entity's stored events in the range are removed in the same
+    atomic call as its first events; an entity's events must then all go through one call of this
+    function (the Spark writer partitions by entity key).
+    """
+    from feast_sequence.online_store import SequenceRedisOnlineStore  # the store imports this module
+
+    client = SequenceRedisOnlineStore()._get_client(target.online_config)
+    replaced: Set[bytes] = set()
+    written = 0
+    for frame in frames:
+        if frame.empty:
+            continue
+        events = encode_frame(target.settings, frame)
+        commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
+        execute(client, commands, f"indexing {len(events)} event(s) of '{target.settings.view_name}'")
+        written += len(events)
+    return written
+
+
+def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tuple[int, int]] = None) -> int:
+    """Write a Spark DataFrame of events from the executors: batched, one pipeline per Arrow batch."""
+    from pyspark.sql import functions as F
+
+    keys = [k for k, _ in target.settings.join_keys]
+    if replace_range_us is not None:  # all events of an entity in one partition (see write_frames)
+        events = events.repartition(*keys)
+
+    def per_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        yield pd.DataFrame({"written": [write_frames(target, frames, replace_range_us)]})
+
+    total = events.mapInPandas(per_partition, "written long").agg(F.sum("written")).collect()[0][0]
+    return int(total or 0)
+
+
+def write_local(
+    target: IndexTarget, events: pd.DataFrame, replace_range_us: Optional[Tuple[int, int]] = None, chunk: int = 50_000
+) -> int:
+    if replace_range_us is not None:  # one call of write_frames holds all events of an entity
+        return write_frames(target, [events], replace_range_us)
+    return write_frames(target, (events.iloc[i : i + chunk] for i in range(0, len(events), chunk)))
+
+
+def identity_columns(settings: SequenceSettings) -> List[str]:
+    if settings.dedup_by:
+        return list(settings.dedup_by)
+    return list(settings.field_names) + [settings.timestamp_field]
+
+
+def newest_before_spark(settings: SequenceSettings, events: Any, before: datetime) -> Any:
+    """Per entity, the events before ``before`` that can still be in its sequence once the events
+    from ``before`` on are added: the latest version of each identity that has no newer version
+    from ``before`` on, then the ``max_length`` newest of those.
+
+    Ties are kept (``rank``, then ``dense_rank`` over timestamps), so this may select a few more
+    events than needed but never fewer; the store resolves the rest exactly.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ts = F.col(settings.timestamp_field)
+    keys = [k for k, _ in settings.join_keys]
+    identity = keys + identity_columns(settings)
+    older = events.filter(ts < F.lit(before))
+    newer = events.filter(ts >= F.lit(before)).select(*identity).distinct()
+    superseded = [older[c].eqNullSafe(newer[c]) for c in identity]
+    older = older.join(newer, on=superseded, how="left_anti")
+    latest = Window.partitionBy(*identity).orderBy(ts.desc())
+    newest = Window.partitionBy(*keys).orderBy(ts.desc())
+    older = older.withColumn(_RANK, F.rank().over(latest)).filter(F.col(_RANK) == 1).drop(_RANK)
+    return older.withColumn(_RANK, F.dense_rank().over(newest)).filter(F.col(_RANK) <= settings.max_length).drop(_RANK)
+
+
+def newest_before_pandas(settings: SequenceSettings, events: pd.DataFrame, before: datetime) -> pd.DataFrame:
+    """The pandas twin of :func:`newest_before_spark`."""
+    keys = [k for k, _ in settings.join_keys]
+    identity = keys + identity_columns(settings)
+    ts = pd.to_datetime(events[settings.timestamp_field], utc=True)
+    newer = events.loc[ts >= pd.Timestamp(before), identity].drop_duplicates()
+    older = events[ts < pd.Timestamp(before)].copy()
+    older = older.merge(newer.assign(__newer=True), on=identity, how="left")
+    older = older[older["__newer"].isna()].drop(columns=["__newer"])
+    older["__ts"] = pd.to_datetime(older[settings.timestamp_field], utc=True)
+    latest = older.groupby(identity, dropna=False)["__ts"].rank(method="min", ascending=False)
+    older = older[latest == 1]
+    newest = older.groupby(keys, dropna=False)["__ts"].rank(method="dense", ascending=False)
+    return older[newest <= settings.max_length].drop(columns=["__ts"])
+
+
+def timed(run: Callable[[], Tuple[int, int]]) -> IndexSummary:
+    start = time.perf_counter()
+    read, written = run()
+    return IndexSummary(read, written, time.perf_counter() - start)
