@@ -101,3 +101,14 @@ def _environ() -> dict:
 def retail_store(retail_repo: Path, redis_client, redis_server: LocalRedis, monkeypatch) -> FeatureStore:
     monkeypatch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
     return FeatureStore(repo_path=str(retail_repo))
+
+
+def redis_state(client) -> dict:
+    """Every stored sequence (its members and scores), to compare whole store states."""
+    return {k: client.zrange(k, 0, -1, withscores=True) for k in client.scan_iter(b"fsq:*}:z")}
+
+
+def replay(store, events, source: str, chunk: int = 50_000, seed: int = 3) -> None:
+    shuffled = events.sample(frac=1.0, random_state=seed)
+    for start in range(0, len(shuffled), chunk):
+        store.push(source, shuffled.iloc[start : start + chunk])

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from conftest import redis_state
+
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
 END = datetime(2011, 1, 1, tzinfo=timezone.utc)
 
@@ -20,10 +22,6 @@ def online(store, customers):
         for i, c in enumerate(chunk):
             out[c] = [tuple(got[f][i]) for f in FIELDS]
     return out
-
-
-def redis_state(client):
-    return {k: client.zrange(k, 0, -1, withscores=True) for k in client.scan_iter(b"fsq:*}:z")}
 
 
 def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(retail_store, retail_events, redis_client):

@@ -11,6 +11,7 @@ import pytest
 from feast_sequence import sequence_settings
 from feast_sequence._historical import PandasEngine, SparkEngine, spark_session
 from feast_sequence._pit import QUERY_TIME_US, ROW_ID
+from conftest import replay
 from reference import reference_sequences
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
@@ -33,10 +34,8 @@ def comparable(values):
 
 @pytest.fixture
 def replayed(retail_store, retail_events):
-    for source, events in (("purchase_push", retail_events.purchases), ("return_push", retail_events.returns)):
-        shuffled = events.sample(frac=1.0, random_state=3)
-        for start in range(0, len(shuffled), 50_000):
-            retail_store.push(source, shuffled.iloc[start : start + 50_000])
+    replay(retail_store, retail_events.purchases, "purchase_push")
+    replay(retail_store, retail_events.returns, "return_push")
     return retail_store
 
 

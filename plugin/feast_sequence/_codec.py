@@ -325,6 +325,20 @@ def _column_per_event(layout: EventLayout, members: Sequence[bytes], source: str
     return column
 
 
+def decode_members(layout: EventLayout, members: Sequence[bytes]) -> Tuple[List[List[Any]], List[int]]:
+    """Stored events one by one: their field columns (None where an event lacks a field, e.g.
+    one added to the schema later) and exact timestamps in microseconds."""
+    columns: List[List[Any]] = [[] for _ in layout.fields]
+    times: List[int] = []
+    for member in members:
+        message = layout.message_class.FromString(member)
+        times.append(message.ts[0] * 1_000_000 + (message.us[0] if len(message.us) else 0))
+        for i, column in enumerate(columns):
+            values = getattr(message, f"f{i + 1}")
+            column.append(values[0] if len(values) else None)
+    return columns, times
+
+
 # --- converting pushed data ---------------------------------------------------------------------
 
 

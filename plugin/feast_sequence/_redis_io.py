@@ -11,12 +11,12 @@ from typing import Any, Iterable, List, Sequence, Tuple
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from feast_sequence._scripts import APPEND, LuaScript
+from feast_sequence._scripts import APPEND, REWRITE, LuaScript
 from feast_sequence.errors import SequenceStoreError
 
 Command = Tuple[Any, ...]
 
-_SCRIPTS = {s.sha: s for s in (APPEND,)}
+_SCRIPTS = {s.sha: s for s in (APPEND, REWRITE)}
 
 
 def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Command:

@@ -145,3 +145,23 @@ end
 return n
 """
 )
+
+
+# Rewrite stored events in place (the enrichment job): KEYS as for APPEND; ARGV[1] '1' for views
+# with dedup_by, then quadruples old member, score, new member, identity. An event is rewritten only
+# if it is still stored, so events trimmed, replaced or added by real-time writers meanwhile win.
+REWRITE = LuaScript(
+    r"""
+local rewritten = 0
+for i = 2, #ARGV, 4 do
+  local old, score, new, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if old ~= new and redis.call('ZSCORE', KEYS[1], old) then
+    redis.call('ZREM', KEYS[1], old)
+    redis.call('ZADD', KEYS[1], score, new)
+    if ARGV[1] == '1' then redis.call('HSET', KEYS[2], id, score) end
+    rewritten = rewritten + 1
+  end
+end
+return rewritten
+"""
+)

@@ -1,0 +1,160 @@
+"""The offline indexing jobs on real Spark (local mode) and Redis: backfill, correction, event
+selection and enrichment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import redis_state, replay
+from feast_sequence import sequence_settings
+from feast_sequence._codec import decode_members, encode_columns, layout_for
+from feast_sequence._historical import spark_session
+from feast_sequence.transformations._job import open_view
+from feast_sequence.transformations.backfill import run_backfill
+from feast_sequence.transformations.correction import run_correction
+from feast_sequence.transformations.enrichment import run_enrichment
+from feast_sequence.transformations.selection import TopScored
+from reference import reference_sequences
+
+END = datetime(2010, 12, 10, tzinfo=timezone.utc)
+
+
+def served(store, view, customers, fields=("item_id", "quantity")):
+    out = store.get_online_features(
+        features=[f"{view}:{f}" for f in fields], entity_rows=[{"customer_id": c} for c in customers]
+    ).to_dict()
+    return {c: list(zip(*(out[f][i] for f in fields))) for i, c in enumerate(customers)}
+
+
+def expected(settings, events, customers):
+    records = [
+        {"entity": int(r.customer_id), "invoice": r.invoice, "item_id": r.item_id, "quantity": int(r.quantity), "unit_price": float(r.unit_price), "timestamp_us": r.event_timestamp.value // 1000}
+        for r in events.itertuples()
+    ]
+    ref = reference_sequences(settings, records)
+    return {c: [(e["item_id"], e["quantity"]) for e in ref.get(c, [])] for c in customers}
+
+
+def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_events, redis_client, redis_server):
+    context = open_view(str(retail_store.repo_path), "customer_purchases")
+    summary = run_backfill(context, days=30, end=END)
+    window = retail_events.purchases[
+        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30)) & (retail_events.purchases["event_timestamp"] <= END)
+    ]
+    assert summary.events_read == summary.events_written == len(window)
+    customers = sorted(window["customer_id"].unique().tolist())
+    assert served(retail_store, "customer_purchases", customers) == expected(context.settings, window, customers)
+    state = redis_state(redis_client)
+    run_backfill(context, days=30, end=END)
+    assert redis_state(redis_client) == state
+
+
+def test_correction_restores_missed_and_removes_wrong_events(retail_store, retail_events, redis_client):
+    replay(retail_store, retail_events.purchases, "purchase_push")
+    truth = redis_state(redis_client)
+    start, end = datetime(2010, 3, 1, tzinfo=timezone.utc), datetime(2010, 3, 31, 23, 59, tzinfo=timezone.utc)
+    march = retail_events.purchases[(retail_events.purchases["event_timestamp"] >= start) & (retail_events.purchases["event_timestamp"] <= end)]
+    victim = int(march["customer_id"].iloc[0])
+    # Damage: an event the real-time path "missed", a wrongly indexed one, and one for a customer
+    # the source does not know.
+    settings = sequence_settings(retail_store.get_feature_view("customer_purchases"))
+    layout = layout_for(settings)
+    key = next(k for k in truth if redis_client.zcount(k, start.timestamp() * 1e6, end.timestamp() * 1e6))
+    missed = redis_client.zrangebyscore(key, start.timestamp() * 1e6, end.timestamp() * 1e6)[0]
+    columns, times = decode_members(layout, [missed])
+    _, identities = encode_columns(layout, columns, times)
+    redis_client.zrem(key, missed)  # as if the real-time path never saw it
+    redis_client.hdel(key[:-1] + b"h", identities[0])
+    wrong = march[march["customer_id"] == victim].head(1).assign(quantity=999)
+    ghost = wrong.assign(customer_id=999_999)
+    retail_store.push("purchase_push", pd.concat([wrong, ghost]))
+    assert redis_state(redis_client) != truth
+
+    summary = run_correction(open_view(str(retail_store.repo_path), "customer_purchases"), start, end)
+    assert summary.events_written >= len(march)
+    assert redis_state(redis_client) == truth
+
+
+def test_top_scored_selection(retail_store, retail_events):
+    context = open_view(str(retail_store.repo_path), "customer_purchases")
+    run_backfill(context, days=60, end=END, selection=TopScored("quantity * unit_price", days=30, n=5))
+    window = retail_events.purchases[
+        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30)) & (retail_events.purchases["event_timestamp"] <= END)
+    ]
+    customers = sorted(window["customer_id"].unique().tolist())[:200]
+    # Every deduplicated event of the window (the reference with no length cap), then the best 5.
+    uncapped = dataclasses.replace(context.settings, max_length=10**9)
+    records = [
+        {"entity": int(r.customer_id), "invoice": r.invoice, "item_id": r.item_id, "quantity": int(r.quantity), "unit_price": float(r.unit_price), "timestamp_us": r.event_timestamp.value // 1000}
+        for r in window[window["customer_id"].isin(customers)].itertuples()
+    ]
+    deduplicated = reference_sequences(uncapped, records)
+    got = served(retail_store, "customer_purchases", customers, fields=("quantity", "unit_price"))
+    for c in customers:
+        scores = sorted((float(np.float32(e["quantity"] * np.float32(e["unit_price"]))) for e in deduplicated[c]), reverse=True)[:5]
+        assert sorted((float(np.float32(q * np.float32(p))) for q, p in got[c]), reverse=True) == pytest.approx(scores)
+
+
+def test_enrichment_fills_a_new_field_without_losing_realtime_events(retail_store, retail_events, redis_client, tmp_path):
+    from feast import Field
+    from feast.types import String
+
+    from feast_sequence import SequenceFeatureView
+
+    replay(retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12500], "purchase_push")
+    view = retail_store.get_feature_view("customer_purchases")
+    evolved = SequenceFeatureView(
+        name="customer_purchases",
+        entities=[retail_store.get_entity("customer")],
+        source=retail_store.get_data_source("purchase_push"),
+        schema=[Field(name=f.name, dtype=f.dtype.base_type) for f in view.features if f.name != "event_timestamp"]
+        + [Field(name="description", dtype=String)],
+        max_length=50,
+        dedup_by=["invoice", "item_id"],
+    )
+    retail_store.apply([evolved])
+    customers = sorted(retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"].unique().tolist())
+    before = served(retail_store, "customer_purchases", customers, fields=("item_id", "description"))
+    assert all(d == "" for rows in before.values() for _, d in rows)
+
+    live = retail_events.purchases[retail_events.purchases["customer_id"] == customers[0]].head(1).assign(
+        invoice="LIVE", event_timestamp=pd.Timestamp("2011-01-01", tz="UTC"), description="sent by the writer"
+    )
+    retail_store.push("purchase_push", live)
+    spark = spark_session(retail_store.config)
+    table = spark.read.parquet(str(retail_store.repo_path / "data" / "items"))
+    output = tmp_path / "enriched"
+    context = open_view(str(retail_store.repo_path), "customer_purchases")
+    summary = run_enrichment(context, table, "item_id", ["description"], str(output))
+    assert summary.events_written > 0
+
+    items = dict(zip(retail_events.items["item_id"], retail_events.items["description"]))
+    after = served(retail_store, "customer_purchases", customers, fields=("item_id", "description", "invoice"))
+    assert after[customers[0]][0] == (live["item_id"].iloc[0], "sent by the writer", "LIVE")
+    for c in customers:
+        rows = after[c] if c != customers[0] else after[c][1:]
+        assert [d for _, d, _ in rows] == [items.get(i, "") for i, _, _ in rows]
+    enriched = pd.read_parquet(output)
+    assert "description" in enriched.columns and enriched["description"].notna().mean() > 0.99
+
+
+def test_spark_submit_runs_a_job(retail_store, redis_server):
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    job = Path(__file__).resolve().parents[1] / "transformations" / "backfill.py"
+    env = {**os.environ, "FEAST_SEQUENCE_REDIS": redis_server.connection_string, "PYSPARK_PYTHON": sys.executable}
+    result = subprocess.run(
+        [str(spark_submit), "--master", "local[2]", str(job), "--repo", str(retail_store.repo_path), "--view", "customer_returns", "--days", "10", "--end", "2010-12-10"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[feast-sequence backfill] customer_returns:" in result.stdout
+    assert "events/s" in result.stdout

@@ -1,0 +1,6 @@
+"""Offline indexing jobs on Spark (``feast_sequence.transformations``): backfill, correction,
+enrichment, and the pluggable event selection they share.
+
+Each job is a DataFrame-in, DataFrame-out selection plus a thin entry point that runs with
+``spark-submit transformations/<job>.py`` or ``feast-sequence <job>``. See docs/offline.md.
+"""

@@ -1,0 +1,73 @@
+"""What every offline job shares: opening the repository, reading a view's events on Spark, and
+reporting progress."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Optional, Sequence
+
+from feast import FeatureStore
+
+from feast_sequence._indexing import IndexTarget
+from feast_sequence._settings import SequenceSettings, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class JobContext:
+    store: FeatureStore
+    view: Any
+    settings: SequenceSettings
+    target: IndexTarget
+
+    def events(self, start: datetime, end: datetime, without: Sequence[str] = ()) -> Any:
+        """The view's source events in [start, end] as a Spark DataFrame (``without`` some fields,
+        e.g. ones being added to the source)."""
+        provider = self.store._get_provider()
+        if getattr(self.store.config.offline_store, "type", "") != "spark":
+            raise SequenceConfigurationError("Offline jobs run on Spark: set 'offline_store: type: spark'.")
+        settings = self.settings
+        if without:
+            settings = replace(settings, fields=tuple(f for f in settings.fields if f.name not in without))
+        return provider._pull_events(self.store.config, self.view, settings, start, end).to_spark_df()
+
+
+def open_view(repo: str, view_name: str) -> JobContext:
+    store = FeatureStore(repo_path=repo)
+    view = store.get_feature_view(view_name)
+    settings = sequence_settings(view)
+    return JobContext(store, view, settings, IndexTarget(store.config.online_store, store.project, settings))
+
+
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
+    parser.add_argument("--view", required=True, help="sequence view name")
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--selection", choices=["last-n", "top-scored"], default="last-n")
+    parser.add_argument("--score", help="top-scored: Spark SQL expression, e.g. 'quantity * unit_price'")
+    parser.add_argument("--score-days", type=int, help="top-scored: look back this many days")
+    parser.add_argument("--score-n", type=int, help="top-scored: events per entity")
+
+
+def selection_from(args: argparse.Namespace) -> EventSelection:
+    if args.selection == "last-n":
+        return LastN()
+    if not (args.score and args.score_days and args.score_n):
+        raise SystemExit("--selection top-scored needs --score, --score-days and --score-n")
+    return TopScored(args.score, args.score_days, args.score_n)
+
+
+def report(job: str, view: str, summary: Any, out: Optional[Any] = None) -> None:
+    print(f"[feast-sequence {job}] {view}: {summary}", file=out, flush=True)

@@ -1,0 +1,22 @@
+"""``feast-sequence``: the offline jobs from the command line (``feast-sequence <job> --help``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from feast_sequence.transformations import backfill, correction, enrichment
+
+JOBS = {"backfill": backfill.main, "correct": correction.main, "enrich": enrichment.main}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in JOBS:
+        print(f"usage: feast-sequence {{{','.join(JOBS)}}} [options]   (feast-sequence <job> --help)", file=sys.stderr)
+        return 2
+    return JOBS[args[0]](args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""New enrichment: fill a field newly added to a sequence view in every already-indexed event.
+
+Schema evolution flow (docs/offline.md):
+  1. append the field to the view's schema (e.g. ``Field(name="description", dtype=String)``) and
+     ``feast apply``; events stored before read it as the type's default until step 2;
+  2. make real-time writers send the field;
+  3. run this job, which joins the field from a table on one of the event fields:
+
+    spark-submit transformations/enrichment.py --repo feature_repo --view customer_purchases \
+        --table feature_repo/data/items --on item_id --fields description \
+        --offline-output feature_repo/data/purchases_enriched
+
+Online, each stored event that lacks the field is rewritten in place, atomically per entity, and
+only if it is still stored: real-time events written meanwhile (with the field) are never lost or
+overwritten. ``--overwrite`` re-enriches every event (to fix a wrong enrichment). With
+``--offline-output`` the job also writes the view's source events with the field joined, for
+training data: point the view's batch source at it (or enrich the source upstream). Idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+
+from feast_sequence._codec import NULL_DEFAULTS, column_values, decode_members, encode_columns, layout_for
+from feast_sequence._indexing import IndexSummary, timed
+from feast_sequence._keys import view_scan_pattern
+from feast_sequence._redis_io import evalsha, execute
+from feast_sequence._scripts import REWRITE
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.transformations._job import EPOCH, JobContext, add_common_arguments, open_view, report
+
+KEYS_PER_ROUND = 500
+_FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
+
+
+def enrich_events(settings: SequenceSettings, events: Any, table: Any, on: str, fields: Sequence[str]) -> Any:
+    """DataFrame in (source events), DataFrame out (the same events with ``fields`` joined on ``on``)."""
+    from pyspark.sql import functions as F
+
+    lookup = table.select(on, *fields).dropDuplicates([on])
+    return events.drop(*[f for f in fields if f in events.columns]).join(F.broadcast(lookup), on=on, how="left")
+
+
+def rewrite_online(
+    context: JobContext, lookup: Dict[Any, Dict[str, Any]], on: str, fields: Sequence[str], overwrite: bool = False
+) -> Dict[str, int]:
+    """Rewrite stored events of the view with ``fields`` looked up by their ``on`` value: those that
+    lack the fields (stored before the schema change), or every one with ``overwrite``."""
+    from feast_sequence.online_store import SequenceRedisOnlineStore
+
+    settings = context.settings
+    _check_fields(settings, on, fields)
+    layout = layout_for(settings)
+    names = list(settings.field_names)
+    client = SequenceRedisOnlineStore()._get_client(context.target.online_config)
+    pattern = view_scan_pattern(context.target.project, settings.view_name)
+    keys: List[bytes] = []
+    counts = {"sequences": 0, "events": 0, "rewritten": 0}
+
+    def flush() -> None:
+        stored = execute(client, [("ZRANGE", k, 0, -1) for k in keys], "reading sequences to enrich")
+        commands = []
+        for key, members in zip(keys, stored):
+            if not members:
+                continue
+            columns, times = decode_members(layout, members)
+            matches = columns[names.index(on)]
+            for name in fields:
+                target = columns[names.index(name)]
+                for j, value in enumerate(matches):
+                    if overwrite or target[j] is None:  # events written with the field keep it
+                        target[j] = lookup.get(value, {}).get(name)
+            filled = [
+                [NULL_DEFAULTS[f.value_type] if v is None else v for v in column_values(f.name, f.value_type, pd.Series(col, dtype=object))]
+                for f, col in zip(settings.fields, columns)
+            ]
+            new_members, identities = encode_columns(layout, filled, times)
+            identities = identities or new_members
+            args: List[Any] = ["1" if settings.dedup_by else "0"]
+            for old, t, new, identity in zip(members, times, new_members, identities):
+                args += (old, t, new, identity)
+            commands.append(evalsha(REWRITE, (key, key[:-1] + b"h"), args))
+            counts["sequences"] += 1
+            counts["events"] += len(members)
+        counts["rewritten"] += sum(execute(client, commands, f"enriching '{settings.view_name}'"))
+        keys.clear()
+
+    for key in client.scan_iter(match=pattern, count=1000):
+        if key.endswith(b"}:z"):
+            keys.append(key)
+            if len(keys) >= KEYS_PER_ROUND:
+                flush()
+    if keys:
+        flush()
+    return counts
+
+
+def _check_fields(settings: SequenceSettings, on: str, fields: Sequence[str]) -> None:
+    unknown = [f for f in [on, *fields] if f not in settings.field_names]
+    if unknown:
+        raise SequenceDefinitionError(
+            f"Sequence view '{settings.view_name}' has no field(s) {unknown}; add new fields to its "
+            f"schema and run `feast apply` first (fields: {', '.join(settings.field_names)})."
+        )
+    in_identity = [f for f in fields if f in settings.dedup_by]
+    if in_identity:
+        raise SequenceDefinitionError(
+            f"Field(s) {in_identity} are part of dedup_by of '{settings.view_name}': enriching them "
+            "would change event identities; re-index with the backfill job instead."
+        )
+
+
+def run_enrichment(
+    context: JobContext,
+    table: Any,
+    on: str,
+    fields: Sequence[str],
+    offline_output: Optional[str] = None,
+    overwrite: bool = False,
+) -> IndexSummary:
+    settings = context.settings
+
+    def run() -> Any:
+        lookup_frame = table.select(on, *fields).dropDuplicates([on]).toPandas()
+        lookup = {row[on]: {f: row[f] for f in fields} for row in lookup_frame.to_dict("records")}
+        counts = rewrite_online(context, lookup, on, fields, overwrite)
+        report("enrich", settings.view_name, f"{counts['sequences']:,} sequences, {counts['events']:,} stored events, {counts['rewritten']:,} rewritten")
+        if offline_output:
+            events = enrich_events(settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields)
+            events.write.mode("overwrite").parquet(offline_output)
+            report("enrich", settings.view_name, f"wrote the enriched source events to {offline_output}")
+        return counts["events"], counts["rewritten"]
+
+    return timed(run)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument("--table", required=True, help="parquet path of the enrichment table")
+    parser.add_argument("--on", required=True, help="event field matched against the table's column of the same name")
+    parser.add_argument("--fields", required=True, help="comma-separated table columns to copy into the events")
+    parser.add_argument("--offline-output", help="parquet folder for the enriched source events (training data)")
+    parser.add_argument("--overwrite", action="store_true", help="re-enrich events that already have the fields")
+    args = parser.parse_args(argv)
+    context = open_view(args.repo, args.view)
+    from feast_sequence._historical import spark_session
+
+    table = spark_session(context.store.config).read.parquet(args.table)
+    summary = run_enrichment(context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite)
+    report("enrich", args.view, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
