@@ -122,6 +122,13 @@ def test_enrichment_fills_a_new_field_without_losing_realtime_events(retail_stor
         dedup_by=["invoice", "item_id"],
     )
     retail_store.apply([evolved])
+    try:
+        check_enrichment(retail_store, retail_events, tmp_path)
+    finally:
+        retail_store.apply([view])  # the repository is shared by the session's tests
+
+
+def check_enrichment(retail_store, retail_events, tmp_path):
     customers = sorted(retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"].unique().tolist())
     before = served(retail_store, "customer_purchases", customers, fields=("item_id", "description"))
     assert all(d == "" for rows in before.values() for _, d in rows)
