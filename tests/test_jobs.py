@@ -165,3 +165,14 @@ def test_spark_submit_runs_a_job(retail_store, redis_server):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[feast-sequence backfill] customer_returns:" in result.stdout
     assert "events/s" in result.stdout
+
+
+def test_cli_names_its_jobs(capsys):
+    from feast_sequence.transformations.cli import main
+
+    assert main([]) == 2
+    assert "backfill,correct,enrich" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["correct", "--help"])
+    assert done.value.code == 0
+    assert "--start" in capsys.readouterr().out

@@ -123,7 +123,6 @@ def layout_for(settings: SequenceSettings) -> EventLayout:
 
 @lru_cache(maxsize=256)
 def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) -> EventLayout:
-    n = len(fields)
     return EventLayout(
         fields=fields,
         timestamp_number=TIMESTAMP_NUMBER,

@@ -203,21 +203,27 @@ class SparkEngine(SequenceEngine):
     def compute(
         self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
     ) -> pd.DataFrame:
+        query_frame = self.spark.createDataFrame(_normalized_keys(settings, queries))
+        frame = self.frame(settings, features, events, query_frame).toPandas()
+        for name in features:
+            frame[name] = [list(v) for v in frame[name]]
+        return as_served(settings, features, frame)
+
+
+    @staticmethod
+    def frame(settings: SequenceSettings, features: List[str], events: Any, queries: Any) -> Any:
+        """The distributed part: Spark DataFrames in (events; queries with ``ROW_ID`` and
+        ``QUERY_TIME_US``), a Spark DataFrame of ``ROW_ID`` and sequences out."""
         from pyspark.sql import functions as F
 
         keys = [k for k, _ in settings.join_keys]
         events = events.withColumn(EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp")))
-        query_frame = self.spark.createDataFrame(_normalized_keys(settings, queries))
         schema = spark_output_schema(settings, features)
 
         def per_entity(event_rows: pd.DataFrame, query_rows: pd.DataFrame) -> pd.DataFrame:
             return sequences_as_of(settings, features, event_rows, query_rows)
 
-        result = events.groupBy(*keys).cogroup(query_frame.groupBy(*keys)).applyInPandas(per_entity, schema)
-        frame = result.toPandas()
-        for name in features:
-            frame[name] = [list(v) for v in frame[name]]
-        return as_served(settings, features, frame)
+        return events.groupBy(*keys).cogroup(queries.groupBy(*keys)).applyInPandas(per_entity, schema)
 
 
 def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:

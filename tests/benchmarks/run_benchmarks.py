@@ -275,6 +275,9 @@ TARGETS = {
     "write_cost_ratio": ("<=", 1.3),
     "rmw_speedup": (">=", 10.0),
     "memory_ratio": ("<=", 2.0),
+    "pit_speedup": (">=", 5.0),
+    "pit_scaling": ("<=", 12.0),
+    "backfill_events_per_s": (">=", 100_000.0),
 }
 
 
@@ -296,9 +299,19 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
+    """`run_benchmarks.py [online|offline]`: both parts by default."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
+    parts = sys.argv[1:] or ["online", "offline"]
+    results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
-        results = run(redis, Path(tmp))
+        if "online" in parts:
+            results.update(run(redis, Path(tmp)))
+        if "offline" in parts:
+            sys.path.insert(0, str(Path(__file__).parent))
+            import offline_benchmarks
+
+            redis.client().flushall()
+            results.update(offline_benchmarks.run(redis.connection_string))
     info = machine()
     print(f"feast-sequence benchmarks, {info['date']}, {info['platform']}, {info['cpus']} CPUs, "
           f"Python {info['python']}, Feast {info['feast']}, Redis {info['redis_server']}")
