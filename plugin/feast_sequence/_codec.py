@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -375,6 +375,17 @@ _ACCEPTS = {
     ValueType.DOUBLE: (pa.types.is_integer, pa.types.is_floating),
     ValueType.BOOL: (pa.types.is_boolean,),
 }
+#: Arrow type of one value of each element type (timestamps as whole seconds).
+ARROW_ELEMENT = {
+    ValueType.STRING: pa.string(),
+    ValueType.BYTES: pa.binary(),
+    ValueType.INT32: pa.int32(),
+    ValueType.INT64: pa.int64(),
+    ValueType.FLOAT: pa.float32(),
+    ValueType.DOUBLE: pa.float64(),
+    ValueType.BOOL: pa.bool_(),
+    ValueType.UNIX_TIMESTAMP: pa.int64(),
+}
 _ARROW_TARGET = {
     ValueType.STRING: pa.string(),
     ValueType.BYTES: pa.binary(),
@@ -386,12 +397,15 @@ _ARROW_TARGET = {
 }
 
 
-def column_values(column: str, value_type: ValueType, series: pd.Series) -> List[Any]:
-    """Python values of one pushed column, converted to the field's type, nulls as defaults.
+def column_values(
+    column: str, value_type: ValueType, data: Union[pd.Series, pa.Array, pa.ChunkedArray]
+) -> List[Any]:
+    """Python values of one column (pandas or Arrow), converted to the field's type, nulls as defaults.
 
     Raises ``SequenceInputError`` naming the first row whose value cannot be converted exactly.
     """
     if value_type == ValueType.UNIX_TIMESTAMP:
+        series = data if isinstance(data, pd.Series) else data.to_pandas()
         present = series.notna().to_numpy()
         us = np.full(len(series), 0, dtype=np.int64)
         if present.any():
@@ -399,10 +413,14 @@ def column_values(column: str, value_type: ValueType, series: pd.Series) -> List
         seconds = np.floor_divide(us, 1_000_000)
         return np.where(present, seconds, NULL_TIMESTAMP_INT_VALUE).tolist()
     default = NULL_DEFAULTS[value_type]
-    try:
-        array = pa.array(series, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        array = None
+    array: Optional[pa.Array]
+    if isinstance(data, pd.Series):
+        try:
+            array = pa.array(data, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = None
+    else:
+        array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
     if array is not None and not pa.types.is_null(array.type):
         if not any(check(array.type) for check in _ACCEPTS[value_type]):
             array = None
@@ -412,9 +430,10 @@ def column_values(column: str, value_type: ValueType, series: pd.Series) -> List
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 array = None
     if array is None:
+        series = data if isinstance(data, pd.Series) else pd.Series(data.to_pylist(), dtype=object)
         _raise_first_unconvertible(column, value_type, series)
     if pa.types.is_null(array.type):
-        return [default] * len(series)
+        return [default] * len(array)
     values = array.to_pylist()
     if array.null_count:
         values = [default if v is None else v for v in values]

@@ -21,7 +21,7 @@ from feast.repo_config import RepoConfig
 from feast.value_type import ValueType
 
 from feast_sequence._codec import column_values
-from feast_sequence._pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
+from feast_sequence._pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
 from feast_sequence._settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 
@@ -182,12 +182,16 @@ class PandasEngine(SequenceEngine):
         grouped = {k if isinstance(k, tuple) else (k,): g for k, g in events.groupby(keys, sort=False)}
         empty = events.iloc[0:0]
         parts = [
-            sequences_as_of(settings, features, grouped.get(k if isinstance(k, tuple) else (k,), empty), group)
+            sequences_as_of(
+                settings,
+                features,
+                pa.Table.from_pandas(grouped.get(k if isinstance(k, tuple) else (k,), empty), preserve_index=False),
+                pa.Table.from_pandas(group, preserve_index=False),
+            )
             for k, group in queries.groupby(keys, sort=False)
         ]
-        if not parts:
-            return pd.DataFrame({c: [] for c in [ROW_ID, *features]})
-        return as_served(settings, features, pd.concat(parts, ignore_index=True))
+        table = pa.concat_tables(parts) if parts else output_schema(settings, features).empty_table()
+        return as_served(settings, features, table.to_pandas())
 
 
 class SparkEngine(SequenceEngine):
@@ -204,10 +208,7 @@ class SparkEngine(SequenceEngine):
         self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
     ) -> pd.DataFrame:
         query_frame = self.spark.createDataFrame(_normalized_keys(settings, queries))
-        frame = self.frame(settings, features, events, query_frame).toPandas()
-        for name in features:
-            frame[name] = [list(v) for v in frame[name]]
-        return as_served(settings, features, frame)
+        return as_served(settings, features, self.frame(settings, features, events, query_frame).toPandas())
 
 
     @staticmethod
@@ -220,10 +221,10 @@ class SparkEngine(SequenceEngine):
         events = events.withColumn(EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp")))
         schema = spark_output_schema(settings, features)
 
-        def per_entity(event_rows: pd.DataFrame, query_rows: pd.DataFrame) -> pd.DataFrame:
+        def per_entity(event_rows: pa.Table, query_rows: pa.Table) -> pa.Table:
             return sequences_as_of(settings, features, event_rows, query_rows)
 
-        return events.groupBy(*keys).cogroup(queries.groupBy(*keys)).applyInPandas(per_entity, schema)
+        return events.groupBy(*keys).cogroup(queries.groupBy(*keys)).applyInArrow(per_entity, schema)
 
 
 def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
@@ -237,6 +238,8 @@ def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.Dat
                 [None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc) for s in v]
                 for v in frame[name]
             ]
+        else:
+            frame[name] = [list(v) for v in frame[name]]
     return frame
 
 

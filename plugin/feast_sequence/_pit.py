@@ -7,17 +7,18 @@ For one entity, events and queries are merged in time order (a sort/merge, no ra
 Redis append algorithm is replayed in memory: a sorted list of at most ``max_length`` kept events
 and their identities. At each query time T, after every event with timestamp <= T, the kept events
 with timestamp >= T - ttl are the answer, newest first. Memory is O(max_length) state plus the
-entity's own rows, whatever the number of events.
+entity's own rows, whatever the number of events. Results are built as Arrow list arrays (offsets
+plus one ``take``), not as Python lists.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-import pandas as pd
+import pyarrow as pa
 
-from feast_sequence._codec import column_values, encode_columns, layout_for
+from feast_sequence._codec import ARROW_ELEMENT, column_values, encode_columns, layout_for
 from feast_sequence._settings import SequenceSettings
 
 #: Internal column names of the offline engines (entity keys and fields use their own names).
@@ -26,42 +27,44 @@ QUERY_TIME_US = "__fsq_query_us"
 ROW_ID = "__fsq_row"
 
 
+def output_schema(settings: SequenceSettings, features: Sequence[str]) -> pa.Schema:
+    """``ROW_ID`` and one list per requested feature (timestamps as whole seconds)."""
+    types = {f.name: ARROW_ELEMENT[f.value_type] for f in settings.fields}
+    types[settings.timestamp_field] = pa.int64()
+    return pa.schema([(ROW_ID, pa.int64())] + [(name, pa.list_(types[name])) for name in features])
+
+
 def sequences_as_of(
     settings: SequenceSettings,
     features: Sequence[str],
-    events: pd.DataFrame,
-    queries: pd.DataFrame,
-) -> pd.DataFrame:
+    events: pa.Table,
+    queries: pa.Table,
+) -> pa.Table:
     """One row per query of one entity: ``ROW_ID`` and one list per requested feature.
 
     ``events`` holds the event fields and ``EVENT_TIME_US``; ``queries`` holds ``ROW_ID`` and
     ``QUERY_TIME_US``. ``features`` are event field names or the view's timestamp field. Values are
     as stored (nulls as defaults, timestamps as whole seconds); see ``_historical.as_served``.
     """
-    if queries.empty:  # an entity with events but no query: typed empty columns for Arrow
-        return pd.DataFrame(
-            {ROW_ID: pd.Series([], dtype="int64"), **{f: pd.Series([], dtype=object) for f in features}}
-        )
+    schema = output_schema(settings, features)
+    if queries.num_rows == 0:
+        return schema.empty_table()
     layout = layout_for(settings)
-    columns = [column_values(f.name, f.value_type, events[f.name]) for f in settings.fields]
-    event_times: List[int] = events[EVENT_TIME_US].astype("int64").tolist()
+    columns = [column_values(f.name, f.value_type, events.column(f.name)) for f in settings.fields]
+    event_times: List[int] = events.column(EVENT_TIME_US).to_pylist()
     members, identities = encode_columns(layout, columns, event_times)
     keys = identities if identities is not None else members
-
-    by_field = {f.name: column for f, column in zip(settings.fields, columns)}
-    seconds = [t // 1_000_000 for t in event_times]
-    # The timestamp field is served in whole seconds, as Feast's UnixTimestamp carries online.
-    sources = [by_field[name] if name in by_field else seconds for name in features]
 
     ttl_us = settings.ttl_seconds * 1_000_000 if settings.ttl_seconds else None
     # Kept events as (timestamp, member, event index, identity), ascending: the Redis sorted set.
     kept: List[Tuple[int, bytes, int, bytes]] = []
     kept_by_identity: Dict[bytes, Tuple[int, bytes, int, bytes]] = {}
     event_order = sorted(range(len(event_times)), key=event_times.__getitem__)
-    query_times = queries[QUERY_TIME_US].astype("int64").tolist()
-    row_ids = queries[ROW_ID].tolist()
-    out_rows: List[Any] = []
-    out_lists: List[List[List[Any]]] = [[] for _ in features]
+    query_times: List[int] = queries.column(QUERY_TIME_US).to_pylist()
+    row_ids: List[int] = queries.column(ROW_ID).to_pylist()
+    out_rows: List[int] = []
+    offsets: List[int] = [0]
+    served: List[int] = []  # event indices of every answer, concatenated
     next_event = 0
     for q in sorted(range(len(query_times)), key=query_times.__getitem__):
         t = query_times[q]
@@ -79,11 +82,16 @@ def sequences_as_of(
             if len(kept) > settings.max_length:
                 del kept_by_identity[kept.pop(0)[3]]
         start = bisect_left(kept, (t - ttl_us,)) if ttl_us is not None else 0
-        served = [entry[2] for entry in reversed(kept[start:])]
+        served.extend(entry[2] for entry in reversed(kept[start:]))
+        offsets.append(len(served))
         out_rows.append(row_ids[q])
-        for lists, source in zip(out_lists, sources):
-            lists.append([source[i] for i in served])
-    result = {ROW_ID: out_rows}
-    result.update({name: lists for name, lists in zip(features, out_lists)})
-    return pd.DataFrame(result)
 
+    take = pa.array(served, pa.int64())
+    list_offsets = pa.array(offsets, pa.int32())
+    by_field = {f.name: (column, ARROW_ELEMENT[f.value_type]) for f, column in zip(settings.fields, columns)}
+    by_field[settings.timestamp_field] = ([t // 1_000_000 for t in event_times], pa.int64())
+    arrays = [pa.array(out_rows, pa.int64())]
+    for name in features:
+        values, arrow_type = by_field[name]
+        arrays.append(pa.ListArray.from_arrays(list_offsets, pa.array(values, arrow_type).take(take)))
+    return pa.Table.from_arrays(arrays, schema=schema)
