@@ -67,9 +67,7 @@ item_features = FeatureView(
     ttl=timedelta(0),
 )
 
-customer_history = FeatureService(
-    name="customer_history", features=[customer_purchases, customer_returns]
-)
+customer_history = FeatureService(name="customer_history", features=[customer_purchases, customer_returns])
 
 
 @on_demand_feature_view(

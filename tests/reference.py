@@ -36,6 +36,8 @@ def reference_sequences(
             continue
         by_entity.setdefault(entity, []).append((ts, identity, event))
     return {
-        entity: [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)[: settings.max_length]]
+        entity: [
+            e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)[: settings.max_length]
+        ]
         for entity, rows in by_entity.items()
     }

@@ -27,17 +27,30 @@ session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.
 
 def objects(data_dir: Path) -> List:
     data_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()}).to_parquet(data_dir / "clicks.parquet")
+    pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()}).to_parquet(
+        data_dir / "clicks.parquet"
+    )
     pd.DataFrame(
-        {"user_id": pd.Series(dtype="int64"), "session_id": pd.Series(dtype="string"), "page": pd.Series(dtype="string"), "ts": pd.Series(dtype="datetime64[us, UTC]")}
+        {
+            "user_id": pd.Series(dtype="int64"),
+            "session_id": pd.Series(dtype="string"),
+            "page": pd.Series(dtype="string"),
+            "ts": pd.Series(dtype="datetime64[us, UTC]"),
+        }
     ).to_parquet(data_dir / "pages.parquet")
     pd.DataFrame(
-        {"user_id": pd.Series(dtype="int64"), "scores": pd.Series(dtype="object"), "ts": pd.Series(dtype="datetime64[us, UTC]")}
+        {
+            "user_id": pd.Series(dtype="int64"),
+            "scores": pd.Series(dtype="object"),
+            "ts": pd.Series(dtype="datetime64[us, UTC]"),
+        }
     ).to_parquet(data_dir / "profile.parquet")
 
     clicks_push = PushSource(
         name="clicks_push",
-        batch_source=FileSource(name="clicks_src", path=str(data_dir / "clicks.parquet"), timestamp_field="ts"),
+        batch_source=FileSource(
+            name="clicks_src", path=str(data_dir / "clicks.parquet"), timestamp_field="ts"
+        ),
     )
     pages_push = PushSource(
         name="pages_push",
@@ -45,7 +58,9 @@ def objects(data_dir: Path) -> List:
     )
     profile_push = PushSource(
         name="profile_push",
-        batch_source=FileSource(name="profile_src", path=str(data_dir / "profile.parquet"), timestamp_field="ts"),
+        batch_source=FileSource(
+            name="profile_src", path=str(data_dir / "profile.parquet"), timestamp_field="ts"
+        ),
     )
     fields = [
         Field(name="item", dtype=String),
@@ -53,12 +68,24 @@ def objects(data_dir: Path) -> List:
         Field(name="price", dtype=Float64),
         Field(name="flag", dtype=Bool),
     ]
-    clicks = SequenceFeatureView(name="clicks", entities=[user], source=clicks_push, schema=fields, max_length=5)
+    clicks = SequenceFeatureView(
+        name="clicks", entities=[user], source=clicks_push, schema=fields, max_length=5
+    )
     clicks_dedup = SequenceFeatureView(
-        name="clicks_dedup", entities=[user], source=clicks_push, schema=fields, max_length=5, dedup_by=["item"]
+        name="clicks_dedup",
+        entities=[user],
+        source=clicks_push,
+        schema=fields,
+        max_length=5,
+        dedup_by=["item"],
     )
     clicks_ttl = SequenceFeatureView(
-        name="clicks_ttl", entities=[user], source=clicks_push, schema=fields, max_length=5, ttl=timedelta(hours=1)
+        name="clicks_ttl",
+        entities=[user],
+        source=clicks_push,
+        schema=fields,
+        max_length=5,
+        ttl=timedelta(hours=1),
     )
     pages = SequenceFeatureView(
         name="pages",
@@ -68,7 +95,11 @@ def objects(data_dir: Path) -> List:
         max_length=3,
     )
     profile = FeatureView(
-        name="profile", entities=[user], source=profile_push, schema=[Field(name="scores", dtype=Array(Int64))], ttl=timedelta(0)
+        name="profile",
+        entities=[user],
+        source=profile_push,
+        schema=[Field(name="scores", dtype=Array(Int64))],
+        ttl=timedelta(0),
     )
     service = FeatureService(name="click_service", features=[clicks[["item", "n"]], profile])
     return [user, session, clicks, clicks_dedup, clicks_ttl, pages, profile, service]

@@ -36,7 +36,16 @@ FIELDS = (
 
 def test_concatenated_events_decode_as_columns():
     layout = _layout(FIELDS, ())
-    columns = [["x", "ü"], [b"\x00", b""], [-5, 2**31 - 1], [-(2**63), 7], [1.5, -0.25], [math.pi, 0.0], [True, False], [0, 1_700_000_000]]
+    columns = [
+        ["x", "ü"],
+        [b"\x00", b""],
+        [-5, 2**31 - 1],
+        [-(2**63), 7],
+        [1.5, -0.25],
+        [math.pi, 0.0],
+        [True, False],
+        [0, 1_700_000_000],
+    ]
     members, identities = encode_columns(layout, columns, [1_500_000, 3_000_000])
     assert identities is None  # without dedup_by the identity is the whole member
     requested = [(f.name, i) for i, f in enumerate(FIELDS)] + [("ts", -1)]
@@ -75,17 +84,23 @@ def test_identity_is_the_dedup_fields_and_sub_second_times_stay_distinct():
 def test_entity_key_bytes_agree_between_columns_and_protos():
     df = pd.DataFrame({"b_key": ["x", "y"], "a_key": [1, 2]})
     from_columns = entity_column_bytes([("b_key", ValueType.STRING), ("a_key", ValueType.INT64)], df)
-    proto = EntityKeyProto(join_keys=["b_key", "a_key"], entity_values=[ValueProto(string_val="y"), ValueProto(int64_val=2)])
+    proto = EntityKeyProto(
+        join_keys=["b_key", "a_key"], entity_values=[ValueProto(string_val="y"), ValueProto(int64_val=2)]
+    )
     assert entity_key_bytes_from_proto(proto) == from_columns[1]
     assert from_columns[0] != from_columns[1] and not from_columns[0].startswith(b"}")
 
 
 def test_floats_that_are_whole_convert_to_ints_and_others_are_rejected():
     assert column_values("n", ValueType.INT32, pd.Series([1.0, None, 3.0])) == [1, 0, 3]
-    with pytest.raises(SequenceInputError, match=r"Column 'n', row 1 \(index 1\): value 2.5 cannot be converted to INT32"):
+    with pytest.raises(
+        SequenceInputError, match=r"Column 'n', row 1 \(index 1\): value 2.5 cannot be converted to INT32"
+    ):
         column_values("n", ValueType.INT32, pd.Series([1.0, 2.5]))
 
 
 def test_strings_are_not_silently_coerced():
-    with pytest.raises(SequenceInputError, match=r"Column 's', row 0 \(index 0\): value 5 cannot be converted to STRING"):
+    with pytest.raises(
+        SequenceInputError, match=r"Column 's', row 0 \(index 0\): value 5 cannot be converted to STRING"
+    ):
         column_values("s", ValueType.STRING, pd.Series([5, "a"], dtype=object))

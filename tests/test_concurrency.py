@@ -35,7 +35,10 @@ def writer_process(repo_path: str, connection: str, frames: list) -> None:
 
     os.environ["FEAST_SEQUENCE_REDIS"] = connection
     store = FeatureStore(repo_path=repo_path)
-    threads = [threading.Thread(target=lambda part=part: [store.push("clicks_push", f) for f in part]) for part in (frames[0::2], frames[1::2])]
+    threads = [
+        threading.Thread(target=lambda part=part: [store.push("clicks_push", f) for f in part])
+        for part in (frames[0::2], frames[1::2])
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -50,7 +53,9 @@ def test_processes_and_threads_writing_the_same_users(make_store, tmp_path, redi
     frames = [events.iloc[i : i + 100] for i in range(0, len(events), 100)]
     ctx = multiprocessing.get_context("spawn")
     processes = [
-        ctx.Process(target=writer_process, args=(str(store.repo_path), redis_server.connection_string, frames[p::4]))
+        ctx.Process(
+            target=writer_process, args=(str(store.repo_path), redis_server.connection_string, frames[p::4])
+        )
         for p in range(4)
     ]
     for p in processes:
@@ -60,11 +65,22 @@ def test_processes_and_threads_writing_the_same_users(make_store, tmp_path, redi
         assert p.exitcode == 0
 
     records = [
-        {"entity": int(r.user_id), "item": r.item, "n": int(r.n), "price": float(r.price), "flag": bool(r.flag), "timestamp_us": int(r.ts.timestamp()) * 1_000_000}
+        {
+            "entity": int(r.user_id),
+            "item": r.item,
+            "n": int(r.n),
+            "price": float(r.price),
+            "flag": bool(r.flag),
+            "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
+        }
         for r in events.itertuples()
     ]
     for view in ("clicks", "clicks_dedup"):
         reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-        served = store.get_online_features(features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(5)]).to_dict()
+        served = store.get_online_features(
+            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(5)]
+        ).to_dict()
         for u in range(5):
-            assert list(zip(served["item"][u], served["n"][u])) == [(e["item"], e["n"]) for e in reference[u]], view
+            assert list(zip(served["item"][u], served["n"][u])) == [
+                (e["item"], e["n"]) for e in reference[u]
+            ], view

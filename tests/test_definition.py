@@ -23,7 +23,9 @@ user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 def push_source(timestamp_field: str = "ts") -> PushSource:
     return PushSource(
         name="clicks_push",
-        batch_source=FileSource(name="clicks_src", path="data/clicks.parquet", timestamp_field=timestamp_field),
+        batch_source=FileSource(
+            name="clicks_src", path="data/clicks.parquet", timestamp_field=timestamp_field
+        ),
     )
 
 
@@ -41,12 +43,17 @@ def view(**overrides) -> SequenceFeatureView:
 
 @pytest.mark.parametrize("bad", [0, -1, MAX_LENGTH_CAP + 1, 2.5, "10", True, None])
 def test_max_length_must_be_a_positive_int_under_the_cap(bad):
-    with pytest.raises(SequenceDefinitionError, match=rf"'clicks': max_length={bad!r} is invalid; use an integer from 1 to {MAX_LENGTH_CAP}"):
+    with pytest.raises(
+        SequenceDefinitionError,
+        match=rf"'clicks': max_length={bad!r} is invalid; use an integer from 1 to {MAX_LENGTH_CAP}",
+    ):
         view(max_length=bad)
 
 
 def test_dedup_by_unknown_field_lists_the_valid_ones():
-    with pytest.raises(SequenceDefinitionError, match=r"dedup_by names unknown field 'price'; valid fields: item, n"):
+    with pytest.raises(
+        SequenceDefinitionError, match=r"dedup_by names unknown field 'price'; valid fields: item, n"
+    ):
         view(dedup_by=["price"])
 
 
@@ -72,7 +79,9 @@ def test_source_without_timestamp_field_is_rejected():
 
 
 def test_unsupported_field_type_is_rejected():
-    with pytest.raises(SequenceDefinitionError, match=r"field .tags. has type Array\(String\); event fields must be scalars"):
+    with pytest.raises(
+        SequenceDefinitionError, match=r"field .tags. has type Array\(String\); event fields must be scalars"
+    ):
         view(schema=[Field(name="tags", dtype=Array(String))])
 
 
@@ -97,7 +106,10 @@ def test_settings_survive_the_registry_round_trip(make_store):
     assert settings.ttl_seconds == 7200
     assert settings.timestamp_field == "ts"
     assert settings.join_keys == (("user_id", ValueType.INT64),)
-    assert [(f.name, f.value_type) for f in settings.fields] == [("item", ValueType.STRING), ("n", ValueType.INT32)]
+    assert [(f.name, f.value_type) for f in settings.fields] == [
+        ("item", ValueType.STRING),
+        ("n", ValueType.INT32),
+    ]
 
 
 def test_reapply_is_idempotent(make_store):
@@ -107,7 +119,9 @@ def test_reapply_is_idempotent(make_store):
 
 
 def test_plain_view_is_not_a_sequence():
-    plain = FeatureView(name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source())
+    plain = FeatureView(
+        name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source()
+    )
     assert not is_sequence_view(plain)
     with pytest.raises(SequenceDefinitionError, match=r"Feature view 'plain' is not a sequence view"):
         sequence_settings(plain)

@@ -17,7 +17,9 @@ from feast_sequence.local_redis import free_port
 
 def post(port: int, path: str, body: dict) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         text = response.read().decode()
@@ -29,7 +31,17 @@ def server(retail_repo: Path, redis_server, redis_client):
     port = free_port()
     env = {**os.environ, "FEAST_SEQUENCE_REDIS": redis_server.connection_string}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "feast"), "-c", str(retail_repo), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],
+        [
+            str(Path(sys.executable).parent / "feast"),
+            "-c",
+            str(retail_repo),
+            "serve",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--no-access-log",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -62,7 +74,10 @@ def test_http_push_then_read(server):
     body = post(
         server,
         "/get-online-features",
-        {"features": ["customer_purchases:item_id", "customer_purchases:quantity"], "entities": {"customer_id": [42, 7]}},
+        {
+            "features": ["customer_purchases:item_id", "customer_purchases:quantity"],
+            "entities": {"customer_id": [42, 7]},
+        },
     )
     names = body["metadata"]["feature_names"]
     values = {name: result["values"] for name, result in zip(names, body["results"])}

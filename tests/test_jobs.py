@@ -37,22 +37,34 @@ def served(store, view, customers, fields=("item_id", "quantity")):
 
 def expected(settings, events, customers):
     records = [
-        {"entity": int(r.customer_id), "invoice": r.invoice, "item_id": r.item_id, "quantity": int(r.quantity), "unit_price": float(r.unit_price), "timestamp_us": r.event_timestamp.value // 1000}
+        {
+            "entity": int(r.customer_id),
+            "invoice": r.invoice,
+            "item_id": r.item_id,
+            "quantity": int(r.quantity),
+            "unit_price": float(r.unit_price),
+            "timestamp_us": r.event_timestamp.value // 1000,
+        }
         for r in events.itertuples()
     ]
     ref = reference_sequences(settings, records)
     return {c: [(e["item_id"], e["quantity"]) for e in ref.get(c, [])] for c in customers}
 
 
-def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_events, redis_client, redis_server):
+def test_backfill_indexes_the_last_days_and_is_idempotent(
+    retail_store, retail_events, redis_client, redis_server
+):
     context = open_view(str(retail_store.repo_path), "customer_purchases")
     summary = run_backfill(context, days=30, end=END)
     window = retail_events.purchases[
-        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30)) & (retail_events.purchases["event_timestamp"] <= END)
+        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30))
+        & (retail_events.purchases["event_timestamp"] <= END)
     ]
     assert summary.events_read == summary.events_written == len(window)
     customers = sorted(window["customer_id"].unique().tolist())
-    assert served(retail_store, "customer_purchases", customers) == expected(context.settings, window, customers)
+    assert served(retail_store, "customer_purchases", customers) == expected(
+        context.settings, window, customers
+    )
     state = redis_state(redis_client)
     run_backfill(context, days=30, end=END)
     assert redis_state(redis_client) == state
@@ -62,7 +74,10 @@ def test_correction_restores_missed_and_removes_wrong_events(retail_store, retai
     replay(retail_store, retail_events.purchases, "purchase_push")
     truth = redis_state(redis_client)
     start, end = datetime(2010, 3, 1, tzinfo=timezone.utc), datetime(2010, 3, 31, 23, 59, tzinfo=timezone.utc)
-    march = retail_events.purchases[(retail_events.purchases["event_timestamp"] >= start) & (retail_events.purchases["event_timestamp"] <= end)]
+    march = retail_events.purchases[
+        (retail_events.purchases["event_timestamp"] >= start)
+        & (retail_events.purchases["event_timestamp"] <= end)
+    ]
     victim = int(march["customer_id"].iloc[0])
     # Damage: an event the real-time path "missed", a wrongly indexed one, and one for a customer
     # the source does not know.
@@ -88,35 +103,54 @@ def test_top_scored_selection(retail_store, retail_events):
     context = open_view(str(retail_store.repo_path), "customer_purchases")
     run_backfill(context, days=60, end=END, selection=TopScored("quantity * unit_price", days=30, n=5))
     window = retail_events.purchases[
-        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30)) & (retail_events.purchases["event_timestamp"] <= END)
+        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30))
+        & (retail_events.purchases["event_timestamp"] <= END)
     ]
     customers = sorted(window["customer_id"].unique().tolist())[:200]
     # Every deduplicated event of the window (the reference with no length cap), then the best 5.
     uncapped = dataclasses.replace(context.settings, max_length=10**9)
     records = [
-        {"entity": int(r.customer_id), "invoice": r.invoice, "item_id": r.item_id, "quantity": int(r.quantity), "unit_price": float(r.unit_price), "timestamp_us": r.event_timestamp.value // 1000}
+        {
+            "entity": int(r.customer_id),
+            "invoice": r.invoice,
+            "item_id": r.item_id,
+            "quantity": int(r.quantity),
+            "unit_price": float(r.unit_price),
+            "timestamp_us": r.event_timestamp.value // 1000,
+        }
         for r in window[window["customer_id"].isin(customers)].itertuples()
     ]
     deduplicated = reference_sequences(uncapped, records)
     got = served(retail_store, "customer_purchases", customers, fields=("quantity", "unit_price"))
     for c in customers:
-        scores = sorted((float(np.float32(e["quantity"] * np.float32(e["unit_price"]))) for e in deduplicated[c]), reverse=True)[:5]
-        assert sorted((float(np.float32(q * np.float32(p))) for q, p in got[c]), reverse=True) == pytest.approx(scores)
+        scores = sorted(
+            (float(np.float32(e["quantity"] * np.float32(e["unit_price"]))) for e in deduplicated[c]),
+            reverse=True,
+        )[:5]
+        assert sorted(
+            (float(np.float32(q * np.float32(p))) for q, p in got[c]), reverse=True
+        ) == pytest.approx(scores)
 
 
-def test_enrichment_fills_a_new_field_without_losing_realtime_events(retail_store, retail_events, redis_client, tmp_path):
+def test_enrichment_fills_a_new_field_without_losing_realtime_events(
+    retail_store, retail_events, redis_client, tmp_path
+):
     from feast import Field
     from feast.types import String
 
     from feast_sequence import SequenceFeatureView
 
-    replay(retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12500], "purchase_push")
+    replay(
+        retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12500], "purchase_push"
+    )
     view = retail_store.get_feature_view("customer_purchases")
     evolved = SequenceFeatureView(
         name="customer_purchases",
         entities=[retail_store.get_entity("customer")],
         source=retail_store.get_data_source("purchase_push"),
-        schema=[Field(name=f.name, dtype=f.dtype.base_type) for f in view.features if f.name != "event_timestamp"]
+        schema=[
+            Field(name=f.name, dtype=f.dtype.base_type) for f in view.features if f.name != "event_timestamp"
+        ]
         + [Field(name="description", dtype=String)],
         max_length=50,
         dedup_by=["invoice", "item_id"],
@@ -129,12 +163,22 @@ def test_enrichment_fills_a_new_field_without_losing_realtime_events(retail_stor
 
 
 def check_enrichment(retail_store, retail_events, tmp_path):
-    customers = sorted(retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"].unique().tolist())
+    customers = sorted(
+        retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"]
+        .unique()
+        .tolist()
+    )
     before = served(retail_store, "customer_purchases", customers, fields=("item_id", "description"))
     assert all(d == "" for rows in before.values() for _, d in rows)
 
-    live = retail_events.purchases[retail_events.purchases["customer_id"] == customers[0]].head(1).assign(
-        invoice="LIVE", event_timestamp=pd.Timestamp("2011-01-01", tz="UTC"), description="sent by the writer"
+    live = (
+        retail_events.purchases[retail_events.purchases["customer_id"] == customers[0]]
+        .head(1)
+        .assign(
+            invoice="LIVE",
+            event_timestamp=pd.Timestamp("2011-01-01", tz="UTC"),
+            description="sent by the writer",
+        )
     )
     retail_store.push("purchase_push", live)
     spark = spark_session(retail_store.config)
@@ -145,7 +189,9 @@ def check_enrichment(retail_store, retail_events, tmp_path):
     assert summary.events_written > 0
 
     items = dict(zip(retail_events.items["item_id"], retail_events.items["description"]))
-    after = served(retail_store, "customer_purchases", customers, fields=("item_id", "description", "invoice"))
+    after = served(
+        retail_store, "customer_purchases", customers, fields=("item_id", "description", "invoice")
+    )
     assert after[customers[0]][0] == (live["item_id"].iloc[0], "sent by the writer", "LIVE")
     for c in customers:
         rows = after[c] if c != customers[0] else after[c][1:]
@@ -157,10 +203,30 @@ def check_enrichment(retail_store, retail_events, tmp_path):
 def test_spark_submit_runs_a_job(retail_store, redis_server):
     spark_submit = Path(sys.executable).parent / "spark-submit"
     job = Path(__file__).resolve().parents[1] / "transformations" / "backfill.py"
-    env = {**os.environ, "FEAST_SEQUENCE_REDIS": redis_server.connection_string, "PYSPARK_PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "FEAST_SEQUENCE_REDIS": redis_server.connection_string,
+        "PYSPARK_PYTHON": sys.executable,
+    }
     result = subprocess.run(
-        [str(spark_submit), "--master", "local[2]", str(job), "--repo", str(retail_store.repo_path), "--view", "customer_returns", "--days", "10", "--end", "2010-12-10"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            str(spark_submit),
+            "--master",
+            "local[2]",
+            str(job),
+            "--repo",
+            str(retail_store.repo_path),
+            "--view",
+            "customer_returns",
+            "--days",
+            "10",
+            "--end",
+            "2010-12-10",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[feast-sequence backfill] customer_returns:" in result.stdout

@@ -18,13 +18,17 @@ def online(store, customers):
     out = {}
     for start in range(0, len(customers), 1000):
         chunk = customers[start : start + 1000]
-        got = store.get_online_features(features=refs, entity_rows=[{"customer_id": c} for c in chunk]).to_dict()
+        got = store.get_online_features(
+            features=refs, entity_rows=[{"customer_id": c} for c in chunk]
+        ).to_dict()
         for i, c in enumerate(chunk):
             out[c] = [tuple(got[f][i]) for f in FIELDS]
     return out
 
 
-def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(retail_store, retail_events, redis_client):
+def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(
+    retail_store, retail_events, redis_client
+):
     customers = sorted(retail_events.purchases["customer_id"].unique().tolist())
     realtime = pd.DataFrame(
         {
@@ -36,7 +40,11 @@ def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(ret
             "event_timestamp": [pd.Timestamp("2010-12-31 23:00", tz="UTC")],
         }
     )
-    retail_store.materialize(datetime(2009, 1, 1, tzinfo=timezone.utc), datetime(2010, 6, 1, tzinfo=timezone.utc), ["customer_purchases"])
+    retail_store.materialize(
+        datetime(2009, 1, 1, tzinfo=timezone.utc),
+        datetime(2010, 6, 1, tzinfo=timezone.utc),
+        ["customer_purchases"],
+    )
     retail_store.push("purchase_push", realtime)
     retail_store.materialize_incremental(END, ["customer_purchases"])
     incremental = online(retail_store, customers)
@@ -85,13 +93,28 @@ def test_materialize_on_the_file_offline_store_equals_the_reference(make_store, 
         }
     )
     events.to_parquet(tmp_path / "events" / "clicks.parquet")
-    store.materialize(datetime(2023, 11, 14, 22, 40, tzinfo=timezone.utc), datetime(2024, 1, 1, tzinfo=timezone.utc), ["clicks", "clicks_dedup"])
+    store.materialize(
+        datetime(2023, 11, 14, 22, 40, tzinfo=timezone.utc),
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        ["clicks", "clicks_dedup"],
+    )
     records = [
-        {"entity": int(r.user_id), "item": r.item, "n": int(r.n), "price": float(r.price), "flag": bool(r.flag), "timestamp_us": r.ts.value // 1000}
+        {
+            "entity": int(r.user_id),
+            "item": r.item,
+            "n": int(r.n),
+            "price": float(r.price),
+            "flag": bool(r.flag),
+            "timestamp_us": r.ts.value // 1000,
+        }
         for r in events.itertuples()
     ]
     for view in ("clicks", "clicks_dedup"):
         reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-        served = store.get_online_features(features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(6)]).to_dict()
+        served = store.get_online_features(
+            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(6)]
+        ).to_dict()
         for u in range(6):
-            assert list(zip(served["item"][u], served["n"][u])) == [(e["item"], e["n"]) for e in reference[u]], view
+            assert list(zip(served["item"][u], served["n"][u])) == [
+                (e["item"], e["n"]) for e in reference[u]
+            ], view

@@ -26,7 +26,9 @@ def store(make_store, tmp_path):
 
 def read(store, view, users, features=("item", "n", "ts"), **kwargs):
     refs = [f"{view}:{f}" for f in features]
-    return store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in users], **kwargs).to_dict()
+    return store.get_online_features(
+        features=refs, entity_rows=[{"user_id": u} for u in users], **kwargs
+    ).to_dict()
 
 
 def test_events_are_served_newest_first_and_capped(store):
@@ -77,7 +79,10 @@ def test_equal_timestamps_have_an_arrival_independent_order(store, redis_client)
 
 def test_ttl_hides_expired_events_and_expires_keys(store, redis_client):
     now = datetime.now(timezone.utc)
-    rows = [(1, "old", 1, 1.0, False, now - timedelta(hours=2)), (1, "new", 2, 1.0, False, now - timedelta(minutes=1))]
+    rows = [
+        (1, "old", 1, 1.0, False, now - timedelta(hours=2)),
+        (1, "new", 2, 1.0, False, now - timedelta(minutes=1)),
+    ]
     store.push("clicks_push", events(rows))
     assert read(store, "clicks_ttl", [1])["item"] == [["new"]]
     ttl_keys = [k for k in redis_client.keys(b"*clicks_ttl*")]
@@ -97,7 +102,12 @@ def test_composite_entity_keys(store):
         }
     )
     store.push("pages_push", df)
-    rows = [{"user_id": 1, "session_id": "s1"}, {"user_id": 1, "session_id": "s2"}, {"user_id": 2, "session_id": "s1"}, {"user_id": 2, "session_id": "s2"}]
+    rows = [
+        {"user_id": 1, "session_id": "s1"},
+        {"user_id": 1, "session_id": "s2"},
+        {"user_id": 2, "session_id": "s1"},
+        {"user_id": 2, "session_id": "s2"},
+    ]
     out = store.get_online_features(features=["pages:page"], entity_rows=rows).to_dict()
     assert out["page"] == [["home"], ["cart"], ["search"], []]
 
@@ -135,8 +145,12 @@ def test_output_formats_full_names_service_and_mixed_views(store):
 
 def test_async_push_and_read(store):
     async def scenario():
-        await store.push_async("clicks_push", events([(7, "a", 1, 1.0, True, at(1)), (7, "b", 1, 1.0, True, at(2))]))
-        response = await store.get_online_features_async(features=["clicks:item"], entity_rows=[{"user_id": 7}])
+        await store.push_async(
+            "clicks_push", events([(7, "a", 1, 1.0, True, at(1)), (7, "b", 1, 1.0, True, at(2))])
+        )
+        response = await store.get_online_features_async(
+            features=["clicks:item"], entity_rows=[{"user_id": 7}]
+        )
         return response.to_dict()
 
     assert asyncio.run(scenario())["item"] == [["b", "a"]]
@@ -162,7 +176,9 @@ def test_online_and_offline_push_reaches_the_batch_source(store, tmp_path):
     ],
 )
 def test_bad_rows_reject_the_whole_push(store, redis_client, column, value, message):
-    df = events([(1, "a", 1, 1.0, True, at(1)), (2, "b", 2, 2.0, True, at(2))]).astype({"ts": object, "n": object, "user_id": object})
+    df = events([(1, "a", 1, 1.0, True, at(1)), (2, "b", 2, 2.0, True, at(2))]).astype(
+        {"ts": object, "n": object, "user_id": object}
+    )
     df.loc[1, column] = value
     with pytest.raises(SequenceInputError, match=message):
         store.push("clicks_push", df)
@@ -187,7 +203,11 @@ def test_projects_on_one_redis_are_isolated(make_store, tmp_path):
 def test_removing_a_view_deletes_its_keys(store, redis_client):
     store.push("clicks_push", events([(u, "a", 1, 1.0, True, at(1)) for u in range(50)]))
     assert redis_client.keys(b"*:clicks_dedup:*")
-    remaining = [o for o in objects(store.repo_path / "events2") if getattr(o, "name", "") not in ("clicks_dedup", "click_service")]
+    remaining = [
+        o
+        for o in objects(store.repo_path / "events2")
+        if getattr(o, "name", "") not in ("clicks_dedup", "click_service")
+    ]
     store.apply(remaining, objects_to_delete=[store.get_feature_view("clicks_dedup")], partial=False)
     assert not redis_client.keys(b"*:clicks_dedup:*")
     assert redis_client.keys(b"*:clicks:*")
@@ -195,7 +215,10 @@ def test_removing_a_view_deletes_its_keys(store, redis_client):
 
 def test_memory_stays_bounded_by_max_length(store, redis_client):
     for batch in range(4):
-        store.push("clicks_push", events([(1, f"i{batch}-{k}", k, 1.0, True, at(batch * 100 + k)) for k in range(100)]))
+        store.push(
+            "clicks_push",
+            events([(1, f"i{batch}-{k}", k, 1.0, True, at(batch * 100 + k)) for k in range(100)]),
+        )
     for key in redis_client.keys(b"*:{i*}:z"):
         assert redis_client.zcard(key) <= 5
     for key in redis_client.keys(b"*:{i*}:h"):

@@ -71,7 +71,9 @@ def push_concurrently(store, frames, writers):
     split_seed=st.integers(0, 2**16),
     writers=st.integers(1, 3),
 )
-def test_served_sequences_equal_the_reference(property_store, redis_server, rows, duplicate_share, split_seed, writers):
+def test_served_sequences_equal_the_reference(
+    property_store, redis_server, rows, duplicate_share, split_seed, writers
+):
     redis_server.client().flushall()
     rng = random.Random(split_seed)
     arrivals = rows + [r for r in rows if rng.random() < duplicate_share]
@@ -89,7 +91,14 @@ def test_served_sequences_equal_the_reference(property_store, redis_server, rows
         reference = reference_sequences(
             settings_,
             [
-                {"entity": u, "item": i, "n": n, "price": p, "flag": f, "timestamp_us": s * 1_000_000 + int(T0.timestamp() * 1e6)}
+                {
+                    "entity": u,
+                    "item": i,
+                    "n": n,
+                    "price": p,
+                    "flag": f,
+                    "timestamp_us": s * 1_000_000 + int(T0.timestamp() * 1e6),
+                }
                 for u, i, n, p, f, s in rows
             ],
         )
@@ -100,7 +109,13 @@ def test_served_sequences_equal_the_reference(property_store, redis_server, rows
             expected = reference.get(user, [])
             got = list(zip(*(served[f][position] for f in fields)))
             want = [
-                (e["item"], e["n"], e["price"], e["flag"], datetime.fromtimestamp(e["timestamp_us"] // 1_000_000, timezone.utc))
+                (
+                    e["item"],
+                    e["n"],
+                    e["price"],
+                    e["flag"],
+                    datetime.fromtimestamp(e["timestamp_us"] // 1_000_000, timezone.utc),
+                )
                 for e in expected
             ]
             assert got == want, f"view {view}, user {user}"

@@ -41,7 +41,11 @@ def run_backfill(
     def run() -> Any:
         events = select_backfill(context.settings, context.events(start, end), end, selection).cache()
         read = events.count()
-        report("backfill", context.settings.view_name, f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}")
+        report(
+            "backfill",
+            context.settings.view_name,
+            f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}",
+        )
         written = write_spark(context.target, events)
         events.unpersist()
         return read, written

@@ -13,7 +13,10 @@ JOBS = {"backfill": backfill.main, "correct": correction.main, "enrich": enrichm
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in JOBS:
-        print(f"usage: feast-sequence {{{','.join(JOBS)}}} [options]   (feast-sequence <job> --help)", file=sys.stderr)
+        print(
+            f"usage: feast-sequence {{{','.join(JOBS)}}} [options]   (feast-sequence <job> --help)",
+            file=sys.stderr,
+        )
         return 2
     return JOBS[args[0]](args[1:])
 

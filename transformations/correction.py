@@ -63,7 +63,11 @@ def run_correction(
         indexed = set(entity_column_bytes(settings.join_keys, events.select(*keys).distinct().toPandas()))
         events.unpersist()
         cleared = _clear_range_elsewhere(context, indexed, range_us)
-        report("correction", settings.view_name, f"cleared the range for {cleared:,} entities absent from the source")
+        report(
+            "correction",
+            settings.view_name,
+            f"cleared the range for {cleared:,} entities absent from the source",
+        )
         return read, written
 
     return timed(run)

@@ -43,11 +43,17 @@ def enrich_events(settings: SequenceSettings, events: Any, table: Any, on: str, 
     from pyspark.sql import functions as F
 
     lookup = table.select(on, *fields).dropDuplicates([on])
-    return events.drop(*[f for f in fields if f in events.columns]).join(F.broadcast(lookup), on=on, how="left")
+    return events.drop(*[f for f in fields if f in events.columns]).join(
+        F.broadcast(lookup), on=on, how="left"
+    )
 
 
 def rewrite_online(
-    context: JobContext, lookup: Dict[Any, Dict[str, Any]], on: str, fields: Sequence[str], overwrite: bool = False
+    context: JobContext,
+    lookup: Dict[Any, Dict[str, Any]],
+    on: str,
+    fields: Sequence[str],
+    overwrite: bool = False,
 ) -> Dict[str, int]:
     """Rewrite stored events of the view with ``fields`` looked up by their ``on`` value: those that
     lack the fields (stored before the schema change), or every one with ``overwrite``."""
@@ -76,7 +82,10 @@ def rewrite_online(
                     if overwrite or target[j] is None:  # events written with the field keep it
                         target[j] = lookup.get(value, {}).get(name)
             filled = [
-                [NULL_DEFAULTS[f.value_type] if v is None else v for v in column_values(f.name, f.value_type, pd.Series(col, dtype=object))]
+                [
+                    NULL_DEFAULTS[f.value_type] if v is None else v
+                    for v in column_values(f.name, f.value_type, pd.Series(col, dtype=object))
+                ]
                 for f, col in zip(settings.fields, columns)
             ]
             new_members, identities = encode_columns(layout, filled, times)
@@ -129,9 +138,15 @@ def run_enrichment(
         lookup_frame = table.select(on, *fields).dropDuplicates([on]).toPandas()
         lookup = {row[on]: {f: row[f] for f in fields} for row in lookup_frame.to_dict("records")}
         counts = rewrite_online(context, lookup, on, fields, overwrite)
-        report("enrich", settings.view_name, f"{counts['sequences']:,} sequences, {counts['events']:,} stored events, {counts['rewritten']:,} rewritten")
+        report(
+            "enrich",
+            settings.view_name,
+            f"{counts['sequences']:,} sequences, {counts['events']:,} stored events, {counts['rewritten']:,} rewritten",
+        )
         if offline_output:
-            events = enrich_events(settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields)
+            events = enrich_events(
+                settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields
+            )
             events.write.mode("overwrite").parquet(offline_output)
             report("enrich", settings.view_name, f"wrote the enriched source events to {offline_output}")
         return counts["events"], counts["rewritten"]
@@ -143,16 +158,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument("--table", required=True, help="parquet path of the enrichment table")
-    parser.add_argument("--on", required=True, help="event field matched against the table's column of the same name")
-    parser.add_argument("--fields", required=True, help="comma-separated table columns to copy into the events")
-    parser.add_argument("--offline-output", help="parquet folder for the enriched source events (training data)")
-    parser.add_argument("--overwrite", action="store_true", help="re-enrich events that already have the fields")
+    parser.add_argument(
+        "--on", required=True, help="event field matched against the table's column of the same name"
+    )
+    parser.add_argument(
+        "--fields", required=True, help="comma-separated table columns to copy into the events"
+    )
+    parser.add_argument(
+        "--offline-output", help="parquet folder for the enriched source events (training data)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="re-enrich events that already have the fields"
+    )
     args = parser.parse_args(argv)
     context = open_view(args.repo, args.view)
     from feast_sequence._historical import spark_session
 
     table = spark_session(context.store.config).read.parquet(args.table)
-    summary = run_enrichment(context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite)
+    summary = run_enrichment(
+        context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite
+    )
     report("enrich", args.view, summary)
     return 0
 

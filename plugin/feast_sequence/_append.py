@@ -129,7 +129,9 @@ def plan_append(
     return commands
 
 
-def plan_remove_range(settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]) -> Command:
+def plan_remove_range(
+    settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]
+) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
     return evalsha(APPEND, keys, _header(settings, range_us))
 

@@ -100,7 +100,6 @@ def field_number(index: int) -> int:
     return index + 3
 
 
-
 @dataclass(frozen=True)
 class EventLayout:
     """Field numbers of one view's stored events, and the message class that parses a sequence."""
@@ -206,7 +205,8 @@ def encode_columns(
     ]
     ts_tag, us_tag = _tag(layout.timestamp_number, _WIRE_VARINT), _tag(layout.micros_number, _WIRE_VARINT)
     time_chunks = [
-        ts_tag + _varint(_zigzag(us // 1_000_000))
+        ts_tag
+        + _varint(_zigzag(us // 1_000_000))
         + (us_tag + _varint(_zigzag(us % 1_000_000)) if us % 1_000_000 else b"")
         for us in timestamps_us
     ]
@@ -221,7 +221,12 @@ def encode_columns(
 
 # --- entity keys --------------------------------------------------------------------------------
 
-_KEY_TYPE_PREFIX = {ValueType.INT32: b"i", ValueType.INT64: b"i", ValueType.STRING: b"s", ValueType.BYTES: b"b"}
+_KEY_TYPE_PREFIX = {
+    ValueType.INT32: b"i",
+    ValueType.INT64: b"i",
+    ValueType.STRING: b"s",
+    ValueType.BYTES: b"b",
+}
 
 
 def _entity_value_bytes(value_type: ValueType, value: Any) -> bytes:
@@ -277,7 +282,9 @@ def list_field_name(value_type: ValueType) -> str:
     return _ELEMENT_FORMAT[value_type][2]
 
 
-def decode_plan(layout: EventLayout, requested: Sequence[Tuple[str, int]]) -> Tuple[Tuple[str, str, str], ...]:
+def decode_plan(
+    layout: EventLayout, requested: Sequence[Tuple[str, int]]
+) -> Tuple[Tuple[str, str, str], ...]:
     """Per requested feature (name, field index or -1 for the timestamps): its Feast list field and
     the stored message's field. Computed once per request, not per entity."""
     return tuple(
@@ -459,9 +466,7 @@ def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Se
     )
 
 
-def entity_column_bytes(
-    join_keys: Sequence[Tuple[str, ValueType]], df: pd.DataFrame
-) -> List[bytes]:
+def entity_column_bytes(join_keys: Sequence[Tuple[str, ValueType]], df: pd.DataFrame) -> List[bytes]:
     """Canonical entity key bytes per row of ``df``."""
     columns = []
     for name, value_type in sorted(join_keys):

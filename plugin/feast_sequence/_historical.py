@@ -77,9 +77,7 @@ class SequenceRetrievalJob(RetrievalJob):
         raise NotImplementedError("Saving sequence retrievals as datasets is not supported yet.")
 
 
-def sequence_refs(
-    feature_refs: Sequence[str], views: Sequence[FeatureView]
-) -> Dict[str, List[str]]:
+def sequence_refs(feature_refs: Sequence[str], views: Sequence[FeatureView]) -> Dict[str, List[str]]:
     """Requested features per sequence view (by the name used in refs)."""
     names = {v.projection.name_to_use(): v for v in views}
     out: Dict[str, List[str]] = {name: [] for name in names}
@@ -129,7 +127,9 @@ def historical_job(
             queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
             start = _EPOCH
             if settings.ttl_seconds:
-                start = max(_EPOCH, query_times.min().to_pydatetime() - timedelta(seconds=settings.ttl_seconds))
+                start = max(
+                    _EPOCH, query_times.min().to_pydatetime() - timedelta(seconds=settings.ttl_seconds)
+                )
             end = query_times.max().to_pydatetime() + timedelta(microseconds=1)
             events = pull_events(view, settings, start, end)
             sequences = engine.compute(settings, features, events, queries)
@@ -177,7 +177,9 @@ class PandasEngine(SequenceEngine):
     ) -> pd.DataFrame:
         keys = [k for k, _ in settings.join_keys]
         events = _normalized_keys(settings, events)
-        events[EVENT_TIME_US] = pd.DatetimeIndex(pd.to_datetime(events[settings.timestamp_field], utc=True)).as_unit("us").asi8
+        events[EVENT_TIME_US] = (
+            pd.DatetimeIndex(pd.to_datetime(events[settings.timestamp_field], utc=True)).as_unit("us").asi8
+        )
         queries = _normalized_keys(settings, queries)
         grouped = {k if isinstance(k, tuple) else (k,): g for k, g in events.groupby(keys, sort=False)}
         empty = events.iloc[0:0]
@@ -185,7 +187,9 @@ class PandasEngine(SequenceEngine):
             sequences_as_of(
                 settings,
                 features,
-                pa.Table.from_pandas(grouped.get(k if isinstance(k, tuple) else (k,), empty), preserve_index=False),
+                pa.Table.from_pandas(
+                    grouped.get(k if isinstance(k, tuple) else (k,), empty), preserve_index=False
+                ),
                 pa.Table.from_pandas(group, preserve_index=False),
             )
             for k, group in queries.groupby(keys, sort=False)
@@ -210,7 +214,6 @@ class SparkEngine(SequenceEngine):
         query_frame = self.spark.createDataFrame(_normalized_keys(settings, queries))
         return as_served(settings, features, self.frame(settings, features, events, query_frame).toPandas())
 
-
     @staticmethod
     def frame(settings: SequenceSettings, features: List[str], events: Any, queries: Any) -> Any:
         """The distributed part: Spark DataFrames in (events; queries with ``ROW_ID`` and
@@ -218,7 +221,9 @@ class SparkEngine(SequenceEngine):
         from pyspark.sql import functions as F
 
         keys = [k for k, _ in settings.join_keys]
-        events = events.withColumn(EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp")))
+        events = events.withColumn(
+            EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp"))
+        )
         schema = spark_output_schema(settings, features)
 
         def per_entity(event_rows: pa.Table, query_rows: pa.Table) -> pa.Table:
@@ -235,7 +240,10 @@ def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.Dat
     for name in features:
         if name in timestamp_fields:
             frame[name] = [
-                [None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc) for s in v]
+                [
+                    None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc)
+                    for s in v
+                ]
                 for v in frame[name]
             ]
         else:

@@ -85,8 +85,9 @@ def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tup
     from pyspark.sql import functions as F
 
     keys = [k for k, _ in target.settings.join_keys]
-    if replace_range_us is not None:  # all events of an entity in one partition (see write_frames)
-        events = events.repartition(*keys)
+    # Each entity's events together: in one partition (required for replace_range_us, see
+    # write_frames) and contiguous, so a batch makes one script call per entity, not per event.
+    events = events.repartition(*keys).sortWithinPartitions(*keys)
 
     def per_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame({"written": [write_frames(target, frames, replace_range_us)]})
@@ -96,7 +97,10 @@ def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tup
 
 
 def write_local(
-    target: IndexTarget, events: pd.DataFrame, replace_range_us: Optional[Tuple[int, int]] = None, chunk: int = 50_000
+    target: IndexTarget,
+    events: pd.DataFrame,
+    replace_range_us: Optional[Tuple[int, int]] = None,
+    chunk: int = 50_000,
 ) -> int:
     if replace_range_us is not None:  # one call of write_frames holds all events of an entity
         return write_frames(target, [events], replace_range_us)
@@ -130,7 +134,11 @@ def newest_before_spark(settings: SequenceSettings, events: Any, before: datetim
     latest = Window.partitionBy(*identity).orderBy(ts.desc())
     newest = Window.partitionBy(*keys).orderBy(ts.desc())
     older = older.withColumn(_RANK, F.rank().over(latest)).filter(F.col(_RANK) == 1).drop(_RANK)
-    return older.withColumn(_RANK, F.dense_rank().over(newest)).filter(F.col(_RANK) <= settings.max_length).drop(_RANK)
+    return (
+        older.withColumn(_RANK, F.dense_rank().over(newest))
+        .filter(F.col(_RANK) <= settings.max_length)
+        .drop(_RANK)
+    )
 
 
 def newest_before_pandas(settings: SequenceSettings, events: pd.DataFrame, before: datetime) -> pd.DataFrame:

@@ -23,7 +23,13 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
 from feast_sequence._historical import engine_for, historical_job
-from feast_sequence._indexing import IndexTarget, newest_before_pandas, newest_before_spark, write_local, write_spark
+from feast_sequence._indexing import (
+    IndexTarget,
+    newest_before_pandas,
+    newest_before_spark,
+    write_local,
+    write_spark,
+)
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.online_store import SequenceRedisOnlineStore
@@ -66,7 +72,6 @@ class SequenceProvider(PassthroughProvider):
             self.repo_config, feature_view, _mapped(feature_view, df)
         )
 
-
     def get_historical_features(
         self,
         config: RepoConfig,
@@ -81,7 +86,14 @@ class SequenceProvider(PassthroughProvider):
         sequences = [v for v in feature_views if isinstance(v, FeatureView) and is_sequence_view(v)]
         if not sequences:
             return super().get_historical_features(
-                config, feature_views, feature_refs, entity_df, registry, project, full_feature_names, **kwargs
+                config,
+                feature_views,
+                feature_refs,
+                entity_df,
+                registry,
+                project,
+                full_feature_names,
+                **kwargs,
             )
         if entity_df is None:
             raise SequenceInputError("Sequence views need an entity_df (entity keys and timestamps).")
@@ -91,9 +103,7 @@ class SequenceProvider(PassthroughProvider):
         sequence_names = {v.projection.name_to_use() for v in sequences}
         odfv_names = {o.name for o in registry.list_on_demand_feature_views(project, allow_cache=True)}
         regular_views = [v for v in feature_views if v not in sequences]
-        regular_refs = [
-            r for r in feature_refs if r.split(":", 1)[0] not in sequence_names | odfv_names
-        ]
+        regular_refs = [r for r in feature_refs if r.split(":", 1)[0] not in sequence_names | odfv_names]
 
         def regular_job(entity: pd.DataFrame) -> RetrievalJob:
             return super(SequenceProvider, self).get_historical_features(
@@ -116,7 +126,6 @@ class SequenceProvider(PassthroughProvider):
             engine,
         )
 
-
     def materialize_single_feature_view(
         self,
         config: RepoConfig,
@@ -133,7 +142,14 @@ class SequenceProvider(PassthroughProvider):
         Re-runs are no-ops; real-time events merge under the same semantics."""
         if not (isinstance(feature_view, FeatureView) and is_sequence_view(feature_view)):
             return super().materialize_single_feature_view(
-                config, feature_view, start_date, end_date, registry, project, tqdm_builder, disable_event_timestamp
+                config,
+                feature_view,
+                start_date,
+                end_date,
+                registry,
+                project,
+                tqdm_builder,
+                disable_event_timestamp,
             )
         settings = sequence_settings(feature_view)
         engine, spark_events = engine_for(config)
@@ -146,18 +162,29 @@ class SequenceProvider(PassthroughProvider):
 
             events = job.to_spark_df()
             ts = F.col(settings.timestamp_field)
-            selected = events.filter(ts >= F.lit(start)).unionByName(newest_before_spark(settings, events, start))
+            selected = events.filter(ts >= F.lit(start)).unionByName(
+                newest_before_spark(settings, events, start)
+            )
             written = write_spark(target, selected)
         else:
             events = job.to_df()
-            in_range = events[pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)]
-            written = write_local(target, pd.concat([in_range, newest_before_pandas(settings, events, start)]))
+            in_range = events[
+                pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)
+            ]
+            written = write_local(
+                target, pd.concat([in_range, newest_before_pandas(settings, events, start)])
+            )
         bar = tqdm_builder(written)
         bar.update(written)
         bar.close()
 
     def _pull_events(
-        self, config: RepoConfig, view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        settings: SequenceSettings,
+        start: datetime,
+        end: datetime,
     ) -> RetrievalJob:
         """Events of a sequence view's batch source in [start, end], through Feast's offline store."""
         return self.offline_store.pull_all_from_table_or_query(

@@ -76,7 +76,9 @@ def read_commands(
         entity_key = encoded.get(identity)
         if entity_key is None:
             entity_key = encoded[identity] = entity_key_bytes_from_values(row)
-        commands.append(("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count))
+        commands.append(
+            ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count)
+        )
     return commands
 
 

@@ -83,8 +83,10 @@ class SequenceSettings:
 
 
 def validate_max_length(view_name: str, max_length: Any) -> int:
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or not (
-        1 <= max_length <= MAX_LENGTH_CAP
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, int)
+        or not (1 <= max_length <= MAX_LENGTH_CAP)
     ):
         raise SequenceDefinitionError(
             f"Sequence view '{view_name}': max_length={max_length!r} is invalid; "
@@ -173,9 +175,7 @@ def sequence_settings(view: Any) -> SequenceSettings:
         ) from exc
     timestamp_field = tags.get(TAG_TIMESTAMP_FIELD, "")
     if not timestamp_field:
-        raise SequenceDefinitionError(
-            f"Sequence view '{name}': tag {TAG_TIMESTAMP_FIELD!r} is missing."
-        )
+        raise SequenceDefinitionError(f"Sequence view '{name}': tag {TAG_TIMESTAMP_FIELD!r} is missing.")
     fields = tuple(
         EventField(f.name, element_value_type(name, f.name, f.dtype))
         for f in view.features

@@ -108,9 +108,7 @@ def _served_schema(
     served = []
     for f in schema:
         if f.name in seen:
-            raise SequenceDefinitionError(
-                f"Sequence view '{view_name}': field {f.name!r} is declared twice."
-            )
+            raise SequenceDefinitionError(f"Sequence view '{view_name}': field {f.name!r} is declared twice.")
         seen.add(f.name)
         if f.name == timestamp_field or f.name in join_keys or f.name.startswith("__"):
             raise SequenceDefinitionError(

@@ -46,7 +46,9 @@ def replay(store, source: str, events: pd.DataFrame, batch_rows: int) -> float:
 
 def show(store, customer: int) -> None:
     refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
-    out = store.get_online_features(features=refs, entity_rows=[{"customer_id": customer}], full_feature_names=True).to_dict()
+    out = store.get_online_features(
+        features=refs, entity_rows=[{"customer_id": customer}], full_feature_names=True
+    ).to_dict()
     print(f"\nCustomer {customer}")
     for view, label in (("customer_purchases", "latest purchases"), ("customer_returns", "latest returns")):
         columns = {f: out[f"{view}__{f}"][0] for f in FIELDS}
@@ -61,7 +63,10 @@ def read_latency_ms(store, customers: List[int], reads: int) -> List[float]:
     timings = []
     for k in range(reads):
         start = time.perf_counter()
-        store.get_online_features(features=refs, entity_rows=[{"customer_id": customers[k % len(customers)]}], full_feature_names=True
+        store.get_online_features(
+            features=refs,
+            entity_rows=[{"customer_id": customers[k % len(customers)]}],
+            full_feature_names=True,
         ).to_dict()
         timings.append((time.perf_counter() - start) * 1000)
     return timings
@@ -83,10 +88,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from feast import FeatureStore
 
         store = FeatureStore(repo_path=str(args.repo))
-        print(f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns through store.push ...")
+        print(
+            f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns through store.push ..."
+        )
         purchase_rate = replay(store, "purchase_push", events.purchases, args.batch_rows)
         return_rate = replay(store, "return_push", events.returns, args.batch_rows)
-        print(f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s ({args.batch_rows:,} rows per push)")
+        print(
+            f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s ({args.batch_rows:,} rows per push)"
+        )
 
         busiest = events.returns["customer_id"].value_counts().index[:3].tolist()
         for customer in busiest:

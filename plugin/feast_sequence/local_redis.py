@@ -29,7 +29,9 @@ def free_port() -> int:
 class LocalRedis:
     """Start with ``with LocalRedis() as r:``; ``r.connection_string`` is ``127.0.0.1:<port>``."""
 
-    def __init__(self, appendonly: bool = False, port: Optional[int] = None, extra_args: Optional[List[str]] = None):
+    def __init__(
+        self, appendonly: bool = False, port: Optional[int] = None, extra_args: Optional[List[str]] = None
+    ):
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])
@@ -53,14 +55,22 @@ class LocalRedis:
             )
         args = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self._dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--daemonize", "no",
-            "--logfile", str(self._dir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self._dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self._dir / "redis.log"),
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,9 +42,9 @@ PROVIDER_PATH = "feast_sequence.SequenceProvider"
 class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """Feast's Redis online store options; sequence views need nothing more."""
 
-    type: Literal[
+    type: Literal["feast_sequence.online_store.SequenceRedisOnlineStore"] = (
         "feast_sequence.online_store.SequenceRedisOnlineStore"
-    ] = "feast_sequence.online_store.SequenceRedisOnlineStore"
+    )
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
@@ -153,7 +153,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         """Read every requested view, sequence or regular, in one Redis pipeline."""
         plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         replies = execute(self._get_client(config.online_store), plan.commands, "reading features")
-        plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+        plan.populate(
+            replies, online_features_response, full_feature_names, include_feature_view_version_metadata
+        )
 
     async def _read_features_per_fv_async(
         self,
@@ -168,7 +170,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         client = await self._get_client_async(config.online_store)
         replies = await execute_async(client, plan.commands, "reading features")
-        plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+        plan.populate(
+            replies, online_features_response, full_feature_names, include_feature_view_version_metadata
+        )
 
     def _plan_request(
         self,
@@ -228,9 +232,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 self.delete_sequence_view(config, table.name)
         super().update(config, regular_deletes, tables_to_keep, entities_to_delete, entities_to_keep, partial)
 
-    def teardown(
-        self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]
-    ) -> None:
+    def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         for table in tables:
             if is_sequence_view(table):
                 self.delete_sequence_view(config, table.name)
@@ -281,7 +283,9 @@ def _sequence_decoder(read: SequenceRead) -> Callable[[List[Any]], List[Row]]:
     return lambda replies: decode_rows(read, replies)
 
 
-def _regular_decoder(store: RedisOnlineStore, fv_name: str, names: List[str]) -> Callable[[List[Any]], List[Row]]:
+def _regular_decoder(
+    store: RedisOnlineStore, fv_name: str, names: List[str]
+) -> Callable[[List[Any]], List[Row]]:
     return lambda replies: store._convert_redis_values_to_protobuf(replies, fv_name, names)
 
 

@@ -29,11 +29,18 @@ from feast_sequence.local_redis import LocalRedis
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 RNG_SEED = 20261125
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-EVENT_FIELDS = [Field(name="item_id", dtype=String), Field(name="quantity", dtype=Int64), Field(name="price", dtype=Float32)]
+EVENT_FIELDS = [
+    Field(name="item_id", dtype=String),
+    Field(name="quantity", dtype=Int64),
+    Field(name="price", dtype=Float32),
+]
 
 
 def _source(name: str, data: Path) -> PushSource:
-    return PushSource(name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(data / f"{name}.parquet"), timestamp_field="ts"))
+    return PushSource(
+        name=f"{name}_push",
+        batch_source=FileSource(name=f"{name}_src", path=str(data / f"{name}.parquet"), timestamp_field="ts"),
+    )
 
 
 def _repo(root: Path, project: str, provider: str, store_type: str, connection: str) -> Path:
@@ -58,10 +65,23 @@ def _repo(root: Path, project: str, provider: str, store_type: str, connection: 
 
 
 def sequence_store(root: Path, connection: str) -> FeatureStore:
-    repo = _repo(root, "seq", "feast_sequence.SequenceProvider", "feast_sequence.online_store.SequenceRedisOnlineStore", connection)
+    repo = _repo(
+        root,
+        "seq",
+        "feast_sequence.SequenceProvider",
+        "feast_sequence.online_store.SequenceRedisOnlineStore",
+        connection,
+    )
     data = repo / "data"
     views = [
-        SequenceFeatureView(name=name, entities=[customer], source=_source(name, data), schema=EVENT_FIELDS, max_length=n, **extra)
+        SequenceFeatureView(
+            name=name,
+            entities=[customer],
+            source=_source(name, data),
+            schema=EVENT_FIELDS,
+            max_length=n,
+            **extra,
+        )
         for name, n, extra in [
             ("seq_a", 100, {}),
             ("seq_b", 100, {}),
@@ -79,16 +99,34 @@ def sequence_store(root: Path, connection: str) -> FeatureStore:
 def builtin_store(root: Path, connection: str) -> FeatureStore:
     repo = _repo(root, "base", "local", "redis", connection)
     data = repo / "data"
-    regular = FeatureView(name="regular", entities=[customer], source=_source("regular", data), schema=EVENT_FIELDS, ttl=timedelta(0))
+    regular = FeatureView(
+        name="regular",
+        entities=[customer],
+        source=_source("regular", data),
+        schema=EVENT_FIELDS,
+        ttl=timedelta(0),
+    )
     array_fields = [
         Field(name=f"{p}_{f}", dtype=Array(t))
         for p in ("a", "b")
         for f, t in (("item_id", String), ("quantity", Int64), ("price", Float32), ("ts", UnixTimestamp))
     ]
-    arrays = FeatureView(name="arrays", entities=[customer], source=_source("arrays", data), schema=array_fields, ttl=timedelta(0))
+    arrays = FeatureView(
+        name="arrays",
+        entities=[customer],
+        source=_source("arrays", data),
+        schema=array_fields,
+        ttl=timedelta(0),
+    )
     # Feast's push lists every view of the registry, so both repositories hold six views.
     fillers = [
-        FeatureView(name=f"filler_{k}", entities=[customer], source=_source(f"filler_{k}", data), schema=EVENT_FIELDS, ttl=timedelta(0))
+        FeatureView(
+            name=f"filler_{k}",
+            entities=[customer],
+            source=_source(f"filler_{k}", data),
+            schema=EVENT_FIELDS,
+            ttl=timedelta(0),
+        )
         for k in range(4)
     ]
     store = FeatureStore(repo_path=str(repo))
@@ -162,7 +200,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     batches = [events(10_000, 1000, 1_000_000 * (i + 1), seed=i) for i in range(7)]
     seq.push("seq_a_push", batches[0])
     base.push("regular_push", batches[0])  # warm both paths
-    t_seq, t_base = interleaved(lambda i: seq.push("seq_a_push", batches[i]), lambda i: base.push("regular_push", batches[i]), 7)
+    t_seq, t_base = interleaved(
+        lambda i: seq.push("seq_a_push", batches[i]), lambda i: base.push("regular_push", batches[i]), 7
+    )
     results["push_batch_events_per_s"] = 10_000 / p50(t_seq)
     results["push_batch_events_per_s_builtin"] = 10_000 / p50(t_base)
     results["push_batch_ratio"] = p50(t_base) / p50(t_seq)
@@ -170,7 +210,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     # Single-event push latency.
     singles = events(400, 1000, 50_000_000, seed=99)
     t_seq, t_base = interleaved(
-        lambda i: seq.push("seq_a_push", singles.iloc[i : i + 1]), lambda i: base.push("regular_push", singles.iloc[i : i + 1]), 400
+        lambda i: seq.push("seq_a_push", singles.iloc[i : i + 1]),
+        lambda i: base.push("regular_push", singles.iloc[i : i + 1]),
+        400,
     )
     results["push_single_p50_ms"] = p50(t_seq) * 1000
     results["push_single_p50_ms_builtin"] = p50(t_base) * 1000
@@ -184,7 +226,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         want = fresh["item_id"].iloc[i]
         start = time.perf_counter()
         seq.push("seq_a_push", fresh.iloc[i : i + 1])
-        while reader.get_online_features(features=["seq_a:item_id"], entity_rows=[{"customer_id": 123_456}]).to_dict()["item_id"][0][:1] != [want]:
+        while reader.get_online_features(
+            features=["seq_a:item_id"], entity_rows=[{"customer_id": 123_456}]
+        ).to_dict()["item_id"][0][:1] != [want]:
             pass
         latencies.append((time.perf_counter() - start) * 1000)
     results["freshness_p50_ms"] = p50(latencies)
@@ -200,13 +244,27 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     base.push("arrays_push", as_arrays(full))
     seq_refs = [f"seq_{v}:{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
     base_refs = [f"arrays:{v}_{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
-    check = seq.get_online_features(features=seq_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["item_id"][0]
-    assert check == base.get_online_features(features=base_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["a_item_id"][0]
+    check = seq.get_online_features(features=seq_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()[
+        "item_id"
+    ][0]
+    assert (
+        check
+        == base.get_online_features(features=base_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()[
+            "a_item_id"
+        ][0]
+    )
     for n, repeats in ((1, 400), (100, 100)):
-        rows = [[{"customer_id": int(c)} for c in np.random.default_rng(i).choice(1000, n, replace=False)] for i in range(repeats)]
+        rows = [
+            [{"customer_id": int(c)} for c in np.random.default_rng(i).choice(1000, n, replace=False)]
+            for i in range(repeats)
+        ]
         t_seq, t_base = interleaved(
-            lambda i: seq.get_online_features(features=seq_refs, entity_rows=rows[i], full_feature_names=True),
-            lambda i: base.get_online_features(features=base_refs, entity_rows=rows[i], full_feature_names=True),
+            lambda i: seq.get_online_features(
+                features=seq_refs, entity_rows=rows[i], full_feature_names=True
+            ),
+            lambda i: base.get_online_features(
+                features=base_refs, entity_rows=rows[i], full_feature_names=True
+            ),
             repeats,
         )
         results[f"read_{n}_p50_ms"] = p50(t_seq) * 1000
@@ -218,7 +276,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     seq.push("seq_long_push", prefill)
     seq.push("seq_short_push", prefill)
     extra = [events(1000, 10, 10_000_000 * (i + 1), seed=100 + i) for i in range(7)]
-    t_long, t_short = interleaved(lambda i: seq.push("seq_long_push", extra[i]), lambda i: seq.push("seq_short_push", extra[i]), 7)
+    t_long, t_short = interleaved(
+        lambda i: seq.push("seq_long_push", extra[i]), lambda i: seq.push("seq_short_push", extra[i]), 7
+    )
     results["write_cost_ratio"] = p50(t_long) / p50(t_short)
 
     # Read-append-write on the built-in store at N = 1,000 vs appending one event here.
@@ -230,7 +290,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     def read_append_write(i: int) -> None:
         row = new.iloc[i]
         refs = ["arrays:a_item_id", "arrays:a_quantity", "arrays:a_price", "arrays:a_ts"]
-        current = base.get_online_features(features=refs, entity_rows=[{"customer_id": int(row.customer_id)}]).to_dict()
+        current = base.get_online_features(
+            features=refs, entity_rows=[{"customer_id": int(row.customer_id)}]
+        ).to_dict()
         updated = base_full[base_full["customer_id"] == row.customer_id].copy()
         updated["a_item_id"] = [([row.item_id] + current["a_item_id"][0])[:1000]]
         updated["a_quantity"] = [([int(row.quantity)] + current["a_quantity"][0])[:1000]]
@@ -239,7 +301,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         updated["ts"] = pd.Timestamp(T0) + timedelta(seconds=i + 1)
         base.push("arrays_push", updated)
 
-    t_seq, t_rmw = interleaved(lambda i: seq.push("seq_1000_push", new.iloc[i : i + 1]), read_append_write, 60)
+    t_seq, t_rmw = interleaved(
+        lambda i: seq.push("seq_1000_push", new.iloc[i : i + 1]), read_append_write, 60
+    )
     results["rmw_ms_per_event_builtin"] = p50(t_rmw) * 1000
     results["rmw_speedup"] = p50(t_rmw) / p50(t_seq)  # vs one-event store.push calls
     # vs the per-event cost inside a batch push, as a stream consumer sends micro-batches
@@ -313,8 +377,10 @@ def main() -> int:
             redis.client().flushall()
             results.update(offline_benchmarks.run(redis.connection_string))
     info = machine()
-    print(f"feast-sequence benchmarks, {info['date']}, {info['platform']}, {info['cpus']} CPUs, "
-          f"Python {info['python']}, Feast {info['feast']}, Redis {info['redis_server']}")
+    print(
+        f"feast-sequence benchmarks, {info['date']}, {info['platform']}, {info['cpus']} CPUs, "
+        f"Python {info['python']}, Feast {info['feast']}, Redis {info['redis_server']}"
+    )
     print(f"{'figure':36} {'value':>12}  target")
     for key, value in results.items():
         target = TARGETS.get(key)

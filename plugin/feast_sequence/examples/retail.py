@@ -61,7 +61,11 @@ def load_events(raw_file: Path = RAW_FILE) -> RetailEvents:
 def write_repo_data(events: RetailEvents, data_dir: Path) -> None:
     """Write the batch sources of the example repository: one parquet folder per source
     (``feature_repo/data/purchases/`` ...), which Spark reads and pushes append to."""
-    for name, frame in (("purchases", events.purchases), ("returns", events.returns), ("items", events.items)):
+    for name, frame in (
+        ("purchases", events.purchases),
+        ("returns", events.returns),
+        ("items", events.items),
+    ):
         folder = data_dir / name
         if folder.exists():
             shutil.rmtree(folder)
