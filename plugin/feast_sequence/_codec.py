@@ -315,12 +315,12 @@ def decode_sequence(
         out[name] = value = ValueProto()
         column = getattr(message, source)
         if len(column) != count:  # events stored before this field was added to the schema
-            column = _column_per_event(layout, members, source)
+            column = column_per_event(layout, members, source)
         getattr(value, list_field).val.extend(column)
     return datetime.fromtimestamp(message.ts[0], tz=timezone.utc), out
 
 
-def _column_per_event(layout: EventLayout, members: Sequence[bytes], source: str) -> List[Any]:
+def column_per_event(layout: EventLayout, members: Sequence[bytes], source: str) -> List[Any]:
     """One value per event, the field's null default where an event lacks the field."""
     index = int(source[1:]) - 1
     default = NULL_DEFAULTS[layout.fields[index].value_type]

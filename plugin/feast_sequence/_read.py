@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence._codec import (
     EventLayout,
+    column_per_event,
     decode_plan,
     decode_sequence,
     entity_key_bytes_from_values,
@@ -85,3 +87,55 @@ def read_commands(
 def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:
     """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
     return [decode_sequence(read.layout, members, read.plan) for members in replies]
+
+
+def populate_sequences(
+    read: SequenceRead,
+    table: Any,
+    indexes: Sequence[List[int]],
+    output_len: int,
+    replies: Sequence[List[bytes]],
+    response: Any,
+    full_feature_names: bool,
+    include_version_metadata: bool,
+) -> None:
+    """Append one view's sequences to a ``GetOnlineFeaturesResponse``, as Feast's
+    ``_populate_response_from_feature_data`` does, but decoding each sequence straight into the
+    response's own values: no intermediate ``Value`` objects and no copies of the lists."""
+    name = table.projection.name_to_use()
+    response.metadata.feature_names.val.extend(
+        f"{name}__{f}" if full_feature_names else f for f in read.requested_names
+    )
+    if include_version_metadata:
+        clean = table.projection.name_alias or table.projection.name
+        if clean not in [m.name for m in response.metadata.feature_view_metadata]:
+            entry = response.metadata.feature_view_metadata.add()
+            entry.name = clean
+            entry.version = getattr(table, "current_version_number", 0) or 0
+    layout = read.layout
+    messages = [layout.message_class.FromString(b"".join(members)) for members in replies]
+    owner = [0] * output_len
+    for unique, destinations in enumerate(indexes):
+        for out in destinations:
+            owner[out] = unique
+    newest = [int(m.ts[0]) if len(m.ts) else 0 for m in messages]
+    for _, list_field, source in read.plan:
+        vector = response.results.add()
+        vector.statuses.extend([FieldStatus.PRESENT] * output_len)
+        columns = [_column(layout, messages[u], replies[u], source) for u in range(len(messages))]
+        for out in range(output_len):
+            unique = owner[out]
+            target = getattr(vector.values.add(), list_field)
+            column = columns[unique]
+            if column:
+                target.val.extend(column)
+            else:  # an empty list, not a null: the oneof must be set
+                target.SetInParent()
+            vector.event_timestamps.add(seconds=newest[unique])
+
+
+def _column(layout: EventLayout, message: Any, members: Sequence[bytes], source: str) -> Any:
+    column = getattr(message, source)
+    if len(column) != len(message.ts):  # events stored before the field was added to the schema
+        return column_per_event(layout, members, source)
+    return column

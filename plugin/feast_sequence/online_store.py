@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from functools import partial
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
@@ -31,7 +32,7 @@ from feast.repo_config import RepoConfig
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
 from feast_sequence._keys import view_scan_pattern
-from feast_sequence._read import Row, SequenceRead, decode_rows, plan_read, read_commands
+from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence._redis_io import Command, execute, execute_async
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError
@@ -192,7 +193,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 settings = sequence_settings(table)
                 read = plan_read(settings, requested_features)
                 commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
-                plan.add(table, read.requested_names, idxs, output_len, commands, _sequence_decoder(read))
+                plan.add(commands, partial(populate_sequences, read, table, idxs, output_len))
             else:
                 fv_name = _versioned_fv_name(table, config)
                 entity_keys = utils._get_entity_key_protos(values)
@@ -202,9 +203,26 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                     table, list(requested_features), fv_name_override=fv_name
                 )
                 commands = [("HMGET", key, *hset_keys) for key in redis_keys]
-                decode = _regular_decoder(self, fv_name, names)
-                plan.add(table, names, idxs, output_len, commands, decode)
+                plan.add(commands, partial(self._fill_regular, fv_name, names, table, idxs, output_len))
         return plan
+
+    def _fill_regular(
+        self,
+        fv_name: str,
+        names: List[str],
+        table: FeatureView,
+        idxs: Any,
+        output_len: int,
+        replies: List[Any],
+        response: Any,
+        full_feature_names: bool,
+        include_version_metadata: bool,
+    ) -> None:
+        """Regular views: Feast's own decoding and response building."""
+        rows = self._convert_redis_values_to_protobuf(replies, fv_name, names)
+        utils._populate_response_from_feature_data(
+            names, rows, idxs, response, full_feature_names, table, output_len, include_version_metadata
+        )
 
     # --- infrastructure -----------------------------------------------------------------------
 
@@ -279,37 +297,19 @@ def _reading(settings: SequenceSettings) -> str:
     return f"reading sequence view '{settings.view_name}'"
 
 
-def _sequence_decoder(read: SequenceRead) -> Callable[[List[Any]], List[Row]]:
-    return lambda replies: decode_rows(read, replies)
-
-
-def _regular_decoder(
-    store: RedisOnlineStore, fv_name: str, names: List[str]
-) -> Callable[[List[Any]], List[Row]]:
-    return lambda replies: store._convert_redis_values_to_protobuf(replies, fv_name, names)
-
-
 class _RequestPlan:
-    """The commands of one online request and, per view, how to turn their replies into a response."""
+    """The commands of one online request and, per view, how to put their replies into the response."""
 
     def __init__(self) -> None:
         self.commands: List[Command] = []
-        self._parts: List[Tuple[Any, List[str], Any, int, int, int, Callable[[List[Any]], List[Row]]]] = []
+        self._parts: List[Tuple[int, int, Callable[..., None]]] = []
 
-    def add(self, table, names, idxs, output_len, commands, decode) -> None:  # type: ignore[no-untyped-def]
+    def add(self, commands: List[Command], fill: Callable[..., None]) -> None:
+        """``fill(replies, response, full_feature_names, include_version_metadata)`` for this view."""
         start = len(self.commands)
         self.commands.extend(commands)
-        self._parts.append((table, names, idxs, output_len, start, len(self.commands), decode))
+        self._parts.append((start, len(self.commands), fill))
 
-    def populate(self, replies, response, full_feature_names, include_version_metadata) -> None:  # type: ignore[no-untyped-def]
-        for table, names, idxs, output_len, start, end, decode in self._parts:
-            utils._populate_response_from_feature_data(
-                names,
-                decode(replies[start:end]),
-                idxs,
-                response,
-                full_feature_names,
-                table,
-                output_len,
-                include_version_metadata,
-            )
+    def populate(self, replies: List[Any], response: Any, full_feature_names: bool, include_version_metadata: bool) -> None:
+        for start, end, fill in self._parts:
+            fill(replies[start:end], response, full_feature_names, include_version_metadata)
