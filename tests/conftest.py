@@ -33,7 +33,8 @@ def redis_client(redis_server: LocalRedis):
     return client
 
 
-def feature_store_yaml(project: str, connection_string: str, offline: str = "file") -> str:
+def feature_store_yaml(project: str, connection_string: str, offline: str = "file", online_extra: str = "") -> str:
+    extra = "".join(f"\n  {line}" for line in online_extra.splitlines() if line.strip())
     return textwrap.dedent(
         f"""\
         project: {project}
@@ -41,12 +42,12 @@ def feature_store_yaml(project: str, connection_string: str, offline: str = "fil
         registry: data/registry.db
         online_store:
           type: feast_sequence.online_store.SequenceRedisOnlineStore
-          connection_string: "{connection_string}"
+          connection_string: "{connection_string}"{{extra}}
         offline_store:
           type: {offline}
         entity_key_serialization_version: 3
         """
-    )
+    ).replace("{extra}", extra)
 
 
 @pytest.fixture

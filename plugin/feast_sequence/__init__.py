@@ -21,6 +21,7 @@ from feast_sequence.errors import (
     SequenceDefinitionError,
     SequenceInputError,
     SequenceStoreError,
+    SequenceStoreUnavailableError,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SequenceProvider",
     "SequenceSettings",
     "SequenceStoreError",
+    "SequenceStoreUnavailableError",
     "is_sequence_view",
     "sequence_settings",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 import pandas as pd
 
 from feast_sequence._append import encode_frame, plan_append
-from feast_sequence._redis_io import execute
+from feast_sequence._redis_io import execute, retry_policy
 from feast_sequence._settings import SequenceSettings
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -75,7 +75,8 @@ def write_frames(
             continue
         events = encode_frame(target.settings, frame)
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
-        execute(client, commands, f"indexing {len(events)} event(s) of '{target.settings.view_name}'")
+        what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
+        execute(client, commands, what, retry_policy(target.online_config))
         written += len(events)
     return written
 

@@ -19,5 +19,10 @@ class SequenceStoreError(FeastSequenceError):
     """The Redis sequence store failed (connection, script, configuration)."""
 
 
+class SequenceStoreUnavailableError(SequenceStoreError):
+    """Redis could not be reached (down, restarting, failing over, timing out). Retriable: every
+    write is idempotent, so re-sending the same events gives the same state."""
+
+
 class SequenceConfigurationError(FeastSequenceError, ValueError):
     """feature_store.yaml does not configure what sequence views need (provider, online store)."""

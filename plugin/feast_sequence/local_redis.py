@@ -79,6 +79,8 @@ class LocalRedis:
             try:
                 if self.client().ping():
                     return self
+            except (redis.AuthenticationError, redis.ResponseError):
+                return self  # up, and asking for credentials (a password or ACL test)
             except redis.ConnectionError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     log = (self._dir / "redis.log").read_text() if (self._dir / "redis.log").exists() else ""

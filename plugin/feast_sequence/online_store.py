@@ -28,12 +28,16 @@ from feast.infra.online_stores.redis import (
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
+from pydantic import NonNegativeInt, PositiveFloat
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence._redis_io import Command, execute, execute_async
+from feast_sequence._redis_io import Command, execute, execute_async, retry_policy
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError
 
@@ -41,15 +45,40 @@ PROVIDER_PATH = "feast_sequence.SequenceProvider"
 
 
 class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
-    """Feast's Redis online store options; sequence views need nothing more."""
+    """Feast's Redis online store options, plus how calls that cannot reach Redis are retried."""
 
     type: Literal["feast_sequence.online_store.SequenceRedisOnlineStore"] = (
         "feast_sequence.online_store.SequenceRedisOnlineStore"
     )
+    retries: NonNegativeInt = 0
+    """How many times a call that cannot reach Redis is sent again before the error is raised.
+    Safe for writes: every append is idempotent. Timeouts go in connection_string
+    (``socket_timeout=0.5,socket_connect_timeout=0.5``)."""
+    retry_backoff_seconds: PositiveFloat = 0.05
+    """First wait between retries; doubled each time, at most 2 s."""
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
+
+    # --- connections ---
+
+    def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
+        """Feast's client, with redis-py's own retries off: ours (``retries``) resend whole,
+        idempotent pipelines, and redis-py's default (3 tries with backoff) would stretch a
+        failure to seconds."""
+        fresh = self._client is None
+        client = super()._get_client(online_store_config)
+        if fresh:
+            client.set_retry(Retry(NoBackoff(), 0))
+        return client
+
+    async def _get_client_async(self, online_store_config: RedisOnlineStoreConfig) -> Any:
+        fresh = self._client_async is None
+        client = await super()._get_client_async(online_store_config)
+        if fresh:
+            client.set_retry(AsyncRetry(NoBackoff(), 0))
+        return client
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -99,14 +128,19 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
 
     def _append(self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> None:
         commands = plan_append(settings, config.project, events)
-        execute(self._get_client(config.online_store), commands, _appending(settings, events))
+        execute(
+            self._get_client(config.online_store),
+            commands,
+            _appending(settings, events),
+            retry_policy(config.online_store),
+        )
 
     async def _append_async(
         self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents
     ) -> None:
         commands = plan_append(settings, config.project, events)
         client = await self._get_client_async(config.online_store)
-        await execute_async(client, commands, _appending(settings, events))
+        await execute_async(client, commands, _appending(settings, events), retry_policy(config.online_store))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -122,7 +156,12 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         settings = sequence_settings(table)
         read = plan_read(settings, requested_features)
         commands = read_commands(settings, config.project, _rows(entity_keys))
-        replies = execute(self._get_client(config.online_store), commands, _reading(settings))
+        replies = execute(
+            self._get_client(config.online_store),
+            commands,
+            _reading(settings),
+            retry_policy(config.online_store),
+        )
         return decode_rows(read, replies)
 
     async def online_read_async(
@@ -138,7 +177,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         read = plan_read(settings, requested_features)
         commands = read_commands(settings, config.project, _rows(entity_keys))
         client = await self._get_client_async(config.online_store)
-        replies = await execute_async(client, commands, _reading(settings))
+        replies = await execute_async(client, commands, _reading(settings), retry_policy(config.online_store))
         return decode_rows(read, replies)
 
     def _read_features_per_fv(
@@ -153,7 +192,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> None:
         """Read every requested view, sequence or regular, in one Redis pipeline."""
         plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-        replies = execute(self._get_client(config.online_store), plan.commands, "reading features")
+        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
+        replies = execute(client, plan.commands, "reading features", retry)
         plan.populate(
             replies, online_features_response, full_feature_names, include_feature_view_version_metadata
         )
@@ -170,7 +210,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> None:
         plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         client = await self._get_client_async(config.online_store)
-        replies = await execute_async(client, plan.commands, "reading features")
+        replies = await execute_async(
+            client, plan.commands, "reading features", retry_policy(config.online_store)
+        )
         plan.populate(
             replies, online_features_response, full_feature_names, include_feature_view_version_metadata
         )
@@ -310,6 +352,8 @@ class _RequestPlan:
         self.commands.extend(commands)
         self._parts.append((start, len(self.commands), fill))
 
-    def populate(self, replies: List[Any], response: Any, full_feature_names: bool, include_version_metadata: bool) -> None:
+    def populate(
+        self, replies: List[Any], response: Any, full_feature_names: bool, include_version_metadata: bool
+    ) -> None:
         for start, end, fill in self._parts:
             fill(replies[start:end], response, full_feature_names, include_version_metadata)

@@ -1,0 +1,194 @@
+"""Faults and access: Redis killed and restarted mid-stream, retries, credentials, TLS, and entity
+values crafted to look like keys. Each test starts and stops its own redis-server on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+from conftest import feature_store_yaml
+from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError, sequence_settings
+from feast_sequence.local_redis import LocalRedis
+from reference import reference_sequences
+from sample_repo import objects
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
+
+
+def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
+    repo = tmp_path / uuid.uuid4().hex[:8]
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        feature_store_yaml("p" + repo.name, connection, online_extra=online_extra)
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects(repo / "events"))
+    return store
+
+
+def batches(count: int, size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        out.append(
+            pd.DataFrame(
+                {
+                    "user_id": rng.integers(0, 20, size),
+                    "item": [f"i{k}" for k in rng.integers(0, 15, size)],
+                    "n": rng.integers(0, 5, size).astype("int32"),
+                    "price": rng.choice([1.0, 2.0], size),
+                    "flag": rng.random(size) < 0.5,
+                    "ts": [T0 + timedelta(seconds=int(s)) for s in rng.integers(0, 60, size)],
+                }
+            )
+        )
+    return out
+
+
+def assert_equals_reference(store, frames):
+    records = [
+        {
+            "entity": int(r.user_id),
+            "item": r.item,
+            "n": int(r.n),
+            "price": float(r.price),
+            "flag": bool(r.flag),
+            "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
+        }
+        for frame in frames
+        for r in frame.itertuples()
+    ]
+    for view in ("clicks", "clicks_dedup"):
+        reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
+        served = store.get_online_features(
+            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(20)]
+        ).to_dict()
+        for u in range(20):
+            got = list(zip(served["item"][u], served["n"][u]))
+            assert got == [(e["item"], e["n"]) for e in reference.get(u, [])], (view, u)
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_nothing(tmp_path):
+    with LocalRedis(appendonly=True) as server:
+        store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")
+        frames = batches(90, 40, seed=1)
+        failed, read_failures = [], []
+        for k, frame in enumerate(frames):
+            if k == 30:
+                server.kill()  # SIGKILL: a crash, mid-stream
+            if k == 60:
+                server.start()  # same port and data directory: the append-only file is replayed
+            try:
+                store.push("clicks_push", frame)
+            except SequenceStoreUnavailableError as exc:
+                assert "safe to retry" in str(exc)
+                failed.append(frame)
+            if k == 45:  # a read during the outage fails fast, with a clear error
+                start = time.perf_counter()
+                with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+                    store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}])
+                read_failures.append(time.perf_counter() - start)
+        assert len(failed) == 30
+        assert read_failures and read_failures[0] < 2.0
+        for frame in failed:  # at-least-once: the writer re-sends what failed
+            store.push("clicks_push", frame)
+        assert_equals_reference(store, frames)  # the same client, never restarted
+
+
+def test_retries_ride_out_a_short_outage(tmp_path):
+    with LocalRedis(appendonly=True) as server:
+        store = store_on(
+            tmp_path, f"{server.connection_string},{TIMEOUTS}", "retries: 8\nretry_backoff_seconds: 0.05"
+        )
+        frames = batches(4, 50, seed=2)
+        store.push("clicks_push", frames[0])
+        server.kill()
+        restarter = threading.Timer(0.4, server.start)
+        restarter.start()
+        store.push("clicks_push", frames[1])  # retried with backoff until Redis is back
+        restarter.join()
+        store.push("clicks_push", frames[2])
+        store.push("clicks_push", frames[3])
+        assert_equals_reference(store, frames)
+
+
+def test_password_and_acl_users(tmp_path):
+    acl_file = tmp_path / "users.acl"
+    acl_file.write_text(
+        "user default on >s3cret ~* &* +@all\n"
+        "user feast on >writer-pw ~fsq:* &* +@all\n"  # an ACL user limited to our keys
+    )
+    with LocalRedis(extra_args=["--aclfile", str(acl_file)]) as server:
+        good = store_on(tmp_path, f"{server.connection_string},password=s3cret")
+        good.push("clicks_push", batches(1, 10, seed=3)[0])
+        user = store_on(tmp_path, f"{server.connection_string},username=feast,password=writer-pw")
+        user.push("clicks_push", batches(1, 10, seed=4)[0])
+        assert user.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}]).to_dict()
+        repo = Path(good.repo_path)
+        (repo / "feature_store.yaml").write_text(
+            (repo / "feature_store.yaml").read_text().replace("password=s3cret", "password=wrong")
+        )
+        wrong = FeatureStore(repo_path=str(repo))
+        with pytest.raises(SequenceStoreError, match="rejected the credentials"):
+            wrong.push("clicks_push", batches(1, 5, seed=5)[0])
+
+
+def _self_signed(directory: Path) -> Path:
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return directory
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_tls_connection(tmp_path):
+    certs = _self_signed(tmp_path)
+    from feast_sequence.local_redis import free_port
+
+    tls_port = free_port()
+    tls = [
+        "--tls-port", str(tls_port), "--tls-cert-file", str(certs / "cert.pem"),
+        "--tls-key-file", str(certs / "key.pem"), "--tls-ca-cert-file", str(certs / "cert.pem"),
+        "--tls-auth-clients", "no",
+    ]  # fmt: skip
+    with LocalRedis(extra_args=tls):
+        connection = f"127.0.0.1:{tls_port},ssl=true,ssl_ca_certs={certs / 'cert.pem'}"
+        store = store_on(tmp_path, connection)
+        store.push("clicks_push", batches(1, 10, seed=6)[0])
+        out = store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(20)])
+        assert sum(len(v) for v in out.to_dict()["item"]) > 0
+
+
+def test_crafted_entity_values_cannot_reach_other_keys(make_store, tmp_path):
+    from feast import Entity, Field, FileSource, PushSource, ValueType
+    from feast.types import String
+
+    from feast_sequence import SequenceFeatureView
+
+    name = Entity(name="name", join_keys=["name"], value_type=ValueType.STRING)
+    events = tmp_path / "names.parquet"
+    pd.DataFrame({"name": pd.Series(dtype="string"), "v": pd.Series(dtype="string"), "ts": pd.Series(dtype="datetime64[us, UTC]")}).to_parquet(events)
+    source = PushSource(name="names_push", batch_source=FileSource(path=str(events), timestamp_field="ts"))
+    view = SequenceFeatureView(name="names", entities=[name], source=source, schema=[Field(name="v", dtype=String)], max_length=5)
+    store = make_store([name, view])
+    crafted = ["a", "a}", "a}:z", "{a}", "a*", "*", "", "s\x01a", "a\x00b", "}{", "names:{a", "fsq:x"]
+    store.push("names_push", pd.DataFrame({"name": crafted, "v": [f"value of {c!r}" for c in crafted], "ts": T0}))
+    out = store.get_online_features(features=["names:v"], entity_rows=[{"name": c} for c in crafted + ["b", "a}:h"]]).to_dict()
+    assert out["v"] == [[f"value of {c!r}"] for c in crafted] + [[], []]
