@@ -33,7 +33,9 @@ def redis_client(redis_server: LocalRedis):
     return client
 
 
-def feature_store_yaml(project: str, connection_string: str, offline: str = "file", online_extra: str = "") -> str:
+def feature_store_yaml(
+    project: str, connection_string: str, offline: str = "file", online_extra: str = ""
+) -> str:
     extra = "".join(f"\n  {line}" for line in online_extra.splitlines() if line.strip())
     return textwrap.dedent(
         f"""\

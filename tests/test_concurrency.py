@@ -45,6 +45,29 @@ def writer_process(repo_path: str, connection: str, frames: list) -> None:
         t.join()
 
 
+def reader_process(repo_path: str, connection: str, stop, results) -> None:
+    """Read all users in a loop while writers run; count reads and invariant violations."""
+    from feast import FeatureStore
+
+    os.environ["FEAST_SEQUENCE_REDIS"] = connection
+    store = FeatureStore(repo_path=repo_path)
+    reads, violations = 0, []
+    while not stop.is_set():
+        for view in ("clicks", "clicks_dedup"):
+            out = store.get_online_features(
+                features=[f"{view}:item", f"{view}:ts"], entity_rows=[{"user_id": u} for u in range(5)]
+            ).to_dict()
+            for items, times in zip(out["item"], out["ts"]):
+                reads += 1
+                if len(items) > 5 or len(items) != len(times):
+                    violations.append((view, "length", items))
+                if any(a < b for a, b in zip(times, times[1:])):
+                    violations.append((view, "order", times))
+                if view == "clicks_dedup" and len(set(items)) != len(items):
+                    violations.append((view, "duplicate identity", items))
+    results.put((reads, violations[:10]))
+
+
 def test_processes_and_threads_writing_the_same_users(make_store, tmp_path, redis_server):
     from sample_repo import objects
 

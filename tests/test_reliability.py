@@ -172,7 +172,9 @@ def test_tls_connection(tmp_path):
         connection = f"127.0.0.1:{tls_port},ssl=true,ssl_ca_certs={certs / 'cert.pem'}"
         store = store_on(tmp_path, connection)
         store.push("clicks_push", batches(1, 10, seed=6)[0])
-        out = store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(20)])
+        out = store.get_online_features(
+            features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(20)]
+        )
         assert sum(len(v) for v in out.to_dict()["item"]) > 0
 
 
@@ -184,11 +186,23 @@ def test_crafted_entity_values_cannot_reach_other_keys(make_store, tmp_path):
 
     name = Entity(name="name", join_keys=["name"], value_type=ValueType.STRING)
     events = tmp_path / "names.parquet"
-    pd.DataFrame({"name": pd.Series(dtype="string"), "v": pd.Series(dtype="string"), "ts": pd.Series(dtype="datetime64[us, UTC]")}).to_parquet(events)
+    pd.DataFrame(
+        {
+            "name": pd.Series(dtype="string"),
+            "v": pd.Series(dtype="string"),
+            "ts": pd.Series(dtype="datetime64[us, UTC]"),
+        }
+    ).to_parquet(events)
     source = PushSource(name="names_push", batch_source=FileSource(path=str(events), timestamp_field="ts"))
-    view = SequenceFeatureView(name="names", entities=[name], source=source, schema=[Field(name="v", dtype=String)], max_length=5)
+    view = SequenceFeatureView(
+        name="names", entities=[name], source=source, schema=[Field(name="v", dtype=String)], max_length=5
+    )
     store = make_store([name, view])
     crafted = ["a", "a}", "a}:z", "{a}", "a*", "*", "", "s\x01a", "a\x00b", "}{", "names:{a", "fsq:x"]
-    store.push("names_push", pd.DataFrame({"name": crafted, "v": [f"value of {c!r}" for c in crafted], "ts": T0}))
-    out = store.get_online_features(features=["names:v"], entity_rows=[{"name": c} for c in crafted + ["b", "a}:h"]]).to_dict()
+    store.push(
+        "names_push", pd.DataFrame({"name": crafted, "v": [f"value of {c!r}" for c in crafted], "ts": T0})
+    )
+    out = store.get_online_features(
+        features=["names:v"], entity_rows=[{"name": c} for c in crafted + ["b", "a}:h"]]
+    ).to_dict()
     assert out["v"] == [[f"value of {c!r}"] for c in crafted] + [[], []]

@@ -20,6 +20,7 @@ from feast_sequence.errors import (
     SequenceConfigurationError,
     SequenceDefinitionError,
     SequenceInputError,
+    SequenceRequestError,
     SequenceStoreError,
     SequenceStoreUnavailableError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "SequenceFeatureView",
     "SequenceInputError",
     "SequenceProvider",
+    "SequenceRequestError",
     "SequenceSettings",
     "SequenceStoreError",
     "SequenceStoreUnavailableError",

@@ -34,8 +34,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
 
 
+#: Size limits that protect Redis and the readers from oversized input.
+MAX_EVENT_BYTES = 64 * 1024  # one stored event; a read returns up to max_length of them
+MAX_EVENTS_PER_BATCH = 1_000_000  # one push (split bigger loads; backfills write in batches)
+
+
 def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
     """Validate and encode pushed rows (one event each). Raises ``SequenceInputError`` on bad input."""
+    if len(df) > MAX_EVENTS_PER_BATCH:
+        raise SequenceInputError(
+            f"Sequence view '{settings.view_name}': a batch of {len(df):,} events exceeds the limit of "
+            f"{MAX_EVENTS_PER_BATCH:,}; split it into several pushes. Nothing was written."
+        )
     required = [k for k, _ in settings.join_keys] + [settings.timestamp_field] + list(settings.field_names)
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -47,7 +57,17 @@ def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
     timestamps_us = timestamps_to_us(settings.timestamp_field, df[settings.timestamp_field]).tolist()
     columns = [column_values(f.name, f.value_type, df[f.name]) for f in settings.fields]
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
+    _check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
+
+
+def _check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
+    for row, member in enumerate(members):
+        if len(member) > MAX_EVENT_BYTES:
+            raise SequenceInputError(
+                f"Sequence view '{settings.view_name}': row {row} encodes to {len(member):,} bytes, over "
+                f"the limit of {MAX_EVENT_BYTES:,} per event. The batch was rejected; nothing was written."
+            )
 
 
 def _datetime_to_us(ts: datetime) -> int:
@@ -83,6 +103,7 @@ def encode_proto_rows(
             value = feast_value_type_to_python_type(proto) if kind is not None else None
             column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
+    _check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 

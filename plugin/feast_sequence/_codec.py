@@ -360,17 +360,46 @@ def _bad_row(column: str, series: pd.Series, position: int, problem: str) -> Seq
     )
 
 
+#: Event times must fall in [1970-01-01, 2262-04-11] UTC: scores are non-negative microseconds,
+#: and pandas and Spark represent nothing later.
+MIN_EVENT_US, MAX_EVENT_US = 0, 9_223_372_036_854_775
+
+
 def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
-    """Event times as integer microseconds since the epoch (UTC); tz-naive times are taken as UTC."""
+    """Event times as integer microseconds since the epoch (UTC); tz-naive times are taken as UTC.
+
+    A column that mixes zone-aware and naive values is rejected: which zone the naive ones mean
+    would be a guess.
+    """
+    if series.dtype == object:
+        _reject_mixed_zones(column, series)
     try:
         parsed = pd.to_datetime(series, utc=True, errors="coerce")
     except (TypeError, ValueError) as exc:
         raise SequenceInputError(f"Column {column!r} cannot be read as timestamps: {exc}") from exc
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
-        problem = "is null" if pd.isna(series.iloc[bad[0]]) else "is not a timestamp"
+        problem = "is null" if pd.isna(series.iloc[bad[0]]) else "is not a timestamp (or out of range)"
         raise _bad_row(column, series, int(bad[0]), problem)
-    return pd.DatetimeIndex(parsed).as_unit("us").asi8
+    micros = pd.DatetimeIndex(parsed).as_unit("us").asi8
+    outside = np.flatnonzero((micros < MIN_EVENT_US) | (micros > MAX_EVENT_US))
+    if len(outside):
+        raise _bad_row(column, series, int(outside[0]), "is outside 1970-01-01 .. 2262-04-11 UTC")
+    return micros
+
+
+def _reject_mixed_zones(column: str, series: pd.Series) -> None:
+    aware = naive = None
+    for position, value in enumerate(series.tolist()):
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                naive = position if naive is None else naive
+            else:
+                aware = position if aware is None else aware
+        if aware is not None and naive is not None:
+            raise _bad_row(
+                column, series, max(aware, naive), "mixes zone-aware and naive timestamps in one column"
+            )
 
 
 _ACCEPTS = {

@@ -15,6 +15,10 @@ class SequenceInputError(FeastSequenceError, ValueError):
     """Pushed or source events are invalid; the whole batch was rejected and nothing was written."""
 
 
+class SequenceRequestError(FeastSequenceError, ValueError):
+    """An online request exceeds a configured limit (for example entities per request)."""
+
+
 class SequenceStoreError(FeastSequenceError):
     """The Redis sequence store failed (connection, script, configuration)."""
 

@@ -28,7 +28,7 @@ from feast.infra.online_stores.redis import (
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from pydantic import NonNegativeInt, PositiveFloat
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -39,7 +39,7 @@ from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence._redis_io import Command, execute, execute_async, retry_policy
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
 
@@ -56,6 +56,8 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     (``socket_timeout=0.5,socket_connect_timeout=0.5``)."""
     retry_backoff_seconds: PositiveFloat = 0.05
     """First wait between retries; doubled each time, at most 2 s."""
+    max_entities_per_request: PositiveInt = 10_000
+    """Distinct entities one online request may read from a sequence view; more is refused."""
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
@@ -232,6 +234,12 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 table, join_key_values, entity_name_to_join_key_map
             )
             if is_sequence_view(table):
+                limit = getattr(config.online_store, "max_entities_per_request", None)
+                if limit is not None and len(values) > limit:
+                    raise SequenceRequestError(
+                        f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
+                        f"max_entities_per_request={limit:,}; split it or raise the limit."
+                    )
                 settings = sequence_settings(table)
                 read = plan_read(settings, requested_features)
                 commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)

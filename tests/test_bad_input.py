@@ -1,0 +1,239 @@
+"""Bad input, as a matrix: definitions, feature_store.yaml, pushes and requests. Each case gets a
+clear error that names the offending field, value or row, and nothing is written."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from feast import Entity, Field, FileSource, PushSource, ValueType
+from feast.repo_config import FeastConfigError
+from feast.types import Array, Int32, String
+
+from conftest import feature_store_yaml
+from feast_sequence import (
+    SequenceConfigurationError,
+    SequenceDefinitionError,
+    SequenceFeatureView,
+    SequenceInputError,
+    SequenceRequestError,
+)
+from sample_repo import events, objects
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+
+
+def source(timestamp_field: str = "ts") -> PushSource:
+    return PushSource(
+        name="p", batch_source=FileSource(name="s", path="x.parquet", timestamp_field=timestamp_field)
+    )
+
+
+def definition(**overrides):
+    args = dict(
+        name="v",
+        entities=[user],
+        source=source(),
+        schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
+        max_length=10,
+    )
+    args.update(overrides)
+    return lambda: SequenceFeatureView(**args)
+
+
+DEFINITIONS = {
+    "max_length zero": (definition(max_length=0), r"max_length=0 is invalid"),
+    "max_length over the cap": (definition(max_length=10_001), r"max_length=10001 is invalid"),
+    "max_length a string": (definition(max_length="10"), r"max_length='10' is invalid"),
+    "max_length a bool": (definition(max_length=True), r"max_length=True is invalid"),
+    "dedup_by unknown field": (definition(dedup_by=["price"]), r"unknown field 'price'"),
+    "dedup_by a string": (definition(dedup_by="item"), r"dedup_by='item' must be a list"),
+    "dedup_by twice": (definition(dedup_by=["item", "item"]), r"names a field twice"),
+    "field named like the timestamp": (
+        definition(schema=[Field(name="ts", dtype=String)]),
+        r"'ts' is reserved",
+    ),
+    "field named like a join key": (
+        definition(schema=[Field(name="user_id", dtype=String)]),
+        r"'user_id' is reserved",
+    ),
+    "field with a reserved prefix": (
+        definition(schema=[Field(name="__x", dtype=String)]),
+        r"'__x' is reserved",
+    ),
+    "field declared twice": (
+        definition(schema=[Field(name="a", dtype=String), Field(name="a", dtype=String)]),
+        r"'a' is declared twice",
+    ),
+    "list-typed event field": (definition(schema=[Field(name="a", dtype=Array(String))]), r"must be scalars"),
+    "reserved tag": (definition(tags={"feast_sequence.max_length": "1"}), r"reserved prefix"),
+    "source without timestamp": (definition(source=source("")), r"has no timestamp field"),
+    "negative ttl": (definition(ttl=timedelta(seconds=-1)), r"ttl=.* must be a non-negative timedelta"),
+    "empty schema": (definition(schema=[]), r"schema has no event fields"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEFINITIONS))
+def test_definitions(case):
+    build, message = DEFINITIONS[case]
+    with pytest.raises(SequenceDefinitionError, match=message):
+        build()
+
+
+def test_yaml_unknown_online_store_key(tmp_path, redis_server):
+    from feast.repo_config import load_repo_config
+
+    yaml = feature_store_yaml("p", redis_server.connection_string, online_extra="max_lenght: 3")
+    (tmp_path / "feature_store.yaml").write_text(yaml)
+    with pytest.raises(FeastConfigError, match="max_lenght"):
+        load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
+
+
+def test_yaml_negative_retries(tmp_path, redis_server):
+    from feast.repo_config import load_repo_config
+
+    (tmp_path / "feature_store.yaml").write_text(
+        feature_store_yaml("p", redis_server.connection_string, online_extra="retries: -1")
+    )
+    with pytest.raises(FeastConfigError, match="retries"):
+        load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
+
+
+def test_yaml_without_the_sequence_provider(tmp_path, redis_server):
+    from feast import FeatureStore
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "feature_store.yaml").write_text(
+        feature_store_yaml("p", redis_server.connection_string).replace(
+            "feast_sequence.SequenceProvider", "local"
+        )
+    )
+    with pytest.raises(SequenceConfigurationError, match="provider: feast_sequence.SequenceProvider"):
+        FeatureStore(repo_path=str(tmp_path)).apply(objects(tmp_path / "events"))
+
+
+@pytest.fixture
+def store(make_store, tmp_path):
+    return make_store(objects(tmp_path / "events"))
+
+
+def good(n: int = 2) -> pd.DataFrame:
+    return events([(k, f"i{k}", k, 1.0, True, T0 + timedelta(minutes=k)) for k in range(n)])
+
+
+def with_value(column, value, dtype=object):
+    df = good().astype({column: dtype})
+    df.loc[1, column] = value
+    return df
+
+
+PUSHES = {
+    "missing entity column": (lambda: good().drop(columns=["user_id"]), r"lacks column\(s\) \['user_id'\]"),
+    # Feast itself selects the timestamp column first: its KeyError names it.
+    "missing timestamp column": (lambda: good().drop(columns=["ts"]), r"'ts'"),
+    "null entity key": (lambda: with_value("user_id", None), r"Column 'user_id', row 1 .* is null"),
+    "null timestamp": (lambda: with_value("ts", None), r"Column 'ts', row 1 .* is null"),
+    "unparseable timestamp": (
+        lambda: with_value("ts", "yesterday"),
+        r"Column 'ts', row 1 .* 'yesterday' is not a timestamp",
+    ),
+    "mixed zones": (
+        lambda: with_value("ts", datetime(2024, 1, 1, 5)),
+        r"Column 'ts', row 1 .* mixes zone-aware and naive timestamps",
+    ),
+    "timestamp before 1970": (
+        lambda: with_value("ts", pd.Timestamp("1969-12-31", tz="UTC")),
+        r"outside 1970-01-01",
+    ),
+    "absurd timestamp": (lambda: with_value("ts", "3000-01-01"), r"Column 'ts', row 1 .* not a timestamp"),
+    "int from text": (
+        lambda: with_value("n", "seven"),
+        r"Column 'n', row 1 .* 'seven' cannot be converted to INT32",
+    ),
+    "int overflow": (lambda: with_value("n", 2**40), r"Column 'n', row 1 .* cannot be converted to INT32"),
+    "int with a fraction": (
+        lambda: with_value("n", 2.5),
+        r"Column 'n', row 1 .* 2.5 cannot be converted to INT32",
+    ),
+    "string from a number": (
+        lambda: with_value("item", 5),
+        r"Column 'item', row 1 .* 5 cannot be converted to STRING",
+    ),
+    "bool from text": (
+        lambda: with_value("flag", "yes"),
+        r"Column 'flag', row 1 .* cannot be converted to BOOL",
+    ),
+    "float from text": (
+        lambda: with_value("price", "cheap"),
+        r"Column 'price', row 1 .* cannot be converted to DOUBLE",
+    ),
+    "entity key from a fraction": (
+        lambda: with_value("user_id", 1.5),
+        r"Column 'user_id', row 1 .* cannot be converted to INT64",
+    ),
+    "oversized value": (
+        lambda: with_value("item", "x" * 70_000),
+        r"row 1 encodes to 70,0\d\d bytes, over the limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PUSHES))
+def test_pushes_are_rejected_whole(store, redis_client, case):
+    make, message = PUSHES[case]
+    expected = KeyError if case == "missing timestamp column" else SequenceInputError
+    with pytest.raises(expected, match=message):
+        store.push("clicks_push", make())
+    assert redis_client.dbsize() == 0
+
+
+def test_oversized_batch_is_rejected_before_any_work(store, redis_client, monkeypatch):
+    from feast_sequence import _append
+
+    monkeypatch.setattr(_append, "MAX_EVENTS_PER_BATCH", 3)
+    with pytest.raises(SequenceInputError, match=r"a batch of 4 events exceeds the limit of 3"):
+        store.push("clicks_push", good(4))
+    assert redis_client.dbsize() == 0
+
+
+def test_unknown_push_source(store, redis_client):
+    from feast.errors import PushSourceNotFoundException
+
+    with pytest.raises(PushSourceNotFoundException, match="nope"):
+        store.push("nope", good())
+    assert redis_client.dbsize() == 0
+
+
+REQUESTS = {
+    "unknown feature": (["clicks:colour"], [{"user_id": 1}], r"colour"),
+    "unknown view": (["clickz:item"], [{"user_id": 1}], r"clickz"),
+    "missing entity key": (["clicks:item"], [{"session_id": "s"}], r"user_id"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REQUESTS))
+def test_requests(store, case):
+    features, rows, message = REQUESTS[case]
+    with pytest.raises(Exception, match=message):
+        store.get_online_features(features=features, entity_rows=rows)
+
+
+def test_too_many_entities_in_one_request(make_store, tmp_path, redis_server):
+    from feast import FeatureStore
+
+    repo = tmp_path / "limited"
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        feature_store_yaml(
+            "limited", redis_server.connection_string, online_extra="max_entities_per_request: 3"
+        )
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects(repo / "events"))
+    store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(3)])
+    with pytest.raises(
+        SequenceRequestError, match=r"4 entities of sequence view 'clicks' exceeds max_entities_per_request=3"
+    ):
+        store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(4)])
