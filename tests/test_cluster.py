@@ -21,9 +21,25 @@ from sample_repo import objects
 from test_reliability import batches
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10,000) is free too; Redis refuses ports over 55,535."""
+    import random
+    import socket
+
+    while True:
+        port = random.randint(20_000, 55_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", candidate))
+            return port
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
 def local_cluster(nodes: int = 3):
-    servers = [LocalRedis(extra_args=["--cluster-enabled", "yes"]) for _ in range(nodes)]
+    servers = [LocalRedis(port=cluster_port(), extra_args=["--cluster-enabled", "yes"]) for _ in range(nodes)]
     try:
         for s in servers:
             s.start()
@@ -49,7 +65,9 @@ def test_push_and_read_on_a_three_node_cluster(tmp_path):
         repo = tmp_path / "cluster"
         (repo / "data").mkdir(parents=True)
         yaml = feature_store_yaml(
-            "c" + uuid.uuid4().hex[:6], ",".join(s.connection_string for s in servers), online_extra="redis_type: redis_cluster"
+            "c" + uuid.uuid4().hex[:6],
+            ",".join(s.connection_string for s in servers),
+            online_extra="redis_type: redis_cluster",
         )
         (repo / "feature_store.yaml").write_text(yaml)
         store = FeatureStore(repo_path=str(repo))
@@ -61,7 +79,14 @@ def test_push_and_read_on_a_three_node_cluster(tmp_path):
         slots_used = {cluster.keyslot(k) for s in servers for k in s.client().keys("fsq:*")}
         assert len(slots_used) > 10  # the sequences really are spread over the cluster
         records = [
-            {"entity": int(r.user_id), "item": r.item, "n": int(r.n), "price": float(r.price), "flag": bool(r.flag), "timestamp_us": int(r.ts.timestamp()) * 1_000_000}
+            {
+                "entity": int(r.user_id),
+                "item": r.item,
+                "n": int(r.n),
+                "price": float(r.price),
+                "flag": bool(r.flag),
+                "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
+            }
             for frame in frames
             for r in frame.itertuples()
         ]
@@ -71,4 +96,6 @@ def test_push_and_read_on_a_three_node_cluster(tmp_path):
                 features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(20)]
             ).to_dict()
             for u in range(20):
-                assert list(zip(served["item"][u], served["n"][u])) == [(e["item"], e["n"]) for e in reference.get(u, [])]
+                assert list(zip(served["item"][u], served["n"][u])) == [
+                    (e["item"], e["n"]) for e in reference.get(u, [])
+                ]

@@ -222,7 +222,16 @@ def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
         store.push("clicks_push", batches(1, 20, seed=8)[0])
         port = free_port()
         serve = subprocess.Popen(
-            [str(Path(sys.executable).parent / "feast"), "-c", str(store.repo_path), "serve", "-h", "127.0.0.1", "-p", str(port)],
+            [
+                str(Path(sys.executable).parent / "feast"),
+                "-c",
+                str(store.repo_path),
+                "serve",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=dict(os.environ),
@@ -231,7 +240,9 @@ def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
 
         def ask():
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/get-online-features", data=body, headers={"Content-Type": "application/json"}
+                f"http://127.0.0.1:{port}/get-online-features",
+                data=body,
+                headers={"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any, List, Optional, Set
 
 from feast_sequence._append import plan_remove_range
-from feast_sequence._codec import entity_column_bytes
-from feast_sequence._indexing import IndexSummary, newest_before_spark, timed, to_us, write_spark
+from feast_sequence._codec import datetime_to_us, entity_column_bytes
+from feast_sequence._indexing import IndexSummary, newest_before_spark, timed, write_spark
 from feast_sequence._keys import view_prefix, view_scan_pattern
 from feast_sequence._redis_io import execute
 from feast_sequence._settings import SequenceSettings
@@ -52,7 +52,7 @@ def run_correction(
     context: JobContext, start: datetime, end: datetime, selection: EventSelection = LastN()
 ) -> IndexSummary:
     settings = context.settings
-    range_us = (to_us(start), to_us(end))
+    range_us = (datetime_to_us(start), datetime_to_us(end))
 
     def run() -> Any:
         events = select_correction(settings, context.events(EPOCH, end), start, end, selection).cache()

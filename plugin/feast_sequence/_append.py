@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
@@ -14,6 +14,7 @@ from feast_sequence._codec import (
     NULL_DEFAULTS,
     EncodedEvents,
     column_values,
+    datetime_to_us,
     encode_columns,
     entity_column_bytes,
     entity_key_bytes_from_proto,
@@ -29,9 +30,6 @@ from feast_sequence.errors import SequenceInputError
 #: Events per script call. Each call is atomic and blocks Redis while it runs, so a huge batch for
 #: one entity is split to keep other clients' latency low.
 EVENTS_PER_CALL = 1000
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_US = timedelta(microseconds=1)
 
 
 #: Size limits that protect Redis and the readers from oversized input.
@@ -70,12 +68,6 @@ def _check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
             )
 
 
-def _datetime_to_us(ts: datetime) -> int:
-    if ts.tzinfo is None:  # Feast hands over naive UTC
-        ts = ts.replace(tzinfo=timezone.utc)
-    return (ts - _EPOCH) // _ONE_US
-
-
 def encode_proto_rows(
     settings: SequenceSettings,
     rows: Sequence[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
@@ -90,7 +82,7 @@ def encode_proto_rows(
                 f"Sequence view '{settings.view_name}': row {position} has no event timestamp. "
                 "The batch was rejected; nothing was written."
             )
-        timestamps_us.append(_datetime_to_us(event_ts))
+        timestamps_us.append(datetime_to_us(event_ts))
         for column, field in zip(columns, settings.fields):
             proto = values.get(field.name)
             kind = proto.WhichOneof("val") if proto is not None else None

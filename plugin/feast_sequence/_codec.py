@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -358,6 +358,17 @@ def _bad_row(column: str, series: pd.Series, position: int, problem: str) -> Seq
         f"Column {column!r}, row {position} (index {label!r}): value {value!r} "
         f"{problem}. The batch was rejected; nothing was written."
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+def datetime_to_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly; naive datetimes are UTC (Feast's convention)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _ONE_US
 
 
 #: Event times must fall in [1970-01-01, 2262-04-11] UTC: scores are non-negative microseconds,

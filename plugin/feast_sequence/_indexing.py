@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
@@ -19,7 +19,6 @@ from feast_sequence._append import encode_frame, plan_append
 from feast_sequence._redis_io import execute, retry_policy
 from feast_sequence._settings import SequenceSettings
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _RANK = "__fsq_rank"
 
 
@@ -47,11 +46,6 @@ class IndexSummary:
             f"{self.events_read:,} events read, {self.events_written:,} written in {self.seconds:.1f} s "
             f"({self.events_per_second:,.0f} events/s)"
         )
-
-
-def to_us(moment: datetime) -> int:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def write_frames(
@@ -97,14 +91,8 @@ def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tup
     return int(total or 0)
 
 
-def write_local(
-    target: IndexTarget,
-    events: pd.DataFrame,
-    replace_range_us: Optional[Tuple[int, int]] = None,
-    chunk: int = 50_000,
-) -> int:
-    if replace_range_us is not None:  # one call of write_frames holds all events of an entity
-        return write_frames(target, [events], replace_range_us)
+def write_local(target: IndexTarget, events: pd.DataFrame, chunk: int = 50_000) -> int:
+    """Write a pandas DataFrame of events from this process, one pipeline per chunk."""
     return write_frames(target, (events.iloc[i : i + chunk] for i in range(0, len(events), chunk)))
 
 
