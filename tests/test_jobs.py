@@ -237,7 +237,7 @@ def test_cli_names_its_jobs(capsys):
     from feast_sequence.transformations.cli import main
 
     assert main([]) == 2
-    assert "backfill,correct,enrich" in capsys.readouterr().err
+    assert "backfill,correct,enrich,validate" in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:
         main(["correct", "--help"])
     assert done.value.code == 0

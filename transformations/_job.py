@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from feast import FeatureStore
 
 from feast_sequence._indexing import IndexTarget
 from feast_sequence._settings import SequenceSettings, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
 from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -71,3 +71,37 @@ def selection_from(args: argparse.Namespace) -> EventSelection:
 
 def report(job: str, view: str, summary: Any, out: Optional[Any] = None) -> None:
     print(f"[feast-sequence {job}] {view}: {summary}", file=out, flush=True)
+
+
+#: A validation gate: given the view's settings and the selected events, a report.
+Gate = Callable[[SequenceSettings, Any], Any]
+
+
+def check_gate(gate: Optional[Gate], settings: SequenceSettings, events: Any) -> None:
+    """Run the gate on the events about to be written; a failing batch is not written."""
+    if gate is None:
+        return
+    result = gate(settings, events)
+    print(result, flush=True)
+    if not result.success:
+        raise SequenceValidationError(
+            f"The events selected for '{settings.view_name}' failed validation; nothing was written.\n{result}"
+        )
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--validate", action="store_true", help="validate the selected events first (event-source suite)"
+    )
+    parser.add_argument("--report-dir", help="folder for the validation report (GE Data Docs)")
+
+
+def gate_from(args: argparse.Namespace) -> Optional[Gate]:
+    if not args.validate:
+        return None
+    from pathlib import Path
+
+    from feast_sequence.validations.event_source import validate_event_source
+
+    report_dir = Path(args.report_dir) if args.report_dir else None
+    return lambda settings, events: validate_event_source(settings, events, report_dir=report_dir)

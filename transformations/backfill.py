@@ -18,7 +18,11 @@ from feast_sequence._settings import SequenceSettings
 from feast_sequence.transformations._job import (
     JobContext,
     add_common_arguments,
+    add_gate_arguments,
+    Gate,
     add_selection_arguments,
+    check_gate,
+    gate_from,
     open_view,
     parse_time,
     report,
@@ -33,7 +37,11 @@ def select_backfill(settings: SequenceSettings, events: Any, end: datetime, sele
 
 
 def run_backfill(
-    context: JobContext, days: float, end: Optional[datetime] = None, selection: EventSelection = LastN()
+    context: JobContext,
+    days: float,
+    end: Optional[datetime] = None,
+    selection: EventSelection = LastN(),
+    gate: Optional[Gate] = None,
 ) -> IndexSummary:
     end = end or datetime.now(timezone.utc)
     start = end - timedelta(days=days)
@@ -46,6 +54,7 @@ def run_backfill(
             context.settings.view_name,
             f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}",
         )
+        check_gate(gate, context.settings, events)
         written = write_spark(context.target, events)
         events.unpersist()
         return read, written
@@ -59,8 +68,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--days", type=float, required=True, help="how far back from --end")
     parser.add_argument("--end", type=parse_time, help="ISO time (default: now, UTC)")
     add_selection_arguments(parser)
+    add_gate_arguments(parser)
     args = parser.parse_args(argv)
-    summary = run_backfill(open_view(args.repo, args.view), args.days, args.end, selection_from(args))
+    summary = run_backfill(
+        open_view(args.repo, args.view), args.days, args.end, selection_from(args), gate_from(args)
+    )
     report("backfill", args.view, summary)
     return 0
 

@@ -6,8 +6,14 @@ import sys
 from typing import List, Optional
 
 from feast_sequence.transformations import backfill, correction, enrichment
+from feast_sequence.validations import cli as validation_cli
 
-JOBS = {"backfill": backfill.main, "correct": correction.main, "enrich": enrichment.main}
+JOBS = {
+    "backfill": backfill.main,
+    "correct": correction.main,
+    "enrich": enrichment.main,
+    "validate": validation_cli.main,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

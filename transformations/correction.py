@@ -27,7 +27,11 @@ from feast_sequence.transformations._job import (
     EPOCH,
     JobContext,
     add_common_arguments,
+    add_gate_arguments,
+    Gate,
     add_selection_arguments,
+    check_gate,
+    gate_from,
     open_view,
     parse_time,
     report,
@@ -49,7 +53,11 @@ def select_correction(
 
 
 def run_correction(
-    context: JobContext, start: datetime, end: datetime, selection: EventSelection = LastN()
+    context: JobContext,
+    start: datetime,
+    end: datetime,
+    selection: EventSelection = LastN(),
+    gate: Optional[Gate] = None,
 ) -> IndexSummary:
     settings = context.settings
     range_us = (datetime_to_us(start), datetime_to_us(end))
@@ -58,6 +66,7 @@ def run_correction(
         events = select_correction(settings, context.events(EPOCH, end), start, end, selection).cache()
         read = events.count()
         report("correction", settings.view_name, f"{read:,} events selected to re-index {start} .. {end}")
+        check_gate(gate, settings, events)
         written = write_spark(context.target, events, replace_range_us=range_us)
         keys = [k for k, _ in settings.join_keys]
         indexed = set(entity_column_bytes(settings.join_keys, events.select(*keys).distinct().toPandas()))
@@ -98,10 +107,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--start", type=parse_time, required=True)
     parser.add_argument("--end", type=parse_time, required=True)
     add_selection_arguments(parser)
+    add_gate_arguments(parser)
     args = parser.parse_args(argv)
     if args.end < args.start:
         raise SystemExit("--end is before --start")
-    summary = run_correction(open_view(args.repo, args.view), args.start, args.end, selection_from(args))
+    summary = run_correction(
+        open_view(args.repo, args.view), args.start, args.end, selection_from(args), gate_from(args)
+    )
     report("correction", args.view, summary)
     return 0
 

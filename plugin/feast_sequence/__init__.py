@@ -23,6 +23,7 @@ from feast_sequence.errors import (
     SequenceRequestError,
     SequenceStoreError,
     SequenceStoreUnavailableError,
+    SequenceValidationError,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "SequenceSettings",
     "SequenceStoreError",
     "SequenceStoreUnavailableError",
+    "SequenceValidationError",
     "is_sequence_view",
     "sequence_settings",
 ]

@@ -30,3 +30,7 @@ class SequenceStoreUnavailableError(SequenceStoreError):
 
 class SequenceConfigurationError(FeastSequenceError, ValueError):
     """feature_store.yaml does not configure what sequence views need (provider, online store)."""
+
+
+class SequenceValidationError(FeastSequenceError):
+    """A data validation gate failed; the batch it guarded was not written."""
