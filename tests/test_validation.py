@@ -142,6 +142,9 @@ def test_indexed_sequences(retail_store, retail_events, redis_client):
     assert {f.column for f in report.failures} >= {"repeated_identities"} | (
         {"length"} if len(members) >= 50 else set()
     )
+    from feast_sequence.validations.cli import main
+
+    assert main(["sequences", "--repo", str(retail_store.repo_path), "--view", "customer_purchases"]) == 1
     stale = validate_sequences(
         settings, redis_client, retail_store.project, SequenceChecks(max_newest_age_seconds=3600)
     )
