@@ -20,7 +20,6 @@ class TrainingChecks:
 def training_stats(
     training: pd.DataFrame,
     timestamps_column: str,
-    lists_column: str,
     row_time_column: str = "event_timestamp",
 ) -> pd.DataFrame:
     """Per training row: its sequence length, whether it is empty, and whether any event in it is
@@ -46,7 +45,7 @@ def validate_training(
     timestamp field, e.g. ``customer_purchases:event_timestamp``)."""
     import great_expectations as gx
 
-    stats = training_stats(training, timestamps_column, timestamps_column, row_time_column)
+    stats = training_stats(training, timestamps_column, row_time_column)
     out: List[Any] = [
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="leaks", value_set=[False], meta={"why": "an event later than its row leaks the future"}
