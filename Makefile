@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench setup redis-server clean
+.PHONY: demo test bench setup redis-server java clean
 
-setup: $(STAMP) redis-server
+setup: $(STAMP) redis-server java
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 redis-server:
 	@bash scripts/ensure_redis_server.sh
 
-demo: $(STAMP)
+# Spark (training data, materialization, the offline jobs) needs Java 17+.
+java:
+	@bash scripts/ensure_java.sh
+
+demo: $(STAMP) java
 	@if [ -z "$$FEAST_SEQUENCE_REDIS" ]; then bash scripts/ensure_redis_server.sh; fi
 	$(PY) -m feast_sequence.demo
 
