@@ -14,10 +14,8 @@ import redis
 from feast import FeatureStore
 
 from conftest import feature_store_yaml
-from feast_sequence import sequence_settings
 from feast_sequence.local_redis import LocalRedis
-from reference import reference_sequences
-from sample_repo import objects
+from sample_repo import assert_clicks_match_reference, objects
 from test_reliability import batches
 
 
@@ -78,24 +76,4 @@ def test_push_and_read_on_a_three_node_cluster(tmp_path):
         cluster = redis.RedisCluster(host="127.0.0.1", port=servers[0].port)
         slots_used = {cluster.keyslot(k) for s in servers for k in s.client().keys("fsq:*")}
         assert len(slots_used) > 10  # the sequences really are spread over the cluster
-        records = [
-            {
-                "entity": int(r.user_id),
-                "item": r.item,
-                "n": int(r.n),
-                "price": float(r.price),
-                "flag": bool(r.flag),
-                "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
-            }
-            for frame in frames
-            for r in frame.itertuples()
-        ]
-        for view in ("clicks", "clicks_dedup"):
-            reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-            served = store.get_online_features(
-                features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(20)]
-            ).to_dict()
-            for u in range(20):
-                assert list(zip(served["item"][u], served["n"][u])) == [
-                    (e["item"], e["n"]) for e in reference.get(u, [])
-                ]
+        assert_clicks_match_reference(store, frames, users=20)

@@ -10,8 +10,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from feast_sequence import sequence_settings
-from reference import reference_sequences
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -69,41 +67,35 @@ def reader_process(repo_path: str, connection: str, stop, results) -> None:
 
 
 def test_processes_and_threads_writing_the_same_users(make_store, tmp_path, redis_server):
-    from sample_repo import objects
+    from sample_repo import assert_clicks_match_reference, objects
 
     store = make_store(objects(tmp_path / "events"))
     events = make_events(4000, seed=3)
     frames = [events.iloc[i : i + 100] for i in range(0, len(events), 100)]
     ctx = multiprocessing.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    readers = [
+        ctx.Process(
+            target=reader_process, args=(str(store.repo_path), redis_server.connection_string, stop, results)
+        )
+        for _ in range(2)
+    ]
     processes = [
         ctx.Process(
             target=writer_process, args=(str(store.repo_path), redis_server.connection_string, frames[p::4])
         )
         for p in range(4)
     ]
-    for p in processes:
+    for p in readers + processes:
         p.start()
     for p in processes:
         p.join(120)
         assert p.exitcode == 0
+    stop.set()
+    observed = [results.get(timeout=120) for _ in readers]
+    for p in readers:
+        p.join(60)
+    assert all(reads > 0 for reads, _ in observed), observed
+    assert [v for _, violations in observed for v in violations] == []
 
-    records = [
-        {
-            "entity": int(r.user_id),
-            "item": r.item,
-            "n": int(r.n),
-            "price": float(r.price),
-            "flag": bool(r.flag),
-            "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
-        }
-        for r in events.itertuples()
-    ]
-    for view in ("clicks", "clicks_dedup"):
-        reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-        served = store.get_online_features(
-            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(5)]
-        ).to_dict()
-        for u in range(5):
-            assert list(zip(served["item"][u], served["n"][u])) == [
-                (e["item"], e["n"]) for e in reference[u]
-            ], view
+    assert_clicks_match_reference(store, [events], users=5)

@@ -75,9 +75,7 @@ def test_materialize_on_the_file_offline_store_equals_the_reference(make_store, 
     """The pandas path: a store on Feast's file offline store, materialized from a midpoint."""
     import numpy as np
 
-    from feast_sequence import sequence_settings
-    from reference import reference_sequences
-    from sample_repo import objects
+    from sample_repo import assert_clicks_match_reference, objects
 
     store = make_store(objects(tmp_path / "events"))
     rng = np.random.default_rng(4)
@@ -98,23 +96,4 @@ def test_materialize_on_the_file_offline_store_equals_the_reference(make_store, 
         datetime(2024, 1, 1, tzinfo=timezone.utc),
         ["clicks", "clicks_dedup"],
     )
-    records = [
-        {
-            "entity": int(r.user_id),
-            "item": r.item,
-            "n": int(r.n),
-            "price": float(r.price),
-            "flag": bool(r.flag),
-            "timestamp_us": r.ts.value // 1000,
-        }
-        for r in events.itertuples()
-    ]
-    for view in ("clicks", "clicks_dedup"):
-        reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-        served = store.get_online_features(
-            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(6)]
-        ).to_dict()
-        for u in range(6):
-            assert list(zip(served["item"][u], served["n"][u])) == [
-                (e["item"], e["n"]) for e in reference[u]
-            ], view
+    assert_clicks_match_reference(store, [events], users=6)

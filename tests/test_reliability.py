@@ -17,10 +17,9 @@ import pytest
 from feast import FeatureStore
 
 from conftest import feature_store_yaml
-from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError, sequence_settings
+from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.local_redis import LocalRedis
-from reference import reference_sequences
-from sample_repo import objects
+from sample_repo import assert_clicks_match_reference, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
@@ -57,26 +56,7 @@ def batches(count: int, size: int, seed: int):
 
 
 def assert_equals_reference(store, frames):
-    records = [
-        {
-            "entity": int(r.user_id),
-            "item": r.item,
-            "n": int(r.n),
-            "price": float(r.price),
-            "flag": bool(r.flag),
-            "timestamp_us": int(r.ts.timestamp()) * 1_000_000,
-        }
-        for frame in frames
-        for r in frame.itertuples()
-    ]
-    for view in ("clicks", "clicks_dedup"):
-        reference = reference_sequences(sequence_settings(store.get_feature_view(view)), records)
-        served = store.get_online_features(
-            features=[f"{view}:item", f"{view}:n"], entity_rows=[{"user_id": u} for u in range(20)]
-        ).to_dict()
-        for u in range(20):
-            got = list(zip(served["item"][u], served["n"][u]))
-            assert got == [(e["item"], e["n"]) for e in reference.get(u, [])], (view, u)
+    assert_clicks_match_reference(store, frames, users=20)
 
 
 def test_redis_killed_and_restarted_mid_stream_loses_nothing(tmp_path):
