@@ -35,8 +35,8 @@ def served(store, view, customers, fields=("item_id", "quantity")):
     return {c: list(zip(*(out[f][i] for f in fields))) for i, c in enumerate(customers)}
 
 
-def expected(settings, events, customers):
-    records = [
+def retail_records(events):
+    return [
         {
             "entity": int(r.customer_id),
             "invoice": r.invoice,
@@ -47,7 +47,10 @@ def expected(settings, events, customers):
         }
         for r in events.itertuples()
     ]
-    ref = reference_sequences(settings, records)
+
+
+def expected(settings, events, customers):
+    ref = reference_sequences(settings, retail_records(events))
     return {c: [(e["item_id"], e["quantity"]) for e in ref.get(c, [])] for c in customers}
 
 
@@ -109,17 +112,7 @@ def test_top_scored_selection(retail_store, retail_events):
     customers = sorted(window["customer_id"].unique().tolist())[:200]
     # Every deduplicated event of the window (the reference with no length cap), then the best 5.
     uncapped = dataclasses.replace(context.settings, max_length=10**9)
-    records = [
-        {
-            "entity": int(r.customer_id),
-            "invoice": r.invoice,
-            "item_id": r.item_id,
-            "quantity": int(r.quantity),
-            "unit_price": float(r.unit_price),
-            "timestamp_us": r.event_timestamp.value // 1000,
-        }
-        for r in window[window["customer_id"].isin(customers)].itertuples()
-    ]
+    records = retail_records(window[window["customer_id"].isin(customers)])
     deduplicated = reference_sequences(uncapped, records)
     got = served(retail_store, "customer_purchases", customers, fields=("quantity", "unit_price"))
     for c in customers:

@@ -433,15 +433,8 @@ ARROW_ELEMENT = {
     ValueType.BOOL: pa.bool_(),
     ValueType.UNIX_TIMESTAMP: pa.int64(),
 }
-_ARROW_TARGET = {
-    ValueType.STRING: pa.string(),
-    ValueType.BYTES: pa.binary(),
-    ValueType.INT32: pa.int32(),
-    ValueType.INT64: pa.int64(),
-    ValueType.FLOAT: pa.float32(),
-    ValueType.DOUBLE: pa.float64(),
-    ValueType.BOOL: pa.bool_(),
-}
+# What pushed columns are cast to (timestamps take their own path, timestamps_to_us).
+_ARROW_TARGET = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
 
 
 def column_values(
