@@ -41,7 +41,14 @@ def open_view(repo: str, view_name: str) -> JobContext:
     store = FeatureStore(repo_path=repo)
     view = store.get_feature_view(view_name)
     settings = sequence_settings(view)
-    return JobContext(store, view, settings, IndexTarget(store.config.online_store, store.project, settings))
+    return JobContext(
+        store,
+        view,
+        settings,
+        IndexTarget(
+            store.config.online_store, store.project, settings, store.config.entity_key_serialization_version
+        ),
+    )
 
 
 def parse_time(text: str) -> datetime:

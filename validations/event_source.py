@@ -68,7 +68,7 @@ def expectations(settings: SequenceSettings, checks: EventSourceChecks) -> List[
             },
         )
     )
-    for f in settings.fields:
+    for f in settings.event_fields:
         out.append(
             gx.expectations.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=_TYPES[f.value_type])
         )

@@ -6,6 +6,7 @@ Public API: define views with :class:`SequenceFeatureView`, configure
 :func:`sequence_settings`.
 """
 
+from feast_sequence._enrich_spec import Enrichment, enrich
 from feast_sequence._provider import SequenceProvider
 from feast_sequence._settings import (
     MAX_LENGTH_CAP,
@@ -15,6 +16,16 @@ from feast_sequence._settings import (
     sequence_settings,
 )
 from feast_sequence._view import SequenceFeatureView
+from feast_sequence.serving import (
+    Limits,
+    SequenceSpec,
+    SequenceUseCase,
+    Where,
+    to_jagged,
+    to_numpy,
+    to_tensors,
+    use_case_settings,
+)
 from feast_sequence.errors import (
     FeastSequenceError,
     SequenceConfigurationError,
@@ -27,8 +38,10 @@ from feast_sequence.errors import (
 )
 
 __all__ = [
+    "Enrichment",
     "EventField",
     "FeastSequenceError",
+    "Limits",
     "MAX_LENGTH_CAP",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
@@ -37,9 +50,17 @@ __all__ = [
     "SequenceProvider",
     "SequenceRequestError",
     "SequenceSettings",
+    "SequenceSpec",
     "SequenceStoreError",
     "SequenceStoreUnavailableError",
+    "SequenceUseCase",
     "SequenceValidationError",
+    "Where",
+    "enrich",
     "is_sequence_view",
     "sequence_settings",
+    "to_jagged",
+    "to_numpy",
+    "to_tensors",
+    "use_case_settings",
 ]

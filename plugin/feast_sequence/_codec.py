@@ -105,6 +105,7 @@ class EventLayout:
     """Field numbers of one view's stored events, and the message class that parses a sequence."""
 
     fields: Tuple[EventField, ...]
+    numbers: Tuple[int, ...]  # stored field number of each field
     timestamp_number: int  # event time, whole seconds (what Feast's UnixTimestamp carries)
     micros_number: int  # sub-second remainder in microseconds, present only when non-zero
     dedup_positions: Tuple[int, ...]  # indices into ``fields`` of the dedup_by fields
@@ -122,26 +123,28 @@ def layout_for(settings: SequenceSettings) -> EventLayout:
 
 @lru_cache(maxsize=256)
 def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) -> EventLayout:
+    numbers = tuple(f.number or field_number(i) for i, f in enumerate(fields))
     return EventLayout(
         fields=fields,
+        numbers=numbers,
         timestamp_number=TIMESTAMP_NUMBER,
         micros_number=MICROS_NUMBER,
         dedup_positions=dedup_positions,
-        message_class=_message_class(tuple(f.value_type for f in fields)),
+        message_class=_message_class(tuple(f.value_type for f in fields), numbers),
     )
 
 
 @lru_cache(maxsize=256)
-def _message_class(types: Tuple[ValueType, ...]) -> Any:
+def _message_class(types: Tuple[ValueType, ...], numbers: Tuple[int, ...]) -> Any:
     """A message ``{repeated sint64 ts = 1; repeated sint64 us = 2; repeated T1 f1 = 3; ...}``."""
-    name = "Events_" + "_".join(str(int(t.value)) for t in types)
+    name = "Events_" + "_".join(f"{int(t.value)}n{n}" for t, n in zip(types, numbers))
     file_proto = descriptor_pb2.FileDescriptorProto(
         name=f"feast_sequence_{name}.proto", package="feast_sequence.stored", syntax="proto3"
     )
     msg = file_proto.message_type.add(name=name)
     label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
     for i, t in enumerate(types, start=1):
-        msg.field.add(name=f"f{i}", number=field_number(i - 1), type=_ELEMENT_FORMAT[t][0], label=label)
+        msg.field.add(name=f"f{i}", number=numbers[i - 1], type=_ELEMENT_FORMAT[t][0], label=label)
     sint64 = descriptor_pb2.FieldDescriptorProto.TYPE_SINT64
     msg.field.add(name="ts", number=TIMESTAMP_NUMBER, type=sint64, label=label)
     msg.field.add(name="us", number=MICROS_NUMBER, type=sint64, label=label)
@@ -200,8 +203,8 @@ def encode_columns(
     number), so the dedup_by fields go first and the identity needs no bytes of its own.
     """
     encoded_columns = [
-        list(map(_element_encoder(f.value_type, field_number(i)), col))
-        for i, (f, col) in enumerate(zip(layout.fields, columns))
+        list(map(_element_encoder(f.value_type, number), col))
+        for f, number, col in zip(layout.fields, layout.numbers, columns)
     ]
     ts_tag, us_tag = _tag(layout.timestamp_number, _WIRE_VARINT), _tag(layout.micros_number, _WIRE_VARINT)
     time_chunks = [

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 import pandas as pd
 
 from feast_sequence._append import encode_frame, plan_append
+from feast_sequence._index_enrich import plan_index_enrichment
 from feast_sequence._redis_io import execute, retry_policy
 from feast_sequence._settings import SequenceSettings
 
@@ -29,6 +30,7 @@ class IndexTarget:
     online_config: Any
     project: str
     settings: SequenceSettings
+    serialization_version: int = 3  # of regular views' entity keys, for index-time enrichment lookups
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,21 @@ def write_frames(
     from feast_sequence.online_store import SequenceRedisOnlineStore  # the store imports this module
 
     client = SequenceRedisOnlineStore()._get_client(target.online_config)
+    retry = retry_policy(target.online_config)
     replaced: Set[bytes] = set()
     written = 0
     for frame in frames:
         if frame.empty:
             continue
+        lookups, enriched = plan_index_enrichment(
+            target.settings, target.project, target.serialization_version, frame
+        )
+        if lookups:
+            frame = enriched(execute(client, lookups, "looking up index-time enrichments", retry))
         events = encode_frame(target.settings, frame)
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
         what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
-        execute(client, commands, what, retry_policy(target.online_config))
+        execute(client, commands, what, retry)
         written += len(events)
     return written
 

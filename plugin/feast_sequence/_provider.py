@@ -153,7 +153,7 @@ class SequenceProvider(PassthroughProvider):
             )
         settings = sequence_settings(feature_view)
         engine, spark_events = engine_for(config)
-        target = IndexTarget(config.online_store, project, settings)
+        target = IndexTarget(config.online_store, project, settings, config.entity_key_serialization_version)
         horizon = end_date - timedelta(seconds=settings.ttl_seconds) if settings.ttl_seconds else _EPOCH
         job = self._pull_events(config, feature_view, settings, max(horizon, _EPOCH), end_date)
         start = max(start_date, horizon)
@@ -191,7 +191,7 @@ class SequenceProvider(PassthroughProvider):
             config=config,
             data_source=view.batch_source,
             join_key_columns=[k for k, _ in settings.join_keys],
-            feature_name_columns=list(settings.field_names),
+            feature_name_columns=list(settings.event_field_names),
             timestamp_field=settings.timestamp_field,
             created_timestamp_column=None,
             start_date=start,

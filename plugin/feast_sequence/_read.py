@@ -56,18 +56,16 @@ def read_commands(
     now_us: Optional[int] = None,
     limit: Optional[int] = None,
     key_cache: Optional[Dict[Tuple[int, ...], bytes]] = None,
+    window_us: Optional[int] = None,
 ) -> List[Command]:
-    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events.
+    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events,
+    and with ``window_us`` only those at most that old.
 
     ``entity_rows`` are Feast's unique entities of the request, ``{join key: ValueProto}`` each.
     ``key_cache`` maps the identities of a row's value objects to its key bytes; share one per
     request only (object ids are reused once objects die).
     """
-    if settings.ttl_seconds:
-        now_us = now_us if now_us is not None else time.time_ns() // 1000
-        oldest: object = now_us - settings.ttl_seconds * 1_000_000
-    else:
-        oldest = "-inf"
+    oldest: object = oldest_kept_us(settings, now_us, window_us)
     count = limit or settings.max_length
     prefix = view_prefix(project, settings.view_name)
     encoded = key_cache if key_cache is not None else {}
@@ -82,6 +80,17 @@ def read_commands(
             ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count)
         )
     return commands
+
+
+def oldest_kept_us(
+    settings: SequenceSettings, now_us: Optional[int], window_us: Optional[int] = None
+) -> object:
+    """The oldest event time a read returns: events at or after it (TTL, then a use case's window)."""
+    bounds = [b for b in (settings.ttl_seconds and settings.ttl_seconds * 1_000_000, window_us) if b]
+    if not bounds:
+        return "-inf"
+    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    return now_us - min(bounds)
 
 
 def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:
@@ -106,12 +115,7 @@ def populate_sequences(
     response.metadata.feature_names.val.extend(
         f"{name}__{f}" if full_feature_names else f for f in read.requested_names
     )
-    if include_version_metadata:
-        clean = table.projection.name_alias or table.projection.name
-        if clean not in [m.name for m in response.metadata.feature_view_metadata]:
-            entry = response.metadata.feature_view_metadata.add()
-            entry.name = clean
-            entry.version = getattr(table, "current_version_number", 0) or 0
+    add_view_metadata(response, table, include_version_metadata)
     layout = read.layout
     messages = [layout.message_class.FromString(b"".join(members)) for members in replies]
     owner = [0] * output_len
@@ -132,6 +136,16 @@ def populate_sequences(
             else:  # an empty list, not a null: the oneof must be set
                 target.SetInParent()
             vector.event_timestamps.add(seconds=newest[unique])
+
+
+def add_view_metadata(response: Any, table: Any, include_version_metadata: bool) -> None:
+    """Feast's per-view version metadata, when the request asks for it."""
+    if include_version_metadata:
+        clean = table.projection.name_alias or table.projection.name
+        if clean not in [m.name for m in response.metadata.feature_view_metadata]:
+            entry = response.metadata.feature_view_metadata.add()
+            entry.name = clean
+            entry.version = getattr(table, "current_version_number", 0) or 0
 
 
 def _column(layout: EventLayout, message: Any, members: Sequence[bytes], source: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 from feast.types import Array, FeastType, PrimitiveFeastType
 from feast.value_type import ValueType
 
+from feast_sequence._enrich_spec import Enrichment
 from feast_sequence.errors import SequenceDefinitionError
 
 TAG_PREFIX = "feast_sequence."
@@ -22,6 +23,7 @@ TAG_FORMAT = TAG_PREFIX + "format"
 TAG_MAX_LENGTH = TAG_PREFIX + "max_length"
 TAG_DEDUP_BY = TAG_PREFIX + "dedup_by"
 TAG_TIMESTAMP_FIELD = TAG_PREFIX + "timestamp_field"
+TAG_ENRICH = TAG_PREFIX + "enrich"
 
 #: Version of the stored event encoding; bumped when the Redis layout changes incompatibly.
 STORAGE_FORMAT = "1"
@@ -48,6 +50,9 @@ class EventField:
 
     name: str
     value_type: ValueType
+    number: int = 0
+    """Stored field number; 0 means positional (``_codec.field_number``). Index-time enriched fields
+    get fixed numbers of their own, so adding event fields never renumbers them."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +70,25 @@ class SequenceSettings:
     max_length: int
     dedup_by: Tuple[str, ...]
     ttl_seconds: Optional[int]
+    enrichments: Tuple[Enrichment, ...] = ()  # computed at index time and stored in the events
 
     @property
     def field_names(self) -> Tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
     @property
+    def event_fields(self) -> Tuple[EventField, ...]:
+        """The fields events arrive with (the view's Feast schema), without index-time enriched ones."""
+        return tuple(f for f in self.fields if not f.number)
+
+    @property
+    def event_field_names(self) -> Tuple[str, ...]:
+        return tuple(f.name for f in self.event_fields)
+
+    @property
     def served_names(self) -> Tuple[str, ...]:
         """Every feature name a sequence view serves: the event fields, then the timestamp field."""
-        return self.field_names + (self.timestamp_field,)
+        return self.event_field_names + (self.timestamp_field,)
 
     def field(self, name: str) -> EventField:
         for f in self.fields:
@@ -136,13 +151,48 @@ def element_value_type(view_name: str, field_name: str, dtype: FeastType) -> Val
     )
 
 
-def settings_tags(max_length: int, dedup_by: Tuple[str, ...], timestamp_field: str) -> dict:
-    return {
+def settings_tags(
+    max_length: int,
+    dedup_by: Tuple[str, ...],
+    timestamp_field: str,
+    enrichments: Sequence[Enrichment] = (),
+) -> dict:
+    tags = {
         TAG_FORMAT: STORAGE_FORMAT,
         TAG_MAX_LENGTH: str(max_length),
         TAG_DEDUP_BY: json.dumps(list(dedup_by)),
         TAG_TIMESTAMP_FIELD: timestamp_field,
     }
+    if enrichments:
+        tags[TAG_ENRICH] = json.dumps([e.to_json() for e in enrichments], sort_keys=True)
+    return tags
+
+
+#: Field numbers of index-time enriched fields: enrichment k, feature j is stored as 1000 + 100 k + j.
+ENRICHED_NUMBER_BASE = 1000
+
+
+def enriched_fields(
+    view_name: str, enrichments: Sequence[Enrichment], event_fields: Sequence[str]
+) -> Tuple[EventField, ...]:
+    """The stored (not Feast-visible) fields of a view's index-time enrichments, after its events'."""
+    out = []
+    taken = set(event_fields)
+    for k, enrichment in enumerate(enrichments):
+        if enrichment.on not in event_fields:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': enrichment from '{enrichment.view}' joins on "
+                f"{enrichment.on!r}, which is not an event field ({', '.join(event_fields)})."
+            )
+        for j, ((_, value_type), output) in enumerate(zip(enrichment.features, enrichment.output_names)):
+            if output in taken:
+                raise SequenceDefinitionError(
+                    f"Sequence view '{view_name}': enriched field {output!r} collides with another "
+                    "field; give the enrichment a prefix."
+                )
+            taken.add(output)
+            out.append(EventField(output, value_type, ENRICHED_NUMBER_BASE + 100 * k + j))
+    return tuple(out)
 
 
 def is_sequence_view(view: Any) -> bool:
@@ -169,7 +219,8 @@ def sequence_settings(view: Any) -> SequenceSettings:
     try:
         max_length = int(tags[TAG_MAX_LENGTH])
         dedup_raw = json.loads(tags.get(TAG_DEDUP_BY, "[]"))
-    except (TypeError, ValueError) as exc:
+        enrichments = tuple(Enrichment.from_json(e) for e in json.loads(tags.get(TAG_ENRICH, "[]")))
+    except (KeyError, TypeError, ValueError) as exc:
         raise SequenceDefinitionError(
             f"Sequence view '{name}': reserved tags {TAG_PREFIX}* are corrupt: {exc}"
         ) from exc
@@ -182,6 +233,7 @@ def sequence_settings(view: Any) -> SequenceSettings:
         if f.name != timestamp_field
     )
     field_names = [f.name for f in fields]
+    fields += enriched_fields(name, enrichments, field_names)
     ttl = getattr(view, "ttl", None)
     ttl_seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) and ttl > timedelta(0) else None
     return SequenceSettings(
@@ -192,4 +244,5 @@ def sequence_settings(view: Any) -> SequenceSettings:
         max_length=validate_max_length(name, max_length),
         dedup_by=validate_dedup_by(name, dedup_raw or None, field_names),
         ttl_seconds=ttl_seconds,
+        enrichments=enrichments,
     )

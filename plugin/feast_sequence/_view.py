@@ -10,9 +10,11 @@ from feast.data_source import DataSource
 from feast.types import Array, UnixTimestamp, from_value_type
 from feast.value_type import ValueType
 
+from feast_sequence._enrich_spec import Enrichment
 from feast_sequence._settings import (
     TAG_PREFIX,
     element_value_type,
+    enriched_fields,
     settings_tags,
     validate_dedup_by,
     validate_max_length,
@@ -26,6 +28,12 @@ class SequenceFeatureView(FeatureView):
     ``schema`` lists the event fields with their scalar types; each is served as a list (``Array``)
     aligned by position, newest first. The source's timestamp field is served too, as
     ``Array(UnixTimestamp)``. Semantics (identity, ordering, TTL) are in ``docs/concepts.md``.
+
+    ``enrich`` lists enrichments computed at index time: each event is joined with the named view
+    when it is written (pushes, materialization, the Spark jobs) and the joined features are stored
+    in the event. They are not Feast features of the view (pushes need not carry them); a use case
+    asking for the same enrichment is served from the stored values instead of joining at serving
+    time. See docs/serving.md.
 
     The settings live in reserved ``feast_sequence.*`` tags so they survive the registry; recover them
     from any view object with :func:`feast_sequence.sequence_settings`.
@@ -41,6 +49,7 @@ class SequenceFeatureView(FeatureView):
         max_length: int,
         dedup_by: Optional[Sequence[str]] = None,
         ttl: Optional[timedelta] = None,
+        enrich: Optional[Sequence[Enrichment]] = None,
         online: bool = True,
         offline: bool = False,
         description: str = "",
@@ -50,6 +59,8 @@ class SequenceFeatureView(FeatureView):
         validate_max_length(name, max_length)
         timestamp_field = _timestamp_field_of(name, source)
         join_keys = [e.join_key for e in entities]
+        enrichments = tuple(enrich or ())
+        _check_enrichments(name, schema, enrichments)
         features = _served_schema(name, schema, timestamp_field, join_keys)
         field_names = [f.name for f in schema]
         dedup = validate_dedup_by(name, dedup_by, field_names)
@@ -77,7 +88,7 @@ class SequenceFeatureView(FeatureView):
             online=online,
             offline=offline,
             description=description,
-            tags={**user_tags, **settings_tags(max_length, dedup, timestamp_field)},
+            tags={**user_tags, **settings_tags(max_length, dedup, timestamp_field, enrichments)},
             owner=owner,
         )
 
@@ -85,6 +96,22 @@ class SequenceFeatureView(FeatureView):
     def from_proto(cls, feature_view_proto, skip_udf: bool = False):  # type: ignore[no-untyped-def]
         """Registry objects come back as plain ``FeatureView``s; the settings live in their tags."""
         return FeatureView.from_proto(feature_view_proto, skip_udf=skip_udf)
+
+
+def _check_enrichments(view_name: str, schema: List[Field], enrichments: Sequence[Enrichment]) -> None:
+    declared = {f.name: f for f in schema}
+    for enrichment in enrichments:
+        if not isinstance(enrichment, Enrichment):
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': enrich takes enrich(view, on=...) objects, got {enrichment!r}."
+            )
+        on = declared.get(enrichment.on)
+        if on is None or element_value_type(view_name, on.name, on.dtype) != enrichment.key_type:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': enrichment from '{enrichment.view}' joins on "
+                f"{enrichment.on!r}, which must be an event field of type {enrichment.key_type.name}."
+            )
+    enriched_fields(view_name, enrichments, list(declared))
 
 
 def _timestamp_field_of(view_name: str, source: DataSource) -> str:

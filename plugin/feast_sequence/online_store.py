@@ -25,6 +25,7 @@ from feast.infra.online_stores.redis import (
     RedisOnlineStoreConfig,
     _versioned_fv_name,
 )
+from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
@@ -35,11 +36,14 @@ from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
+from feast_sequence._index_enrich import plan_index_enrichment
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence._redis_io import Command, execute, execute_async, retry_policy
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
+from feast_sequence.serving.pipeline import drive, drive_async, serve
+from feast_sequence.serving.use_case import is_use_case
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
 
@@ -90,12 +94,25 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         The whole frame is validated before anything is sent, so bad input writes nothing.
         """
         settings = sequence_settings(table)
+        lookups, enriched = plan_index_enrichment(
+            settings, config.project, config.entity_key_serialization_version, df
+        )
+        if lookups:
+            client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
+            df = enriched(execute(client, lookups, _enriching(settings), retry))
         events = encode_frame(settings, df)
         self._append(config, settings, events)
         return len(events)
 
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
         settings = sequence_settings(table)
+        lookups, enriched = plan_index_enrichment(
+            settings, config.project, config.entity_key_serialization_version, df
+        )
+        if lookups:
+            client = await self._get_client_async(config.online_store)
+            retry = retry_policy(config.online_store)
+            df = enriched(await execute_async(client, lookups, _enriching(settings), retry))
         events = encode_frame(settings, df)
         await self._append_async(config, settings, events)
         return len(events)
@@ -145,6 +162,77 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         await execute_async(client, commands, _appending(settings, events), retry_policy(config.online_store))
 
     # --- reads --------------------------------------------------------------------------------
+
+    def get_online_features(
+        self,
+        config: RepoConfig,
+        features: Any,
+        entity_rows: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        """Feast's online read; a sequence use case (``SequenceUseCase``) goes through its serving
+        pipeline (feast_sequence.serving) instead."""
+        if not is_use_case(features):
+            return super().get_online_features(
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        request = serve(
+            self,
+            config,
+            features,
+            entity_rows,
+            registry,
+            project,
+            full_feature_names,
+            include_feature_view_version_metadata,
+        )
+        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
+        return drive(request, lambda commands: execute(client, commands, _serving(features), retry))
+
+    async def get_online_features_async(
+        self,
+        config: RepoConfig,
+        features: Any,
+        entity_rows: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        if not is_use_case(features):
+            return await super().get_online_features_async(
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        request = serve(
+            self,
+            config,
+            features,
+            entity_rows,
+            registry,
+            project,
+            full_feature_names,
+            include_feature_view_version_metadata,
+        )
+        client = await self._get_client_async(config.online_store)
+        retry = retry_policy(config.online_store)
+        return await drive_async(
+            request, lambda commands: execute_async(client, commands, _serving(features), retry)
+        )
 
     def online_read(
         self,
@@ -245,16 +333,28 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
                 plan.add(commands, partial(populate_sequences, read, table, idxs, output_len))
             else:
-                fv_name = _versioned_fv_name(table, config)
-                entity_keys = utils._get_entity_key_protos(values)
-                redis_keys = self._generate_redis_keys_for_entities(config, entity_keys)
-                # The parent appends its timestamp field to the list it is given: pass a copy.
-                names, hset_keys = self._generate_hset_keys_for_features(
-                    table, list(requested_features), fv_name_override=fv_name
-                )
-                commands = [("HMGET", key, *hset_keys) for key in redis_keys]
-                plan.add(commands, partial(self._fill_regular, fv_name, names, table, idxs, output_len))
+                plan.add(*self.plan_regular_read(config, table, requested_features, values, idxs, output_len))
         return plan
+
+    def plan_regular_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: List[str],
+        values: Any,
+        idxs: Any,
+        output_len: int,
+    ) -> Tuple[List[Command], Callable[..., None]]:
+        """A regular view's HMGETs, and how to put their replies into the response (Feast's way)."""
+        fv_name = _versioned_fv_name(table, config)
+        entity_keys = utils._get_entity_key_protos(values)
+        redis_keys = self._generate_redis_keys_for_entities(config, entity_keys)
+        # The parent appends its timestamp field to the list it is given: pass a copy.
+        names, hset_keys = self._generate_hset_keys_for_features(
+            table, list(requested_features), fv_name_override=fv_name
+        )
+        commands: List[Command] = [("HMGET", key, *hset_keys) for key in redis_keys]
+        return commands, partial(self._fill_regular, fv_name, names, table, idxs, output_len)
 
     def _fill_regular(
         self,
@@ -341,6 +441,14 @@ def _uses_sequence_provider(config: RepoConfig) -> bool:
 
 def _appending(settings: SequenceSettings, events: EncodedEvents) -> str:
     return f"appending {len(events)} event(s) to sequence view '{settings.view_name}'"
+
+
+def _enriching(settings: SequenceSettings) -> str:
+    return f"looking up index-time enrichments of sequence view '{settings.view_name}'"
+
+
+def _serving(service: Any) -> str:
+    return f"serving use case '{service.name}'"
 
 
 def _reading(settings: SequenceSettings) -> str:

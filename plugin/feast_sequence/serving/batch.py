@@ -1,0 +1,75 @@
+"""``SequenceBatch``: one view's sequences for a batch of rows, flat, as every serving stage sees them.
+
+Rows are the unique entities of an online request, or the entity rows of a training set. Each column
+holds the values of all rows back to back (row-major, each row newest first) with ``lengths`` saying
+how many belong to each row: the jagged layout. Stages build boolean masks over the flat arrays
+(numpy, no per-event Python) and :meth:`SequenceBatch.select` keeps the marked events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+from feast.value_type import ValueType
+
+#: numpy element types of event fields; strings and bytes stay Python objects.
+NUMPY_DTYPE = {
+    ValueType.INT32: np.int32,
+    ValueType.INT64: np.int64,
+    ValueType.FLOAT: np.float32,
+    ValueType.DOUBLE: np.float64,
+    ValueType.BOOL: np.bool_,
+    ValueType.UNIX_TIMESTAMP: np.int64,
+    ValueType.STRING: object,
+    ValueType.BYTES: object,
+}
+
+
+def as_array(values: Sequence[Any], value_type: ValueType) -> np.ndarray:
+    dtype = NUMPY_DTYPE[value_type]
+    if dtype is object:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        return array
+    return np.fromiter(values, dtype=dtype, count=len(values))
+
+
+@dataclass
+class SequenceBatch:
+    """Columns by field name (flat numpy arrays) and each row's event count."""
+
+    lengths: np.ndarray
+    columns: Dict[str, np.ndarray] = field(default_factory=dict)
+    types: Dict[str, ValueType] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.lengths)
+
+    def offsets(self) -> np.ndarray:
+        offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        return offsets
+
+    def row_of_event(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.lengths)), self.lengths)
+
+    def select(self, keep: np.ndarray) -> "SequenceBatch":
+        """The events where ``keep`` is true, in the same order and rows."""
+        if keep.all():
+            return self
+        lengths = np.bincount(self.row_of_event()[keep], minlength=self.rows).astype(np.int64)
+        return SequenceBatch(lengths, {n: c[keep] for n, c in self.columns.items()}, dict(self.types))
+
+    def with_column(self, name: str, values: np.ndarray, value_type: ValueType) -> "SequenceBatch":
+        columns = dict(self.columns)
+        columns[name] = values
+        return SequenceBatch(self.lengths, columns, {**self.types, name: value_type})
+
+    def row_lists(self, name: str) -> List[List[Any]]:
+        """One Python list per row (what Feast responses and DataFrames hold)."""
+        flat = self.columns[name].tolist()
+        offsets = self.offsets().tolist()
+        return [flat[offsets[i] : offsets[i + 1]] for i in range(self.rows)]

@@ -1,0 +1,47 @@
+"""Filter stage: keep the events that satisfy every condition of a use case (``Where``)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Sequence
+
+import numpy as np
+
+from feast_sequence.serving.batch import SequenceBatch
+from feast_sequence.serving.use_case import Where
+
+_COMPARE = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def needed_fields(where: Sequence[Where]) -> set:
+    return {condition.field for condition in where}
+
+
+def filter_events(batch: SequenceBatch, where: Sequence[Where]) -> SequenceBatch:
+    if not where:
+        return batch
+    keep = np.ones(int(batch.lengths.sum()), dtype=bool)
+    for condition in where:
+        keep &= _matches(batch.columns[condition.field], condition)
+    return batch.select(keep)
+
+
+def _matches(column: np.ndarray, condition: Where) -> np.ndarray:
+    if condition.op in ("in", "not in"):
+        if column.dtype == object:  # strings, bytes: hash lookups beat np.isin's sort on objects
+            allowed = set(condition.value)
+            hits = np.fromiter((v in allowed for v in column), dtype=bool, count=len(column))
+        else:
+            hits = np.isin(column, list(condition.value))
+        return hits if condition.op == "in" else ~hits
+    if column.dtype == object:
+        hits = np.fromiter((v == condition.value for v in column), dtype=bool, count=len(column))
+        return hits if condition.op == "==" else ~hits
+    return np.asarray(_COMPARE[condition.op](column, condition.value), dtype=bool)

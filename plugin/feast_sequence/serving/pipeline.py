@@ -1,0 +1,375 @@
+"""The serving pipeline of a use case: retrieve → filter → size → enrich → (ODFVs) → featurize.
+
+Each stage is its own module and works on ``SequenceBatch``es; this module composes them for one
+request, checks the use case's limits and records metrics. It is written without I/O: the request
+is a generator that yields the Redis commands it needs (two round trips at most: the sequences and
+regular views, then every enrichment lookup) and receives their replies, so the sync and async
+store methods drive the same code.
+
+Sizing runs before enrichment: filters only read event fields, so the output is the same, and only
+events that are served are looked up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from feast import utils
+from feast.online_response import OnlineResponse
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+from feast_sequence._codec import list_field_name
+from feast_sequence._enrich_spec import Enrichment
+from feast_sequence._lookup import decode_lookup, lookup_commands
+from feast_sequence._read import add_view_metadata
+from feast_sequence._redis_io import Command
+from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceRequestError
+from feast_sequence.serving import metrics
+from feast_sequence.serving.batch import SequenceBatch
+from feast_sequence.serving.enrich import distinct_keys, join
+from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
+from feast_sequence.serving.filter import filter_events, needed_fields
+from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
+from feast_sequence.serving.size import first_n
+from feast_sequence.serving.use_case import (
+    SequenceSpec,
+    UseCaseSettings,
+    use_case_settings,
+    validate_use_case,
+)
+
+Request = Generator[List[Command], List[Any], OnlineResponse]
+
+
+@dataclass
+class ViewPlan:
+    """One sequence view of a request: what to read, how to shape it, where its rows go."""
+
+    table: Any
+    name: str  # the name used in feature refs and full feature names
+    settings: SequenceSettings
+    spec: SequenceSpec
+    requested: List[str]
+    idxs: Any = None
+    output_len: int = 0
+    batch: Optional[SequenceBatch] = None
+
+    @property
+    def serving_enrichments(self) -> List[Enrichment]:
+        return [e for e in self.spec.enrich if e not in self.settings.enrichments]
+
+    @property
+    def outputs(self) -> List[str]:
+        """Requested fields, then every enriched field, in declaration order."""
+        names = list(self.requested)
+        for enrichment in self.spec.enrich:
+            names.extend(n for n in enrichment.output_names if n not in names)
+        return names
+
+    @property
+    def decoded(self) -> List[str]:
+        stored = set(self.settings.field_names) | {self.settings.timestamp_field}
+        wanted = set(self.requested) | needed_fields(self.spec.where)
+        wanted |= {e.on for e in self.serving_enrichments}
+        wanted |= {n for e in self.spec.enrich if e in self.settings.enrichments for n in e.output_names}
+        return sorted(wanted & stored)
+
+    @property
+    def length(self) -> int:
+        return self.spec.length or self.settings.max_length
+
+    def output_type(self, name: str) -> Any:
+        return self.batch.types[name] if self.batch is not None else None
+
+
+class _Clock:
+    """Stage timings of one request, and its time budget."""
+
+    def __init__(self, use_case: UseCaseSettings):
+        self.use_case = use_case
+        self.start = self.mark = time.perf_counter()
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        metrics.STAGE_SECONDS.labels(self.use_case.name, name).observe(now - self.mark)
+        self.mark = now
+        budget = self.use_case.limits.time_budget_ms
+        elapsed_ms = (now - self.start) * 1000
+        if budget is not None and elapsed_ms > budget:
+            metrics.LIMIT_REJECTIONS.labels(self.use_case.name, "time_budget_ms").inc()
+            raise SequenceRequestError(
+                f"Use case '{self.use_case.name}' exceeded its time budget: {elapsed_ms:.1f} ms after "
+                f"stage '{name}' (time_budget_ms={budget:g}). Lower its length or entities per request, "
+                "or move serving-time enrichments to index time."
+            )
+
+
+def serve(
+    store: Any,
+    config: Any,
+    service: Any,
+    entity_rows: Any,
+    registry: Any,
+    project: str,
+    full_feature_names: bool,
+    include_version_metadata: bool,
+) -> Request:
+    """One online request of a use case; see the module docstring for how it is driven."""
+    use_case = use_case_settings(service)
+    try:
+        return (
+            yield from _serve(
+                store,
+                config,
+                service,
+                use_case,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_version_metadata,
+            )
+        )
+    except Exception as error:
+        metrics.REQUEST_ERRORS.labels(use_case.name, type(error).__name__).inc()
+        raise
+
+
+def _serve(
+    store: Any,
+    config: Any,
+    service: Any,
+    use_case: UseCaseSettings,
+    entity_rows: Any,
+    registry: Any,
+    project: str,
+    full_feature_names: bool,
+    include_version_metadata: bool,
+) -> Request:
+    clock = _Clock(use_case)
+    columns = _columnar(entity_rows)
+    row_count = len(next(iter(columns.values()))) if columns else 0
+    limit = use_case.limits.max_entities
+    if limit is not None and row_count > limit:
+        metrics.LIMIT_REJECTIONS.labels(use_case.name, "max_entities").inc()
+        raise SequenceRequestError(
+            f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
+            f"max_entities={limit:,}; split the request."
+        )
+    (
+        join_key_values,
+        grouped_refs,
+        entity_name_to_join_key_map,
+        odfvs,
+        feature_refs,
+        result_names,
+        response,
+    ) = utils._prepare_entities_to_read_from_online_store(
+        registry=registry,
+        project=project,
+        features=service,
+        entity_values=columns,
+        full_feature_names=full_feature_names,
+        native_entity_values=True,
+    )
+
+    # --- retrieve: every view's rows in one pipeline ---
+    now_us = time.time_ns() // 1000
+    key_cache: Dict[Tuple[int, ...], bytes] = {}
+    commands: List[Command] = []
+    parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
+    plans: List[ViewPlan] = []
+    for table, requested in grouped_refs:
+        values, idxs, output_len = utils._get_unique_entities(
+            table, join_key_values, entity_name_to_join_key_map
+        )
+        start = len(commands)
+        if is_sequence_view(table):
+            settings = sequence_settings(table)
+            name = table.projection.name_to_use()
+            plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)
+            plans.append(plan)
+            commands.extend(retrieve_commands(settings, plan.spec, project, values, now_us, key_cache))
+            parts.append((start, len(commands), plan))
+        else:
+            regular_commands, fill = store.plan_regular_read(
+                config, table, requested, values, idxs, output_len
+            )
+            commands.extend(regular_commands)
+            parts.append((start, len(commands), fill))
+    validate_use_case(use_case, {p.name: p.settings for p in plans})
+    first_replies = yield commands
+    for start, end, part in parts:
+        if isinstance(part, ViewPlan):
+            part.batch = decode_batch(part.settings, first_replies[start:end], part.decoded)
+    clock.stage("retrieve")
+
+    # --- filter, size ---
+    for plan in plans:
+        plan.batch = filter_events(plan.batch, plan.spec.where)
+    clock.stage("filter")
+    for plan in plans:
+        plan.batch = first_n(plan.batch, plan.spec.length)
+    clock.stage("size")
+
+    # --- enrich: one round trip for every distinct key of every enrichment of the request ---
+    lookups: Dict[Enrichment, List[Any]] = {}
+    for plan in plans:
+        for enrichment in plan.serving_enrichments:
+            keys = lookups.setdefault(_lookup_of(enrichment), [])
+            keys.extend(distinct_keys(plan.batch, enrichment))
+    if lookups:
+        lookup_list = [(e, list(dict.fromkeys(keys))) for e, keys in lookups.items()]
+        commands = []
+        for enrichment, keys in lookup_list:
+            commands.extend(
+                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys)
+            )
+        replies = yield commands
+        found: Dict[Enrichment, Dict[Any, Tuple[Any, ...]]] = {}
+        offset = 0
+        for enrichment, keys in lookup_list:
+            found[enrichment], _ = decode_lookup(enrichment, keys, replies[offset : offset + len(keys)])
+            offset += len(keys)
+        for plan in plans:
+            for enrichment in plan.serving_enrichments:
+                plan.batch, misses = join(plan.batch, enrichment, found[_lookup_of(enrichment)])
+                if misses:
+                    metrics.ENRICHMENT_MISSES.labels(use_case.name, plan.name, enrichment.view).inc(misses)
+        clock.stage("enrich")
+
+    # --- response: Feast's layout, then on-demand views, then the output format ---
+    for start, end, part in parts:
+        if isinstance(part, ViewPlan):
+            _fill(part, response, full_feature_names, include_version_metadata)
+            metrics.observe_sequences(
+                use_case.name,
+                part.name,
+                part.batch.lengths,
+                newest_seconds(part.batch, part.settings.timestamp_field),
+            )
+        else:
+            part(first_replies[start:end], response, full_feature_names, include_version_metadata)
+    feature_types = store._build_feature_types(grouped_refs)
+    if odfvs:
+        utils._augment_response_with_on_demand_transforms(
+            response, feature_refs, odfvs, full_feature_names, feature_types=feature_types
+        )
+        clock.stage("transform")
+    kept = set(result_names)
+    for plan in plans:
+        kept.update(_output_name(plan, n, full_feature_names) for n in plan.outputs)
+        kept.update(featurize_response(use_case, plan, response, full_feature_names))
+    utils._drop_unneeded_columns(response, kept)
+    clock.stage("featurize")
+    return OnlineResponse(response, feature_types=feature_types)
+
+
+def _lookup_of(enrichment: Enrichment) -> Enrichment:
+    """Enrichments that read the same view features share one lookup, whatever their prefix."""
+    return Enrichment(enrichment.view, enrichment.join_key, enrichment.key_type, "", enrichment.features)
+
+
+def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
+    return f"{plan.name}__{name}" if full_feature_names else name
+
+
+def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool) -> None:
+    """Append one view's shaped sequences to the response, in Feast's layout."""
+    batch = plan.batch
+    outputs = plan.outputs
+    response.metadata.feature_names.val.extend(_output_name(plan, n, full_feature_names) for n in outputs)
+    add_view_metadata(response, plan.table, include_version_metadata)
+    owner = [0] * plan.output_len
+    for unique, destinations in enumerate(plan.idxs):
+        for out in destinations:
+            owner[out] = unique
+    newest = [0] * batch.rows
+    non_empty = np.flatnonzero(batch.lengths > 0).tolist()
+    for row, seconds in zip(non_empty, newest_seconds(batch, plan.settings.timestamp_field).tolist()):
+        newest[row] = seconds
+    for name in outputs:
+        list_field = list_field_name(batch.types[name])
+        rows = batch.row_lists(name)
+        vector = response.results.add()
+        vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
+        for out in range(plan.output_len):
+            unique = owner[out]
+            target = getattr(vector.values.add(), list_field)
+            if rows[unique]:
+                target.val.extend(rows[unique])
+            else:  # an empty list, not a null: the oneof must be set
+                target.SetInParent()
+            vector.event_timestamps.add(seconds=newest[unique])
+
+
+def featurize_response(
+    use_case: UseCaseSettings, plan: ViewPlan, response: Any, full_feature_names: bool
+) -> List[str]:
+    """Apply the use case's output format to one view's features in the response; returns the names
+    of the features it added (masks, lengths)."""
+    if use_case.output == "lists":
+        return []
+    names = list(response.metadata.feature_names.val)
+    counts: List[int] = []
+    if use_case.output == "padded":
+        for name in plan.outputs:
+            vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
+            counts = pad_response_vector(vector, plan.length, PAD_VALUES[plan.batch.types[name]])
+        added = mask_name(plan.name)
+        _add_vector(response, added, "bool_list_val", [mask(c, plan.length) for c in counts])
+    else:  # jagged
+        first = response.results[names.index(_output_name(plan, plan.outputs[0], full_feature_names))]
+        counts = [len(getattr(v, v.WhichOneof("val")).val) for v in first.values]
+        added = length_name(plan.name)
+        _add_vector(response, added, "int64_val", counts)
+    return [added]
+
+
+def _add_vector(response: Any, name: str, kind: str, values: Sequence[Any]) -> None:
+    response.metadata.feature_names.val.append(name)
+    vector = response.results.add()
+    vector.statuses.extend([FieldStatus.PRESENT] * len(values))
+    for value in values:
+        target = vector.values.add()
+        if kind.endswith("_list_val"):
+            getattr(target, kind).val.extend(value)
+        else:
+            setattr(target, kind, value)
+        vector.event_timestamps.add()
+
+
+def _columnar(entity_rows: Any) -> Dict[str, List[Any]]:
+    if isinstance(entity_rows, list):
+        columns: Dict[str, List[Any]] = {k: [] for k in (entity_rows[0].keys() if entity_rows else [])}
+        for row in entity_rows:
+            if row.keys() != columns.keys():
+                raise SequenceRequestError("All entity_rows must have the same keys.")
+            for key, value in row.items():
+                columns[key].append(value)
+        return columns
+    return {k: list(v) for k, v in entity_rows.items()}
+
+
+def drive(request: Request, execute: Callable[[List[Command]], List[Any]]) -> OnlineResponse:
+    """Run a request generator with a synchronous executor."""
+    commands = next(request)
+    while True:
+        try:
+            commands = request.send(execute(commands))
+        except StopIteration as done:
+            return done.value
+
+
+async def drive_async(request: Request, execute: Callable[[List[Command]], Any]) -> OnlineResponse:
+    commands = next(request)
+    while True:
+        replies = await execute(commands)
+        try:
+            commands = request.send(replies)
+        except StopIteration as done:
+            return done.value

@@ -1,0 +1,67 @@
+"""Retrieve stage: read each row's stored sequence of one view and decode it into a ``SequenceBatch``.
+
+One ZREVRANGEBYSCORE per entity (see ``feast_sequence._read``) returns the newest events within the
+TTL and the use case's time window; without filters, Redis also caps the count at the use case's
+length, so nothing beyond it crosses the network. All entities' events are decoded with one
+protobuf parse of their concatenation.
+"""
+
+from __future__ import annotations
+
+from typing import List, Mapping, Optional, Sequence
+
+import numpy as np
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+from feast_sequence._codec import column_per_event, layout_for
+from feast_sequence._read import read_commands
+from feast_sequence._redis_io import Command
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.serving.batch import SequenceBatch, as_array
+from feast_sequence.serving.use_case import SequenceSpec
+
+
+def retrieve_commands(
+    settings: SequenceSettings,
+    spec: SequenceSpec,
+    project: str,
+    rows: Sequence[Mapping[str, ValueProto]],
+    now_us: int,
+    key_cache: dict,
+) -> List[Command]:
+    limit = spec.length if not spec.where else None  # filters need the whole sequence to choose from
+    return read_commands(
+        settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us
+    )
+
+
+def decode_batch(
+    settings: SequenceSettings, replies: Sequence[List[bytes]], fields: Sequence[str]
+) -> SequenceBatch:
+    """The named event fields of every row's sequence, plus the timestamp field (whole seconds)."""
+    layout = layout_for(settings)
+    lengths = np.fromiter(map(len, replies), dtype=np.int64, count=len(replies))
+    members = [member for reply in replies for member in reply]
+    message = layout.message_class.FromString(b"".join(members))
+    batch = SequenceBatch(lengths)
+    batch = batch.with_column(
+        settings.timestamp_field, as_array(message.ts, ValueType.INT64), ValueType.UNIX_TIMESTAMP
+    )
+    index = {f.name: i for i, f in enumerate(settings.fields)}
+    for name in fields:
+        if name == settings.timestamp_field:
+            continue
+        source = f"f{index[name] + 1}"
+        column = getattr(message, source)
+        if len(column) != len(members):  # events stored before this field was added to the schema
+            column = column_per_event(layout, members, source)
+        value_type = settings.fields[index[name]].value_type
+        batch = batch.with_column(name, as_array(column, value_type), value_type)
+    return batch
+
+
+def newest_seconds(batch: SequenceBatch, timestamp_field: str) -> Optional[np.ndarray]:
+    """Each non-empty row's newest event time (whole seconds)."""
+    starts = batch.offsets()[:-1][batch.lengths > 0]
+    return batch.columns[timestamp_field][starts]

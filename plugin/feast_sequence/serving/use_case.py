@@ -1,0 +1,310 @@
+"""Use cases ("tenants"): one team's view of shared sequences, declared as a Feast ``FeatureService``.
+
+A use case picks sequence views and fields, and per view a length (at most the view's
+``max_length``), event filters, a time window and serving-time enrichments; it also picks the output
+format and its own limits. Everything is stored in one reserved tag of the ``FeatureService``, so it
+travels through ``feast apply`` and the registry like any Feast object and a running service picks
+up a change at its next registry refresh. Sequences are stored once; each use case shapes them when
+they are read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from feast import FeatureService, FeatureView
+from feast.value_type import ValueType
+
+from feast_sequence._enrich_spec import Enrichment
+from feast_sequence._settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceDefinitionError
+
+TAG_USE_CASE = TAG_PREFIX + "use_case"
+USE_CASE_FORMAT = 1
+
+#: Comparison operators of ``Where``; "in"/"not in" take a list of values.
+OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
+OUTPUT_FORMATS = ("lists", "padded", "jagged")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Keep only events whose ``field`` satisfies ``op value``, e.g. ``Where("quantity", ">", 0)``
+    or ``Where("event_type", "in", ["click", "buy"])``."""
+
+    field: str
+    op: str
+    value: Any
+
+    def to_json(self) -> list:
+        value = list(self.value) if self.op in ("in", "not in") else self.value
+        return [self.field, self.op, value]
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """How one use case shapes one sequence view. Defaults: the whole stored sequence, unfiltered."""
+
+    length: Optional[int] = None
+    where: Tuple[Where, ...] = ()
+    window: Optional[timedelta] = None
+    enrich: Tuple[Enrichment, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "where", tuple(self.where))
+        object.__setattr__(self, "enrich", tuple(self.enrich))
+
+    @property
+    def window_us(self) -> Optional[int]:
+        return None if self.window is None else int(self.window / timedelta(microseconds=1))
+
+    def to_json(self) -> dict:
+        return {
+            "length": self.length,
+            "where": [w.to_json() for w in self.where],
+            "window_us": self.window_us,
+            "enrich": [e.to_json() for e in self.enrich],
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> "SequenceSpec":
+        window = raw.get("window_us")
+        return cls(
+            length=raw.get("length"),
+            where=tuple(Where(f, op, v) for f, op, v in raw.get("where", [])),
+            window=None if window is None else timedelta(microseconds=window),
+            enrich=tuple(Enrichment.from_json(e) for e in raw.get("enrich", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-use-case isolation limits; a request over a limit fails with ``SequenceRequestError``."""
+
+    max_entities: Optional[int] = None
+    """Entity rows one request may ask for."""
+    time_budget_ms: Optional[float] = None
+    """Wall time one request may take; checked after each serving stage."""
+
+    def to_json(self) -> dict:
+        return {"max_entities": self.max_entities, "time_budget_ms": self.time_budget_ms}
+
+
+@dataclass(frozen=True)
+class UseCaseSettings:
+    """A use case as served: recovered from a ``FeatureService`` by :func:`use_case_settings`."""
+
+    name: str
+    sequences: Mapping[str, SequenceSpec]  # by view name; views not named use SequenceSpec()
+    output: str = "lists"
+    limits: Limits = field(default_factory=Limits)
+
+    def spec(self, view_name: str) -> SequenceSpec:
+        return self.sequences.get(view_name) or SequenceSpec()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": USE_CASE_FORMAT,
+                "output": self.output,
+                "limits": self.limits.to_json(),
+                "sequences": {name: spec.to_json() for name, spec in sorted(self.sequences.items())},
+            },
+            sort_keys=True,
+        )
+
+
+class SequenceUseCase(FeatureService):
+    """A ``FeatureService`` that also says how each sequence view is shaped for this use case.
+
+    Example::
+
+        ranking = SequenceUseCase(
+            name="ranking",
+            features=[customer_purchases[["item_id", "quantity"]], purchase_summary],
+            sequences={
+                "customer_purchases": SequenceSpec(
+                    length=20,
+                    where=[Where("quantity", ">", 0)],
+                    window=timedelta(days=365),
+                    enrich=[enrich(item, on="item_id", features=["description", "price"])],
+                )
+            },
+            output="padded",
+            limits=Limits(max_entities=100, time_budget_ms=50),
+        )
+
+    Serve it with ``store.get_online_features(features=store.get_feature_service("ranking"), ...)``
+    (or ``feast serve``'s ``feature_service``); train with ``store.get_historical_features(features=
+    ..., entity_df=...)``: both apply the same shaping.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        features: List[Any],
+        sequences: Optional[Mapping[str, SequenceSpec]] = None,
+        output: str = "lists",
+        limits: Optional[Limits] = None,
+        tags: Optional[Dict[str, str]] = None,
+        description: str = "",
+        owner: str = "",
+        **kwargs: Any,
+    ):
+        user_tags = dict(tags or {})
+        if TAG_USE_CASE in user_tags:
+            raise SequenceDefinitionError(f"Use case '{name}': tag {TAG_USE_CASE!r} is reserved.")
+        views = {
+            f.projection.name_to_use(): f
+            for f in features
+            if isinstance(f, FeatureView) and is_sequence_view(f)
+        }
+        settings = UseCaseSettings(name, dict(sequences or {}), output, limits or Limits())
+        validate_use_case(settings, {n: sequence_settings(v) for n, v in views.items()})
+        super().__init__(
+            name=name,
+            features=features,
+            tags={**user_tags, TAG_USE_CASE: settings.to_json()},
+            description=description,
+            owner=owner,
+            **kwargs,
+        )
+
+
+def is_use_case(service: Any) -> bool:
+    return isinstance(service, FeatureService) and TAG_USE_CASE in (service.tags or {})
+
+
+def use_case_settings(service: FeatureService) -> UseCaseSettings:
+    """The use case carried by a ``FeatureService`` (fresh or rebuilt from the registry)."""
+    raw_text = (service.tags or {}).get(TAG_USE_CASE)
+    if raw_text is None:
+        raise SequenceDefinitionError(f"Feature service '{service.name}' is not a sequence use case.")
+    try:
+        raw = json.loads(raw_text)
+        if raw.get("format") != USE_CASE_FORMAT:
+            raise ValueError(f"format {raw.get('format')!r}, expected {USE_CASE_FORMAT}")
+        return UseCaseSettings(
+            name=service.name,
+            sequences={n: SequenceSpec.from_json(s) for n, s in raw["sequences"].items()},
+            output=raw["output"],
+            limits=Limits(**raw["limits"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SequenceDefinitionError(
+            f"Use case '{service.name}': tag {TAG_USE_CASE!r} is corrupt: {exc}"
+        ) from exc
+
+
+_COMPARABLE = {
+    ValueType.INT32: (int, float),
+    ValueType.INT64: (int, float),
+    ValueType.FLOAT: (int, float),
+    ValueType.DOUBLE: (int, float),
+    ValueType.UNIX_TIMESTAMP: (int,),
+    ValueType.STRING: (str,),
+    ValueType.BYTES: (bytes,),
+    ValueType.BOOL: (bool,),
+}
+
+
+def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSettings]) -> None:
+    """Check a use case against the sequence views it reads; errors name the use case and the field.
+
+    Run when the use case is defined (``feast apply`` imports it) and again when it is served,
+    against the views then in the registry.
+    """
+    where = f"Use case '{use_case.name}'"
+    if use_case.output not in OUTPUT_FORMATS:
+        raise SequenceDefinitionError(
+            f"{where}: output={use_case.output!r} is unknown; use one of {list(OUTPUT_FORMATS)}."
+        )
+    for limit, value in use_case.limits.to_json().items():
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            raise SequenceDefinitionError(f"{where}: limit {limit}={value!r} must be positive.")
+    unknown = sorted(set(use_case.sequences) - set(views))
+    if unknown:
+        raise SequenceDefinitionError(
+            f"{where}: sequences {unknown} are not sequence views of this use case "
+            f"(it reads {sorted(views)})."
+        )
+    for view_name, settings in views.items():
+        spec = use_case.spec(view_name)
+        at = f"{where}, view '{view_name}'"
+        if spec.length is not None and (
+            isinstance(spec.length, bool)
+            or not isinstance(spec.length, int)
+            or not 1 <= spec.length <= settings.max_length
+        ):
+            raise SequenceDefinitionError(
+                f"{at}: length={spec.length!r} is not allowed; use 1 to the view's "
+                f"max_length={settings.max_length}."
+            )
+        if spec.window is not None and spec.window <= timedelta(0):
+            raise SequenceDefinitionError(f"{at}: window={spec.window} must be positive.")
+        types = {f.name: f.value_type for f in settings.fields}
+        for condition in spec.where:
+            _validate_where(at, condition, types)
+        outputs = set(settings.served_names)
+        for enrichment in spec.enrich:
+            if enrichment.on not in types:
+                raise SequenceDefinitionError(
+                    f"{at}: enrichment from '{enrichment.view}' joins on unknown event field "
+                    f"{enrichment.on!r}; fields: {sorted(types)}."
+                )
+            if types[enrichment.on] != enrichment.key_type:
+                raise SequenceDefinitionError(
+                    f"{at}: enrichment joins event field {enrichment.on!r} "
+                    f"({types[enrichment.on].name}) to '{enrichment.view}' key "
+                    f"{enrichment.join_key!r} ({enrichment.key_type.name}); the types must match."
+                )
+            if enrichment in settings.enrichments:
+                continue  # computed at index time: served from the stored events
+            for output in enrichment.output_names:
+                if output in outputs:
+                    raise SequenceDefinitionError(
+                        f"{at}: enriched field {output!r} collides with another field; set a prefix "
+                        "(or, if the view stores it, declare the same enrichment on the view)."
+                    )
+                outputs.add(output)
+
+
+def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -> None:
+    if condition.field not in types:
+        raise SequenceDefinitionError(
+            f"{at}: filter on unknown event field {condition.field!r}; fields: {sorted(types)}."
+        )
+    if condition.op not in OPERATORS:
+        raise SequenceDefinitionError(
+            f"{at}: filter {condition.field!r} has unknown operator {condition.op!r}; "
+            f"use one of {list(OPERATORS)}."
+        )
+    value_type = types[condition.field]
+    values: Union[list, tuple] = [condition.value]
+    if condition.op in ("in", "not in"):
+        if isinstance(condition.value, (str, bytes)) or not hasattr(condition.value, "__iter__"):
+            raise SequenceDefinitionError(
+                f"{at}: filter {condition.field!r} {condition.op!r} needs a list of values, "
+                f"got {condition.value!r}."
+            )
+        values = list(condition.value)
+    elif condition.op not in ("==", "!=") and value_type in (
+        ValueType.STRING,
+        ValueType.BYTES,
+        ValueType.BOOL,
+    ):
+        raise SequenceDefinitionError(
+            f"{at}: filter {condition.field!r} {condition.op!r}: {value_type.name} fields only "
+            "support ==, !=, in and not in."
+        )
+    allowed = _COMPARABLE[value_type]
+    for value in values:
+        if isinstance(value, bool) != (bool in allowed) or not isinstance(value, allowed):
+            raise SequenceDefinitionError(
+                f"{at}: filter {condition.field!r} {condition.op!r} compares a {value_type.name} "
+                f"field with {value!r}."
+            )

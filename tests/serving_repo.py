@@ -1,0 +1,163 @@
+"""A repository with use cases over one click stream, for the serving layer's tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, Int32, Int64, String
+
+from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
+
+CLICK_COLUMNS = {
+    "user_id": "int64",
+    "item_id": "string",
+    "kind": "string",
+    "n": "int32",
+    "ts": "datetime64[us, UTC]",
+}
+ITEM_COLUMNS = {"item_id": "string", "title": "string", "cost": "float64", "ts": "datetime64[us, UTC]"}
+
+RANKING = dict(
+    length=3,
+    where=[Where("kind", "in", ["buy", "view"]), Where("n", ">", 0)],
+    window=timedelta(days=30),
+)
+
+
+def _source(name: str, data_dir: Path, columns: Dict[str, str]) -> PushSource:
+    path = data_dir / f"{name}.parquet"
+    pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()}).to_parquet(path)
+    return PushSource(
+        name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(path), timestamp_field="ts")
+    )
+
+
+def objects(data_dir: Path, ranking_length: int = 3) -> List:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    clicks_push = _source("clicks", data_dir, CLICK_COLUMNS)
+    items = FeatureView(
+        name="items",
+        entities=[item],
+        source=_source("items", data_dir, ITEM_COLUMNS),
+        schema=[
+            Field(name="item_id", dtype=String),
+            Field(name="title", dtype=String),
+            Field(name="cost", dtype=Float64),
+        ],
+        ttl=timedelta(0),
+    )
+    by_item = enrich(items, on="item_id", features=["title", "cost"])
+    fields = [
+        Field(name="item_id", dtype=String),
+        Field(name="kind", dtype=String),
+        Field(name="n", dtype=Int32),
+    ]
+    clicks = SequenceFeatureView(
+        name="clicks",
+        entities=[user],
+        source=clicks_push,
+        schema=fields,
+        max_length=20,
+        dedup_by=["item_id", "kind"],
+    )
+    clicks_indexed = SequenceFeatureView(
+        name="clicks_indexed",
+        entities=[user],
+        source=clicks_push,
+        schema=fields,
+        max_length=20,
+        dedup_by=["item_id", "kind"],
+        enrich=[by_item],
+    )
+
+    @on_demand_feature_view(
+        sources=[clicks[["n"]]],
+        schema=[Field(name="clicked_cost", dtype=Float64), Field(name="clicks_seen", dtype=Int64)],
+        mode="python",
+    )
+    def click_summary(inputs: dict) -> dict:
+        """Over the shaped, enriched sequence: its total cost and length. Serving-time enriched fields
+        are in ``inputs`` when serving; at `feast apply` Feast infers types from the declared sources
+        only, hence ``get``."""
+        costs = inputs.get("cost") or [[] for _ in inputs["n"]]
+        return {
+            "clicked_cost": [float(sum(c)) for c in costs],
+            "clicks_seen": [len(n) for n in inputs["n"]],
+        }
+
+    spec = dict(RANKING, length=ranking_length)
+    ranking = SequenceUseCase(
+        name="ranking",
+        features=[clicks[["item_id", "kind", "n", "ts"]], click_summary],
+        sequences={"clicks": SequenceSpec(**spec, enrich=[by_item])},
+        output="padded",
+        limits=Limits(max_entities=50),
+    )
+    ranking_indexed = SequenceUseCase(
+        name="ranking_indexed",
+        features=[clicks_indexed[["item_id", "kind", "n", "ts"]]],
+        sequences={"clicks_indexed": SequenceSpec(**spec, enrich=[by_item])},
+        output="padded",
+    )
+    ranking_serving = SequenceUseCase(
+        name="ranking_serving",
+        features=[clicks[["item_id", "kind", "n", "ts"]]],
+        sequences={"clicks": SequenceSpec(**spec, enrich=[by_item])},
+        output="padded",
+    )
+    recent = SequenceUseCase(
+        name="recent",
+        features=[clicks[["item_id"]]],
+        sequences={"clicks": SequenceSpec(length=2)},
+        output="jagged",
+        limits=Limits(max_entities=3),
+    )
+    return [
+        user,
+        item,
+        items,
+        clicks,
+        clicks_indexed,
+        click_summary,
+        ranking,
+        ranking_indexed,
+        ranking_serving,
+        recent,
+    ]
+
+
+def clicks(n: int, users: int, now: pd.Timestamp, seed: int, items: int = 40) -> pd.DataFrame:
+    """Random clicks of the last 40 days (some outside the 30-day window), some repeated."""
+    rng = np.random.default_rng(seed)
+    ts = now - pd.to_timedelta(rng.integers(0, 40 * 86_400_000_000, n), unit="us")
+    return pd.DataFrame(
+        {
+            "user_id": rng.integers(0, users, n).astype("int64"),
+            "item_id": [f"i{k}" for k in rng.integers(0, items, n)],
+            "kind": rng.choice(["buy", "view", "cart"], n),
+            "n": rng.integers(-1, 4, n).astype("int32"),
+            "ts": pd.DatetimeIndex(ts).as_unit("us"),
+        }
+    )
+
+
+def item_rows(items: int, ts: pd.Timestamp) -> pd.DataFrame:
+    """Every item but the last has a title and a cost (so the last one is an enrichment miss)."""
+    ids = [f"i{k}" for k in range(items - 1)]
+    return pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"title {i}" for i in ids],
+            "cost": [1.5 * k for k in range(items - 1)],
+            "ts": [ts] * len(ids),
+        }
+    )
