@@ -151,7 +151,7 @@ def clicks(n: int, users: int, now: pd.Timestamp, seed: int, items: int = 40) ->
 
 
 def item_rows(items: int, ts: pd.Timestamp) -> pd.DataFrame:
-    """Every item but the last has a title and a cost (so the last one is an enrichment miss)."""
+    """Items i0..i(items-2) with a title and a cost; others are enrichment misses."""
     ids = [f"i{k}" for k in range(items - 1)]
     return pd.DataFrame(
         {

@@ -1,0 +1,302 @@
+"""The serving layer: use cases shape shared sequences (filter, length, window, enrichment, format)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast import FeatureStore
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+import serving_repo
+from conftest import feature_store_yaml
+from feast_sequence import (
+    Limits,
+    SequenceRequestError,
+    SequenceSpec,
+    SequenceUseCase,
+    Where,
+    enrich,
+    sequence_settings,
+    to_jagged,
+    to_numpy,
+)
+from feast_sequence.errors import SequenceDefinitionError
+from reference import reference_sequences
+
+USERS = 12
+NOW = pd.Timestamp.now(tz="UTC")
+
+
+def _store(root: Path, redis_server, project: str, cache_ttl: int = 600) -> FeatureStore:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    yaml = feature_store_yaml(project, redis_server.connection_string).replace(
+        "registry: data/registry.db",
+        f"registry:\n  path: data/registry.db\n  cache_ttl_seconds: {cache_ttl}",
+    )
+    (root / "feature_store.yaml").write_text(yaml)
+    return FeatureStore(repo_path=str(root))
+
+
+def _clicks(seed: int) -> pd.DataFrame:
+    """Clicks, none within an hour of the 30-day window's edge (so the test cannot race the clock)."""
+    frame = serving_repo.clicks(400, USERS - 2, NOW, seed)
+    age = NOW - frame["ts"]
+    return frame[(age - timedelta(days=30)).abs() > timedelta(hours=1)].reset_index(drop=True)
+
+
+@pytest.fixture
+def served(tmp_path: Path, redis_server, redis_client):
+    store = _store(tmp_path / "repo", redis_server, "serving")
+    store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
+    items = serving_repo.item_rows(30, NOW - pd.Timedelta(days=90))  # items i29..i39 have no row
+    store.push("items_push", items)  # before the clicks: index-time enrichment looks items up at push
+    frames = [_clicks(seed) for seed in (1, 2)]
+    for frame in frames:
+        store.push("clicks_push", frame)
+    return store, pd.concat(frames), items
+
+
+def _expected(
+    store: FeatureStore, clicks: pd.DataFrame, items: pd.DataFrame, length: int = 3
+) -> Dict[str, list]:
+    """The ranking use case computed naively: stored sequence, window, filters, length, join, pad."""
+    records = [
+        {
+            "entity": int(r.user_id),
+            "item_id": r.item_id,
+            "kind": r.kind,
+            "n": int(r.n),
+            "timestamp_us": r.ts.value // 1000,
+        }
+        for r in clicks.itertuples()
+    ]
+    stored = reference_sequences(sequence_settings(store.get_feature_view("clicks")), records)
+    catalog = {r.item_id: (r.title, r.cost) for r in items.itertuples()}
+    floor_us = (NOW - timedelta(days=30)).value // 1000
+    out: Dict[str, list] = {k: [] for k in ("item_id", "kind", "n", "title", "cost", "clicks__mask")}
+    for user in range(USERS):
+        kept = [
+            e
+            for e in stored.get(user, [])
+            if e["timestamp_us"] >= floor_us and e["kind"] in ("buy", "view") and e["n"] > 0
+        ][:length]
+        pad = length - len(kept)
+        out["item_id"].append([e["item_id"] for e in kept] + [""] * pad)
+        out["kind"].append([e["kind"] for e in kept] + [""] * pad)
+        out["n"].append([e["n"] for e in kept] + [0] * pad)
+        out["title"].append([catalog.get(e["item_id"], ("", 0.0))[0] for e in kept] + [""] * pad)
+        out["cost"].append([catalog.get(e["item_id"], ("", 0.0))[1] for e in kept] + [0.0] * pad)
+        out["clicks__mask"].append([True] * len(kept) + [False] * pad)
+    return out
+
+
+def _rows(users: int = USERS) -> List[dict]:
+    return [{"user_id": u} for u in range(users)]
+
+
+def test_use_case_serves_filtered_sized_enriched_padded_sequences(served):
+    store, clicks, items = served
+    got = store.get_online_features(
+        features=store.get_feature_service("ranking"), entity_rows=_rows()
+    ).to_dict()
+    want = _expected(store, clicks, items)
+    for name, values in want.items():
+        assert got[name] == values, name
+    # The on-demand view saw the shaped, enriched lists (before padding).
+    assert got["clicks_seen"] == [sum(m) for m in want["clicks__mask"]]
+    assert got["clicked_cost"] == pytest.approx([sum(c) for c in want["cost"]])
+    assert any(m == [True] * 3 for m in want["clicks__mask"]) and [False] * 3 in want["clicks__mask"]
+    catalog = set(items["item_id"])
+    assert any(i and i not in catalog for row in want["item_id"] for i in row), "no enrichment miss tested"
+    arrays = to_numpy(got, ["n", "cost", "clicks__mask"])
+    assert arrays["n"].shape == (USERS, 3) and arrays["clicks__mask"].dtype == bool
+
+
+def test_index_time_and_serving_time_enrichment_serve_the_same(served):
+    store, _, _ = served
+    rows = _rows()
+    by_index = store.get_online_features(
+        features=store.get_feature_service("ranking_indexed"), entity_rows=rows
+    )
+    by_serving = store.get_online_features(
+        features=store.get_feature_service("ranking_serving"), entity_rows=rows
+    )
+    indexed, serving = by_index.to_dict(), by_serving.to_dict()
+    assert indexed.pop("clicks_indexed__mask") == serving.pop("clicks__mask")
+    assert indexed == serving
+    assert any(t for row in serving["title"] for t in row)
+
+
+def test_async_path_serves_the_same(served):
+    import asyncio
+
+    store, _, _ = served
+    service = store.get_feature_service("ranking")
+    sync = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    result = asyncio.run(store.get_online_features_async(features=service, entity_rows=_rows()))
+    assert result.to_dict() == sync
+
+
+def test_jagged_output_and_layout(served):
+    store, clicks, _ = served
+    got = store.get_online_features(
+        features=store.get_feature_service("recent"), entity_rows=_rows(3)
+    ).to_dict()
+    assert got["clicks__length"] == [len(v) for v in got["item_id"]]
+    assert all(n <= 2 for n in got["clicks__length"])
+    jagged = to_jagged(got, ["item_id"])["item_id"]
+    assert jagged.lengths.tolist() == got["clicks__length"]
+    assert jagged.values.tolist() == [i for row in got["item_id"] for i in row]
+    assert jagged.offsets().tolist() == [0, *np.cumsum(got["clicks__length"]).tolist()]
+
+
+def test_limits_reject_the_abusive_use_case_only(served):
+    store, _, _ = served
+    ranking, recent = store.get_feature_service("ranking"), store.get_feature_service("recent")
+    expected = store.get_online_features(features=ranking, entity_rows=_rows()).to_dict()
+    errors: List[Exception] = []
+    outputs: List[dict] = []
+
+    def abuse() -> None:
+        for _ in range(30):
+            try:
+                store.get_online_features(features=recent, entity_rows=_rows(10))
+            except SequenceRequestError as error:
+                errors.append(error)
+
+    def normal() -> None:
+        for _ in range(30):
+            outputs.append(store.get_online_features(features=ranking, entity_rows=_rows()).to_dict())
+
+    threads = [threading.Thread(target=abuse), threading.Thread(target=normal)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 30
+    assert "Use case 'recent'" in str(errors[0]) and "max_entities=3" in str(errors[0])
+    assert len(outputs) == 30 and all(o == expected for o in outputs)
+    # Within its limits the same use case is served.
+    assert len(store.get_online_features(features=recent, entity_rows=_rows(3)).to_dict()["item_id"]) == 3
+
+
+def test_time_budget_is_enforced(served, tmp_path):
+    store, _, _ = served
+    clicks = store.get_feature_view("clicks")
+    strict = SequenceUseCase(
+        name="strict", features=[clicks[["item_id"]]], limits=Limits(time_budget_ms=0.001)
+    )
+    store.apply([strict])
+    with pytest.raises(
+        SequenceRequestError, match=r"Use case 'strict' exceeded its time budget.*stage 'retrieve'"
+    ):
+        store.get_online_features(features=store.get_feature_service("strict"), entity_rows=_rows(2))
+
+
+def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path, redis_server):
+    store, _, _ = served
+    running = _store(Path(store.repo_path), redis_server, "serving", cache_ttl=1)
+    running.refresh_registry()
+    before = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
+    assert max(before.to_dict()["clicks__length"]) == 2
+    clicks = store.get_feature_view("clicks")
+    store.apply(
+        [
+            SequenceUseCase(
+                name="recent",
+                features=[clicks[["item_id"]]],
+                sequences={"clicks": SequenceSpec(length=1)},
+                output="jagged",
+            )
+        ]
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        got = running.get_online_features(
+            features=running.get_feature_service("recent"), entity_rows=_rows(3)
+        )
+        if max(got.to_dict()["clicks__length"]) == 1:
+            break
+        assert time.monotonic() < deadline, "the running store never picked up the new use case"
+        time.sleep(0.2)
+    # The other use cases are untouched.
+    ranking = running.get_online_features(
+        features=running.get_feature_service("ranking"), entity_rows=_rows()
+    )
+    assert (
+        ranking.to_dict()["clicks__mask"]
+        == store.get_online_features(
+            features=store.get_feature_service("ranking"), entity_rows=_rows()
+        ).to_dict()["clicks__mask"]
+    )
+
+
+def test_metrics_are_exposed_per_use_case(served):
+    store, _, _ = served
+    store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows())
+    with pytest.raises(SequenceRequestError):
+        store.get_online_features(features=store.get_feature_service("recent"), entity_rows=_rows(5))
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # what `feast serve --metrics` exposes
+    text = generate_latest(registry).decode()
+    assert 'feast_sequence_stage_seconds_count{stage="retrieve",use_case="ranking"}' in text
+    assert 'feast_sequence_stage_seconds_count{stage="enrich",use_case="ranking"}' in text
+    assert 'feast_sequence_limit_rejections_total{limit="max_entities",use_case="recent"}' in text
+    for metric in (
+        "feast_sequence_length_bucket",
+        "feast_sequence_empty_total",
+        "feast_sequence_newest_event_age_seconds_count",
+        "feast_sequence_enrichment_misses_total",
+    ):
+        assert f"{metric}{{" in text and 'use_case="ranking"' in text, metric
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (SequenceSpec(length=21), "length=21 is not allowed"),
+        (SequenceSpec(where=[Where("colour", "==", "red")]), "unknown event field 'colour'"),
+        (SequenceSpec(where=[Where("n", "~", 1)]), "unknown operator '~'"),
+        (SequenceSpec(where=[Where("n", ">", "3")]), "compares a INT32 field with '3'"),
+        (SequenceSpec(where=[Where("kind", ">", "a")]), "STRING fields only support"),
+        (SequenceSpec(where=[Where("kind", "in", "buy")]), "needs a list of values"),
+        (SequenceSpec(window=timedelta(0)), "must be positive"),
+    ],
+)
+def test_bad_use_cases_are_refused_at_definition(tmp_path, spec, message):
+    clicks = [o for o in serving_repo.objects(tmp_path) if getattr(o, "name", "") == "clicks"][0]
+    with pytest.raises(SequenceDefinitionError, match=message):
+        SequenceUseCase(name="bad", features=[clicks], sequences={"clicks": spec})
+
+
+def test_bad_enrichments_and_formats_are_refused(tmp_path):
+    objects = {getattr(o, "name", ""): o for o in serving_repo.objects(tmp_path)}
+    clicks, items = objects["clicks"], objects["items"]
+    with pytest.raises(SequenceDefinitionError, match="joins event field 'n' \\(INT32\\)"):
+        SequenceUseCase(
+            name="bad", features=[clicks], sequences={"clicks": SequenceSpec(enrich=[enrich(items, on="n")])}
+        )
+    with pytest.raises(SequenceDefinitionError, match="collides"):
+        SequenceUseCase(
+            name="bad",
+            features=[clicks],
+            sequences={
+                "clicks": SequenceSpec(
+                    enrich=[enrich(items, on="item_id", features=["title"], prefix="")] * 2
+                )
+            },
+        )
+    with pytest.raises(SequenceDefinitionError, match="output='tensor' is unknown"):
+        SequenceUseCase(name="bad", features=[clicks], output="tensor")
+    with pytest.raises(SequenceDefinitionError, match="not sequence views of this use case"):
+        SequenceUseCase(name="bad", features=[clicks], sequences={"other": SequenceSpec()})
+    with pytest.raises(SequenceDefinitionError, match="limit max_entities=0 must be positive"):
+        SequenceUseCase(name="bad", features=[clicks], limits=Limits(max_entities=0))
