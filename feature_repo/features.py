@@ -8,7 +8,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Float32, Float64, Int32, Int64, String
 
-from feast_sequence import SequenceFeatureView
+from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
 
 # Spark resolves relative paths against its working directory, not the repository: anchor them here.
 DATA = Path(__file__).resolve().parent / "data"
@@ -62,7 +62,11 @@ customer_returns = SequenceFeatureView(
 item_features = FeatureView(
     name="item",
     entities=[item],
-    schema=[Field(name="description", dtype=String), Field(name="price", dtype=Float32)],
+    schema=[
+        Field(name="item_id", dtype=String),
+        Field(name="description", dtype=String),
+        Field(name="price", dtype=Float32),
+    ],
     source=parquet_source("items"),
     ttl=timedelta(0),
 )
@@ -84,3 +88,32 @@ def purchase_summary(inputs: dict) -> dict:
             for quantities, prices in zip(inputs["quantity"], inputs["unit_price"])
         ],
     }
+
+
+# Use cases: two teams read the same purchase and return sequences, each shaped its own way.
+purchase_ranking = SequenceUseCase(
+    name="purchase_ranking",
+    features=[
+        customer_purchases[["item_id", "quantity", "unit_price", "event_timestamp"]],
+        customer_returns[["item_id"]],
+    ],
+    sequences={
+        # Real purchases only (the source also records adjustments), with the item's catalogue entry.
+        "customer_purchases": SequenceSpec(
+            length=10,
+            where=[Where("quantity", ">", 0)],
+            enrich=[enrich(item_features, on="item_id", features=["description", "price"], prefix="item_")],
+        ),
+        "customer_returns": SequenceSpec(length=5),
+    },
+    output="padded",
+    limits=Limits(max_entities=500, time_budget_ms=2000),
+)
+
+return_alerts = SequenceUseCase(
+    name="return_alerts",
+    features=[customer_returns[["item_id", "quantity", "event_timestamp"]]],
+    sequences={"customer_returns": SequenceSpec(length=3)},
+    output="jagged",
+    limits=Limits(max_entities=100),
+)

@@ -23,6 +23,14 @@ from feast.value_type import ValueType
 from feast_sequence._codec import column_values
 from feast_sequence._pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
 from feast_sequence._settings import SequenceSettings, sequence_settings
+from feast_sequence.serving.training import (
+    EnrichmentSource,
+    add_index_enrichments,
+    featurize_frame,
+    needed_features,
+    shape,
+)
+from feast_sequence.serving.use_case import SequenceSpec, UseCaseSettings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -49,8 +57,10 @@ class SequenceRetrievalJob(RetrievalJob):
         full_feature_names: bool,
         on_demand_feature_views: List[OnDemandFeatureView],
         metadata: RetrievalMetadata,
+        finalize: Optional[Callable[[pd.DataFrame], pd.DataFrame]] = None,
     ):
         self._compute = compute
+        self._finalize = finalize
         self._full_feature_names = full_feature_names
         self._on_demand_feature_views = on_demand_feature_views
         self._metadata = metadata
@@ -66,6 +76,13 @@ class SequenceRetrievalJob(RetrievalJob):
     @property
     def metadata(self) -> Optional[RetrievalMetadata]:
         return self._metadata
+
+    def to_arrow(self, validation_reference: Any = None, timeout: Optional[int] = None) -> pa.Table:
+        """Feast's result (on-demand views applied), then a use case's output format if any."""
+        table = super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        if self._finalize is None:
+            return table
+        return pa.Table.from_pandas(self._finalize(table.to_pandas()), preserve_index=False)
 
     def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
         return self._compute()
@@ -98,8 +115,11 @@ def historical_job(
     odfvs: List[OnDemandFeatureView],
     pull_events: Callable[[FeatureView, SequenceSettings, datetime, datetime], Any],
     engine: "SequenceEngine",
+    use_case: Optional[UseCaseSettings] = None,
+    enrichment_source: Optional[EnrichmentSource] = None,
 ) -> SequenceRetrievalJob:
-    """Plan a retrieval: regular features through ``regular_job``, sequences through ``engine``."""
+    """Plan a retrieval: regular features through ``regular_job``, sequences through ``engine``;
+    with ``use_case``, each sequence is shaped as that use case serves it (serving/training.py)."""
     entity = entity_df.reset_index(drop=True).copy()
     if ROW_ID in entity.columns:
         raise SequenceInputError(f"entity_df must not have a column named {ROW_ID!r}.")
@@ -111,8 +131,10 @@ def historical_job(
         raise SequenceInputError(f"entity_df column {ts_column!r}, row {position}: timestamp is null.")
     query_us = query_times.as_unit("us").asi8
     requested = sequence_refs(feature_refs, sequence_views)
+    shaped: List[Tuple[str, SequenceSettings, SequenceSpec, List[str]]] = []
 
     def compute() -> pd.DataFrame:
+        shaped.clear()
         result = regular_job(entity).to_df() if regular_job else entity
         for view in sequence_views:
             name = view.projection.name_to_use()
@@ -132,8 +154,24 @@ def historical_job(
                 )
             end = query_times.max().to_pydatetime() + timedelta(microseconds=1)
             events = pull_events(view, settings, start, end)
-            sequences = engine.compute(settings, features, events, queries)
-            renamed = {f: (f"{name}__{f}" if full_feature_names else f) for f in features}
+            if settings.enrichments:
+                events = engine.with_index_enrichments(settings, events, _required(enrichment_source))
+            if use_case is None:
+                sequences = engine.compute(settings, features, events, queries)
+            else:
+                spec = use_case.spec(name)
+                needed = needed_features(settings, spec, features)
+                sequences = shape(
+                    settings,
+                    spec,
+                    features,
+                    engine.compute(settings, needed, events, queries),
+                    query_us,
+                    _required(enrichment_source),
+                )
+                shaped.append((name, settings, spec, [c for c in sequences.columns if c != ROW_ID]))
+            outputs = [c for c in sequences.columns if c != ROW_ID]
+            renamed = {f: (f"{name}__{f}" if full_feature_names else f) for f in outputs}
             collisions = [c for c in renamed.values() if c in result.columns]
             if collisions:
                 raise SequenceInputError(
@@ -149,11 +187,30 @@ def historical_job(
         min_event_timestamp=query_times.min().to_pydatetime() if len(entity) else None,
         max_event_timestamp=query_times.max().to_pydatetime() if len(entity) else None,
     )
-    return SequenceRetrievalJob(compute, full_feature_names, odfvs, metadata)
+    finalize = None
+    if use_case is not None:
+
+        def finalize(frame: pd.DataFrame) -> pd.DataFrame:
+            return featurize_frame(use_case, shaped, frame, full_feature_names)
+
+    return SequenceRetrievalJob(compute, full_feature_names, odfvs, metadata, finalize)
+
+
+def _required(source: Optional[EnrichmentSource]) -> EnrichmentSource:
+    if source is None:
+        raise SequenceConfigurationError(
+            "Enrichments in training data need the provider's enrichment source."
+        )
+    return source
 
 
 class SequenceEngine:
     """Computes point-in-time sequences for a batch of queries from an entity's events."""
+
+    def with_index_enrichments(
+        self, settings: SequenceSettings, events: Any, source: EnrichmentSource
+    ) -> Any:
+        return add_index_enrichments(settings, events, source)
 
     def compute(
         self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
@@ -208,6 +265,23 @@ class SparkEngine(SequenceEngine):
     def __init__(self, spark: Any):
         self.spark = spark
 
+    def with_index_enrichments(
+        self, settings: SequenceSettings, events: Any, source: EnrichmentSource
+    ) -> Any:
+        """Each executor joins its events with the enrichment views' rows, shipped to it in the task
+        closure: suited to dimension tables (items, products) that fit in memory."""
+        lookups = {e: source(e) for e in settings.enrichments}
+        schema = events.schema
+        for enrichment in settings.enrichments:
+            for (_, value_type), output in zip(enrichment.features, enrichment.output_names):
+                schema = schema.add(output, _SPARK_ELEMENT[value_type])
+
+        def per_batch(frames: Any) -> Any:
+            for frame in frames:
+                yield add_index_enrichments(settings, frame, lookups.__getitem__)
+
+        return events.mapInPandas(per_batch, schema)
+
     def compute(
         self, settings: SequenceSettings, features: List[str], events: Any, queries: pd.DataFrame
     ) -> pd.DataFrame:
@@ -254,6 +328,7 @@ def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.Dat
 def spark_output_schema(settings: SequenceSettings, features: Sequence[str]) -> str:
     types = {f.name: _SPARK_ELEMENT[f.value_type] for f in settings.fields}
     types[settings.timestamp_field] = "bigint"
+    types[EVENT_TIME_US] = "bigint"
     return ", ".join([f"`{ROW_ID}` bigint"] + [f"`{name}` array<{types[name]}>" for name in features])
 
 

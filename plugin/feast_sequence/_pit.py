@@ -31,6 +31,7 @@ def output_schema(settings: SequenceSettings, features: Sequence[str]) -> pa.Sch
     """``ROW_ID`` and one list per requested feature (timestamps as whole seconds)."""
     types = {f.name: ARROW_ELEMENT[f.value_type] for f in settings.fields}
     types[settings.timestamp_field] = pa.int64()
+    types[EVENT_TIME_US] = pa.int64()  # exact event times, for a use case's time window
     return pa.schema([(ROW_ID, pa.int64())] + [(name, pa.list_(types[name])) for name in features])
 
 
@@ -90,6 +91,7 @@ def sequences_as_of(
     list_offsets = pa.array(offsets, pa.int32())
     by_field = {f.name: (column, ARROW_ELEMENT[f.value_type]) for f, column in zip(settings.fields, columns)}
     by_field[settings.timestamp_field] = ([t // 1_000_000 for t in event_times], pa.int64())
+    by_field[EVENT_TIME_US] = (event_times, pa.int64())
     arrays = [pa.array(out_rows, pa.int64())]
     for name in features:
         values, arrow_type = by_field[name]

@@ -31,7 +31,10 @@ from feast_sequence._indexing import (
     write_spark,
 )
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence._enrich_spec import Enrichment
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+from feast_sequence.serving.training import ENRICHMENT_TIME_US
+from feast_sequence.serving.use_case import is_use_case, use_case_settings, validate_use_case
 from feast_sequence.online_store import SequenceRedisOnlineStore
 
 
@@ -114,6 +117,19 @@ class SequenceProvider(PassthroughProvider):
             job = self._pull_events(config, view, settings, start, end)
             return job.to_spark_df() if spark_events else job.to_df()
 
+        enrichment_rows: Dict[Enrichment, pd.DataFrame] = {}
+
+        def enrichment_source(enrichment: Enrichment) -> pd.DataFrame:
+            if enrichment not in enrichment_rows:
+                enrichment_rows[enrichment] = self._pull_enrichment(config, registry, project, enrichment)
+            return enrichment_rows[enrichment]
+
+        service = _requested_feature_service()
+        use_case = None
+        if is_use_case(service):
+            use_case = use_case_settings(service)
+            validate_use_case(use_case, {v.projection.name_to_use(): sequence_settings(v) for v in sequences})
+
         return historical_job(
             config,
             sequences,
@@ -124,6 +140,8 @@ class SequenceProvider(PassthroughProvider):
             OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
             pull_events,
             engine,
+            use_case,
+            enrichment_source,
         )
 
     def materialize_single_feature_view(
@@ -178,6 +196,25 @@ class SequenceProvider(PassthroughProvider):
         bar.update(written)
         bar.close()
 
+    def _pull_enrichment(
+        self, config: RepoConfig, registry: Any, project: str, enrichment: Enrichment
+    ) -> pd.DataFrame:
+        """Every row of an enrichment's view (its batch source), with times in microseconds."""
+        view = registry.get_feature_view(enrichment.view, project)
+        timestamp_field = view.batch_source.timestamp_field
+        rows = self.offline_store.pull_all_from_table_or_query(
+            config=config,
+            data_source=view.batch_source,
+            join_key_columns=[enrichment.join_key],
+            feature_name_columns=[name for name, _ in enrichment.features],
+            timestamp_field=timestamp_field,
+            created_timestamp_column=None,
+            start_date=_EPOCH,
+            end_date=datetime.now(timezone.utc) + timedelta(days=365 * 100),
+        ).to_df()
+        times = pd.DatetimeIndex(pd.to_datetime(rows[timestamp_field], utc=True)).as_unit("us").asi8
+        return rows.assign(**{ENRICHMENT_TIME_US: times})
+
     def _pull_events(
         self,
         config: RepoConfig,
@@ -197,6 +234,25 @@ class SequenceProvider(PassthroughProvider):
             start_date=start,
             end_date=end,
         )
+
+
+def _requested_feature_service() -> Any:
+    """The ``features`` argument of the ``FeatureStore.get_historical_features`` call being served.
+
+    Feast passes providers the feature references but not the FeatureService they came from, and a
+    use case's shaping lives on the service. Reading the caller's argument is the only way to honour
+    ``get_historical_features(features=use_case)``; tests/test_training_parity.py fails if a Feast
+    release changes the call so that this no longer finds it.
+    """
+    frame = sys._getframe(1)
+    for _ in range(6):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name == "get_historical_features" and code.co_filename.endswith("feature_store.py"):
+            return frame.f_locals.get("features")
+    return None
 
 
 def _entity_df_to_pandas(engine: Any, entity_df: Any) -> pd.DataFrame:
