@@ -1,10 +1,12 @@
-"""``feast-sequence``: the offline jobs from the command line (``feast-sequence <job> --help``)."""
+"""``feast-sequence``: the offline jobs, validation and the health check from the command line
+(``feast-sequence <command> --help``)."""
 
 from __future__ import annotations
 
 import sys
 from typing import List, Optional
 
+from feast_sequence import health
 from feast_sequence.transformations import backfill, correction, enrichment
 from feast_sequence.validations import cli as validation_cli
 
@@ -13,6 +15,7 @@ JOBS = {
     "correct": correction.main,
     "enrich": enrichment.main,
     "validate": validation_cli.main,
+    "health": health.main,
 }
 
 

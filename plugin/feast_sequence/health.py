@@ -1,0 +1,48 @@
+"""Health check: does every Redis the feature repository's online store uses answer?
+
+Feast's ``/health`` endpoint only checks that the registry can be read, so a feature server whose
+Redis is gone still reports healthy. ``feast-sequence health --repo feature_repo`` (exit 0 healthy,
+1 not) is meant for a Kubernetes exec readiness probe next to ``feast serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+from feast import FeatureStore
+
+from feast_sequence._redis_io import execute
+from feast_sequence.errors import SequenceConfigurationError, SequenceStoreError
+from feast_sequence.online_store import SequenceRedisOnlineStore
+
+
+def check(store: FeatureStore) -> float:
+    """PING the online store's Redis; returns the round trip in milliseconds.
+
+    Raises ``SequenceStoreUnavailableError`` (or ``SequenceStoreError``) when it does not answer.
+    """
+    online = store._get_provider().online_store
+    if not isinstance(online, SequenceRedisOnlineStore):
+        raise SequenceConfigurationError(
+            f"The online store is {type(online).__name__}, not feast-sequence's Redis store."
+        )
+    client = online._get_client(store.config.online_store)
+    start = time.perf_counter()
+    execute(client, [("PING",)], "checking Redis health")
+    return (time.perf_counter() - start) * 1000
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="feast-sequence health", description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", default=".", help="feature repository (with feature_store.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        millis = check(FeatureStore(repo_path=args.repo))
+    except (SequenceStoreError, SequenceConfigurationError) as error:
+        print(f"unhealthy: {error}", file=sys.stderr)
+        return 1
+    print(f"healthy: Redis answered in {millis:.1f} ms")
+    return 0
