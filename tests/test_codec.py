@@ -104,3 +104,28 @@ def test_strings_are_not_silently_coerced():
         SequenceInputError, match=r"Column 's', row 0 \(index 0\): value 5 cannot be converted to STRING"
     ):
         column_values("s", ValueType.STRING, pd.Series([5, "a"], dtype=object))
+
+
+@pytest.mark.parametrize(
+    "key_type, field, keys",
+    [
+        (ValueType.STRING, "string_val", ["a", "", "é-85123A", "x" * 300]),
+        (ValueType.INT64, "int64_val", [0, -1, 2**40, 2**63 - 1]),
+        (ValueType.INT32, "int32_val", [0, -7, 2**31 - 1]),
+        (ValueType.BYTES, "bytes_val", [b"", b"\x00\xff"]),
+    ],
+)
+def test_enrichment_lookup_keys_match_feasts_serialization(key_type, field, keys):
+    """Lookups build Feast's v3 entity keys directly; they must equal serialize_entity_key's."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    from feast_sequence._enrich_spec import Enrichment
+    from feast_sequence._lookup import lookup_commands
+
+    enrichment = Enrichment("item", "item_id", key_type, "item_id", (("price", ValueType.FLOAT),))
+    commands = lookup_commands(enrichment, "proj", 3, keys)
+    for key, command in zip(keys, commands):
+        proto = EntityKeyProto(join_keys=["item_id"], entity_values=[ValueProto(**{field: key})])
+        assert command[1] == serialize_entity_key(proto, entity_key_serialization_version=3) + b"proj"

@@ -300,3 +300,51 @@ def test_bad_enrichments_and_formats_are_refused(tmp_path):
         SequenceUseCase(name="bad", features=[clicks], sequences={"other": SequenceSpec()})
     with pytest.raises(SequenceDefinitionError, match="limit max_entities=0 must be positive"):
         SequenceUseCase(name="bad", features=[clicks], limits=Limits(max_entities=0))
+
+
+def test_offline_writer_computes_index_time_enrichments_like_pushes(served):
+    """Backfill, correction and materialization write through ``write_frames``: same enrichment."""
+    from feast_sequence._indexing import IndexTarget, write_local
+    from feast_sequence.online_store import SequenceRedisOnlineStore
+
+    store, clicks, _ = served
+    service = store.get_feature_service("ranking_indexed")
+    pushed = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    SequenceRedisOnlineStore().delete_sequence_view(store.config, "clicks_indexed")
+    emptied = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    assert not any(any(m) for m in emptied["clicks_indexed__mask"])
+    settings = sequence_settings(store.get_feature_view("clicks_indexed"))
+    target = IndexTarget(
+        store.config.online_store, store.project, settings, store.config.entity_key_serialization_version
+    )
+    write_local(target, clicks)
+    assert store.get_online_features(features=service, entity_rows=_rows()).to_dict() == pushed
+
+
+def test_redis_failures_are_counted_per_use_case(served):
+    from feast_sequence import SequenceStoreUnavailableError
+    from feast_sequence.serving import pipeline
+
+    store, _, _ = served
+    request = pipeline.serve(
+        store._get_provider().online_store,
+        store.config,
+        store.get_feature_service("recent"),
+        _rows(2),
+        store.registry,
+        store.project,
+        False,
+        False,
+    )
+
+    def unreachable(commands):
+        raise SequenceStoreUnavailableError("Redis is down")
+
+    with pytest.raises(SequenceStoreUnavailableError, match="Redis is down"):
+        pipeline.drive(request, unreachable)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    text = generate_latest(registry).decode()
+    assert (
+        'feast_sequence_request_errors_total{error="SequenceStoreUnavailableError",use_case="recent"}' in text
+    )

@@ -189,6 +189,12 @@ def _serve(
         )
         start = len(commands)
         if is_sequence_view(table):
+            store_limit = getattr(config.online_store, "max_entities_per_request", None)
+            if store_limit is not None and len(values) > store_limit:
+                raise SequenceRequestError(
+                    f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
+                    f"max_entities_per_request={store_limit:,}; split it or raise the limit."
+                )
             settings = sequence_settings(table)
             name = table.projection.name_to_use()
             plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)
@@ -356,11 +362,17 @@ def _columnar(entity_rows: Any) -> Dict[str, List[Any]]:
 
 
 def drive(request: Request, execute: Callable[[List[Command]], List[Any]]) -> OnlineResponse:
-    """Run a request generator with a synchronous executor."""
+    """Run a request generator with a synchronous executor. Redis errors are thrown into the
+    request, so it counts them like its own."""
     commands = next(request)
     while True:
         try:
-            commands = request.send(execute(commands))
+            try:
+                replies = execute(commands)
+            except Exception as error:
+                request.throw(error)
+                raise  # unreachable: the request re-raises what it is thrown
+            commands = request.send(replies)
         except StopIteration as done:
             return done.value
 
@@ -368,8 +380,12 @@ def drive(request: Request, execute: Callable[[List[Command]], List[Any]]) -> On
 async def drive_async(request: Request, execute: Callable[[List[Command]], Any]) -> OnlineResponse:
     commands = next(request)
     while True:
-        replies = await execute(commands)
         try:
+            try:
+                replies = await execute(commands)
+            except Exception as error:
+                request.throw(error)
+                raise  # unreachable: the request re-raises what it is thrown
             commands = request.send(replies)
         except StopIteration as done:
             return done.value
