@@ -125,7 +125,32 @@ def test_enrichment_lookup_keys_match_feasts_serialization(key_type, field, keys
     from feast_sequence._lookup import lookup_commands
 
     enrichment = Enrichment("item", "item_id", key_type, "item_id", (("price", ValueType.FLOAT),))
-    commands = lookup_commands(enrichment, "proj", 3, keys)
+    commands = lookup_commands(enrichment, "proj", 3, keys, one_call_per_key=True)
     for key, command in zip(keys, commands):
         proto = EntityKeyProto(join_keys=["item_id"], entity_values=[ValueProto(**{field: key})])
         assert command[1] == serialize_entity_key(proto, entity_key_serialization_version=3) + b"proj"
+
+
+def test_enrichment_lookup_replies_decode_per_feature_with_nulls_and_misses():
+    from feast_sequence._enrich_spec import Enrichment
+    from feast_sequence._lookup import decode_lookup
+
+    enrichment = Enrichment(
+        "item",
+        "item_id",
+        ValueType.STRING,
+        "item_id",
+        (("title", ValueType.STRING), ("cost", ValueType.DOUBLE)),
+    )
+    title = lambda s: ValueProto(string_val=s).SerializeToString()  # noqa: E731
+    cost = lambda c: ValueProto(double_val=c).SerializeToString()  # noqa: E731
+    keys = ["a", "b", "c", "d"]
+    # Script replies come flat (one list per call); HMGET replies one list per key: same result.
+    flat = [title("A"), cost(1.5), None, None, title(""), None, title("D"), ValueProto().SerializeToString()]
+    per_key = [flat[i : i + 2] for i in range(0, 8, 2)]
+    for replies in ([flat], per_key):
+        found, misses = decode_lookup(enrichment, keys, replies)
+        assert found == {"a": ("A", 1.5), "c": ("", 0.0), "d": ("D", 0.0)} and misses == 1
+    # A value stored with another type falls back to per-value decoding for that feature.
+    found, _ = decode_lookup(enrichment, ["a"], [[title("A"), ValueProto(int64_val=3).SerializeToString()]])
+    assert found == {"a": ("A", 3)}

@@ -16,16 +16,6 @@ from feast_sequence._settings import (
     sequence_settings,
 )
 from feast_sequence._view import SequenceFeatureView
-from feast_sequence.serving import (
-    Limits,
-    SequenceSpec,
-    SequenceUseCase,
-    Where,
-    to_jagged,
-    to_numpy,
-    to_tensors,
-    use_case_settings,
-)
 from feast_sequence.errors import (
     FeastSequenceError,
     SequenceConfigurationError,
@@ -36,11 +26,22 @@ from feast_sequence.errors import (
     SequenceStoreUnavailableError,
     SequenceValidationError,
 )
+from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
+from feast_sequence.serving.use_case import (
+    Limits,
+    SequenceSpec,
+    SequenceUseCase,
+    UseCaseSettings,
+    Where,
+    is_use_case,
+    use_case_settings,
+)
 
 __all__ = [
     "Enrichment",
     "EventField",
     "FeastSequenceError",
+    "Jagged",
     "Limits",
     "MAX_LENGTH_CAP",
     "SequenceConfigurationError",
@@ -55,9 +56,11 @@ __all__ = [
     "SequenceStoreUnavailableError",
     "SequenceUseCase",
     "SequenceValidationError",
+    "UseCaseSettings",
     "Where",
     "enrich",
     "is_sequence_view",
+    "is_use_case",
     "sequence_settings",
     "to_jagged",
     "to_numpy",

@@ -20,7 +20,11 @@ Finish = Callable[[List[Any]], pd.DataFrame]
 
 
 def plan_index_enrichment(
-    settings: SequenceSettings, project: str, serialization_version: int, df: pd.DataFrame
+    settings: SequenceSettings,
+    project: str,
+    serialization_version: int,
+    df: pd.DataFrame,
+    one_call_per_key: bool = False,
 ) -> Tuple[List[Command], Finish]:
     """The lookups a batch of events needs, and how to add their results to it as columns."""
     if not settings.enrichments or df.empty:
@@ -31,13 +35,14 @@ def plan_index_enrichment(
         if enrichment.on not in df.columns:
             return [], lambda _: df  # encode_frame reports the missing column
         keys = pd.unique(df[enrichment.on].dropna()).tolist()
-        lookups.append((enrichment, keys, len(commands)))
-        commands.extend(lookup_commands(enrichment, project, serialization_version, keys))
+        start = len(commands)
+        commands.extend(lookup_commands(enrichment, project, serialization_version, keys, one_call_per_key))
+        lookups.append((enrichment, keys, start, len(commands)))
 
     def finish(replies: List[Any]) -> pd.DataFrame:
         enriched = df.copy()
-        for enrichment, keys, start in lookups:
-            found, _ = decode_lookup(enrichment, keys, replies[start : start + len(keys)])
+        for enrichment, keys, start, end in lookups:
+            found, _ = decode_lookup(enrichment, keys, replies[start:end])
             missing = missing_row(enrichment)
             rows = [found.get(key, missing) for key in enriched[enrichment.on].tolist()]
             for position, output in enumerate(enrichment.output_names):

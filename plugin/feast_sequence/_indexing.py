@@ -17,6 +17,7 @@ import pandas as pd
 
 from feast_sequence._append import encode_frame, plan_append
 from feast_sequence._index_enrich import plan_index_enrichment
+from feast_sequence._lookup import one_call_per_key
 from feast_sequence._redis_io import execute, retry_policy
 from feast_sequence._settings import SequenceSettings
 
@@ -71,7 +72,11 @@ def write_frames(
         if frame.empty:
             continue
         lookups, enriched = plan_index_enrichment(
-            target.settings, target.project, target.serialization_version, frame
+            target.settings,
+            target.project,
+            target.serialization_version,
+            frame,
+            one_call_per_key(target.online_config),
         )
         if lookups:
             frame = enriched(execute(client, lookups, "looking up index-time enrichments", retry))

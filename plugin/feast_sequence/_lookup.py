@@ -2,13 +2,17 @@
 
 Enrichment joins events with a regular view (e.g. ``item``) by one of their fields. Feast stores a
 regular view as one Redis hash per entity: its key is the serialized entity key plus the project,
-each feature a murmur3-hashed field holding a serialized ``Value``. These helpers build one HMGET per
-distinct key, so a request's whole lookup is one pipeline, and decode the replies to Python values.
+each feature a murmur3-hashed field holding a serialized ``Value``. A request's lookups are one
+script call per 1,000 keys (``MULTI_HMGET``; one HMGET per key on Redis Cluster, where a call's keys
+must share a slot), all in one pipeline, and each feature's values are decoded with one protobuf
+parse of their concatenation.
 """
 
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
+from itertools import chain
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -16,10 +20,15 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from feast_sequence._codec import NULL_DEFAULTS
 from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._redis_io import Command
+from feast_sequence._redis_io import Command, evalsha
+from feast_sequence._scripts import MULTI_HMGET
+
+#: Keys per MULTI_HMGET call: a script blocks Redis while it runs, so a call stays well under a ms.
+KEYS_PER_CALL = 1000
 
 # The ``Value`` field a join key of each type is serialized in.
 _KEY_FIELD = {
@@ -28,37 +37,14 @@ _KEY_FIELD = {
     ValueType.INT32: "int32_val",
     ValueType.INT64: "int64_val",
 }
-
-
-def lookup_commands(
-    enrichment: Enrichment, project: str, serialization_version: int, keys: Sequence[Any]
-) -> List[Command]:
-    """One HMGET per key, for the enrichment's features of its view."""
-    field = _KEY_FIELD.get(enrichment.key_type)
-    if field is None:
-        raise ValueError(f"Enrichment join keys of type {enrichment.key_type.name} are not supported.")
-    hash_fields = [_mmh3(f"{enrichment.view}:{name}") for name, _ in enrichment.features]
-    suffix = project.encode("utf-8")
-    if serialization_version == 3:
-        # Feast's v3 layout for one join key, built directly: serialize_entity_key per key (a proto
-        # and several packs each) was a sixth of a request enriching thousands of distinct keys.
-        name = enrichment.join_key.encode("utf-8")
-        head = _U32.pack(1) + _U32.pack(ValueType.STRING.value) + _U32.pack(len(name)) + name
-        encode_value = _V3_VALUE[enrichment.key_type]
-        type_tag = _U32.pack(enrichment.key_type.value)
-        out: List[Command] = []
-        for key in keys:
-            raw = encode_value(key)
-            out.append(("HMGET", b"".join((head, type_tag, _U32.pack(len(raw)), raw, suffix)), *hash_fields))
-        return out
-    commands: List[Command] = []
-    for key in keys:
-        entity = EntityKeyProto(join_keys=[enrichment.join_key], entity_values=[ValueProto(**{field: key})])
-        redis_key = serialize_entity_key(entity, entity_key_serialization_version=serialization_version)
-        commands.append(("HMGET", redis_key + suffix, *hash_fields))
-    return commands
-
-
+# The ``Value`` field a feature value of each type is stored in.
+_VALUE_FIELD = {
+    **_KEY_FIELD,
+    ValueType.FLOAT: "float_val",
+    ValueType.DOUBLE: "double_val",
+    ValueType.BOOL: "bool_val",
+    ValueType.UNIX_TIMESTAMP: "unix_timestamp_val",
+}
 _U32 = struct.Struct("<I")
 _V3_VALUE = {
     ValueType.STRING: lambda v: v.encode("utf-8"),
@@ -68,6 +54,54 @@ _V3_VALUE = {
 }
 
 
+def lookup_commands(
+    enrichment: Enrichment,
+    project: str,
+    serialization_version: int,
+    keys: Sequence[Any],
+    one_call_per_key: bool = False,
+) -> List[Command]:
+    """Commands reading the enrichment's features for ``keys``; their replies, flattened in order,
+    are every key's values (see :func:`decode_lookup`)."""
+    if enrichment.key_type not in _KEY_FIELD:
+        raise ValueError(f"Enrichment join keys of type {enrichment.key_type.name} are not supported.")
+    hash_fields = [_mmh3(f"{enrichment.view}:{name}") for name, _ in enrichment.features]
+    redis_keys = _redis_keys(enrichment, project, serialization_version, keys)
+    if one_call_per_key:
+        return [("HMGET", key, *hash_fields) for key in redis_keys]
+    return [
+        evalsha(MULTI_HMGET, redis_keys[start : start + KEYS_PER_CALL], hash_fields)
+        for start in range(0, len(redis_keys), KEYS_PER_CALL)
+    ]
+
+
+def _redis_keys(
+    enrichment: Enrichment, project: str, serialization_version: int, keys: Sequence[Any]
+) -> List[bytes]:
+    suffix = project.encode("utf-8")
+    if serialization_version == 3:
+        # Feast's v3 layout for one join key, built directly: serialize_entity_key per key (a proto
+        # and several packs each) was a sixth of a request enriching thousands of distinct keys.
+        name = enrichment.join_key.encode("utf-8")
+        head = _U32.pack(1) + _U32.pack(ValueType.STRING.value) + _U32.pack(len(name)) + name
+        head += _U32.pack(enrichment.key_type.value)
+        encode = _V3_VALUE[enrichment.key_type]
+        out = []
+        for key in keys:
+            raw = encode(key)
+            out.append(b"".join((head, _U32.pack(len(raw)), raw, suffix)))
+        return out
+    field = _KEY_FIELD[enrichment.key_type]
+    return [
+        serialize_entity_key(
+            EntityKeyProto(join_keys=[enrichment.join_key], entity_values=[ValueProto(**{field: key})]),
+            entity_key_serialization_version=serialization_version,
+        )
+        + suffix
+        for key in keys
+    ]
+
+
 def decode_lookup(
     enrichment: Enrichment, keys: Sequence[Any], replies: Sequence[Sequence[Optional[bytes]]]
 ) -> Tuple[Dict[Any, Tuple[Any, ...]], int]:
@@ -75,13 +109,45 @@ def decode_lookup(
 
     A feature the hash lacks (or holds as null) gets its type's null default, as nulls in sequences do.
     """
-    defaults = [NULL_DEFAULTS[t] for _, t in enrichment.features]
-    found: Dict[Any, Tuple[Any, ...]] = {}
-    for key, reply in zip(keys, replies):
-        if not any(reply):
-            continue
-        found[key] = tuple(_python(raw, default) for raw, default in zip(reply, defaults))
+    width = len(enrichment.features)
+    flat = list(chain.from_iterable(replies))
+    raw_columns = [flat[j::width] for j in range(width)]
+    columns = [_decode_column(raw, t) for raw, (_, t) in zip(raw_columns, enrichment.features)]
+    present = map(any, zip(*raw_columns))
+    found = {key: row for key, row, hit in zip(keys, zip(*columns), present) if hit}
     return found, len(keys) - len(found)
+
+
+def _decode_column(raws: Sequence[Optional[bytes]], value_type: ValueType) -> List[Any]:
+    """Serialized ``Value``s of one type (None or b"" for null) as Python values, in one parse: a
+    ``Value`` holding field N is, on the wire, one element of a ``repeated`` field N."""
+    column_class, null = _column_format(value_type)
+    values = column_class.FromString(b"".join(raw or null for raw in raws)).v
+    if len(values) == len(raws):
+        return list(values)
+    return [_python(raw, NULL_DEFAULTS[value_type]) for raw in raws]  # some value of another type
+
+
+@lru_cache(maxsize=None)
+def _column_format(value_type: ValueType) -> Tuple[Any, bytes]:
+    field = ValueProto.DESCRIPTOR.fields_by_name[_VALUE_FIELD[value_type]]
+    name = f"Column_{field.name}"
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name=f"feast_sequence_lookup_{field.name}.proto", package="feast_sequence.lookup", syntax="proto3"
+    )
+    file_proto.message_type.add(name=name).field.add(
+        name="v",
+        number=field.number,
+        type=field.type,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file_proto)
+    column_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(f"feast_sequence.lookup.{name}")
+    )
+    null = column_class(v=[NULL_DEFAULTS[value_type]]).SerializeToString()
+    return column_class, null
 
 
 def _python(raw: Optional[bytes], default: Any) -> Any:
@@ -91,10 +157,14 @@ def _python(raw: Optional[bytes], default: Any) -> Any:
     kind = value.WhichOneof("val")
     if kind is None or kind == "null_val":
         return default
-    if kind == "unix_timestamp_val":
-        return value.unix_timestamp_val
     return getattr(value, kind)
 
 
 def missing_row(enrichment: Enrichment) -> Tuple[Any, ...]:
     return tuple(NULL_DEFAULTS[t] for _, t in enrichment.features)
+
+
+def one_call_per_key(online_config: Any) -> bool:
+    """Redis Cluster: a script's keys must share a slot, so each key gets its own HMGET."""
+    redis_type = getattr(online_config, "redis_type", "redis")
+    return getattr(redis_type, "value", redis_type) == "redis_cluster"

@@ -22,12 +22,12 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from feast_sequence._scripts import APPEND, REWRITE, LuaScript
+from feast_sequence._scripts import APPEND, MULTI_HMGET, REWRITE, LuaScript
 from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 
 Command = Tuple[Any, ...]
 
-_SCRIPTS = {s.sha: s for s in (APPEND, REWRITE)}
+_SCRIPTS = {s.sha: s for s in (APPEND, REWRITE, MULTI_HMGET)}
 
 
 def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Command:

@@ -165,3 +165,22 @@ end
 return rewritten
 """
 )
+
+
+# Read many hashes in one command (enrichment lookups): KEYS the hashes, ARGV the fields; returns
+# every key's HMGET reply back to back. One command instead of one per key: redis-py packs and
+# parses one reply, which for thousands of keys is most of a request's time. Read-only; the keys
+# of a call must share a hash slot on Redis Cluster, so there lookups use one HMGET per key.
+MULTI_HMGET = LuaScript(
+    r"""
+local out, n = {}, 0
+for _, key in ipairs(KEYS) do
+  local values = redis.call('HMGET', key, unpack(ARGV))
+  for j = 1, #ARGV do
+    n = n + 1
+    out[n] = values[j]
+  end
+end
+return out
+"""
+)

@@ -37,6 +37,7 @@ from redis.retry import Retry
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
 from feast_sequence._index_enrich import plan_index_enrichment
+from feast_sequence._lookup import one_call_per_key
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence._redis_io import Command, execute, execute_async, retry_policy
@@ -95,7 +96,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         """
         settings = sequence_settings(table)
         lookups, enriched = plan_index_enrichment(
-            settings, config.project, config.entity_key_serialization_version, df
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            df,
+            one_call_per_key(config.online_store),
         )
         if lookups:
             client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
@@ -107,7 +112,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
         settings = sequence_settings(table)
         lookups, enriched = plan_index_enrichment(
-            settings, config.project, config.entity_key_serialization_version, df
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            df,
+            one_call_per_key(config.online_store),
         )
         if lookups:
             client = await self._get_client_async(config.online_store)

@@ -23,7 +23,7 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from feast_sequence._codec import list_field_name
 from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._lookup import decode_lookup, lookup_commands
+from feast_sequence._lookup import decode_lookup, lookup_commands, one_call_per_key
 from feast_sequence._read import add_view_metadata
 from feast_sequence._redis_io import Command
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
@@ -229,18 +229,20 @@ def _serve(
             keys = lookups.setdefault(_lookup_of(enrichment), [])
             keys.extend(distinct_keys(plan.batch, enrichment))
     if lookups:
-        lookup_list = [(e, list(dict.fromkeys(keys))) for e, keys in lookups.items()]
+        per_key = one_call_per_key(config.online_store)
+        spans = []
         commands = []
-        for enrichment, keys in lookup_list:
+        for enrichment, keys in lookups.items():
+            keys = list(dict.fromkeys(keys))
+            start = len(commands)
             commands.extend(
-                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys)
+                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys, per_key)
             )
+            spans.append((enrichment, keys, start, len(commands)))
         replies = yield commands
         found: Dict[Enrichment, Dict[Any, Tuple[Any, ...]]] = {}
-        offset = 0
-        for enrichment, keys in lookup_list:
-            found[enrichment], _ = decode_lookup(enrichment, keys, replies[offset : offset + len(keys)])
-            offset += len(keys)
+        for enrichment, keys, start, end in spans:
+            found[enrichment], _ = decode_lookup(enrichment, keys, replies[start:end])
         for plan in plans:
             for enrichment in plan.serving_enrichments:
                 plan.batch, misses = join(plan.batch, enrichment, found[_lookup_of(enrichment)])
