@@ -9,7 +9,7 @@ how many belong to each row: the jagged layout. Stages build boolean masks over 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from feast.value_type import ValueType
@@ -43,15 +43,17 @@ class SequenceBatch:
     lengths: np.ndarray
     columns: Dict[str, np.ndarray] = field(default_factory=dict)
     types: Dict[str, ValueType] = field(default_factory=dict)
+    _offsets: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def rows(self) -> int:
         return len(self.lengths)
 
     def offsets(self) -> np.ndarray:
-        offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
-        np.cumsum(self.lengths, out=offsets[1:])
-        return offsets
+        if self._offsets is None:
+            self._offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+            np.cumsum(self.lengths, out=self._offsets[1:])
+        return self._offsets
 
     def row_of_event(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
@@ -66,10 +68,10 @@ class SequenceBatch:
     def with_column(self, name: str, values: np.ndarray, value_type: ValueType) -> "SequenceBatch":
         columns = dict(self.columns)
         columns[name] = values
-        return SequenceBatch(self.lengths, columns, {**self.types, name: value_type})
+        return SequenceBatch(self.lengths, columns, {**self.types, name: value_type}, self._offsets)
 
     def row_lists(self, name: str) -> List[List[Any]]:
         """One Python list per row (what Feast responses and DataFrames hold)."""
         flat = self.columns[name].tolist()
         offsets = self.offsets().tolist()
-        return [flat[offsets[i] : offsets[i + 1]] for i in range(self.rows)]
+        return [flat[start:end] for start, end in zip(offsets, offsets[1:])]
