@@ -6,6 +6,7 @@ compares two measurements taken in the same run, interleaved, so machine noise a
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -435,19 +436,24 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|offline]`: both parts by default."""
+    """`run_benchmarks.py [online|offline|cluster|stream ...]`: every part by default."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
-    parts = sys.argv[1:] or ["online", "offline"]
+    parts = sys.argv[1:] or ["online", "offline", "cluster", "stream"]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         if "online" in parts:
             results.update(run(redis, Path(tmp)))
+        sys.path.insert(0, str(Path(__file__).parent))
         if "offline" in parts:
-            sys.path.insert(0, str(Path(__file__).parent))
             import offline_benchmarks
 
             redis.client().flushall()
             results.update(offline_benchmarks.run(redis.connection_string))
+        for part in ("cluster", "stream"):
+            if part in parts:
+                redis.client().flushall()
+                module = importlib.import_module(f"{part}_benchmarks")
+                results.update(module.run(redis.connection_string))
     info = machine()
     print(
         f"feast-sequence benchmarks, {info['date']}, {info['platform']}, {info['cpus']} CPUs, "
