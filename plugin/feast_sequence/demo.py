@@ -106,7 +106,30 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"\nget_online_features, 1 customer, 2 sequence views x 4 fields, {len(timings)} reads: "
             f"p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms"
         )
+        show_use_case(store, events, int(busiest[0]))
     return 0
+
+
+def show_use_case(store, events, customer: int) -> None:
+    """The `purchase_ranking` use case (feature_repo/features.py): the same stored purchases,
+    filtered, cut to 10, joined with the item catalogue and padded, as a ranking model takes them."""
+    store.write_to_online_store("item", events.items)  # the catalogue the use case joins at serving time
+    service = store.get_feature_service("purchase_ranking")
+    rows = [{"customer_id": customer}]
+    served = store.get_online_features(features=service, entity_rows=rows, full_feature_names=True).to_dict()
+    columns = ["item_id", "quantity", "item_description", "item_price", "mask"]
+    frame = pd.DataFrame({c: served[f"customer_purchases__{c}"][0] for c in columns})
+    print(
+        f"\nUse case 'purchase_ranking' for customer {customer} (padded to 10, quantity > 0, items joined):"
+    )
+    print("    " + frame.head(6).to_string(index=False).replace("\n", "\n    "))
+    timings = []
+    for _ in range(300):
+        start = time.perf_counter()
+        store.get_online_features(features=service, entity_rows=rows, full_feature_names=True)
+        timings.append((time.perf_counter() - start) * 1000)
+    quantiles = statistics.quantiles(timings, n=100)
+    print(f"  served in p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms over {len(timings)} requests")
 
 
 if __name__ == "__main__":

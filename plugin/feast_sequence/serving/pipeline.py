@@ -82,9 +82,6 @@ class ViewPlan:
     def length(self) -> int:
         return self.spec.length or self.settings.max_length
 
-    def output_type(self, name: str) -> Any:
-        return self.batch.types[name] if self.batch is not None else None
-
 
 class _Clock:
     """Stage timings of one request, and its time budget."""
