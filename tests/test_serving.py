@@ -348,3 +348,13 @@ def test_redis_failures_are_counted_per_use_case(served):
     assert (
         'feast_sequence_request_errors_total{error="SequenceStoreUnavailableError",use_case="recent"}' in text
     )
+
+
+def test_padded_output_as_torch_tensors(served):
+    torch = pytest.importorskip("torch", reason="torch is optional; to_tensors needs it")
+    from feast_sequence import to_tensors
+
+    store, _, _ = served
+    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
+    tensors = to_tensors(got, ["n", "cost", "clicks__mask"])
+    assert tuple(tensors["n"].shape) == (USERS, 3) and tensors["clicks__mask"].dtype == torch.bool
