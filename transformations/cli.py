@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 from feast_sequence import health
-from feast_sequence.transformations import backfill, correction, enrichment
+from feast_sequence.transformations import backfill, correction, enrichment, streaming
 from feast_sequence.validations import cli as validation_cli
 
 JOBS = {
@@ -16,6 +16,7 @@ JOBS = {
     "enrich": enrichment.main,
     "validate": validation_cli.main,
     "health": health.main,
+    "stream": streaming.main,
 }
 
 

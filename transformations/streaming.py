@@ -1,0 +1,351 @@
+"""Streaming indexer: every event of a stream (Kafka, files landing in a folder) appended to a view.
+
+Spark Structured Streaming, one micro-batch at a time:
+
+    spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.3.0 \
+        transformations/streaming.py --repo feature_repo --view customer_purchases \
+        --kafka broker:9092 --topic purchases --checkpoint /checkpoints/customer_purchases
+    feast-sequence stream --repo feature_repo --view customer_purchases \
+        --files landing/purchases --format json --checkpoint /tmp/checkpoints/purchases --once
+
+Every event of a micro-batch is appended, not only the newest per entity. A restarted job resumes
+from its checkpoint and may replay the last micro-batch: appends are idempotent, so the replay changes
+nothing. See docs/streaming.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from feast.value_type import ValueType
+
+from feast_sequence._historical import spark_session
+from feast_sequence._indexing import IndexSummary, IndexTarget, write_spark
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
+from feast_sequence.transformations._job import JobContext, add_common_arguments, open_view, report
+
+#: Builds the streaming DataFrame of a view's events (its join keys, event fields and timestamp
+#: field) on the given Spark session: ``FileStream``, ``KafkaStream`` or any function of that shape.
+EventStream = Callable[[Any, SequenceSettings], Any]
+
+FILE_FORMATS = ("json", "parquet")
+
+_EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?([\w.$]+(?:Error|Exception): .+)$", re.M)
+
+
+def _spark_type(value_type: ValueType) -> Any:
+    """The Spark type of one event's value (timestamps as Spark timestamps)."""
+    from pyspark.sql import types as T
+
+    return {
+        ValueType.STRING: T.StringType(),
+        ValueType.BYTES: T.BinaryType(),
+        ValueType.INT32: T.IntegerType(),
+        ValueType.INT64: T.LongType(),
+        ValueType.FLOAT: T.FloatType(),
+        ValueType.DOUBLE: T.DoubleType(),
+        ValueType.BOOL: T.BooleanType(),
+        ValueType.UNIX_TIMESTAMP: T.TimestampType(),
+    }[value_type]
+
+
+def event_schema(settings: SequenceSettings) -> Any:
+    """The Spark schema of a view's incoming events: join keys, event fields, timestamp field.
+
+    Index-time enriched fields are not part of it: the writer adds them (``write_frames``).
+    """
+    from pyspark.sql.types import StructField, StructType
+
+    columns: Dict[str, ValueType] = dict(settings.join_keys)
+    for event_field in settings.event_fields:
+        columns.setdefault(event_field.name, event_field.value_type)
+    columns.setdefault(settings.timestamp_field, ValueType.UNIX_TIMESTAMP)
+    return StructType([StructField(name, _spark_type(kind)) for name, kind in columns.items()])
+
+
+@dataclass(frozen=True)
+class FileStream:
+    """Event files landing in a folder (Spark's file source), read with the view's schema.
+
+    Move each file in whole (write it elsewhere, then rename it into the folder): Spark lists the
+    folder at every trigger and may otherwise read a half-written file.
+    """
+
+    path: str
+    file_format: str = "json"
+    max_files_per_trigger: Optional[int] = None
+
+    def __call__(self, spark: Any, settings: SequenceSettings) -> Any:
+        if self.file_format not in FILE_FORMATS:
+            raise SequenceConfigurationError(
+                f"Streaming '{settings.view_name}': file format {self.file_format!r} is not supported; "
+                f"use one of {', '.join(FILE_FORMATS)}."
+            )
+        reader = spark.readStream.schema(event_schema(settings)).format(self.file_format)
+        if self.max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", self.max_files_per_trigger)
+        return reader.load(self.path)
+
+
+@dataclass(frozen=True)
+class KafkaStream:
+    """Kafka records whose value is one JSON event each (needs the spark-sql-kafka package).
+
+    ``options`` are passed on as they are, e.g. ``("kafka.security.protocol", "SASL_SSL")``.
+    """
+
+    bootstrap_servers: str
+    topic: str  # Kafka's `subscribe`: one topic, or several separated by commas
+    starting_offsets: str = "latest"  # where a job without a checkpoint starts: latest, earliest or JSON
+    fail_on_data_loss: bool = True
+    max_offsets_per_trigger: Optional[int] = None
+    options: Tuple[Tuple[str, str], ...] = ()
+
+    def __call__(self, spark: Any, settings: SequenceSettings) -> Any:
+        reader = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", self.bootstrap_servers)
+            .option("subscribe", self.topic)
+            .option("startingOffsets", self.starting_offsets)
+            .option("failOnDataLoss", str(self.fail_on_data_loss).lower())
+        )
+        if self.max_offsets_per_trigger:
+            reader = reader.option("maxOffsetsPerTrigger", self.max_offsets_per_trigger)
+        for key, value in self.options:
+            reader = reader.option(key, value)
+        return parse_json_events(reader.load(), settings)
+
+
+def parse_json_events(records: Any, settings: SequenceSettings) -> Any:
+    """Records with a ``value`` column holding one JSON event each, as event rows.
+
+    Unknown keys are ignored and missing fields are null. A record that is not JSON fails the
+    micro-batch (``FAILFAST``): it is reported, never silently dropped.
+    """
+    from pyspark.sql import functions as F
+
+    event = F.from_json(F.col("value").cast("string"), event_schema(settings), {"mode": "FAILFAST"})
+    return records.select(event.alias("event")).select("event.*")
+
+
+@dataclass
+class StreamProgress:
+    """What the stream has written so far (updated on the driver after each micro-batch)."""
+
+    batches: int = 0
+    events_written: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def summary(self) -> IndexSummary:
+        # Every event read is written (or the micro-batch fails), so read == written.
+        return IndexSummary(self.events_written, self.events_written, time.perf_counter() - self.started)
+
+
+class _MicroBatchWriter:
+    """The ``foreachBatch`` function: all of a micro-batch's events, appended from the executors."""
+
+    def __init__(self, target: IndexTarget, progress: StreamProgress):
+        self.target = target
+        self.progress = progress
+
+    def __call__(self, events: Any, batch_id: int) -> None:
+        start = time.perf_counter()
+        # write_spark partitions by entity key and writes every row: several events of one entity
+        # in one micro-batch are all appended (Feast's stream processor keeps only the newest).
+        written = write_spark(self.target, events)
+        self.progress.batches += 1
+        self.progress.events_written += written
+        report(
+            "stream",
+            self.target.settings.view_name,
+            f"batch {batch_id}: {written:,} events written in {time.perf_counter() - start:.2f} s",
+        )
+
+
+@dataclass
+class IndexingStream:
+    """A running streaming indexer: its Spark query and what it has written."""
+
+    query: Any  # pyspark.sql.streaming.StreamingQuery
+    progress: StreamProgress
+    checkpoint: str
+
+    def wait(self, timeout_seconds: Optional[float] = None) -> bool:
+        """Block until the query ends (``--once``: when the available events are indexed) or the
+        timeout passes; True if it ended. Raises ``FeastSequenceError`` if the query failed."""
+        from pyspark.errors import StreamingQueryException
+
+        try:
+            if timeout_seconds is None:
+                self.query.awaitTermination()
+                return True
+            return bool(self.query.awaitTermination(timeout_seconds))
+        except StreamingQueryException as exc:
+            raise FeastSequenceError(
+                f"Streaming indexer {self.query.name!r} stopped: {_root_cause(str(exc))} Every "
+                "micro-batch before the failed one is in the store (that one possibly in part). Fix the "
+                f"cause and restart with --checkpoint {self.checkpoint}: the failed micro-batch is "
+                "replayed, which is harmless (appends are idempotent)."
+            ) from exc
+
+    def stop(self, timeout_seconds: float = 60.0) -> None:
+        """Stop between micro-batches: the one in flight (if any) is let finish and commit first.
+
+        Interrupting ``foreachBatch`` would leave that micro-batch to be replayed at restart, which is
+        harmless, but Spark 4.3 may then die in its own error handling (a StackOverflowError in the
+        stream thread)."""
+        deadline = time.monotonic() + timeout_seconds
+        while self.query.isActive and self.query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.query.stop()
+
+
+def _root_cause(message: str) -> str:
+    """The innermost exception line of a Spark error (a Python worker's traceback included)."""
+    causes = _EXCEPTION_LINE.findall(message)
+    cause = causes[-1].strip() if causes else message.splitlines()[0]
+    return cause if cause.endswith(".") else cause + "."
+
+
+def run_stream(
+    context: JobContext,
+    spark: Any,
+    source: EventStream,
+    checkpoint: str,
+    trigger_seconds: Optional[float] = None,
+    available_now: bool = False,
+) -> IndexingStream:
+    """Start indexing ``source`` into the view; returns at once (``wait()`` blocks).
+
+    ``checkpoint`` records the source offsets of each micro-batch and which ones were committed;
+    one per view and source. Triggers: every ``trigger_seconds``, or ``available_now`` (what the
+    source holds at start, in as many micro-batches as its limits make, then stop), or by default
+    a new micro-batch as soon as the previous one ends.
+    """
+    view = context.settings.view_name
+    if trigger_seconds is not None and available_now:
+        raise SequenceConfigurationError(
+            f"Streaming '{view}': choose a trigger interval or available-now (--once), not both."
+        )
+    if trigger_seconds is not None and trigger_seconds <= 0:
+        raise SequenceConfigurationError(
+            f"Streaming '{view}': trigger_seconds={trigger_seconds} is invalid; use a positive number of "
+            "seconds, or none to start each micro-batch as soon as the previous one ends."
+        )
+    progress = StreamProgress()
+    writer = (
+        source(spark, context.settings)
+        .writeStream.queryName(f"feast-sequence {view}")
+        .option("checkpointLocation", checkpoint)
+        .foreachBatch(_MicroBatchWriter(context.target, progress))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    elif trigger_seconds is not None:
+        writer = writer.trigger(processingTime=f"{int(trigger_seconds * 1000)} milliseconds")
+    return IndexingStream(writer.start(), progress, checkpoint)
+
+
+def job_spark_session(context: JobContext) -> Any:
+    """The job's Spark session: the repository's Spark offline store settings if it has them."""
+    from pyspark.sql import SparkSession
+
+    # As SequenceProvider does: Spark's Python workers must import feast_sequence, so run them with
+    # this interpreter unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if getattr(context.store.config.offline_store, "type", "") == "spark":
+        return spark_session(context.store.config)
+    return SparkSession.builder.getOrCreate()
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--files", metavar="DIR", help="file source: the folder event files land in")
+    source.add_argument("--kafka", metavar="SERVERS", help="Kafka source: kafka.bootstrap.servers")
+    parser.add_argument("--format", choices=FILE_FORMATS, default="json", help="files: their format")
+    parser.add_argument("--max-files-per-trigger", type=int, help="files: at most this many per micro-batch")
+    parser.add_argument("--topic", help="Kafka: topic(s) to subscribe to, comma-separated")
+    parser.add_argument(
+        "--starting-offsets", default="latest", help="Kafka, first run only: latest, earliest or JSON"
+    )
+    parser.add_argument(
+        "--fail-on-data-loss",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Kafka: fail when offsets were deleted before they were read",
+    )
+    parser.add_argument(
+        "--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch"
+    )
+    parser.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Kafka: any other source option, e.g. kafka.security.protocol=SASL_SSL (repeatable)",
+    )
+
+
+def source_from(args: argparse.Namespace) -> EventStream:
+    if args.files:
+        return FileStream(args.files, args.format, args.max_files_per_trigger)
+    if not args.topic:
+        raise SystemExit("--kafka needs --topic")
+    options = []
+    for option in args.kafka_option:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise SystemExit(f"--kafka-option {option!r}: use KEY=VALUE")
+        options.append((key, value))
+    return KafkaStream(
+        args.kafka,
+        args.topic,
+        args.starting_offsets,
+        args.fail_on_data_loss,
+        args.max_offsets_per_trigger,
+        tuple(options),
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder (one per view and source; HDFS/S3 on a cluster)",
+    )
+    trigger = parser.add_mutually_exclusive_group()
+    trigger.add_argument("--trigger-seconds", type=float, help="start a micro-batch every this many seconds")
+    trigger.add_argument(
+        "--once", action="store_true", help="index what the source holds now, then stop (available-now)"
+    )
+    args = parser.parse_args(argv)
+    context = open_view(args.repo, args.view)
+    stream = run_stream(
+        context,
+        job_spark_session(context),
+        source_from(args),
+        args.checkpoint,
+        args.trigger_seconds,
+        args.once,
+    )
+    report("stream", args.view, f"started; checkpoint {args.checkpoint}")
+    try:
+        stream.wait()
+    except KeyboardInterrupt:
+        stream.stop()
+    report("stream", args.view, f"{stream.progress.batches} micro-batches, {stream.progress.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
