@@ -355,6 +355,8 @@ def test_padded_output_as_torch_tensors(served):
     from feast_sequence import to_tensors
 
     store, _, _ = served
-    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
+    got = store.get_online_features(
+        features=store.get_feature_service("ranking"), entity_rows=_rows()
+    ).to_dict()
     tensors = to_tensors(got, ["n", "cost", "clicks__mask"])
     assert tuple(tensors["n"].shape) == (USERS, 3) and tensors["clicks__mask"].dtype == torch.bool

@@ -21,7 +21,7 @@ from feast_sequence._append import plan_remove_range
 from feast_sequence._codec import datetime_to_us, entity_column_bytes
 from feast_sequence._indexing import IndexSummary, newest_before_spark, timed, write_spark
 from feast_sequence._keys import view_prefix, view_scan_pattern
-from feast_sequence._redis_io import execute
+from feast_sequence._redis_io import execute, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings
 from feast_sequence.transformations._job import (
     EPOCH,
@@ -97,7 +97,13 @@ def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: A
         if entity not in indexed:
             commands.append(plan_remove_range(settings, (key, key[:-1] + b"h"), range_us))
     for i in range(0, len(commands), 1000):
-        execute(client, commands[i : i + 1000], f"clearing a range of '{settings.view_name}'")
+        execute(
+            client,
+            commands[i : i + 1000],
+            f"clearing a range of '{settings.view_name}'",
+            retry_policy(context.target.online_config),
+            replica_acks(context.target.online_config),
+        )
     return len(commands)
 
 

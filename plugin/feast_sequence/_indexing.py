@@ -18,7 +18,7 @@ import pandas as pd
 from feast_sequence._append import encode_frame, plan_append
 from feast_sequence._index_enrich import plan_index_enrichment
 from feast_sequence._lookup import one_call_per_key
-from feast_sequence._redis_io import execute, retry_policy
+from feast_sequence._redis_io import execute, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings
 
 _RANK = "__fsq_rank"
@@ -60,12 +60,13 @@ def write_frames(
 
     With ``replace_range_us``, each entity's stored events in the range are removed in the same
     atomic call as its first events; an entity's events must then all go through one call of this
-    function (the Spark writer partitions by entity key).
+    function (the Spark writer partitions by entity key). Each append pipeline waits for the
+    online store's ``min_replica_acks``, as pushes do.
     """
     from feast_sequence.online_store import SequenceRedisOnlineStore  # the store imports this module
 
     client = SequenceRedisOnlineStore()._get_client(target.online_config)
-    retry = retry_policy(target.online_config)
+    retry, acks = retry_policy(target.online_config), replica_acks(target.online_config)
     replaced: Set[bytes] = set()
     written = 0
     for frame in frames:
@@ -83,7 +84,7 @@ def write_frames(
         events = encode_frame(target.settings, frame)
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
         what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
-        execute(client, commands, what, retry)
+        execute(client, commands, what, retry, acks)
         written += len(events)
     return written
 

@@ -3,6 +3,8 @@
 Commands are planned by pure code as tuples for ``execute_command``. Scripts run by SHA; when the
 server does not know a script (first use, restart, failover) we load it and run the pipeline again,
 which is safe because every planned command is idempotent (appends absorb duplicates, reads are pure).
+A write pipeline can end with ``WAIT`` (:class:`ReplicaAcks`); too few replica acknowledgements
+count as a retriable failure, and the whole pipeline is sent again.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import (
     AuthenticationError,
@@ -38,6 +40,13 @@ def _is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, NoScriptError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
     )
+
+
+def _is_noreplicas(exc: BaseException) -> bool:
+    """The master's ``min-replicas-to-write`` refused a write: nothing of it was applied (Redis
+    refuses every write command while too few replicas are connected, so a script stops at its
+    first write)."""
+    return isinstance(exc, ResponseError) and "NOREPLICAS" in str(exc)
 
 
 def _scripts_in(commands: Sequence[Command]) -> List[LuaScript]:
@@ -68,13 +77,62 @@ def retry_policy(online_config: Any) -> RetryPolicy:
     )
 
 
+@dataclass(frozen=True)
+class ReplicaAcks:
+    """How many replicas must confirm a write pipeline (Redis ``WAIT``) before it counts as written.
+
+    ``WAIT`` counts the replicas that have processed every write sent *on its connection*, so it is
+    planned as the last command of the write pipeline itself, never sent separately.
+    """
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    def planned(self, commands: Sequence[Command]) -> List[Command]:
+        """``commands``, followed by ``WAIT`` when acknowledgements are required."""
+        if not self.replicas or not commands:
+            return list(commands)
+        return [*commands, ("WAIT", self.replicas, self.timeout_ms)]
+
+    def checked(self, replies: List[Any]) -> List[Any]:
+        """The replies of the planned commands without the ``WAIT``; too few acknowledgements raise."""
+        if not self.replicas or not replies:
+            return replies
+        acknowledged = int(replies[-1])
+        if acknowledged < self.replicas:
+            raise _TooFewReplicas(acknowledged, self)
+        return replies[:-1]
+
+
+NO_ACKS = ReplicaAcks()
+
+
+def replica_acks(online_config: Any) -> ReplicaAcks:
+    """The acknowledgements set by ``min_replica_acks`` and ``replica_ack_timeout_ms``."""
+    return ReplicaAcks(
+        replicas=getattr(online_config, "min_replica_acks", 0),
+        timeout_ms=getattr(online_config, "replica_ack_timeout_ms", NO_ACKS.timeout_ms),
+    )
+
+
+class _TooFewReplicas(Exception):
+    """``WAIT`` returned fewer acknowledgements than required (not a Redis error: the write applied)."""
+
+    def __init__(self, acknowledged: int, acks: ReplicaAcks):
+        super().__init__(f"{acknowledged} of {acks.replicas} replica(s) acknowledged")
+        self.acknowledged, self.acks = acknowledged, acks
+
+
+_Failure = Union[RedisError, _TooFewReplicas]
+
+
 class _Outcome:
     """What to do after a failed attempt: the decision is shared by the sync and async runners."""
 
     LOAD_SCRIPTS, RETRY = "load", "retry"
 
 
-def _decide(exc: RedisError, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str) -> str:
+def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str) -> str:
     if isinstance(exc, (AuthenticationError, AuthenticationWrongNumberOfArgsError)):
         raise SequenceStoreError(
             f"Redis rejected the credentials while {what}: {exc}. Check password= (and username=) "
@@ -82,67 +140,101 @@ def _decide(exc: RedisError, attempt: int, scripts_loaded: bool, retry: RetryPol
         ) from exc
     if _is_noscript(exc) and not scripts_loaded:
         return _Outcome.LOAD_SCRIPTS  # first use, or Redis restarted and forgot its scripts
+    unavailable = _unavailable(exc, f"while {what} ({attempt + 1} attempt(s))")
+    if unavailable is None:
+        raise SequenceStoreError(f"Redis failed while {what}: {exc}") from exc
+    if attempt < retry.retries:
+        return _Outcome.RETRY  # the whole pipeline: after a failover the master may lack the writes
+    raise SequenceStoreUnavailableError(unavailable) from exc
+
+
+def _unavailable(exc: _Failure, when: str) -> Optional[str]:
+    """What went wrong, if the failure is retriable (and retrying can help); None otherwise."""
+    if isinstance(exc, _TooFewReplicas):
+        return (
+            f"Only {exc.acknowledged} of the {exc.acks.replicas} replica(s) required by min_replica_acks "
+            f"acknowledged within replica_ack_timeout_ms={exc.acks.timeout_ms} {when}. The master "
+            "applied the write, but a failover now could lose it: resend it (writes are idempotent), "
+            "and check that the replicas are connected (INFO replication)."
+        )
+    if _is_noreplicas(exc):
+        return (
+            f"Redis refused the write {when}: fewer replicas are connected than its "
+            f"min-replicas-to-write setting asks for ({exc}). The refused calls wrote nothing; resend "
+            "the write once the replicas are back (writes are idempotent)."
+        )
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        if attempt < retry.retries:
-            return _Outcome.RETRY
-        raise SequenceStoreUnavailableError(
-            f"Redis could not be reached while {what} ({attempt + 1} attempt(s)): {exc}. "
-            "Nothing was half-written; it is safe to retry (writes are idempotent)."
-        ) from exc
-    raise SequenceStoreError(f"Redis failed while {what}: {exc}") from exc
+        return (
+            f"Redis could not be reached {when}: {exc}. Nothing was half-written; it is safe to retry "
+            "(writes are idempotent)."
+        )
+    return None
 
 
-def execute(client: Any, commands: Sequence[Command], what: str, retry: RetryPolicy = NO_RETRY) -> List[Any]:
+def execute(
+    client: Any,
+    commands: Sequence[Command],
+    what: str,
+    retry: RetryPolicy = NO_RETRY,
+    acks: ReplicaAcks = NO_ACKS,
+) -> List[Any]:
     """Run ``commands`` in one non-transactional pipeline and return their replies in order.
 
     A pipeline that fails is sent again whole (idempotent commands only): after loading scripts
-    Redis did not know, and up to ``retry.retries`` times when Redis could not be reached.
+    Redis did not know, and up to ``retry.retries`` times when Redis could not be reached or fewer
+    replicas than ``acks`` asks for acknowledged the writes.
     """
     if not commands:
         return []
+    planned = acks.planned(commands)
     attempt, scripts_loaded = 0, False
     while True:
         try:
             with client.pipeline(transaction=False) as pipe:
-                for command in commands:
+                for command in planned:
                     pipe.execute_command(*command)
-                return pipe.execute()
-        except RedisError as exc:
+                return acks.checked(pipe.execute())
+        except (RedisError, _TooFewReplicas) as exc:
             if _decide(exc, attempt, scripts_loaded, retry, what) == _Outcome.LOAD_SCRIPTS:
-                scripts_loaded = True
                 try:
                     for script in _scripts_in(commands):
                         client.script_load(script.source)
+                    scripts_loaded = True
                 except RedisError as load_exc:
                     _decide(load_exc, attempt, True, retry, what)
                     attempt += 1
                 continue
             time.sleep(retry.wait(attempt))
-            attempt += 1
+            attempt, scripts_loaded = attempt + 1, False  # a retry may reach a new master after a failover
 
 
 async def execute_async(
-    client: Any, commands: Sequence[Command], what: str, retry: RetryPolicy = NO_RETRY
+    client: Any,
+    commands: Sequence[Command],
+    what: str,
+    retry: RetryPolicy = NO_RETRY,
+    acks: ReplicaAcks = NO_ACKS,
 ) -> List[Any]:
     """Async twin of :func:`execute`."""
     if not commands:
         return []
+    planned = acks.planned(commands)
     attempt, scripts_loaded = 0, False
     while True:
         try:
             async with client.pipeline(transaction=False) as pipe:
-                for command in commands:
+                for command in planned:
                     pipe.execute_command(*command)
-                return await pipe.execute()
-        except RedisError as exc:
+                return acks.checked(await pipe.execute())
+        except (RedisError, _TooFewReplicas) as exc:
             if _decide(exc, attempt, scripts_loaded, retry, what) == _Outcome.LOAD_SCRIPTS:
-                scripts_loaded = True
                 try:
                     for script in _scripts_in(commands):
                         await client.script_load(script.source)
+                    scripts_loaded = True
                 except RedisError as load_exc:
                     _decide(load_exc, attempt, True, retry, what)
                     attempt += 1
                 continue
             await asyncio.sleep(retry.wait(attempt))
-            attempt += 1
+            attempt, scripts_loaded = attempt + 1, False

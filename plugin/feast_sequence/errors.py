@@ -24,7 +24,8 @@ class SequenceStoreError(FeastSequenceError):
 
 
 class SequenceStoreUnavailableError(SequenceStoreError):
-    """Redis could not be reached (down, restarting, failing over, timing out). Retriable: every
+    """Redis could not be reached (down, restarting, failing over, timing out), refused a write for
+    lack of replicas, or fewer replicas than ``min_replica_acks`` acknowledged it. Retriable: every
     write is idempotent, so re-sending the same events gives the same state."""
 
 

@@ -1,7 +1,8 @@
 """A private ``redis-server`` on a free loopback port, for the demo, tests and benchmarks.
 
 Never a shared default instance: each ``LocalRedis`` gets its own port and data directory and is
-stopped on exit. Append-only persistence can be switched on for restart tests.
+stopped on exit. Append-only persistence can be switched on for restart tests, and a server can
+start as the replica of another (``replica_of``) for replication and Sentinel tests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import List, Optional, Type
+from typing import Any, Dict, List, Optional, Type, cast
 
 import redis
 
@@ -30,11 +31,17 @@ class LocalRedis:
     """Start with ``with LocalRedis() as r:``; ``r.connection_string`` is ``127.0.0.1:<port>``."""
 
     def __init__(
-        self, appendonly: bool = False, port: Optional[int] = None, extra_args: Optional[List[str]] = None
+        self,
+        appendonly: bool = False,
+        port: Optional[int] = None,
+        extra_args: Optional[List[str]] = None,
+        replica_of: Optional[int] = None,
     ):
+        """``replica_of``: the port of a loopback master to replicate from."""
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])
+        self.replica_of = replica_of
         self._dir = Path(tempfile.mkdtemp(prefix="feast-sequence-redis-"))
         self._process: Optional[subprocess.Popen] = None
 
@@ -71,6 +78,11 @@ class LocalRedis:
             "no",
             "--logfile",
             str(self._dir / "redis.log"),
+            # A replica that connects is synced at once, not after Redis's default 5 s of waiting
+            # for more replicas to share the transfer (any server may become a master on failover).
+            "--repl-diskless-sync-delay",
+            "0",
+            *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,6 +100,18 @@ class LocalRedis:
                         f"redis-server on port {self.port} did not start:\n{log[-2000:]}"
                     )
                 time.sleep(0.02)
+
+    def wait_until_replicating(self, timeout_seconds: float = 20) -> "LocalRedis":
+        """Block until this replica's link to its master is up and the initial sync is done."""
+        deadline, client = time.monotonic() + timeout_seconds, self.client()
+        while cast(Dict[str, Any], client.info("replication")).get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise SequenceConfigurationError(
+                    f"redis-server on port {self.port} did not finish syncing from its master within "
+                    f"{timeout_seconds} s; see {self._dir / 'redis.log'}."
+                )
+            time.sleep(0.02)
+        return self
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

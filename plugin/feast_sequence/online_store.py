@@ -23,13 +23,14 @@ from feast import Entity, FeatureView, utils
 from feast.infra.online_stores.redis import (
     RedisOnlineStore,
     RedisOnlineStoreConfig,
+    RedisType,
     _versioned_fv_name,
 )
 from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -40,7 +41,7 @@ from feast_sequence._index_enrich import plan_index_enrichment
 from feast_sequence._lookup import one_call_per_key
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence._redis_io import Command, execute, execute_async, retry_policy
+from feast_sequence._redis_io import Command, execute, execute_async, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
 from feast_sequence.serving.pipeline import drive, drive_async, serve
@@ -50,7 +51,8 @@ PROVIDER_PATH = "feast_sequence.SequenceProvider"
 
 
 class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
-    """Feast's Redis online store options, plus how calls that cannot reach Redis are retried."""
+    """Feast's Redis online store options, plus how calls that cannot reach Redis are retried and how
+    many replicas must acknowledge each write (docs/replication.md)."""
 
     type: Literal["feast_sequence.online_store.SequenceRedisOnlineStore"] = (
         "feast_sequence.online_store.SequenceRedisOnlineStore"
@@ -63,6 +65,32 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """First wait between retries; doubled each time, at most 2 s."""
     max_entities_per_request: PositiveInt = 10_000
     """Distinct entities one online request may read from a sequence view; more is refused."""
+    min_replica_acks: NonNegativeInt = 0
+    """Replicas that must acknowledge every write (Redis ``WAIT`` ending each write pipeline) before
+    it succeeds; fewer raise the retriable ``SequenceStoreUnavailableError`` after ``retries``. 0 (the
+    default) does not wait: Redis replication stays asynchronous."""
+    replica_ack_timeout_ms: PositiveInt = 1000
+    """How long one write waits for those acknowledgements; keep it below ``socket_timeout``."""
+
+    @model_validator(mode="after")
+    def _check_replica_acks(self) -> "SequenceRedisOnlineStoreConfig":
+        if not self.min_replica_acks:
+            return self
+        if self.redis_type == RedisType.redis_cluster:
+            raise ValueError(
+                f"min_replica_acks={self.min_replica_acks} is not supported with redis_type: "
+                "redis_cluster (WAIT must follow the writes on their own connection, and a cluster "
+                "pipeline spreads them over one connection per primary); use min_replica_acks: 0."
+            )
+        _, params = RedisOnlineStore._parse_connection_string(self.connection_string)
+        socket_timeout = params.get("socket_timeout")
+        if socket_timeout is not None and float(socket_timeout) * 1000 <= self.replica_ack_timeout_ms:
+            raise ValueError(
+                f"replica_ack_timeout_ms={self.replica_ack_timeout_ms} must be shorter than "
+                f"socket_timeout={socket_timeout} s in connection_string, or a write still waiting for "
+                "replicas is cut off as a timeout; lower replica_ack_timeout_ms or raise socket_timeout."
+            )
+        return self
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
@@ -155,20 +183,26 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             progress(len(data))
 
     def _append(self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> None:
-        commands = plan_append(settings, config.project, events)
+        online = config.online_store
         execute(
-            self._get_client(config.online_store),
-            commands,
+            self._get_client(online),
+            plan_append(settings, config.project, events),
             _appending(settings, events),
-            retry_policy(config.online_store),
+            retry_policy(online),
+            replica_acks(online),
         )
 
     async def _append_async(
         self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents
     ) -> None:
-        commands = plan_append(settings, config.project, events)
-        client = await self._get_client_async(config.online_store)
-        await execute_async(client, commands, _appending(settings, events), retry_policy(config.online_store))
+        online = config.online_store
+        await execute_async(
+            await self._get_client_async(online),
+            plan_append(settings, config.project, events),
+            _appending(settings, events),
+            retry_policy(online),
+            replica_acks(online),
+        )
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -423,19 +457,28 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         for key in client.scan_iter(match=view_scan_pattern(config.project, view_name), count=1000):
             batch.append(key)
             if len(batch) >= 1000:
-                deleted += _delete(client, batch)
+                deleted += _delete(client, batch, config.online_store)
                 batch = []
-        return deleted + _delete(client, batch)
+        return deleted + _delete(client, batch, config.online_store)
 
 
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
     return [dict(zip(k.join_keys, k.entity_values)) for k in entity_keys]
 
 
-def _delete(client: Any, keys: List[bytes]) -> int:
+def _delete(client: Any, keys: List[bytes], online_config: Any) -> int:
     if not keys:
         return 0
-    return sum(execute(client, [("UNLINK", k) for k in keys], "deleting a sequence view"))
+    commands: List[Command] = [("UNLINK", k) for k in keys]
+    return sum(
+        execute(
+            client,
+            commands,
+            "deleting a sequence view",
+            retry_policy(online_config),
+            replica_acks(online_config),
+        )
+    )
 
 
 def _uses_sequence_provider(config: RepoConfig) -> bool:
