@@ -17,7 +17,7 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -98,9 +98,11 @@ def sequence_store(root: Path, connection: str) -> FeatureStore:
     return store
 
 
-def add_use_case(store: FeatureStore) -> FeatureService:
+def add_use_case(store: FeatureStore, full: pd.DataFrame) -> Tuple[FeatureService, FeatureService, List[Any]]:
     """A ranking use case on `store`'s seq_a and seq_b: 100 events each, filtered, enriched from a
-    regular `item` view (pushed here for all items of `events` but 1%, so some lookups miss), padded."""
+    regular `item` view (pushed here for all items of `events` but 1%, so some lookups miss), padded.
+    Also the same use case over copies of the views that enrich at index time (`full` pushed to them
+    after the items). Returns both services and the objects to delete afterwards."""
     item_view = FeatureView(
         name="item",
         entities=[item],
@@ -123,7 +125,24 @@ def add_use_case(store: FeatureStore) -> FeatureService:
         sequences={"seq_a": spec, "seq_b": spec},
         output="padded",
     )
-    store.apply([item, item_view, use_case])
+    indexed_views = [
+        SequenceFeatureView(
+            name=f"{v}_idx",
+            entities=[customer],
+            source=_source(f"{v}_idx", Path(store.repo_path) / "data"),
+            schema=EVENT_FIELDS,
+            max_length=100,
+            enrich=[by_item],
+        )
+        for v in ("seq_a", "seq_b")
+    ]
+    indexed = SequenceUseCase(
+        name="bench_ranking_indexed",
+        features=[v[fields] for v in indexed_views],
+        sequences={v.name: spec for v in indexed_views},
+        output="padded",
+    )
+    store.apply([item, item_view, use_case, *indexed_views, indexed])
     ids = [k for k in range(5000) if k % 100]
     store.push(
         "item_push",
@@ -136,7 +155,14 @@ def add_use_case(store: FeatureStore) -> FeatureService:
             }
         ),
     )
-    return store.get_feature_service("bench_ranking")
+    for view in indexed_views:
+        store.push(f"{view.name}_push", full)
+    created = [use_case, indexed, *indexed_views, item_view, item]
+    return (
+        store.get_feature_service("bench_ranking"),
+        store.get_feature_service("bench_ranking_indexed"),
+        created,
+    )
 
 
 def builtin_store(root: Path, connection: str) -> FeatureStore:
@@ -319,7 +345,7 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         results[f"read_{n}_p50_ratio"] = p50(t_seq) / p50(t_base)
 
     # Serving a use case (filter, size, enrich, pad) vs the plain read of the same sequences above.
-    service = add_use_case(seq)
+    service, indexed, created = add_use_case(seq, full)
     served = seq.get_online_features(
         features=service, entity_rows=[{"customer_id": 3}], full_feature_names=True
     ).to_dict()
@@ -339,8 +365,18 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         )
         results[f"serve_{n}_p50_ms"] = p50(t_serve) * 1000
         results[f"serve_{n}_p50_ratio"] = p50(t_serve) / p50(t_plain)
+        # The same use case with the enrichment moved to index time (served from the stored events).
+        t_indexed, t_plain = interleaved(
+            lambda i: seq.get_online_features(features=indexed, entity_rows=rows[i], full_feature_names=True),
+            lambda i: seq.get_online_features(
+                features=seq_refs, entity_rows=rows[i], full_feature_names=True
+            ),
+            len(rows),
+        )
+        results[f"serve_indexed_{n}_p50_ms"] = p50(t_indexed) * 1000
+        results[f"serve_indexed_{n}_p50_ratio"] = p50(t_indexed) / p50(t_plain)
     # Feast's push scans the registry: extra objects would slow every push below (~20% for one event).
-    seq.apply([], objects_to_delete=[service, seq.get_feature_view("item"), item], partial=False)
+    seq.apply([], objects_to_delete=created, partial=False)
 
     # Write cost with full sequences: max_length 10,000 vs 10, 10 users, same new events.
     prefill = full_sequences(10, 10_000, seed=12)
