@@ -360,3 +360,32 @@ def test_padded_output_as_torch_tensors(served):
     ).to_dict()
     tensors = to_tensors(got, ["n", "cost", "clicks__mask"])
     assert tuple(tensors["n"].shape) == (USERS, 3) and tensors["clicks__mask"].dtype == torch.bool
+
+
+def test_online_write_batch_computes_index_time_enrichments_like_pushes(served):
+    """Custom writers calling the store's ``online_write_batch`` get the same stored enrichments."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    from feast_sequence.online_store import SequenceRedisOnlineStore
+
+    store, clicks, _ = served
+    service = store.get_feature_service("ranking_indexed")
+    pushed = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    online = SequenceRedisOnlineStore()
+    online.delete_sequence_view(store.config, "clicks_indexed")
+    rows = [
+        (
+            EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(int64_val=int(r.user_id))]),
+            {
+                "item_id": ValueProto(string_val=r.item_id),
+                "kind": ValueProto(string_val=r.kind),
+                "n": ValueProto(int32_val=int(r.n)),
+            },
+            r.ts.to_pydatetime(),
+            None,
+        )
+        for r in clicks.itertuples()
+    ]
+    online.online_write_batch(store.config, store.get_feature_view("clicks_indexed"), rows, None)
+    assert store.get_online_features(features=service, entity_rows=_rows()).to_dict() == pushed

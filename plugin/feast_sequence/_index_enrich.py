@@ -8,11 +8,12 @@ of a batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import pandas as pd
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feast_sequence._lookup import decode_lookup, lookup_commands, missing_row
+from feast_sequence._lookup import VALUE_FIELD, decode_lookup, lookup_commands, missing_row
 from feast_sequence._redis_io import Command
 from feast_sequence._settings import SequenceSettings
 
@@ -50,3 +51,47 @@ def plan_index_enrichment(
         return enriched
 
     return commands, finish
+
+
+ProtoRow = Tuple[Any, Dict[str, ValueProto], Any, Any]
+
+
+def plan_proto_row_enrichment(
+    settings: SequenceSettings,
+    project: str,
+    serialization_version: int,
+    rows: Sequence[ProtoRow],
+    one_call_per_key: bool = False,
+) -> Tuple[List[Command], Callable[[List[Any]], List[ProtoRow]]]:
+    """The same for rows in Feast's ``online_write_batch`` shape (custom writers): each row's values
+    gain the enriched fields as ``Value``s."""
+    if not settings.enrichments or not rows:
+        return [], lambda _: list(rows)
+    frame = pd.DataFrame(
+        {e.on: [_python(values.get(e.on)) for _, values, _, _ in rows] for e in settings.enrichments}
+    )
+    commands, enriched_frame = plan_index_enrichment(
+        settings, project, serialization_version, frame, one_call_per_key
+    )
+
+    def finish(replies: List[Any]) -> List[ProtoRow]:
+        enriched = enriched_frame(replies)
+        columns = {
+            output: (VALUE_FIELD[value_type], enriched[output].tolist())
+            for e in settings.enrichments
+            for (_, value_type), output in zip(e.features, e.output_names)
+        }
+        out = []
+        for i, (key, values, event_ts, created_ts) in enumerate(rows):
+            values = dict(values)
+            for output, (field, column) in columns.items():
+                values[output] = ValueProto(**{field: column[i]})
+            out.append((key, values, event_ts, created_ts))
+        return out
+
+    return commands, finish
+
+
+def _python(value: Any) -> Any:
+    kind = value.WhichOneof("val") if value is not None else None
+    return getattr(value, kind) if kind not in (None, "null_val") else None

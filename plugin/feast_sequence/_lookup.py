@@ -38,7 +38,7 @@ _KEY_FIELD = {
     ValueType.INT64: "int64_val",
 }
 # The ``Value`` field a feature value of each type is stored in.
-_VALUE_FIELD = {
+VALUE_FIELD = {
     **_KEY_FIELD,
     ValueType.FLOAT: "float_val",
     ValueType.DOUBLE: "double_val",
@@ -130,7 +130,7 @@ def _decode_column(raws: Sequence[Optional[bytes]], value_type: ValueType) -> Li
 
 @lru_cache(maxsize=None)
 def _column_format(value_type: ValueType) -> Tuple[Any, bytes]:
-    field = ValueProto.DESCRIPTOR.fields_by_name[_VALUE_FIELD[value_type]]
+    field = ValueProto.DESCRIPTOR.fields_by_name[VALUE_FIELD[value_type]]
     name = f"Column_{field.name}"
     file_proto = descriptor_pb2.FileDescriptorProto(
         name=f"feast_sequence_lookup_{field.name}.proto", package="feast_sequence.lookup", syntax="proto3"

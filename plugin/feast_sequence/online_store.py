@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
-from feast_sequence._index_enrich import plan_index_enrichment
+from feast_sequence._index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence._lookup import one_call_per_key
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
@@ -164,6 +164,16 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         if not is_sequence_view(table):
             return super().online_write_batch(config, table, data, progress)
         settings = sequence_settings(table)
+        lookups, enriched = plan_proto_row_enrichment(
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            data,
+            one_call_per_key(config.online_store),
+        )
+        if lookups:
+            client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
+            data = enriched(execute(client, lookups, _enriching(settings), retry))
         self._append(config, settings, encode_proto_rows(settings, data))
         if progress:
             progress(len(data))
@@ -178,6 +188,17 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         if not is_sequence_view(table):
             return await super().online_write_batch_async(config, table, data, progress)
         settings = sequence_settings(table)
+        lookups, enriched = plan_proto_row_enrichment(
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            data,
+            one_call_per_key(config.online_store),
+        )
+        if lookups:
+            client = await self._get_client_async(config.online_store)
+            retry = retry_policy(config.online_store)
+            data = enriched(await execute_async(client, lookups, _enriching(settings), retry))
         await self._append_async(config, settings, encode_proto_rows(settings, data))
         if progress:
             progress(len(data))
