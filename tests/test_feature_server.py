@@ -2,63 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from feast_sequence.local_redis import free_port
-
-
-def post(port: int, path: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else {}
+from feast_server import feast_serve, post
 
 
 @pytest.fixture
 def server(retail_repo: Path, redis_server, redis_client):
-    port = free_port()
     env = {**os.environ, "FEAST_SEQUENCE_REDIS": redis_server.connection_string}
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "feast"),
-            "-c",
-            str(retail_repo),
-            "serve",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--no-access-log",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("feast serve did not start: " + process.stderr.read().decode()[-3000:])
-            time.sleep(0.3)
-    yield port
-    process.terminate()
-    process.wait(30)
+    with feast_serve(retail_repo, env=env) as port:
+        yield port
 
 
 def test_http_push_then_read(server):

@@ -3,91 +3,26 @@ as one process (every append is one atomic script in Redis, so servers need no c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from feast import FeatureStore
 
 from conftest import feature_store_yaml
-from feast_sequence.local_redis import free_port
+from feast_server import feast_serve, module_repo, post
 from sample_repo import assert_clicks_match_reference
-from test_feature_server import post
 from test_reliability import batches
-
-TESTS = Path(__file__).resolve().parent
-REPO_MODULE = f"""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, {str(TESTS)!r})
-import sample_repo
-
-for _object in sample_repo.objects(Path(__file__).resolve().parent / "data"):
-    globals()[_object.name] = _object
-"""
-
-
-def _serve(repo: Path, env: dict) -> tuple:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "feast"),
-            "-c",
-            str(repo),
-            "serve",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--no-access-log",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    return port, process
-
-
-def _wait(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("feast serve did not start: " + process.stderr.read().decode()[-3000:])
-            time.sleep(0.3)
 
 
 @pytest.fixture
 def two_servers(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "features.py").write_text(REPO_MODULE)
-    (repo / "feature_store.yaml").write_text(feature_store_yaml("servers", redis_server.connection_string))
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    applied = subprocess.run(
-        [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    servers = [_serve(repo, env) for _ in range(2)]
-    for port, process in servers:
-        _wait(port, process)
-    yield FeatureStore(repo_path=str(repo)), [port for port, _ in servers]
-    for _, process in servers:
-        process.terminate()
-        process.wait(30)
+    env = module_repo(repo, "sample_repo", feature_store_yaml("servers", redis_server.connection_string))
+    with contextlib.ExitStack() as stack:
+        ports = [stack.enter_context(feast_serve(repo, env=env)) for _ in range(2)]
+        yield FeatureStore(repo_path=str(repo)), ports
 
 
 def _body(frame) -> dict:

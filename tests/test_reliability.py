@@ -189,63 +189,24 @@ def test_crafted_entity_values_cannot_reach_other_keys(make_store, tmp_path):
 
 
 def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
-    import json
-    import os
-    import sys
     import urllib.error
-    import urllib.request
 
-    from feast_sequence.local_redis import free_port
+    from feast_server import feast_serve, post
 
     with LocalRedis(appendonly=True) as server:
         store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")
         store.push("clicks_push", batches(1, 20, seed=8)[0])
-        port = free_port()
-        serve = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "feast"),
-                "-c",
-                str(store.repo_path),
-                "serve",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=dict(os.environ),
-        )
-        body = json.dumps({"features": ["clicks:item"], "entities": {"user_id": list(range(20))}}).encode()
-
-        def ask():
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/get-online-features",
-                data=body,
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    assert ask() == 200
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    assert time.monotonic() < deadline and serve.poll() is None
-                    time.sleep(0.3)
+        request = {"features": ["clicks:item"], "entities": {"user_id": list(range(20))}}
+        with feast_serve(Path(store.repo_path)) as port:
+            assert len(post(port, "/get-online-features", request)["results"]) == 2
             server.kill()
             start = time.perf_counter()
             with pytest.raises(urllib.error.HTTPError):
-                ask()
+                post(port, "/get-online-features", request)
             assert time.perf_counter() - start < 5
             server.start()
-            assert ask() == 200  # the same server process, not restarted
-        finally:
-            serve.terminate()
-            serve.wait(30)
+            # the same server process, not restarted
+            assert len(post(port, "/get-online-features", request)["results"]) == 2
 
 
 def test_health_check_fails_when_redis_is_unreachable(tmp_path, capsys):

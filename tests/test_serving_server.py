@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -17,70 +13,21 @@ from feast import FeatureStore
 import serving_repo
 from conftest import feature_store_yaml
 from feast_sequence import SequenceSpec, SequenceUseCase
-from feast_sequence.local_redis import free_port
-from test_feature_server import post
-
-TESTS = Path(__file__).resolve().parent
-REPO_MODULE = f"""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, {str(TESTS)!r})
-import serving_repo
-
-for _object in serving_repo.objects(Path(__file__).resolve().parent / "data"):
-    globals()[_object.name] = _object
-"""
+from feast_server import feast_serve, module_repo, post
 
 
 @pytest.fixture
 def served_over_http(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "features.py").write_text(REPO_MODULE)
-    (repo / "feature_store.yaml").write_text(
-        feature_store_yaml("http_serving", redis_server.connection_string)
+    env = module_repo(
+        repo, "serving_repo", feature_store_yaml("http_serving", redis_server.connection_string)
     )
-    feast = str(Path(sys.executable).parent / "feast")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    applied = subprocess.run([feast, "-c", str(repo), "apply"], capture_output=True, text=True, env=env)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
     store = FeatureStore(repo_path=str(repo))
     now = pd.Timestamp.now(tz="UTC")
     store.push("items_push", serving_repo.item_rows(30, now - pd.Timedelta(days=90)))
     store.push("clicks_push", serving_repo.clicks(300, 6, now, seed=4))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            feast,
-            "-c",
-            str(repo),
-            "serve",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--no-access-log",
-            "--registry_ttl_sec",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("feast serve did not start: " + process.stderr.read().decode()[-3000:])
-            time.sleep(0.3)
-    yield store, port
-    process.terminate()
-    process.wait(30)
+    with feast_serve(repo, "--registry_ttl_sec", "1", env=env) as port:
+        yield store, port
 
 
 def _values(body: dict) -> dict:
