@@ -123,33 +123,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         The whole frame is validated before anything is sent, so bad input writes nothing.
         """
         settings = sequence_settings(table)
-        lookups, enriched = plan_index_enrichment(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            df,
-            one_call_per_key(config.online_store),
-        )
-        if lookups:
-            client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
-            df = enriched(execute(client, lookups, _enriching(settings), retry))
+        df = self._with_index_enrichments(config, settings, df, plan_index_enrichment)
         events = encode_frame(settings, df)
         self._append(config, settings, events)
         return len(events)
 
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
         settings = sequence_settings(table)
-        lookups, enriched = plan_index_enrichment(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            df,
-            one_call_per_key(config.online_store),
-        )
-        if lookups:
-            client = await self._get_client_async(config.online_store)
-            retry = retry_policy(config.online_store)
-            df = enriched(await execute_async(client, lookups, _enriching(settings), retry))
+        df = await self._with_index_enrichments_async(config, settings, df, plan_index_enrichment)
         events = encode_frame(settings, df)
         await self._append_async(config, settings, events)
         return len(events)
@@ -164,16 +145,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         if not is_sequence_view(table):
             return super().online_write_batch(config, table, data, progress)
         settings = sequence_settings(table)
-        lookups, enriched = plan_proto_row_enrichment(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            data,
-            one_call_per_key(config.online_store),
-        )
-        if lookups:
-            client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
-            data = enriched(execute(client, lookups, _enriching(settings), retry))
+        data = self._with_index_enrichments(config, settings, data, plan_proto_row_enrichment)
         self._append(config, settings, encode_proto_rows(settings, data))
         if progress:
             progress(len(data))
@@ -188,20 +160,43 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         if not is_sequence_view(table):
             return await super().online_write_batch_async(config, table, data, progress)
         settings = sequence_settings(table)
-        lookups, enriched = plan_proto_row_enrichment(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            data,
-            one_call_per_key(config.online_store),
-        )
-        if lookups:
-            client = await self._get_client_async(config.online_store)
-            retry = retry_policy(config.online_store)
-            data = enriched(await execute_async(client, lookups, _enriching(settings), retry))
+        data = await self._with_index_enrichments_async(config, settings, data, plan_proto_row_enrichment)
         await self._append_async(config, settings, encode_proto_rows(settings, data))
         if progress:
             progress(len(data))
+
+    def _with_index_enrichments(
+        self, config: RepoConfig, settings: SequenceSettings, rows: Any, plan: Any
+    ) -> Any:
+        """``rows`` (a frame, or Feast's proto rows, per ``plan``) with the view's index-time enriched
+        fields, looked up in one pipeline; unchanged for views without enrichments."""
+        lookups, enriched = plan(
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            rows,
+            one_call_per_key(config.online_store),
+        )
+        if not lookups:
+            return enriched([])
+        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
+        return enriched(execute(client, lookups, _enriching(settings), retry))
+
+    async def _with_index_enrichments_async(
+        self, config: RepoConfig, settings: SequenceSettings, rows: Any, plan: Any
+    ) -> Any:
+        lookups, enriched = plan(
+            settings,
+            config.project,
+            config.entity_key_serialization_version,
+            rows,
+            one_call_per_key(config.online_store),
+        )
+        if not lookups:
+            return enriched([])
+        client = await self._get_client_async(config.online_store)
+        retry = retry_policy(config.online_store)
+        return enriched(await execute_async(client, lookups, _enriching(settings), retry))
 
     def _append(self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> None:
         online = config.online_store
