@@ -41,3 +41,18 @@ def reference_sequences(
         ]
         for entity, rows in by_entity.items()
     }
+
+
+def retail_records(events) -> List[Event]:
+    """Retail events (purchases or returns frames) as the reference's records, one entity per customer."""
+    return [
+        {
+            "entity": int(r.customer_id),
+            "invoice": r.invoice,
+            "item_id": r.item_id,
+            "quantity": int(r.quantity),
+            "unit_price": float(r.unit_price),
+            "timestamp_us": r.event_timestamp.value // 1000,
+        }
+        for r in events.itertuples()
+    ]

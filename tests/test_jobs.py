@@ -23,7 +23,7 @@ from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
 from feast_sequence.transformations.enrichment import run_enrichment
 from feast_sequence.transformations.selection import TopScored
-from reference import reference_sequences
+from reference import reference_sequences, retail_records
 
 END = datetime(2010, 12, 10, tzinfo=timezone.utc)
 
@@ -33,20 +33,6 @@ def served(store, view, customers, fields=("item_id", "quantity")):
         features=[f"{view}:{f}" for f in fields], entity_rows=[{"customer_id": c} for c in customers]
     ).to_dict()
     return {c: list(zip(*(out[f][i] for f in fields))) for i, c in enumerate(customers)}
-
-
-def retail_records(events):
-    return [
-        {
-            "entity": int(r.customer_id),
-            "invoice": r.invoice,
-            "item_id": r.item_id,
-            "quantity": int(r.quantity),
-            "unit_price": float(r.unit_price),
-            "timestamp_us": r.event_timestamp.value // 1000,
-        }
-        for r in events.itertuples()
-    ]
 
 
 def expected(settings, events, customers):

@@ -12,7 +12,7 @@ from feast_sequence import sequence_settings
 from feast_sequence._historical import PandasEngine, SparkEngine, spark_session
 from feast_sequence._pit import QUERY_TIME_US, ROW_ID
 from conftest import replay
-from reference import reference_sequences
+from reference import reference_sequences, retail_records
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
 
@@ -82,18 +82,7 @@ def test_training_data_at_sampled_times_equals_the_reference(retail_store, retai
             as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
         )  # Feast's Spark join drops the zone
         mine = events[(events["customer_id"] == row.customer_id) & (events["event_timestamp"] <= as_of)]
-        records = [
-            {
-                "entity": 0,
-                "invoice": r.invoice,
-                "item_id": r.item_id,
-                "quantity": int(r.quantity),
-                "unit_price": float(r.unit_price),
-                "timestamp_us": r.event_timestamp.value // 1000,
-            }
-            for r in mine.itertuples()
-        ]
-        expected = reference_sequences(settings, records).get(0, [])
+        expected = reference_sequences(settings, retail_records(mine)).get(row.customer_id, [])
         assert len(expected) > 0 or mine.empty
         assert comparable(row.customer_purchases__item_id) == [e["item_id"] for e in expected]
         assert comparable(row.customer_purchases__quantity) == [e["quantity"] for e in expected]

@@ -12,7 +12,7 @@ from feast.data_source import PushMode
 import serving_repo
 from conftest import replay
 from feast_sequence import sequence_settings
-from reference import reference_sequences
+from reference import reference_sequences, retail_records
 from test_offline import comparable
 from test_serving import USERS, _clicks, _rows, _store
 
@@ -114,18 +114,8 @@ def test_retail_use_case_training_at_sampled_times_equals_the_reference(retail_s
         as_of = pd.Timestamp(row.event_timestamp)
         as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
         mine = events[(events["customer_id"] == row.customer_id) & (events["event_timestamp"] <= as_of)]
-        records = [
-            {
-                "entity": 0,
-                "invoice": r.invoice,
-                "item_id": r.item_id,
-                "quantity": int(r.quantity),
-                "unit_price": float(r.unit_price),
-                "timestamp_us": r.event_timestamp.value // 1000,
-            }
-            for r in mine.itertuples()
-        ]
-        kept = [e for e in reference_sequences(settings, records).get(0, []) if e["quantity"] > 0][:10]
+        stored = reference_sequences(settings, retail_records(mine)).get(row.customer_id, [])
+        kept = [e for e in stored if e["quantity"] > 0][:10]
         pad = 10 - len(kept)
         known = [
             e["item_id"] in catalog.index and catalog.loc[e["item_id"], "event_timestamp"] <= as_of
