@@ -32,6 +32,7 @@ from feast_sequence.serving import metrics
 from feast_sequence.serving.batch import SequenceBatch
 from feast_sequence.serving.enrich import distinct_keys, join
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
+from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events, needed_fields
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
 from feast_sequence.serving.size import first_n
@@ -77,6 +78,14 @@ class ViewPlan:
         wanted |= {e.on for e in self.serving_enrichments}
         wanted |= {n for e in self.spec.enrich if e in self.settings.enrichments for n in e.output_names}
         return sorted(wanted & stored)
+
+    def owner(self) -> List[int]:
+        """For each output row of the request, the unique entity (batch row) it shows."""
+        owner = [0] * self.output_len
+        for unique, destinations in enumerate(self.idxs):
+            for out in destinations:
+                owner[out] = unique
+        return owner
 
     @property
     def length(self) -> int:
@@ -248,9 +257,11 @@ def _serve(
         clock.stage("enrich")
 
     # --- response: Feast's layout, then on-demand views, then the output format ---
+    # On-demand views must see unpadded lists; without them, lists are padded as they are written.
+    pad_in_fill = use_case.output == "padded" and not odfvs
     for start, end, part in parts:
         if isinstance(part, ViewPlan):
-            _fill(part, response, full_feature_names, include_version_metadata)
+            _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
             metrics.observe_sequences(
                 use_case.name,
                 part.name,
@@ -268,7 +279,7 @@ def _serve(
     kept = set(result_names)
     for plan in plans:
         kept.update(_output_name(plan, n, full_feature_names) for n in plan.outputs)
-        kept.update(featurize_response(use_case, plan, response, full_feature_names))
+        kept.update(featurize_response(use_case, plan, response, full_feature_names, pad_in_fill))
     utils._drop_unneeded_columns(response, kept)
     clock.stage("featurize")
     return OnlineResponse(response, feature_types=feature_types)
@@ -283,16 +294,15 @@ def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
     return f"{plan.name}__{name}" if full_feature_names else name
 
 
-def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool) -> None:
-    """Append one view's shaped sequences to the response, in Feast's layout."""
+def _fill(
+    plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool
+) -> None:
+    """Append one view's shaped sequences to the response, in Feast's layout (padded if ``pad``)."""
     batch = plan.batch
     outputs = plan.outputs
     response.metadata.feature_names.val.extend(_output_name(plan, n, full_feature_names) for n in outputs)
     add_view_metadata(response, plan.table, include_version_metadata)
-    owner = [0] * plan.output_len
-    for unique, destinations in enumerate(plan.idxs):
-        for out in destinations:
-            owner[out] = unique
+    owner = plan.owner()
     newest = [0] * batch.rows
     non_empty = np.flatnonzero(batch.lengths > 0).tolist()
     for row, seconds in zip(non_empty, newest_seconds(batch, plan.settings.timestamp_field).tolist()):
@@ -300,6 +310,8 @@ def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_versi
     for name in outputs:
         list_field = list_field_name(batch.types[name])
         rows = batch.row_lists(name)
+        if pad:
+            rows = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]]) for row in rows]
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
         for out in range(plan.output_len):
@@ -313,23 +325,22 @@ def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_versi
 
 
 def featurize_response(
-    use_case: UseCaseSettings, plan: ViewPlan, response: Any, full_feature_names: bool
+    use_case: UseCaseSettings, plan: ViewPlan, response: Any, full_feature_names: bool, padded: bool
 ) -> List[str]:
-    """Apply the use case's output format to one view's features in the response; returns the names
-    of the features it added (masks, lengths)."""
+    """Apply the use case's output format to one view's features in the response (``padded``: its
+    lists already are); returns the names of the features it added (masks, lengths)."""
     if use_case.output == "lists":
         return []
-    names = list(response.metadata.feature_names.val)
-    counts: List[int] = []
+    counts = plan.batch.lengths[plan.owner()].tolist()
     if use_case.output == "padded":
-        for name in plan.outputs:
-            vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
-            counts = pad_response_vector(vector, plan.length, PAD_VALUES[plan.batch.types[name]])
+        if not padded:
+            names = list(response.metadata.feature_names.val)
+            for name in plan.outputs:
+                vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
+                pad_response_vector(vector, plan.length, PAD_VALUES[plan.batch.types[name]])
         added = mask_name(plan.name)
         _add_vector(response, added, "bool_list_val", [mask(c, plan.length) for c in counts])
     else:  # jagged
-        first = response.results[names.index(_output_name(plan, plan.outputs[0], full_feature_names))]
-        counts = [len(getattr(v, v.WhichOneof("val")).val) for v in first.values]
         added = length_name(plan.name)
         _add_vector(response, added, "int64_val", counts)
     return [added]
