@@ -114,13 +114,7 @@ def objects(data_dir: Path, ranking_length: int = 3) -> List:
         sequences={"clicks": SequenceSpec(**spec, enrich=[by_item])},
         output="padded",
     )
-    recent = SequenceUseCase(
-        name="recent",
-        features=[clicks[["item_id"]]],
-        sequences={"clicks": SequenceSpec(length=2)},
-        output="jagged",
-        limits=Limits(max_entities=3),
-    )
+    recent = recent_use_case(clicks)
     return [
         user,
         item,
@@ -133,6 +127,17 @@ def objects(data_dir: Path, ranking_length: int = 3) -> List:
         ranking_serving,
         recent,
     ]
+
+
+def recent_use_case(clicks_view: SequenceFeatureView, length: int = 2) -> SequenceUseCase:
+    """The newest clicked items, jagged, at most 3 users per request (the tests change its length)."""
+    return SequenceUseCase(
+        name="recent",
+        features=[clicks_view[["item_id"]]],
+        sequences={"clicks": SequenceSpec(length=length)},
+        output="jagged",
+        limits=Limits(max_entities=3),
+    )
 
 
 def clicks(n: int, users: int, now: pd.Timestamp, seed: int, items: int = 40) -> pd.DataFrame:

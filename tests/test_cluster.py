@@ -66,8 +66,8 @@ def local_cluster(nodes: int = 3):
 
 @pytest.fixture(scope="module")
 def cluster():
-    if shutil.which("redis-cli") is None:
-        pytest.skip("needs redis-cli to create the cluster")
+    # make test installs redis-server, which brings redis-cli: a missing one is a set-up error.
+    assert shutil.which("redis-cli"), "redis-cli is missing; install redis-server (make test does)"
     with local_cluster() as servers:
         yield servers
 

@@ -208,16 +208,7 @@ def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path
     before = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
     assert max(before.to_dict()["clicks__length"]) == 2
     clicks = store.get_feature_view("clicks")
-    store.apply(
-        [
-            SequenceUseCase(
-                name="recent",
-                features=[clicks[["item_id"]]],
-                sequences={"clicks": SequenceSpec(length=1)},
-                output="jagged",
-            )
-        ]
-    )
+    store.apply([serving_repo.recent_use_case(clicks, length=1)])
     deadline = time.monotonic() + 10
     while True:
         got = running.get_online_features(

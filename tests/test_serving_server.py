@@ -12,7 +12,6 @@ from feast import FeatureStore
 
 import serving_repo
 from conftest import feature_store_yaml
-from feast_sequence import SequenceSpec, SequenceUseCase
 from feast_server import feast_serve, module_repo, post
 
 
@@ -56,16 +55,7 @@ def test_feast_serve_serves_use_cases_and_picks_up_apply(served_over_http):
 
     # `feast apply` of a changed use case reaches the running server at its next registry refresh.
     clicks = store.get_feature_view("clicks")
-    store.apply(
-        [
-            SequenceUseCase(
-                name="recent",
-                features=[clicks[["item_id"]]],
-                sequences={"clicks": SequenceSpec(length=1)},
-                output="jagged",
-            )
-        ]
-    )
+    store.apply([serving_repo.recent_use_case(clicks, length=1)])
     deadline = time.monotonic() + 20
     while True:
         body = post(
