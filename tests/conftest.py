@@ -106,6 +106,12 @@ def retail_store(retail_repo: Path, redis_client, redis_server: LocalRedis, monk
     return FeatureStore(repo_path=str(retail_repo))
 
 
+def sequence_key_count(client) -> int:
+    """How many sequence keys (sorted sets and identity hashes) Redis holds; the per-project record
+    of stored definitions is not one."""
+    return sum(1 for _ in client.scan_iter(match=b"fsq:*:{*", count=1000))
+
+
 def redis_state(client) -> dict:
     """Every stored sequence (its members and scores), to compare whole store states."""
     return {k: client.zrange(k, 0, -1, withscores=True) for k in client.scan_iter(b"fsq:*}:z")}

@@ -32,7 +32,7 @@ def reference_sequences(
             best[key] = candidate
     by_entity: Dict[Any, List[Tuple[int, bytes, Event]]] = {}
     for (entity, identity), (ts, _, event) in best.items():
-        if settings.ttl_seconds and now_us is not None and ts < now_us - settings.ttl_seconds * 1_000_000:
+        if settings.ttl_us and now_us is not None and ts < now_us - settings.ttl_us:
             continue
         by_entity.setdefault(entity, []).append((ts, identity, event))
     return {

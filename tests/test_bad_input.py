@@ -11,7 +11,7 @@ from feast import Entity, Field, FileSource, PushSource, ValueType
 from feast.repo_config import FeastConfigError
 from feast.types import Array, Int32, String
 
-from conftest import feature_store_yaml
+from conftest import feature_store_yaml, sequence_key_count
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
@@ -186,7 +186,7 @@ def test_pushes_are_rejected_whole(store, redis_client, case):
     expected = KeyError if case == "missing timestamp column" else SequenceInputError
     with pytest.raises(expected, match=message):
         store.push("clicks_push", make())
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 def test_oversized_batch_is_rejected_before_any_work(store, redis_client, monkeypatch):
@@ -195,7 +195,7 @@ def test_oversized_batch_is_rejected_before_any_work(store, redis_client, monkey
     monkeypatch.setattr(_append, "MAX_EVENTS_PER_BATCH", 3)
     with pytest.raises(SequenceInputError, match=r"a batch of 4 events exceeds the limit of 3"):
         store.push("clicks_push", good(4))
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 def test_unknown_push_source(store, redis_client):
@@ -203,7 +203,7 @@ def test_unknown_push_source(store, redis_client):
 
     with pytest.raises(PushSourceNotFoundException, match="nope"):
         store.push("nope", good())
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 REQUESTS = {

@@ -103,7 +103,7 @@ def test_settings_survive_the_registry_round_trip(make_store):
     assert settings == sequence_settings(FeatureView.from_proto(reloaded.to_proto()))
     assert settings.max_length == 7
     assert settings.dedup_by == ("item",)
-    assert settings.ttl_seconds == 7200
+    assert settings.ttl_us == 7200 * 1_000_000
     assert settings.timestamp_field == "ts"
     assert settings.join_keys == (("user_id", ValueType.INT64),)
     assert [(f.name, f.value_type) for f in settings.fields] == [

@@ -221,3 +221,50 @@ def test_cli_names_its_jobs(capsys):
         main(["correct", "--help"])
     assert done.value.code == 0
     assert "--start" in capsys.readouterr().out
+
+
+def test_reindex_rebuilds_a_view_under_a_change_apply_refuses(
+    tmp_path, retail_events, redis_server, redis_client, monkeypatch
+):
+    import shutil
+
+    from conftest import PROJECT_ROOT, apply_repo
+    from feast import FeatureStore
+    from feast_sequence.examples.retail import write_repo_data
+
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    write_repo_data(retail_events, repo / "data")
+    apply_repo(repo, redis_server)
+    monkeypatch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
+    store = FeatureStore(repo_path=str(repo))
+    store.push("purchase_push", retail_events.purchases.iloc[:3000])
+
+    features = repo / "features.py"
+    text = features.read_text()
+    assert text.count('dedup_by=["invoice", "item_id"]') >= 1
+    features.write_text(text.replace('dedup_by=["invoice", "item_id"]', 'dedup_by=["item_id"]', 1))
+    bin_dir = Path(sys.executable).parent
+    refused = subprocess.run(
+        [str(bin_dir / "feast"), "-c", str(repo), "apply"], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert refused.returncode != 0
+    assert "feast-sequence reindex --repo <repo> --view customer_purchases" in refused.stdout + refused.stderr
+
+    rebuilt = subprocess.run(
+        [str(bin_dir / "feast-sequence"), "reindex", "--repo", str(repo), "--view", "customer_purchases",
+         "--days", "30", "--end", END.isoformat()],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    fresh = FeatureStore(repo_path=str(repo))
+    settings = sequence_settings(fresh.get_feature_view("customer_purchases"))
+    assert settings.dedup_by == ("item_id",)
+    window = retail_events.purchases[
+        (retail_events.purchases["event_timestamp"] >= END - timedelta(days=30))
+        & (retail_events.purchases["event_timestamp"] <= END)
+    ]
+    customers = sorted(window["customer_id"].unique().tolist())[:200]
+    assert served(fresh, "customer_purchases", customers) == expected(settings, window, customers)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
+from conftest import sequence_key_count
 from feast_sequence import SequenceInputError
 from sample_repo import events, objects
 
@@ -182,14 +183,14 @@ def test_bad_rows_reject_the_whole_push(store, redis_client, column, value, mess
     df.loc[1, column] = value
     with pytest.raises(SequenceInputError, match=message):
         store.push("clicks_push", df)
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 def test_missing_column_is_named(store, redis_client):
     df = events([(1, "a", 1, 1.0, True, at(1))]).drop(columns=["price"])
     with pytest.raises(Exception, match=r"price"):
         store.push("clicks_push", df)
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 def test_projects_on_one_redis_are_isolated(make_store, tmp_path):

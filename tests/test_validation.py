@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from feast.value_type import ValueType
 
+from conftest import sequence_key_count
 from feast_sequence import SequenceValidationError, sequence_settings
 from feast_sequence._settings import EventField, SequenceSettings
 from feast_sequence.validations.event_source import EventSourceChecks, validate_event_source
@@ -24,7 +25,7 @@ SETTINGS = SequenceSettings(
     timestamp_field="ts",
     max_length=5,
     dedup_by=(),
-    ttl_seconds=None,
+    ttl_us=None,
 )
 CHECKS = EventSourceChecks(
     allowed_values={"kind": ["view", "buy"]}, value_ranges={"n": (0, 100)}, max_duplicate_rate=0.05, now=NOW
@@ -192,4 +193,4 @@ def test_backfill_gate_refuses_a_failing_batch(retail_store, redis_client):
         SequenceValidationError, match=r"expect_column_values_to_be_between on column 'quantity'"
     ):
         run_backfill(context, days=10, end=datetime(2010, 12, 10, tzinfo=timezone.utc), gate=strict)
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0

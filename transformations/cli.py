@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 from feast_sequence import health
-from feast_sequence.transformations import backfill, correction, enrichment, streaming
+from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
 JOBS = {
@@ -17,6 +17,7 @@ JOBS = {
     "validate": validation_cli.main,
     "health": health.main,
     "stream": streaming.main,
+    "reindex": reindex.main,
 }
 
 

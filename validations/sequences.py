@@ -93,11 +93,11 @@ def validate_sequences(
         ),
         gx.expectations.ExpectColumnValuesToBeBetween(column="repeated_identities", min_value=0, max_value=0),
     ]
-    if settings.ttl_seconds:
+    if settings.ttl_us:
         out.append(
             gx.expectations.ExpectColumnValuesToBeBetween(
                 column="oldest_age_s",
-                max_value=settings.ttl_seconds,
+                max_value=settings.ttl_us / 1e6,
                 meta={"why": "nothing older than the TTL"},
             )
         )

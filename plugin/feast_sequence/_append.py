@@ -152,7 +152,7 @@ def plan_remove_range(
 def _header(settings: SequenceSettings, range_us: Optional[Tuple[int, int]]) -> List[Any]:
     return [
         settings.max_length,
-        (settings.ttl_seconds or 0) * 1000,
+        settings.ttl_us or 0,
         len(settings.dedup_by),
         range_us[0] if range_us else "",
         range_us[1] if range_us else "",

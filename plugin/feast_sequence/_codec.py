@@ -1,9 +1,10 @@
 """How events are encoded for Redis and decoded into Feast values: pure logic, no I/O.
 
 An event is stored as a run of protobuf wire-format elements: the timestamp (field number 1, whole
-seconds; 2, the sub-second remainder when non-zero) and one element per event field, field ``i``
-(0-based, schema order) being field number ``i + 3`` of a per-view message whose fields are all
-``repeated``. Fields appended to a schema later get new numbers, so stored events stay readable. Concatenating the stored events of a sequence therefore *is* a serialized message whose
+seconds; 2, the sub-second remainder when non-zero) and one element per event field, numbered by
+the field's stored number (``EventField.stored_number``, derived from its name and recorded in the
+registry) in a per-view message whose fields are all ``repeated``. Adding, removing or reordering
+fields never renumbers the others, so stored events keep their meaning. Concatenating the stored events of a sequence therefore *is* a serialized message whose
 repeated fields are the sequence's columns, newest first, so a whole sequence is decoded by one
 C-level ``ParseFromString`` instead of per-event Python work. See ``docs/storage-layout.md``.
 
@@ -95,11 +96,6 @@ def _tag(field_number: int, wire_type: int) -> bytes:
 TIMESTAMP_NUMBER, MICROS_NUMBER = 1, 2
 
 
-def field_number(index: int) -> int:
-    """Protobuf field number of the event field at ``index`` (0-based, schema order)."""
-    return index + 3
-
-
 @dataclass(frozen=True)
 class EventLayout:
     """Field numbers of one view's stored events, and the message class that parses a sequence."""
@@ -123,7 +119,7 @@ def layout_for(settings: SequenceSettings) -> EventLayout:
 
 @lru_cache(maxsize=256)
 def _layout(fields: Tuple[EventField, ...], dedup_positions: Tuple[int, ...]) -> EventLayout:
-    numbers = tuple(f.number or field_number(i) for i, f in enumerate(fields))
+    numbers = tuple(f.stored_number for f in fields)
     return EventLayout(
         fields=fields,
         numbers=numbers,

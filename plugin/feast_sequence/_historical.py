@@ -148,9 +148,9 @@ def historical_job(
                 raise SequenceInputError(f"entity_df lacks join key(s) {missing} of sequence view '{name}'.")
             queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
             start = _EPOCH
-            if settings.ttl_seconds:
+            if settings.ttl_us:
                 start = max(
-                    _EPOCH, query_times.min().to_pydatetime() - timedelta(seconds=settings.ttl_seconds)
+                    _EPOCH, query_times.min().to_pydatetime() - timedelta(microseconds=settings.ttl_us)
                 )
             end = query_times.max().to_pydatetime() + timedelta(microseconds=1)
             events = pull_events(view, settings, start, end)

@@ -25,6 +25,22 @@ def sequence_keys(prefix: bytes, entity_key: bytes) -> Tuple[bytes, bytes]:
     return base + b"z", base + b"h"
 
 
+def definitions_key(project: str) -> bytes:
+    """The hash of one project's stored definitions (view name -> ``_evolution.StoredDefinition``).
+    No ``:{`` in it, so no view's scan pattern matches it."""
+    return KEY_PREFIX + project.encode() + b":__definitions__"
+
+
+def zset_key_of(key: bytes) -> bytes:
+    """The sorted-set key of the sequence that ``key`` (either of its two keys) belongs to."""
+    return key[:-1] + b"z"
+
+
+def sequence_keys_of(zset_key: bytes) -> Tuple[bytes, bytes]:
+    """Both keys of a sequence, given its sorted-set key."""
+    return zset_key, zset_key[:-1] + b"h"
+
+
 def view_scan_pattern(project: str, view_name: str) -> bytes:
     """A SCAN MATCH pattern for every key of one view in one project."""
     return _GLOB_SPECIAL.sub(rb"\\\1", view_prefix(project, view_name)) + b"*"

@@ -56,7 +56,7 @@ def sequences_as_of(
     members, identities = encode_columns(layout, columns, event_times)
     keys = identities if identities is not None else members
 
-    ttl_us = settings.ttl_seconds * 1_000_000 if settings.ttl_seconds else None
+    ttl_us = settings.ttl_us
     # Kept events as (timestamp, member, event index, identity), ascending: the Redis sorted set.
     kept: List[Tuple[int, bytes, int, bytes]] = []
     kept_by_identity: Dict[bytes, Tuple[int, bytes, int, bytes]] = {}

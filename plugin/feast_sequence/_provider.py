@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional
 
 import pandas as pd
 from feast import FeatureView
+from feast.data_source import PushSource
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
+from feast_sequence._append import encode_frame
 from feast_sequence._historical import engine_for, historical_job
+from feast_sequence._push_views import PushSourceViews
 from feast_sequence._indexing import (
     IndexTarget,
     newest_before_pandas,
@@ -46,6 +50,7 @@ class SequenceProvider(PassthroughProvider):
 
     def __init__(self, config: RepoConfig):
         super().__init__(config)
+        self._push_views = PushSourceViews(config)
         if getattr(config.offline_store, "type", "") == "spark":
             # Spark's Python workers must import feast_sequence: unless told otherwise, run them
             # with this interpreter (the one that has it), not whatever `python3` is on PATH.
@@ -62,6 +67,7 @@ class SequenceProvider(PassthroughProvider):
         return store
 
     def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None) -> None:
+        self._check_other_views_of_the_push(feature_view, df, field_mapping)
         if not is_sequence_view(feature_view):
             return super().ingest_df(feature_view, df, field_mapping)
         self._sequence_store().write_events(self.repo_config, feature_view, _mapped(feature_view, df))
@@ -69,11 +75,36 @@ class SequenceProvider(PassthroughProvider):
     async def ingest_df_async(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None
     ) -> None:
+        self._check_other_views_of_the_push(feature_view, df, field_mapping)
         if not is_sequence_view(feature_view):
             return await super().ingest_df_async(feature_view, df, field_mapping)
         await self._sequence_store().write_events_async(
             self.repo_config, feature_view, _mapped(feature_view, df)
         )
+
+    def _check_other_views_of_the_push(
+        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict]
+    ) -> None:
+        """Validate a pushed frame for every other view of its push source before writing this one.
+
+        Feast writes a push source's views one by one, so a value bad only for the second view
+        would otherwise fail after the first was written. Each view validates the others (the
+        order is Feast's set order, and async pushes write them concurrently), so a bad value
+        writes nothing anywhere. Costs one extra validation per other view; none for a push
+        source that feeds one view.
+        """
+        source = getattr(feature_view, "stream_source", None)
+        if not isinstance(source, PushSource):
+            return
+        for other in self._push_views.fed_by(source.name):
+            if other.name == feature_view.name:
+                continue
+            if is_sequence_view(other):
+                settings = sequence_settings(other)
+                # Index-time enriched fields are looked up at write time, not pushed.
+                encode_frame(replace(settings, fields=settings.event_fields), _mapped(other, df))
+            else:
+                self._prep_rows_to_write_for_ingestion(feature_view=other, df=df, field_mapping=field_mapping)
 
     def get_historical_features(
         self,
@@ -172,7 +203,7 @@ class SequenceProvider(PassthroughProvider):
         settings = sequence_settings(feature_view)
         engine, spark_events = engine_for(config)
         target = IndexTarget(config.online_store, project, settings, config.entity_key_serialization_version)
-        horizon = end_date - timedelta(seconds=settings.ttl_seconds) if settings.ttl_seconds else _EPOCH
+        horizon = end_date - timedelta(microseconds=settings.ttl_us) if settings.ttl_us else _EPOCH
         job = self._pull_events(config, feature_view, settings, max(horizon, _EPOCH), end_date)
         start = max(start_date, horizon)
         if spark_events:

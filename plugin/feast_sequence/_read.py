@@ -86,7 +86,7 @@ def oldest_kept_us(
     settings: SequenceSettings, now_us: Optional[int], window_us: Optional[int] = None
 ) -> object:
     """The oldest event time a read returns: events at or after it (TTL, then a use case's window)."""
-    bounds = [b for b in (settings.ttl_seconds and settings.ttl_seconds * 1_000_000, window_us) if b]
+    bounds = [b for b in (settings.ttl_us, window_us) if b]
     if not bounds:
         return "-inf"
     now_us = now_us if now_us is not None else time.time_ns() // 1000

@@ -19,17 +19,18 @@ from redis.exceptions import (
     AuthenticationWrongNumberOfArgsError,
     ConnectionError,
     NoScriptError,
+    OutOfMemoryError,
     RedisError,
     ResponseError,
     TimeoutError,
 )
 
-from feast_sequence._scripts import APPEND, MULTI_HMGET, REWRITE, LuaScript
+from feast_sequence._scripts import APPEND, EXPIRE, MULTI_HMGET, REWRITE, LuaScript
 from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 
 Command = Tuple[Any, ...]
 
-_SCRIPTS = {s.sha: s for s in (APPEND, REWRITE, MULTI_HMGET)}
+_SCRIPTS = {s.sha: s for s in (APPEND, EXPIRE, REWRITE, MULTI_HMGET)}
 
 
 def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Command:
@@ -140,6 +141,14 @@ def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolic
         ) from exc
     if _is_noscript(exc) and not scripts_loaded:
         return _Outcome.LOAD_SCRIPTS  # first use, or Redis restarted and forgot its scripts
+    if isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and "> 'maxmemory'" in str(exc)):
+        raise SequenceStoreError(
+            f"Redis is out of memory (maxmemory reached) while {what}: {exc}. Each entity's events "
+            "are written whole or not at all (one atomic script call per entity and up to 1,000 "
+            "events), so some entities of this batch may have been written and the others not. It "
+            "is safe to re-send the whole batch once memory is freed or maxmemory raised (writes "
+            "are idempotent)."
+        ) from exc
     unavailable = _unavailable(exc, f"while {what} ({attempt + 1} attempt(s))")
     if unavailable is None:
         raise SequenceStoreError(f"Redis failed while {what}: {exc}") from exc

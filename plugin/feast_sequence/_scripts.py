@@ -20,9 +20,32 @@ class LuaScript:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
+# Keeps a sequence's keys alive exactly as long as its newest event is served under the view's
+# current TTL: PEXPIREAT at (newest event time + ttl), rounded up to the millisecond; PERSIST when the
+# view has no TTL (a TTL removed by `feast apply` must not keep deleting keys). A sorted set that no
+# longer exists takes its identity hash with it.
+_EXPIRY = r"""
+local function set_expiry(zkey, hkey, ttl_us, with_hash)
+  local newest = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
+  if not newest[2] then
+    if with_hash then redis.call('DEL', hkey) end
+    return
+  end
+  if ttl_us > 0 then
+    local expire_at = string.format('%.0f', math.ceil((tonumber(newest[2]) + ttl_us) / 1000))
+    redis.call('PEXPIREAT', zkey, expire_at)
+    if with_hash then redis.call('PEXPIREAT', hkey, expire_at) end
+  else
+    redis.call('PERSIST', zkey)
+    if with_hash then redis.call('PERSIST', hkey) end
+  end
+end
+"""
+
+
 # KEYS[1] sorted set: score = event time in microseconds, member = the stored event
 # KEYS[2] hash identity -> score of the stored version (views with dedup_by only)
-# ARGV[1] max_length, ARGV[2] ttl in ms (0 = none), ARGV[3] number of dedup_by fields (0 = none),
+# ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
 # ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
 # correction job replaces a time range atomically with it), then the events: score, member
 # (no dedup_by) or score, member, identity (dedup_by).
@@ -31,13 +54,21 @@ class LuaScript:
 # deduplicated history, best = (timestamp, member bytes) descending. An event whose identity is
 # present replaces it only if it wins on (timestamp, member bytes); an identity that was trimmed
 # lost to max_length better events, so any older version of it would be trimmed again.
+#
+# Why it cannot half-write: Redis does not roll back a script's writes when it fails. So every
+# decision is made first, by reads only, and the writes follow with no error path between them. An
+# identity whose hash entry lost its event (a partial state left by an older version, or keys
+# evicted separately) is treated as absent and healed, never raised.
 APPEND = LuaScript(
     r"""
 local zkey, hkey = KEYS[1], KEYS[2]
 local max_length = tonumber(ARGV[1])
-local ttl_ms = tonumber(ARGV[2])
+local ttl_us = tonumber(ARGV[2])
 local identity_fields = tonumber(ARGV[3])
-
+local range_from, range_to = tonumber(ARGV[4]), tonumber(ARGV[5])
+"""
+    + _EXPIRY
+    + r"""
 -- Byte-wise comparison: Lua's '<' on strings uses strcoll, which depends on the locale.
 local function bytes_greater(a, b)
   local n = math.min(#a, #b)
@@ -80,69 +111,96 @@ local function stored_member(id, score)
   return nil
 end
 
-if ARGV[4] ~= '' then
-  if identity_fields > 0 then
-    local gone = redis.call('ZRANGEBYSCORE', zkey, ARGV[4], ARGV[5])
-    for j = 1, #gone do gone[j] = identity_of(gone[j]) end
-    for j = 1, #gone, 1000 do
-      redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
-    end
-  end
-  redis.call('ZREMRANGEBYSCORE', zkey, ARGV[4], ARGV[5])
+local function removed_by_range(score)
+  return range_from and score >= range_from and score <= range_to
 end
 
+-- Phase 1: reads and decisions only.
+local gone = {}
+if range_from and identity_fields > 0 then
+  gone = redis.call('ZRANGEBYSCORE', zkey, range_from, range_to)
+  for j = 1, #gone do gone[j] = identity_of(gone[j]) end
+end
+local adds, removes, index = {}, {}, {}
 if identity_fields > 0 then
+  -- The batch's own winner per identity, then against the stored version.
+  local best, order = {}, {}
   for i = 6, #ARGV, 3 do
-    local score, member, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local old_score = redis.call('HGET', hkey, id)
-    local old = old_score and stored_member(id, old_score)
-    if old_score and not old then
-      return redis.error_reply('feast_sequence: ' .. zkey .. ' lost the event of a known identity')
+    local s, member, id = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+    local b = best[id]
+    if not b then
+      order[#order + 1] = id
+      best[id] = {s, ARGV[i], member}
+    elseif s > b[1] or (s == b[1] and bytes_greater(member, b[3])) then
+      best[id] = {s, ARGV[i], member}
     end
-    local s = tonumber(score)
-    if not old or s > tonumber(old_score) or (s == tonumber(old_score) and bytes_greater(member, old)) then
-      if old then redis.call('ZREM', zkey, old) end
-      redis.call('ZADD', zkey, score, member)
-      redis.call('HSET', hkey, id, score)
+  end
+  for _, id in ipairs(order) do
+    local b = best[id]
+    local old_score = redis.call('HGET', hkey, id)
+    local old = nil
+    if old_score and not removed_by_range(tonumber(old_score)) then old = stored_member(id, old_score) end
+    if not old or b[1] > tonumber(old_score) or (b[1] == tonumber(old_score) and bytes_greater(b[3], old)) then
+      if old then removes[#removes + 1] = old end
+      adds[#adds + 1] = b[2]
+      adds[#adds + 1] = b[3]
+      index[#index + 1] = id
+      index[#index + 1] = b[2]
     end
   end
 else
   -- The member embeds the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
-  local batch = {}
   for i = 6, #ARGV, 2 do
-    batch[#batch + 1] = ARGV[i]
-    batch[#batch + 1] = ARGV[i + 1]
-    if #batch >= 1000 then
-      redis.call('ZADD', zkey, unpack(batch))
-      batch = {}
-    end
+    adds[#adds + 1] = ARGV[i]
+    adds[#adds + 1] = ARGV[i + 1]
   end
-  if #batch > 0 then redis.call('ZADD', zkey, unpack(batch)) end
+end
+
+-- Phase 2: writes.
+if range_from then
+  for j = 1, #gone, 1000 do
+    redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
+  end
+  redis.call('ZREMRANGEBYSCORE', zkey, range_from, range_to)
+end
+for j = 1, #removes, 1000 do
+  redis.call('ZREM', zkey, unpack(removes, j, math.min(j + 999, #removes)))
+end
+for j = 1, #adds, 1000 do
+  redis.call('ZADD', zkey, unpack(adds, j, math.min(j + 999, #adds)))
+end
+for j = 1, #index, 1000 do
+  redis.call('HSET', hkey, unpack(index, j, math.min(j + 999, #index)))
 end
 
 local n = redis.call('ZCARD', zkey)
 if n > max_length then
   local last = n - max_length - 1
   if identity_fields > 0 then
-    local gone = redis.call('ZRANGE', zkey, 0, last)
-    for j = 1, #gone do gone[j] = identity_of(gone[j]) end
-    for j = 1, #gone, 1000 do
-      redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
+    local trimmed = redis.call('ZRANGE', zkey, 0, last)
+    for j = 1, #trimmed do trimmed[j] = identity_of(trimmed[j]) end
+    for j = 1, #trimmed, 1000 do
+      redis.call('HDEL', hkey, unpack(trimmed, j, math.min(j + 999, #trimmed)))
     end
   end
   redis.call('ZREMRANGEBYRANK', zkey, 0, last)
 end
 
-if ttl_ms > 0 then
-  -- Keys live until their newest event expires; a time in the past deletes them at once.
-  local newest = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
-  if newest[2] then
-    local expire_at = string.format('%.0f', math.floor(tonumber(newest[2]) / 1000) + ttl_ms)
-    redis.call('PEXPIREAT', zkey, expire_at)
-    if identity_fields > 0 then redis.call('PEXPIREAT', hkey, expire_at) end
-  end
-end
+set_expiry(zkey, hkey, ttl_us, identity_fields > 0)
 return n
+"""
+)
+
+
+# Re-applies a view's current TTL to one stored sequence (after `feast apply` changed it): KEYS as
+# for APPEND, ARGV[1] ttl in µs (0 = none), ARGV[2] '1' for views with dedup_by.
+EXPIRE = LuaScript(
+    r"""
+"""
+    + _EXPIRY
+    + r"""
+set_expiry(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2] == '1')
+return 1
 """
 )
 

@@ -8,9 +8,10 @@ namespaced tags at definition time and read back by :func:`sequence_settings` fr
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from feast.types import Array, FeastType, PrimitiveFeastType
 from feast.value_type import ValueType
@@ -24,9 +25,15 @@ TAG_MAX_LENGTH = TAG_PREFIX + "max_length"
 TAG_DEDUP_BY = TAG_PREFIX + "dedup_by"
 TAG_TIMESTAMP_FIELD = TAG_PREFIX + "timestamp_field"
 TAG_ENRICH = TAG_PREFIX + "enrich"
+TAG_FIELD_NUMBERS = TAG_PREFIX + "field_numbers"
 
 #: Version of the stored event encoding; bumped when the Redis layout changes incompatibly.
-STORAGE_FORMAT = "1"
+#: "2": field numbers come from field names (``stable_field_number``), not schema positions.
+STORAGE_FORMAT = "2"
+
+#: Stored field numbers are drawn from [20000, 2**18): above protobuf's reserved 19000-19999, and
+#: small enough that every field's tag is a 3-byte varint.
+FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 20_000, 2**18 - 1
 
 #: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
 MAX_LENGTH_CAP = 10_000
@@ -51,8 +58,22 @@ class EventField:
     name: str
     value_type: ValueType
     number: int = 0
-    """Stored field number; 0 means positional (``_codec.field_number``). Index-time enriched fields
-    get fixed numbers of their own, so adding event fields never renumbers them."""
+    """Stored field number (protobuf field number in the stored event); 0 means
+    ``stable_field_number(name)``. Fixed for the life of the stored data: see docs/concepts.md,
+    "Definition changes"."""
+    enriched: bool = False
+    """Computed at index time from an enrichment (stored, not a Feast feature of the view)."""
+
+    @property
+    def stored_number(self) -> int:
+        return self.number or stable_field_number(self.name)
+
+
+def stable_field_number(name: str) -> int:
+    """A field's stored number, a function of its name only: removing, reordering or adding other
+    fields never changes it, so events stored under an earlier definition keep their meaning."""
+    span = LAST_FIELD_NUMBER - FIRST_FIELD_NUMBER + 1
+    return FIRST_FIELD_NUMBER + zlib.crc32(name.encode("utf-8")) % span
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,7 @@ class SequenceSettings:
     timestamp_field: str
     max_length: int
     dedup_by: Tuple[str, ...]
-    ttl_seconds: Optional[int]
+    ttl_us: Optional[int]  # exact, a whole number of milliseconds; None = no TTL
     enrichments: Tuple[Enrichment, ...] = ()  # computed at index time and stored in the events
 
     @property
@@ -79,7 +100,7 @@ class SequenceSettings:
     @property
     def event_fields(self) -> Tuple[EventField, ...]:
         """The fields events arrive with (the view's Feast schema), without index-time enriched ones."""
-        return tuple(f for f in self.fields if not f.number)
+        return tuple(f for f in self.fields if not f.enriched)
 
     @property
     def event_field_names(self) -> Tuple[str, ...]:
@@ -155,6 +176,7 @@ def settings_tags(
     max_length: int,
     dedup_by: Tuple[str, ...],
     timestamp_field: str,
+    field_numbers: Mapping[str, int],
     enrichments: Sequence[Enrichment] = (),
 ) -> dict:
     tags = {
@@ -162,14 +184,45 @@ def settings_tags(
         TAG_MAX_LENGTH: str(max_length),
         TAG_DEDUP_BY: json.dumps(list(dedup_by)),
         TAG_TIMESTAMP_FIELD: timestamp_field,
+        TAG_FIELD_NUMBERS: json.dumps(dict(field_numbers), sort_keys=True),
     }
     if enrichments:
         tags[TAG_ENRICH] = json.dumps([e.to_json() for e in enrichments], sort_keys=True)
     return tags
 
 
-#: Field numbers of index-time enriched fields: enrichment k, feature j is stored as 1000 + 100 k + j.
-ENRICHED_NUMBER_BASE = 1000
+def assign_field_numbers(
+    view_name: str, stored_names: Sequence[str], overrides: Optional[Mapping[str, int]] = None
+) -> Dict[str, int]:
+    """Stored number of every stored field (event and enriched): ``stable_field_number`` unless
+    ``overrides`` names one. Two fields may not share a number."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(stored_names))
+    if unknown:
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': field_numbers names unknown field(s) {unknown}; "
+            f"valid fields: {', '.join(stored_names)}."
+        )
+    numbers: Dict[str, int] = {}
+    owner: Dict[int, str] = {}
+    for name in stored_names:
+        number = overrides.get(name, stable_field_number(name))
+        if isinstance(number, bool) or not isinstance(number, int) or not (
+            FIRST_FIELD_NUMBER <= number <= LAST_FIELD_NUMBER
+        ):
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': field_numbers[{name!r}]={number!r} is invalid; use an "
+                f"integer from {FIRST_FIELD_NUMBER} to {LAST_FIELD_NUMBER}."
+            )
+        if number in owner:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': fields {owner[number]!r} and {name!r} would share stored "
+                f"field number {number}; rename one, or give it another number with "
+                f"field_numbers={{{name!r}: N}} ({FIRST_FIELD_NUMBER} <= N <= {LAST_FIELD_NUMBER})."
+            )
+        owner[number] = name
+        numbers[name] = number
+    return numbers
 
 
 def enriched_fields(
@@ -178,20 +231,20 @@ def enriched_fields(
     """The stored (not Feast-visible) fields of a view's index-time enrichments, after its events'."""
     out = []
     taken = set(event_fields)
-    for k, enrichment in enumerate(enrichments):
+    for enrichment in enrichments:
         if enrichment.on not in event_fields:
             raise SequenceDefinitionError(
                 f"Sequence view '{view_name}': enrichment from '{enrichment.view}' joins on "
                 f"{enrichment.on!r}, which is not an event field ({', '.join(event_fields)})."
             )
-        for j, ((_, value_type), output) in enumerate(zip(enrichment.features, enrichment.output_names)):
+        for (_, value_type), output in zip(enrichment.features, enrichment.output_names):
             if output in taken:
                 raise SequenceDefinitionError(
                     f"Sequence view '{view_name}': enriched field {output!r} collides with another "
                     "field; give the enrichment a prefix."
                 )
             taken.add(output)
-            out.append(EventField(output, value_type, ENRICHED_NUMBER_BASE + 100 * k + j))
+            out.append(EventField(output, value_type, enriched=True))
     return tuple(out)
 
 
@@ -214,7 +267,8 @@ def sequence_settings(view: Any) -> SequenceSettings:
     if fmt != STORAGE_FORMAT:
         raise SequenceDefinitionError(
             f"Sequence view '{name}': storage format {fmt!r} is not supported by this version of "
-            f"feast-sequence (expected {STORAGE_FORMAT!r})."
+            f"feast-sequence (expected {STORAGE_FORMAT!r}). Rebuild it with `feast-sequence reindex "
+            f"--repo <repo> --view {name}` (format '1' numbered fields by schema position)."
         )
     try:
         max_length = int(tags[TAG_MAX_LENGTH])
@@ -227,22 +281,51 @@ def sequence_settings(view: Any) -> SequenceSettings:
     timestamp_field = tags.get(TAG_TIMESTAMP_FIELD, "")
     if not timestamp_field:
         raise SequenceDefinitionError(f"Sequence view '{name}': tag {TAG_TIMESTAMP_FIELD!r} is missing.")
-    fields = tuple(
+    try:
+        numbers = json.loads(tags[TAG_FIELD_NUMBERS])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SequenceDefinitionError(
+            f"Sequence view '{name}': tag {TAG_FIELD_NUMBERS!r} is missing or corrupt: {exc}"
+        ) from exc
+    event_fields = tuple(
         EventField(f.name, element_value_type(name, f.name, f.dtype))
         for f in view.features
         if f.name != timestamp_field
     )
-    field_names = [f.name for f in fields]
-    fields += enriched_fields(name, enrichments, field_names)
-    ttl = getattr(view, "ttl", None)
-    ttl_seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) and ttl > timedelta(0) else None
+    field_names = [f.name for f in event_fields]
+    unnumbered = enriched_fields(name, enrichments, field_names)
+    fields = []
+    for f in event_fields + unnumbered:
+        if not isinstance(numbers.get(f.name), int):
+            raise SequenceDefinitionError(
+                f"Sequence view '{name}': tag {TAG_FIELD_NUMBERS!r} has no number for field {f.name!r}."
+            )
+        fields.append(EventField(f.name, f.value_type, numbers[f.name], f.enriched))
     return SequenceSettings(
         view_name=name,
         join_keys=tuple((c.name, c.dtype.to_value_type()) for c in view.entity_columns),
-        fields=fields,
+        fields=tuple(fields),
         timestamp_field=timestamp_field,
         max_length=validate_max_length(name, max_length),
         dedup_by=validate_dedup_by(name, dedup_raw or None, field_names),
-        ttl_seconds=ttl_seconds,
+        ttl_us=ttl_us_of(name, getattr(view, "ttl", None)),
         enrichments=enrichments,
     )
+
+
+def ttl_us_of(view_name: str, ttl: Any) -> Optional[int]:
+    """A view's TTL in microseconds (None for none), exact. Redis expires keys with millisecond
+    precision, so a TTL must be a whole number of milliseconds: anything finer is refused rather
+    than silently rounded."""
+    if ttl is None or (isinstance(ttl, timedelta) and ttl == timedelta(0)):
+        return None
+    if not isinstance(ttl, timedelta) or ttl < timedelta(0):
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': ttl={ttl!r} must be a non-negative timedelta or None."
+        )
+    if ttl % timedelta(milliseconds=1):
+        raise SequenceDefinitionError(
+            f"Sequence view '{view_name}': ttl={ttl!r} is not a whole number of milliseconds; Redis "
+            "expires keys to the millisecond, so round it (e.g. timedelta(milliseconds=1500))."
+        )
+    return ttl // timedelta(microseconds=1)

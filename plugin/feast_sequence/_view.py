@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from feast import Entity, FeatureView, Field, PushSource
 from feast.data_source import DataSource
@@ -13,9 +13,11 @@ from feast.value_type import ValueType
 from feast_sequence._enrich_spec import Enrichment
 from feast_sequence._settings import (
     TAG_PREFIX,
+    assign_field_numbers,
     element_value_type,
     enriched_fields,
     settings_tags,
+    ttl_us_of,
     validate_dedup_by,
     validate_max_length,
 )
@@ -28,6 +30,14 @@ class SequenceFeatureView(FeatureView):
     ``schema`` lists the event fields with their scalar types; each is served as a list (``Array``)
     aligned by position, newest first. The source's timestamp field is served too, as
     ``Array(UnixTimestamp)``. Semantics (identity, ordering, TTL) are in ``docs/concepts.md``.
+
+    ``ttl`` must be a whole number of milliseconds (Redis expires keys to the millisecond).
+
+    Each stored field (event fields and enriched ones) has a stored field number derived from its
+    name, recorded in the registry with the view: removing or reordering fields never changes the
+    meaning of stored events. ``field_numbers={"name": n}`` picks another number for a field in the
+    rare case that two names collide (the definition error says so). ``feast apply`` refuses changes
+    that would change served answers (docs/concepts.md, "Definition changes").
 
     ``enrich`` lists enrichments computed at index time: each event is joined with the named view
     when it is written (pushes, materialization, the Spark jobs) and the joined features are stored
@@ -50,6 +60,7 @@ class SequenceFeatureView(FeatureView):
         dedup_by: Optional[Sequence[str]] = None,
         ttl: Optional[timedelta] = None,
         enrich: Optional[Sequence[Enrichment]] = None,
+        field_numbers: Optional[Mapping[str, int]] = None,
         online: bool = True,
         offline: bool = False,
         description: str = "",
@@ -70,10 +81,9 @@ class SequenceFeatureView(FeatureView):
             raise SequenceDefinitionError(
                 f"Sequence view '{name}': tags {reserved} use the reserved prefix {TAG_PREFIX!r}."
             )
-        if ttl is not None and (not isinstance(ttl, timedelta) or ttl < timedelta(0)):
-            raise SequenceDefinitionError(
-                f"Sequence view '{name}': ttl={ttl!r} must be a non-negative timedelta or None."
-            )
+        ttl_us_of(name, ttl)
+        stored_names = field_names + [f.name for f in enriched_fields(name, enrichments, field_names)]
+        numbers = assign_field_numbers(name, stored_names, field_numbers)
         entity_fields = [
             Field(name=e.join_key, dtype=from_value_type(e.value_type))
             for e in entities
@@ -88,7 +98,7 @@ class SequenceFeatureView(FeatureView):
             online=online,
             offline=offline,
             description=description,
-            tags={**user_tags, **settings_tags(max_length, dedup, timestamp_field, enrichments)},
+            tags={**user_tags, **settings_tags(max_length, dedup, timestamp_field, numbers, enrichments)},
             owner=owner,
         )
 

@@ -15,14 +15,19 @@ from typing import List, Optional
 from feast import FeatureStore
 
 from feast_sequence._redis_io import execute
+from feast_sequence._settings import is_sequence_view
 from feast_sequence.errors import SequenceConfigurationError, SequenceStoreError
 from feast_sequence.online_store import SequenceRedisOnlineStore
 
 
 def check(store: FeatureStore) -> float:
-    """PING the online store's Redis; returns the round trip in milliseconds.
+    """PING the online store's Redis and check it still holds what was applied; returns the PING's
+    round trip in milliseconds.
 
-    Raises ``SequenceStoreUnavailableError`` (or ``SequenceStoreError``) when it does not answer.
+    Raises ``SequenceStoreUnavailableError`` (or ``SequenceStoreError``) when it does not answer,
+    and ``SequenceStoreError`` when it lost its data: ``feast apply`` records every sequence view's
+    definition in Redis, so a registry view without that record means Redis restarted without
+    persistence, was flushed, or is another server. Reads would silently serve empty sequences.
     """
     online = store._get_provider().online_store
     if not isinstance(online, SequenceRedisOnlineStore):
@@ -32,7 +37,19 @@ def check(store: FeatureStore) -> float:
     client = online._get_client(store.config.online_store)
     start = time.perf_counter()
     execute(client, [("PING",)], "checking Redis health")
-    return (time.perf_counter() - start) * 1000
+    millis = (time.perf_counter() - start) * 1000
+    online.check_eviction_policy(store.config)
+    applied = sorted(v.name for v in store.list_feature_views() if is_sequence_view(v))
+    recorded = online.stored_definitions(store.config)
+    lost = [name for name in applied if name not in recorded]
+    if lost:
+        raise SequenceStoreError(
+            f"Redis has no record of sequence view(s) {lost} that the registry defines: it lost its "
+            "data (a restart without persistence, a FLUSHALL, or a different server). Reads serve "
+            "empty sequences. Backfill the views (feast-sequence backfill), then run `feast apply`, "
+            "which records them again; see docs/reliability.md."
+        )
+    return millis
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -13,10 +13,11 @@ ssl and db, ``key_ttl_seconds`` for regular views, ...).
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from functools import partial
 from datetime import datetime
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 import pandas as pd
 from feast import Entity, FeatureView, utils
@@ -33,21 +34,26 @@ from feast.repo_config import RepoConfig
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
 from feast_sequence._index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence._lookup import one_call_per_key
-from feast_sequence._keys import view_scan_pattern
+from feast_sequence._evolution import StoredDefinition, evolve
+from feast_sequence._keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence._redis_io import Command, execute, execute_async, replica_acks, retry_policy
+from feast_sequence._redis_io import Command, evalsha, execute, execute_async, replica_acks, retry_policy
+from feast_sequence._scripts import EXPIRE
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
 from feast_sequence.serving.pipeline import drive, drive_async, serve
 from feast_sequence.serving.use_case import is_use_case
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
+
+_log = logging.getLogger(__name__)
 
 
 class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -96,6 +102,8 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
 class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
 
+    _eviction_checked = False  # set per instance once Redis's maxmemory-policy was checked
+
     # --- connections ---
 
     def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
@@ -106,6 +114,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         client = super()._get_client(online_store_config)
         if fresh:
             client.set_retry(Retry(NoBackoff(), 0))
+        if not self._eviction_checked:
+            self._eviction_checked = _refuse_eviction(client)
         return client
 
     async def _get_client_async(self, online_store_config: RedisOnlineStoreConfig) -> Any:
@@ -113,6 +123,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         client = await super()._get_client_async(online_store_config)
         if fresh:
             client.set_retry(AsyncRetry(NoBackoff(), 0))
+        if not self._eviction_checked:
+            self._get_client(online_store_config)  # checks the eviction policy once, synchronously
         return client
 
     # --- writes -------------------------------------------------------------------------------
@@ -451,13 +463,58 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 f"'provider: {PROVIDER_PATH}' in feature_store.yaml (found {config.provider!r}); "
                 "it turns pushed rows into events."
             )
-        for table in sequences:
-            sequence_settings(table)  # re-validates the stored settings at `feast apply`
+        if sequences or any(is_sequence_view(t) for t in tables_to_delete):
+            self.check_eviction_policy(config)
+        # Every view is checked against what is stored before anything is changed: a refused view
+        # aborts the whole apply (Feast commits the registry only after this returns).
+        changes = self._definition_changes(config, [sequence_settings(t) for t in sequences])
         regular_deletes = [t for t in tables_to_delete if not is_sequence_view(t)]
         for table in tables_to_delete:
             if is_sequence_view(table):
                 self.delete_sequence_view(config, table.name)
+        for settings, previous, record in changes:
+            if previous is not None and previous.ttl_us != record.ttl_us:
+                self.expire_sequence_view(config, settings)  # a scan of the view's keys: only on change
+            execute(
+                self._get_client(config.online_store),
+                [("HSET", definitions_key(config.project), settings.view_name, record.to_json())],
+                f"recording the definition of sequence view '{settings.view_name}'",
+                retry_policy(config.online_store),
+                replica_acks(config.online_store),
+            )
         super().update(config, regular_deletes, tables_to_keep, entities_to_delete, entities_to_keep, partial)
+
+    def _definition_changes(
+        self, config: RepoConfig, views: Sequence[SequenceSettings]
+    ) -> List[Tuple[SequenceSettings, Optional[StoredDefinition], StoredDefinition]]:
+        """Per view: its stored definition (None if none) and the new one; raises on a refused change."""
+        if not views:
+            return []
+        replies = execute(
+            self._get_client(config.online_store),
+            [("HMGET", definitions_key(config.project), *[s.view_name for s in views])],
+            "reading the stored definitions of sequence views",
+            retry_policy(config.online_store),
+        )[0]
+        changes = []
+        for settings, raw in zip(views, replies):
+            previous = StoredDefinition.from_json(raw) if raw is not None else None
+            changes.append((settings, previous, evolve(previous, settings)))
+        return changes
+
+    def stored_definitions(self, config: RepoConfig) -> Dict[str, StoredDefinition]:
+        """Every sequence view of the project that Redis holds a definition record for."""
+        raw = execute(
+            self._get_client(config.online_store),
+            [("HGETALL", definitions_key(config.project))],
+            "reading the stored definitions of sequence views",
+            retry_policy(config.online_store),
+        )[0]
+        return {name.decode(): StoredDefinition.from_json(text) for name, text in raw.items()}
+
+    def check_eviction_policy(self, config: RepoConfig) -> None:
+        """Refuse a Redis that may evict keys (checked when the client is made, and again here)."""
+        _refuse_eviction(self._get_client(config.online_store))
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         for table in tables:
@@ -466,35 +523,95 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         super().teardown(config, [t for t in tables if not is_sequence_view(t)], entities)
 
     def delete_sequence_view(self, config: RepoConfig, view_name: str) -> int:
-        """Delete every key of one sequence view in this project; returns how many were deleted."""
+        """Delete every key of one sequence view in this project, and its stored definition; returns
+        how many sequence keys were deleted."""
         client = self._get_client(config.online_store)
-        deleted = 0
-        batch: List[bytes] = []
-        for key in client.scan_iter(match=view_scan_pattern(config.project, view_name), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += _delete(client, batch, config.online_store)
-                batch = []
-        return deleted + _delete(client, batch, config.online_store)
+        deleted = sum(
+            sum(_run_writes(client, [("UNLINK", k) for k in batch], config.online_store, "deleting a sequence view"))
+            for batch in _scan_batches(client, view_scan_pattern(config.project, view_name))
+        )
+        _run_writes(
+            client,
+            [("HDEL", definitions_key(config.project), view_name)],
+            config.online_store,
+            "deleting a sequence view",
+        )
+        return deleted
+
+    def expire_sequence_view(self, config: RepoConfig, settings: SequenceSettings) -> int:
+        """Set every stored sequence of a view to expire under its current TTL (none: never), as the
+        next write would; returns how many sequences were updated. Run by `feast apply` when the TTL
+        changes, so a removed or raised TTL no longer deletes keys at the old time."""
+        client = self._get_client(config.online_store)
+        args = (settings.ttl_us or 0, "1" if settings.dedup_by else "0")
+        updated = 0
+        for batch in _scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
+            sequences = sorted({zset_key_of(k) for k in batch})
+            commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
+            updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
+        return updated
 
 
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
     return [dict(zip(k.join_keys, k.entity_values)) for k in entity_keys]
 
 
-def _delete(client: Any, keys: List[bytes], online_config: Any) -> int:
-    if not keys:
-        return 0
-    commands: List[Command] = [("UNLINK", k) for k in keys]
-    return sum(
-        execute(
-            client,
-            commands,
-            "deleting a sequence view",
-            retry_policy(online_config),
-            replica_acks(online_config),
+def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
+    """Every key matching ``pattern``, in lists of up to ``size``."""
+    batch: List[bytes] = []
+    for key in client.scan_iter(match=pattern, count=size):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _run_writes(client: Any, commands: List[Command], online_config: Any, what: str) -> List[Any]:
+    return execute(client, commands, what, retry_policy(online_config), replica_acks(online_config))
+
+
+def _refuse_eviction(client: Any) -> bool:
+    """Sequence views need ``maxmemory-policy noeviction``: evicting one of a sequence's two keys
+    serves duplicates or loses events silently, and any eviction drops events without an error.
+    See docs/reliability.md, "Eviction". Returns False when Redis could not be asked (down): the
+    next client call checks again."""
+    try:
+        policies = eviction_policies(client)
+    except ResponseError as exc:  # CONFIG renamed or denied (managed Redis, ACLs): cannot check
+        _log.warning(
+            "Could not read Redis's maxmemory-policy (%s); sequence views need 'noeviction', "
+            "check it with your provider.",
+            exc,
         )
-    )
+        return True
+    except (ConnectionError, TimeoutError):
+        return False  # unreachable now: the call being made reports it, with retries
+    evicting = sorted({p for p in policies if p != "noeviction"})
+    if evicting:
+        raise SequenceConfigurationError(
+            f"Redis runs with maxmemory-policy {', '.join(evicting)}; sequence views need "
+            "'noeviction' (Redis's default), because evicting one of a sequence's keys serves "
+            "duplicates or loses events silently. Set it with `CONFIG SET maxmemory-policy "
+            "noeviction` and in redis.conf, and size maxmemory for the data (docs/scale.md)."
+        )
+    return True
+
+
+def eviction_policies(client: Any) -> List[str]:
+    """``maxmemory-policy`` of every primary the client writes to."""
+    if hasattr(client, "get_primaries"):  # Redis Cluster: each primary has its own setting
+        replies = client.config_get("maxmemory-policy", target_nodes=client.get_primaries())
+        return [r["maxmemory-policy"] for r in _node_replies(replies)]
+    return [client.config_get("maxmemory-policy")["maxmemory-policy"]]
+
+
+def _node_replies(replies: Any) -> List[Any]:
+    # redis-py returns one reply for a single node, a {node: reply} dict for several.
+    if isinstance(replies, dict) and "maxmemory-policy" in replies:
+        return [replies]
+    return list(replies.values())
 
 
 def _uses_sequence_provider(config: RepoConfig) -> bool:
@@ -517,6 +634,10 @@ def _enriching(settings: SequenceSettings) -> str:
 
 def _serving(service: Any) -> str:
     return f"serving use case '{service.name}'"
+
+
+def _expiring(settings: SequenceSettings) -> str:
+    return f"applying the TTL of sequence view '{settings.view_name}' to its stored sequences"
 
 
 def _reading(settings: SequenceSettings) -> str:

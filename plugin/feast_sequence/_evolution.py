@@ -1,0 +1,125 @@
+"""Definition changes against the stored data: what `feast apply` may change in place, what it must
+refuse, and the record of what a view's stored events were written with. Pure logic, no I/O.
+
+The record lives next to the data (one Redis hash per project, see ``_keys.definitions_key``), because
+what matters is what the *stored bytes* mean: which stored field number holds which field and type,
+which numbers were retired, how identities and entity keys were encoded, and the TTL the keys'
+expiry was set with. The compatibility table is in docs/concepts.md, "Definition changes".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from feast_sequence._settings import SequenceSettings
+from feast_sequence.errors import SequenceDefinitionError
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    """What one view's stored events were written with."""
+
+    fields: Dict[str, Tuple[int, str]]  # field name -> (stored number, value type name)
+    # number of a removed field -> (its name, value type name, whether it was an enriched field)
+    retired: Dict[int, Tuple[str, str, bool]] = field(default_factory=dict)
+    enriched: Tuple[str, ...] = ()  # fields computed by index-time enrichments
+    dedup_by: Tuple[str, ...] = ()
+    join_keys: Tuple[Tuple[str, str], ...] = ()  # (join key, value type name)
+    ttl_us: Optional[int] = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "fields": {name: list(spec) for name, spec in self.fields.items()},
+                "retired": {str(n): list(spec) for n, spec in self.retired.items()},
+                "enriched": list(self.enriched),
+                "dedup_by": list(self.dedup_by),
+                "join_keys": [list(k) for k in self.join_keys],
+                "ttl_us": self.ttl_us,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "StoredDefinition":
+        raw = json.loads(text)
+        return cls(
+            fields={name: (int(n), str(t)) for name, (n, t) in raw["fields"].items()},
+            retired={int(n): (str(name), str(t), bool(e)) for n, (name, t, e) in raw["retired"].items()},
+            enriched=tuple(raw["enriched"]),
+            dedup_by=tuple(raw["dedup_by"]),
+            join_keys=tuple((k, t) for k, t in raw["join_keys"]),
+            ttl_us=raw["ttl_us"],
+        )
+
+
+def _definition_of(settings: SequenceSettings, retired: Dict[int, Tuple[str, str, bool]]) -> StoredDefinition:
+    return StoredDefinition(
+        fields={f.name: (f.stored_number, f.value_type.name) for f in settings.fields},
+        retired=retired,
+        enriched=tuple(f.name for f in settings.fields if f.enriched),
+        dedup_by=settings.dedup_by,
+        join_keys=tuple((k, t.name) for k, t in settings.join_keys),
+        ttl_us=settings.ttl_us,
+    )
+
+
+def evolve(previous: Optional[StoredDefinition], settings: SequenceSettings) -> StoredDefinition:
+    """The record after applying ``settings`` over ``previous`` (None: nothing stored yet).
+
+    Raises ``SequenceDefinitionError`` listing every change that would change served answers for
+    the stored events, with the two ways to make it.
+    """
+    if previous is None:
+        return _definition_of(settings, {})
+    problems: List[str] = []
+    join_keys = tuple((k, t.name) for k, t in settings.join_keys)
+    if join_keys != previous.join_keys:
+        problems.append(
+            f"the entity key changes from {_keys_text(previous.join_keys)} to {_keys_text(join_keys)} "
+            "(stored sequences are keyed by the old one)"
+        )
+    if settings.dedup_by != previous.dedup_by:
+        problems.append(
+            f"dedup_by changes from {list(previous.dedup_by) or None} to {list(settings.dedup_by) or None} "
+            "(stored events were deduplicated by the old identity)"
+        )
+    retired = dict(previous.retired)
+    numbers_in_use = {number: name for name, (number, _) in previous.fields.items()}
+    for f in settings.fields:
+        number, type_name = f.stored_number, f.value_type.name
+        stored = previous.fields.get(f.name)
+        if stored is not None:
+            if stored[1] != type_name:
+                problems.append(f"field {f.name!r} changes type from {stored[1]} to {type_name}")
+            elif stored[0] != number:
+                problems.append(f"field {f.name!r} changes stored number from {stored[0]} to {number}")
+        elif number in retired and retired[number] == (f.name, type_name, True) and f.enriched:
+            del retired[number]  # an enrichment back again: its stored values mean what they meant
+        elif number in retired:
+            problems.append(
+                f"field {f.name!r} would reuse stored number {number} of the removed field "
+                f"{retired[number][0]!r}, whose values stored events still hold"
+            )
+        elif number in numbers_in_use:
+            problems.append(f"field {f.name!r} would reuse stored number {number} of field {numbers_in_use[number]!r}")
+    if problems:
+        raise SequenceDefinitionError(
+            f"Sequence view '{settings.view_name}' cannot be changed in place: "
+            + "; ".join(problems)
+            + ". Stored events would be served differently. Apply the new definition under a new "
+            f"view name, or rebuild this one from its batch source with `feast-sequence reindex "
+            f"--repo <repo> --view {settings.view_name}` (it deletes the stored events, applies the "
+            "repository and backfills the view)."
+        )
+    kept = {f.name for f in settings.fields}
+    for name, (number, type_name) in previous.fields.items():
+        if name not in kept:
+            retired[number] = (name, type_name, name in previous.enriched)
+    return _definition_of(settings, retired)
+
+
+def _keys_text(keys: Tuple[Tuple[str, str], ...]) -> str:
+    return ", ".join(f"{k} ({t})" for k, t in keys) or "none"

@@ -1,0 +1,358 @@
+"""Integrity across the data's lifecycle, on real Redis: definition changes by `feast apply`, TTL
+changes, eviction policies, partial states and a Redis that lost its data. The compatibility table
+these tests walk is in docs/concepts.md, "Definition changes"."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, List
+
+import pandas as pd
+import pytest
+from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
+from feast.types import Float32, Int32, Int64, String
+
+from conftest import feature_store_yaml, sequence_key_count
+from feast_sequence import (
+    SequenceConfigurationError,
+    SequenceDefinitionError,
+    SequenceFeatureView,
+    SequenceStoreError,
+    sequence_settings,
+)
+from feast_sequence.health import check
+from feast_sequence.local_redis import LocalRedis
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+user_by_name = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
+
+FIELDS = {
+    "item": String,
+    "price": Float32,
+    "cost": Float32,
+    "n": Int32,
+    "big": Int64,
+}
+
+
+def source(data_dir: Path) -> PushSource:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "events.parquet"
+    if not path.exists():
+        pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype="int64"),
+                "item": pd.Series(dtype="string"),
+                "price": pd.Series(dtype="float32"),
+                "cost": pd.Series(dtype="float32"),
+                "n": pd.Series(dtype="int32"),
+                "ts": pd.Series(dtype="datetime64[us, UTC]"),
+            }
+        ).to_parquet(path)
+    return PushSource(
+        name="events_push", batch_source=FileSource(name="events_src", path=str(path), timestamp_field="ts")
+    )
+
+
+def view(data_dir: Path, fields=("item", "price", "cost"), entity=user, **overrides: Any) -> SequenceFeatureView:
+    args: dict = dict(
+        name="events",
+        entities=[entity],
+        source=source(data_dir),
+        schema=[Field(name=f, dtype=FIELDS[f]) for f in fields],
+        max_length=10,
+    )
+    args.update(overrides)
+    return SequenceFeatureView(**args)
+
+
+def push(store: FeatureStore, rows: List[dict]) -> None:
+    df = pd.DataFrame(rows)
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    store.push("events_push", df)
+
+
+def read(store: FeatureStore, fields: List[str], users=(1,)) -> dict:
+    return store.get_online_features(
+        features=[f"events:{f}" for f in fields], entity_rows=[{"user_id": u} for u in users]
+    ).to_dict()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data_files"
+
+
+# --- field numbers survive definition changes (case 1) ------------------------------------------
+
+
+def test_removing_a_field_from_the_middle_keeps_every_other_fields_values(make_store, data_dir):
+    store = make_store([user, view(data_dir)])
+    push(store, [{"user_id": 1, "item": "a", "price": 100.0, "cost": 3.0, "ts": NOW}])
+
+    store.apply([view(data_dir, fields=("item", "cost"))])
+    push(store, [{"user_id": 1, "item": "b", "cost": 4.0, "ts": NOW + timedelta(seconds=1)}])
+
+    out = read(store, ["item", "cost"])
+    assert out["item"] == [["b", "a"]]
+    assert out["cost"] == [[4.0, 3.0]]
+
+
+def test_a_field_added_in_the_middle_serves_defaults_for_older_events(make_store, data_dir):
+    store = make_store([user, view(data_dir, fields=("item", "cost"))])
+    push(store, [{"user_id": 1, "item": "a", "cost": 3.0, "ts": NOW}])
+    store.apply([view(data_dir, fields=("item", "n", "cost"))])
+    push(store, [{"user_id": 1, "item": "b", "n": 7, "cost": 4.0, "ts": NOW + timedelta(seconds=1)}])
+    out = read(store, ["item", "n", "cost"])
+    assert (out["item"], out["n"], out["cost"]) == ([["b", "a"]], [[7, 0]], [[4.0, 3.0]])
+
+
+def test_a_removed_field_cannot_come_back_under_its_old_number(make_store, data_dir):
+    store = make_store([user, view(data_dir)])
+    push(store, [{"user_id": 1, "item": "a", "price": 100.0, "cost": 3.0, "ts": NOW}])
+    store.apply([view(data_dir, fields=("item", "cost"))])
+    with pytest.raises(SequenceDefinitionError, match=r"'price' would reuse stored number .* removed field"):
+        store.apply([view(data_dir)])
+
+
+def test_field_numbers_are_recorded_in_the_registry(make_store, data_dir):
+    store = make_store([user, view(data_dir)])
+    fresh = FeatureStore(repo_path=str(store.repo_path))
+    numbers = {f.name: f.stored_number for f in sequence_settings(fresh.get_feature_view("events")).fields}
+    assert len(set(numbers.values())) == 3
+    store.apply([view(data_dir, fields=("cost", "item"))])  # reordered and one removed
+    again = FeatureStore(repo_path=str(store.repo_path))
+    kept = {f.name: f.stored_number for f in sequence_settings(again.get_feature_view("events")).fields}
+    assert kept == {"cost": numbers["cost"], "item": numbers["item"]}
+
+
+# --- changes that would change served answers are refused (cases 2 and 16) --------------------
+
+REFUSED = {
+    "adding dedup_by": (dict(), dict(dedup_by=["item"]), r"dedup_by changes from None to \['item'\]"),
+    "changing dedup_by": (
+        dict(dedup_by=["item"]),
+        dict(dedup_by=["item", "cost"]),
+        r"dedup_by changes from \['item'\] to \['item', 'cost'\]",
+    ),
+    "removing dedup_by": (dict(dedup_by=["item"]), dict(), r"dedup_by changes from \['item'\] to None"),
+    "changing a field's type": (
+        dict(fields=("item", "n")),
+        dict(fields=("item", "n"), schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int64)]),
+        r"field 'n' changes type from INT32 to INT64",
+    ),
+    "changing the entity key's type": (
+        dict(),
+        dict(entity=user_by_name),
+        r"entity key changes from user_id \(INT64\) to user_id \(STRING\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("before, after, message", REFUSED.values(), ids=list(REFUSED))
+def test_changes_that_would_change_served_answers_are_refused(make_store, data_dir, before, after, message):
+    first = view(data_dir, **before)
+    store = make_store([user, first])
+    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "n": 3, "ts": NOW}])
+    served = read(store, ["item"])
+    with pytest.raises(SequenceDefinitionError, match=message) as refused:
+        store.apply([view(data_dir, **after)])
+    assert "feast-sequence reindex --repo <repo> --view events" in str(refused.value)
+    assert "under a new view name" in str(refused.value)
+    # Nothing changed: the registry keeps the old definition, the data is served as before.
+    fresh = FeatureStore(repo_path=str(store.repo_path))
+    assert sequence_settings(fresh.get_feature_view("events")) == sequence_settings(first)
+    assert read(fresh, ["item"]) == served
+
+
+def test_compatible_changes_apply_in_place(make_store, data_dir):
+    store = make_store([user, view(data_dir, dedup_by=["item"], max_length=5)])
+    push(store, [{"user_id": 1, "item": f"i{k}", "price": 1.0, "cost": float(k), "ts": NOW - timedelta(seconds=k)} for k in range(5)])
+    store.apply([view(data_dir, dedup_by=["item"], max_length=3, ttl=timedelta(days=1), fields=("item", "cost", "n"))])
+    push(store, [{"user_id": 1, "item": "i4", "cost": 9.0, "n": 1, "ts": NOW + timedelta(seconds=1)}])
+    out = read(store, ["item", "cost"])
+    assert out["item"] == [["i4", "i0", "i1"]]
+    assert out["cost"] == [[9.0, 0.0, 1.0]]
+
+
+def test_teardown_deletes_every_key_and_the_stored_definition(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, dedup_by=["item"])])
+    push(store, [{"user_id": u, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW} for u in range(20)])
+    assert sequence_key_count(redis_client) == 40
+    store.teardown()
+    assert redis_client.keys(b"fsq:*") == []
+
+
+# --- TTL is the current definition's (cases 3 and 4) --------------------------------------------
+
+
+def ttls_ms(client) -> List[int]:
+    return sorted(client.pttl(k) for k in client.scan_iter(match=b"fsq:*:{*"))
+
+
+def test_a_removed_ttl_stops_expiring_existing_and_new_keys(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, dedup_by=["item"], ttl=timedelta(seconds=3))])
+    now = datetime.now(timezone.utc)
+    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": now}])
+    expiries = ttls_ms(redis_client)
+    assert len(expiries) == 2 and all(0 < t <= 3000 for t in expiries)
+    store.apply([view(data_dir, dedup_by=["item"])])
+    assert ttls_ms(redis_client) == [-1, -1]  # existing keys no longer expire
+    push(store, [{"user_id": 1, "item": "b", "price": 1.0, "cost": 2.0, "ts": now}])
+    assert ttls_ms(redis_client) == [-1, -1]
+
+
+def test_a_raised_ttl_applies_to_keys_without_a_new_push(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, ttl=timedelta(seconds=3))])
+    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": datetime.now(timezone.utc)}])
+    store.apply([view(data_dir, ttl=timedelta(days=1))])
+    (ttl,) = ttls_ms(redis_client)
+    assert 86_000_000 < ttl <= 86_400_000
+
+
+def test_a_sub_second_ttl_is_exact(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, ttl=timedelta(milliseconds=500))])
+    now = datetime.now(timezone.utc)
+    push(
+        store,
+        [
+            {"user_id": 1, "item": "old", "price": 1.0, "cost": 2.0, "ts": now - timedelta(days=365)},
+            {"user_id": 2, "item": "new", "price": 1.0, "cost": 2.0, "ts": now},
+        ],
+    )
+    assert read(store, ["item"], users=(1,))["item"] == [[]]
+    assert ttls_ms(redis_client)[0] <= 500  # the year-old event's key was deleted, the other expires in 0.5 s
+    assert sequence_settings(view(data_dir, ttl=timedelta(seconds=1.9))).ttl_us == 1_900_000
+
+
+def test_a_ttl_finer_than_a_millisecond_is_refused(data_dir):
+    with pytest.raises(SequenceDefinitionError, match=r"not a whole number of milliseconds"):
+        view(data_dir, ttl=timedelta(microseconds=1500))
+
+
+# --- eviction (case 5) --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis():
+    with LocalRedis() as server:
+        yield server
+
+
+def private_store(tmp_path: Path, server: LocalRedis, objects: List) -> FeatureStore:
+    repo = tmp_path / "private"
+    (repo / "data").mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(feature_store_yaml("evict", server.connection_string))
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects)
+    return store
+
+
+def test_an_evicting_redis_is_refused_at_apply_and_at_the_first_push(tmp_path, data_dir, private_redis):
+    client = private_redis.client()
+    store = private_store(tmp_path, private_redis, [user, view(data_dir, dedup_by=["item"])])
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru.*noeviction"):
+        store.apply([view(data_dir, dedup_by=["item"])])
+    fresh = FeatureStore(repo_path=str(store.repo_path))  # a new process starting its store
+    with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru"):
+        push(fresh, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW}])
+    assert sequence_key_count(client) == 0
+
+
+def test_under_memory_pressure_each_entity_is_written_whole_or_not_at_all(tmp_path, data_dir, private_redis):
+    client = private_redis.client()
+    store = private_store(tmp_path, private_redis, [user, view(data_dir, dedup_by=["item"], max_length=50)])
+    client.config_set("maxmemory", 3 * 1024 * 1024)
+    rows = [
+        {"user_id": u, "item": f"item-{k}-{'x' * 40}", "price": 1.0, "cost": float(k), "ts": NOW - timedelta(seconds=k)}
+        for u in range(400)
+        for k in range(30)
+    ]
+    with pytest.raises(SequenceStoreError, match=r"(?s)out of memory.*may have been written.*safe to re-send"):
+        push(store, rows)
+    lengths = {len(items) for items in read(store, ["item"], users=range(400))["item"]}
+    assert lengths <= {0, 30} and lengths == {0, 30}  # some entities whole, the others untouched
+    client.config_set("maxmemory", 0)
+    push(store, rows)  # re-sending is safe
+    assert {len(i) for i in read(store, ["item"], users=range(400))["item"]} == {30}
+
+
+# --- no partial state from a script (case 6) ----------------------------------------------------
+
+
+def test_an_orphaned_identity_is_healed_instead_of_failing_half_way(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, dedup_by=["item"])])
+    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 1.0, "ts": NOW}])
+    (zkey,) = redis_client.keys(b"fsq:*}:z")
+    redis_client.delete(zkey)  # the hash keeps identity 'a' without its event (a partial state)
+    push(
+        store,
+        [
+            {"user_id": 1, "item": "c", "price": 1.0, "cost": 3.0, "ts": NOW + timedelta(seconds=2)},
+            {"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW + timedelta(seconds=1)},
+        ],
+    )
+    out = read(store, ["item", "cost"])
+    assert (out["item"], out["cost"]) == ([["c", "a"]], [[3.0, 2.0]])
+
+
+# --- a Redis that lost its data (case 15) -------------------------------------------------------
+
+
+def test_health_reports_a_redis_that_lost_its_data(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir)])
+    assert check(store) > 0
+    redis_client.flushall()  # what a restart without persistence leaves
+    with pytest.raises(SequenceStoreError, match=r"no record of sequence view\(s\) \['events'\].*restart"):
+        check(store)
+    store.apply([view(data_dir)])  # re-applying (after a backfill) records it again
+    assert check(store) > 0
+
+
+# --- enrichments and renames -------------------------------------------------------------------
+
+
+def test_an_enrichment_removed_and_added_again_applies_in_place(make_store, tmp_path):
+    import serving_repo
+
+    objects = serving_repo.objects(tmp_path / "serving")
+    by_name = {getattr(o, "name", None): o for o in objects}
+    indexed = by_name["clicks_indexed"]
+    store = make_store(objects)
+    now = pd.Timestamp.now(tz="UTC")
+    store.push("items_push", serving_repo.item_rows(10, now - pd.Timedelta(days=1)))
+    store.push("clicks_push", serving_repo.clicks(40, users=3, now=now, seed=1, items=10))
+
+    def served() -> dict:
+        return store.get_online_features(
+            features=["clicks_indexed:item_id", "clicks_indexed:n"], entity_rows=[{"user_id": u} for u in range(3)]
+        ).to_dict()
+
+    before = served()
+    without = SequenceFeatureView(
+        name="clicks_indexed",
+        entities=[serving_repo.user],
+        source=indexed.stream_source,
+        schema=[Field(name="item_id", dtype=String), Field(name="kind", dtype=String), Field(name="n", dtype=Int32)],
+        max_length=20,
+        dedup_by=["item_id", "kind"],
+    )
+    store.apply([without])
+    assert served() == before
+    store.apply([indexed])  # the enrichment back: its numbers may be reused
+    assert served() == before
+
+
+def test_a_renamed_view_is_a_new_view_and_the_old_keys_go_with_the_old_one(make_store, data_dir, redis_client):
+    old = view(data_dir)
+    store = make_store([user, old])
+    push(store, [{"user_id": u, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW} for u in range(5)])
+    renamed = view(data_dir, name="events_v2")
+    store.apply([renamed], objects_to_delete=[old], partial=False)
+    assert redis_client.keys(b"fsq:*:events:*") == []
+    assert redis_client.hkeys(b"fsq:" + store.project.encode() + b":__definitions__") == [b"events_v2"]
+    out = store.get_online_features(features=["events_v2:item"], entity_rows=[{"user_id": 0}]).to_dict()
+    assert out["item"] == [[]]
