@@ -374,9 +374,13 @@ def datetime_to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_US
 
 
-#: Event times must fall in [1970-01-01, 2262-04-11] UTC: scores are non-negative microseconds,
-#: and pandas and Spark represent nothing later.
-MIN_EVENT_US, MAX_EVENT_US = 0, 9_223_372_036_854_775
+#: Event times must fall in [1970-01-01, 2255-06-05T23:47:34.740991] UTC: scores are non-negative
+#: microseconds, and a sorted-set score is a double, exact for integers only up to 2**53.
+MIN_EVENT_US, MAX_EVENT_US = 0, 2**53 - 1
+EVENT_TIME_RANGE = (
+    "1970-01-01 .. 2255-06-05 UTC (the latest is 2255-06-05T23:47:34.740991Z, 2**53 - 1 µs: "
+    "a Redis score holds no later time to the microsecond)"
+)
 
 
 def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
@@ -385,6 +389,7 @@ def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
     A column that mixes zone-aware and naive values is rejected: which zone the naive ones mean
     would be a guess.
     """
+    _reject_numbers(column, series)
     if series.dtype == object:
         _reject_mixed_zones(column, series)
     try:
@@ -398,8 +403,36 @@ def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
     micros = pd.DatetimeIndex(parsed).as_unit("us").asi8
     outside = np.flatnonzero((micros < MIN_EVENT_US) | (micros > MAX_EVENT_US))
     if len(outside):
-        raise _bad_row(column, series, int(outside[0]), "is outside 1970-01-01 .. 2262-04-11 UTC")
+        raise _bad_row(column, series, int(outside[0]), f"is outside {EVENT_TIME_RANGE}")
     return micros
+
+
+def _reject_numbers(column: str, series: pd.Series) -> None:
+    """Refuse numbers: pandas reads them as nanoseconds since the epoch, so epoch seconds would
+    silently become 1970-01-01T00:00:01. Only the caller knows the unit."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return  # not numbers; pd.to_datetime refuses them below
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        found = np.flatnonzero(series.notna().to_numpy())
+    elif series.dtype == object:
+        values = series.tolist()
+        if not any(map(_is_number_type, set(map(type, values)))):  # one pass over types, not values
+            return
+        found = np.flatnonzero([_is_number_type(type(v)) and v == v for v in values])  # NaN is a null
+    else:
+        return
+    if len(found):
+        raise _bad_row(
+            column,
+            series,
+            int(found[0]),
+            'is a number, not a timestamp; convert epoch numbers first, e.g. pd.to_datetime(col, unit="s") '
+            'for seconds (unit="ms", "us" or "ns" for finer ones)',
+        )
+
+
+def _is_number_type(kind: type) -> bool:
+    return issubclass(kind, (int, float, np.number)) and not issubclass(kind, (bool, np.bool_))
 
 
 def _reject_mixed_zones(column: str, series: pd.Series) -> None:

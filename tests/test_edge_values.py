@@ -1,0 +1,112 @@
+"""Edge values at the input boundary (issue 11): numeric epochs given as timestamps, times a Redis
+score cannot hold exactly, Float32 overflow and integer rounding, text Redis cannot store, integers
+past Int64, and read keys of the wrong type. Each is refused with an error naming the column, row
+or key and the value; nothing is written."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+from feast_sequence import SequenceInputError, SequenceSpec, SequenceUseCase, sequence_settings
+from feast_sequence._append import encode_proto_rows
+from feast_sequence._codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
+from sample_repo import events, objects
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+EPOCH_2024 = 1_704_067_200  # 2024-01-01T00:00:00Z in seconds
+
+
+@pytest.fixture
+def store(make_store, tmp_path):
+    return make_store(objects(tmp_path / "events"))
+
+
+def good(n: int = 2) -> pd.DataFrame:
+    return events([(k, f"i{k}", k, 1.0, True, T0 + timedelta(minutes=k)) for k in range(n)])
+
+
+def with_value(column: str, value: object, dtype: object = object) -> pd.DataFrame:
+    df = good().astype({column: dtype})
+    df.loc[1, column] = value
+    return df
+
+
+# --- case 8: numeric epochs are not timestamps ----------------------------------------------------
+
+EPOCH_COLUMNS = {
+    "int64": (pd.Series([EPOCH_2024, EPOCH_2024 + 1]), 0, EPOCH_2024),
+    "float64": (pd.Series([EPOCH_2024 + 0.5]), 0, EPOCH_2024 + 0.5),
+    "python ints": (pd.Series([T0, EPOCH_2024], dtype=object), 1, EPOCH_2024),
+    "numpy int": (pd.Series(["2024-01-01", np.int64(EPOCH_2024)], dtype=object), 1, EPOCH_2024),
+    "after a null": (pd.Series([np.nan, float(EPOCH_2024)]), 1, float(EPOCH_2024)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EPOCH_COLUMNS))
+def test_numeric_epoch_timestamps_are_refused(case):
+    series, row, value = EPOCH_COLUMNS[case]
+    with pytest.raises(SequenceInputError) as raised:
+        timestamps_to_us("ts", series)
+    message = str(raised.value)
+    assert f"Column 'ts', row {row} (index {row}): value {value!r} " in message
+    assert 'pd.to_datetime(col, unit="s")' in message
+
+
+def test_numeric_epoch_in_a_unix_timestamp_field_is_refused():
+    with pytest.raises(SequenceInputError, match=r"Column 'seen', row 0 .* 1704067200 .*unit="):
+        column_values("seen", ValueType.UNIX_TIMESTAMP, pd.Series([EPOCH_2024, None], dtype=object))
+
+
+def test_dates_as_text_and_datetimes_stay_accepted():
+    series = pd.Series(["2024-01-01T00:00:00Z", T0, pd.Timestamp(T0)], dtype=object)
+    assert timestamps_to_us("ts", series).tolist() == [EPOCH_2024 * 1_000_000] * 3
+
+
+def test_pushed_epoch_seconds_are_refused(store, redis_client):
+    df = good().assign(ts=[EPOCH_2024, EPOCH_2024 + 60])
+    with pytest.raises(SequenceInputError, match=r"Column 'ts', row 0 .* 1704067200 .*unit=\"s\""):
+        store.push("clicks_push", df)
+    assert redis_client.dbsize() == 0
+
+
+# --- case 9a: event times a sorted-set score holds exactly ----------------------------------------
+
+LAST_EXACT = pd.Timestamp(2**53 - 1, unit="us", tz="UTC")
+
+
+def test_the_latest_event_time_is_the_last_exact_score():
+    assert MAX_EVENT_US == 2**53 - 1
+    assert str(LAST_EXACT) == "2255-06-05 23:47:34.740991+00:00"
+    assert float(MAX_EVENT_US) == MAX_EVENT_US and float(MAX_EVENT_US + 1) == float(MAX_EVENT_US + 2)
+
+
+def test_event_times_past_the_last_exact_score_are_refused():
+    series = pd.Series([LAST_EXACT, LAST_EXACT + pd.Timedelta(microseconds=1)])
+    with pytest.raises(SequenceInputError, match=r"Column 'ts', row 1 .* outside 1970-01-01 .. 2255-06-05"):
+        timestamps_to_us("ts", series)
+
+
+def test_the_last_exact_event_time_is_stored_to_the_microsecond(store, redis_client):
+    store.push("clicks_push", good(1).assign(ts=[LAST_EXACT]))
+    keys = list(redis_client.scan_iter(b"fsq:*}:z"))  # one per view of clicks_push
+    scores = [s for k in keys for _, s in redis_client.zrange(k, 0, -1, withscores=True)]
+    assert len(scores) == 3 and {int(s) for s in scores} == {2**53 - 1}
+    with pytest.raises(SequenceInputError, match=r"outside 1970-01-01 .. 2255-06-05"):
+        store.push("clicks_push", good(1).assign(ts=[LAST_EXACT + pd.Timedelta(microseconds=1)]))
+
+
+def test_materialized_event_times_past_the_limit_are_refused(store):
+    settings = sequence_settings(store.get_feature_view("clicks"))
+    key = EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(int64_val=1)])
+    late = datetime(2256, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(SequenceInputError, match=r"row 0 .* outside 1970-01-01 .. 2255-06-05"):
+        encode_proto_rows(settings, [(key, {"item": ValueProto(string_val="a")}, late, None)])
