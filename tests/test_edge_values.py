@@ -110,3 +110,86 @@ def test_materialized_event_times_past_the_limit_are_refused(store):
     late = datetime(2256, 1, 1, tzinfo=timezone.utc)
     with pytest.raises(SequenceInputError, match=r"row 0 .* outside 1970-01-01 .. 2255-06-05"):
         encode_proto_rows(settings, [(key, {"item": ValueProto(string_val="a")}, late, None)])
+
+
+# --- case 9b: Float32 overflow and integers Float32 cannot hold ------------------------------------
+
+FLOAT32_REFUSED = {
+    "overflow": (pd.Series([1.0, 1e39]), 1, 1e39),
+    "negative overflow": (pd.Series([-1e39]), 0, -1e39),
+    "integral float past 2**24": (pd.Series([16777216.0, 16777217.0]), 1, 16777217.0),
+    "python int past 2**24": (pd.Series([1.5, 16777217], dtype=object), 1, 16777217),
+    "int column past 2**24": (pd.Series([16777217], dtype="int64"), 0, 16777217),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOAT32_REFUSED))
+def test_float32_values_that_do_not_survive_are_refused(case):
+    series, row, value = FLOAT32_REFUSED[case]
+    with pytest.raises(SequenceInputError) as raised:
+        column_values("score", ValueType.FLOAT, series)
+    assert f"Column 'score', row {row} (index {row}): value {value!r} cannot be converted to FLOAT" in str(
+        raised.value
+    )
+
+
+def test_float32_keeps_rounding_fractions_and_explicit_infinities():
+    series = pd.Series([0.1, 16777216.0, 3.4028234663852886e38, math.inf, -math.inf, math.nan])
+    values = column_values("score", ValueType.FLOAT, series)
+    assert values[:5] == [float(np.float32(0.1)), 16777216.0, 3.4028234663852886e38, math.inf, -math.inf]
+    assert values[5] == 0.0  # NaN is a null in pandas: the type's default, as before
+
+
+# --- case 11a: text Redis cannot store, integers past Int64 ---------------------------------------
+
+UNCONVERTIBLE = {
+    "lone surrogate": (ValueType.STRING, pd.Series(["x", "a\ud800"]), "STRING"),
+    "int64 overflow": (ValueType.INT64, pd.Series([1, 2**63], dtype=object), "INT64"),
+    "int64 overflow, uint64 column": (ValueType.INT64, pd.Series([1, 2**63]), "INT64"),
+    "int64 underflow": (ValueType.INT64, pd.Series([1, -(2**63) - 1], dtype=object), "INT64"),
+    "int32 from past int64": (ValueType.INT32, pd.Series([1, 2**64], dtype=object), "INT32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNCONVERTIBLE))
+def test_unconvertible_values_name_column_and_row(case):
+    value_type, series, type_name = UNCONVERTIBLE[case]
+    with pytest.raises(SequenceInputError, match=rf"Column 'x', row 1 \(index 1\): value .* {type_name}"):
+        column_values("x", value_type, series)
+
+
+@pytest.mark.parametrize(
+    "value_type, value", [(ValueType.STRING, "a\ud800"), (ValueType.INT64, 2**63)], ids=["surrogate", "2**63"]
+)
+def test_unconvertible_join_keys_name_column_and_row(value_type, value):
+    df = pd.DataFrame({"k": pd.Series([value, value], dtype=object)})
+    with pytest.raises(SequenceInputError, match=r"Column 'k', row 0 \(index 0\): value .* cannot be"):
+        entity_column_bytes([("k", value_type)], df)
+
+
+PUSHED = {
+    "surrogate in a field": ("clicks_push", lambda: with_value("item", "a\ud800"), "item"),
+    "2**63 in an Int32 field": ("clicks_push", lambda: with_value("n", 2**63), "n"),
+    "2**63 as an Int64 join key": ("clicks_push", lambda: with_value("user_id", 2**63), "user_id"),
+    "surrogate in a String join key": (
+        "pages_push",
+        lambda: pd.DataFrame(
+            {
+                "user_id": [1, 1],
+                "session_id": ["s", "s\udfff"],
+                "page": ["p", "q"],
+                "ts": [T0, T0 + timedelta(seconds=1)],
+            }
+        ),
+        "session_id",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PUSHED))
+def test_pushed_unconvertible_values_are_refused(store, redis_client, case):
+    source, make, column = PUSHED[case]
+    message = rf"Column '{column}', row 1 \(index 1\): value .* cannot be"
+    with pytest.raises(SequenceInputError, match=message):
+        store.push(source, make())
+    assert redis_client.dbsize() == 0

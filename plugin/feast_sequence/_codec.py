@@ -493,7 +493,7 @@ def column_values(
     if isinstance(data, pd.Series):
         try:
             array = pa.array(data, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except _UNCONVERTIBLE:  # the row-by-row search below names the offending value
             array = None
     else:
         array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
@@ -501,10 +501,13 @@ def column_values(
         if not any(check(array.type) for check in _ACCEPTS[value_type]):
             array = None
         else:
+            source = array
             try:
                 array = array.cast(_ARROW_TARGET[value_type], safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 array = None
+            if array is not None and value_type == ValueType.FLOAT and pa.types.is_floating(source.type):
+                _reject_float32_changes(column, data, source, array)
     if array is None:
         series = data if isinstance(data, pd.Series) else pd.Series(data.to_pylist(), dtype=object)
         _raise_first_unconvertible(column, value_type, series)
@@ -514,6 +517,33 @@ def column_values(
     if array.null_count:
         values = [default if v is None else v for v in values]
     return values
+
+
+#: What Arrow raises for a value it cannot convert: besides its own errors, OverflowError for an
+#: integer past 64 bits and UnicodeEncodeError for text that is not valid Unicode (a lone surrogate).
+_UNCONVERTIBLE = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError)
+
+
+def _reject_float32_changes(column: str, data: Any, source: pa.Array, target: pa.Array) -> None:
+    """Float32 rounds fractions (inherent to the type), but a finite value that overflows to ±inf, or
+    an integral value past 2**24 that lands on another integer, would be a different value stored
+    silently. Arrow's safe cast checks this for integer sources only, not for floating ones."""
+    before = source.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls are NaN
+    after = target.to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(before)
+    overflow = finite & np.isinf(after)
+    integral = finite & (np.abs(before) > 2**24) & (np.floor(before) == before)
+    changed = np.flatnonzero(overflow | (integral & (after != before)))
+    if len(changed):
+        position = int(changed[0])
+        series = data if isinstance(data, pd.Series) else pd.Series(source.to_pylist(), dtype=object)
+        raise _bad_row(
+            column,
+            series,
+            position,
+            f"cannot be converted to FLOAT: Float32 would store it as {float(after[position])!r}; "
+            "declare the field Float64 (or Int64 for whole numbers)",
+        )
 
 
 def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Series) -> None:
@@ -527,8 +557,13 @@ def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Se
             if not any(check(single.type) for check in _ACCEPTS[value_type]):
                 raise TypeError(single.type)
             single.cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-            raise _bad_row(column, series, position, f"cannot be converted to {value_type.name}")
+        except (*_UNCONVERTIBLE, pa.ArrowNotImplementedError, TypeError) as exc:
+            problem = f"cannot be converted to {value_type.name}"
+            if isinstance(exc, OverflowError):
+                problem += " (out of range)"
+            elif isinstance(exc, UnicodeEncodeError):
+                problem += f" ({exc.reason}: it is not valid Unicode text)"
+            raise _bad_row(column, series, position, problem) from exc
     raise SequenceInputError(
         f"Column {column!r} has mixed types that cannot be converted to {value_type.name}. "
         "The batch was rejected; nothing was written."
