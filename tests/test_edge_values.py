@@ -193,3 +193,85 @@ def test_pushed_unconvertible_values_are_refused(store, redis_client, case):
     with pytest.raises(SequenceInputError, match=message):
         store.push(source, make())
     assert redis_client.dbsize() == 0
+
+
+# --- case 12: read keys of the wrong type --------------------------------------------------------
+
+WRONG_KEYS = {
+    "a fraction": (1.5, r"1\.5 \(float\)"),
+    "a bool": (True, r"True \(bool\)"),
+    "text": ("1", r"'1' \(str\)"),
+    "null": (None, r"None"),
+    "past int64": (2**63, r"9223372036854775808 \(int\)"),
+}
+
+
+@pytest.fixture
+def served(store):
+    store.push("clicks_push", good(2))
+    return store
+
+
+def _expected(pattern: str) -> str:
+    return rf"Join key 'user_id' .*row 1.*{pattern}.*expects int"
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_KEYS))
+def test_read_keys_of_the_wrong_type_are_refused(served, case):
+    value, pattern = WRONG_KEYS[case]
+    with pytest.raises(SequenceInputError, match=_expected(pattern)):
+        served.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 0}, {"user_id": value}])
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_KEYS))
+def test_columnar_read_keys_of_the_wrong_type_are_refused(served, case):
+    value, pattern = WRONG_KEYS[case]
+    with pytest.raises(SequenceInputError, match=_expected(pattern)):
+        served.get_online_features(
+            features=["clicks:item", "profile:scores"], entity_rows={"user_id": [0, value]}
+        )
+
+
+def test_wrong_read_keys_are_refused_for_feature_services_and_async(served):
+    rows = [{"user_id": 0}, {"user_id": 1.5}]
+    with pytest.raises(SequenceInputError, match=_expected(r"1\.5")):
+        served.get_online_features(features=served.get_feature_service("click_service"), entity_rows=rows)
+
+    async def read_async() -> None:
+        await served.get_online_features_async(features=["clicks:item"], entity_rows=rows)
+
+    with pytest.raises(SequenceInputError, match=_expected(r"1\.5")):
+        asyncio.run(read_async())
+
+
+def test_wrong_read_keys_are_refused_for_use_cases(served):
+    clicks = served.get_feature_view("clicks")
+    recent = SequenceUseCase(
+        name="recent", features=[clicks[["item"]]], sequences={"clicks": SequenceSpec(length=2)}
+    )
+    served.apply([recent])
+    service = served.get_feature_service("recent")
+    rows = [{"user_id": 0}, {"user_id": "1"}]
+    with pytest.raises(SequenceInputError, match=_expected(r"'1' \(str\)")):
+        served.get_online_features(features=service, entity_rows=rows)
+
+    async def read_async() -> None:
+        await served.get_online_features_async(features=service, entity_rows=rows)
+
+    with pytest.raises(SequenceInputError, match=_expected(r"'1' \(str\)")):
+        asyncio.run(read_async())
+
+
+def test_read_keys_of_the_right_type_are_served(served):
+    rows = [{"user_id": 0}, {"user_id": np.int64(1)}, {"user_id": 5}]
+    assert served.get_online_features(features=["clicks:item"], entity_rows=rows).to_dict()["item"] == [
+        ["i0"],
+        ["i1"],
+        [],
+    ]
+
+
+def test_regular_views_keep_feasts_key_conversion(served):
+    # Only sequence views' join keys are checked: a regular view reads 1.5 as Feast does.
+    out = served.get_online_features(features=["profile:scores"], entity_rows=[{"user_id": 1.5}]).to_dict()
+    assert out["scores"] == [None]
