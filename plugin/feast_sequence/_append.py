@@ -11,6 +11,9 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 
 from feast_sequence._codec import (
+    EVENT_TIME_RANGE,
+    MAX_EVENT_US,
+    MIN_EVENT_US,
     NULL_DEFAULTS,
     EncodedEvents,
     column_values,
@@ -82,7 +85,14 @@ def encode_proto_rows(
                 f"Sequence view '{settings.view_name}': row {position} has no event timestamp. "
                 "The batch was rejected; nothing was written."
             )
-        timestamps_us.append(datetime_to_us(event_ts))
+        event_us = datetime_to_us(event_ts)
+        if not MIN_EVENT_US <= event_us <= MAX_EVENT_US:
+            raise SequenceInputError(
+                f"Sequence view '{settings.view_name}': row {position} has event timestamp "
+                f"{event_ts.isoformat()}, outside {EVENT_TIME_RANGE}. The batch was rejected; nothing "
+                "was written."
+            )
+        timestamps_us.append(event_us)
         for column, field in zip(columns, settings.fields):
             proto = values.get(field.name)
             kind = proto.WhichOneof("val") if proto is not None else None

@@ -370,9 +370,13 @@ def datetime_to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_US
 
 
-#: Event times must fall in [1970-01-01, 2262-04-11] UTC: scores are non-negative microseconds,
-#: and pandas and Spark represent nothing later.
-MIN_EVENT_US, MAX_EVENT_US = 0, 9_223_372_036_854_775
+#: Event times must fall in [1970-01-01, 2255-06-05T23:47:34.740991] UTC: scores are non-negative
+#: microseconds, and a sorted-set score is a double, exact for integers only up to 2**53.
+MIN_EVENT_US, MAX_EVENT_US = 0, 2**53 - 1
+EVENT_TIME_RANGE = (
+    "1970-01-01 .. 2255-06-05 UTC (the latest is 2255-06-05T23:47:34.740991Z, 2**53 - 1 µs: "
+    "a Redis score holds no later time to the microsecond)"
+)
 
 
 def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
@@ -381,6 +385,7 @@ def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
     A column that mixes zone-aware and naive values is rejected: which zone the naive ones mean
     would be a guess.
     """
+    _reject_numbers(column, series)
     if series.dtype == object:
         _reject_mixed_zones(column, series)
     try:
@@ -394,8 +399,36 @@ def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
     micros = pd.DatetimeIndex(parsed).as_unit("us").asi8
     outside = np.flatnonzero((micros < MIN_EVENT_US) | (micros > MAX_EVENT_US))
     if len(outside):
-        raise _bad_row(column, series, int(outside[0]), "is outside 1970-01-01 .. 2262-04-11 UTC")
+        raise _bad_row(column, series, int(outside[0]), f"is outside {EVENT_TIME_RANGE}")
     return micros
+
+
+def _reject_numbers(column: str, series: pd.Series) -> None:
+    """Refuse numbers: pandas reads them as nanoseconds since the epoch, so epoch seconds would
+    silently become 1970-01-01T00:00:01. Only the caller knows the unit."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return  # not numbers; pd.to_datetime refuses them below
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        found = np.flatnonzero(series.notna().to_numpy())
+    elif series.dtype == object:
+        values = series.tolist()
+        if not any(map(_is_number_type, set(map(type, values)))):  # one pass over types, not values
+            return
+        found = np.flatnonzero([_is_number_type(type(v)) and v == v for v in values])  # NaN is a null
+    else:
+        return
+    if len(found):
+        raise _bad_row(
+            column,
+            series,
+            int(found[0]),
+            'is a number, not a timestamp; convert epoch numbers first, e.g. pd.to_datetime(col, unit="s") '
+            'for seconds (unit="ms", "us" or "ns" for finer ones)',
+        )
+
+
+def _is_number_type(kind: type) -> bool:
+    return issubclass(kind, (int, float, np.number)) and not issubclass(kind, (bool, np.bool_))
 
 
 def _reject_mixed_zones(column: str, series: pd.Series) -> None:
@@ -456,7 +489,7 @@ def column_values(
     if isinstance(data, pd.Series):
         try:
             array = pa.array(data, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except _UNCONVERTIBLE:  # the row-by-row search below names the offending value
             array = None
     else:
         array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
@@ -464,10 +497,13 @@ def column_values(
         if not any(check(array.type) for check in _ACCEPTS[value_type]):
             array = None
         else:
+            source = array
             try:
                 array = array.cast(_ARROW_TARGET[value_type], safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 array = None
+            if array is not None and value_type == ValueType.FLOAT and pa.types.is_floating(source.type):
+                _reject_float32_changes(column, data, source, array)
     if array is None:
         series = data if isinstance(data, pd.Series) else pd.Series(data.to_pylist(), dtype=object)
         _raise_first_unconvertible(column, value_type, series)
@@ -477,6 +513,33 @@ def column_values(
     if array.null_count:
         values = [default if v is None else v for v in values]
     return values
+
+
+#: What Arrow raises for a value it cannot convert: besides its own errors, OverflowError for an
+#: integer past 64 bits and UnicodeEncodeError for text that is not valid Unicode (a lone surrogate).
+_UNCONVERTIBLE = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError)
+
+
+def _reject_float32_changes(column: str, data: Any, source: pa.Array, target: pa.Array) -> None:
+    """Float32 rounds fractions (inherent to the type), but a finite value that overflows to ±inf, or
+    an integral value past 2**24 that lands on another integer, would be a different value stored
+    silently. Arrow's safe cast checks this for integer sources only, not for floating ones."""
+    before = source.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls are NaN
+    after = target.to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(before)
+    overflow = finite & np.isinf(after)
+    integral = finite & (np.abs(before) > 2**24) & (np.floor(before) == before)
+    changed = np.flatnonzero(overflow | (integral & (after != before)))
+    if len(changed):
+        position = int(changed[0])
+        series = data if isinstance(data, pd.Series) else pd.Series(source.to_pylist(), dtype=object)
+        raise _bad_row(
+            column,
+            series,
+            position,
+            f"cannot be converted to FLOAT: Float32 would store it as {float(after[position])!r}; "
+            "declare the field Float64 (or Int64 for whole numbers)",
+        )
 
 
 def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Series) -> None:
@@ -490,8 +553,13 @@ def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Se
             if not any(check(single.type) for check in _ACCEPTS[value_type]):
                 raise TypeError(single.type)
             single.cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-            raise _bad_row(column, series, position, f"cannot be converted to {value_type.name}")
+        except (*_UNCONVERTIBLE, pa.ArrowNotImplementedError, TypeError) as exc:
+            problem = f"cannot be converted to {value_type.name}"
+            if isinstance(exc, OverflowError):
+                problem += " (out of range)"
+            elif isinstance(exc, UnicodeEncodeError):
+                problem += f" ({exc.reason}: it is not valid Unicode text)"
+            raise _bad_row(column, series, position, problem) from exc
     raise SequenceInputError(
         f"Column {column!r} has mixed types that cannot be converted to {value_type.name}. "
         "The batch was rejected; nothing was written."

@@ -39,6 +39,7 @@ from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence._codec import EncodedEvents
+from feast_sequence._entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence._index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence._lookup import one_call_per_key
 from feast_sequence._evolution import StoredDefinition, evolve
@@ -246,6 +247,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> OnlineResponse:
         """Feast's online read; a sequence use case (``SequenceUseCase``) goes through its serving
         pipeline (feast_sequence.serving) instead."""
+        _check_sequence_keys(registry, project, features, entity_rows, full_feature_names)
         if not is_use_case(features):
             return super().get_online_features(
                 config,
@@ -279,6 +281,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         full_feature_names: bool = False,
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
+        _check_sequence_keys(registry, project, features, entity_rows, full_feature_names)
         if not is_use_case(features):
             return await super().get_online_features_async(
                 config,
@@ -550,6 +553,18 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
             updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
         return updated
+
+
+def _check_sequence_keys(
+    registry: Any, project: str, features: Any, entity_rows: Any, full_feature_names: bool
+) -> None:
+    """Refuse request keys of the wrong type for sequence views before Feast's lenient conversion
+    reads them as another entity. The request context is the one Feast resolves next (cached)."""
+    (_, _, entity_name_to_join_key, _, _, grouped_refs, *_) = utils._get_cached_request_context(
+        registry, project, features, full_feature_names
+    )
+    columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key)
+    check_entity_rows(columns, entity_rows)
 
 
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
