@@ -4,10 +4,14 @@ timeouts that stop a silent Redis from blocking a push. Real redis-servers and r
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+import pandas as pd
 import pytest
 from feast import FeatureStore
 
@@ -22,7 +26,9 @@ from feast_sequence import (
 )
 from feast_sequence.local_redis import LocalRedis
 from feast_server import feast_serve, module_repo, post
+from sample_repo import objects
 
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
 
 
@@ -114,3 +120,65 @@ def test_errors_are_feast_errors_with_their_status() -> None:
     import pickle
 
     assert pickle.loads(pickle.dumps(budget)).http_status_code() == 429
+
+
+# --- an outage mid-push: the message says what may have been written --------------------------------
+
+
+def many_users(users: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": range(users),
+            "item": "i",
+            "n": pd.Series([1] * users, dtype="int32"),
+            "price": 1.0,
+            "flag": True,
+            "ts": T0,
+        }
+    )
+
+
+def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
+    repo = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(feature_store_yaml("timeouts", connection, online_extra=online_extra))
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects(repo / "events"))
+    return store
+
+
+def pause_once_written(server: LocalRedis, seconds: float) -> threading.Thread:
+    """Pauses every client of ``server`` for ``seconds`` as soon as the first events are stored."""
+
+    def pause() -> None:
+        client = server.client()
+        deadline = time.monotonic() + 60
+        while client.dbsize() == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+
+    thread = threading.Thread(target=pause)
+    thread.start()
+    return thread
+
+
+def test_a_push_cut_by_a_timeout_says_some_events_may_be_written(tmp_path: Path) -> None:
+    with LocalRedis() as server:
+        store = store_on(tmp_path, f"{server.connection_string},socket_timeout=0.5")
+        pauser = pause_once_written(server, seconds=3)
+        with pytest.raises(SequenceStoreUnavailableError) as cut:
+            store.push("clicks_push", many_users(40_000))
+        pauser.join()
+        server.client().execute_command("CLIENT", "UNPAUSE")
+        message = str(cut.value)
+        assert server.client().dbsize() > 0  # the failed push did write some entities
+        assert "Nothing was half-written" not in message
+        assert "some entities' events may have been written" in message
+        assert "re-sending the whole batch is safe" in message
+
+        server.client().execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        with pytest.raises(SequenceStoreUnavailableError) as read_cut:
+            store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}])
+        server.client().execute_command("CLIENT", "UNPAUSE")
+        assert "reading" in str(read_cut.value) and "Nothing was changed" in str(read_cut.value)
+        assert "may have been written" not in str(read_cut.value)

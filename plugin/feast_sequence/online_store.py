@@ -41,7 +41,7 @@ from feast_sequence._index_enrich import plan_index_enrichment, plan_proto_row_e
 from feast_sequence._lookup import one_call_per_key
 from feast_sequence._keys import view_scan_pattern
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence._redis_io import Command, execute, execute_async, replica_acks, retry_policy
+from feast_sequence._redis_io import Access, Command, execute, execute_async, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
 from feast_sequence.serving.pipeline import drive, drive_async, serve
@@ -206,6 +206,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             _appending(settings, events),
             retry_policy(online),
             replica_acks(online),
+            Access.WRITE,
         )
 
     async def _append_async(
@@ -218,6 +219,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             _appending(settings, events),
             retry_policy(online),
             replica_acks(online),
+            Access.WRITE,
         )
 
     # --- reads --------------------------------------------------------------------------------
@@ -493,6 +495,7 @@ def _delete(client: Any, keys: List[bytes], online_config: Any) -> int:
             "deleting a sequence view",
             retry_policy(online_config),
             replica_acks(online_config),
+            Access.WRITE,
         )
     )
 
