@@ -30,7 +30,7 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -48,6 +48,8 @@ from feast_sequence.serving.pipeline import drive, drive_async, serve
 from feast_sequence.serving.use_case import is_use_case
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
+CONNECTION_STRING_FORM = "host:port[,host:port][,password=...,ssl=true,db=N,socket_timeout=S,...]"
+_TIMEOUT_PARAMS = ("socket_timeout", "socket_connect_timeout")
 
 
 class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -72,6 +74,19 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     replica_ack_timeout_ms: PositiveInt = 1000
     """How long one write waits for those acknowledgements; keep it below ``socket_timeout``."""
 
+    @field_validator("connection_string")
+    @classmethod
+    def _check_connection_string(cls, value: str) -> str:
+        # Checked when feature_store.yaml is loaded: Feast's parser accepts anything and the
+        # first push would fail with a bare ValueError or KeyError('port').
+        problem = _connection_string_problem(value)
+        if problem:
+            raise ValueError(
+                f"connection_string={value!r}: {problem}; expected {CONNECTION_STRING_FORM}, "
+                "for example '127.0.0.1:6379,socket_timeout=0.5'."
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_replica_acks(self) -> "SequenceRedisOnlineStoreConfig":
         if not self.min_replica_acks:
@@ -91,6 +106,35 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
                 "replicas is cut off as a timeout; lower replica_ack_timeout_ms or raise socket_timeout."
             )
         return self
+
+
+def _connection_string_problem(value: str) -> Optional[str]:
+    """What is wrong with a connection_string, in the terms of Feast's parser; None if nothing."""
+    if "${" in value:
+        return "it holds an environment variable that is not set (Feast expands ${VAR} only when set)"
+    nodes = [part for part in value.split(",") if "=" not in part]
+    if not nodes:
+        return "it names no host:port"
+    for node in nodes:
+        if not node.strip():
+            return "it has an empty part (an empty string or a stray comma)"
+        if node.count(":") != 1:
+            return f"{node!r} lacks a port" if ":" not in node else f"{node!r} is not host:port"
+        host, port = node.split(":")
+        if not host:
+            return f"{node!r} lacks a host"
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"port {port!r} is not a number from 1 to 65535"
+    _, params = RedisOnlineStore._parse_connection_string(value)
+    for name in _TIMEOUT_PARAMS:
+        seconds = params.get(name)  # null (None) switches a timeout off, as in redis-py
+        if name in params and seconds is not None and not _positive_number(seconds):
+            return f"{name}={seconds!r} is not a positive number of seconds"
+    return None
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
