@@ -3,19 +3,23 @@ timeouts that stop a silent Redis from blocking a push. Real redis-servers and r
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
+import socket
 import threading
 import time
 import urllib.error
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pandas as pd
 import pytest
 from feast import FeatureStore
+from feast.repo_config import FeastConfigError, load_repo_config
 
-from conftest import feature_store_yaml
+from conftest import feature_store_yaml, store_on
 from feast_sequence import (
     Limits,
     SequenceInputError,
@@ -26,7 +30,6 @@ from feast_sequence import (
 )
 from feast_sequence.local_redis import LocalRedis
 from feast_server import feast_serve, module_repo, post
-from sample_repo import objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
@@ -87,8 +90,9 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
             )
             assert status == 413 and "exceeds max_entities_per_request=5" in message
 
+            four = {"user_id": [0, 1, 2, 3]}
             status, message = refused(
-                port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2, 3]}}
+                port, "/get-online-features", {"feature_service": "recent", "entities": four}
             )
             assert status == 413 and "max_entities=3" in message
 
@@ -101,7 +105,9 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
             status, message = refused(port, "/push", {**push, "df": click_rows([1], [3])})
             assert status == 503 and "could not be reached" in message
             for read in ({"features": ["clicks:item_id"]}, {"feature_service": "recent"}):
-                status, message = refused(port, "/get-online-features", {**read, "entities": {"user_id": [1]}})
+                status, message = refused(
+                    port, "/get-online-features", {**read, "entities": {"user_id": [1]}}
+                )
                 assert status == 503 and "could not be reached" in message, read
 
 
@@ -117,8 +123,6 @@ def test_errors_are_feast_errors_with_their_status() -> None:
     assert SequenceRequestError("too many").http_status_code() == 413
     budget = SequenceRequestError("too slow", http_status=429)
     assert budget.http_status_code() == 429
-    import pickle
-
     assert pickle.loads(pickle.dumps(budget)).http_status_code() == 429
 
 
@@ -136,15 +140,6 @@ def many_users(users: int) -> pd.DataFrame:
             "ts": T0,
         }
     )
-
-
-def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
-    repo = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(feature_store_yaml("timeouts", connection, online_extra=online_extra))
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects(repo / "events"))
-    return store
 
 
 def pause_once_written(server: LocalRedis, seconds: float) -> threading.Thread:
@@ -182,3 +177,104 @@ def test_a_push_cut_by_a_timeout_says_some_events_may_be_written(tmp_path: Path)
         server.client().execute_command("CLIENT", "UNPAUSE")
         assert "reading" in str(read_cut.value) and "Nothing was changed" in str(read_cut.value)
         assert "may have been written" not in str(read_cut.value)
+
+
+# --- default timeouts --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def silent_redis(hold_seconds: float = 20.0) -> Iterator[int]:
+    """A TCP server that accepts connections and never answers; yields its port. It closes them after
+    ``hold_seconds`` so that a client without timeouts fails the test instead of hanging it."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    accepted: List[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        deadline = time.monotonic() + hold_seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                accepted.append(listener.accept()[0])
+            except socket.timeout:
+                continue
+        for connection in accepted:
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@contextlib.contextmanager
+def unreachable_redis(hold_seconds: float = 20.0) -> Iterator[int]:
+    """A port whose connection backlog is full, so that connecting hangs (the kernel drops the SYNs);
+    yields the port. It is closed after ``hold_seconds``, refusing connections from then on."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    filler = socket.create_connection(("127.0.0.1", port))  # fills the backlog of one
+    closer = threading.Timer(hold_seconds, listener.close)
+    closer.start()
+    try:
+        yield port
+    finally:
+        closer.cancel()
+        filler.close()
+        listener.close()
+
+
+def pointed_at(store: FeatureStore, connection: str) -> FeatureStore:
+    """The same repository (already applied) with another connection_string."""
+    yaml = Path(store.repo_path) / "feature_store.yaml"
+    text = yaml.read_text()
+    current = text.split('connection_string: "', 1)[1].split('"', 1)[0]
+    yaml.write_text(text.replace(current, connection))
+    return FeatureStore(repo_path=str(store.repo_path))
+
+
+@pytest.fixture
+def applied(tmp_path: Path, redis_server: LocalRedis, redis_client: Any) -> FeatureStore:
+    return store_on(tmp_path, redis_server.connection_string)
+
+
+def test_a_silent_redis_fails_a_push_within_the_default_timeout(applied: FeatureStore) -> None:
+    with silent_redis() as port:
+        store = pointed_at(applied, f"127.0.0.1:{port}")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 5.0 + 3
+
+        # A timeout set in the connection string wins over the default.
+        store = pointed_at(applied, f"127.0.0.1:{port},socket_timeout=0.3")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 2
+
+
+def test_an_unreachable_redis_fails_a_push_within_the_connect_timeout(applied: FeatureStore) -> None:
+    with unreachable_redis() as port:
+        store = pointed_at(applied, f"127.0.0.1:{port}")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 2.0 + 1.5  # socket_connect_timeout_seconds, not 5 s
+
+
+def test_default_socket_timeout_bounds_replica_ack_timeout(tmp_path: Path, redis_server) -> None:
+    yaml = feature_store_yaml(
+        "p", redis_server.connection_string, online_extra="min_replica_acks: 1\nreplica_ack_timeout_ms: 6000"
+    )
+    (tmp_path / "feature_store.yaml").write_text(yaml)
+    with pytest.raises(FeastConfigError, match=r"replica_ack_timeout_ms=6000 must be shorter than .*5\.0 s"):
+        load_repo_config(tmp_path, tmp_path / "feature_store.yaml")

@@ -61,10 +61,18 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     )
     retries: NonNegativeInt = 0
     """How many times a call that cannot reach Redis is sent again before the error is raised.
-    Safe for writes: every append is idempotent. Timeouts go in connection_string
-    (``socket_timeout=0.5,socket_connect_timeout=0.5``)."""
+    Safe for writes: every append is idempotent. How long a call waits is set by
+    ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``."""
     retry_backoff_seconds: PositiveFloat = 0.05
     """First wait between retries; doubled each time, at most 2 s."""
+    socket_timeout_seconds: PositiveFloat = 5.0
+    """How long a call waits for Redis to answer before it fails with the retriable
+    ``SequenceStoreUnavailableError``, unless connection_string sets ``socket_timeout`` (which wins).
+    Without one, a Redis that accepts connections but never answers blocks a call forever. Lower it
+    (0.5 to 1) for latency-bound serving; keep it above replica_ack_timeout_ms."""
+    socket_connect_timeout_seconds: PositiveFloat = 2.0
+    """How long opening a connection to Redis may take, unless connection_string sets
+    ``socket_connect_timeout`` (which wins)."""
     max_entities_per_request: PositiveInt = 10_000
     """Distinct entities one online request may read from a sequence view; more is refused."""
     min_replica_acks: NonNegativeInt = 0
@@ -72,7 +80,8 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     it succeeds; fewer raise the retriable ``SequenceStoreUnavailableError`` after ``retries``. 0 (the
     default) does not wait: Redis replication stays asynchronous."""
     replica_ack_timeout_ms: PositiveInt = 1000
-    """How long one write waits for those acknowledgements; keep it below ``socket_timeout``."""
+    """How long one write waits for those acknowledgements; below the socket timeout
+    (``socket_timeout`` in connection_string, else ``socket_timeout_seconds``)."""
 
     @field_validator("connection_string")
     @classmethod
@@ -87,6 +96,17 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
             )
         return value
 
+    def connection_string_with_timeouts(self) -> str:
+        """connection_string, with ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``
+        added where it sets no timeout of its own."""
+        _, params = RedisOnlineStore._parse_connection_string(self.connection_string)
+        defaults = {
+            "socket_timeout": self.socket_timeout_seconds,
+            "socket_connect_timeout": self.socket_connect_timeout_seconds,
+        }
+        added = [f"{name}={seconds}" for name, seconds in defaults.items() if name not in params]
+        return ",".join([self.connection_string, *added])
+
     @model_validator(mode="after")
     def _check_replica_acks(self) -> "SequenceRedisOnlineStoreConfig":
         if not self.min_replica_acks:
@@ -98,11 +118,14 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
                 "pipeline spreads them over one connection per primary); use min_replica_acks: 0."
             )
         _, params = RedisOnlineStore._parse_connection_string(self.connection_string)
-        socket_timeout = params.get("socket_timeout")
+        if "socket_timeout" in params:
+            socket_timeout, where = params["socket_timeout"], "in connection_string"
+        else:
+            socket_timeout, where = self.socket_timeout_seconds, "(socket_timeout_seconds)"
         if socket_timeout is not None and float(socket_timeout) * 1000 <= self.replica_ack_timeout_ms:
             raise ValueError(
                 f"replica_ack_timeout_ms={self.replica_ack_timeout_ms} must be shorter than "
-                f"socket_timeout={socket_timeout} s in connection_string, or a write still waiting for "
+                f"socket_timeout={socket_timeout} s {where}, or a write still waiting for "
                 "replicas is cut off as a timeout; lower replica_ack_timeout_ms or raise socket_timeout."
             )
         return self
@@ -143,18 +166,18 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     # --- connections ---
 
     def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
-        """Feast's client, with redis-py's own retries off: ours (``retries``) resend whole,
-        idempotent pipelines, and redis-py's default (3 tries with backoff) would stretch a
-        failure to seconds."""
+        """Feast's client, with the default timeouts where connection_string sets none, and
+        redis-py's own retries off: ours (``retries``) resend whole, idempotent pipelines, and
+        redis-py's default (3 tries with backoff) would stretch a failure to seconds."""
         fresh = self._client is None
-        client = super()._get_client(online_store_config)
+        client = super()._get_client(_with_default_timeouts(online_store_config))
         if fresh:
             client.set_retry(Retry(NoBackoff(), 0))
         return client
 
     async def _get_client_async(self, online_store_config: RedisOnlineStoreConfig) -> Any:
         fresh = self._client_async is None
-        client = await super()._get_client_async(online_store_config)
+        client = await super()._get_client_async(_with_default_timeouts(online_store_config))
         if fresh:
             client.set_retry(AsyncRetry(NoBackoff(), 0))
         return client
@@ -522,6 +545,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 deleted += _delete(client, batch, config.online_store)
                 batch = []
         return deleted + _delete(client, batch, config.online_store)
+
+
+def _with_default_timeouts(config: RedisOnlineStoreConfig) -> RedisOnlineStoreConfig:
+    """``config`` whose connection_string carries the default timeouts: Feast builds every kind of
+    client (plain, cluster, sentinel) from the parameters of that string."""
+    if not isinstance(config, SequenceRedisOnlineStoreConfig):
+        return config
+    return config.model_copy(update={"connection_string": config.connection_string_with_timeouts()})
 
 
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
