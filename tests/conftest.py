@@ -15,6 +15,7 @@ from feast import FeatureStore
 
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
 from feast_sequence.local_redis import LocalRedis
+from sample_repo import objects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RAW_RETAIL = PROJECT_ROOT / "data/online-retail-ii/online_retail_ii_2009-2010.parquet"
@@ -50,6 +51,18 @@ def feature_store_yaml(
         entity_key_serialization_version: 3
         """
     ).replace("{extra}", extra)
+
+
+def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
+    """A new repository on ``connection`` (a Redis of the test's own), with sample_repo applied."""
+    repo = tmp_path / uuid.uuid4().hex[:8]
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        feature_store_yaml("p" + repo.name, connection, online_extra=online_extra)
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects(repo / "events"))
+    return store
 
 
 @pytest.fixture

@@ -101,6 +101,38 @@ def test_yaml_negative_retries(tmp_path, redis_server):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
 
 
+BAD_CONNECTION_STRINGS = {
+    "port not a number": ("127.0.0.1:abc", r"'127\.0\.0\.1:abc'.*port 'abc' is not a number"),
+    "empty": ("", r"connection_string='': .*host:port\[,host:port\]"),
+    "no port": ("localhost", r"'localhost' lacks a port"),
+    "no host": (":6379", r"':6379' lacks a host"),
+    "port out of range": ("localhost:70000", r"port '70000' is not a number from 1 to 65535"),
+    "unset environment variable": ("${NOT_SET}", r"an environment variable that is not set"),
+    "timeout not a number": (
+        "localhost:6379,socket_timeout=soon",
+        r"socket_timeout='soon' is not a positive number of seconds",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONNECTION_STRINGS))
+def test_yaml_bad_connection_string(tmp_path, case):
+    from feast.repo_config import load_repo_config
+
+    connection, message = BAD_CONNECTION_STRINGS[case]
+    (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", connection))
+    with pytest.raises(FeastConfigError, match=message):
+        load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
+
+
+def test_bad_connection_string_fails_when_the_store_is_built(tmp_path):
+    from feast import FeatureStore
+
+    (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", "127.0.0.1:abc"))
+    with pytest.raises(FeastConfigError, match=r"expected host:port"):
+        FeatureStore(repo_path=str(tmp_path))
+
+
 def test_yaml_without_the_sequence_provider(tmp_path, redis_server):
     from feast import FeatureStore
 

@@ -16,6 +16,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
+from conftest import sequence_key_count
 from feast_sequence import SequenceInputError, SequenceSpec, SequenceUseCase, sequence_settings
 from feast_sequence._append import encode_proto_rows
 from feast_sequence._codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
@@ -75,7 +76,7 @@ def test_pushed_epoch_seconds_are_refused(store, redis_client):
     df = good().assign(ts=[EPOCH_2024, EPOCH_2024 + 60])
     with pytest.raises(SequenceInputError, match=r"Column 'ts', row 0 .* 1704067200 .*unit=\"s\""):
         store.push("clicks_push", df)
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 # --- case 9a: event times a sorted-set score holds exactly ----------------------------------------
@@ -192,7 +193,7 @@ def test_pushed_unconvertible_values_are_refused(store, redis_client, case):
     message = rf"Column '{column}', row 1 \(index 1\): value .* cannot be"
     with pytest.raises(SequenceInputError, match=message):
         store.push(source, make())
-    assert redis_client.dbsize() == 0
+    assert sequence_key_count(redis_client) == 0
 
 
 # --- case 12: read keys of the wrong type --------------------------------------------------------

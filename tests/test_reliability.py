@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,24 +15,13 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from conftest import feature_store_yaml
+from conftest import store_on
 from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.local_redis import LocalRedis
-from sample_repo import assert_clicks_match_reference, objects
+from sample_repo import assert_clicks_match_reference
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
-
-
-def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
-    repo = tmp_path / uuid.uuid4().hex[:8]
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        feature_store_yaml("p" + repo.name, connection, online_extra=online_extra)
-    )
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects(repo / "events"))
-    return store
 
 
 def batches(count: int, size: int, seed: int):

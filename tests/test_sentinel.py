@@ -266,10 +266,21 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
     }
 
 
+def reconfigured(store: FeatureStore, connection: str, online_extra: str) -> FeatureStore:
+    """The same applied repository, opened with other online-store options."""
+    project = store.project
+    (Path(store.repo_path) / "feature_store.yaml").write_text(
+        feature_store_yaml(project, connection, online_extra=online_extra)
+    )
+    return FeatureStore(repo_path=str(store.repo_path))
+
+
 def test_too_few_replica_acks_raise_the_retriable_error_on_every_write_path(tmp_path):
     with LocalRedis() as server:  # a master without replicas: WAIT 1 can only time out
-        store = store_on(
-            tmp_path,
+        # Applied first without the acknowledgements: `feast apply` waits for them too.
+        applied = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")
+        store = reconfigured(
+            applied,
             f"{server.connection_string},{TIMEOUTS}",
             "min_replica_acks: 1\nreplica_ack_timeout_ms: 50\nretries: 2\nretry_backoff_seconds: 0.01",
         )
@@ -291,8 +302,10 @@ def test_too_few_replica_acks_raise_the_retriable_error_on_every_write_path(tmp_
 def test_a_refusal_by_min_replicas_to_write_is_retriable(tmp_path):
     """Redis's own guard (the master refuses writes while too few replicas are connected) is
     reported as retriable, like a shortfall, and leaves nothing written."""
-    with LocalRedis(extra_args=["--min-replicas-to-write", "1"]) as server:
+    with LocalRedis() as server:
         store = store_on(tmp_path, server.connection_string, "retries: 1\nretry_backoff_seconds: 0.01")
+        # Switched on after `feast apply`, which it would refuse too (the definition record is a write).
+        server.client().config_set("min-replicas-to-write", 1)
         with pytest.raises(
             SequenceStoreUnavailableError,
             match=r"refused the write.*\(2 attempt\(s\)\).*min-replicas-to-write",

@@ -21,7 +21,7 @@ from feast_sequence._append import plan_remove_range
 from feast_sequence._codec import datetime_to_us, entity_column_bytes
 from feast_sequence._indexing import IndexSummary, newest_before_spark, timed, write_spark
 from feast_sequence._keys import view_prefix, view_scan_pattern
-from feast_sequence._redis_io import execute, replica_acks, retry_policy
+from feast_sequence._redis_io import Access, execute, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings
 from feast_sequence.transformations._job import (
     EPOCH,
@@ -103,6 +103,7 @@ def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: A
             f"clearing a range of '{settings.view_name}'",
             retry_policy(context.target.online_config),
             replica_acks(context.target.online_config),
+            Access.WRITE,
         )
     return len(commands)
 

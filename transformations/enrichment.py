@@ -28,7 +28,7 @@ import pandas as pd
 from feast_sequence._codec import NULL_DEFAULTS, column_values, decode_members, encode_columns, layout_for
 from feast_sequence._indexing import IndexSummary, timed
 from feast_sequence._keys import view_scan_pattern
-from feast_sequence._redis_io import evalsha, execute, replica_acks, retry_policy
+from feast_sequence._redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence._scripts import REWRITE
 from feast_sequence._settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
@@ -104,6 +104,7 @@ def rewrite_online(
                 f"enriching '{settings.view_name}'",
                 retry_policy(online_config),
                 replica_acks(online_config),
+                Access.WRITE,
             )
         )
         keys.clear()

@@ -12,6 +12,7 @@ and switch readers over instead. The default window is the view's TTL, or the wh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +36,10 @@ def run_reindex(
     repo: str, view_name: str, days: Optional[float] = None, end: Optional[datetime] = None
 ) -> IndexSummary:
     repo_path = Path(repo).resolve()
+    # Feast reads a repository as `feast apply` does: from its directory, importable by module path.
+    os.chdir(repo_path)
+    if str(repo_path) not in sys.path:
+        sys.path.insert(0, str(repo_path))
     new_view = next((v for v in parse_repo(repo_path).feature_views if v.name == view_name), None)
     if new_view is None or not is_sequence_view(new_view):
         raise SequenceDefinitionError(

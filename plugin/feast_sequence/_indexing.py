@@ -18,7 +18,7 @@ import pandas as pd
 from feast_sequence._append import encode_frame, plan_append
 from feast_sequence._index_enrich import plan_index_enrichment
 from feast_sequence._lookup import one_call_per_key
-from feast_sequence._redis_io import execute, replica_acks, retry_policy
+from feast_sequence._redis_io import Access, execute, replica_acks, retry_policy
 from feast_sequence._settings import SequenceSettings
 
 _RANK = "__fsq_rank"
@@ -84,7 +84,7 @@ def write_frames(
         events = encode_frame(target.settings, frame)
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
         what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
-        execute(client, commands, what, retry, acks)
+        execute(client, commands, what, retry, acks, Access.WRITE)
         written += len(events)
     return written
 

@@ -10,6 +10,7 @@ count as a retriable failure, and the whole pipeline is sent again.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
@@ -53,6 +54,13 @@ def _is_noreplicas(exc: BaseException) -> bool:
 def _scripts_in(commands: Sequence[Command]) -> List[LuaScript]:
     shas = {c[1] for c in commands if c[0] == "EVALSHA"}
     return [_SCRIPTS[sha] for sha in shas]
+
+
+class Access(enum.Enum):
+    """Whether a pipeline writes: what an outage may have left behind depends on it."""
+
+    READ = "read"
+    WRITE = "write"
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,9 @@ class _Outcome:
     LOAD_SCRIPTS, RETRY = "load", "retry"
 
 
-def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str) -> str:
+def _decide(
+    exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str, access: Access
+) -> str:
     if isinstance(exc, (AuthenticationError, AuthenticationWrongNumberOfArgsError)):
         raise SequenceStoreError(
             f"Redis rejected the credentials while {what}: {exc}. Check password= (and username=) "
@@ -149,7 +159,7 @@ def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolic
             "is safe to re-send the whole batch once memory is freed or maxmemory raised (writes "
             "are idempotent)."
         ) from exc
-    unavailable = _unavailable(exc, f"while {what} ({attempt + 1} attempt(s))")
+    unavailable = _unavailable(exc, f"while {what} ({attempt + 1} attempt(s))", access)
     if unavailable is None:
         raise SequenceStoreError(f"Redis failed while {what}: {exc}") from exc
     if attempt < retry.retries:
@@ -157,7 +167,7 @@ def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolic
     raise SequenceStoreUnavailableError(unavailable) from exc
 
 
-def _unavailable(exc: _Failure, when: str) -> Optional[str]:
+def _unavailable(exc: _Failure, when: str, access: Access) -> Optional[str]:
     """What went wrong, if the failure is retriable (and retrying can help); None otherwise."""
     if isinstance(exc, _TooFewReplicas):
         return (
@@ -173,9 +183,15 @@ def _unavailable(exc: _Failure, when: str) -> Optional[str]:
             "the write once the replicas are back (writes are idempotent)."
         )
     if isinstance(exc, (ConnectionError, TimeoutError)):
+        if access is Access.READ:
+            return f"Redis could not be reached {when}: {exc}. Nothing was changed; it is safe to retry."
+        # The pipeline may be cut anywhere between its script calls: the calls Redis ran before
+        # the cut stay applied, each one whole.
         return (
-            f"Redis could not be reached {when}: {exc}. Nothing was half-written; it is safe to retry "
-            "(writes are idempotent)."
+            f"Redis could not be reached {when}: {exc}. The write may be partly applied: some "
+            "entities' events may have been written. Each script call (one entity, at most 1,000 of "
+            "its events per append) was applied whole or not at all. It is safe to retry: re-sending "
+            "the whole batch is safe because writes are idempotent."
         )
     return None
 
@@ -186,12 +202,14 @@ def execute(
     what: str,
     retry: RetryPolicy = NO_RETRY,
     acks: ReplicaAcks = NO_ACKS,
+    access: Access = Access.READ,
 ) -> List[Any]:
     """Run ``commands`` in one non-transactional pipeline and return their replies in order.
 
     A pipeline that fails is sent again whole (idempotent commands only): after loading scripts
     Redis did not know, and up to ``retry.retries`` times when Redis could not be reached or fewer
-    replicas than ``acks`` asks for acknowledged the writes.
+    replicas than ``acks`` asks for acknowledged the writes. ``access`` says whether the commands
+    write, so that an outage's error says truthfully what may have been applied.
     """
     if not commands:
         return []
@@ -204,13 +222,13 @@ def execute(
                     pipe.execute_command(*command)
                 return acks.checked(pipe.execute())
         except (RedisError, _TooFewReplicas) as exc:
-            if _decide(exc, attempt, scripts_loaded, retry, what) == _Outcome.LOAD_SCRIPTS:
+            if _decide(exc, attempt, scripts_loaded, retry, what, access) == _Outcome.LOAD_SCRIPTS:
                 try:
                     for script in _scripts_in(commands):
                         client.script_load(script.source)
                     scripts_loaded = True
                 except RedisError as load_exc:
-                    _decide(load_exc, attempt, True, retry, what)
+                    _decide(load_exc, attempt, True, retry, what, access)
                     attempt += 1
                 continue
             time.sleep(retry.wait(attempt))
@@ -223,6 +241,7 @@ async def execute_async(
     what: str,
     retry: RetryPolicy = NO_RETRY,
     acks: ReplicaAcks = NO_ACKS,
+    access: Access = Access.READ,
 ) -> List[Any]:
     """Async twin of :func:`execute`."""
     if not commands:
@@ -236,13 +255,13 @@ async def execute_async(
                     pipe.execute_command(*command)
                 return acks.checked(await pipe.execute())
         except (RedisError, _TooFewReplicas) as exc:
-            if _decide(exc, attempt, scripts_loaded, retry, what) == _Outcome.LOAD_SCRIPTS:
+            if _decide(exc, attempt, scripts_loaded, retry, what, access) == _Outcome.LOAD_SCRIPTS:
                 try:
                     for script in _scripts_in(commands):
                         await client.script_load(script.source)
                     scripts_loaded = True
                 except RedisError as load_exc:
-                    _decide(load_exc, attempt, True, retry, what)
+                    _decide(load_exc, attempt, True, retry, what, access)
                     attempt += 1
                 continue
             await asyncio.sleep(retry.wait(attempt))

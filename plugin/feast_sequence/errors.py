@@ -1,22 +1,63 @@
-"""The exception tree of feast-sequence: one root, one branch per situation."""
+"""The exception tree of feast-sequence: one root, one branch per situation.
+
+Every error is a :class:`feast.errors.FeastError`, so Feast's HTTP feature server (`feast serve`)
+answers it with its ``http_status`` instead of 500: a client can tell a bad request (422, 413) from
+a retriable outage (503, 429).
+"""
 
 from __future__ import annotations
 
+from typing import Any, Optional, Tuple
 
-class FeastSequenceError(Exception):
+from feast.errors import FeastError
+
+
+class FeastSequenceError(FeastError):
     """Root of every error raised by feast-sequence."""
+
+    http_status: int = 500
+    """The status Feast's feature server answers with (``http_status_code()``)."""
+
+    def http_status_code(self) -> int:
+        return self.http_status
 
 
 class SequenceDefinitionError(FeastSequenceError, ValueError):
     """A sequence feature view is defined wrongly (bad max_length, unknown dedup_by field, ...)."""
 
+    # Over HTTP it answers a request naming features a view does not serve, or a use case that does
+    # not fit its views: the request or definition is wrong, resending it unchanged cannot help.
+    http_status = 422
+
 
 class SequenceInputError(FeastSequenceError, ValueError):
     """Pushed or source events are invalid; the whole batch was rejected and nothing was written."""
 
+    http_status = 422
+
 
 class SequenceRequestError(FeastSequenceError, ValueError):
-    """An online request exceeds a configured limit (for example entities per request)."""
+    """An online request exceeds a configured limit (for example entities per request).
+
+    Its HTTP status is 413 (too many entities: split the request) unless the raise site says
+    otherwise: 429 for a time budget, which is a load signal a client may back off and retry.
+    """
+
+    http_status = 413
+
+    def __init__(self, message: str, *, http_status: Optional[int] = None):
+        super().__init__(message)
+        if http_status is not None:
+            self.http_status = http_status
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Exceptions pickle as cls(*args): keep the status across processes (Spark, multiprocessing).
+        return (_request_error, (type(self), str(self), self.http_status))
+
+
+def _request_error(cls: type, message: str, http_status: int) -> SequenceRequestError:
+    error: SequenceRequestError = cls(message, http_status=http_status)
+    return error
 
 
 class SequenceStoreError(FeastSequenceError):
@@ -28,10 +69,16 @@ class SequenceStoreUnavailableError(SequenceStoreError):
     lack of replicas, or fewer replicas than ``min_replica_acks`` acknowledged it. Retriable: every
     write is idempotent, so re-sending the same events gives the same state."""
 
+    http_status = 503
+
 
 class SequenceConfigurationError(FeastSequenceError, ValueError):
     """feature_store.yaml does not configure what sequence views need (provider, online store)."""
 
+    # The server's own configuration is wrong: nothing a client can change (500).
+
 
 class SequenceValidationError(FeastSequenceError):
     """A data validation gate failed; the batch it guarded was not written."""
+
+    http_status = 422

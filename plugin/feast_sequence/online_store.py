@@ -31,10 +31,10 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from feast_sequence._append import encode_frame, encode_proto_rows, plan_append
@@ -45,14 +45,24 @@ from feast_sequence._lookup import one_call_per_key
 from feast_sequence._evolution import StoredDefinition, evolve
 from feast_sequence._keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence._read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence._redis_io import Command, evalsha, execute, execute_async, replica_acks, retry_policy
+from feast_sequence._redis_io import (
+    Access,
+    Command,
+    evalsha,
+    execute,
+    execute_async,
+    replica_acks,
+    retry_policy,
+)
 from feast_sequence._scripts import EXPIRE
 from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
+from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError, SequenceStoreError
 from feast_sequence.serving.pipeline import drive, drive_async, serve
 from feast_sequence.serving.use_case import is_use_case
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
+CONNECTION_STRING_FORM = "host:port[,host:port][,password=...,ssl=true,db=N,socket_timeout=S,...]"
+_TIMEOUT_PARAMS = ("socket_timeout", "socket_connect_timeout")
 
 _log = logging.getLogger(__name__)
 
@@ -66,10 +76,18 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     )
     retries: NonNegativeInt = 0
     """How many times a call that cannot reach Redis is sent again before the error is raised.
-    Safe for writes: every append is idempotent. Timeouts go in connection_string
-    (``socket_timeout=0.5,socket_connect_timeout=0.5``)."""
+    Safe for writes: every append is idempotent. How long a call waits is set by
+    ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``."""
     retry_backoff_seconds: PositiveFloat = 0.05
     """First wait between retries; doubled each time, at most 2 s."""
+    socket_timeout_seconds: PositiveFloat = 5.0
+    """How long a call waits for Redis to answer before it fails with the retriable
+    ``SequenceStoreUnavailableError``, unless connection_string sets ``socket_timeout`` (which wins).
+    Without one, a Redis that accepts connections but never answers blocks a call forever. Lower it
+    (0.5 to 1) for latency-bound serving; keep it above replica_ack_timeout_ms."""
+    socket_connect_timeout_seconds: PositiveFloat = 2.0
+    """How long opening a connection to Redis may take, unless connection_string sets
+    ``socket_connect_timeout`` (which wins)."""
     max_entities_per_request: PositiveInt = 10_000
     """Distinct entities one online request may read from a sequence view; more is refused."""
     min_replica_acks: NonNegativeInt = 0
@@ -77,7 +95,32 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     it succeeds; fewer raise the retriable ``SequenceStoreUnavailableError`` after ``retries``. 0 (the
     default) does not wait: Redis replication stays asynchronous."""
     replica_ack_timeout_ms: PositiveInt = 1000
-    """How long one write waits for those acknowledgements; keep it below ``socket_timeout``."""
+    """How long one write waits for those acknowledgements; below the socket timeout
+    (``socket_timeout`` in connection_string, else ``socket_timeout_seconds``)."""
+
+    @field_validator("connection_string")
+    @classmethod
+    def _check_connection_string(cls, value: str) -> str:
+        # Checked when feature_store.yaml is loaded: Feast's parser accepts anything and the
+        # first push would fail with a bare ValueError or KeyError('port').
+        problem = _connection_string_problem(value)
+        if problem:
+            raise ValueError(
+                f"connection_string={value!r}: {problem}; expected {CONNECTION_STRING_FORM}, "
+                "for example '127.0.0.1:6379,socket_timeout=0.5'."
+            )
+        return value
+
+    def connection_string_with_timeouts(self) -> str:
+        """connection_string, with ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``
+        added where it sets no timeout of its own."""
+        _, params = RedisOnlineStore._parse_connection_string(self.connection_string)
+        defaults = {
+            "socket_timeout": self.socket_timeout_seconds,
+            "socket_connect_timeout": self.socket_connect_timeout_seconds,
+        }
+        added = [f"{name}={seconds}" for name, seconds in defaults.items() if name not in params]
+        return ",".join([self.connection_string, *added])
 
     @model_validator(mode="after")
     def _check_replica_acks(self) -> "SequenceRedisOnlineStoreConfig":
@@ -90,14 +133,46 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
                 "pipeline spreads them over one connection per primary); use min_replica_acks: 0."
             )
         _, params = RedisOnlineStore._parse_connection_string(self.connection_string)
-        socket_timeout = params.get("socket_timeout")
+        if "socket_timeout" in params:
+            socket_timeout, where = params["socket_timeout"], "in connection_string"
+        else:
+            socket_timeout, where = self.socket_timeout_seconds, "(socket_timeout_seconds)"
         if socket_timeout is not None and float(socket_timeout) * 1000 <= self.replica_ack_timeout_ms:
             raise ValueError(
                 f"replica_ack_timeout_ms={self.replica_ack_timeout_ms} must be shorter than "
-                f"socket_timeout={socket_timeout} s in connection_string, or a write still waiting for "
+                f"socket_timeout={socket_timeout} s {where}, or a write still waiting for "
                 "replicas is cut off as a timeout; lower replica_ack_timeout_ms or raise socket_timeout."
             )
         return self
+
+
+def _connection_string_problem(value: str) -> Optional[str]:
+    """What is wrong with a connection_string, in the terms of Feast's parser; None if nothing."""
+    if "${" in value:
+        return "it holds an environment variable that is not set (Feast expands ${VAR} only when set)"
+    nodes = [part for part in value.split(",") if "=" not in part]
+    if not nodes:
+        return "it names no host:port"
+    for node in nodes:
+        if not node.strip():
+            return "it has an empty part (an empty string or a stray comma)"
+        if node.count(":") != 1:
+            return f"{node!r} lacks a port" if ":" not in node else f"{node!r} is not host:port"
+        host, port = node.split(":")
+        if not host:
+            return f"{node!r} lacks a host"
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"port {port!r} is not a number from 1 to 65535"
+    _, params = RedisOnlineStore._parse_connection_string(value)
+    for name in _TIMEOUT_PARAMS:
+        seconds = params.get(name)  # null (None) switches a timeout off, as in redis-py
+        if name in params and seconds is not None and not _positive_number(seconds):
+            return f"{name}={seconds!r} is not a positive number of seconds"
+    return None
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 class SequenceRedisOnlineStore(RedisOnlineStore):
@@ -108,20 +183,21 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     # --- connections ---
 
     def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
-        """Feast's client, with redis-py's own retries off: ours (``retries``) resend whole,
-        idempotent pipelines, and redis-py's default (3 tries with backoff) would stretch a
-        failure to seconds."""
+        """Feast's client, with the default timeouts where connection_string sets none, and
+        redis-py's own retries off: ours (``retries``) resend whole, idempotent pipelines, and
+        redis-py's default (3 tries with backoff) would stretch a failure to seconds."""
         fresh = self._client is None
-        client = super()._get_client(online_store_config)
+        client = super()._get_client(_with_default_timeouts(online_store_config))
         if fresh:
             client.set_retry(Retry(NoBackoff(), 0))
         if not self._eviction_checked:
-            self._eviction_checked = _refuse_eviction(client)
+            _refuse_eviction(client)
+            self._eviction_checked = True
         return client
 
     async def _get_client_async(self, online_store_config: RedisOnlineStoreConfig) -> Any:
         fresh = self._client_async is None
-        client = await super()._get_client_async(online_store_config)
+        client = await super()._get_client_async(_with_default_timeouts(online_store_config))
         if fresh:
             client.set_retry(AsyncRetry(NoBackoff(), 0))
         if not self._eviction_checked:
@@ -219,6 +295,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             _appending(settings, events),
             retry_policy(online),
             replica_acks(online),
+            Access.WRITE,
         )
 
     async def _append_async(
@@ -231,6 +308,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             _appending(settings, events),
             retry_policy(online),
             replica_acks(online),
+            Access.WRITE,
         )
 
     # --- reads --------------------------------------------------------------------------------
@@ -478,12 +556,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         for settings, previous, record in changes:
             if previous is not None and previous.ttl_us != record.ttl_us:
                 self.expire_sequence_view(config, settings)  # a scan of the view's keys: only on change
-            execute(
+            _run_writes(
                 self._get_client(config.online_store),
                 [("HSET", definitions_key(config.project), settings.view_name, record.to_json())],
+                config.online_store,
                 f"recording the definition of sequence view '{settings.view_name}'",
-                retry_policy(config.online_store),
-                replica_acks(config.online_store),
             )
         super().update(config, regular_deletes, tables_to_keep, entities_to_delete, entities_to_keep, partial)
 
@@ -567,6 +644,14 @@ def _check_sequence_keys(
     check_entity_rows(columns, entity_rows)
 
 
+def _with_default_timeouts(config: RedisOnlineStoreConfig) -> RedisOnlineStoreConfig:
+    """``config`` whose connection_string carries the default timeouts: Feast builds every kind of
+    client (plain, cluster, sentinel) from the parameters of that string."""
+    if not isinstance(config, SequenceRedisOnlineStoreConfig):
+        return config
+    return config.model_copy(update={"connection_string": config.connection_string_with_timeouts()})
+
+
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:
     return [dict(zip(k.join_keys, k.entity_values)) for k in entity_keys]
 
@@ -584,25 +669,27 @@ def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[Lis
 
 
 def _run_writes(client: Any, commands: List[Command], online_config: Any, what: str) -> List[Any]:
-    return execute(client, commands, what, retry_policy(online_config), replica_acks(online_config))
+    return execute(
+        client, commands, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE
+    )
 
 
-def _refuse_eviction(client: Any) -> bool:
+def _refuse_eviction(client: Any) -> None:
     """Sequence views need ``maxmemory-policy noeviction``: evicting one of a sequence's two keys
     serves duplicates or loses events silently, and any eviction drops events without an error.
-    See docs/reliability.md, "Eviction". Returns False when Redis could not be asked (down): the
-    next client call checks again."""
+    See docs/reliability.md, "Eviction"."""
     try:
         policies = eviction_policies(client)
-    except ResponseError as exc:  # CONFIG renamed or denied (managed Redis, ACLs): cannot check
+    except SequenceStoreError as exc:
+        if type(exc) is not SequenceStoreError or not isinstance(exc.__cause__, ResponseError):
+            raise  # unreachable, or the credentials were refused: the call needing the client fails too
+        # CONFIG renamed or denied (managed Redis, ACLs): the policy cannot be checked from here.
         _log.warning(
             "Could not read Redis's maxmemory-policy (%s); sequence views need 'noeviction', "
             "check it with your provider.",
-            exc,
+            exc.__cause__,
         )
-        return True
-    except (ConnectionError, TimeoutError):
-        return False  # unreachable now: the call being made reports it, with retries
+        return
     evicting = sorted({p for p in policies if p != "noeviction"})
     if evicting:
         raise SequenceConfigurationError(
@@ -611,15 +698,24 @@ def _refuse_eviction(client: Any) -> bool:
             "duplicates or loses events silently. Set it with `CONFIG SET maxmemory-policy "
             "noeviction` and in redis.conf, and size maxmemory for the data (docs/scale.md)."
         )
-    return True
 
 
 def eviction_policies(client: Any) -> List[str]:
     """``maxmemory-policy`` of every primary the client writes to."""
+    what = "checking Redis's maxmemory-policy"
     if hasattr(client, "get_primaries"):  # Redis Cluster: each primary has its own setting
-        replies = client.config_get("maxmemory-policy", target_nodes=client.get_primaries())
+        try:
+            replies = client.config_get("maxmemory-policy", target_nodes=client.get_primaries())
+        except RedisError as exc:
+            raise SequenceStoreError(f"Redis failed while {what}: {exc}") from exc
         return [r["maxmemory-policy"] for r in _node_replies(replies)]
-    return [client.config_get("maxmemory-policy")["maxmemory-policy"]]
+    (reply,) = execute(client, [("CONFIG", "GET", "maxmemory-policy")], what)
+    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+    return [_text(v) for k, v in pairs.items() if _text(k) == "maxmemory-policy"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _node_replies(replies: Any) -> List[Any]:

@@ -107,10 +107,13 @@ class _Clock:
         elapsed_ms = (now - self.start) * 1000
         if budget is not None and elapsed_ms > budget:
             metrics.LIMIT_REJECTIONS.labels(self.use_case.name, "time_budget_ms").inc()
+            # 429, not 413: the same request usually fits its budget once the load drops, so a
+            # client should back off and retry (or shed it), not split it.
             raise SequenceRequestError(
                 f"Use case '{self.use_case.name}' exceeded its time budget: {elapsed_ms:.1f} ms after "
                 f"stage '{name}' (time_budget_ms={budget:g}). Lower its length or entities per request, "
-                "or move serving-time enrichments to index time."
+                "or move serving-time enrichments to index time.",
+                http_status=429,
             )
 
 
@@ -364,7 +367,7 @@ def _columnar(entity_rows: Any) -> Dict[str, List[Any]]:
         columns: Dict[str, List[Any]] = {k: [] for k in (entity_rows[0].keys() if entity_rows else [])}
         for row in entity_rows:
             if row.keys() != columns.keys():
-                raise SequenceRequestError("All entity_rows must have the same keys.")
+                raise SequenceRequestError("All entity_rows must have the same keys.", http_status=422)
             for key, value in row.items():
                 columns[key].append(value)
         return columns

@@ -1,0 +1,280 @@
+"""Errors a client can act on: HTTP statuses from `feast serve`, truthful outage messages, and default
+timeouts that stop a silent Redis from blocking a push. Real redis-servers and real sockets only."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import socket
+import threading
+import time
+import urllib.error
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pandas as pd
+import pytest
+from feast import FeatureStore
+from feast.repo_config import FeastConfigError, load_repo_config
+
+from conftest import feature_store_yaml, store_on
+from feast_sequence import (
+    Limits,
+    SequenceInputError,
+    SequenceRequestError,
+    SequenceSpec,
+    SequenceStoreUnavailableError,
+    SequenceUseCase,
+)
+from feast_sequence.local_redis import LocalRedis
+from feast_server import feast_serve, module_repo, post
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
+
+
+def refused(port: int, path: str, body: Dict[str, Any]) -> Tuple[int, str]:
+    """The HTTP status and the error message of a request `feast serve` refuses."""
+    with pytest.raises(urllib.error.HTTPError) as error:
+        post(port, path, body)
+    text: str = json.loads(error.value.read().decode())
+    # Feast's handler sends a FeastError's to_error_detail(), a JSON document, as a JSON string;
+    # any other exception as its text.
+    message = json.loads(text)["message"] if text.startswith("{") else text
+    return error.value.code, message
+
+
+def click_rows(users: List[int], n: List[Any]) -> Dict[str, List[Any]]:
+    return {
+        "user_id": users,
+        "item_id": [f"i{u}" for u in users],
+        "kind": ["buy"] * len(users),
+        "n": n,
+        "ts": ["2024-01-01T10:00:00+00:00"] * len(users),
+    }
+
+
+def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
+    with LocalRedis() as server:  # private: the test stops it
+        repo = tmp_path / "repo"
+        env = module_repo(
+            repo,
+            "serving_repo",
+            feature_store_yaml(
+                "http_errors",
+                f"{server.connection_string},{TIMEOUTS}",
+                online_extra="max_entities_per_request: 5",
+            ),
+        )
+        store = FeatureStore(repo_path=str(repo))
+        hurried = SequenceUseCase(
+            name="hurried",
+            features=[store.get_feature_view("clicks")[["item_id"]]],
+            sequences={"clicks": SequenceSpec(length=1)},
+            limits=Limits(time_budget_ms=1e-6),  # exceeded after the first stage, every time
+        )
+        store.apply([hurried])
+        with feast_serve(repo, env=env) as port:
+            push = {"push_source_name": "clicks_push", "to": "online"}
+            post(port, "/push", {**push, "df": click_rows([1, 2], [1, 2])})
+
+            status, message = refused(port, "/push", {**push, "df": click_rows([1, 2], [1, "seven"])})
+            assert status == 422
+            assert "Column 'n', row 1" in message and "'seven' cannot be converted to INT32" in message
+
+            users = {"user_id": [0, 1, 2, 3, 4, 5]}
+            status, message = refused(
+                port, "/get-online-features", {"features": ["clicks:item_id"], "entities": users}
+            )
+            assert status == 413 and "exceeds max_entities_per_request=5" in message
+
+            four = {"user_id": [0, 1, 2, 3]}
+            status, message = refused(
+                port, "/get-online-features", {"feature_service": "recent", "entities": four}
+            )
+            assert status == 413 and "max_entities=3" in message
+
+            status, message = refused(
+                port, "/get-online-features", {"feature_service": "hurried", "entities": {"user_id": [1]}}
+            )
+            assert status == 429 and "exceeded its time budget" in message
+
+            server.kill()
+            status, message = refused(port, "/push", {**push, "df": click_rows([1], [3])})
+            assert status == 503 and "could not be reached" in message
+            for read in ({"features": ["clicks:item_id"]}, {"feature_service": "recent"}):
+                status, message = refused(
+                    port, "/get-online-features", {**read, "entities": {"user_id": [1]}}
+                )
+                assert status == 503 and "could not be reached" in message, read
+
+
+def test_errors_are_feast_errors_with_their_status() -> None:
+    """Feast's servers map any FeastError to its status; messages and except clauses still work."""
+    from feast.errors import FeastError
+
+    error = SequenceInputError("Column 'n', row 1: 'seven' cannot be converted to INT32.")
+    assert isinstance(error, FeastError) and isinstance(error, ValueError)
+    assert str(error) == "Column 'n', row 1: 'seven' cannot be converted to INT32."
+    assert json.loads(error.to_error_detail())["message"] == str(error)
+    assert SequenceStoreUnavailableError("down").http_status_code() == 503
+    assert SequenceRequestError("too many").http_status_code() == 413
+    budget = SequenceRequestError("too slow", http_status=429)
+    assert budget.http_status_code() == 429
+    assert pickle.loads(pickle.dumps(budget)).http_status_code() == 429
+
+
+# --- an outage mid-push: the message says what may have been written --------------------------------
+
+
+def many_users(users: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": range(users),
+            "item": "i",
+            "n": pd.Series([1] * users, dtype="int32"),
+            "price": 1.0,
+            "flag": True,
+            "ts": T0,
+        }
+    )
+
+
+def pause_once_written(server: LocalRedis, seconds: float) -> threading.Thread:
+    """Pauses every client of ``server`` for ``seconds`` as soon as the first events are stored."""
+
+    def pause() -> None:
+        client = server.client()
+        deadline = time.monotonic() + 60
+        while client.dbsize() == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+
+    thread = threading.Thread(target=pause)
+    thread.start()
+    return thread
+
+
+def test_a_push_cut_by_a_timeout_says_some_events_may_be_written(tmp_path: Path) -> None:
+    with LocalRedis() as server:
+        store = store_on(tmp_path, f"{server.connection_string},socket_timeout=0.5")
+        pauser = pause_once_written(server, seconds=3)
+        with pytest.raises(SequenceStoreUnavailableError) as cut:
+            store.push("clicks_push", many_users(40_000))
+        pauser.join()
+        server.client().execute_command("CLIENT", "UNPAUSE")
+        message = str(cut.value)
+        assert server.client().dbsize() > 0  # the failed push did write some entities
+        assert "Nothing was half-written" not in message
+        assert "some entities' events may have been written" in message
+        assert "re-sending the whole batch is safe" in message
+
+        server.client().execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        with pytest.raises(SequenceStoreUnavailableError) as read_cut:
+            store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}])
+        server.client().execute_command("CLIENT", "UNPAUSE")
+        assert "reading" in str(read_cut.value) and "Nothing was changed" in str(read_cut.value)
+        assert "may have been written" not in str(read_cut.value)
+
+
+# --- default timeouts --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def silent_redis(hold_seconds: float = 20.0) -> Iterator[int]:
+    """A TCP server that accepts connections and never answers; yields its port. It closes them after
+    ``hold_seconds`` so that a client without timeouts fails the test instead of hanging it."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    accepted: List[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        deadline = time.monotonic() + hold_seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                accepted.append(listener.accept()[0])
+            except socket.timeout:
+                continue
+        for connection in accepted:
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@contextlib.contextmanager
+def unreachable_redis(hold_seconds: float = 20.0) -> Iterator[int]:
+    """A port whose connection backlog is full, so that connecting hangs (the kernel drops the SYNs);
+    yields the port. It is closed after ``hold_seconds``, refusing connections from then on."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    filler = socket.create_connection(("127.0.0.1", port))  # fills the backlog of one
+    closer = threading.Timer(hold_seconds, listener.close)
+    closer.start()
+    try:
+        yield port
+    finally:
+        closer.cancel()
+        filler.close()
+        listener.close()
+
+
+def pointed_at(store: FeatureStore, connection: str) -> FeatureStore:
+    """The same repository (already applied) with another connection_string."""
+    yaml = Path(store.repo_path) / "feature_store.yaml"
+    text = yaml.read_text()
+    current = text.split('connection_string: "', 1)[1].split('"', 1)[0]
+    yaml.write_text(text.replace(current, connection))
+    return FeatureStore(repo_path=str(store.repo_path))
+
+
+@pytest.fixture
+def applied(tmp_path: Path, redis_server: LocalRedis, redis_client: Any) -> FeatureStore:
+    return store_on(tmp_path, redis_server.connection_string)
+
+
+def test_a_silent_redis_fails_a_push_within_the_default_timeout(applied: FeatureStore) -> None:
+    with silent_redis() as port:
+        store = pointed_at(applied, f"127.0.0.1:{port}")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 5.0 + 3
+
+        # A timeout set in the connection string wins over the default.
+        store = pointed_at(applied, f"127.0.0.1:{port},socket_timeout=0.3")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 2
+
+
+def test_an_unreachable_redis_fails_a_push_within_the_connect_timeout(applied: FeatureStore) -> None:
+    with unreachable_redis() as port:
+        store = pointed_at(applied, f"127.0.0.1:{port}")
+        start = time.monotonic()
+        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+            store.push("clicks_push", many_users(3))
+        assert time.monotonic() - start < 2.0 + 1.5  # socket_connect_timeout_seconds, not 5 s
+
+
+def test_default_socket_timeout_bounds_replica_ack_timeout(tmp_path: Path, redis_server) -> None:
+    yaml = feature_store_yaml(
+        "p", redis_server.connection_string, online_extra="min_replica_acks: 1\nreplica_ack_timeout_ms: 6000"
+    )
+    (tmp_path / "feature_store.yaml").write_text(yaml)
+    with pytest.raises(FeastConfigError, match=r"replica_ack_timeout_ms=6000 must be shorter than .*5\.0 s"):
+        load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
