@@ -14,7 +14,7 @@ import pytest
 from feast import FeatureStore
 
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 from sample_repo import objects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

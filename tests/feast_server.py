@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
-from feast_sequence.local_redis import free_port
+from feast_sequence.testing.local_redis import free_port
 
 TESTS = Path(__file__).resolve().parent
 FEAST = str(Path(sys.executable).parent / "feast")

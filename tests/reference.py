@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from feast_sequence._codec import NULL_DEFAULTS, encode_columns, layout_for
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS, encode_columns, layout_for
+from feast_sequence.definitions.settings import SequenceSettings
 
 Event = Dict[str, Any]  # {"entity": hashable, "timestamp_us": int, <field>: value}
 

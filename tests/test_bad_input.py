@@ -222,7 +222,7 @@ def test_pushes_are_rejected_whole(store, redis_client, case):
 
 
 def test_oversized_batch_is_rejected_before_any_work(store, redis_client, monkeypatch):
-    from feast_sequence import _append
+    from feast_sequence.storage import append as _append
 
     monkeypatch.setattr(_append, "MAX_EVENTS_PER_BATCH", 3)
     with pytest.raises(SequenceInputError, match=r"a batch of 4 events exceeds the limit of 3"):

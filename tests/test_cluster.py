@@ -21,7 +21,7 @@ from feast import FeatureStore
 import serving_repo
 
 from conftest import feature_store_yaml
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 from sample_repo import assert_clicks_match_reference, objects
 from test_reliability import batches
 

@@ -11,7 +11,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
 from feast_sequence import SequenceInputError
-from feast_sequence._codec import (
+from feast_sequence.storage.codec import (
     _layout,
     column_values,
     decode_plan,
@@ -20,7 +20,7 @@ from feast_sequence._codec import (
     entity_column_bytes,
     entity_key_bytes_from_proto,
 )
-from feast_sequence._settings import EventField
+from feast_sequence.definitions.settings import EventField
 
 FIELDS = (
     EventField("s", ValueType.STRING),
@@ -121,8 +121,8 @@ def test_enrichment_lookup_keys_match_feasts_serialization(key_type, field, keys
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    from feast_sequence._enrich_spec import Enrichment
-    from feast_sequence._lookup import lookup_commands
+    from feast_sequence.definitions.enrichment import Enrichment
+    from feast_sequence.storage.lookup import lookup_commands
 
     enrichment = Enrichment("item", "item_id", key_type, "item_id", (("price", ValueType.FLOAT),))
     commands = lookup_commands(enrichment, "proj", 3, keys, one_call_per_key=True)
@@ -132,8 +132,8 @@ def test_enrichment_lookup_keys_match_feasts_serialization(key_type, field, keys
 
 
 def test_enrichment_lookup_replies_decode_per_feature_with_nulls_and_misses():
-    from feast_sequence._enrich_spec import Enrichment
-    from feast_sequence._lookup import decode_lookup
+    from feast_sequence.definitions.enrichment import Enrichment
+    from feast_sequence.storage.lookup import decode_lookup
 
     enrichment = Enrichment(
         "item",

@@ -18,8 +18,8 @@ from feast.value_type import ValueType
 
 from conftest import sequence_key_count
 from feast_sequence import SequenceInputError, SequenceSpec, SequenceUseCase, sequence_settings
-from feast_sequence._append import encode_proto_rows
-from feast_sequence._codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
+from feast_sequence.storage.append import encode_proto_rows
+from feast_sequence.storage.codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)

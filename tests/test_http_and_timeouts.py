@@ -28,7 +28,7 @@ from feast_sequence import (
     SequenceStoreUnavailableError,
     SequenceUseCase,
 )
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 from feast_server import feast_serve, module_repo, post
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)

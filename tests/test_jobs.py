@@ -16,8 +16,8 @@ import pytest
 
 from conftest import redis_state, replay
 from feast_sequence import sequence_settings
-from feast_sequence._codec import decode_members, encode_columns, layout_for
-from feast_sequence._historical import spark_session
+from feast_sequence.storage.codec import decode_members, encode_columns, layout_for
+from feast_sequence.offline.historical import spark_session
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction

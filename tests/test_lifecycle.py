@@ -21,8 +21,8 @@ from feast_sequence import (
     SequenceStoreError,
     sequence_settings,
 )
-from feast_sequence.health import check
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.online.health import check
+from feast_sequence.testing.local_redis import LocalRedis
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)

@@ -17,7 +17,7 @@ from feast import FeatureStore
 
 from conftest import store_on
 from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 from sample_repo import assert_clicks_match_reference
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -128,7 +128,7 @@ def _self_signed(directory: Path) -> Path:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_tls_connection(tmp_path):
     certs = _self_signed(tmp_path)
-    from feast_sequence.local_redis import free_port
+    from feast_sequence.testing.local_redis import free_port
 
     tls_port = free_port()
     tls = [
@@ -198,7 +198,7 @@ def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
 
 
 def test_health_check_fails_when_redis_is_unreachable(tmp_path, capsys):
-    from feast_sequence import health
+    from feast_sequence.online import health
 
     with LocalRedis() as server:
         store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from feast_sequence import sequence_settings
-from feast_sequence._append import encode_frame
+from feast_sequence.storage.append import encode_frame
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
 

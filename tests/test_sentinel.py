@@ -29,8 +29,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from conftest import feature_store_yaml, redis_state
 from feast_sequence import SequenceStoreUnavailableError
-from feast_sequence._redis_io import NO_ACKS, ReplicaAcks
-from feast_sequence.local_redis import LocalRedis, free_port
+from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
+from feast_sequence.testing.local_redis import LocalRedis, free_port
 from sample_repo import assert_clicks_match_reference
 from test_reliability import batches, store_on
 
@@ -236,7 +236,7 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
     """Every write path of the store, each writing ``frame`` to the click views. The async paths run
     on ``loop``: the store's async client belongs to the loop it was made on."""
     from feast_sequence import sequence_settings
-    from feast_sequence._indexing import IndexTarget, write_local
+    from feast_sequence.offline.indexing import IndexTarget, write_local
 
     online = store._get_provider().online_store
     views = [store.get_feature_view(name) for name in ("clicks", "clicks_dedup")]
@@ -424,8 +424,8 @@ def _push_ms(store: FeatureStore, frame: pd.DataFrame) -> float:
 def _measure_one_pipeline(store: FeatureStore, master: LocalRedis, repeats: int) -> None:
     """The append pipeline of one 1-event view write alone, without Feast's push overhead."""
     from feast_sequence import sequence_settings
-    from feast_sequence._append import encode_frame, plan_append
-    from feast_sequence._redis_io import execute
+    from feast_sequence.storage.append import encode_frame, plan_append
+    from feast_sequence.storage.redis_io import execute
 
     settings = sequence_settings(store.get_feature_view("clicks"))
     client = master.client()

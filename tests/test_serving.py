@@ -295,7 +295,7 @@ def test_bad_enrichments_and_formats_are_refused(tmp_path):
 
 def test_offline_writer_computes_index_time_enrichments_like_pushes(served):
     """Backfill, correction and materialization write through ``write_frames``: same enrichment."""
-    from feast_sequence._indexing import IndexTarget, write_local
+    from feast_sequence.offline.indexing import IndexTarget, write_local
     from feast_sequence.online_store import SequenceRedisOnlineStore
 
     store, clicks, _ = served

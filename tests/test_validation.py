@@ -12,7 +12,7 @@ from feast.value_type import ValueType
 
 from conftest import sequence_key_count
 from feast_sequence import SequenceValidationError, sequence_settings
-from feast_sequence._settings import EventField, SequenceSettings
+from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.validations.event_source import EventSourceChecks, validate_event_source
 from feast_sequence.validations.sequences import SequenceChecks, validate_sequences
 from feast_sequence.validations.training import validate_training

@@ -10,8 +10,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from feast import FeatureStore
 
-from feast_sequence._indexing import IndexTarget
-from feast_sequence._settings import SequenceSettings, sequence_settings
+from feast_sequence.offline.indexing import IndexTarget
+from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
 from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
 

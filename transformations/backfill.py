@@ -13,8 +13,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, List, Optional
 
-from feast_sequence._indexing import IndexSummary, timed, write_spark
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.offline.indexing import IndexSummary, timed, write_spark
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.transformations._job import (
     JobContext,
     add_common_arguments,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from feast_sequence import health
+from feast_sequence.online import health
 from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 

@@ -17,12 +17,12 @@ import sys
 from datetime import datetime
 from typing import Any, List, Optional, Set
 
-from feast_sequence._append import plan_remove_range
-from feast_sequence._codec import datetime_to_us, entity_column_bytes
-from feast_sequence._indexing import IndexSummary, newest_before_spark, timed, write_spark
-from feast_sequence._keys import view_prefix, view_scan_pattern
-from feast_sequence._redis_io import Access, execute, replica_acks, retry_policy
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.append import plan_remove_range
+from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
+from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, timed, write_spark
+from feast_sequence.storage.keys import view_prefix, view_scan_pattern
+from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.transformations._job import (
     EPOCH,
     JobContext,
@@ -38,6 +38,7 @@ from feast_sequence.transformations._job import (
     selection_from,
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
+from feast_sequence.storage.client import redis_client
 
 
 def select_correction(
@@ -84,10 +85,9 @@ def run_correction(
 
 def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: Any) -> int:
     """Remove the range from stored sequences of entities the source has no events for."""
-    from feast_sequence.online_store import SequenceRedisOnlineStore
 
     settings, project = context.settings, context.target.project
-    client = SequenceRedisOnlineStore()._get_client(context.target.online_config)
+    client = redis_client(context.target.online_config)
     prefix = view_prefix(project, settings.view_name)
     commands = []
     for key in client.scan_iter(match=view_scan_pattern(project, settings.view_name), count=1000):

@@ -25,14 +25,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from feast_sequence._codec import NULL_DEFAULTS, column_values, decode_members, encode_columns, layout_for
-from feast_sequence._indexing import IndexSummary, timed
-from feast_sequence._keys import view_scan_pattern
-from feast_sequence._redis_io import Access, evalsha, execute, replica_acks, retry_policy
-from feast_sequence._scripts import REWRITE
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS, column_values, decode_members, encode_columns, layout_for
+from feast_sequence.offline.indexing import IndexSummary, timed
+from feast_sequence.storage.keys import view_scan_pattern
+from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
+from feast_sequence.storage.scripts import REWRITE
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.transformations._job import EPOCH, JobContext, add_common_arguments, open_view, report
+from feast_sequence.storage.client import redis_client
 
 KEYS_PER_ROUND = 500
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
@@ -57,13 +58,12 @@ def rewrite_online(
 ) -> Dict[str, int]:
     """Rewrite stored events of the view with ``fields`` looked up by their ``on`` value: those that
     lack the fields (stored before the schema change), or every one with ``overwrite``."""
-    from feast_sequence.online_store import SequenceRedisOnlineStore
 
     settings = context.settings
     _check_fields(settings, on, fields)
     layout = layout_for(settings)
     names = list(settings.field_names)
-    client = SequenceRedisOnlineStore()._get_client(context.target.online_config)
+    client = redis_client(context.target.online_config)
     pattern = view_scan_pattern(context.target.project, settings.view_name)
     keys: List[bytes] = []
     counts = {"sequences": 0, "events": 0, "rewritten": 0}
@@ -182,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     context = open_view(args.repo, args.view)
-    from feast_sequence._historical import spark_session
+    from feast_sequence.offline.historical import spark_session
 
     table = spark_session(context.store.config).read.parquet(args.table)
     summary = run_enrichment(

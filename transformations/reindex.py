@@ -22,10 +22,10 @@ from feast import FeatureStore
 from feast.repo_config import load_repo_config
 from feast.repo_operations import apply_total, parse_repo
 
-from feast_sequence._indexing import IndexSummary
-from feast_sequence._settings import is_sequence_view, sequence_settings
+from feast_sequence.offline.indexing import IndexSummary
+from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
-from feast_sequence.online_store import SequenceRedisOnlineStore
+from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.transformations._job import open_view, parse_time, report
 from feast_sequence.transformations.backfill import run_backfill
 

@@ -14,8 +14,8 @@ from typing import Any, Dict, Protocol
 
 import pandas as pd
 
-from feast_sequence._append import encode_frame
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.append import encode_frame
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 
 _SCORE = "__fsq_score"

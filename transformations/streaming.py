@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from feast.value_type import ValueType
 
-from feast_sequence._historical import spark_session
-from feast_sequence._indexing import IndexSummary, IndexTarget, write_spark
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.offline.historical import spark_session
+from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
 from feast_sequence.transformations._job import JobContext, add_common_arguments, open_view, report
 

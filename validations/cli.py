@@ -12,6 +12,7 @@ from feast_sequence.transformations._job import EPOCH, add_common_arguments, ope
 from feast_sequence.validations.event_source import EventSourceChecks, validate_event_source
 from feast_sequence.validations.sequences import validate_sequences
 from feast_sequence.validations.training import validate_training
+from feast_sequence.storage.client import redis_client
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -39,9 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             settings, events, EventSourceChecks(max_duplicate_rate=args.max_duplicate_rate), args.report_dir
         )
     elif args.dataset == "sequences":
-        from feast_sequence.online_store import SequenceRedisOnlineStore
 
-        client = SequenceRedisOnlineStore()._get_client(context.target.online_config)
+        client = redis_client(context.target.online_config)
         report = validate_sequences(
             settings, client, context.target.project, sample=args.sample, report_dir=args.report_dir
         )

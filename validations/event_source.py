@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 from feast.value_type import ValueType
 
-from feast_sequence._indexing import identity_columns
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.offline.indexing import identity_columns
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 _TYPES = {

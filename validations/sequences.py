@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pandas as pd
 
-from feast_sequence._codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence._keys import view_scan_pattern
-from feast_sequence._redis_io import execute
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
+from feast_sequence.storage.keys import view_scan_pattern
+from feast_sequence.storage.redis_io import execute
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 

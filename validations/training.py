@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import pandas as pd
 
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 

@@ -6,16 +6,16 @@ Public API: define views with :class:`SequenceFeatureView`, configure
 :func:`sequence_settings`.
 """
 
-from feast_sequence._enrich_spec import Enrichment, enrich
-from feast_sequence._provider import SequenceProvider
-from feast_sequence._settings import (
+from feast_sequence.definitions.enrichment import Enrichment, enrich
+from feast_sequence.online.provider import SequenceProvider
+from feast_sequence.definitions.settings import (
     MAX_LENGTH_CAP,
     EventField,
     SequenceSettings,
     is_sequence_view,
     sequence_settings,
 )
-from feast_sequence._view import SequenceFeatureView
+from feast_sequence.definitions.view import SequenceFeatureView
 from feast_sequence.errors import (
     FeastSequenceError,
     SequenceConfigurationError,

@@ -19,7 +19,7 @@ from typing import Iterator, List, Optional
 import pandas as pd
 
 from feast_sequence.examples.retail import RAW_FILE, load_events, write_repo_data
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 
 FIELDS = ["item_id", "quantity", "unit_price", "event_timestamp"]
 REDIS_ENV = "FEAST_SEQUENCE_REDIS"

@@ -109,7 +109,7 @@ def run(single_connection: str) -> Dict[str, float]:
 
 
 if __name__ == "__main__":
-    from feast_sequence.local_redis import LocalRedis
+    from feast_sequence.testing.local_redis import LocalRedis
 
     with LocalRedis() as redis:
         started = time.perf_counter()

@@ -15,8 +15,8 @@ from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import 
 from feast.types import Float32, Int64, String
 
 from feast_sequence import SequenceFeatureView, sequence_settings
-from feast_sequence._historical import SparkEngine, spark_session
-from feast_sequence._pit import QUERY_TIME_US, ROW_ID
+from feast_sequence.offline.historical import SparkEngine, spark_session
+from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 

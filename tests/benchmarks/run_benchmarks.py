@@ -25,7 +25,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Array, Float32, Int64, String, UnixTimestamp
 
 from feast_sequence import SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
-from feast_sequence.local_redis import LocalRedis
+from feast_sequence.testing.local_redis import LocalRedis
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 RNG_SEED = 20261125

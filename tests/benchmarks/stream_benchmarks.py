@@ -22,7 +22,7 @@ from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
 from feast.types import Float32, Int64, String
 
 from feast_sequence import SequenceFeatureView
-from feast_sequence._indexing import write_spark
+from feast_sequence.offline.indexing import write_spark
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.streaming import FileStream, event_schema, job_spark_session, run_stream
 
@@ -235,7 +235,7 @@ def run(connection: str) -> Dict[str, float]:
 
 
 if __name__ == "__main__":
-    from feast_sequence.local_redis import LocalRedis
+    from feast_sequence.testing.local_redis import LocalRedis
 
     with LocalRedis() as server:
         print(json.dumps(run(server.connection_string), indent=2))

@@ -1,7 +1,7 @@
 """Enrich stage: add the features of a regular view to each event, joined by one event field.
 
 Online, a request's distinct keys (across all its rows and views) are looked up in one Redis
-pipeline (``feast_sequence._lookup``); for training, values come from an as-of join instead. Both end
+pipeline (``feast_sequence.storage.lookup``); for training, values come from an as-of join instead. Both end
 in :func:`join`, which maps per-key values onto the events without per-event Python.
 """
 
@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Mapping, Tuple
 import numpy as np
 import pandas as pd
 
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._lookup import missing_row
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.storage.lookup import missing_row
 from feast_sequence.serving.batch import SequenceBatch, as_array
 
 

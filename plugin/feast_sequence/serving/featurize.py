@@ -20,7 +20,7 @@ import numpy as np
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
-from feast_sequence._codec import NULL_DEFAULTS
+from feast_sequence.storage.codec import NULL_DEFAULTS
 
 PAD_VALUES = {**NULL_DEFAULTS, ValueType.UNIX_TIMESTAMP: NULL_TIMESTAMP_INT_VALUE}
 

@@ -21,12 +21,12 @@ from feast import utils
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-from feast_sequence._codec import list_field_name
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._lookup import decode_lookup, lookup_commands, one_call_per_key
-from feast_sequence._read import add_view_metadata
-from feast_sequence._redis_io import Command
-from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.storage.codec import list_field_name
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
+from feast_sequence.storage.read import add_view_metadata
+from feast_sequence.storage.redis_io import Command
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics
 from feast_sequence.serving.batch import SequenceBatch

@@ -1,6 +1,6 @@
 """Retrieve stage: read each row's stored sequence of one view and decode it into a ``SequenceBatch``.
 
-One ZREVRANGEBYSCORE per entity (see ``feast_sequence._read``) returns the newest events within the
+One ZREVRANGEBYSCORE per entity (see ``feast_sequence.storage.read``) returns the newest events within the
 TTL and the use case's time window; without filters, Redis also caps the count at the use case's
 length, so nothing beyond it crosses the network. All entities' events are decoded with one
 protobuf parse of their concatenation.
@@ -14,10 +14,10 @@ import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from feast_sequence._codec import column_per_event, layout_for
-from feast_sequence._read import read_commands
-from feast_sequence._redis_io import Command
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.codec import column_per_event, layout_for
+from feast_sequence.storage.read import read_commands
+from feast_sequence.storage.redis_io import Command
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.use_case import SequenceSpec
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
-from feast_sequence._codec import NULL_DEFAULTS
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._pit import EVENT_TIME_US, ROW_ID
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.offline.pit import EVENT_TIME_US, ROW_ID
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad

@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from feast import FeatureService, FeatureView
 from feast.value_type import ValueType
 
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.definitions.settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceDefinitionError
 
 TAG_USE_CASE = TAG_PREFIX + "use_case"

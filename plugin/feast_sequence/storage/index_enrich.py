@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import pandas as pd
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feast_sequence._lookup import VALUE_FIELD, decode_lookup, lookup_commands, missing_row
-from feast_sequence._redis_io import Command
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.lookup import VALUE_FIELD, decode_lookup, lookup_commands, missing_row
+from feast_sequence.storage.redis_io import Command
+from feast_sequence.definitions.settings import SequenceSettings
 
 Finish = Callable[[List[Any]], pd.DataFrame]
 

@@ -26,7 +26,7 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from feast_sequence._scripts import APPEND, EXPIRE, MULTI_HMGET, REWRITE, LuaScript
+from feast_sequence.storage.scripts import APPEND, EXPIRE, MULTI_HMGET, REWRITE, LuaScript
 from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 
 Command = Tuple[Any, ...]

@@ -14,7 +14,7 @@ import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from feast_sequence._settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceInputError
 
 #: Per join key type: the Python types a request may give, and their name in messages.

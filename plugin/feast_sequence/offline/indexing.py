@@ -15,11 +15,12 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
-from feast_sequence._append import encode_frame, plan_append
-from feast_sequence._index_enrich import plan_index_enrichment
-from feast_sequence._lookup import one_call_per_key
-from feast_sequence._redis_io import Access, execute, replica_acks, retry_policy
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.append import encode_frame, plan_append
+from feast_sequence.storage.index_enrich import plan_index_enrichment
+from feast_sequence.storage.lookup import one_call_per_key
+from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.storage.client import redis_client
 
 _RANK = "__fsq_rank"
 
@@ -63,9 +64,8 @@ def write_frames(
     function (the Spark writer partitions by entity key). Each append pipeline waits for the
     online store's ``min_replica_acks``, as pushes do.
     """
-    from feast_sequence.online_store import SequenceRedisOnlineStore  # the store imports this module
 
-    client = SequenceRedisOnlineStore()._get_client(target.online_config)
+    client = redis_client(target.online_config)
     retry, acks = retry_policy(target.online_config), replica_acks(target.online_config)
     replaced: Set[bytes] = set()
     written = 0

@@ -14,10 +14,10 @@ from typing import List, Optional
 
 from feast import FeatureStore
 
-from feast_sequence._redis_io import execute
-from feast_sequence._settings import is_sequence_view
+from feast_sequence.storage.redis_io import execute
+from feast_sequence.definitions.settings import is_sequence_view
 from feast_sequence.errors import SequenceConfigurationError, SequenceStoreError
-from feast_sequence.online_store import SequenceRedisOnlineStore
+from feast_sequence.online.store import SequenceRedisOnlineStore
 
 
 def check(store: FeatureStore) -> float:

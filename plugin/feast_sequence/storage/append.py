@@ -10,7 +10,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 
-from feast_sequence._codec import (
+from feast_sequence.storage.codec import (
     EVENT_TIME_RANGE,
     MAX_EVENT_US,
     MIN_EVENT_US,
@@ -24,10 +24,10 @@ from feast_sequence._codec import (
     layout_for,
     timestamps_to_us,
 )
-from feast_sequence._keys import sequence_keys, view_prefix
-from feast_sequence._redis_io import Command, evalsha
-from feast_sequence._scripts import APPEND
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.keys import sequence_keys, view_prefix
+from feast_sequence.storage.redis_io import Command, evalsha
+from feast_sequence.storage.scripts import APPEND
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceInputError
 
 #: Events per script call. Each call is atomic and blocks Redis while it runs, so a huge batch for

@@ -12,6 +12,8 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 from feast import FeatureView
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import element_value_type
+from feast_sequence.definitions.tags import is_sequence_view
 from feast_sequence.errors import SequenceDefinitionError
 
 
@@ -65,8 +67,6 @@ def enrich(
     features=["description", "price"])``. A key with no value gives the element type's null default
     (as every null in a sequence list) and counts as an enrichment miss.
     """
-    from feast_sequence._settings import element_value_type, is_sequence_view
-
     if is_sequence_view(view):
         raise SequenceDefinitionError(
             f"Enrichment from '{view.name}': sequence views cannot be joined to events; use a regular view."

@@ -30,7 +30,7 @@ from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from feast_sequence._settings import EventField, SequenceSettings
+from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.errors import SequenceInputError
 
 _WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5

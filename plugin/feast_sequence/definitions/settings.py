@@ -13,19 +13,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from feast.types import Array, FeastType, PrimitiveFeastType
 from feast.value_type import ValueType
 
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.definitions.element_types import EVENT_FIELD_TYPES, element_value_type
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.definitions.tags import (
+    TAG_DEDUP_BY,
+    TAG_ENRICH,
+    TAG_FIELD_NUMBERS,
+    TAG_FORMAT,
+    TAG_MAX_LENGTH,
+    TAG_PREFIX,
+    TAG_TIMESTAMP_FIELD,
+    is_sequence_view,
+)
 
-TAG_PREFIX = "feast_sequence."
-TAG_FORMAT = TAG_PREFIX + "format"
-TAG_MAX_LENGTH = TAG_PREFIX + "max_length"
-TAG_DEDUP_BY = TAG_PREFIX + "dedup_by"
-TAG_TIMESTAMP_FIELD = TAG_PREFIX + "timestamp_field"
-TAG_ENRICH = TAG_PREFIX + "enrich"
-TAG_FIELD_NUMBERS = TAG_PREFIX + "field_numbers"
+__all__ = [  # re-exported: callers read every setting from this module
+    "EVENT_FIELD_TYPES",
+    "TAG_PREFIX",
+    "element_value_type",
+    "is_sequence_view",
+]
+from feast_sequence.errors import SequenceDefinitionError
 
 #: Version of the stored event encoding; bumped when the Redis layout changes incompatibly.
 #: "2": field numbers come from field names (``stable_field_number``), not schema positions.
@@ -37,19 +46,6 @@ FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 20_000, 2**18 - 1
 
 #: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
 MAX_LENGTH_CAP = 10_000
-
-#: Element types an event field may have, and the Feast list type a sequence of them is served as.
-EVENT_FIELD_TYPES: Mapping[PrimitiveFeastType, ValueType] = {
-    PrimitiveFeastType.STRING: ValueType.STRING,
-    PrimitiveFeastType.BYTES: ValueType.BYTES,
-    PrimitiveFeastType.INT32: ValueType.INT32,
-    PrimitiveFeastType.INT64: ValueType.INT64,
-    PrimitiveFeastType.FLOAT32: ValueType.FLOAT,
-    PrimitiveFeastType.FLOAT64: ValueType.DOUBLE,
-    PrimitiveFeastType.BOOL: ValueType.BOOL,
-    PrimitiveFeastType.UNIX_TIMESTAMP: ValueType.UNIX_TIMESTAMP,
-}
-
 
 @dataclass(frozen=True)
 class EventField:
@@ -160,18 +156,6 @@ def validate_dedup_by(
     return names
 
 
-def element_value_type(view_name: str, field_name: str, dtype: FeastType) -> ValueType:
-    """The value type of one event's value for a field declared with ``dtype`` (scalar or Array)."""
-    base = dtype.base_type if isinstance(dtype, Array) else dtype
-    if isinstance(base, PrimitiveFeastType) and base in EVENT_FIELD_TYPES:
-        return EVENT_FIELD_TYPES[base]
-    allowed = ", ".join(sorted(t.name.title() for t in EVENT_FIELD_TYPES))
-    raise SequenceDefinitionError(
-        f"Sequence view '{view_name}': field {field_name!r} has type {dtype}; "
-        f"event fields must be one of {allowed}."
-    )
-
-
 def settings_tags(
     max_length: int,
     dedup_by: Tuple[str, ...],
@@ -246,12 +230,6 @@ def enriched_fields(
             taken.add(output)
             out.append(EventField(output, value_type, enriched=True))
     return tuple(out)
-
-
-def is_sequence_view(view: Any) -> bool:
-    """True when ``view`` (any Feast view object, fresh or rebuilt from the registry) is a sequence."""
-    tags = getattr(view, "tags", None) or {}
-    return TAG_MAX_LENGTH in tags
 
 
 def sequence_settings(view: Any) -> SequenceSettings:

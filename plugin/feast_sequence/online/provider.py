@@ -24,22 +24,22 @@ from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
-from feast_sequence._append import encode_frame
-from feast_sequence._historical import engine_for, historical_job
-from feast_sequence._push_views import PushSourceViews
-from feast_sequence._indexing import (
+from feast_sequence.storage.append import encode_frame
+from feast_sequence.offline.historical import engine_for, historical_job
+from feast_sequence.online.push_views import PushSourceViews
+from feast_sequence.offline.indexing import (
     IndexTarget,
     newest_before_pandas,
     newest_before_spark,
     write_local,
     write_spark,
 )
-from feast_sequence._settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence._enrich_spec import Enrichment
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
 from feast_sequence.serving.use_case import is_use_case, use_case_settings, validate_use_case
-from feast_sequence.online_store import SequenceRedisOnlineStore
+from feast_sequence.online.store import SequenceRedisOnlineStore
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -47,6 +47,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 class SequenceProvider(PassthroughProvider):
     """Set ``provider: feast_sequence.SequenceProvider`` in feature_store.yaml to use sequence views."""
+
+    converts_pushes_to_events = True  # what the online store checks at `feast apply`
 
     def __init__(self, config: RepoConfig):
         super().__init__(config)

@@ -22,10 +22,10 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from feast_sequence._codec import NULL_DEFAULTS
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._redis_io import Command, evalsha
-from feast_sequence._scripts import MULTI_HMGET
+from feast_sequence.storage.codec import NULL_DEFAULTS
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.storage.redis_io import Command, evalsha
+from feast_sequence.storage.scripts import MULTI_HMGET
 
 #: Keys per MULTI_HMGET call: a script blocks Redis while it runs, so a call stays well under a ms.
 KEYS_PER_CALL = 1000

@@ -10,8 +10,8 @@ from feast.data_source import DataSource
 from feast.types import Array, UnixTimestamp, from_value_type
 from feast.value_type import ValueType
 
-from feast_sequence._enrich_spec import Enrichment
-from feast_sequence._settings import (
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.definitions.settings import (
     TAG_PREFIX,
     assign_field_numbers,
     element_value_type,

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 
 

@@ -20,9 +20,9 @@ from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.repo_config import RepoConfig
 from feast.value_type import ValueType
 
-from feast_sequence._codec import column_values
-from feast_sequence._pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
-from feast_sequence._settings import SequenceSettings, sequence_settings
+from feast_sequence.storage.codec import column_values
+from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
+from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.serving.training import (
     EnrichmentSource,
     add_index_enrichments,

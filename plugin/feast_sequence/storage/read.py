@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feast_sequence._codec import (
+from feast_sequence.storage.codec import (
     EventLayout,
     column_per_event,
     decode_plan,
@@ -18,9 +18,9 @@ from feast_sequence._codec import (
     entity_key_bytes_from_values,
     layout_for,
 )
-from feast_sequence._keys import sequence_keys, view_prefix
-from feast_sequence._redis_io import Command
-from feast_sequence._settings import SequenceSettings
+from feast_sequence.storage.keys import sequence_keys, view_prefix
+from feast_sequence.storage.redis_io import Command
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
