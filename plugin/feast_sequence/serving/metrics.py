@@ -8,61 +8,89 @@ every worker. In a plain Python process they live in the default registry.
 from __future__ import annotations
 
 import time
-from typing import Optional
+from functools import lru_cache
+from typing import Any, Dict, Optional
 
 import numpy as np
-from feast import metrics as _feast_metrics  # noqa: F401  (sets the multiprocess directory first)
-from prometheus_client import Counter, Histogram
 
-STAGE_SECONDS = Histogram(
-    "feast_sequence_stage_seconds",
-    "Time spent in each serving stage of a use case's request",
-    ["use_case", "stage"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+_NAMES = (
+    "STAGE_SECONDS",
+    "SEQUENCE_LENGTH",
+    "EMPTY_SEQUENCES",
+    "NEWEST_AGE_SECONDS",
+    "ENRICHMENT_MISSES",
+    "REQUEST_ERRORS",
+    "LIMIT_REJECTIONS",
 )
-SEQUENCE_LENGTH = Histogram(
-    "feast_sequence_length",
-    "Events returned per sequence (per entity row, after filtering and sizing)",
-    ["use_case", "view"],
-    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000),
-)
-EMPTY_SEQUENCES = Counter(
-    "feast_sequence_empty_total", "Sequences returned with no event", ["use_case", "view"]
-)
-NEWEST_AGE_SECONDS = Histogram(
-    "feast_sequence_newest_event_age_seconds",
-    "Age of the newest returned event of a sequence at serving time",
-    ["use_case", "view"],
-    buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400),
-)
-ENRICHMENT_MISSES = Counter(
-    "feast_sequence_enrichment_misses_total",
-    "Events whose enrichment key had no value in the joined view",
-    ["use_case", "view", "enrichment"],
-)
-REQUEST_ERRORS = Counter(
-    "feast_sequence_request_errors_total",
-    "Use case requests that failed, by error type",
-    ["use_case", "error"],
-)
-LIMIT_REJECTIONS = Counter(
-    "feast_sequence_limit_rejections_total",
-    "Use case requests refused by one of the use case's limits",
-    ["use_case", "limit"],
-)
+
+
+@lru_cache(maxsize=None)
+def _metrics() -> Dict[str, Any]:
+    """The metrics, made on first use rather than at import: importing ``feast.metrics`` creates a
+    temporary directory and sets Prometheus's environment variables, which a process that only
+    imports feast_sequence must not pay for. ``feast.metrics`` goes first so that
+    ``prometheus_client`` picks its multiprocess mode."""
+    from feast import metrics as _feast_metrics  # noqa: F401  (sets the multiprocess directory)
+    from prometheus_client import Counter, Histogram
+
+    STAGE_SECONDS = Histogram(
+        "feast_sequence_stage_seconds",
+        "Time spent in each serving stage of a use case's request",
+        ["use_case", "stage"],
+        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    )
+    SEQUENCE_LENGTH = Histogram(
+        "feast_sequence_length",
+        "Events returned per sequence (per entity row, after filtering and sizing)",
+        ["use_case", "view"],
+        buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000),
+    )
+    EMPTY_SEQUENCES = Counter(
+        "feast_sequence_empty_total", "Sequences returned with no event", ["use_case", "view"]
+    )
+    NEWEST_AGE_SECONDS = Histogram(
+        "feast_sequence_newest_event_age_seconds",
+        "Age of the newest returned event of a sequence at serving time",
+        ["use_case", "view"],
+        buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400),
+    )
+    ENRICHMENT_MISSES = Counter(
+        "feast_sequence_enrichment_misses_total",
+        "Events whose enrichment key had no value in the joined view",
+        ["use_case", "view", "enrichment"],
+    )
+    REQUEST_ERRORS = Counter(
+        "feast_sequence_request_errors_total",
+        "Use case requests that failed, by error type",
+        ["use_case", "error"],
+    )
+    LIMIT_REJECTIONS = Counter(
+        "feast_sequence_limit_rejections_total",
+        "Use case requests refused by one of the use case's limits",
+        ["use_case", "limit"],
+    )
+    return {name: value for name, value in locals().items() if name in _NAMES}
+
+
+def __getattr__(name: str) -> Any:
+    """``metrics.STAGE_SECONDS`` and the others, made on first access (PEP 562)."""
+    if name in _NAMES:
+        return _metrics()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def observe_sequences(
     use_case: str, view: str, lengths: np.ndarray, newest_seconds: Optional[np.ndarray]
 ) -> None:
-    length_histogram = SEQUENCE_LENGTH.labels(use_case, view)
+    metrics = _metrics()
+    length_histogram = metrics["SEQUENCE_LENGTH"].labels(use_case, view)
     for length in lengths.tolist():
         length_histogram.observe(length)
     empty = int((lengths == 0).sum())
     if empty:
-        EMPTY_SEQUENCES.labels(use_case, view).inc(empty)
+        metrics["EMPTY_SEQUENCES"].labels(use_case, view).inc(empty)
     if newest_seconds is not None and len(newest_seconds):
-        age = NEWEST_AGE_SECONDS.labels(use_case, view)
+        age = metrics["NEWEST_AGE_SECONDS"].labels(use_case, view)
         now = time.time()
         for seconds in newest_seconds.tolist():
             age.observe(max(0.0, now - seconds))
