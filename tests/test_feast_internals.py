@@ -4,10 +4,20 @@ paths users write in feature_store.yaml and repositories."""
 
 from __future__ import annotations
 
+import mmh3
+import pandas as pd
+import pytest
 import redis
+from feast.errors import FeatureNameCollisionError
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
 
+import serving_repo
 from feast_sequence import feast_internals
+from feast_sequence.online.provider import SequenceProvider
 from feast_sequence.online.store import SequenceRedisOnlineStoreConfig
+from test_serving import _store
 
 
 def test_parse_connection_string_gives_nodes_and_typed_params():
@@ -21,6 +31,125 @@ def test_feast_redis_client_builds_a_working_client(redis_server):
     client = feast_internals.feast_redis_client(config)
     assert isinstance(client, redis.Redis)
     assert client.ping() is True
+
+
+def test_redis_field_hash_is_murmur3_little_endian():
+    assert feast_internals.redis_field_hash("items:title") == mmh3.hash("items:title", signed=False).to_bytes(
+        4, "little"
+    )
+
+
+@pytest.fixture
+def applied(tmp_path, redis_server, redis_client):
+    """The serving repository applied (sequence views, a regular view, an on-demand view, use cases)."""
+    store = _store(tmp_path / "repo", redis_server, "internals")
+    store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
+    return store
+
+
+def test_store_provider_is_the_configured_provider_built_once(applied):
+    provider = feast_internals.store_provider(applied)
+    assert isinstance(provider, SequenceProvider)
+    assert feast_internals.store_provider(applied) is provider
+
+
+def test_rows_for_ingestion_converts_a_regular_view_and_rejects_bad_values(applied):
+    provider = feast_internals.store_provider(applied)
+    items = applied.get_feature_view("items")
+    frame = serving_repo.item_rows(3, pd.Timestamp("2024-01-01", tz="UTC"))
+    rows = feast_internals.rows_for_ingestion(provider, items, frame, None)
+    assert len(rows) == 2
+    entity_key, values, event_ts, _ = rows[0]
+    assert list(entity_key.join_keys) == ["item_id"] and entity_key.entity_values[0].string_val == "i0"
+    assert values["title"].string_val == "title i0" and values["cost"].double_val == 0.0
+    assert event_ts.year == 2024
+    # Feast checks value types with an assert, hence AssertionError.
+    with pytest.raises(AssertionError, match="Type `<class 'str'>` not in"):
+        feast_internals.rows_for_ingestion(provider, items, frame.assign(cost=["x", "y"]), None)
+
+
+def test_historical_request_is_what_feast_hands_the_provider(applied):
+    ranking = applied.get_feature_service("ranking")
+    request = feast_internals.historical_request(applied.registry, applied.project, ranking)
+    requested = ["clicks:item_id", "clicks:kind", "clicks:n", "clicks:ts"]
+    assert request.requested_refs == requested + ["click_summary:clicked_cost", "click_summary:clicks_seen"]
+    assert request.feature_refs == request.requested_refs  # the on-demand view reads clicks:n, requested
+    assert [v.name for v in request.feature_views] == ["clicks"]
+    assert [(o.name, o.write_to_online_store) for o in request.on_demand_feature_views] == [
+        ("click_summary", False)
+    ]
+    only_odfv = feast_internals.historical_request(
+        applied.registry, applied.project, ["click_summary:clicks_seen"]
+    )
+    assert only_odfv.requested_refs == ["click_summary:clicks_seen"]
+    assert only_odfv.feature_refs == ["click_summary:clicks_seen", "clicks:n"]  # its input, added
+
+
+def test_validate_feature_refs_refuses_colliding_names():
+    refs = ["clicks:item_id", "clicks_indexed:item_id"]
+    with pytest.raises(FeatureNameCollisionError):
+        feast_internals.validate_feature_refs(refs, full_feature_names=False)
+    feast_internals.validate_feature_refs(refs, full_feature_names=True)
+
+
+def _online_request(store, features):
+    return feast_internals.prepare_online_request(
+        store.registry, store.project, features, {"user_id": [0, 1, 0]}, False
+    )
+
+
+def test_prepare_online_request_groups_refs_by_view(applied):
+    request = _online_request(applied, ["clicks:item_id", "items:title", "click_summary:clicks_seen"])
+    assert [(view.name, sorted(names)) for view, names in request.grouped_refs] == [
+        ("clicks", ["item_id", "n"]),
+        ("items", ["title"]),
+    ]
+    assert [o.name for o in request.on_demand_feature_views] == ["click_summary"]
+    assert request.feature_refs == ["clicks:item_id", "items:title", "click_summary:clicks_seen"]
+    assert set(request.result_names) == {"user_id", "item_id", "title", "clicks_seen"}
+    assert list(request.response.metadata.feature_names.val) == ["user_id"]
+    assert request.entity_name_to_join_key_map["user"] == "user_id"
+    assert len(request.join_key_values["user_id"]) == 3
+
+
+def test_unique_entities_dedupes_rows(applied):
+    request = _online_request(applied, ["clicks:item_id"])
+    (table, _), = request.grouped_refs
+    values, idxs, output_len = feast_internals.unique_entities(
+        table, request.join_key_values, request.entity_name_to_join_key_map
+    )
+    assert output_len == 3
+    assert [v["user_id"].int64_val for v in values] == [0, 1]
+    assert [list(i) for i in idxs] == [[0, 2], [1]]
+
+
+def test_feature_types_names_bare_and_full(applied):
+    request = _online_request(applied, ["clicks:n", "items:cost"])
+    types = feast_internals.feature_types(request.grouped_refs)
+    assert types["n"] == types["clicks__n"] == ValueType.INT32_LIST
+    assert types["cost"] == types["items__cost"] == ValueType.DOUBLE
+
+
+def test_on_demand_transforms_then_unneeded_columns_dropped(applied):
+    request = _online_request(applied, ["click_summary:clicks_seen"])
+    response = request.response
+    response.metadata.feature_names.val.append("n")  # the on-demand view's input, as a store fills it
+    vector = response.results.add()
+    for n in ([1, 2], [], [3]):
+        value = ValueProto()
+        value.int32_list_val.val.extend(n)
+        value.int32_list_val.SetInParent()
+        vector.values.append(value)
+        vector.statuses.append(FieldStatus.PRESENT)
+        vector.event_timestamps.add()
+    types = feast_internals.feature_types(request.grouped_refs)
+    feast_internals.apply_on_demand_transforms(
+        response, request.feature_refs, request.on_demand_feature_views, False, types
+    )
+    names = list(response.metadata.feature_names.val)
+    assert [v.int64_val for v in response.results[names.index("clicks_seen")].values] == [2, 0, 1]
+    feast_internals.drop_unneeded_columns(response, set(request.result_names))
+    assert list(response.metadata.feature_names.val) == ["user_id", "clicks_seen"]
 
 
 def test_the_public_paths_keep_working():

@@ -236,9 +236,10 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
     """Every write path of the store, each writing ``frame`` to the click views. The async paths run
     on ``loop``: the store's async client belongs to the loop it was made on."""
     from feast_sequence import sequence_settings
+    from feast_sequence.feast_internals import store_provider
     from feast_sequence.offline.indexing import IndexTarget, write_local
 
-    online = store._get_provider().online_store
+    online = store_provider(store).online_store
     views = [store.get_feature_view(name) for name in ("clicks", "clicks_dedup")]
     rows = _proto_rows(frame)
 

@@ -314,11 +314,12 @@ def test_offline_writer_computes_index_time_enrichments_like_pushes(served):
 
 def test_redis_failures_are_counted_per_use_case(served):
     from feast_sequence import SequenceStoreUnavailableError
+    from feast_sequence.feast_internals import store_provider
     from feast_sequence.serving import pipeline
 
     store, _, _ = served
     request = pipeline.serve(
-        store._get_provider().online_store,
+        store_provider(store).online_store,
         store.config,
         store.get_feature_service("recent"),
         _rows(2),

@@ -11,7 +11,7 @@ from feast.data_source import PushMode
 
 import serving_repo
 from conftest import replay
-from feast_sequence import sequence_settings
+from feast_sequence import SequenceRequestError, get_training_data, sequence_settings
 from reference import reference_sequences, retail_records
 from test_offline import comparable
 from test_serving import USERS, _clicks, _rows, _store
@@ -46,13 +46,13 @@ def test_use_case_training_rows_equal_online(tmp_path, redis_server, redis_clien
     for name in ("ranking", "ranking_indexed"):
         service = store.get_feature_service(name)
         online = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
-        training = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+        training = get_training_data(store, entity_df, service).to_df()
         assert not _frame_equals_online(training, online, [c for c in online if c != "user_id"]), name
         assert any(any(m) for m in online[next(c for c in online if c.endswith("__mask"))])
 
 
 def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):
-    """Only a request made with the use case's FeatureService is shaped; its feature refs alone are not."""
+    """Feature refs that are not exactly a use case's give whole, unshaped sequences."""
     store = _store(tmp_path / "repo", redis_server, "plain")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
@@ -62,6 +62,41 @@ def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):
     ).to_df()
     assert "clicks__mask" not in training.columns
     assert max(len(v) for v in training["item_id"]) > 3  # the whole stored sequence, not the use case's 3
+
+
+def test_a_use_case_through_get_historical_features_is_refused(tmp_path, redis_server, redis_client):
+    """Feast cannot tell the provider which FeatureService was asked for: rather than train on
+    unshaped sequences, the plain call fails and names the call that shapes them."""
+    store = _store(tmp_path / "repo", redis_server, "refused")
+    store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
+    store.push(
+        "items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE
+    )
+    store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
+    entity_df = pd.DataFrame({"user_id": [0, 1], "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    explicit = get_training_data(store, entity_df, "ranking_serving").to_df()
+    assert "clicks__mask" in explicit.columns
+    call = r"feast_sequence.get_training_data\(store, entity_df, 'ranking_serving'\)"
+    with pytest.raises(SequenceRequestError, match=r"\['ranking_serving'\].*" + call):
+        store.get_historical_features(entity_df=entity_df, features=store.get_feature_service("ranking_serving"))
+    # The same refs as a list are the same request to the provider: refused too.
+    refs = ["clicks:item_id", "clicks:kind", "clicks:n", "clicks:ts"]
+    with pytest.raises(SequenceRequestError, match=call):
+        store.get_historical_features(entity_df=entity_df, features=refs)
+    # Not exactly a use case's refs: served unshaped, as before.
+    assert "clicks__mask" not in store.get_historical_features(entity_df=entity_df, features=refs[:3]).to_df()
+
+
+def test_get_training_data_wants_a_use_case(tmp_path, redis_server, redis_client):
+    from feast import FeatureService
+
+    store = _store(tmp_path / "repo", redis_server, "notusecase")
+    objects = serving_repo.objects(tmp_path / "repo" / "data")
+    clicks = next(o for o in objects if getattr(o, "name", None) == "clicks")
+    store.apply([*objects, FeatureService(name="plain", features=[clicks[["item_id"]]])])
+    entity_df = pd.DataFrame({"user_id": [0], "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    with pytest.raises(SequenceRequestError, match=r"'plain' is not a sequence use case"):
+        get_training_data(store, entity_df, "plain")
 
 
 @pytest.fixture
@@ -77,9 +112,10 @@ def test_retail_use_case_training_equals_online(retail_served, retail_events):
     service = store.get_feature_service("purchase_ranking")
     customers = sorted(set(retail_events.purchases["customer_id"]))[:1500]
     t = retail_events.purchases["event_timestamp"].max() + timedelta(days=1)
-    training = store.get_historical_features(
-        entity_df=pd.DataFrame({"customer_id": customers, "event_timestamp": t}),
-        features=service,
+    training = get_training_data(
+        store,
+        pd.DataFrame({"customer_id": customers, "event_timestamp": t}),
+        "purchase_ranking",
         full_feature_names=True,
     ).to_df()
     mismatches = []
@@ -103,9 +139,10 @@ def test_retail_use_case_training_at_sampled_times_equals_the_reference(retail_s
     customers = rng.choice(events["customer_id"].unique(), 60, replace=False)
     low, high = events["event_timestamp"].min().value, events["event_timestamp"].max().value
     times = pd.to_datetime(rng.integers(low, high, len(customers)), utc=True).floor("min")
-    training = retail_store.get_historical_features(
-        entity_df=pd.DataFrame({"customer_id": customers, "event_timestamp": times}),
-        features=retail_store.get_feature_service("purchase_ranking"),
+    training = get_training_data(
+        retail_store,
+        pd.DataFrame({"customer_id": customers, "event_timestamp": times}),
+        retail_store.get_feature_service("purchase_ranking"),
         full_feature_names=True,
     ).to_df()
     settings = sequence_settings(retail_store.get_feature_view("customer_purchases"))

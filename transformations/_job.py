@@ -11,6 +11,8 @@ from typing import Any, Callable, Optional, Sequence
 from feast import FeatureStore
 
 from feast_sequence.offline.indexing import IndexTarget
+from feast_sequence.offline.spark import spark_session, uses_spark
+from feast_sequence.online.provider import sequence_provider
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
 from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
@@ -28,13 +30,15 @@ class JobContext:
     def events(self, start: datetime, end: datetime, without: Sequence[str] = ()) -> Any:
         """The view's source events in [start, end] as a Spark DataFrame (``without`` some fields,
         e.g. ones being added to the source)."""
-        provider = self.store._get_provider()
-        if getattr(self.store.config.offline_store, "type", "") != "spark":
+        config = self.store.config
+        if not uses_spark(config):
             raise SequenceConfigurationError("Offline jobs run on Spark: set 'offline_store: type: spark'.")
+        # Start the session here, before Feast's offline store would start one without our settings.
+        spark_session(config)
         settings = self.settings
         if without:
             settings = replace(settings, fields=tuple(f for f in settings.fields if f.name not in without))
-        return provider._pull_events(self.store.config, self.view, settings, start, end).to_spark_df()
+        return sequence_provider(self.store).pull_events(config, self.view, settings, start, end).to_spark_df()
 
 
 def open_view(repo: str, view_name: str) -> JobContext:

@@ -182,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     context = open_view(args.repo, args.view)
-    from feast_sequence.offline.historical import spark_session
+    from feast_sequence.offline.spark import spark_session
 
     table = spark_session(context.store.config).read.parquet(args.table)
     summary = run_enrichment(

@@ -25,6 +25,7 @@ from feast.repo_operations import apply_total, parse_repo
 from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.transformations._job import open_view, parse_time, report
 from feast_sequence.transformations.backfill import run_backfill
@@ -47,7 +48,7 @@ def run_reindex(
         )
     settings = sequence_settings(new_view)  # the new definition is valid before anything is deleted
     store = FeatureStore(repo_path=str(repo_path))
-    online = store._get_provider().online_store
+    online = store_provider(store).online_store
     if not isinstance(online, SequenceRedisOnlineStore):
         raise SequenceConfigurationError(
             f"The online store is {type(online).__name__}, not feast-sequence's Redis store."

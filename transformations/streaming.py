@@ -16,7 +16,6 @@ nothing. See docs/streaming.md.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from feast.value_type import ValueType
 
-from feast_sequence.offline.historical import spark_session
+from feast_sequence.offline.spark import spark_session
 from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
@@ -255,14 +254,7 @@ def run_stream(
 
 def job_spark_session(context: JobContext) -> Any:
     """The job's Spark session: the repository's Spark offline store settings if it has them."""
-    from pyspark.sql import SparkSession
-
-    # As SequenceProvider does: Spark's Python workers must import feast_sequence, so run them with
-    # this interpreter unless told otherwise.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if getattr(context.store.config.offline_store, "type", "") == "spark":
-        return spark_session(context.store.config)
-    return SparkSession.builder.getOrCreate()
+    return spark_session(context.store.config)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,11 +3,12 @@
 Public API: define views with :class:`SequenceFeatureView`, configure
 ``provider: feast_sequence.SequenceProvider`` and the online store
 ``feast_sequence.online_store.SequenceRedisOnlineStore``; recover settings with
-:func:`sequence_settings`.
+:func:`sequence_settings`; a use case's training data with :func:`get_training_data`.
 """
 
 from feast_sequence.definitions.enrichment import Enrichment, enrich
 from feast_sequence.online.provider import SequenceProvider
+from feast_sequence.online.training_data import get_training_data
 from feast_sequence.definitions.settings import (
     MAX_LENGTH_CAP,
     EventField,
@@ -59,6 +60,7 @@ __all__ = [
     "UseCaseSettings",
     "Where",
     "enrich",
+    "get_training_data",
     "is_sequence_view",
     "is_use_case",
     "sequence_settings",

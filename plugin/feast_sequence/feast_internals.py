@@ -3,13 +3,23 @@
 Feast has no public API for these. Each is named here once, wrapped in a function with the
 signature we rely on, and checked by ``tests/test_feast_internals.py``, so that a Feast release that
 moves or changes one fails there, with the symbol's name, rather than deep inside a request.
+(``online/store.py`` and ``storage/redis_io.py`` still reach into Feast's Redis store directly.)
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import copy
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, NamedTuple, Set, Tuple, Union
 
+import pandas as pd
+from feast import FeatureService, FeatureStore, utils
+from feast.infra.online_stores.helpers import _mmh3
+from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore
+from feast.infra.passthrough_provider import PassthroughProvider
+from feast.infra.provider import Provider
+from feast.value_type import ValueType
 
 
 def parse_connection_string(connection_string: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
@@ -22,3 +32,146 @@ def feast_redis_client(online_config: Any) -> Any:
     """A new client built exactly as Feast's Redis online store builds it (plain, cluster or
     sentinel, with ssl and password from the connection string). ``RedisOnlineStore._get_client``."""
     return RedisOnlineStore()._get_client(online_config)
+
+
+def redis_field_hash(text: str) -> bytes:
+    """The hash field Feast's Redis store keeps ``"<view>:<feature>"`` under (murmur3_32, 4 bytes
+    little-endian). ``feast.infra.online_stores.helpers._mmh3``."""
+    return _mmh3(text)
+
+
+def store_provider(store: FeatureStore) -> Provider:
+    """The provider a ``FeatureStore`` runs (ours, per feature_store.yaml), built once per store.
+    ``FeatureStore._get_provider``."""
+    return store._get_provider()
+
+
+def rows_for_ingestion(
+    provider: PassthroughProvider, feature_view: Any, df: pd.DataFrame, field_mapping: Any
+) -> List[Any]:
+    """A pushed frame converted to Feast's online rows for a regular view, as ``ingest_df`` does
+    before writing (raises on a value the view cannot take).
+    ``PassthroughProvider._prep_rows_to_write_for_ingestion``."""
+    return provider._prep_rows_to_write_for_ingestion(
+        feature_view=feature_view, df=df, field_mapping=field_mapping
+    )
+
+
+# --- training data: what FeatureStore.get_historical_features hands the provider -------------
+
+
+@dataclass(frozen=True)
+class HistoricalRequest:
+    """A ``get_historical_features`` request resolved as Feast resolves it for the provider."""
+
+    requested_refs: List[str]
+    """The refs of ``features``, in order (what collisions are checked on)."""
+    feature_views: List[Any]
+    """The views the provider is given (on-demand views' sources included)."""
+    feature_refs: List[str]
+    """The refs the provider is given: ``requested_refs`` plus the ones on-demand views read."""
+    on_demand_feature_views: List[Any]
+
+
+def historical_request(registry: Any, project: str, features: Union[List[str], FeatureService]) -> HistoricalRequest:
+    """Resolve ``features`` exactly as ``FeatureStore.get_historical_features`` (Feast 0.67) does
+    before calling ``provider.get_historical_features``: ``utils._get_features``,
+    ``utils._get_feature_views_to_use`` and ``utils._group_feature_refs``."""
+    requested = utils._get_features(registry, project, features, allow_cache=True)
+    views, odfvs = utils._get_feature_views_to_use(registry, project, features)
+    # As Feast does: on-demand views are recomputed, never read from the online store, offline.
+    odfvs = copy.deepcopy(odfvs)
+    for odfv in odfvs:
+        odfv.write_to_online_store = False
+    grouped, grouped_odfvs = utils._group_feature_refs(requested, views, odfvs)
+    refs = list(requested)
+    seen = set(refs)
+    for view, names in grouped:
+        for name in names:
+            ref = f"{view.projection.name_to_use()}:{name}"
+            if ref not in seen:
+                refs.append(ref)
+                seen.add(ref)
+    return HistoricalRequest(
+        requested_refs=requested,
+        feature_views=[view for view, _ in grouped],
+        feature_refs=refs,
+        on_demand_feature_views=[view for view, _ in grouped_odfvs],
+    )
+
+
+def validate_feature_refs(feature_refs: List[str], full_feature_names: bool) -> None:
+    """Raise Feast's ``FeatureNameCollisionError`` when two refs give the same output column.
+    ``utils._validate_feature_refs``."""
+    utils._validate_feature_refs(feature_refs, full_feature_names)
+
+
+# --- online serving: Feast's request preparation and response building ----------------------
+
+
+class OnlineRequest(NamedTuple):
+    """``utils._prepare_entities_to_read_from_online_store``'s result, named."""
+
+    join_key_values: Dict[str, List[Any]]
+    grouped_refs: List[Tuple[Any, List[str]]]
+    entity_name_to_join_key_map: Dict[str, str]
+    on_demand_feature_views: List[Any]
+    feature_refs: List[str]
+    result_names: Set[str]
+    response: Any  # GetOnlineFeaturesResponse, filled in place
+
+
+def prepare_online_request(
+    registry: Any,
+    project: str,
+    features: Union[List[str], FeatureService],
+    entity_values: Mapping[str, Any],
+    full_feature_names: bool,
+) -> OnlineRequest:
+    """Resolve an online request as Feast's ``OnlineStore.get_online_features`` does: the views and
+    features to read, entity keys per join key, and the response to fill.
+    ``utils._prepare_entities_to_read_from_online_store``."""
+    return OnlineRequest(
+        *utils._prepare_entities_to_read_from_online_store(
+            registry=registry,
+            project=project,
+            features=features,
+            entity_values=entity_values,
+            full_feature_names=full_feature_names,
+            native_entity_values=True,
+        )
+    )
+
+
+def unique_entities(
+    table: Any, join_key_values: Dict[str, List[Any]], entity_name_to_join_key_map: Dict[str, str]
+) -> Tuple[Tuple[Dict[str, Any], ...], Tuple[List[int], ...], int]:
+    """A view's distinct entity keys, the request rows each one fills, and the row count.
+    ``utils._get_unique_entities``."""
+    return utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
+
+
+def feature_types(grouped_refs: List[Tuple[Any, List[str]]]) -> Dict[str, ValueType]:
+    """Requested feature name (bare and ``view__feature``) -> value type, for ``OnlineResponse``.
+    ``OnlineStore._build_feature_types``."""
+    return OnlineStore._build_feature_types(grouped_refs)
+
+
+def apply_on_demand_transforms(
+    response: Any,
+    feature_refs: List[str],
+    on_demand_feature_views: List[Any],
+    full_feature_names: bool,
+    types: Dict[str, ValueType],
+) -> None:
+    """Compute on-demand views into ``response`` (in place), as Feast's online path does.
+    ``utils._augment_response_with_on_demand_transforms``."""
+    utils._augment_response_with_on_demand_transforms(
+        response, feature_refs, on_demand_feature_views, full_feature_names, feature_types=types
+    )
+
+
+def drop_unneeded_columns(response: Any, kept: Set[str]) -> None:
+    """Remove from ``response`` every column not in ``kept`` (request data, on-demand inputs).
+    ``utils._drop_unneeded_columns``."""
+    utils._drop_unneeded_columns(response, kept)

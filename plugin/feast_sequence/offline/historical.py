@@ -21,6 +21,7 @@ from feast.repo_config import RepoConfig
 from feast.value_type import ValueType
 
 from feast_sequence.storage.codec import column_values
+from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.serving.training import (
@@ -332,19 +333,12 @@ def spark_output_schema(settings: SequenceSettings, features: Sequence[str]) -> 
     return ", ".join([f"`{ROW_ID}` bigint"] + [f"`{name}` array<{types[name]}>" for name in features])
 
 
-def spark_session(config: RepoConfig) -> Any:
-    from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
-        get_spark_session_or_start_new_with_repoconfig,
-    )
-
-    return get_spark_session_or_start_new_with_repoconfig(config.offline_store)
-
-
 def engine_for(config: RepoConfig) -> Tuple[SequenceEngine, bool]:
     """The engine for the configured offline store, and whether events come as Spark frames."""
-    kind = getattr(config.offline_store, "type", "")
-    if kind == "spark" or kind.endswith("SparkOfflineStore"):
+    if uses_spark(config):
         return SparkEngine(spark_session(config)), True
+    # Every offline store config has a `type`: Feast chose the config class by it.
+    kind: str = config.offline_store.type
     if kind in ("file", "dask") or kind.endswith(("FileOfflineStore", "DaskOfflineStore")):
         return PandasEngine(), False
     raise SequenceConfigurationError(

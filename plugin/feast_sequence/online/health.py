@@ -14,6 +14,8 @@ from typing import List, Optional
 
 from feast import FeatureStore
 
+from feast_sequence.feast_internals import store_provider
+from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.redis_io import execute
 from feast_sequence.definitions.settings import is_sequence_view
 from feast_sequence.errors import SequenceConfigurationError, SequenceStoreError
@@ -29,12 +31,12 @@ def check(store: FeatureStore) -> float:
     definition in Redis, so a registry view without that record means Redis restarted without
     persistence, was flushed, or is another server. Reads would silently serve empty sequences.
     """
-    online = store._get_provider().online_store
+    online = store_provider(store).online_store
     if not isinstance(online, SequenceRedisOnlineStore):
         raise SequenceConfigurationError(
             f"The online store is {type(online).__name__}, not feast-sequence's Redis store."
         )
-    client = online._get_client(store.config.online_store)
+    client = redis_client(store.config.online_store)
     start = time.perf_counter()
     execute(client, [("PING",)], "checking Redis health")
     millis = (time.perf_counter() - start) * 1000

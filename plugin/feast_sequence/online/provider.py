@@ -3,27 +3,26 @@
 Feast converts every pushed row to protobuf values one by one before the online store sees it, and
 would convert a sequence view's scalar event columns as lists. This provider hands the pushed
 DataFrame of a sequence view straight to the store, which validates and encodes it column-wise.
-For training data, sequence views are computed point in time by ``_historical`` (on Spark or pandas)
+For training data, sequence views are computed point in time by ``offline/historical.py`` (on Spark or pandas)
 and joined with what Feast's offline store returns for regular views. Everything else is Feast's own
 behaviour.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional
 
 import pandas as pd
-from feast import FeatureView
+from feast import FeatureStore, FeatureView
 from feast.data_source import PushSource
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
+from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
 from feast_sequence.storage.append import encode_frame
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.online.push_views import PushSourceViews
@@ -36,9 +35,9 @@ from feast_sequence.offline.indexing import (
 )
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
-from feast_sequence.serving.use_case import is_use_case, use_case_settings, validate_use_case
+from feast_sequence.serving.use_case import UseCaseSettings, is_use_case, validate_use_case
 from feast_sequence.online.store import SequenceRedisOnlineStore
 
 
@@ -53,10 +52,6 @@ class SequenceProvider(PassthroughProvider):
     def __init__(self, config: RepoConfig):
         super().__init__(config)
         self._push_views = PushSourceViews(config)
-        if getattr(config.offline_store, "type", "") == "spark":
-            # Spark's Python workers must import feast_sequence: unless told otherwise, run them
-            # with this interpreter (the one that has it), not whatever `python3` is on PATH.
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     def _sequence_store(self) -> SequenceRedisOnlineStore:
         store = self.online_store
@@ -106,7 +101,7 @@ class SequenceProvider(PassthroughProvider):
                 # Index-time enriched fields are looked up at write time, not pushed.
                 encode_frame(replace(settings, fields=settings.event_fields), _mapped(other, df))
             else:
-                self._prep_rows_to_write_for_ingestion(feature_view=other, df=df, field_mapping=field_mapping)
+                rows_for_ingestion(self, other, df, field_mapping)
 
     def get_historical_features(
         self,
@@ -117,8 +112,17 @@ class SequenceProvider(PassthroughProvider):
         registry: Any,
         project: str,
         full_feature_names: bool,
+        use_case: Optional[UseCaseSettings] = None,
         **kwargs: Any,
     ) -> RetrievalJob:
+        """Feast's training data, with sequence views computed point in time.
+
+        ``use_case``: shape each sequence as that use case serves it. Feast's
+        ``FeatureStore.get_historical_features`` cannot pass it (it hands providers feature refs,
+        not the FeatureService they came from); ``feast_sequence.get_training_data`` does. A request
+        whose refs are exactly a use case's, without ``use_case``, is refused rather than answered
+        with unshaped sequences.
+        """
         sequences = [v for v in feature_views if isinstance(v, FeatureView) and is_sequence_view(v)]
         if not sequences:
             return super().get_historical_features(
@@ -131,6 +135,10 @@ class SequenceProvider(PassthroughProvider):
                 full_feature_names,
                 **kwargs,
             )
+        if use_case is None:
+            _refuse_unshaped_use_case(registry, project, feature_refs)
+        else:
+            validate_use_case(use_case, {v.projection.name_to_use(): sequence_settings(v) for v in sequences})
         if entity_df is None:
             raise SequenceInputError("Sequence views need an entity_df (entity keys and timestamps).")
         engine, spark_events = engine_for(config)
@@ -146,8 +154,8 @@ class SequenceProvider(PassthroughProvider):
                 config, regular_views, regular_refs, entity, registry, project, full_feature_names, **kwargs
             )
 
-        def pull_events(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
-            job = self._pull_events(config, view, settings, start, end)
+        def events_of(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
+            job = self.pull_events(config, view, settings, start, end)
             return job.to_spark_df() if spark_events else job.to_df()
 
         enrichment_rows: Dict[Enrichment, pd.DataFrame] = {}
@@ -157,12 +165,6 @@ class SequenceProvider(PassthroughProvider):
                 enrichment_rows[enrichment] = self._pull_enrichment(config, registry, project, enrichment)
             return enrichment_rows[enrichment]
 
-        service = _requested_feature_service()
-        use_case = None
-        if is_use_case(service):
-            use_case = use_case_settings(service)
-            validate_use_case(use_case, {v.projection.name_to_use(): sequence_settings(v) for v in sequences})
-
         return historical_job(
             config,
             sequences,
@@ -171,7 +173,7 @@ class SequenceProvider(PassthroughProvider):
             full_feature_names,
             regular_job if regular_views and regular_refs else None,
             OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
-            pull_events,
+            events_of,
             engine,
             use_case,
             enrichment_source,
@@ -206,7 +208,7 @@ class SequenceProvider(PassthroughProvider):
         engine, spark_events = engine_for(config)
         target = IndexTarget(config.online_store, project, settings, config.entity_key_serialization_version)
         horizon = end_date - timedelta(microseconds=settings.ttl_us) if settings.ttl_us else _EPOCH
-        job = self._pull_events(config, feature_view, settings, max(horizon, _EPOCH), end_date)
+        job = self.pull_events(config, feature_view, settings, max(horizon, _EPOCH), end_date)
         start = max(start_date, horizon)
         if spark_events:
             from pyspark.sql import functions as F
@@ -248,7 +250,7 @@ class SequenceProvider(PassthroughProvider):
         times = pd.DatetimeIndex(pd.to_datetime(rows[timestamp_field], utc=True)).as_unit("us").asi8
         return rows.assign(**{ENRICHMENT_TIME_US: times})
 
-    def _pull_events(
+    def pull_events(
         self,
         config: RepoConfig,
         view: FeatureView,
@@ -269,23 +271,38 @@ class SequenceProvider(PassthroughProvider):
         )
 
 
-def _requested_feature_service() -> Any:
-    """The ``features`` argument of the ``FeatureStore.get_historical_features`` call being served.
+def sequence_provider(store: FeatureStore) -> SequenceProvider:
+    """The store's provider, which must be feast-sequence's."""
+    provider = store_provider(store)
+    if not isinstance(provider, SequenceProvider):
+        raise SequenceConfigurationError(
+            "Sequence views need 'provider: feast_sequence.SequenceProvider' in feature_store.yaml "
+            f"(found {type(provider).__name__})."
+        )
+    return provider
 
-    Feast passes providers the feature references but not the FeatureService they came from, and a
-    use case's shaping lives on the service. Reading the caller's argument is the only way to honour
-    ``get_historical_features(features=use_case)``; tests/test_training_parity.py fails if a Feast
-    release changes the call so that this no longer finds it.
+
+def _refuse_unshaped_use_case(registry: Any, project: str, feature_refs: List[str]) -> None:
+    """Raise when ``feature_refs`` are exactly what a registered use case requests.
+
+    That is what ``store.get_historical_features(features=use_case)`` hands the provider, and the
+    use case's shaping would be silently lost: training data would differ from what it serves.
     """
-    frame = sys._getframe(1)
-    for _ in range(6):
-        frame = frame.f_back
-        if frame is None:
-            return None
-        code = frame.f_code
-        if code.co_name == "get_historical_features" and code.co_filename.endswith("feature_store.py"):
-            return frame.f_locals.get("features")
-    return None
+    matches = [
+        service.name
+        for service in registry.list_feature_services(project, allow_cache=True)
+        if is_use_case(service)
+        and historical_request(registry, project, service).feature_refs == feature_refs
+    ]
+    if matches:
+        name = matches[0]
+        raise SequenceRequestError(
+            f"These features are those of sequence use case(s) {matches}, which "
+            "store.get_historical_features cannot shape (Feast does not tell the provider which "
+            "FeatureService was asked for). Get the use case's training data with "
+            f"feast_sequence.get_training_data(store, entity_df, {name!r}), or request fewer or more "
+            "features for unshaped sequences."
+        )
 
 
 def _entity_df_to_pandas(engine: Any, entity_df: Any) -> pd.DataFrame:

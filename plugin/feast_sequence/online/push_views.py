@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from feast import FeatureStore, FeatureView
 from feast.data_source import PushSource
-from feast.repo_config import RepoConfig
+from feast.repo_config import RegistryConfig, RepoConfig
 
 
 class PushSourceViews:
@@ -37,7 +37,8 @@ class PushSourceViews:
     def _current_registry(self) -> Any:
         if self._registry is None:
             self._registry = FeatureStore(repo_path=str(self._config.repo_path), config=self._config).registry
-        ttl = getattr(self._config.registry, "cache_ttl_seconds", 600)
+        registry_config = self._config.registry  # a RegistryConfig, or a custom registry's own object
+        ttl = registry_config.cache_ttl_seconds if isinstance(registry_config, RegistryConfig) else 600
         now = time.monotonic()
         if self._refreshed_at is None or (ttl > 0 and now - self._refreshed_at > ttl):
             self._registry.refresh(self._config.project)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from feast import utils
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+from feast_sequence import feast_internals
 from feast_sequence.storage.codec import list_field_name
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
@@ -177,14 +177,7 @@ def _serve(
         feature_refs,
         result_names,
         response,
-    ) = utils._prepare_entities_to_read_from_online_store(
-        registry=registry,
-        project=project,
-        features=service,
-        entity_values=columns,
-        full_feature_names=full_feature_names,
-        native_entity_values=True,
-    )
+    ) = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
 
     # --- retrieve: every view's rows in one pipeline ---
     now_us = time.time_ns() // 1000
@@ -193,13 +186,14 @@ def _serve(
     parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
     plans: List[ViewPlan] = []
     for table, requested in grouped_refs:
-        values, idxs, output_len = utils._get_unique_entities(
+        values, idxs, output_len = feast_internals.unique_entities(
             table, join_key_values, entity_name_to_join_key_map
         )
         start = len(commands)
         if is_sequence_view(table):
-            store_limit = getattr(config.online_store, "max_entities_per_request", None)
-            if store_limit is not None and len(values) > store_limit:
+            # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
+            store_limit = config.online_store.max_entities_per_request
+            if len(values) > store_limit:
                 raise SequenceRequestError(
                     f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
                     f"max_entities_per_request={store_limit:,}; split it or raise the limit."
@@ -273,17 +267,17 @@ def _serve(
             )
         else:
             part(first_replies[start:end], response, full_feature_names, include_version_metadata)
-    feature_types = store._build_feature_types(grouped_refs)
+    feature_types = feast_internals.feature_types(grouped_refs)
     if odfvs:
-        utils._augment_response_with_on_demand_transforms(
-            response, feature_refs, odfvs, full_feature_names, feature_types=feature_types
+        feast_internals.apply_on_demand_transforms(
+            response, feature_refs, odfvs, full_feature_names, feature_types
         )
         clock.stage("transform")
     kept = set(result_names)
     for plan in plans:
         kept.update(_output_name(plan, n, full_feature_names) for n in plan.outputs)
         kept.update(featurize_response(use_case, plan, response, full_feature_names, pad_in_fill))
-    utils._drop_unneeded_columns(response, kept)
+    feast_internals.drop_unneeded_columns(response, kept)
     clock.stage("featurize")
     return OnlineResponse(response, feature_types=feature_types)
 

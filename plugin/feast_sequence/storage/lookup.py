@@ -16,7 +16,7 @@ from itertools import chain
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3
+from feast_sequence.feast_internals import redis_field_hash as _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType

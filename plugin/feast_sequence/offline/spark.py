@@ -1,0 +1,56 @@
+"""Spark for sequence views: whether the offline store is Spark, and the session the engines and jobs
+run on, with Python workers that can import feast_sequence."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict
+
+from feast.repo_config import RepoConfig
+
+#: Spark's setting for the Python executable of its workers.
+PYTHON_CONF = "spark.pyspark.python"
+
+
+def uses_spark(config: RepoConfig) -> bool:
+    """Whether the repository's offline store is Feast's Spark store, named by ``type: spark`` or
+    by its class path (``feast.infra.offline_stores.contrib.spark_offline_store.spark.SparkOfflineStore``,
+    or a subclass whose name ends the same)."""
+    # Every offline store config has a `type`: Feast chose the config class by it.
+    kind: str = config.offline_store.type
+    return kind == "spark" or kind.endswith("SparkOfflineStore")
+
+
+def spark_session(config: RepoConfig) -> Any:
+    """The active Spark session, or a new one: from the Spark offline store's ``spark_conf`` when
+    the offline store is Spark, else Spark's defaults.
+
+    A new session runs its Python workers with ``spark_conf``'s ``spark.pyspark.python``, else
+    ``PYSPARK_PYTHON``, else this interpreter (the one that has feast_sequence), never whatever
+    ``python3`` is first on PATH. An active session is used as it is.
+    """
+    from pyspark.sql import SparkSession
+
+    starting = SparkSession.getActiveSession() is None
+    if uses_spark(config):
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
+            get_spark_session_or_start_new_with_repoconfig,
+        )
+
+        offline = config.offline_store
+        conf = _with_worker_python(dict(offline.spark_conf or {}))
+        session = get_spark_session_or_start_new_with_repoconfig(offline.model_copy(update={"spark_conf": conf}))
+    else:
+        conf = _with_worker_python({})
+        session = SparkSession.builder.config(PYTHON_CONF, conf[PYTHON_CONF]).getOrCreate()
+    if starting:
+        # PySpark reads the workers' executable only from PYSPARK_PYTHON when the context starts
+        # (spark.pyspark.python is for spark-submit); set it on this context, not on the process.
+        session.sparkContext.pythonExec = conf[PYTHON_CONF]
+    return session
+
+
+def _with_worker_python(spark_conf: Dict[str, str]) -> Dict[str, str]:
+    python = spark_conf.get(PYTHON_CONF) or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    return {**spark_conf, PYTHON_CONF: python}
