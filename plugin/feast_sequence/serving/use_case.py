@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from feast import FeatureService, FeatureView
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceDefinitionError
@@ -200,18 +201,6 @@ def use_case_settings(service: FeatureService) -> UseCaseSettings:
         ) from exc
 
 
-_COMPARABLE = {
-    ValueType.INT32: (int, float),
-    ValueType.INT64: (int, float),
-    ValueType.FLOAT: (int, float),
-    ValueType.DOUBLE: (int, float),
-    ValueType.UNIX_TIMESTAMP: (int,),
-    ValueType.STRING: (str,),
-    ValueType.BYTES: (bytes,),
-    ValueType.BOOL: (bool,),
-}
-
-
 def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSettings]) -> None:
     """Check a use case against the sequence views it reads; errors name the use case and the field.
 
@@ -292,16 +281,12 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
                 f"got {condition.value!r}."
             )
         values = list(condition.value)
-    elif condition.op not in ("==", "!=") and value_type in (
-        ValueType.STRING,
-        ValueType.BYTES,
-        ValueType.BOOL,
-    ):
+    elif condition.op not in ("==", "!=") and not ELEMENT_TYPES[value_type].ordered:
         raise SequenceDefinitionError(
             f"{at}: filter {condition.field!r} {condition.op!r}: {value_type.name} fields only "
             "support ==, !=, in and not in."
         )
-    allowed = _COMPARABLE[value_type]
+    allowed = ELEMENT_TYPES[value_type].filter_types
     for value in values:
         if isinstance(value, bool) != (bool in allowed) or not isinstance(value, allowed):
             raise SequenceDefinitionError(
