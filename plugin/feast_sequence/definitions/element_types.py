@@ -145,7 +145,8 @@ ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
             ValueType.UNIX_TIMESTAMP, PrimitiveFeastType.UNIX_TIMESTAMP,
             proto_type=_T.TYPE_SINT64, wire_type=WIRE_VARINT,
             value_field="unix_timestamp_val", list_field="unix_timestamp_list_val",
-            null_default=NULL_TIMESTAMP_INT_VALUE,
+            # A Python int: Feast's constant is numpy's int64, whose zigzag encoding overflows.
+            null_default=int(NULL_TIMESTAMP_INT_VALUE),
             numpy_dtype=np.int64, arrow_type=pa.int64(), arrow_accepts=(),
             spark_type_name="long",
             ge_types=("datetime64[ns, UTC]", "datetime64[us, UTC]", "datetime64[ns]", "datetime64[us]"),
