@@ -8,11 +8,32 @@ every worker. In a plain Python process they live in the default registry.
 from __future__ import annotations
 
 import time
+from enum import Enum
 from typing import Optional
 
 import numpy as np
 from feast import metrics as _feast_metrics  # noqa: F401  (sets the multiprocess directory first)
 from prometheus_client import Counter, Histogram
+
+
+class Stage(str, Enum):
+    """A timed stage of a use case's request: ``STAGE_SECONDS``'s ``stage`` label (the value)."""
+
+    RETRIEVE = "retrieve"
+    FILTER = "filter"
+    SIZE = "size"
+    ENRICH = "enrich"
+    TRANSFORM = "transform"  # on-demand feature views
+    FEATURIZE = "featurize"
+
+
+class Limit(str, Enum):
+    """A use case limit a request was refused by: ``LIMIT_REJECTIONS``'s ``limit`` label (the value,
+    the ``Limits`` field's name)."""
+
+    MAX_ENTITIES = "max_entities"
+    TIME_BUDGET_MS = "time_budget_ms"
+
 
 STAGE_SECONDS = Histogram(
     "feast_sequence_stage_seconds",
