@@ -418,7 +418,7 @@ _ACCEPTS = {t: e.arrow_accepts for t, e in ELEMENT_TYPES.items() if e.arrow_acce
 #: Arrow type of one value of each element type (timestamps as whole seconds).
 ARROW_ELEMENT: Dict[ValueType, pa.DataType] = {t: e.arrow_type for t, e in ELEMENT_TYPES.items()}
 # What pushed columns are cast to (timestamps take their own path, timestamps_to_us).
-_ARROW_TARGET = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
+_ARROW_TARGET: Dict[ValueType, pa.DataType] = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
 
 
 def column_values(
