@@ -154,3 +154,30 @@ def test_enrichment_lookup_replies_decode_per_feature_with_nulls_and_misses():
     # A value stored with another type falls back to per-value decoding for that feature.
     found, _ = decode_lookup(enrichment, ["a"], [[title("A"), ValueProto(int64_val=3).SerializeToString()]])
     assert found == {"a": ("A", 3)}
+
+
+def test_a_null_timestamp_field_is_stored_as_feasts_null_timestamp():
+    """Regression: the null default was numpy's int64, whose zigzag overflowed; -64 was stored."""
+    from datetime import datetime, timezone
+
+    from feast.type_map import NULL_TIMESTAMP_INT_VALUE
+
+    from feast_sequence.definitions.settings import SequenceSettings
+    from feast_sequence.storage.append import encode_proto_rows
+    from feast_sequence.storage.codec import layout_for
+
+    settings = SequenceSettings(
+        view_name="v",
+        join_keys=(("k", ValueType.INT64),),
+        fields=(EventField("when", ValueType.UNIX_TIMESTAMP),),
+        timestamp_field="ts",
+        max_length=10,
+        dedup_by=(),
+        ttl_us=None,
+    )
+    key = EntityKeyProto(join_keys=["k"], entity_values=[ValueProto(int64_val=1)])
+    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    encoded = encode_proto_rows(settings, [(key, {"when": ValueProto()}, at, None)])
+    layout = layout_for(settings)
+    _, values = decode_sequence(layout, encoded.members, decode_plan(layout, [("when", 0)]))
+    assert list(values["when"].unix_timestamp_list_val.val) == [NULL_TIMESTAMP_INT_VALUE]

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.offline.spark import spark_session
 from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
 from feast_sequence.definitions.settings import SequenceSettings
@@ -39,20 +40,10 @@ FILE_FORMATS = ("json", "parquet")
 _EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?([\w.$]+(?:Error|Exception): .+)$", re.M)
 
 
-def _spark_type(value_type: ValueType) -> Any:
-    """The Spark type of one event's value (timestamps as Spark timestamps)."""
-    from pyspark.sql import types as T
-
-    return {
-        ValueType.STRING: T.StringType(),
-        ValueType.BYTES: T.BinaryType(),
-        ValueType.INT32: T.IntegerType(),
-        ValueType.INT64: T.LongType(),
-        ValueType.FLOAT: T.FloatType(),
-        ValueType.DOUBLE: T.DoubleType(),
-        ValueType.BOOL: T.BooleanType(),
-        ValueType.UNIX_TIMESTAMP: T.TimestampType(),
-    }[value_type]
+def _spark_type_name(value_type: ValueType) -> str:
+    """The Spark type of one event's value: incoming timestamps are Spark timestamps (sequences
+    store whole seconds, the table's type)."""
+    return "timestamp" if value_type == ValueType.UNIX_TIMESTAMP else ELEMENT_TYPES[value_type].spark_type_name
 
 
 def event_schema(settings: SequenceSettings) -> Any:
@@ -60,13 +51,18 @@ def event_schema(settings: SequenceSettings) -> Any:
 
     Index-time enriched fields are not part of it: the writer adds them (``write_frames``).
     """
-    from pyspark.sql.types import StructField, StructType
+    from pyspark.sql.types import StructType
 
     columns: Dict[str, ValueType] = dict(settings.join_keys)
     for event_field in settings.event_fields:
         columns.setdefault(event_field.name, event_field.value_type)
     columns.setdefault(settings.timestamp_field, ValueType.UNIX_TIMESTAMP)
-    return StructType([StructField(name, _spark_type(kind)) for name, kind in columns.items()])
+    # fromJson takes Spark's type names without a running session (a DDL string would need one).
+    fields = [
+        {"name": name, "type": _spark_type_name(kind), "nullable": True, "metadata": {}}
+        for name, kind in columns.items()
+    ]
+    return StructType.fromJson({"type": "struct", "fields": fields})
 
 
 @dataclass(frozen=True)

@@ -8,27 +8,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
-from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.offline.indexing import identity_columns
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
-_TYPES = {
-    ValueType.STRING: ["str", "string", "object"],
-    ValueType.BYTES: ["bytes", "object"],
-    ValueType.INT32: ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64"],
-    ValueType.INT64: ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64"],
-    ValueType.FLOAT: ["float16", "float32", "float64", "Float32", "Float64"],
-    ValueType.DOUBLE: ["float16", "float32", "float64", "Float32", "Float64"],
-    ValueType.BOOL: ["bool", "boolean"],
-    ValueType.UNIX_TIMESTAMP: [
-        "datetime64[ns, UTC]",
-        "datetime64[us, UTC]",
-        "datetime64[ns]",
-        "datetime64[us]",
-    ],
-}
+_TYPES = {t: list(e.ge_types) for t, e in ELEMENT_TYPES.items()}
 
 
 @dataclass(frozen=True)

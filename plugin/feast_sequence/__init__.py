@@ -30,6 +30,8 @@ from feast_sequence.errors import (
 from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
 from feast_sequence.serving.use_case import (
     Limits,
+    Operator,
+    OutputFormat,
     SequenceSpec,
     SequenceUseCase,
     UseCaseSettings,
@@ -45,6 +47,8 @@ __all__ = [
     "Jagged",
     "Limits",
     "MAX_LENGTH_CAP",
+    "Operator",
+    "OutputFormat",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

@@ -1,24 +1,167 @@
-"""The element types an event field may have, and the Feast value type each is served as."""
+"""The element types an event field may have, and everything each one means, in one table.
+
+An element type is one event value's type: how it is declared (Feast type), served (Feast value type
+and ``Value`` field), stored (protobuf field type and wire type, ``docs/storage-layout.md``), what a
+null becomes, and how it looks in numpy, Arrow, Spark and Great Expectations. Modules derive the
+mappings they need from :data:`ELEMENT_TYPES` once, at import, as plain dicts: hot paths index those
+dicts, never this table.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Tuple
 
+import numpy as np
+import pyarrow as pa
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.types import Array, FeastType, PrimitiveFeastType
 from feast.value_type import ValueType
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto
 
 from feast_sequence.errors import SequenceDefinitionError
 
+#: Protobuf wire types (the low three bits of an element's tag).
+WIRE_VARINT, WIRE_I64, WIRE_LEN, WIRE_I32 = 0, 1, 2, 5
+
+# Numeric types take any numeric column: the cast is exact (safe=True), so 2.0 becomes an int and 2.5
+# is refused with the row named.
+_NUMERIC = (pa.types.is_integer, pa.types.is_floating)
+_INT_GE_TYPES = ("int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64")
+_FLOAT_GE_TYPES = ("float16", "float32", "float64", "Float32", "Float64")
+
+
+@dataclass(frozen=True)
+class ElementType:
+    """One element type and its form in every place an event value goes."""
+
+    value_type: ValueType
+    feast_type: PrimitiveFeastType
+    """How a field of this type is declared (``Field(dtype=...)``, scalar or ``Array``)."""
+    proto_type: int
+    """``FieldDescriptorProto.TYPE_*`` of the field in a view's stored message (ints are zigzag)."""
+    wire_type: int
+    value_field: str
+    """Feast ``Value`` field holding one value (regular views in Redis, enrichment lookups)."""
+    list_field: str
+    """Feast ``Value`` field holding a sequence of them (what a sequence feature is served as)."""
+    null_default: Any
+    """What a null becomes: Feast's default for a None inside a list, so lists stay aligned."""
+    numpy_dtype: Any
+    """Element type of a ``SequenceBatch`` column (``object`` keeps strings and bytes as Python)."""
+    arrow_type: pa.DataType
+    """One value in Arrow (timestamps: whole seconds, as served)."""
+    arrow_accepts: Tuple[Callable[[pa.DataType], bool], ...]
+    """Arrow types a pushed column may have before its exact cast; empty: it takes its own path."""
+    spark_type_name: str
+    """Spark SQL type of one value in a sequence (timestamps: whole seconds)."""
+    ge_types: Tuple[str, ...]
+    """pandas dtype names Great Expectations accepts for an event column of this type."""
+    filter_types: Tuple[type, ...]
+    """Python types a use case filter may compare a field of this type with."""
+    ordered: bool
+    """Whether ``<``, ``<=``, ``>``, ``>=`` filters apply (else ``==``, ``!=``, ``in``, ``not in``)."""
+    int_range: Optional[Tuple[int, int]] = None
+    """Inclusive bounds of an integer type, None for the others."""
+    key_prefix: Optional[bytes] = None
+    """Type letter of a join key value in entity key bytes; None: not allowed as a join key."""
+    key_types: Tuple[type, ...] = ()
+    """Python types an online request may give for a join key of this type."""
+
+
+_T = FieldDescriptorProto
+
+def _element(value_type: ValueType, feast_type: PrimitiveFeastType, **form: Any) -> ElementType:
+    return ElementType(value_type=value_type, feast_type=feast_type, **form)
+
+
+#: Every element type an event field may have, by Feast value type.
+ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
+    e.value_type: e
+    for e in (
+        _element(
+            ValueType.STRING, PrimitiveFeastType.STRING,
+            proto_type=_T.TYPE_STRING, wire_type=WIRE_LEN,
+            value_field="string_val", list_field="string_list_val", null_default="",
+            numpy_dtype=object, arrow_type=pa.string(),
+            arrow_accepts=(pa.types.is_string, pa.types.is_large_string),
+            spark_type_name="string", ge_types=("str", "string", "object"),
+            filter_types=(str,), ordered=False, key_prefix=b"s", key_types=(str,),
+        ),
+        _element(
+            ValueType.BYTES, PrimitiveFeastType.BYTES,
+            proto_type=_T.TYPE_BYTES, wire_type=WIRE_LEN,
+            value_field="bytes_val", list_field="bytes_list_val", null_default=b"",
+            numpy_dtype=object, arrow_type=pa.binary(),
+            arrow_accepts=(pa.types.is_binary, pa.types.is_large_binary),
+            spark_type_name="binary", ge_types=("bytes", "object"),
+            filter_types=(bytes,), ordered=False, key_prefix=b"b", key_types=(bytes,),
+        ),
+        _element(
+            ValueType.INT32, PrimitiveFeastType.INT32,
+            proto_type=_T.TYPE_SINT32, wire_type=WIRE_VARINT,
+            value_field="int32_val", list_field="int32_list_val", null_default=0,
+            numpy_dtype=np.int32, arrow_type=pa.int32(), arrow_accepts=_NUMERIC,
+            spark_type_name="integer", ge_types=_INT_GE_TYPES,
+            filter_types=(int, float), ordered=True, int_range=(-(2**31), 2**31 - 1),
+            key_prefix=b"i", key_types=(int, np.integer),
+        ),
+        _element(
+            ValueType.INT64, PrimitiveFeastType.INT64,
+            proto_type=_T.TYPE_SINT64, wire_type=WIRE_VARINT,
+            value_field="int64_val", list_field="int64_list_val", null_default=0,
+            numpy_dtype=np.int64, arrow_type=pa.int64(), arrow_accepts=_NUMERIC,
+            spark_type_name="long", ge_types=_INT_GE_TYPES,
+            filter_types=(int, float), ordered=True, int_range=(-(2**63), 2**63 - 1),
+            key_prefix=b"i", key_types=(int, np.integer),
+        ),
+        _element(
+            ValueType.FLOAT, PrimitiveFeastType.FLOAT32,
+            proto_type=_T.TYPE_FLOAT, wire_type=WIRE_I32,
+            value_field="float_val", list_field="float_list_val", null_default=0.0,
+            numpy_dtype=np.float32, arrow_type=pa.float32(), arrow_accepts=_NUMERIC,
+            spark_type_name="float", ge_types=_FLOAT_GE_TYPES,
+            filter_types=(int, float), ordered=True,
+        ),
+        _element(
+            ValueType.DOUBLE, PrimitiveFeastType.FLOAT64,
+            proto_type=_T.TYPE_DOUBLE, wire_type=WIRE_I64,
+            value_field="double_val", list_field="double_list_val", null_default=0.0,
+            numpy_dtype=np.float64, arrow_type=pa.float64(), arrow_accepts=_NUMERIC,
+            spark_type_name="double", ge_types=_FLOAT_GE_TYPES,
+            filter_types=(int, float), ordered=True,
+        ),
+        _element(
+            ValueType.BOOL, PrimitiveFeastType.BOOL,
+            proto_type=_T.TYPE_BOOL, wire_type=WIRE_VARINT,
+            value_field="bool_val", list_field="bool_list_val", null_default=False,
+            numpy_dtype=np.bool_, arrow_type=pa.bool_(), arrow_accepts=(pa.types.is_boolean,),
+            spark_type_name="boolean", ge_types=("bool", "boolean"),
+            filter_types=(bool,), ordered=False,
+        ),
+        _element(
+            # Whole seconds, as Feast's UnixTimestamp serves them; pushed columns are parsed as times
+            # (codec.timestamps_to_us), hence no arrow_accepts.
+            ValueType.UNIX_TIMESTAMP, PrimitiveFeastType.UNIX_TIMESTAMP,
+            proto_type=_T.TYPE_SINT64, wire_type=WIRE_VARINT,
+            value_field="unix_timestamp_val", list_field="unix_timestamp_list_val",
+            # A Python int: Feast's constant is numpy's int64, whose zigzag encoding overflows.
+            null_default=int(NULL_TIMESTAMP_INT_VALUE),
+            numpy_dtype=np.int64, arrow_type=pa.int64(), arrow_accepts=(),
+            spark_type_name="long",
+            ge_types=("datetime64[ns, UTC]", "datetime64[us, UTC]", "datetime64[ns]", "datetime64[us]"),
+            filter_types=(int,), ordered=True,
+        ),
+    )
+}  # fmt: skip
+
 #: Element types an event field may have, and the Feast list type a sequence of them is served as.
 EVENT_FIELD_TYPES: Mapping[PrimitiveFeastType, ValueType] = {
-    PrimitiveFeastType.STRING: ValueType.STRING,
-    PrimitiveFeastType.BYTES: ValueType.BYTES,
-    PrimitiveFeastType.INT32: ValueType.INT32,
-    PrimitiveFeastType.INT64: ValueType.INT64,
-    PrimitiveFeastType.FLOAT32: ValueType.FLOAT,
-    PrimitiveFeastType.FLOAT64: ValueType.DOUBLE,
-    PrimitiveFeastType.BOOL: ValueType.BOOL,
-    PrimitiveFeastType.UNIX_TIMESTAMP: ValueType.UNIX_TIMESTAMP,
+    e.feast_type: t for t, e in ELEMENT_TYPES.items()
+}
+#: The element types a join key may have, by value type.
+KEY_TYPES: Mapping[ValueType, ElementType] = {
+    t: e for t, e in ELEMENT_TYPES.items() if e.key_prefix is not None
 }
 
 

@@ -23,6 +23,7 @@ from feast.value_type import ValueType
 from feast_sequence.storage.codec import column_values
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.serving.training import (
     EnrichmentSource,
@@ -37,16 +38,7 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Spark types of a sequence of each element type.
-_SPARK_ELEMENT = {
-    ValueType.STRING: "string",
-    ValueType.BYTES: "binary",
-    ValueType.INT32: "int",
-    ValueType.INT64: "bigint",
-    ValueType.FLOAT: "float",
-    ValueType.DOUBLE: "double",
-    ValueType.BOOL: "boolean",
-    ValueType.UNIX_TIMESTAMP: "bigint",
-}
+_SPARK_ELEMENT = {t: e.spark_type_name for t, e in ELEMENT_TYPES.items()}
 
 
 class SequenceRetrievalJob(RetrievalJob):

@@ -14,17 +14,15 @@ import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import KEY_TYPES
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceInputError
 
 #: Per join key type: the Python types a request may give, and their name in messages.
 _EXPECTED: Dict[ValueType, Tuple[Tuple[type, ...], str]] = {
-    ValueType.INT32: ((int, np.integer), "int"),
-    ValueType.INT64: ((int, np.integer), "int"),
-    ValueType.STRING: ((str,), "str"),
-    ValueType.BYTES: ((bytes,), "bytes"),
+    t: (e.key_types, e.key_types[0].__name__) for t, e in KEY_TYPES.items()
 }
-_BOUNDS = {ValueType.INT32: (-(2**31), 2**31 - 1), ValueType.INT64: (-(2**63), 2**63 - 1)}
+_BOUNDS = {t: e.int_range for t, e in KEY_TYPES.items() if e.int_range is not None}
 
 #: Request column -> (join key type, sequence view name).
 KeyColumns = Dict[str, Tuple[ValueType, str]]

@@ -14,17 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
+
 #: numpy element types of event fields; strings and bytes stay Python objects.
-NUMPY_DTYPE = {
-    ValueType.INT32: np.int32,
-    ValueType.INT64: np.int64,
-    ValueType.FLOAT: np.float32,
-    ValueType.DOUBLE: np.float64,
-    ValueType.BOOL: np.bool_,
-    ValueType.UNIX_TIMESTAMP: np.int64,
-    ValueType.STRING: object,
-    ValueType.BYTES: object,
-}
+NUMPY_DTYPE: Dict[ValueType, Any] = {t: e.numpy_dtype for t, e in ELEMENT_TYPES.items()}
 
 
 def as_array(values: Sequence[Any], value_type: ValueType) -> np.ndarray:

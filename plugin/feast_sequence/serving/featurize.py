@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-from feast.type_map import NULL_TIMESTAMP_INT_VALUE
-from feast.value_type import ValueType
 
 from feast_sequence.storage.codec import NULL_DEFAULTS
 
-PAD_VALUES = {**NULL_DEFAULTS, ValueType.UNIX_TIMESTAMP: NULL_TIMESTAMP_INT_VALUE}
+#: What padded lists are padded with: the null default of each element type.
+PAD_VALUES = NULL_DEFAULTS
 
 
 def mask_name(view: str) -> str:

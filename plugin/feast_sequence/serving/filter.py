@@ -8,15 +8,15 @@ from typing import Sequence
 import numpy as np
 
 from feast_sequence.serving.batch import SequenceBatch
-from feast_sequence.serving.use_case import Where
+from feast_sequence.serving.use_case import Operator, Where
 
 _COMPARE = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+    Operator.EQ: operator.eq,
+    Operator.NE: operator.ne,
+    Operator.LT: operator.lt,
+    Operator.LE: operator.le,
+    Operator.GT: operator.gt,
+    Operator.GE: operator.ge,
 }
 
 
@@ -34,14 +34,15 @@ def filter_events(batch: SequenceBatch, where: Sequence[Where]) -> SequenceBatch
 
 
 def _matches(column: np.ndarray, condition: Where) -> np.ndarray:
-    if condition.op in ("in", "not in"):
+    op = Operator(condition.op)  # the member, whichever spelling the type checker saw
+    if op in (Operator.IN, Operator.NOT_IN):
         if column.dtype == object:  # strings, bytes: hash lookups beat np.isin's sort on objects
             allowed = set(condition.value)
             hits = np.fromiter((v in allowed for v in column), dtype=bool, count=len(column))
         else:
             hits = np.isin(column, list(condition.value))
-        return hits if condition.op == "in" else ~hits
+        return hits if op == Operator.IN else ~hits
     if column.dtype == object:
         hits = np.fromiter((v == condition.value for v in column), dtype=bool, count=len(column))
-        return hits if condition.op == "==" else ~hits
-    return np.asarray(_COMPARE[condition.op](column, condition.value), dtype=bool)
+        return hits if op == Operator.EQ else ~hits
+    return np.asarray(_COMPARE[op](column, condition.value), dtype=bool)

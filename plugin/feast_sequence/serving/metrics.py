@@ -8,10 +8,31 @@ every worker. In a plain Python process they live in the default registry.
 from __future__ import annotations
 
 import time
+from enum import Enum
 from functools import lru_cache
 from typing import Any, Dict, Optional
 
 import numpy as np
+
+
+class Stage(str, Enum):
+    """A timed stage of a use case's request: ``STAGE_SECONDS``'s ``stage`` label (the value)."""
+
+    RETRIEVE = "retrieve"
+    FILTER = "filter"
+    SIZE = "size"
+    ENRICH = "enrich"
+    TRANSFORM = "transform"  # on-demand feature views
+    FEATURIZE = "featurize"
+
+
+class Limit(str, Enum):
+    """A use case limit a request was refused by: ``LIMIT_REJECTIONS``'s ``limit`` label (the value,
+    the ``Limits`` field's name)."""
+
+    MAX_ENTITIES = "max_entities"
+    TIME_BUDGET_MS = "time_budget_ms"
+
 
 _NAMES = (
     "STAGE_SECONDS",

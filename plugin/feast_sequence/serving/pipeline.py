@@ -37,6 +37,7 @@ from feast_sequence.serving.filter import filter_events, needed_fields
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
 from feast_sequence.serving.size import first_n
 from feast_sequence.serving.use_case import (
+    OutputFormat,
     SequenceSpec,
     UseCaseSettings,
     use_case_settings,
@@ -99,14 +100,15 @@ class _Clock:
         self.use_case = use_case
         self.start = self.mark = time.perf_counter()
 
-    def stage(self, name: str) -> None:
+    def stage(self, stage: metrics.Stage) -> None:
+        name = stage.value  # labels and messages show the text (str() of the enum is "Stage.X")
         now = time.perf_counter()
         metrics.STAGE_SECONDS.labels(self.use_case.name, name).observe(now - self.mark)
         self.mark = now
         budget = self.use_case.limits.time_budget_ms
         elapsed_ms = (now - self.start) * 1000
         if budget is not None and elapsed_ms > budget:
-            metrics.LIMIT_REJECTIONS.labels(self.use_case.name, "time_budget_ms").inc()
+            metrics.LIMIT_REJECTIONS.labels(self.use_case.name, metrics.Limit.TIME_BUDGET_MS.value).inc()
             # 429, not 413: the same request usually fits its budget once the load drops, so a
             # client should back off and retry (or shed it), not split it.
             raise SequenceRequestError(
@@ -164,7 +166,7 @@ def _serve(
     row_count = len(next(iter(columns.values()))) if columns else 0
     limit = use_case.limits.max_entities
     if limit is not None and row_count > limit:
-        metrics.LIMIT_REJECTIONS.labels(use_case.name, "max_entities").inc()
+        metrics.LIMIT_REJECTIONS.labels(use_case.name, metrics.Limit.MAX_ENTITIES.value).inc()
         raise SequenceRequestError(
             f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
             f"max_entities={limit:,}; split the request."
@@ -215,15 +217,15 @@ def _serve(
     for start, end, part in parts:
         if isinstance(part, ViewPlan):
             part.batch = decode_batch(part.settings, first_replies[start:end], part.decoded)
-    clock.stage("retrieve")
+    clock.stage(metrics.Stage.RETRIEVE)
 
     # --- filter, size ---
     for plan in plans:
         plan.batch = filter_events(plan.batch, plan.spec.where)
-    clock.stage("filter")
+    clock.stage(metrics.Stage.FILTER)
     for plan in plans:
         plan.batch = first_n(plan.batch, plan.spec.length)
-    clock.stage("size")
+    clock.stage(metrics.Stage.SIZE)
 
     # --- enrich: one round trip for every distinct key of every enrichment of the request ---
     lookups: Dict[Enrichment, List[Any]] = {}
@@ -251,11 +253,11 @@ def _serve(
                 plan.batch, misses = join(plan.batch, enrichment, found[_lookup_of(enrichment)])
                 if misses:
                     metrics.ENRICHMENT_MISSES.labels(use_case.name, plan.name, enrichment.view).inc(misses)
-        clock.stage("enrich")
+        clock.stage(metrics.Stage.ENRICH)
 
     # --- response: Feast's layout, then on-demand views, then the output format ---
     # On-demand views must see unpadded lists; without them, lists are padded as they are written.
-    pad_in_fill = use_case.output == "padded" and not odfvs
+    pad_in_fill = use_case.output == OutputFormat.PADDED and not odfvs
     for start, end, part in parts:
         if isinstance(part, ViewPlan):
             _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
@@ -272,13 +274,13 @@ def _serve(
         feast_internals.apply_on_demand_transforms(
             response, feature_refs, odfvs, full_feature_names, feature_types
         )
-        clock.stage("transform")
+        clock.stage(metrics.Stage.TRANSFORM)
     kept = set(result_names)
     for plan in plans:
         kept.update(_output_name(plan, n, full_feature_names) for n in plan.outputs)
         kept.update(featurize_response(use_case, plan, response, full_feature_names, pad_in_fill))
     feast_internals.drop_unneeded_columns(response, kept)
-    clock.stage("featurize")
+    clock.stage(metrics.Stage.FEATURIZE)
     return OnlineResponse(response, feature_types=feature_types)
 
 
@@ -326,10 +328,10 @@ def featurize_response(
 ) -> List[str]:
     """Apply the use case's output format to one view's features in the response (``padded``: its
     lists already are); returns the names of the features it added (masks, lengths)."""
-    if use_case.output == "lists":
+    if use_case.output == OutputFormat.LISTS:
         return []
     counts = plan.batch.lengths[plan.owner()].tolist()
-    if use_case.output == "padded":
+    if use_case.output == OutputFormat.PADDED:
         if not padded:
             names = list(response.metadata.feature_names.val)
             for name in plan.outputs:

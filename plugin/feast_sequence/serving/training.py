@@ -27,7 +27,7 @@ from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.size import first_n
-from feast_sequence.serving.use_case import SequenceSpec, UseCaseSettings
+from feast_sequence.serving.use_case import OutputFormat, SequenceSpec, UseCaseSettings
 
 #: Rows of an enrichment's view: its join key, ``ENRICHMENT_TIME_US`` and its features.
 EnrichmentSource = Callable[[Enrichment], pd.DataFrame]
@@ -151,7 +151,7 @@ def featurize_frame(
 
     ``views``: (name, settings, spec, output names) per sequence view.
     """
-    if use_case.output == "lists":
+    if use_case.output == OutputFormat.LISTS:
         return frame
     frame = frame.copy()
     for name, settings, spec, outputs in views:
@@ -159,7 +159,7 @@ def featurize_frame(
         types = output_types(settings, spec)
         columns = [f"{name}__{o}" if full_feature_names else o for o in outputs]
         counts = [len(v) for v in frame[columns[0]]] if columns else []
-        if use_case.output == "padded":
+        if use_case.output == OutputFormat.PADDED:
             for output, column in zip(outputs, columns):
                 pad_value = None if types[output] == ValueType.UNIX_TIMESTAMP else PAD_VALUES[types[output]]
                 frame[column] = [pad(list(v), length, pad_value) for v in frame[column]]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from enum import Enum
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 from feast import FeatureService, FeatureView
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceDefinitionError
@@ -25,9 +27,38 @@ from feast_sequence.errors import SequenceDefinitionError
 TAG_USE_CASE = TAG_PREFIX + "use_case"
 USE_CASE_FORMAT = 1
 
-#: Comparison operators of ``Where``; "in"/"not in" take a list of values.
-OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
-OUTPUT_FORMATS = ("lists", "padded", "jagged")
+
+class Operator(str, Enum):
+    """A comparison of ``Where``; its value is the text users write and the registry stores."""
+
+    EQ = "=="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    IN = "in"  # "in"/"not in" take a list of values
+    NOT_IN = "not in"
+
+    @property
+    def takes_list(self) -> bool:
+        return self in (Operator.IN, Operator.NOT_IN)
+
+
+class OutputFormat(str, Enum):
+    """A use case's ``output`` (see ``serving/featurize.py``); its value is what the registry stores."""
+
+    LISTS = "lists"
+    PADDED = "padded"
+    JAGGED = "jagged"
+
+
+#: What users may write for an operator or an output format (the enums' values): for type checkers.
+OperatorText = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+OutputFormatText = Literal["lists", "padded", "jagged"]
+
+OPERATORS: Tuple[str, ...] = tuple(op.value for op in Operator)
+OUTPUT_FORMATS: Tuple[str, ...] = tuple(f.value for f in OutputFormat)
 
 
 @dataclass(frozen=True)
@@ -36,12 +67,18 @@ class Where:
     or ``Where("event_type", "in", ["click", "buy"])``."""
 
     field: str
-    op: str
+    op: Union[Operator, OperatorText]
     value: Any
 
+    def __post_init__(self) -> None:
+        # Known text becomes its Operator; unknown text is kept for validate_use_case to refuse,
+        # naming the use case and the field.
+        if isinstance(self.op, str) and self.op in OPERATORS:
+            object.__setattr__(self, "op", Operator(self.op))
+
     def to_json(self) -> list:
-        value = list(self.value) if self.op in ("in", "not in") else self.value
-        return [self.field, self.op, value]
+        takes_list = isinstance(self.op, Operator) and self.op.takes_list
+        return [self.field, _text(self.op), list(self.value) if takes_list else self.value]
 
 
 @dataclass(frozen=True)
@@ -99,8 +136,13 @@ class UseCaseSettings:
 
     name: str
     sequences: Mapping[str, SequenceSpec]  # by view name; views not named use SequenceSpec()
-    output: str = "lists"
+    output: Union[OutputFormat, OutputFormatText] = OutputFormat.LISTS
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        # As for Where.op: unknown text is refused by validate_use_case, naming the use case.
+        if isinstance(self.output, str) and self.output in OUTPUT_FORMATS:
+            object.__setattr__(self, "output", OutputFormat(self.output))
 
     def spec(self, view_name: str) -> SequenceSpec:
         return self.sequences.get(view_name) or SequenceSpec()
@@ -109,7 +151,7 @@ class UseCaseSettings:
         return json.dumps(
             {
                 "format": USE_CASE_FORMAT,
-                "output": self.output,
+                "output": _text(self.output),
                 "limits": self.limits.to_json(),
                 "sequences": {name: spec.to_json() for name, spec in sorted(self.sequences.items())},
             },
@@ -148,7 +190,7 @@ class SequenceUseCase(FeatureService):
         name: str,
         features: List[Any],
         sequences: Optional[Mapping[str, SequenceSpec]] = None,
-        output: str = "lists",
+        output: Union[OutputFormat, OutputFormatText] = OutputFormat.LISTS,
         limits: Optional[Limits] = None,
         tags: Optional[Dict[str, str]] = None,
         description: str = "",
@@ -173,6 +215,11 @@ class SequenceUseCase(FeatureService):
             owner=owner,
             **kwargs,
         )
+
+
+def _text(choice: Union[Operator, OutputFormat, str]) -> str:
+    """The stored (and shown) text of an option: the enum's value, or unknown text as given."""
+    return choice.value if isinstance(choice, Enum) else choice
 
 
 def is_use_case(service: Any) -> bool:
@@ -200,18 +247,6 @@ def use_case_settings(service: FeatureService) -> UseCaseSettings:
         ) from exc
 
 
-_COMPARABLE = {
-    ValueType.INT32: (int, float),
-    ValueType.INT64: (int, float),
-    ValueType.FLOAT: (int, float),
-    ValueType.DOUBLE: (int, float),
-    ValueType.UNIX_TIMESTAMP: (int,),
-    ValueType.STRING: (str,),
-    ValueType.BYTES: (bytes,),
-    ValueType.BOOL: (bool,),
-}
-
-
 def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSettings]) -> None:
     """Check a use case against the sequence views it reads; errors name the use case and the field.
 
@@ -219,7 +254,7 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
     against the views then in the registry.
     """
     where = f"Use case '{use_case.name}'"
-    if use_case.output not in OUTPUT_FORMATS:
+    if not isinstance(use_case.output, OutputFormat):
         raise SequenceDefinitionError(
             f"{where}: output={use_case.output!r} is unknown; use one of {list(OUTPUT_FORMATS)}."
         )
@@ -278,33 +313,30 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
         raise SequenceDefinitionError(
             f"{at}: filter on unknown event field {condition.field!r}; fields: {sorted(types)}."
         )
-    if condition.op not in OPERATORS:
+    if not isinstance(condition.op, Operator):
         raise SequenceDefinitionError(
             f"{at}: filter {condition.field!r} has unknown operator {condition.op!r}; "
             f"use one of {list(OPERATORS)}."
         )
     value_type = types[condition.field]
+    op = condition.op.value
     values: Union[list, tuple] = [condition.value]
-    if condition.op in ("in", "not in"):
+    if condition.op.takes_list:
         if isinstance(condition.value, (str, bytes)) or not hasattr(condition.value, "__iter__"):
             raise SequenceDefinitionError(
-                f"{at}: filter {condition.field!r} {condition.op!r} needs a list of values, "
+                f"{at}: filter {condition.field!r} {op!r} needs a list of values, "
                 f"got {condition.value!r}."
             )
         values = list(condition.value)
-    elif condition.op not in ("==", "!=") and value_type in (
-        ValueType.STRING,
-        ValueType.BYTES,
-        ValueType.BOOL,
-    ):
+    elif condition.op not in (Operator.EQ, Operator.NE) and not ELEMENT_TYPES[value_type].ordered:
         raise SequenceDefinitionError(
-            f"{at}: filter {condition.field!r} {condition.op!r}: {value_type.name} fields only "
+            f"{at}: filter {condition.field!r} {op!r}: {value_type.name} fields only "
             "support ==, !=, in and not in."
         )
-    allowed = _COMPARABLE[value_type]
+    allowed = ELEMENT_TYPES[value_type].filter_types
     for value in values:
         if isinstance(value, bool) != (bool in allowed) or not isinstance(value, allowed):
             raise SequenceDefinitionError(
-                f"{at}: filter {condition.field!r} {condition.op!r} compares a {value_type.name} "
+                f"{at}: filter {condition.field!r} {op!r} compares a {value_type.name} "
                 f"field with {value!r}."
             )

@@ -30,41 +30,19 @@ from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from feast_sequence.definitions.element_types import ELEMENT_TYPES, KEY_TYPES, WIRE_VARINT
 from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.errors import SequenceInputError
 
-_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
-
+# Derived once from the element type table: the encoders and decoders index these plain dicts.
 # Per element type: protobuf field type in the stored message, wire type, and Feast's list field.
 _ELEMENT_FORMAT: Dict[ValueType, Tuple[int, int, str]] = {
-    ValueType.STRING: (descriptor_pb2.FieldDescriptorProto.TYPE_STRING, _WIRE_LEN, "string_list_val"),
-    ValueType.BYTES: (descriptor_pb2.FieldDescriptorProto.TYPE_BYTES, _WIRE_LEN, "bytes_list_val"),
-    ValueType.INT32: (descriptor_pb2.FieldDescriptorProto.TYPE_SINT32, _WIRE_VARINT, "int32_list_val"),
-    ValueType.INT64: (descriptor_pb2.FieldDescriptorProto.TYPE_SINT64, _WIRE_VARINT, "int64_list_val"),
-    ValueType.FLOAT: (descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT, _WIRE_I32, "float_list_val"),
-    ValueType.DOUBLE: (descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE, _WIRE_I64, "double_list_val"),
-    ValueType.BOOL: (descriptor_pb2.FieldDescriptorProto.TYPE_BOOL, _WIRE_VARINT, "bool_list_val"),
-    ValueType.UNIX_TIMESTAMP: (
-        descriptor_pb2.FieldDescriptorProto.TYPE_SINT64,
-        _WIRE_VARINT,
-        "unix_timestamp_list_val",
-    ),
+    t: (e.proto_type, e.wire_type, e.list_field) for t, e in ELEMENT_TYPES.items()
 }
 
 #: A null event value is stored as Feast's default for a None inside a list feature, so lists stay
 #: aligned by position (protobuf lists cannot hold nulls). See docs/concepts.md, "Nulls".
-NULL_DEFAULTS: Dict[ValueType, Any] = {
-    ValueType.STRING: "",
-    ValueType.BYTES: b"",
-    ValueType.INT32: 0,
-    ValueType.INT64: 0,
-    ValueType.FLOAT: 0.0,
-    ValueType.DOUBLE: 0.0,
-    ValueType.BOOL: False,
-    ValueType.UNIX_TIMESTAMP: NULL_TIMESTAMP_INT_VALUE,
-}
-
-_INT_BOUNDS = {ValueType.INT32: (-(2**31), 2**31 - 1), ValueType.INT64: (-(2**63), 2**63 - 1)}
+NULL_DEFAULTS: Dict[ValueType, Any] = {t: e.null_default for t, e in ELEMENT_TYPES.items()}
 
 
 # --- wire-format primitives ---------------------------------------------------------------------
@@ -202,7 +180,7 @@ def encode_columns(
         list(map(_element_encoder(f.value_type, number), col))
         for f, number, col in zip(layout.fields, layout.numbers, columns)
     ]
-    ts_tag, us_tag = _tag(layout.timestamp_number, _WIRE_VARINT), _tag(layout.micros_number, _WIRE_VARINT)
+    ts_tag, us_tag = _tag(layout.timestamp_number, WIRE_VARINT), _tag(layout.micros_number, WIRE_VARINT)
     time_chunks = [
         ts_tag
         + _varint(_zigzag(us // 1_000_000))
@@ -220,12 +198,8 @@ def encode_columns(
 
 # --- entity keys --------------------------------------------------------------------------------
 
-_KEY_TYPE_PREFIX = {
-    ValueType.INT32: b"i",
-    ValueType.INT64: b"i",
-    ValueType.STRING: b"s",
-    ValueType.BYTES: b"b",
-}
+# Type letter of each join key type in entity key bytes.
+_KEY_TYPE_PREFIX: Dict[ValueType, bytes] = {t: e.key_prefix or b"" for t, e in KEY_TYPES.items()}
 
 
 def _entity_value_bytes(value_type: ValueType, value: Any) -> bytes:
@@ -246,12 +220,7 @@ def entity_key_bytes(pairs: Sequence[Tuple[str, ValueType, Any]]) -> bytes:
     return b"".join(_entity_value_bytes(t, v) for _, t, v in sorted(pairs, key=lambda p: p[0]))
 
 
-_PROTO_KEY_FIELDS = {
-    "int64_val": ValueType.INT64,
-    "int32_val": ValueType.INT32,
-    "string_val": ValueType.STRING,
-    "bytes_val": ValueType.BYTES,
-}
+_PROTO_KEY_FIELDS: Dict[str, ValueType] = {e.value_field: t for t, e in KEY_TYPES.items()}
 
 
 def entity_key_bytes_from_values(row: Mapping[str, ValueProto]) -> bytes:
@@ -445,28 +414,11 @@ def _reject_mixed_zones(column: str, series: pd.Series) -> None:
             )
 
 
-_ACCEPTS = {
-    ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
-    ValueType.BYTES: (pa.types.is_binary, pa.types.is_large_binary),
-    ValueType.INT32: (pa.types.is_integer, pa.types.is_floating),
-    ValueType.INT64: (pa.types.is_integer, pa.types.is_floating),
-    ValueType.FLOAT: (pa.types.is_integer, pa.types.is_floating),
-    ValueType.DOUBLE: (pa.types.is_integer, pa.types.is_floating),
-    ValueType.BOOL: (pa.types.is_boolean,),
-}
+_ACCEPTS = {t: e.arrow_accepts for t, e in ELEMENT_TYPES.items() if e.arrow_accepts}
 #: Arrow type of one value of each element type (timestamps as whole seconds).
-ARROW_ELEMENT = {
-    ValueType.STRING: pa.string(),
-    ValueType.BYTES: pa.binary(),
-    ValueType.INT32: pa.int32(),
-    ValueType.INT64: pa.int64(),
-    ValueType.FLOAT: pa.float32(),
-    ValueType.DOUBLE: pa.float64(),
-    ValueType.BOOL: pa.bool_(),
-    ValueType.UNIX_TIMESTAMP: pa.int64(),
-}
+ARROW_ELEMENT: Dict[ValueType, pa.DataType] = {t: e.arrow_type for t, e in ELEMENT_TYPES.items()}
 # What pushed columns are cast to (timestamps take their own path, timestamps_to_us).
-_ARROW_TARGET = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
+_ARROW_TARGET: Dict[ValueType, pa.DataType] = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
 
 
 def column_values(

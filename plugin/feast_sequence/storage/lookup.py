@@ -22,8 +22,9 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from feast_sequence.storage.codec import NULL_DEFAULTS
+from feast_sequence.definitions.element_types import ELEMENT_TYPES, KEY_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.storage.codec import NULL_DEFAULTS
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import MULTI_HMGET
 
@@ -31,20 +32,9 @@ from feast_sequence.storage.scripts import MULTI_HMGET
 KEYS_PER_CALL = 1000
 
 # The ``Value`` field a join key of each type is serialized in.
-_KEY_FIELD = {
-    ValueType.STRING: "string_val",
-    ValueType.BYTES: "bytes_val",
-    ValueType.INT32: "int32_val",
-    ValueType.INT64: "int64_val",
-}
+_KEY_FIELD = {t: e.value_field for t, e in KEY_TYPES.items()}
 # The ``Value`` field a feature value of each type is stored in.
-VALUE_FIELD = {
-    **_KEY_FIELD,
-    ValueType.FLOAT: "float_val",
-    ValueType.DOUBLE: "double_val",
-    ValueType.BOOL: "bool_val",
-    ValueType.UNIX_TIMESTAMP: "unix_timestamp_val",
-}
+VALUE_FIELD = {t: e.value_field for t, e in ELEMENT_TYPES.items()}
 _U32 = struct.Struct("<I")
 _V3_VALUE = {
     ValueType.STRING: lambda v: v.encode("utf-8"),
