@@ -315,6 +315,7 @@ def test_offline_writer_computes_index_time_enrichments_like_pushes(served):
 def test_redis_failures_are_counted_per_use_case(served):
     from feast_sequence import SequenceStoreUnavailableError
     from feast_sequence.serving import pipeline
+    from feast_sequence.storage.drivers import drive
 
     store, _, _ = served
     request = pipeline.serve(
@@ -328,11 +329,11 @@ def test_redis_failures_are_counted_per_use_case(served):
         False,
     )
 
-    def unreachable(commands):
+    def unreachable(trip):
         raise SequenceStoreUnavailableError("Redis is down")
 
     with pytest.raises(SequenceStoreUnavailableError, match="Redis is down"):
-        pipeline.drive(request, unreachable)
+        drive(request, unreachable)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     text = generate_latest(registry).decode()
