@@ -237,9 +237,9 @@ def _attempts(
                     scripts_loaded = True
                     continue
                 except RedisError as load_exc:
+                    # A load fails for the reasons a pipeline does (mostly a failover): it waits
+                    # like any retry, or the whole budget is gone in microseconds.
                     _decide(load_exc, attempt, True, retry, what, access)
-                    attempt += 1
-                    continue
         yield _Wait(retry.wait(attempt))
         attempt, scripts_loaded = attempt + 1, False  # a retry may reach a new master after a failover
 
