@@ -316,6 +316,7 @@ def test_redis_failures_are_counted_per_use_case(served):
     from feast_sequence import SequenceStoreUnavailableError
     from feast_sequence.feast_internals import store_provider
     from feast_sequence.serving import pipeline
+    from feast_sequence.storage.drivers import drive
 
     store, _, _ = served
     request = pipeline.serve(
@@ -329,11 +330,11 @@ def test_redis_failures_are_counted_per_use_case(served):
         False,
     )
 
-    def unreachable(commands):
+    def unreachable(trip):
         raise SequenceStoreUnavailableError("Redis is down")
 
     with pytest.raises(SequenceStoreUnavailableError, match="Redis is down"):
-        pipeline.drive(request, unreachable)
+        drive(request, unreachable)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     text = generate_latest(registry).decode()

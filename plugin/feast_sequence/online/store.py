@@ -16,7 +16,7 @@ import importlib
 import time
 from functools import partial
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypeVar
 
 import pandas as pd
 from feast import Entity, FeatureView, utils
@@ -37,7 +37,7 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceRequestErr
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
-from feast_sequence.serving.pipeline import drive, drive_async, serve
+from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
@@ -46,20 +46,27 @@ from feast_sequence.storage.evolution import StoredDefinition, evolve
 from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.lookup import one_call_per_key
 from feast_sequence.storage.read import Row, decode_rows, plan_read, populate_sequences, read_commands
+from feast_sequence.storage.drivers import Operation, drive, drive_async
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
+    RoundTrip,
     evalsha,
     execute,
-    execute_async,
     replica_acks,
     retry_policy,
+    run_round_trip,
+    run_round_trip_async,
 )
 from feast_sequence.storage.scripts import EXPIRE
 
 __all__ = ["SequenceRedisOnlineStore", "SequenceRedisOnlineStoreConfig"]
 
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
+
+Result = TypeVar("Result")
+StoreOperation = Operation[RoundTrip, Result]
+"""A store operation: yields round trips to Redis and receives their replies (storage/drivers.py)."""
 
 # The config class lives in the store's module: Feast finds the store class through it.
 CONNECTION_STRING_FORM = "host:port[,host:port][,password=...,ssl=true,db=N,socket_timeout=S,...]"
@@ -210,18 +217,10 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
 
         The whole frame is validated before anything is sent, so bad input writes nothing.
         """
-        settings = sequence_settings(table)
-        df = self._with_index_enrichments(config, settings, df, plan_index_enrichment)
-        events = encode_frame(settings, df)
-        self._append(config, settings, events)
-        return len(events)
+        return self._run(config, _write_events(config, sequence_settings(table), df))
 
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
-        settings = sequence_settings(table)
-        df = await self._with_index_enrichments_async(config, settings, df, plan_index_enrichment)
-        events = encode_frame(settings, df)
-        await self._append_async(config, settings, events)
-        return len(events)
+        return await self._run_async(config, _write_events(config, sequence_settings(table), df))
 
     def online_write_batch(
         self,
@@ -232,11 +231,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> None:
         if not is_sequence_view(table):
             return super().online_write_batch(config, table, data, progress)
-        settings = sequence_settings(table)
-        data = self._with_index_enrichments(config, settings, data, plan_proto_row_enrichment)
-        self._append(config, settings, encode_proto_rows(settings, data))
-        if progress:
-            progress(len(data))
+        write = _write_proto_rows(config, sequence_settings(table), data, progress)
+        return self._run(config, write)
 
     async def online_write_batch_async(
         self,
@@ -247,68 +243,24 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> None:
         if not is_sequence_view(table):
             return await super().online_write_batch_async(config, table, data, progress)
-        settings = sequence_settings(table)
-        data = await self._with_index_enrichments_async(config, settings, data, plan_proto_row_enrichment)
-        await self._append_async(config, settings, encode_proto_rows(settings, data))
-        if progress:
-            progress(len(data))
+        write = _write_proto_rows(config, sequence_settings(table), data, progress)
+        return await self._run_async(config, write)
 
-    def _with_index_enrichments(
-        self, config: RepoConfig, settings: SequenceSettings, rows: Any, plan: Any
-    ) -> Any:
-        """``rows`` (a frame, or Feast's proto rows, per ``plan``) with the view's index-time enriched
-        fields, looked up in one pipeline; unchanged for views without enrichments."""
-        lookups, enriched = plan(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            rows,
-            one_call_per_key(config.online_store),
-        )
-        if not lookups:
-            return enriched([])
-        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
-        return enriched(execute(client, lookups, _enriching(settings), retry))
+    # --- running operations -------------------------------------------------------------------
 
-    async def _with_index_enrichments_async(
-        self, config: RepoConfig, settings: SequenceSettings, rows: Any, plan: Any
-    ) -> Any:
-        lookups, enriched = plan(
-            settings,
-            config.project,
-            config.entity_key_serialization_version,
-            rows,
-            one_call_per_key(config.online_store),
-        )
-        if not lookups:
-            return enriched([])
-        client = await self._get_client_async(config.online_store)
-        retry = retry_policy(config.online_store)
-        return enriched(await execute_async(client, lookups, _enriching(settings), retry))
-
-    def _append(self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> None:
+    def _run(self, config: RepoConfig, operation: StoreOperation[Result]) -> Result:
+        """Run a store operation (a generator of round trips) with the sync client."""
         online = config.online_store
-        execute(
-            self._get_client(online),
-            plan_append(settings, config.project, events),
-            _appending(settings, events),
-            retry_policy(online),
-            replica_acks(online),
-            Access.WRITE,
-        )
+        return drive(operation, lambda trip: run_round_trip(self._get_client(online), trip))
 
-    async def _append_async(
-        self, config: RepoConfig, settings: SequenceSettings, events: EncodedEvents
-    ) -> None:
+    async def _run_async(self, config: RepoConfig, operation: StoreOperation[Result]) -> Result:
+        """Run a store operation with the ``redis.asyncio`` client."""
         online = config.online_store
-        await execute_async(
-            await self._get_client_async(online),
-            plan_append(settings, config.project, events),
-            _appending(settings, events),
-            retry_policy(online),
-            replica_acks(online),
-            Access.WRITE,
-        )
+
+        async def run(trip: RoundTrip) -> List[Any]:
+            return await run_round_trip_async(await self._get_client_async(online), trip)
+
+        return await drive_async(operation, run)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -324,29 +276,10 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> OnlineResponse:
         """Feast's online read; a sequence use case (``SequenceUseCase``) goes through its serving
         pipeline (feast_sequence.serving) instead."""
-        _check_sequence_keys(registry, project, features, entity_rows, full_feature_names)
-        if not is_use_case(features):
-            return super().get_online_features(
-                config,
-                features,
-                entity_rows,
-                registry,
-                project,
-                full_feature_names,
-                include_feature_view_version_metadata,
-            )
-        request = serve(
-            self,
-            config,
-            features,
-            entity_rows,
-            registry,
-            project,
-            full_feature_names,
-            include_feature_view_version_metadata,
-        )
-        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
-        return drive(request, lambda commands: execute(client, commands, _serving(features), retry))
+        request = (config, features, entity_rows, registry, project, full_feature_names)
+        if not _is_use_case_request(*request):
+            return super().get_online_features(*request, include_feature_view_version_metadata)
+        return self._run(config, serve(self, *request, include_feature_view_version_metadata))
 
     async def get_online_features_async(
         self,
@@ -358,32 +291,10 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         full_feature_names: bool = False,
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
-        _check_sequence_keys(registry, project, features, entity_rows, full_feature_names)
-        if not is_use_case(features):
-            return await super().get_online_features_async(
-                config,
-                features,
-                entity_rows,
-                registry,
-                project,
-                full_feature_names,
-                include_feature_view_version_metadata,
-            )
-        request = serve(
-            self,
-            config,
-            features,
-            entity_rows,
-            registry,
-            project,
-            full_feature_names,
-            include_feature_view_version_metadata,
-        )
-        client = await self._get_client_async(config.online_store)
-        retry = retry_policy(config.online_store)
-        return await drive_async(
-            request, lambda commands: execute_async(client, commands, _serving(features), retry)
-        )
+        request = (config, features, entity_rows, registry, project, full_feature_names)
+        if not _is_use_case_request(*request):
+            return await super().get_online_features_async(*request, include_feature_view_version_metadata)
+        return await self._run_async(config, serve(self, *request, include_feature_view_version_metadata))
 
     def online_read(
         self,
@@ -394,16 +305,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> List[Row]:
         if not is_sequence_view(table):
             return super().online_read(config, table, entity_keys, requested_features)
-        settings = sequence_settings(table)
-        read = plan_read(settings, requested_features)
-        commands = read_commands(settings, config.project, _rows(entity_keys))
-        replies = execute(
-            self._get_client(config.online_store),
-            commands,
-            _reading(settings),
-            retry_policy(config.online_store),
-        )
-        return decode_rows(read, replies)
+        read = _online_read(config, sequence_settings(table), entity_keys, requested_features)
+        return self._run(config, read)
 
     async def online_read_async(
         self,
@@ -414,12 +317,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> List[Row]:
         if not is_sequence_view(table):
             return await super().online_read_async(config, table, entity_keys, requested_features)
-        settings = sequence_settings(table)
-        read = plan_read(settings, requested_features)
-        commands = read_commands(settings, config.project, _rows(entity_keys))
-        client = await self._get_client_async(config.online_store)
-        replies = await execute_async(client, commands, _reading(settings), retry_policy(config.online_store))
-        return decode_rows(read, replies)
+        read = _online_read(config, sequence_settings(table), entity_keys, requested_features)
+        return await self._run_async(config, read)
 
     def _read_features_per_fv(
         self,
@@ -432,12 +331,10 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> None:
         """Read every requested view, sequence or regular, in one Redis pipeline."""
-        plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-        client, retry = self._get_client(config.online_store), retry_policy(config.online_store)
-        replies = execute(client, plan.commands, "reading features", retry)
-        plan.populate(
-            replies, online_features_response, full_feature_names, include_feature_view_version_metadata
-        )
+        request = (grouped_refs, join_key_values, entity_name_to_join_key_map, online_features_response)
+        flags = (full_feature_names, include_feature_view_version_metadata)
+        read = self._read_features(config, *request, *flags)
+        self._run(config, read)
 
     async def _read_features_per_fv_async(
         self,
@@ -449,14 +346,24 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
     ) -> None:
+        request = (grouped_refs, join_key_values, entity_name_to_join_key_map, online_features_response)
+        flags = (full_feature_names, include_feature_view_version_metadata)
+        read = self._read_features(config, *request, *flags)
+        await self._run_async(config, read)
+
+    def _read_features(
+        self,
+        config: RepoConfig,
+        grouped_refs: List,
+        join_key_values: Dict,
+        entity_name_to_join_key_map: Dict,
+        response: Any,
+        full_feature_names: bool,
+        include_version_metadata: bool,
+    ) -> StoreOperation[None]:
         plan = self._plan_request(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-        client = await self._get_client_async(config.online_store)
-        replies = await execute_async(
-            client, plan.commands, "reading features", retry_policy(config.online_store)
-        )
-        plan.populate(
-            replies, online_features_response, full_feature_names, include_feature_view_version_metadata
-        )
+        replies = yield RoundTrip(plan.commands, "reading features", retry_policy(config.online_store))
+        plan.populate(replies, response, full_feature_names, include_version_metadata)
 
     def _plan_request(
         self,
@@ -631,6 +538,71 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         return updated
 
 
+def _write_events(config: RepoConfig, settings: SequenceSettings, df: pd.DataFrame) -> StoreOperation[int]:
+    df = yield from _with_index_enrichments(config, settings, df, plan_index_enrichment)
+    events = encode_frame(settings, df)
+    yield from _append(config, settings, events)
+    return len(events)
+
+
+def _write_proto_rows(
+    config: RepoConfig,
+    settings: SequenceSettings,
+    data: List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+    progress: Optional[Callable[[int], Any]],
+) -> StoreOperation[None]:
+    data = yield from _with_index_enrichments(config, settings, data, plan_proto_row_enrichment)
+    yield from _append(config, settings, encode_proto_rows(settings, data))
+    if progress:
+        progress(len(data))
+
+
+def _with_index_enrichments(
+    config: RepoConfig, settings: SequenceSettings, rows: Any, plan: Any
+) -> StoreOperation[Any]:
+    """``rows`` (a frame, or Feast's proto rows, per ``plan``) with the view's index-time enriched
+    fields, looked up in one pipeline; unchanged for views without enrichments."""
+    lookups, enriched = plan(
+        settings,
+        config.project,
+        config.entity_key_serialization_version,
+        rows,
+        one_call_per_key(config.online_store),
+    )
+    if not lookups:
+        return enriched([])
+    replies = yield RoundTrip(lookups, _enriching(settings), retry_policy(config.online_store))
+    return enriched(replies)
+
+
+def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> StoreOperation[None]:
+    online = config.online_store
+    commands = plan_append(settings, config.project, events)
+    what = _appending(settings, events)
+    yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
+
+
+def _online_read(
+    config: RepoConfig,
+    settings: SequenceSettings,
+    entity_keys: List[EntityKeyProto],
+    requested_features: Optional[List[str]],
+) -> StoreOperation[List[Row]]:
+    read = plan_read(settings, requested_features)
+    commands = read_commands(settings, config.project, _rows(entity_keys))
+    replies = yield RoundTrip(commands, _reading(settings), retry_policy(config.online_store))
+    return decode_rows(read, replies)
+
+
+def _is_use_case_request(
+    config: RepoConfig, features: Any, entity_rows: Any, registry: Any, project: str, full_feature_names: bool
+) -> bool:
+    """Whether a request goes to the serving pipeline; first, refuse its sequence keys of the wrong
+    type (for Feast's path too)."""
+    _check_sequence_keys(registry, project, features, entity_rows, full_feature_names)
+    return is_use_case(features)
+
+
 def _check_sequence_keys(
     registry: Any, project: str, features: Any, entity_rows: Any, full_feature_names: bool
 ) -> None:
@@ -681,10 +653,6 @@ def _appending(settings: SequenceSettings, events: EncodedEvents) -> str:
 
 def _enriching(settings: SequenceSettings) -> str:
     return f"looking up index-time enrichments of sequence view '{settings.view_name}'"
-
-
-def _serving(service: Any) -> str:
-    return f"serving use case '{service.name}'"
 
 
 def _expiring(settings: SequenceSettings) -> str:

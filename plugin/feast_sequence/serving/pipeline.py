@@ -2,9 +2,9 @@
 
 Each stage is its own module and works on ``SequenceBatch``es; this module composes them for one
 request, checks the use case's limits and records metrics. It is written without I/O: the request
-is a generator that yields the Redis commands it needs (two round trips at most: the sequences and
-regular views, then every enrichment lookup) and receives their replies, so the sync and async
-store methods drive the same code.
+is a generator that yields the Redis round trips it needs (two at most: the sequences and regular
+views, then every enrichment lookup) and receives their replies, so the sync and async store
+methods drive the same code (storage/drivers.py).
 
 Sizing runs before enrichment: filters only read event fields, so the output is the same, and only
 events that are served are looked up.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from feast.online_response import OnlineResponse
@@ -25,7 +25,7 @@ from feast_sequence.storage.codec import list_field_name
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
 from feast_sequence.storage.read import add_view_metadata
-from feast_sequence.storage.redis_io import Command
+from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics
@@ -44,7 +44,7 @@ from feast_sequence.serving.use_case import (
     validate_use_case,
 )
 
-Request = Generator[List[Command], List[Any], OnlineResponse]
+Request = Generator[RoundTrip, List[Any], OnlineResponse]
 
 
 @dataclass
@@ -213,7 +213,7 @@ def _serve(
             commands.extend(regular_commands)
             parts.append((start, len(commands), fill))
     validate_use_case(use_case, {p.name: p.settings for p in plans})
-    first_replies = yield commands
+    first_replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
     for start, end, part in parts:
         if isinstance(part, ViewPlan):
             part.batch = decode_batch(part.settings, first_replies[start:end], part.decoded)
@@ -244,7 +244,7 @@ def _serve(
                 lookup_commands(enrichment, project, config.entity_key_serialization_version, keys, per_key)
             )
             spans.append((enrichment, keys, start, len(commands)))
-        replies = yield commands
+        replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
         found: Dict[Enrichment, Dict[Any, Tuple[Any, ...]]] = {}
         for enrichment, keys, start, end in spans:
             found[enrichment], _ = decode_lookup(enrichment, keys, replies[start:end])
@@ -282,6 +282,10 @@ def _serve(
     feast_internals.drop_unneeded_columns(response, kept)
     clock.stage(metrics.Stage.FEATURIZE)
     return OnlineResponse(response, feature_types=feature_types)
+
+
+def _serving(use_case: UseCaseSettings) -> str:
+    return f"serving use case '{use_case.name}'"
 
 
 def _lookup_of(enrichment: Enrichment) -> Enrichment:
@@ -368,33 +372,3 @@ def _columnar(entity_rows: Any) -> Dict[str, List[Any]]:
                 columns[key].append(value)
         return columns
     return {k: list(v) for k, v in entity_rows.items()}
-
-
-def drive(request: Request, execute: Callable[[List[Command]], List[Any]]) -> OnlineResponse:
-    """Run a request generator with a synchronous executor. Redis errors are thrown into the
-    request, so it counts them like its own."""
-    commands = next(request)
-    while True:
-        try:
-            try:
-                replies = execute(commands)
-            except Exception as error:
-                request.throw(error)
-                raise  # unreachable: the request re-raises what it is thrown
-            commands = request.send(replies)
-        except StopIteration as done:
-            return done.value
-
-
-async def drive_async(request: Request, execute: Callable[[List[Command]], Any]) -> OnlineResponse:
-    commands = next(request)
-    while True:
-        try:
-            try:
-                replies = await execute(commands)
-            except Exception as error:
-                request.throw(error)
-                raise  # unreachable: the request re-raises what it is thrown
-            commands = request.send(replies)
-        except StopIteration as done:
-            return done.value

@@ -13,7 +13,8 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Any, Generator, Iterable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import (
     AuthenticationError,
@@ -26,6 +27,7 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.scripts import APPEND, EXPIRE, MULTI_HMGET, REWRITE, LuaScript
 from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 
@@ -136,7 +138,7 @@ _Failure = Union[RedisError, _TooFewReplicas]
 
 
 class _Outcome:
-    """What to do after a failed attempt: the decision is shared by the sync and async runners."""
+    """What to do after a failed attempt."""
 
     LOAD_SCRIPTS, RETRY = "load", "retry"
 
@@ -196,6 +198,52 @@ def _unavailable(exc: _Failure, when: str, access: Access) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class _RunPipeline:
+    """Send ``commands`` in one non-transactional pipeline; the step's reply is their replies."""
+
+    commands: Sequence[Command]
+
+
+@dataclass(frozen=True)
+class _LoadScripts:
+    """``SCRIPT LOAD`` each of ``scripts``."""
+
+    scripts: Sequence[LuaScript]
+
+
+@dataclass(frozen=True)
+class _Wait:
+    seconds: float
+
+
+_Step = Union[_RunPipeline, _LoadScripts, _Wait]
+
+
+def _attempts(
+    commands: Sequence[Command], what: str, retry: RetryPolicy, acks: ReplicaAcks, access: Access
+) -> Generator[_Step, Any, List[Any]]:
+    """The retry and script-loading state machine of one pipeline, without I/O: it yields the steps
+    to take and receives their replies, or their Redis errors thrown in (storage/drivers.py)."""
+    planned = acks.planned(commands)
+    attempt, scripts_loaded = 0, False
+    while True:
+        try:
+            return acks.checked((yield _RunPipeline(planned)))
+        except (RedisError, _TooFewReplicas) as exc:
+            if _decide(exc, attempt, scripts_loaded, retry, what, access) == _Outcome.LOAD_SCRIPTS:
+                try:
+                    yield _LoadScripts(_scripts_in(commands))
+                    scripts_loaded = True
+                    continue
+                except RedisError as load_exc:
+                    # A load fails for the reasons a pipeline does (mostly a failover): it waits
+                    # like any retry, or the whole budget is gone in microseconds.
+                    _decide(load_exc, attempt, True, retry, what, access)
+        yield _Wait(retry.wait(attempt))
+        attempt, scripts_loaded = attempt + 1, False  # a retry may reach a new master after a failover
+
+
 def execute(
     client: Any,
     commands: Sequence[Command],
@@ -213,26 +261,7 @@ def execute(
     """
     if not commands:
         return []
-    planned = acks.planned(commands)
-    attempt, scripts_loaded = 0, False
-    while True:
-        try:
-            with client.pipeline(transaction=False) as pipe:
-                for command in planned:
-                    pipe.execute_command(*command)
-                return acks.checked(pipe.execute())
-        except (RedisError, _TooFewReplicas) as exc:
-            if _decide(exc, attempt, scripts_loaded, retry, what, access) == _Outcome.LOAD_SCRIPTS:
-                try:
-                    for script in _scripts_in(commands):
-                        client.script_load(script.source)
-                    scripts_loaded = True
-                except RedisError as load_exc:
-                    _decide(load_exc, attempt, True, retry, what, access)
-                    attempt += 1
-                continue
-            time.sleep(retry.wait(attempt))
-            attempt, scripts_loaded = attempt + 1, False  # a retry may reach a new master after a failover
+    return drive(_attempts(commands, what, retry, acks, access), partial(_take, client))
 
 
 async def execute_async(
@@ -243,26 +272,50 @@ async def execute_async(
     acks: ReplicaAcks = NO_ACKS,
     access: Access = Access.READ,
 ) -> List[Any]:
-    """Async twin of :func:`execute`."""
+    """:func:`execute` with a ``redis.asyncio`` client."""
     if not commands:
         return []
-    planned = acks.planned(commands)
-    attempt, scripts_loaded = 0, False
-    while True:
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for command in planned:
-                    pipe.execute_command(*command)
-                return acks.checked(await pipe.execute())
-        except (RedisError, _TooFewReplicas) as exc:
-            if _decide(exc, attempt, scripts_loaded, retry, what, access) == _Outcome.LOAD_SCRIPTS:
-                try:
-                    for script in _scripts_in(commands):
-                        await client.script_load(script.source)
-                    scripts_loaded = True
-                except RedisError as load_exc:
-                    _decide(load_exc, attempt, True, retry, what, access)
-                    attempt += 1
-                continue
-            await asyncio.sleep(retry.wait(attempt))
-            attempt, scripts_loaded = attempt + 1, False
+    return await drive_async(_attempts(commands, what, retry, acks, access), partial(_take_async, client))
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """One pipeline of planned commands and how to run it: what every store operation yields."""
+
+    commands: Sequence[Command]
+    what: str  # for error messages: "while <what>"
+    retry: RetryPolicy = NO_RETRY
+    acks: ReplicaAcks = NO_ACKS
+    access: Access = Access.READ
+
+
+def run_round_trip(client: Any, trip: RoundTrip) -> List[Any]:
+    return execute(client, trip.commands, trip.what, trip.retry, trip.acks, trip.access)
+
+
+async def run_round_trip_async(client: Any, trip: RoundTrip) -> List[Any]:
+    return await execute_async(client, trip.commands, trip.what, trip.retry, trip.acks, trip.access)
+
+
+def _take(client: Any, step: _Step) -> Any:
+    if isinstance(step, _Wait):
+        time.sleep(step.seconds)
+        return None
+    if isinstance(step, _LoadScripts):
+        return [client.script_load(script.source) for script in step.scripts]
+    with client.pipeline(transaction=False) as pipe:
+        for command in step.commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+
+
+async def _take_async(client: Any, step: _Step) -> Any:
+    if isinstance(step, _Wait):
+        await asyncio.sleep(step.seconds)
+        return None
+    if isinstance(step, _LoadScripts):
+        return [await client.script_load(script.source) for script in step.scripts]
+    async with client.pipeline(transaction=False) as pipe:
+        for command in step.commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()
