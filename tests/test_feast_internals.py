@@ -163,3 +163,32 @@ def test_the_public_paths_keep_working():
     assert feast_sequence.SequenceProvider is SequenceProvider
     # Feast finds the store class through its config class's module.
     assert SequenceRedisOnlineStoreConfig.__module__ == SequenceRedisOnlineStore.__module__
+
+
+def test_the_regular_view_read_path_reads_feast_written_values(make_store, tmp_path):
+    """versioned_view_name, entity_key_protos, redis_keys_for_entities, hset_keys_for_features,
+    regular_rows, populate_response and request_grouped_refs, through a regular view's read."""
+    import pandas as pd
+
+    from sample_repo import objects
+
+    store = make_store(objects(tmp_path / "events"))
+    store.push(
+        "profile_push",
+        pd.DataFrame({"user_id": [7], "scores": [[1, 2, 3]], "ts": [pd.Timestamp.now(tz="UTC")]}),
+    )
+    online = feast_internals.store_provider(store).online_store
+    table = store.get_feature_view("profile")
+    name = feast_internals.versioned_view_name(table, store.config)
+    assert name == "profile"
+    mapping, groups = feast_internals.request_grouped_refs(store.registry, store.project, ["profile:scores"], False)
+    assert mapping["user"] == "user_id" and [(t.name, f) for t, f in groups] == [("profile", ["scores"])]
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    keys = feast_internals.entity_key_protos([{"user_id": ValueProto(int64_val=7)}])
+    redis_keys = feast_internals.redis_keys_for_entities(online, store.config, keys)
+    names, fields = feast_internals.hset_keys_for_features(online, table, ["scores"], name)
+    client = online._get_client(store.config.online_store)
+    rows = feast_internals.regular_rows(online, [client.hmget(redis_keys[0], fields)], name, names)
+    assert list(rows[0][1]["scores"].int64_list_val.val) == [1, 2, 3]
+    assert store.get_online_features(features=["profile:scores"], entity_rows=[{"user_id": 7}]).to_dict()["scores"] == [[1, 2, 3]]

@@ -16,7 +16,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore, utils
 from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.online_store import OnlineStore
-from feast.infra.online_stores.redis import RedisOnlineStore
+from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.infra.provider import Provider
 from feast.value_type import ValueType
@@ -175,3 +175,61 @@ def drop_unneeded_columns(response: Any, kept: Set[str]) -> None:
     """Remove from ``response`` every column not in ``kept`` (request data, on-demand inputs).
     ``utils._drop_unneeded_columns``."""
     utils._drop_unneeded_columns(response, kept)
+
+
+# --- the online read path of regular views (online/store.py), Feast's own way ------------------
+
+
+def versioned_view_name(table: Any, config: Any) -> str:
+    """The name a regular view's values are stored under in Redis. ``redis._versioned_fv_name``."""
+    return str(_versioned_fv_name(table, config))
+
+
+def entity_key_protos(values: Any) -> List[Any]:
+    """``EntityKey`` protos of unique entity rows. ``utils._get_entity_key_protos``."""
+    return list(utils._get_entity_key_protos(values))
+
+
+def populate_response(
+    names: List[str],
+    rows: Any,
+    indexes: Any,
+    response: Any,
+    full_feature_names: bool,
+    table: Any,
+    output_len: int,
+    include_version_metadata: bool,
+) -> None:
+    """Feast's filling of an online response from one regular view's rows.
+    ``utils._populate_response_from_feature_data``."""
+    utils._populate_response_from_feature_data(
+        names, rows, indexes, response, full_feature_names, table, output_len, include_version_metadata
+    )
+
+
+def request_grouped_refs(
+    registry: Any, project: str, features: Any, full_feature_names: bool
+) -> Tuple[Dict[str, str], List[Tuple[Any, List[str]]]]:
+    """The entity name -> join key map and the (view, features) groups of an online request, from
+    Feast's cached request context. ``utils._get_cached_request_context``."""
+    context = utils._get_cached_request_context(registry, project, features, full_feature_names)
+    return context[2], context[5]
+
+
+def redis_keys_for_entities(store: RedisOnlineStore, config: Any, entity_keys: List[Any]) -> List[bytes]:
+    """Feast's Redis keys of regular views' entities. ``RedisOnlineStore._generate_redis_keys_for_entities``."""
+    return list(store._generate_redis_keys_for_entities(config, entity_keys))
+
+
+def hset_keys_for_features(
+    store: RedisOnlineStore, table: Any, features: List[str], view_name: str
+) -> Tuple[List[str], List[Any]]:
+    """The hash fields of a regular view's features (and its timestamp); ``features`` is extended by
+    Feast, so pass a copy. ``RedisOnlineStore._generate_hset_keys_for_features``."""
+    names, keys = store._generate_hset_keys_for_features(table, features, fv_name_override=view_name)
+    return names, keys
+
+
+def regular_rows(store: RedisOnlineStore, replies: List[Any], view_name: str, names: List[str]) -> Any:
+    """Feast's decoding of HMGET replies of a regular view. ``RedisOnlineStore._convert_redis_values_to_protobuf``."""
+    return store._convert_redis_values_to_protobuf(replies, view_name, names)

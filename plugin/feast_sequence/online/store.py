@@ -19,12 +19,11 @@ from datetime import datetime
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypeVar
 
 import pandas as pd
-from feast import Entity, FeatureView, utils
+from feast import Entity, FeatureView
 from feast.infra.online_stores.redis import (
     RedisOnlineStore,
     RedisOnlineStoreConfig,
     RedisType,
-    _versioned_fv_name,
 )
 from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -34,6 +33,7 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
+from feast_sequence import feast_internals
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
@@ -376,12 +376,12 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         now_us = time.time_ns() // 1000  # one "now" for the whole request
         key_cache: Dict[Tuple[int, ...], bytes] = {}
         for table, requested_features in grouped_refs:
-            values, idxs, output_len = utils._get_unique_entities(
+            values, idxs, output_len = feast_internals.unique_entities(
                 table, join_key_values, entity_name_to_join_key_map
             )
             if is_sequence_view(table):
-                limit = getattr(config.online_store, "max_entities_per_request", None)
-                if limit is not None and len(values) > limit:
+                limit = config.online_store.max_entities_per_request
+                if len(values) > limit:
                     raise SequenceRequestError(
                         f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
                         f"max_entities_per_request={limit:,}; split it or raise the limit."
@@ -404,12 +404,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         output_len: int,
     ) -> Tuple[List[Command], Callable[..., None]]:
         """A regular view's HMGETs, and how to put their replies into the response (Feast's way)."""
-        fv_name = _versioned_fv_name(table, config)
-        entity_keys = utils._get_entity_key_protos(values)
-        redis_keys = self._generate_redis_keys_for_entities(config, entity_keys)
-        # The parent appends its timestamp field to the list it is given: pass a copy.
-        names, hset_keys = self._generate_hset_keys_for_features(
-            table, list(requested_features), fv_name_override=fv_name
+        fv_name = feast_internals.versioned_view_name(table, config)
+        entity_keys = feast_internals.entity_key_protos(values)
+        redis_keys = feast_internals.redis_keys_for_entities(self, config, entity_keys)
+        names, hset_keys = feast_internals.hset_keys_for_features(
+            self, table, list(requested_features), fv_name
         )
         commands: List[Command] = [("HMGET", key, *hset_keys) for key in redis_keys]
         return commands, partial(self._fill_regular, fv_name, names, table, idxs, output_len)
@@ -427,8 +426,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_version_metadata: bool,
     ) -> None:
         """Regular views: Feast's own decoding and response building."""
-        rows = self._convert_redis_values_to_protobuf(replies, fv_name, names)
-        utils._populate_response_from_feature_data(
+        rows = feast_internals.regular_rows(self, replies, fv_name, names)
+        feast_internals.populate_response(
             names, rows, idxs, response, full_feature_names, table, output_len, include_version_metadata
         )
 
@@ -608,7 +607,7 @@ def _check_sequence_keys(
 ) -> None:
     """Refuse request keys of the wrong type for sequence views before Feast's lenient conversion
     reads them as another entity. The request context is the one Feast resolves next (cached)."""
-    (_, _, entity_name_to_join_key, _, _, grouped_refs, *_) = utils._get_cached_request_context(
+    entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(
         registry, project, features, full_feature_names
     )
     columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key)
