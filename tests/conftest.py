@@ -15,6 +15,7 @@ from feast import FeatureStore
 
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
 from feast_sequence.testing.local_redis import LocalRedis
+
 from sample_repo import objects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,7 @@ def redis_client(redis_server: LocalRedis):
     return client
 
 
-def feature_store_yaml(
-    project: str, connection_string: str, offline: str = "file", online_extra: str = ""
-) -> str:
+def feature_store_yaml(project: str, connection_string: str, offline: str = "file", online_extra: str = "") -> str:
     extra = "".join(f"\n  {line}" for line in online_extra.splitlines() if line.strip())
     return textwrap.dedent(
         f"""\
@@ -57,9 +56,7 @@ def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> Feature
     """A new repository on ``connection`` (a Redis of the test's own), with sample_repo applied."""
     repo = tmp_path / uuid.uuid4().hex[:8]
     (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        feature_store_yaml("p" + repo.name, connection, online_extra=online_extra)
-    )
+    (repo / "feature_store.yaml").write_text(feature_store_yaml("p" + repo.name, connection, online_extra=online_extra))
     store = FeatureStore(repo_path=str(repo))
     store.apply(objects(repo / "events"))
     return store

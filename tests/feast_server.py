@@ -64,7 +64,8 @@ def feast_serve(repo: Path, *options: str, env: Optional[Dict[str, str]] = None)
                         process.kill()
                         process.wait(30)
                         log.seek(0)
-                        raise RuntimeError("feast serve did not start: " + log.read().decode()[-3000:])
+                        message = "feast serve did not start: " + log.read().decode()[-3000:]
+                        raise RuntimeError(message) from None
                     time.sleep(0.3)
             yield port
         finally:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from feast_sequence.storage.codec import NULL_DEFAULTS, encode_columns, layout_for
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS, encode_columns, layout_for
 
 Event = Dict[str, Any]  # {"entity": hashable, "timestamp_us": int, <field>: value}
 
@@ -19,8 +19,7 @@ def reference_sequences(
 ) -> Dict[Any, List[Event]]:
     layout = layout_for(settings)
     columns = [
-        [NULL_DEFAULTS[f.value_type] if e.get(f.name) is None else e[f.name] for e in events]
-        for f in settings.fields
+        [NULL_DEFAULTS[f.value_type] if e.get(f.name) is None else e[f.name] for e in events] for f in settings.fields
     ]
     members, identities = encode_columns(layout, columns, [e["timestamp_us"] for e in events])
     identities = identities if identities is not None else members
@@ -36,9 +35,7 @@ def reference_sequences(
             continue
         by_entity.setdefault(entity, []).append((ts, identity, event))
     return {
-        entity: [
-            e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)[: settings.max_length]
-        ]
+        entity: [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)[: settings.max_length]]
         for entity, rows in by_entity.items()
     }
 

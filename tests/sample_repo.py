@@ -27,9 +27,7 @@ session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.
 
 def objects(data_dir: Path) -> List:
     data_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()}).to_parquet(
-        data_dir / "clicks.parquet"
-    )
+    pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()}).to_parquet(data_dir / "clicks.parquet")
     pd.DataFrame(
         {
             "user_id": pd.Series(dtype="int64"),
@@ -48,9 +46,7 @@ def objects(data_dir: Path) -> List:
 
     clicks_push = PushSource(
         name="clicks_push",
-        batch_source=FileSource(
-            name="clicks_src", path=str(data_dir / "clicks.parquet"), timestamp_field="ts"
-        ),
+        batch_source=FileSource(name="clicks_src", path=str(data_dir / "clicks.parquet"), timestamp_field="ts"),
     )
     pages_push = PushSource(
         name="pages_push",
@@ -58,9 +54,7 @@ def objects(data_dir: Path) -> List:
     )
     profile_push = PushSource(
         name="profile_push",
-        batch_source=FileSource(
-            name="profile_src", path=str(data_dir / "profile.parquet"), timestamp_field="ts"
-        ),
+        batch_source=FileSource(name="profile_src", path=str(data_dir / "profile.parquet"), timestamp_field="ts"),
     )
     fields = [
         Field(name="item", dtype=String),
@@ -68,9 +62,7 @@ def objects(data_dir: Path) -> List:
         Field(name="price", dtype=Float64),
         Field(name="flag", dtype=Bool),
     ]
-    clicks = SequenceFeatureView(
-        name="clicks", entities=[user], source=clicks_push, schema=fields, max_length=5
-    )
+    clicks = SequenceFeatureView(name="clicks", entities=[user], source=clicks_push, schema=fields, max_length=5)
     clicks_dedup = SequenceFeatureView(
         name="clicks_dedup",
         entities=[user],
@@ -131,6 +123,7 @@ def click_records(frames: List[pd.DataFrame]) -> List[dict]:
 def assert_clicks_match_reference(store, frames: List[pd.DataFrame], users: int) -> None:
     """Both click views serve, for users 0..users-1, exactly what the reference computes."""
     from feast_sequence import sequence_settings
+
     from reference import reference_sequences
 
     records = click_records(frames)

@@ -11,7 +11,6 @@ from feast import Entity, Field, FileSource, PushSource, ValueType
 from feast.repo_config import FeastConfigError
 from feast.types import Array, Int32, String
 
-from conftest import feature_store_yaml, sequence_key_count
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
@@ -19,6 +18,8 @@ from feast_sequence import (
     SequenceInputError,
     SequenceRequestError,
 )
+
+from conftest import feature_store_yaml, sequence_key_count
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -26,9 +27,7 @@ user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 
 
 def source(timestamp_field: str = "ts") -> PushSource:
-    return PushSource(
-        name="p", batch_source=FileSource(name="s", path="x.parquet", timestamp_field=timestamp_field)
-    )
+    return PushSource(name="p", batch_source=FileSource(name="s", path="x.parquet", timestamp_field=timestamp_field))
 
 
 def definition(**overrides):
@@ -138,9 +137,7 @@ def test_yaml_without_the_sequence_provider(tmp_path, redis_server):
 
     (tmp_path / "data").mkdir()
     (tmp_path / "feature_store.yaml").write_text(
-        feature_store_yaml("p", redis_server.connection_string).replace(
-            "feast_sequence.SequenceProvider", "local"
-        )
+        feature_store_yaml("p", redis_server.connection_string).replace("feast_sequence.SequenceProvider", "local")
     )
     with pytest.raises(SequenceConfigurationError, match="provider: feast_sequence.SequenceProvider"):
         FeatureStore(repo_path=str(tmp_path)).apply(objects(tmp_path / "events"))
@@ -258,9 +255,7 @@ def test_too_many_entities_in_one_request(make_store, tmp_path, redis_server):
     repo = tmp_path / "limited"
     (repo / "data").mkdir(parents=True)
     (repo / "feature_store.yaml").write_text(
-        feature_store_yaml(
-            "limited", redis_server.connection_string, online_extra="max_entities_per_request: 3"
-        )
+        feature_store_yaml("limited", redis_server.connection_string, online_extra="max_entities_per_request: 3")
     )
     store = FeatureStore(repo_path=str(repo))
     store.apply(objects(repo / "events"))

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 import redis
 from feast import FeatureStore
+from test_reliability import batches
+
+from feast_sequence.testing.local_redis import LocalRedis
 
 import serving_repo
-
 from conftest import feature_store_yaml
-from feast_sequence.testing.local_redis import LocalRedis
 from sample_repo import assert_clicks_match_reference, objects
-from test_reliability import batches
 
 
 def cluster_port() -> int:
@@ -105,9 +105,7 @@ def test_many_entities_and_concurrent_writers_match_a_single_redis(tmp_path, clu
     single = make_store(objects(tmp_path / "single_events"), name="single")
     for store in (on_cluster, single):
         threads = [
-            threading.Thread(
-                target=lambda chunk=frames[i::4], s=store: [s.push("clicks_push", f) for f in chunk]
-            )
+            threading.Thread(target=lambda chunk=frames[i::4], s=store: [s.push("clicks_push", f) for f in chunk])
             for i in range(4)
         ]
         for t in threads:
@@ -138,9 +136,7 @@ def test_use_cases_serve_the_same_on_a_cluster(tmp_path, cluster, make_store):
         rows = [{"user_id": u} for u in range(10)]
         outputs.append(
             [
-                store.get_online_features(
-                    features=store.get_feature_service(name), entity_rows=rows
-                ).to_dict()
+                store.get_online_features(features=store.get_feature_service(name), entity_rows=rows).to_dict()
                 for name in ("ranking", "ranking_indexed")
             ]
         )
@@ -158,7 +154,6 @@ def _many_users(seed: int) -> pd.DataFrame:
             "n": rng.integers(0, 5, size).astype("int32"),
             "price": rng.choice([1.0, 2.0], size),
             "flag": rng.random(size) < 0.5,
-            "ts": pd.Timestamp.now(tz="UTC").floor("s")
-            - pd.to_timedelta(rng.integers(0, 600, size), unit="s"),
+            "ts": pd.Timestamp.now(tz="UTC").floor("s") - pd.to_timedelta(rng.integers(0, 600, size), unit="s"),
         }
     )

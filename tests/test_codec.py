@@ -11,6 +11,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
 from feast_sequence import SequenceInputError
+from feast_sequence.definitions.settings import EventField
 from feast_sequence.storage.codec import (
     _layout,
     column_values,
@@ -20,7 +21,6 @@ from feast_sequence.storage.codec import (
     entity_column_bytes,
     entity_key_bytes_from_proto,
 )
-from feast_sequence.definitions.settings import EventField
 
 FIELDS = (
     EventField("s", ValueType.STRING),

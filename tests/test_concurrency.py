@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
@@ -75,15 +74,11 @@ def test_processes_and_threads_writing_the_same_users(make_store, tmp_path, redi
     ctx = multiprocessing.get_context("spawn")
     stop, results = ctx.Event(), ctx.Queue()
     readers = [
-        ctx.Process(
-            target=reader_process, args=(str(store.repo_path), redis_server.connection_string, stop, results)
-        )
+        ctx.Process(target=reader_process, args=(str(store.repo_path), redis_server.connection_string, stop, results))
         for _ in range(2)
     ]
     processes = [
-        ctx.Process(
-            target=writer_process, args=(str(store.repo_path), redis_server.connection_string, frames[p::4])
-        )
+        ctx.Process(target=writer_process, args=(str(store.repo_path), redis_server.connection_string, frames[p::4]))
         for p in range(4)
     ]
     for p in readers + processes:

@@ -23,9 +23,7 @@ user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 def push_source(timestamp_field: str = "ts") -> PushSource:
     return PushSource(
         name="clicks_push",
-        batch_source=FileSource(
-            name="clicks_src", path="data/clicks.parquet", timestamp_field=timestamp_field
-        ),
+        batch_source=FileSource(name="clicks_src", path="data/clicks.parquet", timestamp_field=timestamp_field),
     )
 
 
@@ -51,9 +49,7 @@ def test_max_length_must_be_a_positive_int_under_the_cap(bad):
 
 
 def test_dedup_by_unknown_field_lists_the_valid_ones():
-    with pytest.raises(
-        SequenceDefinitionError, match=r"dedup_by names unknown field 'price'; valid fields: item, n"
-    ):
+    with pytest.raises(SequenceDefinitionError, match=r"dedup_by names unknown field 'price'; valid fields: item, n"):
         view(dedup_by=["price"])
 
 
@@ -119,9 +115,7 @@ def test_reapply_is_idempotent(make_store):
 
 
 def test_plain_view_is_not_a_sequence():
-    plain = FeatureView(
-        name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source()
-    )
+    plain = FeatureView(name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source())
     assert not is_sequence_view(plain)
     with pytest.raises(SequenceDefinitionError, match=r"Feature view 'plain' is not a sequence view"):
         sequence_settings(plain)

@@ -16,10 +16,11 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from conftest import sequence_key_count
 from feast_sequence import SequenceInputError, SequenceSpec, SequenceUseCase, sequence_settings
 from feast_sequence.storage.append import encode_proto_rows
 from feast_sequence.storage.codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
+
+from conftest import sequence_key_count
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -129,9 +130,7 @@ def test_float32_values_that_do_not_survive_are_refused(case):
     series, row, value = FLOAT32_REFUSED[case]
     with pytest.raises(SequenceInputError) as raised:
         column_values("score", ValueType.FLOAT, series)
-    assert f"Column 'score', row {row} (index {row}): value {value!r} cannot be converted to FLOAT" in str(
-        raised.value
-    )
+    assert f"Column 'score', row {row} (index {row}): value {value!r} cannot be converted to FLOAT" in str(raised.value)
 
 
 def test_float32_keeps_rounding_fractions_and_explicit_infinities():
@@ -228,9 +227,7 @@ def test_read_keys_of_the_wrong_type_are_refused(served, case):
 def test_columnar_read_keys_of_the_wrong_type_are_refused(served, case):
     value, pattern = WRONG_KEYS[case]
     with pytest.raises(SequenceInputError, match=_expected(pattern)):
-        served.get_online_features(
-            features=["clicks:item", "profile:scores"], entity_rows={"user_id": [0, value]}
-        )
+        served.get_online_features(features=["clicks:item", "profile:scores"], entity_rows={"user_id": [0, value]})
 
 
 def test_wrong_read_keys_are_refused_for_feature_services_and_async(served):
@@ -247,9 +244,7 @@ def test_wrong_read_keys_are_refused_for_feature_services_and_async(served):
 
 def test_wrong_read_keys_are_refused_for_use_cases(served):
     clicks = served.get_feature_view("clicks")
-    recent = SequenceUseCase(
-        name="recent", features=[clicks[["item"]]], sequences={"clicks": SequenceSpec(length=2)}
-    )
+    recent = SequenceUseCase(name="recent", features=[clicks[["item"]]], sequences={"clicks": SequenceSpec(length=2)})
     served.apply([recent])
     service = served.get_feature_service("recent")
     rows = [{"user_id": 0}, {"user_id": "1"}]

@@ -125,9 +125,15 @@ def test_streaming_reads_timestamps_as_spark_timestamps():
 
     assert streaming._spark_type_name(ValueType.UNIX_TIMESTAMP) == "timestamp"
     assert streaming._spark_type_name(ValueType.INT32) == "integer"
-    assert T.StructType.fromJson(
-        {"type": "struct", "fields": [{"name": "t", "type": "timestamp", "nullable": True, "metadata": {}}]}
-    )["t"].dataType == T.TimestampType()
+    assert (
+        T.StructType.fromJson(
+            {
+                "type": "struct",
+                "fields": [{"name": "t", "type": "timestamp", "nullable": True, "metadata": {}}],
+            }
+        )["t"].dataType
+        == T.TimestampType()
+    )
 
 
 @pytest.mark.parametrize("value_type", TYPES, ids=lambda t: t.name)

@@ -12,12 +12,13 @@ from feast.errors import FeatureNameCollisionError
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
+from test_serving import _store
 
-import serving_repo
 from feast_sequence import feast_internals
 from feast_sequence.online.provider import SequenceProvider
 from feast_sequence.online.store import SequenceRedisOnlineStoreConfig
-from test_serving import _store
+
+import serving_repo
 
 
 def test_parse_connection_string_gives_nodes_and_typed_params():
@@ -75,12 +76,8 @@ def test_historical_request_is_what_feast_hands_the_provider(applied):
     assert request.requested_refs == requested + ["click_summary:clicked_cost", "click_summary:clicks_seen"]
     assert request.feature_refs == request.requested_refs  # the on-demand view reads clicks:n, requested
     assert [v.name for v in request.feature_views] == ["clicks"]
-    assert [(o.name, o.write_to_online_store) for o in request.on_demand_feature_views] == [
-        ("click_summary", False)
-    ]
-    only_odfv = feast_internals.historical_request(
-        applied.registry, applied.project, ["click_summary:clicks_seen"]
-    )
+    assert [(o.name, o.write_to_online_store) for o in request.on_demand_feature_views] == [("click_summary", False)]
+    only_odfv = feast_internals.historical_request(applied.registry, applied.project, ["click_summary:clicks_seen"])
     assert only_odfv.requested_refs == ["click_summary:clicks_seen"]
     assert only_odfv.feature_refs == ["click_summary:clicks_seen", "clicks:n"]  # its input, added
 
@@ -114,7 +111,7 @@ def test_prepare_online_request_groups_refs_by_view(applied):
 
 def test_unique_entities_dedupes_rows(applied):
     request = _online_request(applied, ["clicks:item_id"])
-    (table, _), = request.grouped_refs
+    ((table, _),) = request.grouped_refs
     values, idxs, output_len = feast_internals.unique_entities(
         table, request.join_key_values, request.entity_name_to_join_key_map
     )
@@ -191,4 +188,6 @@ def test_the_regular_view_read_path_reads_feast_written_values(make_store, tmp_p
     client = online._get_client(store.config.online_store)
     rows = feast_internals.regular_rows(online, [client.hmget(redis_keys[0], fields)], name, names)
     assert list(rows[0][1]["scores"].int64_list_val.val) == [1, 2, 3]
-    assert store.get_online_features(features=["profile:scores"], entity_rows=[{"user_id": 7}]).to_dict()["scores"] == [[1, 2, 3]]
+    assert store.get_online_features(features=["profile:scores"], entity_rows=[{"user_id": 7}]).to_dict()["scores"] == [
+        [1, 2, 3]
+    ]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from feast import FeatureStore
+from test_reliability import batches
 
 from conftest import feature_store_yaml
 from feast_server import feast_serve, module_repo, post
 from sample_repo import assert_clicks_match_reference
-from test_reliability import batches
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pytest
 from feast import FeatureStore
 from feast.repo_config import FeastConfigError, load_repo_config
 
-from conftest import feature_store_yaml, store_on
 from feast_sequence import (
     Limits,
     SequenceInputError,
@@ -29,6 +28,8 @@ from feast_sequence import (
     SequenceUseCase,
 )
 from feast_sequence.testing.local_redis import LocalRedis
+
+from conftest import feature_store_yaml, store_on
 from feast_server import feast_serve, module_repo, post
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -85,15 +86,11 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
             assert "Column 'n', row 1" in message and "'seven' cannot be converted to INT32" in message
 
             users = {"user_id": [0, 1, 2, 3, 4, 5]}
-            status, message = refused(
-                port, "/get-online-features", {"features": ["clicks:item_id"], "entities": users}
-            )
+            status, message = refused(port, "/get-online-features", {"features": ["clicks:item_id"], "entities": users})
             assert status == 413 and "exceeds max_entities_per_request=5" in message
 
             four = {"user_id": [0, 1, 2, 3]}
-            status, message = refused(
-                port, "/get-online-features", {"feature_service": "recent", "entities": four}
-            )
+            status, message = refused(port, "/get-online-features", {"feature_service": "recent", "entities": four})
             assert status == 413 and "max_entities=3" in message
 
             status, message = refused(
@@ -105,9 +102,7 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
             status, message = refused(port, "/push", {**push, "df": click_rows([1], [3])})
             assert status == 503 and "could not be reached" in message
             for read in ({"features": ["clicks:item_id"]}, {"feature_service": "recent"}):
-                status, message = refused(
-                    port, "/get-online-features", {**read, "entities": {"user_id": [1]}}
-                )
+                status, message = refused(port, "/get-online-features", {**read, "entities": {"user_id": [1]}})
                 assert status == 503 and "could not be reached" in message, read
 
 

@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import redis_state, replay
 from feast_sequence import sequence_settings
-from feast_sequence.storage.codec import decode_members, encode_columns, layout_for
 from feast_sequence.offline.historical import spark_session
+from feast_sequence.storage.codec import decode_members, encode_columns, layout_for
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
 from feast_sequence.transformations.enrichment import run_enrichment
 from feast_sequence.transformations.selection import TopScored
+
+from conftest import redis_state, replay
 from reference import reference_sequences, retail_records
 
 END = datetime(2010, 12, 10, tzinfo=timezone.utc)
@@ -40,9 +41,7 @@ def expected(settings, events, customers):
     return {c: [(e["item_id"], e["quantity"]) for e in ref.get(c, [])] for c in customers}
 
 
-def test_backfill_indexes_the_last_days_and_is_idempotent(
-    retail_store, retail_events, redis_client, redis_server
-):
+def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_events, redis_client, redis_server):
     context = open_view(str(retail_store.repo_path), "customer_purchases")
     summary = run_backfill(context, days=30, end=END)
     window = retail_events.purchases[
@@ -51,9 +50,7 @@ def test_backfill_indexes_the_last_days_and_is_idempotent(
     ]
     assert summary.events_read == summary.events_written == len(window)
     customers = sorted(window["customer_id"].unique().tolist())
-    assert served(retail_store, "customer_purchases", customers) == expected(
-        context.settings, window, customers
-    )
+    assert served(retail_store, "customer_purchases", customers) == expected(context.settings, window, customers)
     state = redis_state(redis_client)
     run_backfill(context, days=30, end=END)
     assert redis_state(redis_client) == state
@@ -64,8 +61,7 @@ def test_correction_restores_missed_and_removes_wrong_events(retail_store, retai
     truth = redis_state(redis_client)
     start, end = datetime(2010, 3, 1, tzinfo=timezone.utc), datetime(2010, 3, 31, 23, 59, tzinfo=timezone.utc)
     march = retail_events.purchases[
-        (retail_events.purchases["event_timestamp"] >= start)
-        & (retail_events.purchases["event_timestamp"] <= end)
+        (retail_events.purchases["event_timestamp"] >= start) & (retail_events.purchases["event_timestamp"] <= end)
     ]
     victim = int(march["customer_id"].iloc[0])
     # Damage: an event the real-time path "missed", a wrongly indexed one, and one for a customer
@@ -106,9 +102,7 @@ def test_top_scored_selection(retail_store, retail_events):
             (float(np.float32(e["quantity"] * np.float32(e["unit_price"]))) for e in deduplicated[c]),
             reverse=True,
         )[:5]
-        assert sorted(
-            (float(np.float32(q * np.float32(p))) for q, p in got[c]), reverse=True
-        ) == pytest.approx(scores)
+        assert sorted((float(np.float32(q * np.float32(p))) for q, p in got[c]), reverse=True) == pytest.approx(scores)
 
 
 def test_enrichment_fills_a_new_field_without_losing_realtime_events(
@@ -119,17 +113,13 @@ def test_enrichment_fills_a_new_field_without_losing_realtime_events(
 
     from feast_sequence import SequenceFeatureView
 
-    replay(
-        retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12500], "purchase_push"
-    )
+    replay(retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12500], "purchase_push")
     view = retail_store.get_feature_view("customer_purchases")
     evolved = SequenceFeatureView(
         name="customer_purchases",
         entities=[retail_store.get_entity("customer")],
         source=retail_store.get_data_source("purchase_push"),
-        schema=[
-            Field(name=f.name, dtype=f.dtype.base_type) for f in view.features if f.name != "event_timestamp"
-        ]
+        schema=[Field(name=f.name, dtype=f.dtype.base_type) for f in view.features if f.name != "event_timestamp"]
         + [Field(name="description", dtype=String)],
         max_length=50,
         dedup_by=["invoice", "item_id"],
@@ -143,9 +133,7 @@ def test_enrichment_fills_a_new_field_without_losing_realtime_events(
 
 def check_enrichment(retail_store, retail_events, tmp_path):
     customers = sorted(
-        retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"]
-        .unique()
-        .tolist()
+        retail_events.purchases.loc[retail_events.purchases["customer_id"] < 12500, "customer_id"].unique().tolist()
     )
     before = served(retail_store, "customer_purchases", customers, fields=("item_id", "description"))
     assert all(d == "" for rows in before.values() for _, d in rows)
@@ -168,9 +156,7 @@ def check_enrichment(retail_store, retail_events, tmp_path):
     assert summary.events_written > 0
 
     items = dict(zip(retail_events.items["item_id"], retail_events.items["description"]))
-    after = served(
-        retail_store, "customer_purchases", customers, fields=("item_id", "description", "invoice")
-    )
+    after = served(retail_store, "customer_purchases", customers, fields=("item_id", "description", "invoice"))
     assert after[customers[0]][0] == (live["item_id"].iloc[0], "sent by the writer", "LIVE")
     for c in customers:
         rows = after[c] if c != customers[0] else after[c][1:]
@@ -228,9 +214,11 @@ def test_reindex_rebuilds_a_view_under_a_change_apply_refuses(
 ):
     import shutil
 
-    from conftest import PROJECT_ROOT, apply_repo
     from feast import FeatureStore
+
     from feast_sequence.examples.retail import write_repo_data
+
+    from conftest import PROJECT_ROOT, apply_repo
 
     repo = tmp_path / "feature_repo"
     shutil.copytree(PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
@@ -246,14 +234,27 @@ def test_reindex_rebuilds_a_view_under_a_change_apply_refuses(
     features.write_text(text.replace('dedup_by=["invoice", "item_id"]', 'dedup_by=["item_id"]', 1))
     bin_dir = Path(sys.executable).parent
     refused = subprocess.run(
-        [str(bin_dir / "feast"), "-c", str(repo), "apply"], capture_output=True, text=True, env=dict(os.environ)
+        [str(bin_dir / "feast"), "-c", str(repo), "apply"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
     )
     assert refused.returncode != 0
     assert "feast-sequence reindex --repo <repo> --view customer_purchases" in refused.stdout + refused.stderr
 
     rebuilt = subprocess.run(
-        [str(bin_dir / "feast-sequence"), "reindex", "--repo", str(repo), "--view", "customer_purchases",
-         "--days", "30", "--end", END.isoformat()],
+        [
+            str(bin_dir / "feast-sequence"),
+            "reindex",
+            "--repo",
+            str(repo),
+            "--view",
+            "customer_purchases",
+            "--days",
+            "30",
+            "--end",
+            END.isoformat(),
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ),

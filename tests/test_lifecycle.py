@@ -13,7 +13,6 @@ import pytest
 from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
 from feast.types import Float32, Int32, Int64, String
 
-from conftest import feature_store_yaml, sequence_key_count
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
@@ -23,6 +22,8 @@ from feast_sequence import (
 )
 from feast_sequence.online.health import check
 from feast_sequence.testing.local_redis import LocalRedis
+
+from conftest import feature_store_yaml, sequence_key_count
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
@@ -169,7 +170,13 @@ def test_changes_that_would_change_served_answers_are_refused(make_store, data_d
 
 def test_compatible_changes_apply_in_place(make_store, data_dir):
     store = make_store([user, view(data_dir, dedup_by=["item"], max_length=5)])
-    push(store, [{"user_id": 1, "item": f"i{k}", "price": 1.0, "cost": float(k), "ts": NOW - timedelta(seconds=k)} for k in range(5)])
+    push(
+        store,
+        [
+            {"user_id": 1, "item": f"i{k}", "price": 1.0, "cost": float(k), "ts": NOW - timedelta(seconds=k)}
+            for k in range(5)
+        ],
+    )
     store.apply([view(data_dir, dedup_by=["item"], max_length=3, ttl=timedelta(days=1), fields=("item", "cost", "n"))])
     push(store, [{"user_id": 1, "item": "i4", "cost": 9.0, "n": 1, "ts": NOW + timedelta(seconds=1)}])
     out = read(store, ["item", "cost"])
@@ -267,7 +274,13 @@ def test_under_memory_pressure_each_entity_is_written_whole_or_not_at_all(tmp_pa
     store = private_store(tmp_path, private_redis, [user, view(data_dir, dedup_by=["item"], max_length=50)])
     client.config_set("maxmemory", 3 * 1024 * 1024)
     rows = [
-        {"user_id": u, "item": f"item-{k}-{'x' * 40}", "price": 1.0, "cost": float(k), "ts": NOW - timedelta(seconds=k)}
+        {
+            "user_id": u,
+            "item": f"item-{k}-{'x' * 40}",
+            "price": 1.0,
+            "cost": float(k),
+            "ts": NOW - timedelta(seconds=k),
+        }
         for u in range(400)
         for k in range(30)
     ]
@@ -328,7 +341,8 @@ def test_an_enrichment_removed_and_added_again_applies_in_place(make_store, tmp_
 
     def served() -> dict:
         return store.get_online_features(
-            features=["clicks_indexed:item_id", "clicks_indexed:n"], entity_rows=[{"user_id": u} for u in range(3)]
+            features=["clicks_indexed:item_id", "clicks_indexed:n"],
+            entity_rows=[{"user_id": u} for u in range(3)],
         ).to_dict()
 
     before = served()
@@ -336,7 +350,11 @@ def test_an_enrichment_removed_and_added_again_applies_in_place(make_store, tmp_
         name="clicks_indexed",
         entities=[serving_repo.user],
         source=indexed.stream_source,
-        schema=[Field(name="item_id", dtype=String), Field(name="kind", dtype=String), Field(name="n", dtype=Int32)],
+        schema=[
+            Field(name="item_id", dtype=String),
+            Field(name="kind", dtype=String),
+            Field(name="n", dtype=Int32),
+        ],
         max_length=20,
         dedup_by=["item_id", "kind"],
     )

@@ -18,17 +18,13 @@ def online(store, customers):
     out = {}
     for start in range(0, len(customers), 1000):
         chunk = customers[start : start + 1000]
-        got = store.get_online_features(
-            features=refs, entity_rows=[{"customer_id": c} for c in chunk]
-        ).to_dict()
+        got = store.get_online_features(features=refs, entity_rows=[{"customer_id": c} for c in chunk]).to_dict()
         for i, c in enumerate(chunk):
             out[c] = [tuple(got[f][i]) for f in FIELDS]
     return out
 
 
-def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(
-    retail_store, retail_events, redis_client
-):
+def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(retail_store, retail_events, redis_client):
     customers = sorted(retail_events.purchases["customer_id"].unique().tolist())
     realtime = pd.DataFrame(
         {

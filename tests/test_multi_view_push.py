@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from feast_sequence import SequenceInputError
+
 import multi_view_repo
 from conftest import feature_store_yaml, sequence_key_count
-from feast_sequence import SequenceInputError
 from feast_server import feast_serve, module_repo, post
 
 BAD = {

@@ -11,6 +11,7 @@ import pytest
 from feast_sequence import sequence_settings
 from feast_sequence.offline.historical import PandasEngine, SparkEngine, spark_session
 from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
+
 from conftest import replay
 from reference import reference_sequences, retail_records
 
@@ -40,15 +41,11 @@ def replayed(retail_store, retail_events):
 
 
 def test_training_data_at_t_equals_online_for_every_customer(replayed, retail_events):
-    customers = sorted(
-        set(retail_events.purchases["customer_id"]) | set(retail_events.returns["customer_id"])
-    )
+    customers = sorted(set(retail_events.purchases["customer_id"]) | set(retail_events.returns["customer_id"]))
     t = retail_events.purchases["event_timestamp"].max() + timedelta(days=1)
     entity_df = pd.DataFrame({"customer_id": customers, "event_timestamp": t})
     refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
-    training = replayed.get_historical_features(
-        entity_df=entity_df, features=refs, full_feature_names=True
-    ).to_df()
+    training = replayed.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_df()
     assert training["customer_id"].tolist() == customers
     mismatches = []
     for start in range(0, len(customers), 1000):
@@ -78,9 +75,7 @@ def test_training_data_at_sampled_times_equals_the_reference(retail_store, retai
     settings = sequence_settings(retail_store.get_feature_view("customer_purchases"))
     for row in training.itertuples(index=False):
         as_of = pd.Timestamp(row.event_timestamp)
-        as_of = (
-            as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
-        )  # Feast's Spark join drops the zone
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of  # Feast's Spark join drops the zone
         mine = events[(events["customer_id"] == row.customer_id) & (events["event_timestamp"] <= as_of)]
         expected = reference_sequences(settings, retail_records(mine)).get(row.customer_id, [])
         assert len(expected) > 0 or mine.empty
@@ -93,9 +88,7 @@ def test_on_demand_views_over_sequences_agree_online_and_offline(replayed):
     online = replayed.get_online_features(
         features=features, entity_rows=[{"customer_id": 13085}, {"customer_id": 12346}]
     ).to_dict()
-    entity_df = pd.DataFrame(
-        {"customer_id": [13085, 12346], "event_timestamp": pd.Timestamp("2011-01-01", tz="UTC")}
-    )
+    entity_df = pd.DataFrame({"customer_id": [13085, 12346], "event_timestamp": pd.Timestamp("2011-01-01", tz="UTC")})
     offline = replayed.get_historical_features(entity_df=entity_df, features=features).to_df()
     assert offline["purchase_lines"].tolist() == online["purchase_lines"]
     assert offline["purchase_value"].tolist() == pytest.approx(online["purchase_value"])
@@ -113,9 +106,7 @@ def test_spark_and_pandas_engines_agree(retail_store):
             "item_id": [f"i{k}" for k in rng.integers(0, 40, n)],
             "quantity": rng.integers(-5, 5, n).astype("int32"),
             "unit_price": rng.choice([0.5, 1.25], n).astype("float32"),
-            "event_timestamp": pd.to_datetime(
-                1_600_000_000 + rng.integers(0, 500, n) * 60, unit="s", utc=True
-            ),
+            "event_timestamp": pd.to_datetime(1_600_000_000 + rng.integers(0, 500, n) * 60, unit="s", utc=True),
         }
     )
     times = pd.to_datetime(1_600_000_000 + rng.integers(0, 500, 400) * 60, unit="s", utc=True)
@@ -123,9 +114,7 @@ def test_spark_and_pandas_engines_agree(retail_store):
         {"customer_id": rng.integers(0, 35, 400), ROW_ID: range(400), QUERY_TIME_US: times.as_unit("us").asi8}
     )
     features = ["item_id", "quantity", "event_timestamp"]
-    local = (
-        PandasEngine().compute(settings, features, events, queries).sort_values(ROW_ID).reset_index(drop=True)
-    )
+    local = PandasEngine().compute(settings, features, events, queries).sort_values(ROW_ID).reset_index(drop=True)
     spark = spark_session(retail_store.config)
     distributed = SparkEngine(spark).compute(settings, features, spark.createDataFrame(events), queries)
     distributed = distributed.sort_values(ROW_ID).reset_index(drop=True)
@@ -156,10 +145,6 @@ def test_one_user_with_100000_events(retail_store):
         }
     )
     spark = spark_session(retail_store.config)
-    out = (
-        SparkEngine(spark)
-        .compute(settings, ["invoice"], spark.createDataFrame(events), queries)
-        .sort_values(ROW_ID)
-    )
+    out = SparkEngine(spark).compute(settings, ["invoice"], spark.createDataFrame(events), queries).sort_values(ROW_ID)
     assert list(out["invoice"].iloc[0]) == [str(k) for k in range(10, -1, -1)]
     assert list(out["invoice"].iloc[1]) == [str(k) for k in range(n - 1, n - 51, -1)]

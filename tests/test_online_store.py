@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
-from conftest import sequence_key_count
 from feast_sequence import SequenceInputError
+
+from conftest import sequence_key_count
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -27,9 +28,7 @@ def store(make_store, tmp_path):
 
 def read(store, view, users, features=("item", "n", "ts"), **kwargs):
     refs = [f"{view}:{f}" for f in features]
-    return store.get_online_features(
-        features=refs, entity_rows=[{"user_id": u} for u in users], **kwargs
-    ).to_dict()
+    return store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in users], **kwargs).to_dict()
 
 
 def test_events_are_served_newest_first_and_capped(store):
@@ -146,12 +145,8 @@ def test_output_formats_full_names_service_and_mixed_views(store):
 
 def test_async_push_and_read(store):
     async def scenario():
-        await store.push_async(
-            "clicks_push", events([(7, "a", 1, 1.0, True, at(1)), (7, "b", 1, 1.0, True, at(2))])
-        )
-        response = await store.get_online_features_async(
-            features=["clicks:item"], entity_rows=[{"user_id": 7}]
-        )
+        await store.push_async("clicks_push", events([(7, "a", 1, 1.0, True, at(1)), (7, "b", 1, 1.0, True, at(2))]))
+        response = await store.get_online_features_async(features=["clicks:item"], entity_rows=[{"user_id": 7}])
         return response.to_dict()
 
     assert asyncio.run(scenario())["item"] == [["b", "a"]]
@@ -238,6 +233,7 @@ def test_a_field_appended_to_the_schema_reads_as_defaults_for_older_events(store
     from feast.types import String
 
     from feast_sequence import SequenceFeatureView
+
     from sample_repo import user
 
     store.push("clicks_push", events([(1, "old", 1, 1.0, True, at(1))]))

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from conftest import store_on
 from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.testing.local_redis import LocalRedis
+
+from conftest import store_on
 from sample_repo import assert_clicks_match_reference
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -76,9 +77,7 @@ def test_redis_killed_and_restarted_mid_stream_loses_nothing(tmp_path):
 
 def test_retries_ride_out_a_short_outage(tmp_path):
     with LocalRedis(appendonly=True) as server:
-        store = store_on(
-            tmp_path, f"{server.connection_string},{TIMEOUTS}", "retries: 8\nretry_backoff_seconds: 0.05"
-        )
+        store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}", "retries: 8\nretry_backoff_seconds: 0.05")
         frames = batches(4, 50, seed=2)
         store.push("clicks_push", frames[0])
         server.kill()
@@ -140,9 +139,7 @@ def test_tls_connection(tmp_path):
         connection = f"127.0.0.1:{tls_port},ssl=true,ssl_ca_certs={certs / 'cert.pem'}"
         store = store_on(tmp_path, connection)
         store.push("clicks_push", batches(1, 10, seed=6)[0])
-        out = store.get_online_features(
-            features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(20)]
-        )
+        out = store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(20)])
         assert sum(len(v) for v in out.to_dict()["item"]) > 0
 
 
@@ -167,9 +164,7 @@ def test_crafted_entity_values_cannot_reach_other_keys(make_store, tmp_path):
     )
     store = make_store([name, view])
     crafted = ["a", "a}", "a}:z", "{a}", "a*", "*", "", "s\x01a", "a\x00b", "}{", "names:{a", "fsq:x"]
-    store.push(
-        "names_push", pd.DataFrame({"name": crafted, "v": [f"value of {c!r}" for c in crafted], "ts": T0})
-    )
+    store.push("names_push", pd.DataFrame({"name": crafted, "v": [f"value of {c!r}" for c in crafted], "ts": T0}))
     out = store.get_online_features(
         features=["names:v"], entity_rows=[{"name": c} for c in crafted + ["b", "a}:h"]]
     ).to_dict()

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feast_sequence import sequence_settings
+
 from reference import reference_sequences
 from sample_repo import objects
 
@@ -71,9 +73,7 @@ def push_concurrently(store, frames, writers):
     split_seed=st.integers(0, 2**16),
     writers=st.integers(1, 3),
 )
-def test_served_sequences_equal_the_reference(
-    property_store, redis_server, rows, duplicate_share, split_seed, writers
-):
+def test_served_sequences_equal_the_reference(property_store, redis_server, rows, duplicate_share, split_seed, writers):
     redis_server.client().flushall()
     rng = random.Random(split_seed)
     arrivals = rows + [r for r in rows if rng.random() < duplicate_share]

@@ -26,13 +26,14 @@ import redis
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from test_reliability import batches, store_on
 
-from conftest import feature_store_yaml, redis_state
 from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
+
+from conftest import feature_store_yaml, redis_state
 from sample_repo import assert_clicks_match_reference
-from test_reliability import batches, store_on
 
 MASTER_NAME = "fsq"
 #: Short enough that a failover completes in about two seconds, long enough that a busy 2-CPU
@@ -173,9 +174,7 @@ def fresh(store: FeatureStore) -> FeatureStore:
 
 
 def test_pushes_and_reads_go_through_sentinel(group, tmp_path):
-    store = store_on(
-        tmp_path, f"{group.connection_string},{TIMEOUTS}", group.online_options("min_replica_acks: 1")
-    )
+    store = store_on(tmp_path, f"{group.connection_string},{TIMEOUTS}", group.online_options("min_replica_acks: 1"))
     master, replica = group.servers
     frames = batches(10, 40, seed=11)
     for frame in frames[:5]:
@@ -258,9 +257,7 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
 
     return {
         "push (write_events)": lambda: store.push("clicks_push", frame),
-        "push_async (write_events_async)": lambda: loop.run_until_complete(
-            store.push_async("clicks_push", frame)
-        ),
+        "push_async (write_events_async)": lambda: loop.run_until_complete(store.push_async("clicks_push", frame)),
         "online_write_batch": write_batch,
         "online_write_batch_async": lambda: loop.run_until_complete(write_batch_async()),
         "write_frames (offline jobs, materialize)": write_frames,
@@ -324,9 +321,7 @@ def test_replica_ack_settings_are_checked(tmp_path):
         "min_replica_acks: 1\nreplica_ack_timeout_ms: 0": "replica_ack_timeout_ms",
     }
     for options, message in cases.items():
-        (tmp_path / "feature_store.yaml").write_text(
-            feature_store_yaml("p", "127.0.0.1:6379", online_extra=options)
-        )
+        (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", "127.0.0.1:6379", online_extra=options))
         with pytest.raises(FeastConfigError, match=message):
             load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
     (tmp_path / "feature_store.yaml").write_text(
@@ -387,9 +382,7 @@ def test_graceful_failover_loses_an_acknowledged_push_unless_it_waits_for_a_repl
     replica follows it any more), so the client re-sends them until they reach the new master."""
     connection = f"{group.connection_string},{TIMEOUTS}"
     plain = store_on(tmp_path, connection, group.online_options())
-    safe = store_on(
-        tmp_path, connection, group.online_options("min_replica_acks: 1\nreplica_ack_timeout_ms: 200")
-    )
+    safe = store_on(tmp_path, connection, group.online_options("min_replica_acks: 1\nreplica_ack_timeout_ms: 200"))
     old, new = group.servers
     before, during = batches(2, 40, seed=14)
     for store in (plain, safe):

@@ -15,8 +15,6 @@ from feast import FeatureStore
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-import serving_repo
-from conftest import feature_store_yaml
 from feast_sequence import (
     Limits,
     SequenceRequestError,
@@ -29,6 +27,9 @@ from feast_sequence import (
     to_numpy,
 )
 from feast_sequence.errors import SequenceDefinitionError
+
+import serving_repo
+from conftest import feature_store_yaml
 from reference import reference_sequences
 
 USERS = 12
@@ -64,9 +65,7 @@ def served(tmp_path: Path, redis_server, redis_client):
     return store, pd.concat(frames), items
 
 
-def _expected(
-    store: FeatureStore, clicks: pd.DataFrame, items: pd.DataFrame, length: int = 3
-) -> Dict[str, list]:
+def _expected(store: FeatureStore, clicks: pd.DataFrame, items: pd.DataFrame, length: int = 3) -> Dict[str, list]:
     """The ranking use case computed naively: stored sequence, window, filters, length, join, pad."""
     records = [
         {
@@ -104,9 +103,7 @@ def _rows(users: int = USERS) -> List[dict]:
 
 def test_use_case_serves_filtered_sized_enriched_padded_sequences(served):
     store, clicks, items = served
-    got = store.get_online_features(
-        features=store.get_feature_service("ranking"), entity_rows=_rows()
-    ).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
     want = _expected(store, clicks, items)
     for name, values in want.items():
         assert got[name] == values, name
@@ -123,12 +120,8 @@ def test_use_case_serves_filtered_sized_enriched_padded_sequences(served):
 def test_index_time_and_serving_time_enrichment_serve_the_same(served):
     store, _, _ = served
     rows = _rows()
-    by_index = store.get_online_features(
-        features=store.get_feature_service("ranking_indexed"), entity_rows=rows
-    )
-    by_serving = store.get_online_features(
-        features=store.get_feature_service("ranking_serving"), entity_rows=rows
-    )
+    by_index = store.get_online_features(features=store.get_feature_service("ranking_indexed"), entity_rows=rows)
+    by_serving = store.get_online_features(features=store.get_feature_service("ranking_serving"), entity_rows=rows)
     indexed, serving = by_index.to_dict(), by_serving.to_dict()
     assert indexed.pop("clicks_indexed__mask") == serving.pop("clicks__mask")
     assert indexed == serving
@@ -147,9 +140,7 @@ def test_async_path_serves_the_same(served):
 
 def test_jagged_output_and_layout(served):
     store, clicks, _ = served
-    got = store.get_online_features(
-        features=store.get_feature_service("recent"), entity_rows=_rows(3)
-    ).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("recent"), entity_rows=_rows(3)).to_dict()
     assert got["clicks__length"] == [len(v) for v in got["item_id"]]
     assert all(n <= 2 for n in got["clicks__length"])
     jagged = to_jagged(got, ["item_id"])["item_id"]
@@ -191,13 +182,9 @@ def test_limits_reject_the_abusive_use_case_only(served):
 def test_time_budget_is_enforced(served, tmp_path):
     store, _, _ = served
     clicks = store.get_feature_view("clicks")
-    strict = SequenceUseCase(
-        name="strict", features=[clicks[["item_id"]]], limits=Limits(time_budget_ms=0.001)
-    )
+    strict = SequenceUseCase(name="strict", features=[clicks[["item_id"]]], limits=Limits(time_budget_ms=0.001))
     store.apply([strict])
-    with pytest.raises(
-        SequenceRequestError, match=r"Use case 'strict' exceeded its time budget.*stage 'retrieve'"
-    ):
+    with pytest.raises(SequenceRequestError, match=r"Use case 'strict' exceeded its time budget.*stage 'retrieve'"):
         store.get_online_features(features=store.get_feature_service("strict"), entity_rows=_rows(2))
 
 
@@ -211,22 +198,18 @@ def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path
     store.apply([serving_repo.recent_use_case(clicks, length=1)])
     deadline = time.monotonic() + 10
     while True:
-        got = running.get_online_features(
-            features=running.get_feature_service("recent"), entity_rows=_rows(3)
-        )
+        got = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
         if max(got.to_dict()["clicks__length"]) == 1:
             break
         assert time.monotonic() < deadline, "the running store never picked up the new use case"
         time.sleep(0.2)
     # The other use cases are untouched.
-    ranking = running.get_online_features(
-        features=running.get_feature_service("ranking"), entity_rows=_rows()
-    )
+    ranking = running.get_online_features(features=running.get_feature_service("ranking"), entity_rows=_rows())
     assert (
         ranking.to_dict()["clicks__mask"]
-        == store.get_online_features(
-            features=store.get_feature_service("ranking"), entity_rows=_rows()
-        ).to_dict()["clicks__mask"]
+        == store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()[
+            "clicks__mask"
+        ]
     )
 
 
@@ -279,11 +262,7 @@ def test_bad_enrichments_and_formats_are_refused(tmp_path):
         SequenceUseCase(
             name="bad",
             features=[clicks],
-            sequences={
-                "clicks": SequenceSpec(
-                    enrich=[enrich(items, on="item_id", features=["title"], prefix="")] * 2
-                )
-            },
+            sequences={"clicks": SequenceSpec(enrich=[enrich(items, on="item_id", features=["title"], prefix="")] * 2)},
         )
     with pytest.raises(SequenceDefinitionError, match="output='tensor' is unknown"):
         SequenceUseCase(name="bad", features=[clicks], output="tensor")
@@ -338,9 +317,7 @@ def test_redis_failures_are_counted_per_use_case(served):
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     text = generate_latest(registry).decode()
-    assert (
-        'feast_sequence_request_errors_total{error="SequenceStoreUnavailableError",use_case="recent"}' in text
-    )
+    assert 'feast_sequence_request_errors_total{error="SequenceStoreUnavailableError",use_case="recent"}' in text
 
 
 def test_padded_output_as_torch_tensors(served):
@@ -348,9 +325,7 @@ def test_padded_output_as_torch_tensors(served):
     from feast_sequence import to_tensors
 
     store, _, _ = served
-    got = store.get_online_features(
-        features=store.get_feature_service("ranking"), entity_rows=_rows()
-    ).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
     tensors = to_tensors(got, ["n", "cost", "clicks__mask"])
     assert tuple(tensors["n"].shape) == (USERS, 3) and tensors["clicks__mask"].dtype == torch.bool
 

@@ -18,9 +18,7 @@ from feast_server import feast_serve, module_repo, post
 @pytest.fixture
 def served_over_http(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    env = module_repo(
-        repo, "serving_repo", feature_store_yaml("http_serving", redis_server.connection_string)
-    )
+    env = module_repo(repo, "serving_repo", feature_store_yaml("http_serving", redis_server.connection_string))
     store = FeatureStore(repo_path=str(repo))
     now = pd.Timestamp.now(tz="UTC")
     store.push("items_push", serving_repo.item_rows(30, now - pd.Timedelta(days=90)))
@@ -36,21 +34,15 @@ def _values(body: dict) -> dict:
 def test_feast_serve_serves_use_cases_and_picks_up_apply(served_over_http):
     store, port = served_over_http
     rows = [{"user_id": u} for u in range(3)]
-    body = post(
-        port, "/get-online-features", {"feature_service": "ranking", "entities": {"user_id": [0, 1, 2]}}
-    )
-    expected = store.get_online_features(
-        features=store.get_feature_service("ranking"), entity_rows=rows
-    ).to_dict()
+    body = post(port, "/get-online-features", {"feature_service": "ranking", "entities": {"user_id": [0, 1, 2]}})
+    expected = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=rows).to_dict()
     served = _values(body)
     for name in ("item_id", "title", "n", "clicks__mask", "clicks_seen"):
         assert served[name] == expected[name], name
 
     # A request over the use case's max_entities fails with the use case's own message.
     with pytest.raises(urllib.error.HTTPError) as refused:
-        post(
-            port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2, 3]}}
-        )
+        post(port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2, 3]}})
     assert "max_entities=3" in refused.value.read().decode()
 
     # `feast apply` of a changed use case reaches the running server at its next registry refresh.
@@ -58,9 +50,7 @@ def test_feast_serve_serves_use_cases_and_picks_up_apply(served_over_http):
     store.apply([serving_repo.recent_use_case(clicks, length=1)])
     deadline = time.monotonic() + 20
     while True:
-        body = post(
-            port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2]}}
-        )
+        body = post(port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2]}})
         if max(_values(body)["clicks__length"]) == 1:
             break
         assert time.monotonic() < deadline, "feast serve never picked up the changed use case"

@@ -21,8 +21,6 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-import serving_repo
-from conftest import redis_state
 from feast_sequence import sequence_settings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
 from feast_sequence.transformations._job import open_view
@@ -32,6 +30,9 @@ from feast_sequence.transformations.streaming import (
     parse_json_events,
     run_stream,
 )
+
+import serving_repo
+from conftest import redis_state
 from reference import reference_sequences
 from sample_repo import assert_clicks_match_reference, click_records, events, objects
 
@@ -95,9 +96,7 @@ def click_files(files: int, per_file: int, seed: int) -> List[pd.DataFrame]:
             ]
         )
         frame = frame.astype({"n": "int32"})  # parquet files must carry the view's types
-        frames.append(
-            pd.concat([frame, frame.sample(n=per_file // 20, random_state=seed)], ignore_index=True)
-        )
+        frames.append(pd.concat([frame, frame.sample(n=per_file // 20, random_state=seed)], ignore_index=True))
     return frames
 
 
@@ -162,9 +161,7 @@ def test_files_landing_over_several_micro_batches_are_all_indexed(stream_repo, t
         for position, frame in enumerate(frames[3:], start=3):  # the rest lands while they run
             land(frame, landing, f"part-{position}", "json")
         total = sum(len(f) for f in frames)
-        wait_until(
-            lambda: all(s.progress.events_written == total for s in streams), 120, f"{total} events written"
-        )
+        wait_until(lambda: all(s.progress.events_written == total for s in streams), 120, f"{total} events written")
     finally:
         for stream in streams:
             stream.stop()
@@ -306,9 +303,7 @@ def test_the_documented_kafka_value_parses_into_events(stream_repo):
         "unit_price",
         "event_timestamp",
     ]
-    rows = [
-        r.asDict() for r in parsed.withColumn("event_timestamp", F.unix_micros("event_timestamp")).collect()
-    ]
+    rows = [r.asDict() for r in parsed.withColumn("event_timestamp", F.unix_micros("event_timestamp")).collect()]
     assert rows == [
         {
             "customer_id": 13085,
@@ -333,17 +328,13 @@ def test_cli_runs_the_stream_job(capsys):
 def test_an_invalid_event_stops_the_stream_with_its_reason(stream_repo, tmp_path):
     """Never dropped and logged: the query stops, names the problem and how to resume."""
     landing = tmp_path / "landing"
-    land(
-        events([(1, "a", 1, 1.0, True, "2024-01-01T00:00:00Z")]).assign(user_id=None), landing, "bad", "json"
-    )
+    land(events([(1, "a", 1, 1.0, True, "2024-01-01T00:00:00Z")]).assign(user_id=None), landing, "bad", "json")
     context = open_view(str(stream_repo.repo_path), "clicks")
     checkpoint = tmp_path / "checkpoint"
     stream = run_stream(
         context, job_spark_session(context), FileStream(str(landing)), str(checkpoint), available_now=True
     )
-    with pytest.raises(
-        FeastSequenceError, match=r"'user_id'.*is null.*restart with --checkpoint " + str(checkpoint)
-    ):
+    with pytest.raises(FeastSequenceError, match=r"'user_id'.*is null.*restart with --checkpoint " + str(checkpoint)):
         stream.wait(timeout_seconds=120)
 
 
@@ -352,7 +343,5 @@ def test_a_bad_trigger_is_rejected_before_the_query_starts(stream_repo, tmp_path
     source = FileStream(str(tmp_path))
     with pytest.raises(SequenceConfigurationError, match=r"'clicks': trigger_seconds=0 is invalid"):
         run_stream(context, None, source, str(tmp_path / "checkpoint"), trigger_seconds=0)
-    with pytest.raises(
-        SequenceConfigurationError, match=r"'clicks': choose a trigger interval or available-now"
-    ):
+    with pytest.raises(SequenceConfigurationError, match=r"'clicks': choose a trigger interval or available-now"):
         run_stream(context, None, source, str(tmp_path / "checkpoint"), trigger_seconds=1, available_now=True)

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from feast.data_source import PushMode
+from test_offline import comparable
+from test_serving import USERS, _clicks, _rows, _store
+
+from feast_sequence import SequenceRequestError, get_training_data, sequence_settings
 
 import serving_repo
 from conftest import replay
-from feast_sequence import SequenceRequestError, get_training_data, sequence_settings
 from reference import reference_sequences, retail_records
-from test_offline import comparable
-from test_serving import USERS, _clicks, _rows, _store
 
 NOW = pd.Timestamp.now(tz="UTC")
 
@@ -37,9 +38,7 @@ def _frame_equals_online(training: pd.DataFrame, online: dict, columns) -> list:
 def test_use_case_training_rows_equal_online(tmp_path, redis_server, redis_client):
     store = _store(tmp_path / "repo", redis_server, "parity")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
-    store.push(
-        "items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE
-    )
+    store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
     for seed in (1, 2):
         store.push("clicks_push", _clicks(seed), to=PushMode.ONLINE_AND_OFFLINE)
     entity_df = pd.DataFrame({"user_id": range(USERS), "event_timestamp": pd.Timestamp.now(tz="UTC")})
@@ -57,9 +56,7 @@ def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
     entity_df = pd.DataFrame({"user_id": [0, 1], "event_timestamp": pd.Timestamp.now(tz="UTC")})
-    training = store.get_historical_features(
-        entity_df=entity_df, features=["clicks:item_id", "clicks:kind"]
-    ).to_df()
+    training = store.get_historical_features(entity_df=entity_df, features=["clicks:item_id", "clicks:kind"]).to_df()
     assert "clicks__mask" not in training.columns
     assert max(len(v) for v in training["item_id"]) > 3  # the whole stored sequence, not the use case's 3
 
@@ -69,9 +66,7 @@ def test_a_use_case_through_get_historical_features_is_refused(tmp_path, redis_s
     unshaped sequences, the plain call fails and names the call that shapes them."""
     store = _store(tmp_path / "repo", redis_server, "refused")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
-    store.push(
-        "items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE
-    )
+    store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
     store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
     entity_df = pd.DataFrame({"user_id": [0, 1], "event_timestamp": pd.Timestamp.now(tz="UTC")})
     explicit = get_training_data(store, entity_df, "ranking_serving").to_df()
@@ -154,14 +149,10 @@ def test_retail_use_case_training_at_sampled_times_equals_the_reference(retail_s
         stored = reference_sequences(settings, retail_records(mine)).get(row.customer_id, [])
         kept = [e for e in stored if e["quantity"] > 0][:10]
         pad = 10 - len(kept)
-        known = [
-            e["item_id"] in catalog.index and catalog.loc[e["item_id"], "event_timestamp"] <= as_of
-            for e in kept
-        ]
+        known = [e["item_id"] in catalog.index and catalog.loc[e["item_id"], "event_timestamp"] <= as_of for e in kept]
         assert comparable(row.customer_purchases__item_id) == [e["item_id"] for e in kept] + [""] * pad
         assert comparable(row.customer_purchases__mask) == [True] * len(kept) + [False] * pad
         assert (
             comparable(row.customer_purchases__item_description)
-            == [catalog.loc[e["item_id"], "description"] if k else "" for e, k in zip(kept, known)]
-            + [""] * pad
+            == [catalog.loc[e["item_id"], "description"] if k else "" for e, k in zip(kept, known)] + [""] * pad
         )

@@ -13,7 +13,14 @@ import pytest
 from feast import FeatureService
 from feast.value_type import ValueType
 
-from feast_sequence import Operator, OutputFormat, SequenceDefinitionError, SequenceSpec, UseCaseSettings, Where
+from feast_sequence import (
+    Operator,
+    OutputFormat,
+    SequenceDefinitionError,
+    SequenceSpec,
+    UseCaseSettings,
+    Where,
+)
 from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.filter import filter_events

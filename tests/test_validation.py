@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from feast.value_type import ValueType
 
-from conftest import sequence_key_count
 from feast_sequence import SequenceValidationError, sequence_settings
 from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.validations.event_source import EventSourceChecks, validate_event_source
 from feast_sequence.validations.sequences import SequenceChecks, validate_sequences
 from feast_sequence.validations.training import validate_training
+
+from conftest import sequence_key_count
 
 NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
 SETTINGS = SequenceSettings(
@@ -127,9 +128,7 @@ def test_the_real_retail_data(tmp_path):
 def test_indexed_sequences(retail_store, retail_events, redis_client):
     from conftest import replay
 
-    replay(
-        retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12600], "purchase_push"
-    )
+    replay(retail_store, retail_events.purchases[retail_events.purchases["customer_id"] < 12600], "purchase_push")
     settings = sequence_settings(retail_store.get_feature_view("customer_purchases"))
     checks = SequenceChecks(min_completeness={"item_id": 0.99})
     report = validate_sequences(settings, redis_client, retail_store.project, checks, sample=100)
@@ -149,9 +148,7 @@ def test_indexed_sequences(retail_store, retail_events, redis_client):
     stale = validate_sequences(
         settings, redis_client, retail_store.project, SequenceChecks(max_newest_age_seconds=3600)
     )
-    assert [f.column for f in stale.failures if f.expectation == "expect_column_min_to_be_between"] == [
-        "newest_age_s"
-    ]
+    assert [f.column for f in stale.failures if f.expectation == "expect_column_min_to_be_between"] == ["newest_age_s"]
 
 
 def test_training_sets():
@@ -169,14 +166,10 @@ def test_training_sets():
     leaking = rows.copy()
     leaking.at[1, "clicks__ts"] = [NOW + timedelta(minutes=1)]
     report = validate_training(SETTINGS, leaking, "clicks__ts")
-    assert [(f.expectation, f.column) for f in report.failures] == [
-        ("expect_column_values_to_be_in_set", "leaks")
-    ]
+    assert [(f.expectation, f.column) for f in report.failures] == [("expect_column_values_to_be_in_set", "leaks")]
     empty = rows.assign(clicks__ts=[[], [], [NOW]])
     report = validate_training(SETTINGS, empty, "clicks__ts")
-    assert [(f.expectation, f.column) for f in report.failures] == [
-        ("expect_column_mean_to_be_between", "empty")
-    ]
+    assert [(f.expectation, f.column) for f in report.failures] == [("expect_column_mean_to_be_between", "empty")]
 
 
 def test_backfill_gate_refuses_a_failing_batch(retail_store, redis_client):
@@ -184,13 +177,9 @@ def test_backfill_gate_refuses_a_failing_batch(retail_store, redis_client):
     from feast_sequence.transformations.backfill import run_backfill
 
     def strict(settings, events):
-        return validate_event_source(
-            settings, events, EventSourceChecks(value_ranges={"quantity": (1000, None)})
-        )
+        return validate_event_source(settings, events, EventSourceChecks(value_ranges={"quantity": (1000, None)}))
 
     context = open_view(str(retail_store.repo_path), "customer_purchases")
-    with pytest.raises(
-        SequenceValidationError, match=r"expect_column_values_to_be_between on column 'quantity'"
-    ):
+    with pytest.raises(SequenceValidationError, match=r"expect_column_values_to_be_between on column 'quantity'"):
         run_backfill(context, days=10, end=datetime(2010, 12, 10, tzinfo=timezone.utc), gate=strict)
     assert sequence_key_count(redis_client) == 0

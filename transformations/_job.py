@@ -10,11 +10,11 @@ from typing import Any, Callable, Optional, Sequence
 
 from feast import FeatureStore
 
+from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
 from feast_sequence.offline.indexing import IndexTarget
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.provider import sequence_provider
-from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
 from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -49,9 +49,7 @@ def open_view(repo: str, view_name: str) -> JobContext:
         store,
         view,
         settings,
-        IndexTarget(
-            store.config.online_store, store.project, settings, store.config.entity_key_serialization_version
-        ),
+        IndexTarget(store.config.online_store, store.project, settings, store.config.entity_key_serialization_version),
     )
 
 

@@ -13,13 +13,13 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, List, Optional
 
-from feast_sequence.offline.indexing import IndexSummary, timed, write_spark
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.offline.indexing import IndexSummary, timed, write_spark
 from feast_sequence.transformations._job import (
+    Gate,
     JobContext,
     add_common_arguments,
     add_gate_arguments,
-    Gate,
     add_selection_arguments,
     check_gate,
     gate_from,
@@ -40,7 +40,7 @@ def run_backfill(
     context: JobContext,
     days: float,
     end: Optional[datetime] = None,
-    selection: EventSelection = LastN(),
+    selection: EventSelection = LastN(),  # noqa: B008  (a frozen value object)
     gate: Optional[Gate] = None,
 ) -> IndexSummary:
     end = end or datetime.now(timezone.utc)
@@ -70,9 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     add_selection_arguments(parser)
     add_gate_arguments(parser)
     args = parser.parse_args(argv)
-    summary = run_backfill(
-        open_view(args.repo, args.view), args.days, args.end, selection_from(args), gate_from(args)
-    )
+    summary = run_backfill(open_view(args.repo, args.view), args.days, args.end, selection_from(args), gate_from(args))
     report("backfill", args.view, summary)
     return 0
 

@@ -17,18 +17,19 @@ import sys
 from datetime import datetime
 from typing import Any, List, Optional, Set
 
-from feast_sequence.storage.append import plan_remove_range
-from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, timed, write_spark
+from feast_sequence.storage.append import plan_remove_range
+from feast_sequence.storage.client import redis_client
+from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
 from feast_sequence.storage.keys import view_prefix, view_scan_pattern
 from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
-from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.transformations._job import (
     EPOCH,
+    Gate,
     JobContext,
     add_common_arguments,
     add_gate_arguments,
-    Gate,
     add_selection_arguments,
     check_gate,
     gate_from,
@@ -38,7 +39,6 @@ from feast_sequence.transformations._job import (
     selection_from,
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
-from feast_sequence.storage.client import redis_client
 
 
 def select_correction(
@@ -57,7 +57,7 @@ def run_correction(
     context: JobContext,
     start: datetime,
     end: datetime,
-    selection: EventSelection = LastN(),
+    selection: EventSelection = LastN(),  # noqa: B008  (a frozen value object)
     gate: Optional[Gate] = None,
 ) -> IndexSummary:
     settings = context.settings

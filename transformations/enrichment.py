@@ -25,15 +25,21 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from feast_sequence.storage.codec import NULL_DEFAULTS, column_values, decode_members, encode_columns, layout_for
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.offline.indexing import IndexSummary, timed
+from feast_sequence.storage.client import redis_client
+from feast_sequence.storage.codec import (
+    NULL_DEFAULTS,
+    column_values,
+    decode_members,
+    encode_columns,
+    layout_for,
+)
 from feast_sequence.storage.keys import view_scan_pattern
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
-from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.transformations._job import EPOCH, JobContext, add_common_arguments, open_view, report
-from feast_sequence.storage.client import redis_client
 
 KEYS_PER_ROUND = 500
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
@@ -44,9 +50,7 @@ def enrich_events(settings: SequenceSettings, events: Any, table: Any, on: str, 
     from pyspark.sql import functions as F
 
     lookup = table.select(on, *fields).dropDuplicates([on])
-    return events.drop(*[f for f in fields if f in events.columns]).join(
-        F.broadcast(lookup), on=on, how="left"
-    )
+    return events.drop(*[f for f in fields if f in events.columns]).join(F.broadcast(lookup), on=on, how="left")
 
 
 def rewrite_online(
@@ -154,9 +158,7 @@ def run_enrichment(
             f"{counts['sequences']:,} sequences, {counts['events']:,} stored events, {counts['rewritten']:,} rewritten",
         )
         if offline_output:
-            events = enrich_events(
-                settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields
-            )
+            events = enrich_events(settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields)
             events.write.mode("overwrite").parquet(offline_output)
             report("enrich", settings.view_name, f"wrote the enriched source events to {offline_output}")
         return counts["events"], counts["rewritten"]
@@ -168,26 +170,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument("--table", required=True, help="parquet path of the enrichment table")
-    parser.add_argument(
-        "--on", required=True, help="event field matched against the table's column of the same name"
-    )
-    parser.add_argument(
-        "--fields", required=True, help="comma-separated table columns to copy into the events"
-    )
-    parser.add_argument(
-        "--offline-output", help="parquet folder for the enriched source events (training data)"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="re-enrich events that already have the fields"
-    )
+    parser.add_argument("--on", required=True, help="event field matched against the table's column of the same name")
+    parser.add_argument("--fields", required=True, help="comma-separated table columns to copy into the events")
+    parser.add_argument("--offline-output", help="parquet folder for the enriched source events (training data)")
+    parser.add_argument("--overwrite", action="store_true", help="re-enrich events that already have the fields")
     args = parser.parse_args(argv)
     context = open_view(args.repo, args.view)
     from feast_sequence.offline.spark import spark_session
 
     table = spark_session(context.store.config).read.parquet(args.table)
-    summary = run_enrichment(
-        context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite
-    )
+    summary = run_enrichment(context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite)
     report("enrich", args.view, summary)
     return 0
 

@@ -22,10 +22,10 @@ from feast import FeatureStore
 from feast.repo_config import load_repo_config
 from feast.repo_operations import apply_total, parse_repo
 
-from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
 from feast_sequence.feast_internals import store_provider
+from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.transformations._job import open_view, parse_time, report
 from feast_sequence.transformations.backfill import run_backfill
@@ -43,9 +43,7 @@ def run_reindex(
         sys.path.insert(0, str(repo_path))
     new_view = next((v for v in parse_repo(repo_path).feature_views if v.name == view_name), None)
     if new_view is None or not is_sequence_view(new_view):
-        raise SequenceDefinitionError(
-            f"Repository {repo_path} defines no sequence view '{view_name}' to reindex."
-        )
+        raise SequenceDefinitionError(f"Repository {repo_path} defines no sequence view '{view_name}' to reindex.")
     settings = sequence_settings(new_view)  # the new definition is valid before anything is deleted
     store = FeatureStore(repo_path=str(repo_path))
     online = store_provider(store).online_store

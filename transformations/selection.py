@@ -14,9 +14,9 @@ from typing import Any, Dict, Protocol
 
 import pandas as pd
 
-from feast_sequence.storage.append import encode_frame
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.storage.append import encode_frame
 
 _SCORE = "__fsq_score"
 
@@ -51,9 +51,7 @@ class TopScored:
 
     def __post_init__(self) -> None:
         if self.days <= 0 or self.n <= 0:
-            raise SequenceDefinitionError(
-                f"TopScored needs days > 0 and n > 0 (got days={self.days}, n={self.n})."
-            )
+            raise SequenceDefinitionError(f"TopScored needs days > 0 and n > 0 (got days={self.days}, n={self.n}).")
 
     def select(self, settings: SequenceSettings, events: Any, end: datetime) -> Any:
         from pyspark.sql import functions as F
@@ -84,7 +82,5 @@ def top_scored(settings: SequenceSettings, frame: pd.DataFrame, n: int) -> pd.Da
         if j is None or (events.scores_us[i], events.members[i]) > (events.scores_us[j], events.members[j]):
             winner[identity] = i
     scores = frame[_SCORE].fillna(float("-inf")).tolist()
-    ranked = sorted(
-        winner.values(), key=lambda i: (scores[i], events.scores_us[i], events.members[i]), reverse=True
-    )
+    ranked = sorted(winner.values(), key=lambda i: (scores[i], events.scores_us[i], events.members[i]), reverse=True)
     return frame.iloc[ranked[:n]]

@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
-from feast_sequence.offline.spark import spark_session
-from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
+from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
+from feast_sequence.offline.spark import spark_session
 from feast_sequence.transformations._job import JobContext, add_common_arguments, open_view, report
 
 #: Builds the streaming DataFrame of a view's events (its join keys, event fields and timestamp
@@ -260,18 +260,14 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FILE_FORMATS, default="json", help="files: their format")
     parser.add_argument("--max-files-per-trigger", type=int, help="files: at most this many per micro-batch")
     parser.add_argument("--topic", help="Kafka: topic(s) to subscribe to, comma-separated")
-    parser.add_argument(
-        "--starting-offsets", default="latest", help="Kafka, first run only: latest, earliest or JSON"
-    )
+    parser.add_argument("--starting-offsets", default="latest", help="Kafka, first run only: latest, earliest or JSON")
     parser.add_argument(
         "--fail-on-data-loss",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="Kafka: fail when offsets were deleted before they were read",
     )
-    parser.add_argument(
-        "--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch"
-    )
+    parser.add_argument("--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch")
     parser.add_argument(
         "--kafka-option",
         action="append",

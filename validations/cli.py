@@ -8,11 +8,11 @@ from typing import List, Optional
 
 import pandas as pd
 
+from feast_sequence.storage.client import redis_client
 from feast_sequence.transformations._job import EPOCH, add_common_arguments, open_view, parse_time
 from feast_sequence.validations.event_source import EventSourceChecks, validate_event_source
 from feast_sequence.validations.sequences import validate_sequences
 from feast_sequence.validations.training import validate_training
-from feast_sequence.storage.client import redis_client
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -25,9 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--max-duplicate-rate", type=float, default=0.01, help="events: largest share of repeated identities"
     )
-    parser.add_argument(
-        "--sample", type=int, help="sequences: validate this many random entities (default: all)"
-    )
+    parser.add_argument("--sample", type=int, help="sequences: validate this many random entities (default: all)")
     parser.add_argument("--training", type=Path, help="training: a parquet file from get_historical_features")
     parser.add_argument("--timestamps-column", help="training: the column with the view's timestamp lists")
     args = parser.parse_args(argv)
@@ -40,7 +38,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             settings, events, EventSourceChecks(max_duplicate_rate=args.max_duplicate_rate), args.report_dir
         )
     elif args.dataset == "sequences":
-
         client = redis_client(context.target.online_config)
         report = validate_sequences(
             settings, client, context.target.project, sample=args.sample, report_dir=args.report_dir

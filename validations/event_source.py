@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
-from feast_sequence.offline.indexing import identity_columns
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.offline.indexing import identity_columns
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 _TYPES = {t: list(e.ge_types) for t, e in ELEMENT_TYPES.items()}
@@ -36,28 +36,18 @@ def expectations(settings: SequenceSettings, checks: EventSourceChecks) -> List[
     now = checks.now or datetime.now(timezone.utc)
     out: List[Any] = []
     for key, _ in settings.join_keys:
-        out.append(
-            gx.expectations.ExpectColumnValuesToNotBeNull(
-                column=key, meta={"why": "events need an entity key"}
-            )
-        )
-    out.append(
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=ts, meta={"why": "events need a timestamp"})
-    )
+        out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=key, meta={"why": "events need an entity key"}))
+    out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=ts, meta={"why": "events need a timestamp"}))
     out.append(
         gx.expectations.ExpectColumnValuesToBeBetween(
             column=ts,
             min_value=pd.Timestamp(checks.earliest),
             max_value=pd.Timestamp(now + checks.max_future_skew),
-            meta={
-                "why": f"timestamps must lie between {checks.earliest:%Y-%m-%d} and now + {checks.max_future_skew}"
-            },
+            meta={"why": f"timestamps must lie between {checks.earliest:%Y-%m-%d} and now + {checks.max_future_skew}"},
         )
     )
     for f in settings.event_fields:
-        out.append(
-            gx.expectations.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=_TYPES[f.value_type])
-        )
+        out.append(gx.expectations.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=_TYPES[f.value_type]))
     for name, values in checks.allowed_values.items():
         out.append(gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=list(values)))
     for name, (low, high) in checks.value_ranges.items():

@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pandas as pd
 
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
 from feast_sequence.storage.keys import view_scan_pattern
 from feast_sequence.storage.redis_io import execute
-from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 
@@ -48,8 +48,7 @@ def sequence_stats(
         for members in stored:
             columns, times = decode_members(layout, members)
             filled = [
-                [NULL_DEFAULTS[f.value_type] if v is None else v for v in c]
-                for f, c in zip(settings.fields, columns)
+                [NULL_DEFAULTS[f.value_type] if v is None else v for v in c] for f, c in zip(settings.fields, columns)
             ]
             _, identities = encode_columns(layout, filled, times)
             identities = identities or members
@@ -85,9 +84,7 @@ def validate_sequences(
     stats["oldest_age_s"] = (now_us - stats["oldest_us"]) / 1e6 if len(stats) else []
     stats["newest_age_s"] = (now_us - stats["newest_us"]) / 1e6 if len(stats) else []
     out: List[Any] = [
-        gx.expectations.ExpectColumnValuesToBeBetween(
-            column="length", min_value=1, max_value=settings.max_length
-        ),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="length", min_value=1, max_value=settings.max_length),
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="ordered", value_set=[True], meta={"why": "newest first, ties by identity"}
         ),

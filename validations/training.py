@@ -50,9 +50,7 @@ def validate_training(
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="leaks", value_set=[False], meta={"why": "an event later than its row leaks the future"}
         ),
-        gx.expectations.ExpectColumnValuesToBeBetween(
-            column="length", min_value=0, max_value=settings.max_length
-        ),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="length", min_value=0, max_value=settings.max_length),
         gx.expectations.ExpectColumnMeanToBeBetween(
             column="empty",
             max_value=checks.max_empty_share,

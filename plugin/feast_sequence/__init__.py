@@ -7,8 +7,6 @@ Public API: define views with :class:`SequenceFeatureView`, configure
 """
 
 from feast_sequence.definitions.enrichment import Enrichment, enrich
-from feast_sequence.online.provider import SequenceProvider
-from feast_sequence.online.training_data import get_training_data
 from feast_sequence.definitions.settings import (
     MAX_LENGTH_CAP,
     EventField,
@@ -27,6 +25,8 @@ from feast_sequence.errors import (
     SequenceStoreUnavailableError,
     SequenceValidationError,
 )
+from feast_sequence.online.provider import SequenceProvider
+from feast_sequence.online.training_data import get_training_data
 from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
 from feast_sequence.serving.use_case import (
     Limits,

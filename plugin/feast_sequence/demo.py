@@ -89,12 +89,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         store = FeatureStore(repo_path=str(args.repo))
         print(
-            f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns through store.push ..."
+            f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns "
+            "through store.push ..."
         )
         purchase_rate = replay(store, "purchase_push", events.purchases, args.batch_rows)
         return_rate = replay(store, "return_push", events.returns, args.batch_rows)
         print(
-            f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s ({args.batch_rows:,} rows per push)"
+            f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s "
+            f"({args.batch_rows:,} rows per push)"
         )
 
         busiest = events.returns["customer_id"].value_counts().index[:3].tolist()
@@ -119,9 +121,7 @@ def show_use_case(store, events, customer: int) -> None:
     served = store.get_online_features(features=service, entity_rows=rows, full_feature_names=True).to_dict()
     columns = ["item_id", "quantity", "item_description", "item_price", "mask"]
     frame = pd.DataFrame({c: served[f"customer_purchases__{c}"][0] for c in columns})
-    print(
-        f"\nUse case 'purchase_ranking' for customer {customer} (padded to 10, quantity > 0, items joined):"
-    )
+    print(f"\nUse case 'purchase_ranking' for customer {customer} (padded to 10, quantity > 0, items joined):")
     print("    " + frame.head(6).to_string(index=False).replace("\n", "\n    "))
     timings = []
     for _ in range(300):

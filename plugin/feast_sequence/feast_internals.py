@@ -52,9 +52,7 @@ def rows_for_ingestion(
     """A pushed frame converted to Feast's online rows for a regular view, as ``ingest_df`` does
     before writing (raises on a value the view cannot take).
     ``PassthroughProvider._prep_rows_to_write_for_ingestion``."""
-    return provider._prep_rows_to_write_for_ingestion(
-        feature_view=feature_view, df=df, field_mapping=field_mapping
-    )
+    return provider._prep_rows_to_write_for_ingestion(feature_view=feature_view, df=df, field_mapping=field_mapping)
 
 
 # --- training data: what FeatureStore.get_historical_features hands the provider -------------

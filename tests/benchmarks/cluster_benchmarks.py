@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
+import run_benchmarks as rb
 from feast import FeatureStore
 
-import run_benchmarks as rb
 from feast_sequence import SequenceFeatureView
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the cluster fixture
@@ -66,7 +66,7 @@ def _blocks(
     for start in range(0, repeats, block):
         for fn, out in ((a, times_a), (b, times_b)):
             for i in range(start, min(start + block, repeats)):
-                out.append(rb.timed(lambda: fn(i)))
+                out.append(rb.timed(lambda fn=fn, i=i: fn(i)))
     return times_a, times_b
 
 
@@ -91,12 +91,8 @@ def run(single_connection: str) -> Dict[str, float]:
         refs = ["seq:item_id", "seq:quantity", "seq:price", "seq:ts"]
         customers = np.random.default_rng(3).integers(0, 1000, 400)
         t_cluster, t_single = _blocks(
-            lambda i: cluster.get_online_features(
-                features=refs, entity_rows=[{"customer_id": int(customers[i])}]
-            ),
-            lambda i: single.get_online_features(
-                features=refs, entity_rows=[{"customer_id": int(customers[i])}]
-            ),
+            lambda i: cluster.get_online_features(features=refs, entity_rows=[{"customer_id": int(customers[i])}]),
+            lambda i: single.get_online_features(features=refs, entity_rows=[{"customer_id": int(customers[i])}]),
             400,
             50,
         )

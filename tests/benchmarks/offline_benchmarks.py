@@ -52,9 +52,7 @@ def repository(root: Path, connection: str, events_path: Path) -> FeatureStore:
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     source = PushSource(
         name="events_push",
-        batch_source=SparkSource(
-            name="events_src", path=str(events_path), file_format="parquet", timestamp_field="ts"
-        ),
+        batch_source=SparkSource(name="events_src", path=str(events_path), file_format="parquet", timestamp_field="ts"),
     )
     view = SequenceFeatureView(
         name="events",
@@ -120,14 +118,12 @@ def naive(spark: Any, settings: Any, events: Any, queries: Any) -> Tuple[float, 
     timer.start()
     q_time = F.timestamp_micros(F.col(QUERY_TIME_US))
     pairs = queries.join(events, on="user_id").filter(F.col("ts") <= q_time)
-    ranked = pairs.withColumn(
-        "rank", F.row_number().over(Window.partitionBy(ROW_ID).orderBy(F.col("ts").desc()))
-    )
+    ranked = pairs.withColumn("rank", F.row_number().over(Window.partitionBy(ROW_ID).orderBy(F.col("ts").desc())))
     kept = ranked.filter(F.col("rank") <= settings.max_length)
     result = kept.groupBy(ROW_ID).agg(
-        F.sort_array(
-            F.collect_list(F.struct(F.col("rank"), F.col("item_id"), F.col("quantity"), F.col("ts")))
-        ).alias("sequence")
+        F.sort_array(F.collect_list(F.struct(F.col("rank"), F.col("item_id"), F.col("quantity"), F.col("ts")))).alias(
+            "sequence"
+        )
     )
     try:
         result.write.format("noop").mode("overwrite").save()

@@ -254,8 +254,8 @@ def interleaved(a: Callable[[int], object], b: Callable[[int], object], repeats:
     """Time a(i) and b(i) alternately, so drift on the machine hits both alike."""
     ta, tb = [], []
     for i in range(repeats):
-        ta.append(timed(lambda: a(i)))
-        tb.append(timed(lambda: b(i)))
+        ta.append(timed(lambda i=i: a(i)))
+        tb.append(timed(lambda i=i: b(i)))
     return ta, tb
 
 
@@ -295,9 +295,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         want = fresh["item_id"].iloc[i]
         start = time.perf_counter()
         seq.push("seq_a_push", fresh.iloc[i : i + 1])
-        while reader.get_online_features(
-            features=["seq_a:item_id"], entity_rows=[{"customer_id": 123_456}]
-        ).to_dict()["item_id"][0][:1] != [want]:
+        while reader.get_online_features(features=["seq_a:item_id"], entity_rows=[{"customer_id": 123_456}]).to_dict()[
+            "item_id"
+        ][0][:1] != [want]:
             pass
         latencies.append((time.perf_counter() - start) * 1000)
     results["freshness_p50_ms"] = p50(latencies)
@@ -313,14 +313,10 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     base.push("arrays_push", as_arrays(full))
     seq_refs = [f"seq_{v}:{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
     base_refs = [f"arrays:{v}_{f}" for v in ("a", "b") for f in ("item_id", "quantity", "price", "ts")]
-    check = seq.get_online_features(features=seq_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()[
-        "item_id"
-    ][0]
+    check = seq.get_online_features(features=seq_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["item_id"][0]
     assert (
         check
-        == base.get_online_features(features=base_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()[
-            "a_item_id"
-        ][0]
+        == base.get_online_features(features=base_refs[:1], entity_rows=[{"customer_id": 3}]).to_dict()["a_item_id"][0]
     )
     requests = {
         n: [
@@ -332,10 +328,10 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     for n, rows in requests.items():
         repeats = len(rows)
         t_seq, t_base = interleaved(
-            lambda i: seq.get_online_features(
+            lambda i, rows=rows: seq.get_online_features(
                 features=seq_refs, entity_rows=rows[i], full_feature_names=True
             ),
-            lambda i: base.get_online_features(
+            lambda i, rows=rows: base.get_online_features(
                 features=base_refs, entity_rows=rows[i], full_feature_names=True
             ),
             repeats,
@@ -357,8 +353,10 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     assert served["seq_a__mask"][0] == [True] * len(kept) + [False] * (100 - len(kept))
     for n, rows in requests.items():
         t_serve, t_plain = interleaved(
-            lambda i: seq.get_online_features(features=service, entity_rows=rows[i], full_feature_names=True),
-            lambda i: seq.get_online_features(
+            lambda i, rows=rows: seq.get_online_features(
+                features=service, entity_rows=rows[i], full_feature_names=True
+            ),
+            lambda i, rows=rows: seq.get_online_features(
                 features=seq_refs, entity_rows=rows[i], full_feature_names=True
             ),
             len(rows),
@@ -367,8 +365,10 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         results[f"serve_{n}_p50_ratio"] = p50(t_serve) / p50(t_plain)
         # The same use case with the enrichment moved to index time (served from the stored events).
         t_indexed, t_plain = interleaved(
-            lambda i: seq.get_online_features(features=indexed, entity_rows=rows[i], full_feature_names=True),
-            lambda i: seq.get_online_features(
+            lambda i, rows=rows: seq.get_online_features(
+                features=indexed, entity_rows=rows[i], full_feature_names=True
+            ),
+            lambda i, rows=rows: seq.get_online_features(
                 features=seq_refs, entity_rows=rows[i], full_feature_names=True
             ),
             len(rows),
@@ -397,9 +397,7 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     def read_append_write(i: int) -> None:
         row = new.iloc[i]
         refs = ["arrays:a_item_id", "arrays:a_quantity", "arrays:a_price", "arrays:a_ts"]
-        current = base.get_online_features(
-            features=refs, entity_rows=[{"customer_id": int(row.customer_id)}]
-        ).to_dict()
+        current = base.get_online_features(features=refs, entity_rows=[{"customer_id": int(row.customer_id)}]).to_dict()
         updated = base_full[base_full["customer_id"] == row.customer_id].copy()
         updated["a_item_id"] = [([row.item_id] + current["a_item_id"][0])[:1000]]
         updated["a_quantity"] = [([int(row.quantity)] + current["a_quantity"][0])[:1000]]
@@ -408,9 +406,7 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         updated["ts"] = pd.Timestamp(T0) + timedelta(seconds=i + 1)
         base.push("arrays_push", updated)
 
-    t_seq, t_rmw = interleaved(
-        lambda i: seq.push("seq_1000_push", new.iloc[i : i + 1]), read_append_write, 60
-    )
+    t_seq, t_rmw = interleaved(lambda i: seq.push("seq_1000_push", new.iloc[i : i + 1]), read_append_write, 60)
     results["rmw_ms_per_event_builtin"] = p50(t_rmw) * 1000
     results["rmw_speedup"] = p50(t_rmw) / p50(t_seq)  # vs one-event store.push calls
     # vs the per-event cost inside a batch push, as a stream consumer sends micro-batches

@@ -98,9 +98,7 @@ def repository(root: Path, connection: str) -> FeatureStore:
 
 def event_lines(rng: np.random.Generator, users: np.ndarray, first_item: int = 0) -> List[str]:
     """JSON events, one a line (the format a Kafka topic would carry in its values)."""
-    ts = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(
-        rng.integers(0, 10**13, len(users)), unit="us"
-    )
+    ts = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**13, len(users)), unit="us")
     return [
         json.dumps(
             {
@@ -111,9 +109,7 @@ def event_lines(rng: np.random.Generator, users: np.ndarray, first_item: int = 0
                 "ts": t.isoformat(),
             }
         )
-        for i, (u, q, p, t) in enumerate(
-            zip(users, rng.integers(1, 20, len(users)), rng.random(len(users)) * 30, ts)
-        )
+        for i, (u, q, p, t) in enumerate(zip(users, rng.integers(1, 20, len(users)), rng.random(len(users)) * 30, ts))
     ]
 
 
@@ -205,9 +201,9 @@ def delay(root: Path, store: FeatureStore, spark: Any, rng: np.random.Generator)
             landed = time.perf_counter()
             land([line], landing, f"{sample + 1}.json")
             while item not in (
-                store.get_online_features(
-                    features=["events:item_id"], entity_rows=[{"user_id": user}]
-                ).to_dict()["item_id"][0]
+                store.get_online_features(features=["events:item_id"], entity_rows=[{"user_id": user}]).to_dict()[
+                    "item_id"
+                ][0]
                 or []
             ):
                 time.sleep(POLL_SECONDS)

@@ -71,6 +71,7 @@ class ElementType:
 
 _T = FieldDescriptorProto
 
+
 def _element(value_type: ValueType, feast_type: PrimitiveFeastType, **form: Any) -> ElementType:
     return ElementType(value_type=value_type, feast_type=feast_type, **form)
 
@@ -156,13 +157,9 @@ ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
 }  # fmt: skip
 
 #: Element types an event field may have, and the Feast list type a sequence of them is served as.
-EVENT_FIELD_TYPES: Mapping[PrimitiveFeastType, ValueType] = {
-    e.feast_type: t for t, e in ELEMENT_TYPES.items()
-}
+EVENT_FIELD_TYPES: Mapping[PrimitiveFeastType, ValueType] = {e.feast_type: t for t, e in ELEMENT_TYPES.items()}
 #: The element types a join key may have, by value type.
-KEY_TYPES: Mapping[ValueType, ElementType] = {
-    t: e for t, e in ELEMENT_TYPES.items() if e.key_prefix is not None
-}
+KEY_TYPES: Mapping[ValueType, ElementType] = {t: e for t, e in ELEMENT_TYPES.items() if e.key_prefix is not None}
 
 
 def element_value_type(view_name: str, field_name: str, dtype: FeastType) -> ValueType:
@@ -172,6 +169,5 @@ def element_value_type(view_name: str, field_name: str, dtype: FeastType) -> Val
         return EVENT_FIELD_TYPES[base]
     allowed = ", ".join(sorted(t.name.title() for t in EVENT_FIELD_TYPES))
     raise SequenceDefinitionError(
-        f"Sequence view '{view_name}': field {field_name!r} has type {dtype}; "
-        f"event fields must be one of {allowed}."
+        f"Sequence view '{view_name}': field {field_name!r} has type {dtype}; event fields must be one of {allowed}."
     )

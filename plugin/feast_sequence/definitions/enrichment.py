@@ -58,9 +58,7 @@ class Enrichment:
         )
 
 
-def enrich(
-    view: FeatureView, on: str, features: Optional[Sequence[str]] = None, prefix: str = ""
-) -> Enrichment:
+def enrich(view: FeatureView, on: str, features: Optional[Sequence[str]] = None, prefix: str = "") -> Enrichment:
     """Enrich events with ``view``'s features (all, or those named), joined by event field ``on``.
 
     ``view`` is a regular feature view with one join key, e.g. ``enrich(item, on="item_id",

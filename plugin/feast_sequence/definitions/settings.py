@@ -47,6 +47,7 @@ FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 20_000, 2**18 - 1
 #: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
 MAX_LENGTH_CAP = 10_000
 
+
 @dataclass(frozen=True)
 class EventField:
     """One field of an event: its name and the Feast value type of a single event's value."""
@@ -115,11 +116,7 @@ class SequenceSettings:
 
 
 def validate_max_length(view_name: str, max_length: Any) -> int:
-    if (
-        isinstance(max_length, bool)
-        or not isinstance(max_length, int)
-        or not (1 <= max_length <= MAX_LENGTH_CAP)
-    ):
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not (1 <= max_length <= MAX_LENGTH_CAP):
         raise SequenceDefinitionError(
             f"Sequence view '{view_name}': max_length={max_length!r} is invalid; "
             f"use an integer from 1 to {MAX_LENGTH_CAP}."
@@ -127,9 +124,7 @@ def validate_max_length(view_name: str, max_length: Any) -> int:
     return max_length
 
 
-def validate_dedup_by(
-    view_name: str, dedup_by: Optional[Sequence[str]], field_names: Sequence[str]
-) -> Tuple[str, ...]:
+def validate_dedup_by(view_name: str, dedup_by: Optional[Sequence[str]], field_names: Sequence[str]) -> Tuple[str, ...]:
     if dedup_by is None:
         return ()
     if isinstance(dedup_by, str):
@@ -150,9 +145,7 @@ def validate_dedup_by(
                 f"valid fields: {', '.join(sorted(field_names))}."
             )
     if len(set(names)) != len(names):
-        raise SequenceDefinitionError(
-            f"Sequence view '{view_name}': dedup_by={list(names)} names a field twice."
-        )
+        raise SequenceDefinitionError(f"Sequence view '{view_name}': dedup_by={list(names)} names a field twice.")
     return names
 
 
@@ -191,8 +184,10 @@ def assign_field_numbers(
     owner: Dict[int, str] = {}
     for name in stored_names:
         number = overrides.get(name, stable_field_number(name))
-        if isinstance(number, bool) or not isinstance(number, int) or not (
-            FIRST_FIELD_NUMBER <= number <= LAST_FIELD_NUMBER
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not (FIRST_FIELD_NUMBER <= number <= LAST_FIELD_NUMBER)
         ):
             raise SequenceDefinitionError(
                 f"Sequence view '{view_name}': field_numbers[{name!r}]={number!r} is invalid; use an "

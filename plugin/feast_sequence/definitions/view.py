@@ -135,9 +135,7 @@ def _timestamp_field_of(view_name: str, source: DataSource) -> str:
     return timestamp_field
 
 
-def _served_schema(
-    view_name: str, schema: List[Field], timestamp_field: str, join_keys: List[str]
-) -> List[Field]:
+def _served_schema(view_name: str, schema: List[Field], timestamp_field: str, join_keys: List[str]) -> List[Field]:
     """Event fields become list features; the timestamp field is appended as a list of timestamps."""
     if not schema:
         raise SequenceDefinitionError(f"Sequence view '{view_name}': schema has no event fields.")

@@ -16,15 +16,15 @@ from feast import FeatureView
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 from feast.on_demand_feature_view import OnDemandFeatureView
-from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.repo_config import RepoConfig
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
-from feast_sequence.storage.codec import column_values
-from feast_sequence.offline.spark import spark_session, uses_spark
-from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
+from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.training import (
     EnrichmentSource,
     add_index_enrichments,
@@ -33,7 +33,7 @@ from feast_sequence.serving.training import (
     shape,
 )
 from feast_sequence.serving.use_case import SequenceSpec, UseCaseSettings
-from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+from feast_sequence.storage.codec import column_values
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -142,9 +142,7 @@ def historical_job(
             queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
             start = _EPOCH
             if settings.ttl_us:
-                start = max(
-                    _EPOCH, query_times.min().to_pydatetime() - timedelta(microseconds=settings.ttl_us)
-                )
+                start = max(_EPOCH, query_times.min().to_pydatetime() - timedelta(microseconds=settings.ttl_us))
             end = query_times.max().to_pydatetime() + timedelta(microseconds=1)
             events = pull_events(view, settings, start, end)
             if settings.enrichments:
@@ -191,18 +189,14 @@ def historical_job(
 
 def _required(source: Optional[EnrichmentSource]) -> EnrichmentSource:
     if source is None:
-        raise SequenceConfigurationError(
-            "Enrichments in training data need the provider's enrichment source."
-        )
+        raise SequenceConfigurationError("Enrichments in training data need the provider's enrichment source.")
     return source
 
 
 class SequenceEngine:
     """Computes point-in-time sequences for a batch of queries from an entity's events."""
 
-    def with_index_enrichments(
-        self, settings: SequenceSettings, events: Any, source: EnrichmentSource
-    ) -> Any:
+    def with_index_enrichments(self, settings: SequenceSettings, events: Any, source: EnrichmentSource) -> Any:
         return add_index_enrichments(settings, events, source)
 
     def compute(
@@ -237,9 +231,7 @@ class PandasEngine(SequenceEngine):
             sequences_as_of(
                 settings,
                 features,
-                pa.Table.from_pandas(
-                    grouped.get(k if isinstance(k, tuple) else (k,), empty), preserve_index=False
-                ),
+                pa.Table.from_pandas(grouped.get(k if isinstance(k, tuple) else (k,), empty), preserve_index=False),
                 pa.Table.from_pandas(group, preserve_index=False),
             )
             for k, group in queries.groupby(keys, sort=False)
@@ -258,9 +250,7 @@ class SparkEngine(SequenceEngine):
     def __init__(self, spark: Any):
         self.spark = spark
 
-    def with_index_enrichments(
-        self, settings: SequenceSettings, events: Any, source: EnrichmentSource
-    ) -> Any:
+    def with_index_enrichments(self, settings: SequenceSettings, events: Any, source: EnrichmentSource) -> Any:
         """Each executor joins its events with the enrichment views' rows, shipped to it in the task
         closure: suited to dimension tables (items, products) that fit in memory."""
         lookups = {e: source(e) for e in settings.enrichments}
@@ -288,9 +278,7 @@ class SparkEngine(SequenceEngine):
         from pyspark.sql import functions as F
 
         keys = [k for k, _ in settings.join_keys]
-        events = events.withColumn(
-            EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp"))
-        )
+        events = events.withColumn(EVENT_TIME_US, F.unix_micros(F.col(settings.timestamp_field).cast("timestamp")))
         schema = spark_output_schema(settings, features)
 
         def per_entity(event_rows: pa.Table, query_rows: pa.Table) -> pa.Table:
@@ -307,10 +295,7 @@ def as_served(settings: SequenceSettings, features: Sequence[str], frame: pd.Dat
     for name in features:
         if name in timestamp_fields:
             frame[name] = [
-                [
-                    None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc)
-                    for s in v
-                ]
+                [None if s == NULL_TIMESTAMP_INT_VALUE else datetime.fromtimestamp(s, tz=timezone.utc) for s in v]
                 for v in frame[name]
             ]
         else:

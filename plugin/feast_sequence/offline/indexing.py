@@ -15,12 +15,12 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.append import encode_frame, plan_append
+from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.index_enrich import plan_index_enrichment
 from feast_sequence.storage.lookup import one_call_per_key
 from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
-from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.storage.client import redis_client
 
 _RANK = "__fsq_rank"
 
@@ -137,11 +137,7 @@ def newest_before_spark(settings: SequenceSettings, events: Any, before: datetim
     latest = Window.partitionBy(*identity).orderBy(ts.desc())
     newest = Window.partitionBy(*keys).orderBy(ts.desc())
     older = older.withColumn(_RANK, F.rank().over(latest)).filter(F.col(_RANK) == 1).drop(_RANK)
-    return (
-        older.withColumn(_RANK, F.dense_rank().over(newest))
-        .filter(F.col(_RANK) <= settings.max_length)
-        .drop(_RANK)
-    )
+    return older.withColumn(_RANK, F.dense_rank().over(newest)).filter(F.col(_RANK) <= settings.max_length).drop(_RANK)
 
 
 def newest_before_pandas(settings: SequenceSettings, events: pd.DataFrame, before: datetime) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import pyarrow as pa
 
-from feast_sequence.storage.codec import ARROW_ELEMENT, column_values, encode_columns, layout_for
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.storage.codec import ARROW_ELEMENT, column_values, encode_columns, layout_for
 
 #: Internal column names of the offline engines (entity keys and fields use their own names).
 EVENT_TIME_US = "__fsq_event_us"

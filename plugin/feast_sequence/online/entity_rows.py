@@ -96,8 +96,7 @@ def _check_column(column: str, value_type: ValueType, view: str, values: Sequenc
                 view,
                 position,
                 values[position],
-                f"outside the {value_type.name} range {low} .. {high}; the key expects {expected} "
-                "values in that range",
+                f"outside the {value_type.name} range {low} .. {high}; the key expects {expected} values in that range",
             )
 
 

@@ -14,12 +14,12 @@ from typing import List, Optional
 
 from feast import FeatureStore
 
-from feast_sequence.feast_internals import store_provider
-from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.redis_io import execute
 from feast_sequence.definitions.settings import is_sequence_view
 from feast_sequence.errors import SequenceConfigurationError, SequenceStoreError
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.store import SequenceRedisOnlineStore
+from feast_sequence.storage.client import redis_client
+from feast_sequence.storage.redis_io import execute
 
 
 def check(store: FeatureStore) -> float:

@@ -22,10 +22,11 @@ from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 
+from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
-from feast_sequence.storage.append import encode_frame
 from feast_sequence.offline.historical import engine_for, historical_job
-from feast_sequence.online.push_views import PushSourceViews
 from feast_sequence.offline.indexing import (
     IndexTarget,
     newest_before_pandas,
@@ -33,13 +34,11 @@ from feast_sequence.offline.indexing import (
     write_local,
     write_spark,
 )
-from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
+from feast_sequence.online.push_views import PushSourceViews
+from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
 from feast_sequence.serving.use_case import UseCaseSettings, is_use_case, validate_use_case
-from feast_sequence.online.store import SequenceRedisOnlineStore
-
+from feast_sequence.storage.append import encode_frame
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -69,15 +68,11 @@ class SequenceProvider(PassthroughProvider):
             return super().ingest_df(feature_view, df, field_mapping)
         self._sequence_store().write_events(self.repo_config, feature_view, _mapped(feature_view, df))
 
-    async def ingest_df_async(
-        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None
-    ) -> None:
+    async def ingest_df_async(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None) -> None:
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         if not is_sequence_view(feature_view):
             return await super().ingest_df_async(feature_view, df, field_mapping)
-        await self._sequence_store().write_events_async(
-            self.repo_config, feature_view, _mapped(feature_view, df)
-        )
+        await self._sequence_store().write_events_async(self.repo_config, feature_view, _mapped(feature_view, df))
 
     def _check_other_views_of_the_push(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict]
@@ -215,25 +210,17 @@ class SequenceProvider(PassthroughProvider):
 
             events = job.to_spark_df()
             ts = F.col(settings.timestamp_field)
-            selected = events.filter(ts >= F.lit(start)).unionByName(
-                newest_before_spark(settings, events, start)
-            )
+            selected = events.filter(ts >= F.lit(start)).unionByName(newest_before_spark(settings, events, start))
             written = write_spark(target, selected)
         else:
             events = job.to_df()
-            in_range = events[
-                pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)
-            ]
-            written = write_local(
-                target, pd.concat([in_range, newest_before_pandas(settings, events, start)])
-            )
+            in_range = events[pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)]
+            written = write_local(target, pd.concat([in_range, newest_before_pandas(settings, events, start)]))
         bar = tqdm_builder(written)
         bar.update(written)
         bar.close()
 
-    def _pull_enrichment(
-        self, config: RepoConfig, registry: Any, project: str, enrichment: Enrichment
-    ) -> pd.DataFrame:
+    def _pull_enrichment(self, config: RepoConfig, registry: Any, project: str, enrichment: Enrichment) -> pd.DataFrame:
         """Every row of an enrichment's view (its batch source), with times in microseconds."""
         view = registry.get_feature_view(enrichment.view, project)
         timestamp_field = view.batch_source.timestamp_field
@@ -291,8 +278,7 @@ def _refuse_unshaped_use_case(registry: Any, project: str, feature_refs: List[st
     matches = [
         service.name
         for service in registry.list_feature_services(project, allow_cache=True)
-        if is_use_case(service)
-        and historical_request(registry, project, service).feature_refs == feature_refs
+        if is_use_case(service) and historical_request(registry, project, service).feature_refs == feature_refs
     ]
     if matches:
         name = matches[0]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypeVar
 
 import pandas as pd
@@ -31,22 +31,22 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from feast_sequence import feast_internals
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
-from feast_sequence import feast_internals
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
-from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.codec import EncodedEvents
+from feast_sequence.storage.drivers import Operation, drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition, evolve
+from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.lookup import one_call_per_key
 from feast_sequence.storage.read import Row, decode_rows, plan_read, populate_sequences, read_commands
-from feast_sequence.storage.drivers import Operation, drive, drive_async
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -407,9 +407,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         fv_name = feast_internals.versioned_view_name(table, config)
         entity_keys = feast_internals.entity_key_protos(values)
         redis_keys = feast_internals.redis_keys_for_entities(self, config, entity_keys)
-        names, hset_keys = feast_internals.hset_keys_for_features(
-            self, table, list(requested_features), fv_name
-        )
+        names, hset_keys = feast_internals.hset_keys_for_features(self, table, list(requested_features), fv_name)
         commands: List[Command] = [("HMGET", key, *hset_keys) for key in redis_keys]
         return commands, partial(self._fill_regular, fv_name, names, table, idxs, output_len)
 
@@ -631,9 +629,7 @@ def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[Lis
 
 
 def _run_writes(client: Any, commands: List[Command], online_config: Any, what: str) -> List[Any]:
-    return execute(
-        client, commands, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE
-    )
+    return execute(client, commands, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE)
 
 
 def _uses_sequence_provider(config: RepoConfig) -> bool:

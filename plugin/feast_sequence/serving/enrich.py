@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.storage.lookup import missing_row
 from feast_sequence.serving.batch import SequenceBatch, as_array
+from feast_sequence.storage.lookup import missing_row
 
 
 def distinct_keys(batch: SequenceBatch, enrichment: Enrichment) -> List[Any]:
@@ -36,9 +36,7 @@ def join(
     return batch, misses
 
 
-def join_per_event(
-    batch: SequenceBatch, enrichment: Enrichment, values: Dict[str, np.ndarray]
-) -> SequenceBatch:
+def join_per_event(batch: SequenceBatch, enrichment: Enrichment, values: Dict[str, np.ndarray]) -> SequenceBatch:
     """The batch with already aligned per-event values added (the as-of join of training data)."""
     for (name, value_type), output in zip(enrichment.features, enrichment.output_names):
         batch = batch.with_column(output, values[name], value_type)

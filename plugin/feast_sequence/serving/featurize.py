@@ -56,9 +56,7 @@ def pad_response_vector(vector: Any, length: int, pad_value: Any) -> List[int]:
 # --- client side: responses to arrays ---------------------------------------------------------
 
 
-def to_numpy(
-    features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None
-) -> Dict[str, np.ndarray]:
+def to_numpy(features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
     """Padded features (``OnlineResponse.to_dict()`` or a training DataFrame's columns) as arrays of
     shape (rows, length); masks become boolean arrays."""
     out: Dict[str, np.ndarray] = {}
@@ -68,18 +66,14 @@ def to_numpy(
     return out
 
 
-def to_tensors(
-    features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None
-) -> Dict[str, Any]:
+def to_tensors(features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``to_numpy`` as torch tensors for numeric features (torch must be installed); other features
     stay numpy arrays. Feast's own ``OnlineResponse.to_tensor`` leaves list features as lists."""
     from feast.torch_wrapper import get_torch
 
     torch = get_torch()
     arrays = to_numpy(features, names)
-    return {
-        name: torch.from_numpy(array) if array.dtype != object else array for name, array in arrays.items()
-    }
+    return {name: torch.from_numpy(array) if array.dtype != object else array for name, array in arrays.items()}
 
 
 @dataclass(frozen=True)
@@ -93,9 +87,7 @@ class Jagged:
         return np.concatenate([[0], np.cumsum(self.lengths)])
 
 
-def to_jagged(
-    features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None
-) -> Dict[str, Jagged]:
+def to_jagged(features: Mapping[str, Sequence[Any]], names: Optional[Sequence[str]] = None) -> Dict[str, Jagged]:
     """List features as flat values plus lengths per row, without needing torch.
 
     For TorchRec: ``KeyedJaggedTensor.from_lengths_sync(keys, values=concat of values in key order,

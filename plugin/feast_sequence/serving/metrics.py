@@ -66,9 +66,7 @@ def _metrics() -> Dict[str, Any]:
         ["use_case", "view"],
         buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000),
     )
-    EMPTY_SEQUENCES = Counter(
-        "feast_sequence_empty_total", "Sequences returned with no event", ["use_case", "view"]
-    )
+    EMPTY_SEQUENCES = Counter("feast_sequence_empty_total", "Sequences returned with no event", ["use_case", "view"])
     NEWEST_AGE_SECONDS = Histogram(
         "feast_sequence_newest_event_age_seconds",
         "Age of the newest returned event of a sequence at serving time",
@@ -100,9 +98,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def observe_sequences(
-    use_case: str, view: str, lengths: np.ndarray, newest_seconds: Optional[np.ndarray]
-) -> None:
+def observe_sequences(use_case: str, view: str, lengths: np.ndarray, newest_seconds: Optional[np.ndarray]) -> None:
     metrics = _metrics()
     length_histogram = metrics["SEQUENCE_LENGTH"].labels(use_case, view)
     for length in lengths.tolist():

@@ -21,11 +21,7 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from feast_sequence import feast_internals
-from feast_sequence.storage.codec import list_field_name
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
-from feast_sequence.storage.read import add_view_metadata
-from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics
@@ -43,6 +39,10 @@ from feast_sequence.serving.use_case import (
     use_case_settings,
     validate_use_case,
 )
+from feast_sequence.storage.codec import list_field_name
+from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
+from feast_sequence.storage.read import add_view_metadata
+from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 
 Request = Generator[RoundTrip, List[Any], OnlineResponse]
 
@@ -188,9 +188,7 @@ def _serve(
     parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
     plans: List[ViewPlan] = []
     for table, requested in grouped_refs:
-        values, idxs, output_len = feast_internals.unique_entities(
-            table, join_key_values, entity_name_to_join_key_map
-        )
+        values, idxs, output_len = feast_internals.unique_entities(table, join_key_values, entity_name_to_join_key_map)
         start = len(commands)
         if is_sequence_view(table):
             # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
@@ -207,9 +205,7 @@ def _serve(
             commands.extend(retrieve_commands(settings, plan.spec, project, values, now_us, key_cache))
             parts.append((start, len(commands), plan))
         else:
-            regular_commands, fill = store.plan_regular_read(
-                config, table, requested, values, idxs, output_len
-            )
+            regular_commands, fill = store.plan_regular_read(config, table, requested, values, idxs, output_len)
             commands.extend(regular_commands)
             parts.append((start, len(commands), fill))
     validate_use_case(use_case, {p.name: p.settings for p in plans})
@@ -271,9 +267,7 @@ def _serve(
             part(first_replies[start:end], response, full_feature_names, include_version_metadata)
     feature_types = feast_internals.feature_types(grouped_refs)
     if odfvs:
-        feast_internals.apply_on_demand_transforms(
-            response, feature_refs, odfvs, full_feature_names, feature_types
-        )
+        feast_internals.apply_on_demand_transforms(response, feature_refs, odfvs, full_feature_names, feature_types)
         clock.stage(metrics.Stage.TRANSFORM)
     kept = set(result_names)
     for plan in plans:
@@ -297,9 +291,7 @@ def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
     return f"{plan.name}__{name}" if full_feature_names else name
 
 
-def _fill(
-    plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool
-) -> None:
+def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool) -> None:
     """Append one view's shaped sequences to the response, in Feast's layout (padded if ``pad``)."""
     batch = plan.batch
     outputs = plan.outputs

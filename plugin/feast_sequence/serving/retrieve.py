@@ -14,12 +14,12 @@ import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from feast_sequence.storage.codec import column_per_event, layout_for
-from feast_sequence.storage.read import read_commands
-from feast_sequence.storage.redis_io import Command
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.use_case import SequenceSpec
+from feast_sequence.storage.codec import column_per_event, layout_for
+from feast_sequence.storage.read import read_commands
+from feast_sequence.storage.redis_io import Command
 
 
 def retrieve_commands(
@@ -31,23 +31,17 @@ def retrieve_commands(
     key_cache: dict,
 ) -> List[Command]:
     limit = spec.length if not spec.where else None  # filters need the whole sequence to choose from
-    return read_commands(
-        settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us
-    )
+    return read_commands(settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us)
 
 
-def decode_batch(
-    settings: SequenceSettings, replies: Sequence[List[bytes]], fields: Sequence[str]
-) -> SequenceBatch:
+def decode_batch(settings: SequenceSettings, replies: Sequence[List[bytes]], fields: Sequence[str]) -> SequenceBatch:
     """The named event fields of every row's sequence, plus the timestamp field (whole seconds)."""
     layout = layout_for(settings)
     lengths = np.fromiter(map(len, replies), dtype=np.int64, count=len(replies))
     members = [member for reply in replies for member in reply]
     message = layout.message_class.FromString(b"".join(members))
     batch = SequenceBatch(lengths)
-    batch = batch.with_column(
-        settings.timestamp_field, as_array(message.ts, ValueType.INT64), ValueType.UNIX_TIMESTAMP
-    )
+    batch = batch.with_column(settings.timestamp_field, as_array(message.ts, ValueType.INT64), ValueType.UNIX_TIMESTAMP)
     index = {f.name: i for i, f in enumerate(settings.fields)}
     for name in fields:
         if name == settings.timestamp_field:

@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
-from feast_sequence.storage.codec import NULL_DEFAULTS
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.offline.pit import EVENT_TIME_US, ROW_ID
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.offline.pit import EVENT_TIME_US, ROW_ID
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.size import first_n
 from feast_sequence.serving.use_case import OutputFormat, SequenceSpec, UseCaseSettings
+from feast_sequence.storage.codec import NULL_DEFAULTS
 
 #: Rows of an enrichment's view: its join key, ``ENRICHMENT_TIME_US`` and its features.
 EnrichmentSource = Callable[[Enrichment], pd.DataFrame]
@@ -63,9 +63,7 @@ def as_of(
     return out
 
 
-def add_index_enrichments(
-    settings: SequenceSettings, events: pd.DataFrame, source: EnrichmentSource
-) -> pd.DataFrame:
+def add_index_enrichments(settings: SequenceSettings, events: pd.DataFrame, source: EnrichmentSource) -> pd.DataFrame:
     """Events with their index-time enriched fields, each as of the event's own time."""
     if not settings.enrichments:
         return events
@@ -113,9 +111,7 @@ def shape(
             batch = batch.with_column(name, as_array(flat, types[name]), types[name])
     row_times = row_time_us[sequences[ROW_ID].to_numpy()]
     if spec.window_us is not None:
-        batch = batch.select(
-            batch.columns[EVENT_TIME_US] >= np.repeat(row_times - spec.window_us, batch.lengths)
-        )
+        batch = batch.select(batch.columns[EVENT_TIME_US] >= np.repeat(row_times - spec.window_us, batch.lengths))
     batch = first_n(filter_events(batch, spec.where), spec.length)
     for enrichment in spec.enrich:
         if enrichment in settings.enrichments:

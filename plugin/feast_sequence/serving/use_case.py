@@ -21,7 +21,12 @@ from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.definitions.settings import TAG_PREFIX, SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.settings import (
+    TAG_PREFIX,
+    SequenceSettings,
+    is_sequence_view,
+    sequence_settings,
+)
 from feast_sequence.errors import SequenceDefinitionError
 
 TAG_USE_CASE = TAG_PREFIX + "use_case"
@@ -200,11 +205,7 @@ class SequenceUseCase(FeatureService):
         user_tags = dict(tags or {})
         if TAG_USE_CASE in user_tags:
             raise SequenceDefinitionError(f"Use case '{name}': tag {TAG_USE_CASE!r} is reserved.")
-        views = {
-            f.projection.name_to_use(): f
-            for f in features
-            if isinstance(f, FeatureView) and is_sequence_view(f)
-        }
+        views = {f.projection.name_to_use(): f for f in features if isinstance(f, FeatureView) and is_sequence_view(f)}
         settings = UseCaseSettings(name, dict(sequences or {}), output, limits or Limits())
         validate_use_case(settings, {n: sequence_settings(v) for n, v in views.items()})
         super().__init__(
@@ -242,9 +243,7 @@ def use_case_settings(service: FeatureService) -> UseCaseSettings:
             limits=Limits(**raw["limits"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise SequenceDefinitionError(
-            f"Use case '{service.name}': tag {TAG_USE_CASE!r} is corrupt: {exc}"
-        ) from exc
+        raise SequenceDefinitionError(f"Use case '{service.name}': tag {TAG_USE_CASE!r} is corrupt: {exc}") from exc
 
 
 def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSettings]) -> None:
@@ -264,8 +263,7 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
     unknown = sorted(set(use_case.sequences) - set(views))
     if unknown:
         raise SequenceDefinitionError(
-            f"{where}: sequences {unknown} are not sequence views of this use case "
-            f"(it reads {sorted(views)})."
+            f"{where}: sequences {unknown} are not sequence views of this use case (it reads {sorted(views)})."
         )
     for view_name, settings in views.items():
         spec = use_case.spec(view_name)
@@ -276,8 +274,7 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
             or not 1 <= spec.length <= settings.max_length
         ):
             raise SequenceDefinitionError(
-                f"{at}: length={spec.length!r} is not allowed; use 1 to the view's "
-                f"max_length={settings.max_length}."
+                f"{at}: length={spec.length!r} is not allowed; use 1 to the view's max_length={settings.max_length}."
             )
         if spec.window is not None and spec.window <= timedelta(0):
             raise SequenceDefinitionError(f"{at}: window={spec.window} must be positive.")
@@ -315,8 +312,7 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
         )
     if not isinstance(condition.op, Operator):
         raise SequenceDefinitionError(
-            f"{at}: filter {condition.field!r} has unknown operator {condition.op!r}; "
-            f"use one of {list(OPERATORS)}."
+            f"{at}: filter {condition.field!r} has unknown operator {condition.op!r}; use one of {list(OPERATORS)}."
         )
     value_type = types[condition.field]
     op = condition.op.value
@@ -324,19 +320,16 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
     if condition.op.takes_list:
         if isinstance(condition.value, (str, bytes)) or not hasattr(condition.value, "__iter__"):
             raise SequenceDefinitionError(
-                f"{at}: filter {condition.field!r} {op!r} needs a list of values, "
-                f"got {condition.value!r}."
+                f"{at}: filter {condition.field!r} {op!r} needs a list of values, got {condition.value!r}."
             )
         values = list(condition.value)
     elif condition.op not in (Operator.EQ, Operator.NE) and not ELEMENT_TYPES[value_type].ordered:
         raise SequenceDefinitionError(
-            f"{at}: filter {condition.field!r} {op!r}: {value_type.name} fields only "
-            "support ==, !=, in and not in."
+            f"{at}: filter {condition.field!r} {op!r}: {value_type.name} fields only support ==, !=, in and not in."
         )
     allowed = ELEMENT_TYPES[value_type].filter_types
     for value in values:
         if isinstance(value, bool) != (bool in allowed) or not isinstance(value, allowed):
             raise SequenceDefinitionError(
-                f"{at}: filter {condition.field!r} {op!r} compares a {value_type.name} "
-                f"field with {value!r}."
+                f"{at}: filter {condition.field!r} {op!r} compares a {value_type.name} field with {value!r}."
             )

@@ -10,6 +10,8 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.errors import SequenceInputError
 from feast_sequence.storage.codec import (
     EVENT_TIME_RANGE,
     MAX_EVENT_US,
@@ -27,8 +29,6 @@ from feast_sequence.storage.codec import (
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND
-from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceInputError
 
 #: Events per script call. Each call is atomic and blocks Redis while it runs, so a huge batch for
 #: one entity is split to keep other clients' latency low.
@@ -152,9 +152,7 @@ def plan_append(
     return commands
 
 
-def plan_remove_range(
-    settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]
-) -> Command:
+def plan_remove_range(settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
     return evalsha(APPEND, keys, _header(settings, range_us))
 

@@ -4,7 +4,8 @@ An event is stored as a run of protobuf wire-format elements: the timestamp (fie
 seconds; 2, the sub-second remainder when non-zero) and one element per event field, numbered by
 the field's stored number (``EventField.stored_number``, derived from its name and recorded in the
 registry) in a per-view message whose fields are all ``repeated``. Adding, removing or reordering
-fields never renumbers the others, so stored events keep their meaning. Concatenating the stored events of a sequence therefore *is* a serialized message whose
+fields never renumbers the others, so stored events keep their meaning. Concatenating the stored
+events of a sequence therefore *is* a serialized message whose
 repeated fields are the sequence's columns, newest first, so a whole sequence is decoded by one
 C-level ``ParseFromString`` instead of per-event Python work. See ``docs/storage-layout.md``.
 
@@ -250,9 +251,7 @@ def list_field_name(value_type: ValueType) -> str:
     return _ELEMENT_FORMAT[value_type][2]
 
 
-def decode_plan(
-    layout: EventLayout, requested: Sequence[Tuple[str, int]]
-) -> Tuple[Tuple[str, str, str], ...]:
+def decode_plan(layout: EventLayout, requested: Sequence[Tuple[str, int]]) -> Tuple[Tuple[str, str, str], ...]:
     """Per requested feature (name, field index or -1 for the timestamps): its Feast list field and
     the stored message's field. Computed once per request, not per entity."""
     return tuple(
@@ -409,21 +408,19 @@ def _reject_mixed_zones(column: str, series: pd.Series) -> None:
             else:
                 aware = position if aware is None else aware
         if aware is not None and naive is not None:
-            raise _bad_row(
-                column, series, max(aware, naive), "mixes zone-aware and naive timestamps in one column"
-            )
+            raise _bad_row(column, series, max(aware, naive), "mixes zone-aware and naive timestamps in one column")
 
 
 _ACCEPTS = {t: e.arrow_accepts for t, e in ELEMENT_TYPES.items() if e.arrow_accepts}
 #: Arrow type of one value of each element type (timestamps as whole seconds).
 ARROW_ELEMENT: Dict[ValueType, pa.DataType] = {t: e.arrow_type for t, e in ELEMENT_TYPES.items()}
 # What pushed columns are cast to (timestamps take their own path, timestamps_to_us).
-_ARROW_TARGET: Dict[ValueType, pa.DataType] = {t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP}
+_ARROW_TARGET: Dict[ValueType, pa.DataType] = {
+    t: arrow for t, arrow in ARROW_ELEMENT.items() if t != ValueType.UNIX_TIMESTAMP
+}
 
 
-def column_values(
-    column: str, value_type: ValueType, data: Union[pd.Series, pa.Array, pa.ChunkedArray]
-) -> List[Any]:
+def column_values(column: str, value_type: ValueType, data: Union[pd.Series, pa.Array, pa.ChunkedArray]) -> List[Any]:
     """Python values of one column (pandas or Arrow), converted to the field's type, nulls as defaults.
 
     Raises ``SequenceInputError`` naming the first row whose value cannot be converted exactly.

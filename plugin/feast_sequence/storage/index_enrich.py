@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import pandas as pd
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.lookup import VALUE_FIELD, decode_lookup, lookup_commands, missing_row
 from feast_sequence.storage.redis_io import Command
-from feast_sequence.definitions.settings import SequenceSettings
 
 Finish = Callable[[List[Any]], pd.DataFrame]
 
@@ -67,12 +67,8 @@ def plan_proto_row_enrichment(
     gain the enriched fields as ``Value``s."""
     if not settings.enrichments or not rows:
         return [], lambda _: list(rows)
-    frame = pd.DataFrame(
-        {e.on: [_python(values.get(e.on)) for _, values, _, _ in rows] for e in settings.enrichments}
-    )
-    commands, enriched_frame = plan_index_enrichment(
-        settings, project, serialization_version, frame, one_call_per_key
-    )
+    frame = pd.DataFrame({e.on: [_python(values.get(e.on)) for _, values, _, _ in rows] for e in settings.enrichments})
+    commands, enriched_frame = plan_index_enrichment(settings, project, serialization_version, frame, one_call_per_key)
 
     def finish(replies: List[Any]) -> List[ProtoRow]:
         enriched = enriched_frame(replies)

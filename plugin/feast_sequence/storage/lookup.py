@@ -16,7 +16,6 @@ from itertools import chain
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast_sequence.feast_internals import redis_field_hash as _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
@@ -24,6 +23,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES, KEY_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.feast_internals import redis_field_hash as _mmh3
 from feast_sequence.storage.codec import NULL_DEFAULTS
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import MULTI_HMGET
@@ -65,9 +65,7 @@ def lookup_commands(
     ]
 
 
-def _redis_keys(
-    enrichment: Enrichment, project: str, serialization_version: int, keys: Sequence[Any]
-) -> List[bytes]:
+def _redis_keys(enrichment: Enrichment, project: str, serialization_version: int, keys: Sequence[Any]) -> List[bytes]:
     suffix = project.encode("utf-8")
     if serialization_version == 3:
         # Feast's v3 layout for one join key, built directly: serialize_entity_key per key (a proto
@@ -133,9 +131,7 @@ def _column_format(value_type: ValueType) -> Tuple[Any, bytes]:
     )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_proto)
-    column_class = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"feast_sequence.lookup.{name}")
-    )
+    column_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"feast_sequence.lookup.{name}"))
     null = column_class(v=[NULL_DEFAULTS[value_type]]).SerializeToString()
     return column_class, null
 

@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.storage.codec import (
     EventLayout,
     column_per_event,
@@ -20,8 +22,6 @@ from feast_sequence.storage.codec import (
 )
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command
-from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceDefinitionError
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 
@@ -76,15 +76,11 @@ def read_commands(
         entity_key = encoded.get(identity)
         if entity_key is None:
             entity_key = encoded[identity] = entity_key_bytes_from_values(row)
-        commands.append(
-            ("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count)
-        )
+        commands.append(("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count))
     return commands
 
 
-def oldest_kept_us(
-    settings: SequenceSettings, now_us: Optional[int], window_us: Optional[int] = None
-) -> object:
+def oldest_kept_us(settings: SequenceSettings, now_us: Optional[int], window_us: Optional[int] = None) -> object:
     """The oldest event time a read returns: events at or after it (TTL, then a use case's window)."""
     bounds = [b for b in (settings.ttl_us, window_us) if b]
     if not bounds:

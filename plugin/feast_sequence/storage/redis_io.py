@@ -27,9 +27,9 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.scripts import APPEND, EXPIRE, MULTI_HMGET, REWRITE, LuaScript
-from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 
 Command = Tuple[Any, ...]
 
@@ -41,9 +41,7 @@ def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Co
 
 
 def _is_noscript(exc: BaseException) -> bool:
-    return isinstance(exc, NoScriptError) or (
-        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
-    )
+    return isinstance(exc, NoScriptError) or (isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT"))
 
 
 def _is_noreplicas(exc: BaseException) -> bool:
@@ -143,9 +141,7 @@ class _Outcome:
     LOAD_SCRIPTS, RETRY = "load", "retry"
 
 
-def _decide(
-    exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str, access: Access
-) -> str:
+def _decide(exc: _Failure, attempt: int, scripts_loaded: bool, retry: RetryPolicy, what: str, access: Access) -> str:
     if isinstance(exc, (AuthenticationError, AuthenticationWrongNumberOfArgsError)):
         raise SequenceStoreError(
             f"Redis rejected the credentials while {what}: {exc}. Check password= (and username=) "

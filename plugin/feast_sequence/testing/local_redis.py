@@ -96,7 +96,7 @@ class LocalRedis:
             except redis.ConnectionError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     log = (self._dir / "redis.log").read_text() if (self._dir / "redis.log").exists() else ""
-                    raise SequenceConfigurationError(
+                    raise SequenceConfigurationError(  # noqa: B904  (the log says why; the timeout does not)
                         f"redis-server on port {self.port} did not start:\n{log[-2000:]}"
                     )
                 time.sleep(0.02)
