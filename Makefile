@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench setup redis-server java clean
+.PHONY: demo test check bench setup redis-server java clean
 
 setup: $(STAMP) redis-server java
 
@@ -27,7 +27,13 @@ demo: $(STAMP) java
 	@if [ -z "$$FEAST_SEQUENCE_REDIS" ]; then bash scripts/ensure_redis_server.sh; fi
 	$(PY) -m feast_sequence.demo
 
-test: setup
+# Quality gates: lint and strict typing of feast_sequence (configured in pyproject.toml).
+check: $(STAMP)
+	$(PY) -m ruff check plugin transformations validations tests
+	$(PY) -m ruff format --check plugin transformations validations tests
+	$(PY) -m mypy
+
+test: setup check
 	$(PY) -m pytest -q
 
 bench: setup
