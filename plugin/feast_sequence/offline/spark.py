@@ -28,7 +28,8 @@ def spark_session(config: RepoConfig) -> Any:
 
     A new session runs its Python workers with ``spark_conf``'s ``spark.pyspark.python``, else
     ``PYSPARK_PYTHON``, else this interpreter (the one that has feast_sequence), never whatever
-    ``python3`` is first on PATH. An active session is used as it is.
+    ``python3`` is first on PATH. An active session (started by Feast, or by the user) is used, with
+    the same worker interpreter unless it names one itself.
     """
     from pyspark.sql import SparkSession
 
@@ -44,11 +45,17 @@ def spark_session(config: RepoConfig) -> Any:
     else:
         conf = _with_worker_python({})
         session = SparkSession.builder.config(PYTHON_CONF, conf[PYTHON_CONF]).getOrCreate()
-    if starting:
+    if starting or not _names_worker_python(session):
         # PySpark reads the workers' executable only from PYSPARK_PYTHON when the context starts
         # (spark.pyspark.python is for spark-submit); set it on this context, not on the process.
+        # Functions shipped to workers afterwards use it.
         session.sparkContext.pythonExec = conf[PYTHON_CONF]
     return session
+
+
+def _names_worker_python(session: Any) -> bool:
+    """Whether an active session was told which Python its workers run (we then leave it alone)."""
+    return bool(os.environ.get("PYSPARK_PYTHON") or session.conf.get(PYTHON_CONF, None))
 
 
 def _with_worker_python(spark_conf: Dict[str, str]) -> Dict[str, str]:
