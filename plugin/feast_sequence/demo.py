@@ -14,12 +14,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import pandas as pd
 
-from feast_sequence.examples.retail import RAW_FILE, load_events, write_repo_data
+from feast_sequence.examples.retail import RAW_FILE, RetailEvents, load_events, write_repo_data
 from feast_sequence.testing.local_redis import LocalRedis
+
+if TYPE_CHECKING:  # imported in main(), after `feast apply`
+    from feast import FeatureStore
 
 FIELDS = ["item_id", "quantity", "unit_price", "event_timestamp"]
 REDIS_ENV = "FEAST_SEQUENCE_REDIS"
@@ -35,7 +38,7 @@ def redis_connection() -> Iterator[str]:
         yield server.connection_string
 
 
-def replay(store, source: str, events: pd.DataFrame, batch_rows: int) -> float:
+def replay(store: FeatureStore, source: str, events: pd.DataFrame, batch_rows: int) -> float:
     """Push events in time order, `batch_rows` per push; returns events per second."""
     ordered = events.sort_values("event_timestamp", kind="stable")
     start = time.perf_counter()
@@ -44,7 +47,7 @@ def replay(store, source: str, events: pd.DataFrame, batch_rows: int) -> float:
     return len(ordered) / (time.perf_counter() - start)
 
 
-def show(store, customer: int) -> None:
+def show(store: FeatureStore, customer: int) -> None:
     refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
     out = store.get_online_features(
         features=refs, entity_rows=[{"customer_id": customer}], full_feature_names=True
@@ -58,7 +61,7 @@ def show(store, customer: int) -> None:
         print("    " + frame.to_string(index=False).replace("\n", "\n    ") if len(frame) else "    (none)")
 
 
-def read_latency_ms(store, customers: List[int], reads: int) -> List[float]:
+def read_latency_ms(store: FeatureStore, customers: List[int], reads: int) -> List[float]:
     refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
     timings = []
     for k in range(reads):
@@ -112,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def show_use_case(store, events, customer: int) -> None:
+def show_use_case(store: FeatureStore, events: RetailEvents, customer: int) -> None:
     """The `purchase_ranking` use case (feature_repo/features.py): the same stored purchases,
     filtered, cut to 10, joined with the item catalogue and padded, as a ranking model takes them."""
     store.write_to_online_store("item", events.items)  # the catalogue the use case joins at serving time

@@ -25,7 +25,8 @@ from feast.value_type import ValueType
 def parse_connection_string(connection_string: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Feast's parse of a Redis ``connection_string``: the ``host:port`` nodes and the other
     parameters (typed: numbers, booleans). ``RedisOnlineStore._parse_connection_string``."""
-    return RedisOnlineStore._parse_connection_string(connection_string)
+    parsed: Tuple[List[Dict[str, Any]], Dict[str, Any]] = RedisOnlineStore._parse_connection_string(connection_string)
+    return parsed
 
 
 def feast_redis_client(online_config: Any) -> Any:
@@ -37,7 +38,8 @@ def feast_redis_client(online_config: Any) -> Any:
 def redis_field_hash(text: str) -> bytes:
     """The hash field Feast's Redis store keeps ``"<view>:<feature>"`` under (murmur3_32, 4 bytes
     little-endian). ``feast.infra.online_stores.helpers._mmh3``."""
-    return _mmh3(text)
+    field: bytes = _mmh3(text)
+    return field
 
 
 def store_provider(store: FeatureStore) -> Provider:
@@ -52,7 +54,10 @@ def rows_for_ingestion(
     """A pushed frame converted to Feast's online rows for a regular view, as ``ingest_df`` does
     before writing (raises on a value the view cannot take).
     ``PassthroughProvider._prep_rows_to_write_for_ingestion``."""
-    return provider._prep_rows_to_write_for_ingestion(feature_view=feature_view, df=df, field_mapping=field_mapping)
+    rows: List[Any] = provider._prep_rows_to_write_for_ingestion(
+        feature_view=feature_view, df=df, field_mapping=field_mapping
+    )
+    return rows
 
 
 # --- training data: what FeatureStore.get_historical_features hands the provider -------------

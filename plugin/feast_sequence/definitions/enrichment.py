@@ -7,7 +7,7 @@ up when events are written and stored in them) or in a use case (serving time: j
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from feast import FeatureView
 from feast.value_type import ValueType
@@ -36,7 +36,7 @@ class Enrichment:
     def output_names(self) -> Tuple[str, ...]:
         return tuple(self.prefix + name for name, _ in self.features)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {
             "view": self.view,
             "join_key": self.join_key,

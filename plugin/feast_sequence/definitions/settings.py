@@ -155,7 +155,7 @@ def settings_tags(
     timestamp_field: str,
     field_numbers: Mapping[str, int],
     enrichments: Sequence[Enrichment] = (),
-) -> dict:
+) -> Dict[str, str]:
     tags = {
         TAG_FORMAT: STORAGE_FORMAT,
         TAG_MAX_LENGTH: str(max_length),

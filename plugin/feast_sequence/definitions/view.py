@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 from feast import Entity, FeatureView, Field, PushSource
 from feast.data_source import DataSource
@@ -139,7 +139,7 @@ def _served_schema(view_name: str, schema: List[Field], timestamp_field: str, jo
     """Event fields become list features; the timestamp field is appended as a list of timestamps."""
     if not schema:
         raise SequenceDefinitionError(f"Sequence view '{view_name}': schema has no event fields.")
-    seen: set = set()
+    seen: Set[str] = set()
     served = []
     for f in schema:
         if f.name in seen:

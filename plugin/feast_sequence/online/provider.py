@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol, runtime_checkable
 
 import pandas as pd
 from feast import FeatureStore, FeatureView
@@ -62,20 +62,24 @@ class SequenceProvider(PassthroughProvider):
             )
         return store
 
-    def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None) -> None:
+    def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         if not is_sequence_view(feature_view):
-            return super().ingest_df(feature_view, df, field_mapping)
+            super().ingest_df(feature_view, df, field_mapping)
+            return
         self._sequence_store().write_events(self.repo_config, feature_view, _mapped(feature_view, df))
 
-    async def ingest_df_async(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict] = None) -> None:
+    async def ingest_df_async(
+        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
+    ) -> None:
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         if not is_sequence_view(feature_view):
-            return await super().ingest_df_async(feature_view, df, field_mapping)
+            await super().ingest_df_async(feature_view, df, field_mapping)
+            return
         await self._sequence_store().write_events_async(self.repo_config, feature_view, _mapped(feature_view, df))
 
     def _check_other_views_of_the_push(
-        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict]
+        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]]
     ) -> None:
         """Validate a pushed frame for every other view of its push source before writing this one.
 
@@ -151,7 +155,7 @@ class SequenceProvider(PassthroughProvider):
 
         def events_of(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
             job = self.pull_events(config, view, settings, start, end)
-            return job.to_spark_df() if spark_events else job.to_df()
+            return _spark_df(job) if spark_events else job.to_df()
 
         enrichment_rows: Dict[Enrichment, pd.DataFrame] = {}
 
@@ -208,7 +212,7 @@ class SequenceProvider(PassthroughProvider):
         if spark_events:
             from pyspark.sql import functions as F
 
-            events = job.to_spark_df()
+            events = _spark_df(job)
             ts = F.col(settings.timestamp_field)
             selected = events.filter(ts >= F.lit(start)).unionByName(newest_before_spark(settings, events, start))
             written = write_spark(target, selected)
@@ -246,7 +250,7 @@ class SequenceProvider(PassthroughProvider):
         end: datetime,
     ) -> RetrievalJob:
         """Events of a sequence view's batch source in [start, end], through Feast's offline store."""
-        return self.offline_store.pull_all_from_table_or_query(
+        job: RetrievalJob = self.offline_store.pull_all_from_table_or_query(
             config=config,
             data_source=view.batch_source,
             join_key_columns=[k for k, _ in settings.join_keys],
@@ -256,6 +260,24 @@ class SequenceProvider(PassthroughProvider):
             start_date=start,
             end_date=end,
         )
+        return job
+
+
+@runtime_checkable
+class _SparkRetrievalJob(Protocol):
+    """A job of Feast's Spark offline store (``SparkRetrievalJob``, or a subclass store's own)."""
+
+    def to_spark_df(self) -> Any: ...
+
+
+def _spark_df(job: RetrievalJob) -> Any:
+    """The job's rows as a Spark DataFrame; only the Spark offline store's jobs have one."""
+    if not isinstance(job, _SparkRetrievalJob):
+        raise SequenceConfigurationError(
+            f"The Spark offline store returned a {type(job).__name__}, which has no to_spark_df(); "
+            "sequence views need its jobs to give Spark DataFrames."
+        )
+    return job.to_spark_df()
 
 
 def sequence_provider(store: FeatureStore) -> SequenceProvider:

@@ -77,8 +77,10 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """Feast's Redis online store options, plus how calls that cannot reach Redis are retried and how
     many replicas must acknowledge each write (docs/replication.md)."""
 
+    # Feast picks the store class by this field: a plugin's config must override the parent's
+    # Literal["redis"] with its own value, which mypy reports as an incompatible override.
     type: Literal["feast_sequence.online_store.SequenceRedisOnlineStore"] = (
-        "feast_sequence.online_store.SequenceRedisOnlineStore"
+        "feast_sequence.online_store.SequenceRedisOnlineStore"  # type: ignore[assignment]
     )
     retries: NonNegativeInt = 0
     """How many times a call that cannot reach Redis is sent again before the error is raised.
@@ -323,9 +325,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     def _read_features_per_fv(
         self,
         config: RepoConfig,
-        grouped_refs: List,
-        join_key_values: Dict,
-        entity_name_to_join_key_map: Dict,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
         online_features_response: Any,
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
@@ -339,9 +341,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     async def _read_features_per_fv_async(
         self,
         config: RepoConfig,
-        grouped_refs: List,
-        join_key_values: Dict,
-        entity_name_to_join_key_map: Dict,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
         online_features_response: Any,
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
@@ -354,9 +356,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     def _read_features(
         self,
         config: RepoConfig,
-        grouped_refs: List,
-        join_key_values: Dict,
-        entity_name_to_join_key_map: Dict,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
         response: Any,
         full_feature_names: bool,
         include_version_metadata: bool,
@@ -368,9 +370,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     def _plan_request(
         self,
         config: RepoConfig,
-        grouped_refs: List,
-        join_key_values: Dict,
-        entity_name_to_join_key_map: Dict,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
     ) -> "_RequestPlan":
         plan = _RequestPlan()
         now_us = time.time_ns() // 1000  # one "now" for the whole request

@@ -18,7 +18,8 @@ from feast_sequence.storage.lookup import missing_row
 
 
 def distinct_keys(batch: SequenceBatch, enrichment: Enrichment) -> List[Any]:
-    return pd.unique(batch.columns[enrichment.on]).tolist()
+    keys: List[Any] = pd.unique(batch.columns[enrichment.on]).tolist()
+    return keys
 
 
 def join(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from typing import Sequence, Set
 
 import numpy as np
 
@@ -20,7 +20,7 @@ _COMPARE = {
 }
 
 
-def needed_fields(where: Sequence[Where]) -> set:
+def needed_fields(where: Sequence[Where]) -> Set[str]:
     return {condition.field for condition in where}
 
 

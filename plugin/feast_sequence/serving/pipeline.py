@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Generator, List, Sequence, Tuple
 
 import numpy as np
 from feast.online_response import OnlineResponse
@@ -58,7 +58,6 @@ class ViewPlan:
     requested: List[str]
     idxs: Any = None
     output_len: int = 0
-    batch: Optional[SequenceBatch] = None
 
     @property
     def serving_enrichments(self) -> List[Enrichment]:
@@ -91,6 +90,14 @@ class ViewPlan:
     @property
     def length(self) -> int:
         return self.spec.length or self.settings.max_length
+
+
+@dataclass
+class ServedView:
+    """A sequence view of a request once read: its plan, and its events as the stages leave them."""
+
+    plan: ViewPlan
+    batch: SequenceBatch
 
 
 class _Clock:
@@ -210,25 +217,28 @@ def _serve(
             parts.append((start, len(commands), fill))
     validate_use_case(use_case, {p.name: p.settings for p in plans})
     first_replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
-    for start, end, part in parts:
+    views: List[ServedView] = []  # in plan order; each also replaces its plan in parts
+    for index, (start, end, part) in enumerate(parts):
         if isinstance(part, ViewPlan):
-            part.batch = decode_batch(part.settings, first_replies[start:end], part.decoded)
+            view = ServedView(part, decode_batch(part.settings, first_replies[start:end], part.decoded))
+            views.append(view)
+            parts[index] = (start, end, view)
     clock.stage(metrics.Stage.RETRIEVE)
 
     # --- filter, size ---
-    for plan in plans:
-        plan.batch = filter_events(plan.batch, plan.spec.where)
+    for view in views:
+        view.batch = filter_events(view.batch, view.plan.spec.where)
     clock.stage(metrics.Stage.FILTER)
-    for plan in plans:
-        plan.batch = first_n(plan.batch, plan.spec.length)
+    for view in views:
+        view.batch = first_n(view.batch, view.plan.spec.length)
     clock.stage(metrics.Stage.SIZE)
 
     # --- enrich: one round trip for every distinct key of every enrichment of the request ---
     lookups: Dict[Enrichment, List[Any]] = {}
-    for plan in plans:
-        for enrichment in plan.serving_enrichments:
+    for view in views:
+        for enrichment in view.plan.serving_enrichments:
             keys = lookups.setdefault(_lookup_of(enrichment), [])
-            keys.extend(distinct_keys(plan.batch, enrichment))
+            keys.extend(distinct_keys(view.batch, enrichment))
     if lookups:
         per_key = one_call_per_key(config.online_store)
         spans = []
@@ -244,24 +254,24 @@ def _serve(
         found: Dict[Enrichment, Dict[Any, Tuple[Any, ...]]] = {}
         for enrichment, keys, start, end in spans:
             found[enrichment], _ = decode_lookup(enrichment, keys, replies[start:end])
-        for plan in plans:
-            for enrichment in plan.serving_enrichments:
-                plan.batch, misses = join(plan.batch, enrichment, found[_lookup_of(enrichment)])
+        for view in views:
+            for enrichment in view.plan.serving_enrichments:
+                view.batch, misses = join(view.batch, enrichment, found[_lookup_of(enrichment)])
                 if misses:
-                    metrics.ENRICHMENT_MISSES.labels(use_case.name, plan.name, enrichment.view).inc(misses)
+                    metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
         clock.stage(metrics.Stage.ENRICH)
 
     # --- response: Feast's layout, then on-demand views, then the output format ---
     # On-demand views must see unpadded lists; without them, lists are padded as they are written.
     pad_in_fill = use_case.output == OutputFormat.PADDED and not odfvs
     for start, end, part in parts:
-        if isinstance(part, ViewPlan):
+        if isinstance(part, ServedView):
             _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
             metrics.observe_sequences(
                 use_case.name,
-                part.name,
+                part.plan.name,
                 part.batch.lengths,
-                newest_seconds(part.batch, part.settings.timestamp_field),
+                newest_seconds(part.batch, part.plan.settings.timestamp_field),
             )
         else:
             part(first_replies[start:end], response, full_feature_names, include_version_metadata)
@@ -270,9 +280,9 @@ def _serve(
         feast_internals.apply_on_demand_transforms(response, feature_refs, odfvs, full_feature_names, feature_types)
         clock.stage(metrics.Stage.TRANSFORM)
     kept = set(result_names)
-    for plan in plans:
-        kept.update(_output_name(plan, n, full_feature_names) for n in plan.outputs)
-        kept.update(featurize_response(use_case, plan, response, full_feature_names, pad_in_fill))
+    for view in views:
+        kept.update(_output_name(view.plan, n, full_feature_names) for n in view.plan.outputs)
+        kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
     feast_internals.drop_unneeded_columns(response, kept)
     clock.stage(metrics.Stage.FEATURIZE)
     return OnlineResponse(response, feature_types=feature_types)
@@ -291,9 +301,9 @@ def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
     return f"{plan.name}__{name}" if full_feature_names else name
 
 
-def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool) -> None:
+def _fill(view: ServedView, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool) -> None:
     """Append one view's shaped sequences to the response, in Feast's layout (padded if ``pad``)."""
-    batch = plan.batch
+    plan, batch = view.plan, view.batch
     outputs = plan.outputs
     response.metadata.feature_names.val.extend(_output_name(plan, n, full_feature_names) for n in outputs)
     add_view_metadata(response, plan.table, include_version_metadata)
@@ -320,19 +330,20 @@ def _fill(plan: ViewPlan, response: Any, full_feature_names: bool, include_versi
 
 
 def featurize_response(
-    use_case: UseCaseSettings, plan: ViewPlan, response: Any, full_feature_names: bool, padded: bool
+    use_case: UseCaseSettings, view: ServedView, response: Any, full_feature_names: bool, padded: bool
 ) -> List[str]:
     """Apply the use case's output format to one view's features in the response (``padded``: its
     lists already are); returns the names of the features it added (masks, lengths)."""
     if use_case.output == OutputFormat.LISTS:
         return []
-    counts = plan.batch.lengths[plan.owner()].tolist()
+    plan, batch = view.plan, view.batch
+    counts = batch.lengths[plan.owner()].tolist()
     if use_case.output == OutputFormat.PADDED:
         if not padded:
             names = list(response.metadata.feature_names.val)
             for name in plan.outputs:
                 vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
-                pad_response_vector(vector, plan.length, PAD_VALUES[plan.batch.types[name]])
+                pad_response_vector(vector, plan.length, PAD_VALUES[batch.types[name]])
         added = mask_name(plan.name)
         _add_vector(response, added, "bool_list_val", [mask(c, plan.length) for c in counts])
     else:  # jagged

@@ -8,7 +8,7 @@ protobuf parse of their concatenation.
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -28,7 +28,7 @@ def retrieve_commands(
     project: str,
     rows: Sequence[Mapping[str, ValueProto]],
     now_us: int,
-    key_cache: dict,
+    key_cache: Dict[Tuple[int, ...], bytes],
 ) -> List[Command]:
     limit = spec.length if not spec.where else None  # filters need the whole sequence to choose from
     return read_commands(settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us)
@@ -55,7 +55,8 @@ def decode_batch(settings: SequenceSettings, replies: Sequence[List[bytes]], fie
     return batch
 
 
-def newest_seconds(batch: SequenceBatch, timestamp_field: str) -> Optional[np.ndarray]:
+def newest_seconds(batch: SequenceBatch, timestamp_field: str) -> np.ndarray:
     """Each non-empty row's newest event time (whole seconds)."""
     starts = batch.offsets()[:-1][batch.lengths > 0]
-    return batch.columns[timestamp_field][starts]
+    newest: np.ndarray = batch.columns[timestamp_field][starts]
+    return newest

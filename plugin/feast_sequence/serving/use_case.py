@@ -81,7 +81,7 @@ class Where:
         if isinstance(self.op, str) and self.op in OPERATORS:
             object.__setattr__(self, "op", Operator(self.op))
 
-    def to_json(self) -> list:
+    def to_json(self) -> List[Any]:
         takes_list = isinstance(self.op, Operator) and self.op.takes_list
         return [self.field, _text(self.op), list(self.value) if takes_list else self.value]
 
@@ -103,7 +103,7 @@ class SequenceSpec:
     def window_us(self) -> Optional[int]:
         return None if self.window is None else int(self.window / timedelta(microseconds=1))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {
             "length": self.length,
             "where": [w.to_json() for w in self.where],
@@ -131,7 +131,7 @@ class Limits:
     time_budget_ms: Optional[float] = None
     """Wall time one request may take; checked after each serving stage."""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {"max_entities": self.max_entities, "time_budget_ms": self.time_budget_ms}
 
 
@@ -316,7 +316,7 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
         )
     value_type = types[condition.field]
     op = condition.op.value
-    values: Union[list, tuple] = [condition.value]
+    values: Union[List[Any], Tuple[Any, ...]] = [condition.value]
     if condition.op.takes_list:
         if isinstance(condition.value, (str, bytes)) or not hasattr(condition.value, "__iter__"):
             raise SequenceDefinitionError(

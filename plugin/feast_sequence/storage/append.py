@@ -102,7 +102,7 @@ def encode_proto_rows(
                     f"holds a {kind}; each row must be one event with scalar values. Push raw "
                     "events (provider: feast_sequence.SequenceProvider converts them)."
                 )
-            value = feast_value_type_to_python_type(proto) if kind is not None else None
+            value = feast_value_type_to_python_type(proto) if proto is not None and kind is not None else None
             column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
     _check_sizes(settings, members)

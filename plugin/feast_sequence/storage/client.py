@@ -5,7 +5,7 @@ Redis's eviction policy checked once. The store and the offline jobs use the sam
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Protocol, runtime_checkable
+from typing import Any, List, Mapping, Optional, Protocol, runtime_checkable
 
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
@@ -39,6 +39,9 @@ class _WithTimeoutDefaults(Protocol):
     """The online store's config (``SequenceRedisOnlineStoreConfig``), which knows its defaults."""
 
     def connection_string_with_timeouts(self) -> str: ...
+
+    # pydantic's BaseModel.model_copy (every Feast config is a pydantic model).
+    def model_copy(self, *, update: Optional[Mapping[str, Any]] = None, deep: bool = False) -> Any: ...
 
 
 def with_default_timeouts(config: Any) -> Any:

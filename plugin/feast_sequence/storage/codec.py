@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -364,7 +364,7 @@ def timestamps_to_us(column: str, series: pd.Series) -> np.ndarray:
     if len(bad):
         problem = "is null" if pd.isna(series.iloc[bad[0]]) else "is not a timestamp (or out of range)"
         raise _bad_row(column, series, int(bad[0]), problem)
-    micros = pd.DatetimeIndex(parsed).as_unit("us").asi8
+    micros: np.ndarray = pd.DatetimeIndex(parsed).as_unit("us").asi8
     outside = np.flatnonzero((micros < MIN_EVENT_US) | (micros > MAX_EVENT_US))
     if len(outside):
         raise _bad_row(column, series, int(outside[0]), f"is outside {EVENT_TIME_RANGE}")
@@ -432,7 +432,8 @@ def column_values(column: str, value_type: ValueType, data: Union[pd.Series, pa.
         if present.any():
             us[present] = timestamps_to_us(column, series[present])
         seconds = np.floor_divide(us, 1_000_000)
-        return np.where(present, seconds, NULL_TIMESTAMP_INT_VALUE).tolist()
+        timestamps: List[Any] = np.where(present, seconds, NULL_TIMESTAMP_INT_VALUE).tolist()
+        return timestamps
     default = NULL_DEFAULTS[value_type]
     array: Optional[pa.Array]
     if isinstance(data, pd.Series):
@@ -458,7 +459,7 @@ def column_values(column: str, value_type: ValueType, data: Union[pd.Series, pa.
         _raise_first_unconvertible(column, value_type, series)
     if pa.types.is_null(array.type):
         return [default] * len(array)
-    values = array.to_pylist()
+    values: List[Any] = array.to_pylist()
     if array.null_count:
         values = [default if v is None else v for v in values]
     return values
@@ -491,7 +492,7 @@ def _reject_float32_changes(column: str, data: Any, source: pa.Array, target: pa
         )
 
 
-def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Series) -> None:
+def _raise_first_unconvertible(column: str, value_type: ValueType, series: pd.Series) -> NoReturn:
     """Find and report the first value of ``series`` that is not a valid ``value_type``."""
     target = _ARROW_TARGET[value_type]
     for position, value in enumerate(series.tolist()):

@@ -72,7 +72,9 @@ class RetryPolicy:
     max_backoff_seconds: float = 2.0
 
     def wait(self, attempt: int) -> float:
-        return min(self.backoff_seconds * (2**attempt), self.max_backoff_seconds)
+        # int ** int is Any to mypy (a negative exponent gives a float); attempt is never negative.
+        delay: float = min(self.backoff_seconds * (2**attempt), self.max_backoff_seconds)
+        return delay
 
 
 NO_RETRY = RetryPolicy()

@@ -43,7 +43,7 @@ class LocalRedis:
         self.extra_args = list(extra_args or [])
         self.replica_of = replica_of
         self._dir = Path(tempfile.mkdtemp(prefix="feast-sequence-redis-"))
-        self._process: Optional[subprocess.Popen] = None
+        self._process: Optional[subprocess.Popen[bytes]] = None
 
     @property
     def connection_string(self) -> str:
