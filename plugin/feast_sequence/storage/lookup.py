@@ -23,7 +23,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES, KEY_TYPES
 from feast_sequence.definitions.enrichment import Enrichment
-from feast_sequence.feast_internals import redis_field_hash as _mmh3
+from feast_sequence.feast_internals import redis_field_hash
 from feast_sequence.storage.codec import NULL_DEFAULTS
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import MULTI_HMGET
@@ -55,7 +55,7 @@ def lookup_commands(
     are every key's values (see :func:`decode_lookup`)."""
     if enrichment.key_type not in _KEY_FIELD:
         raise ValueError(f"Enrichment join keys of type {enrichment.key_type.name} are not supported.")
-    hash_fields = [_mmh3(f"{enrichment.view}:{name}") for name, _ in enrichment.features]
+    hash_fields = [redis_field_hash(f"{enrichment.view}:{name}") for name, _ in enrichment.features]
     redis_keys = _redis_keys(enrichment, project, serialization_version, keys)
     if one_call_per_key:
         return [("HMGET", key, *hash_fields) for key in redis_keys]
