@@ -1,12 +1,12 @@
-"""``feast-sequence``: the offline jobs, validation and the health check from the command line
-(``feast-sequence <command> --help``)."""
+"""``feast-sequence``: the offline jobs, validation, the health check and the feature server with the
+fast ``/push`` from the command line (``feast-sequence <command> --help``)."""
 
 from __future__ import annotations
 
 import sys
 from typing import List, Optional
 
-from feast_sequence.online import health
+from feast_sequence.online import health, push_server
 from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
@@ -18,6 +18,7 @@ JOBS = {
     "health": health.main,
     "stream": streaming.main,
     "reindex": reindex.main,
+    "serve": push_server.main,
 }
 
 
