@@ -6,9 +6,17 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from feast_sequence.online import health, push_server
+from feast_sequence.online import health
 from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
+
+
+def _serve(argv: List[str]) -> int:
+    # Imported on use: the feature server pulls in FastAPI, gunicorn and Feast's server modules.
+    from feast_sequence.online import push_server
+
+    return push_server.main(argv)
+
 
 JOBS = {
     "backfill": backfill.main,
@@ -18,7 +26,7 @@ JOBS = {
     "health": health.main,
     "stream": streaming.main,
     "reindex": reindex.main,
-    "serve": push_server.main,
+    "serve": _serve,
 }
 
 

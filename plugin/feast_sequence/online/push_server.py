@@ -13,17 +13,23 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+import click
+import pandas as pd
+from fastapi import Depends, FastAPI, Response
+from fastapi.routing import APIRoute
 from feast import FeatureStore
+from feast import metrics as feast_metrics
 from feast.data_source import PushMode
+from feast.feature_server import PushFeaturesRequest, get_app
+from feast.permissions.action import WRITE, AuthzedAction
+from feast.permissions.security_manager import assert_permissions
+from feast.permissions.server.rest import inject_user_details
 
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
 from feast_sequence.online.provider import sequence_provider
 from feast_sequence.online.push import push_async
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 _logger = logging.getLogger(__name__)
 _MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
@@ -35,14 +41,7 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     With ``feature_server.offline_push_batching_enabled``, a push that writes offline goes to
     Feast's own route, whose batcher lives inside ``get_app``.
     """
-    from fastapi import Depends, Response
-    from feast import feature_server
-    from feast import metrics as feast_metrics
-    from feast.permissions.action import WRITE, AuthzedAction
-    from feast.permissions.security_manager import assert_permissions
-    from feast.permissions.server.rest import inject_user_details
-
-    app = feature_server.get_app(store, registry_ttl_sec)
+    app = get_app(store, registry_ttl_sec)
     feast_push = _remove_post_route(app, "/push")
     actions = {
         PushMode.ONLINE: [AuthzedAction.WRITE_ONLINE],
@@ -52,7 +51,7 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     batches_offline = bool(store.config.feature_server and store.config.feature_server.offline_push_batching_enabled)
 
     @app.post("/push", dependencies=[Depends(inject_user_details)])  # type: ignore[untyped-decorator]
-    async def push(request: feature_server.PushFeaturesRequest) -> Response:
+    async def push(request: PushFeaturesRequest) -> Response:
         to = _MODES.get(request.to)
         if to is not None and batches_offline and to != PushMode.ONLINE:
             return await feast_push(request)  # type: ignore[no-any-return]
@@ -74,16 +73,12 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     return fast_app
 
 
-def _frame(columns: Dict[str, List[Any]]) -> Any:
-    import pandas as pd
-
+def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
 def _remove_post_route(app: "FastAPI", path: str) -> Any:
     """Remove ``POST path`` from ``app`` and return its endpoint."""
-    from fastapi.routing import APIRoute
-
     for route in app.router.routes:
         if isinstance(route, APIRoute) and route.path == path and "POST" in (route.methods or ()):
             app.router.routes.remove(route)
@@ -109,7 +104,6 @@ def serve(
     """``feast.feature_server.start_server`` (Feast 0.67) with ``fast_push_app``: the metrics
     server, auth and security managers, then gunicorn with uvicorn workers."""
     import gunicorn.app.base
-    from feast import metrics as feast_metrics
     from feast.permissions.server.utils import (
         ServerType,
         init_auth_manager,
@@ -164,7 +158,6 @@ def serve(
 def main(argv: Optional[List[str]] = None) -> int:
     """``feast-sequence serve --repo R [feast serve options]`` (``--help`` lists them: they are
     ``feast serve``'s own)."""
-    import click
     from feast.cli.serve import serve_command
 
     def run(repo: str, type_: str, **options: Any) -> None:
