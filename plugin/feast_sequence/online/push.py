@@ -104,11 +104,11 @@ def _has_feature_values(store: FeatureStore, view: Any, df: pd.DataFrame) -> boo
         warnings.warn("Cannot write empty dataframe to online store", stacklevel=3)
         return False
     names = [f.name for f in view.features]
-    if names:
-        values = df[names]
-        if values.empty or values.isnull().all().all():
-            warnings.warn("Cannot write dataframe with empty feature columns to online store", stacklevel=3)
-            return False
+    # Feast's `df[names].isnull().all().all()`, column by column on numpy: that one pandas
+    # expression cost half of a one-event push. A missing column raises KeyError, as Feast's does.
+    if names and all(pd.isna(df[name].to_numpy()).all() for name in names):
+        warnings.warn("Cannot write dataframe with empty feature columns to online store", stacklevel=3)
+        return False
     return True
 
 
