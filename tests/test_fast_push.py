@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -168,19 +169,26 @@ def _extra_view(tmp_path: Path) -> FeatureView:
 
 
 def test_an_apply_takes_effect_at_the_next_refresh_while_pushes_run(make_store, tmp_path, redis_client):
-    """Another process applies (adds a view, changes one, removes one) while this one pushes in
-    threads and refreshes its registry as `feast serve` does; no push fails, and after the refresh
-    each push writes exactly the views the registry now holds."""
+    """Another process applies (adds a view, removes one, changes one) while this one pushes in
+    threads and refreshes its registry as `feast serve` does, the refreshes racing the pushes; no
+    push fails, and after the refresh each push writes exactly the views the registry now holds.
+
+    The pushes pause while the registry file is being written: Feast's file registry store
+    rewrites it in place, and a read racing that write can see a partial registry (Feast's own
+    `store.push` then fails too, with PushSourceNotFoundException or KeyError; see docs/ingest.md).
+    """
     store = make_store(multi_view_repo.objects(tmp_path / "data_files"))
     other = FeatureStore(repo_path=str(store.repo_path))
     errors: List[BaseException] = []
     stop = threading.Event()
+    writing_registry = threading.Lock()
 
     def pusher(user: int) -> None:
         while not stop.is_set():
             frame = multi_view_repo.frame(small=1).assign(user_id=[user])
             try:
-                feast_sequence.push(store, "events_push", frame)
+                with writing_registry:
+                    feast_sequence.push(store, "events_push", frame)
             except BaseException as error:  # noqa: B036 - reported below
                 errors.append(error)
                 return
@@ -192,12 +200,16 @@ def test_an_apply_takes_effect_at_the_next_refresh_while_pushes_run(make_store, 
         objects = multi_view_repo.objects(tmp_path / "data_files")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            other.apply([_extra_view(tmp_path)])  # add a view
-            store.refresh_registry()
-            other.apply([], objects_to_delete=[o for o in objects if o.name == "smalls"], partial=False)  # remove
-            store.refresh_registry()
-            other.apply([_changed_totals(objects)])  # change: a second feature
-            store.refresh_registry()
+            removed = [o for o in objects if o.name == "smalls"]
+            for apply in (
+                lambda: other.apply([_extra_view(tmp_path)]),  # add a view
+                lambda: other.apply([], objects_to_delete=removed, partial=False),  # remove one
+                lambda: other.apply([_changed_totals(objects)]),  # change one: a second feature
+            ):
+                with writing_registry:
+                    apply()
+                time.sleep(0.05)  # pushes run on the old version...
+                store.refresh_registry()  # ...and race the refresh
     finally:
         stop.set()
         for thread in threads:
