@@ -62,3 +62,30 @@ def frame(small: int, total: object = 1) -> pd.DataFrame:
             "ts": [pd.Timestamp.now(tz="UTC")],
         }
     )
+
+
+def mapped_objects(data_dir: Path) -> List:
+    """A push source whose batch source maps its 'uid' column to the join key, feeding a sequence view
+    and a regular view (field mappings are applied per view by the provider, as Feast does)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "mapped.parquet"
+    pd.DataFrame(
+        {
+            "uid": pd.Series(dtype="int64"),
+            "item": pd.Series(dtype="string"),
+            "ts": pd.Series(dtype="datetime64[us, UTC]"),
+        }
+    ).to_parquet(path)
+    push = PushSource(
+        name="mapped_push",
+        batch_source=FileSource(
+            name="mapped_src", path=str(path), timestamp_field="ts", field_mapping={"uid": "user_id"}
+        ),
+    )
+    items = SequenceFeatureView(
+        name="mapped_items", entities=[user], source=push, schema=[Field(name="item", dtype=String)], max_length=5
+    )
+    last = FeatureView(
+        name="mapped_last", entities=[user], source=push, schema=[Field(name="item", dtype=String)], ttl=timedelta(0)
+    )
+    return [user, items, last]

@@ -4,13 +4,17 @@ paths users write in feature_store.yaml and repositories."""
 
 from __future__ import annotations
 
+import inspect
+
 import mmh3
 import pandas as pd
 import pytest
 import redis
+from feast import FeatureView, Field
 from feast.errors import FeatureNameCollisionError
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Array, Float32
 from feast.value_type import ValueType
 from test_serving import _store
 
@@ -191,3 +195,32 @@ def test_the_regular_view_read_path_reads_feast_written_values(make_store, tmp_p
     assert store.get_online_features(features=["profile:scores"], entity_rows=[{"user_id": 7}]).to_dict()["scores"] == [
         [1, 2, 3]
     ]
+
+
+def test_validate_vector_features_refuses_a_vector_of_the_wrong_length(applied):
+    view = FeatureView(
+        name="embeddings",
+        entities=[],
+        source=applied.get_feature_view("items").batch_source,
+        schema=[Field(name="vec", dtype=Array(Float32), vector_index=True, vector_length=3)],
+    )
+    feast_internals.validate_vector_features(applied, view, pd.DataFrame({"vec": [[1.0, 2.0, 3.0]]}))
+    with pytest.raises(ValueError, match="Vector length 2 does not match expected 3"):
+        feast_internals.validate_vector_features(applied, view, pd.DataFrame({"vec": [[1.0, 2.0]]}))
+
+
+def test_current_registry_proto_is_the_cached_proto_until_a_refresh(applied):
+    registry, project = applied.registry, applied.project
+    proto = feast_internals.current_registry_proto(registry, project, allow_cache=True)
+    assert feast_internals.current_registry_proto(registry, project, allow_cache=True) is proto
+    assert any(v.spec.name == "items" for v in proto.feature_views)
+    applied.refresh_registry()
+    refreshed = feast_internals.current_registry_proto(registry, project, allow_cache=True)
+    assert refreshed is not proto and refreshed == proto
+    assert feast_internals.current_registry_proto(registry, project, allow_cache=False) is not refreshed
+
+
+def test_gunicorn_metrics_hooks_are_feasts_worker_hooks():
+    post_worker_init, child_exit = feast_internals.gunicorn_metrics_hooks()
+    assert list(inspect.signature(post_worker_init).parameters) == ["store", "worker"]
+    assert list(inspect.signature(child_exit).parameters) == ["server", "worker"]

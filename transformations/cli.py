@@ -1,5 +1,5 @@
-"""``feast-sequence``: the offline jobs, validation and the health check from the command line
-(``feast-sequence <command> --help``)."""
+"""``feast-sequence``: the offline jobs, validation, the health check and the feature server with the
+fast ``/push`` from the command line (``feast-sequence <command> --help``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from feast_sequence.online import health
 from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
+
+def _serve(argv: List[str]) -> int:
+    # Imported on use: the feature server pulls in FastAPI, gunicorn and Feast's server modules.
+    from feast_sequence.online import push_server
+
+    return push_server.main(argv)
+
+
 JOBS = {
     "backfill": backfill.main,
     "correct": correction.main,
@@ -18,6 +26,7 @@ JOBS = {
     "health": health.main,
     "stream": streaming.main,
     "reindex": reindex.main,
+    "serve": _serve,
 }
 
 

@@ -3,7 +3,8 @@
 Public API: define views with :class:`SequenceFeatureView`, configure
 ``provider: feast_sequence.SequenceProvider`` and the online store
 ``feast_sequence.online_store.SequenceRedisOnlineStore``; recover settings with
-:func:`sequence_settings`; a use case's training data with :func:`get_training_data`.
+:func:`sequence_settings`; a use case's training data with :func:`get_training_data`; real-time
+ingest whose cost does not grow with the registry with :func:`push` / :func:`push_async`.
 """
 
 from feast_sequence.definitions.enrichment import Enrichment, enrich
@@ -26,6 +27,7 @@ from feast_sequence.errors import (
     SequenceValidationError,
 )
 from feast_sequence.online.provider import SequenceProvider
+from feast_sequence.online.push import push, push_async
 from feast_sequence.online.training_data import get_training_data
 from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
 from feast_sequence.serving.use_case import (
@@ -67,6 +69,8 @@ __all__ = [
     "get_training_data",
     "is_sequence_view",
     "is_use_case",
+    "push",
+    "push_async",
     "sequence_settings",
     "to_jagged",
     "to_numpy",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, NamedTuple, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Set, Tuple, Union
 
 import pandas as pd
 from feast import FeatureService, FeatureStore, utils
@@ -19,6 +19,8 @@ from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.infra.provider import Provider
+from feast.infra.registry.caching_registry import CachingRegistry
+from feast.infra.registry.registry import Registry
 from feast.value_type import ValueType
 
 
@@ -46,6 +48,39 @@ def store_provider(store: FeatureStore) -> Provider:
     """The provider a ``FeatureStore`` runs (ours, per feature_store.yaml), built once per store.
     ``FeatureStore._get_provider``."""
     return store._get_provider()
+
+
+def validate_vector_features(store: FeatureStore, feature_view: Any, df: pd.DataFrame) -> None:
+    """Raise Feast's ``ValueError`` for a pushed vector column of the wrong length, as
+    ``write_to_online_store`` does before writing. ``FeatureStore._validate_vector_features``."""
+    store._validate_vector_features(feature_view, df)
+
+
+def current_registry_proto(registry: Any, project: str, allow_cache: bool) -> Any:
+    """The registry proto Feast's next read through ``registry`` would use, refreshed exactly when
+    Feast's would be (cache TTL expired, or the registry file changed in ``cache_mode: sync``); a new
+    object after every refresh, the same object otherwise. ``Registry._get_registry_proto``; for the
+    SQL and other caching registries, ``CachingRegistry._refresh_cached_registry_if_necessary`` and
+    ``cached_registry_proto``. Registries without a cache (remote) give a new proto each call."""
+    if isinstance(registry, Registry):
+        return registry._get_registry_proto(project=project, allow_cache=allow_cache)
+    if isinstance(registry, CachingRegistry):
+        if allow_cache:
+            registry._refresh_cached_registry_if_necessary()
+        else:
+            registry.refresh(project)
+        return registry.cached_registry_proto
+    return registry.proto()
+
+
+def gunicorn_metrics_hooks() -> Tuple[Callable[..., None], Callable[..., None]]:
+    """``feast serve``'s gunicorn hooks for metrics: ``post_worker_init(store, worker)`` starts a
+    worker's resource and freshness monitoring, ``child_exit(server, worker)`` removes a dead
+    worker's metric files. ``feature_server._gunicorn_post_worker_init`` and ``_gunicorn_child_exit``
+    (imported here on use: the feature server pulls in FastAPI and gunicorn)."""
+    from feast import feature_server
+
+    return feature_server._gunicorn_post_worker_init, feature_server._gunicorn_child_exit
 
 
 def rows_for_ingestion(

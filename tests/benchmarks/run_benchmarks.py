@@ -447,6 +447,10 @@ TARGETS = {
     "pit_speedup": (">=", 5.0),
     "pit_scaling": ("<=", 12.0),
     "backfill_events_per_s": (">=", 100_000.0),
+    "push_single_views_ratio": ("<=", 1.2),
+    "push_single_51_views_ratio": ("<=", 0.1),
+    "http_push_events_per_s": (">=", 1_000.0),
+    "freshness_51_views_p99_ms": ("<=", 5.0),
 }
 
 
@@ -468,9 +472,9 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|offline|cluster|stream ...]`: every part by default."""
+    """`run_benchmarks.py [online|offline|cluster|stream|push ...]`: every part by default."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
-    parts = sys.argv[1:] or ["online", "offline", "cluster", "stream"]
+    parts = sys.argv[1:] or ["online", "offline", "cluster", "stream", "push"]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         if "online" in parts:
@@ -481,7 +485,7 @@ def main() -> int:
 
             redis.client().flushall()
             results.update(offline_benchmarks.run(redis.connection_string))
-        for part in ("cluster", "stream"):
+        for part in ("cluster", "stream", "push"):
             if part in parts:
                 redis.client().flushall()
                 module = importlib.import_module(f"{part}_benchmarks")

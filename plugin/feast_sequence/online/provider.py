@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Protocol, runtime_checkable
+from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
 from feast import FeatureStore, FeatureView
@@ -50,7 +50,8 @@ class SequenceProvider(PassthroughProvider):
 
     def __init__(self, config: RepoConfig):
         super().__init__(config)
-        self._push_views = PushSourceViews(config)
+        self._own_push_views: Optional[PushSourceViews] = None
+        self._store_push_views: Optional[PushSourceViews] = None
 
     def _sequence_store(self) -> SequenceRedisOnlineStore:
         store = self.online_store
@@ -62,21 +63,55 @@ class SequenceProvider(PassthroughProvider):
             )
         return store
 
+    def push_views(self, registry: Any) -> PushSourceViews:
+        """The push source index of a store's ``registry`` (``feast_sequence.push``), kept across
+        calls so that it is rebuilt only when that registry's cache changes."""
+        views = self._store_push_views
+        if views is None or views.registry is not registry:
+            views = self._store_push_views = PushSourceViews(registry, self.repo_config.project)
+        return views
+
     def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
-        if not is_sequence_view(feature_view):
-            super().ingest_df(feature_view, df, field_mapping)
-            return
-        self._sequence_store().write_events(self.repo_config, feature_view, _mapped(feature_view, df))
+        self.write_pushed(feature_view, df, field_mapping)
 
     async def ingest_df_async(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
     ) -> None:
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
+        await self.write_pushed_async(feature_view, df, field_mapping)
+
+    def write_pushed(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
+        """Write a pushed frame to one view, without checking the push source's other views (the
+        caller has: ``validate_push``). Regular views are written by Feast's own ``ingest_df``."""
+        if not is_sequence_view(feature_view):
+            super().ingest_df(feature_view, df, field_mapping)
+            return
+        self._sequence_store().write_events(self.repo_config, feature_view, _mapped(feature_view, df))
+
+    async def write_pushed_async(
+        self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
+    ) -> None:
+        """``write_pushed`` on the event loop (the same store operation, driven asynchronously)."""
         if not is_sequence_view(feature_view):
             await super().ingest_df_async(feature_view, df, field_mapping)
             return
         await self._sequence_store().write_events_async(self.repo_config, feature_view, _mapped(feature_view, df))
+
+    def validate_push(
+        self, views: Sequence[Any], df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
+    ) -> None:
+        """Raise what writing ``df`` to any of ``views`` would raise, writing nothing.
+
+        Sequence views encode the frame (index-time enriched fields are looked up at write time,
+        not pushed); regular views convert it to Feast's rows as ``ingest_df`` does.
+        """
+        for view in views:
+            if is_sequence_view(view):
+                settings = sequence_settings(view)
+                encode_frame(replace(settings, fields=settings.event_fields), _mapped(view, df))
+            else:
+                rows_for_ingestion(self, view, df, field_mapping)
 
     def _check_other_views_of_the_push(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]]
@@ -87,20 +122,21 @@ class SequenceProvider(PassthroughProvider):
         would otherwise fail after the first was written. Each view validates the others (the
         order is Feast's set order, and async pushes write them concurrently), so a bad value
         writes nothing anywhere. Costs one extra validation per other view; none for a push
-        source that feeds one view.
+        source that feeds one view. (``feast_sequence.push`` validates once, up front.)
         """
         source = getattr(feature_view, "stream_source", None)
         if not isinstance(source, PushSource):
             return
-        for other in self._push_views.fed_by(source.name):
-            if other.name == feature_view.name:
-                continue
-            if is_sequence_view(other):
-                settings = sequence_settings(other)
-                # Index-time enriched fields are looked up at write time, not pushed.
-                encode_frame(replace(settings, fields=settings.event_fields), _mapped(other, df))
-            else:
-                rows_for_ingestion(self, other, df, field_mapping)
+        others = [v for v in self._own_registry_push_views().fed_by(source.name) if v.name != feature_view.name]
+        self.validate_push(others, df, field_mapping)
+
+    def _own_registry_push_views(self) -> PushSourceViews:
+        """Providers are not handed the store's registry: ``store.push`` validation reads its own."""
+        if self._own_push_views is None:
+            config = self.repo_config
+            registry = FeatureStore(repo_path=str(config.repo_path), config=config).registry
+            self._own_push_views = PushSourceViews(registry, config.project)
+        return self._own_push_views
 
     def get_historical_features(
         self,

@@ -1,0 +1,184 @@
+"""``feast-sequence serve``: Feast's feature server, with a ``/push`` whose cost does not grow with the registry.
+
+``feast serve``'s ``/push`` calls ``store.push``, which pays for every view in the registry, and its
+route cannot be swapped without patching Feast. This command builds Feast's own FastAPI app
+(``feast.feature_server.get_app``: every endpoint, auth, the registry refresh timer, audit logging),
+replaces only its ``/push`` route by one that calls ``feast_sequence.push_async`` (same request
+body, same permission checks, same metrics and statuses), and serves it as ``feast serve`` does:
+gunicorn with uvicorn workers, Feast's per-worker metrics hooks, every ``feast serve`` option.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+from typing import Any, Dict, List, Optional
+
+import click
+import pandas as pd
+from fastapi import Depends, FastAPI, Response
+from fastapi.routing import APIRoute
+from feast import FeatureStore
+from feast import metrics as feast_metrics
+from feast.data_source import PushMode
+from feast.feature_server import PushFeaturesRequest, get_app
+from feast.permissions.action import WRITE, AuthzedAction
+from feast.permissions.security_manager import assert_permissions
+from feast.permissions.server.rest import inject_user_details
+
+from feast_sequence.feast_internals import gunicorn_metrics_hooks
+from feast_sequence.online.provider import sequence_provider
+from feast_sequence.online.push import push_async
+
+_logger = logging.getLogger(__name__)
+_MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
+
+
+def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
+    """Feast's feature-server app for ``store`` with its ``/push`` route replaced by the fast push.
+
+    With ``feature_server.offline_push_batching_enabled``, a push that writes offline goes to
+    Feast's own route, whose batcher lives inside ``get_app``.
+    """
+    app = get_app(store, registry_ttl_sec)
+    feast_push = _remove_post_route(app, "/push")
+    actions = {
+        PushMode.ONLINE: [AuthzedAction.WRITE_ONLINE],
+        PushMode.OFFLINE: [AuthzedAction.WRITE_OFFLINE],
+        PushMode.ONLINE_AND_OFFLINE: WRITE,
+    }
+    batches_offline = bool(store.config.feature_server and store.config.feature_server.offline_push_batching_enabled)
+
+    @app.post("/push", dependencies=[Depends(inject_user_details)])  # type: ignore[untyped-decorator]
+    async def push(request: PushFeaturesRequest) -> Response:
+        to = _MODES.get(request.to)
+        if to is not None and batches_offline and to != PushMode.ONLINE:
+            return await feast_push(request)  # type: ignore[no-any-return]
+        with feast_metrics.track_request_latency("/push"):
+            if to is None:
+                raise ValueError(
+                    f"{request.to} is not a supported push format. Please specify one of these "
+                    "['online', 'offline', 'online_and_offline']."
+                )
+            name, allow_cache = request.push_source_name, request.allow_registry_cache
+            targets = sequence_provider(store).push_views(store.registry).resolve(name, allow_cache)
+            for view in targets.views:
+                assert_permissions(resource=view, actions=actions[to])
+            await push_async(store, name, _frame(request.df), to, allow_cache)
+            feast_metrics.track_push(name, request.to)
+            return Response(status_code=200)
+
+    fast_app: FastAPI = app
+    return fast_app
+
+
+def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
+    return pd.DataFrame(columns)
+
+
+def _remove_post_route(app: "FastAPI", path: str) -> Any:
+    """Remove ``POST path`` from ``app`` and return its endpoint."""
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.path == path and "POST" in (route.methods or ()):
+            app.router.routes.remove(route)
+            return route.endpoint
+    raise RuntimeError(f"Feast's feature server has no POST {path} route to replace (Feast version changed?).")
+
+
+def serve(
+    store: FeatureStore,
+    host: str,
+    port: int,
+    no_access_log: bool,
+    workers: int,
+    worker_connections: int,
+    max_requests: int,
+    max_requests_jitter: int,
+    keep_alive_timeout: int,
+    registry_ttl_sec: int,
+    tls_key_path: str,
+    tls_cert_path: str,
+    metrics: bool,
+) -> None:
+    """``feast.feature_server.start_server`` (Feast 0.67) with ``fast_push_app``: the metrics
+    server, auth and security managers, then gunicorn with uvicorn workers."""
+    import gunicorn.app.base
+    from feast.permissions.server.utils import (
+        ServerType,
+        init_auth_manager,
+        init_security_manager,
+        str_to_auth_manager_type,
+    )
+
+    if bool(tls_key_path) != bool(tls_cert_path):
+        raise ValueError("Both key and cert file paths are required to start server in TLS mode.")
+    metrics_config = store.config.feature_server.metrics if store.config.feature_server else None
+    metrics_active = metrics or bool(metrics_config and metrics_config.enabled)
+    if metrics_active:
+        feast_metrics.start_metrics_server(
+            store,
+            metrics_config=feast_metrics.build_metrics_flags(metrics_config),
+            start_resource_monitoring=False,  # per worker, after the fork (the hooks below)
+            start_freshness_monitoring=False,
+        )
+    auth_type = str_to_auth_manager_type(store.config.auth_config.type)
+    init_security_manager(auth_type=auth_type, fs=store)
+    init_auth_manager(auth_type=auth_type, server_type=ServerType.REST, auth_config=store.config.auth_config)
+    options: Dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "accesslog": None if no_access_log else "-",
+        "workers": workers,
+        "worker_connections": worker_connections,
+        "max_requests": max_requests,
+        "max_requests_jitter": max_requests_jitter,
+        "keepalive": keep_alive_timeout,
+        "keyfile": tls_key_path or None,
+        "certfile": tls_cert_path or None,
+        "worker_class": "uvicorn_worker.UvicornWorker",
+    }
+    if metrics_active:
+        post_worker_init, child_exit = gunicorn_metrics_hooks()
+        options["post_worker_init"] = functools.partial(post_worker_init, store)
+        options["child_exit"] = child_exit
+    app = fast_push_app(store, registry_ttl_sec)
+
+    class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Application().run()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``feast-sequence serve --repo R [feast serve options]`` (``--help`` lists them: they are
+    ``feast serve``'s own)."""
+    from feast.cli.serve import serve_command
+
+    def run(repo: str, type_: str, **options: Any) -> None:
+        if type_ != "http":
+            raise click.BadParameter("feast-sequence serve serves HTTP only; use `feast serve -t grpc`.")
+        if options["workers"] == -1:
+            options["workers"] = max(1, multiprocessing.cpu_count() * 2 + 1)
+        serve(FeatureStore(repo_path=repo), **options)
+
+    command = click.Command(
+        "feast-sequence serve",
+        params=[
+            click.Option(["--repo"], default=".", show_default=True, help="feature repository (feature_store.yaml)"),
+            *serve_command.params,
+        ],
+        callback=run,
+        help=(__doc__ or "").splitlines()[0],
+    )
+    try:
+        command.main(args=list(argv or []), prog_name="feast-sequence serve", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return 2
+    return 0

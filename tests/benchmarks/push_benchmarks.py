@@ -1,0 +1,231 @@
+"""Push figures for `make bench` (issue 17): a one-event push as the registry grows, by
+``feast_sequence.push`` beside Feast's ``store.push`` in the same run, over HTTP through
+`feast-sequence serve`, and push-to-visible freshness. Real Redis; filler regular views on another
+push source are what grows the registry.
+
+    .venv/bin/python tests/benchmarks/push_benchmarks.py   # alone, on a private redis-server
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pandas as pd
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Float32, Int64, String
+
+import feast_sequence
+from feast_sequence import SequenceFeatureView
+from feast_sequence.testing.local_redis import LocalRedis, free_port
+
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+VIEW_COUNTS = (1, 51, 201)
+SAMPLES = 300
+FEAST_SAMPLES = {1: 200, 51: 60, 201: 20}
+HTTP_SECONDS = 5.0
+HTTP_CLIENTS = 8
+FRESHNESS_SAMPLES = 300
+
+
+def _source(name: str, data: Path) -> PushSource:
+    path = data / f"{name}.parquet"
+    pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype="int64"),
+            "item_id": pd.Series(dtype="string"),
+            "price": pd.Series(dtype="float32"),
+            "ts": pd.Series(dtype="datetime64[us, UTC]"),
+        }
+    ).to_parquet(path)
+    return PushSource(
+        name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(path), timestamp_field="ts")
+    )
+
+
+def repository(root: Path, connection: str) -> FeatureStore:
+    repo = root / "push_repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            project: pushbench
+            provider: feast_sequence.SequenceProvider
+            registry: data/registry.db
+            online_store:
+              type: feast_sequence.online_store.SequenceRedisOnlineStore
+              connection_string: "{connection}"
+            offline_store:
+              type: file
+            entity_key_serialization_version: 3
+            """
+        )
+    )
+    clicks = SequenceFeatureView(
+        name="clicks",
+        entities=[user],
+        source=_source("clicks", repo / "data"),
+        schema=[Field(name="item_id", dtype=String), Field(name="price", dtype=Float32)],
+        max_length=100,
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([user, clicks])
+    return store
+
+
+def add_fillers(store: FeatureStore, start: int, stop: int) -> None:
+    source = _source("filler", Path(store.repo_path) / "data")
+    store.apply(
+        [
+            FeatureView(
+                name=f"filler_{i}",
+                entities=[user],
+                source=source,
+                schema=[Field(name="price", dtype=Float32), Field(name="n", dtype=Int64)],
+                ttl=timedelta(0),
+            )
+            for i in range(start, stop)
+        ]
+    )
+
+
+def event(i: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [i % 1000],
+            "item_id": [f"item_{i % 5000:05d}"],
+            "price": [1.5],
+            "ts": [pd.Timestamp("2024-01-01", tz="UTC") + timedelta(milliseconds=i)],
+        }
+    )
+
+
+def p50_ms(push: Callable[[pd.DataFrame], object], samples: int, offset: int) -> float:
+    times = []
+    for i in range(samples):
+        frame = event(offset + i)
+        start = time.perf_counter()
+        push(frame)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def http_rate(repo: Path, env: Dict[str, str]) -> float:
+    """One-event pushes per second through `feast-sequence serve` (one worker), 8 clients."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "feast-sequence"), "serve", "--repo", str(repo)]
+    server = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "--workers", "1", "--max-requests", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("feast-sequence serve did not start") from None
+                time.sleep(0.3)
+        counts = [0] * HTTP_CLIENTS
+        stop_at = time.monotonic() + HTTP_SECONDS
+
+        def client(k: int) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            i = 0
+            while time.monotonic() < stop_at:
+                frame = event(k * 1_000_000 + i)
+                body = {
+                    "push_source_name": "clicks_push",
+                    "df": {
+                        "user_id": frame["user_id"].tolist(),
+                        "item_id": frame["item_id"].tolist(),
+                        "price": frame["price"].tolist(),
+                        "ts": [t.isoformat() for t in frame["ts"]],
+                    },
+                    "to": "online",
+                }
+                connection.request("POST", "/push", json.dumps(body), {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"/push answered {response.status}")
+                i += 1
+            counts[k] = i
+
+        start = time.monotonic()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(HTTP_CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.monotonic() - start)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def freshness_p99_ms(store: FeatureStore, reader: FeatureStore) -> float:
+    """From the start of a push to the event being served to another client (its own FeatureStore)."""
+    delays: List[float] = []
+    for i in range(FRESHNESS_SAMPLES):
+        frame = event(50_000_000 + i).assign(user_id=[5_000_000 + i], item_id=[f"fresh_{i}"])
+        start = time.perf_counter()
+        feast_sequence.push(store, "clicks_push", frame)
+        while True:
+            seen = reader.get_online_features(["clicks:item_id"], [{"user_id": 5_000_000 + i}]).to_dict()
+            if seen["item_id"][0] and seen["item_id"][0][0] == f"fresh_{i}":
+                break
+        delays.append(time.perf_counter() - start)
+    return statistics.quantiles(delays, n=100)[98] * 1000
+
+
+def run(connection: str) -> Dict[str, float]:
+    results: Dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = repository(Path(tmp), connection)
+        views = 1
+        ours: Dict[int, float] = {}
+        feasts: Dict[int, float] = {}
+        for count in VIEW_COUNTS:
+            if count > views:
+                add_fillers(store, views - 1, count - 1)
+            views = count
+            pushing = FeatureStore(repo_path=str(store.repo_path))  # a process that did not apply
+            feast_sequence.push(pushing, "clicks_push", event(0))  # warm: clients, scripts, the index
+            pushing.push("clicks_push", event(0))
+            ours[count] = p50_ms(lambda f, s=pushing: feast_sequence.push(s, "clicks_push", f), SAMPLES, count * 10_000)
+            feasts[count] = p50_ms(lambda f, s=pushing: s.push("clicks_push", f), FEAST_SAMPLES[count], count * 20_000)
+            results[f"push_single_p50_ms_by_views.{count}"] = ours[count]
+            results[f"feast_push_single_p50_ms_by_views.{count}"] = feasts[count]
+            if count == 51:
+                results["freshness_51_views_p99_ms"] = freshness_p99_ms(
+                    pushing, FeatureStore(repo_path=str(store.repo_path))
+                )
+                env = dict(os.environ)
+                results["http_push_events_per_s"] = http_rate(Path(str(store.repo_path)), env)
+        results["push_single_views_ratio"] = ours[201] / ours[1]
+        results["feast_push_single_views_ratio"] = feasts[201] / feasts[1]
+        results["push_single_51_views_ratio"] = ours[51] / feasts[51]
+    return results
+
+
+if __name__ == "__main__":
+    with LocalRedis() as redis:
+        for key, value in run(redis.connection_string).items():
+            print(f"{key:40} {value:12.3f}")
