@@ -374,3 +374,13 @@ def test_a_renamed_view_is_a_new_view_and_the_old_keys_go_with_the_old_one(make_
     assert redis_client.hkeys(b"fsq:" + store.project.encode() + b":__definitions__") == [b"events_v2"]
     out = store.get_online_features(features=["events_v2:item"], entity_rows=[{"user_id": 0}]).to_dict()
     assert out["item"] == [[]]
+
+
+def test_two_names_on_one_stored_number_are_a_definition_error_with_a_remedy(data_dir):
+    # crc32 puts "f39" and "f70" on the same stored number (360).
+    FIELDS.update({"f39": Int32, "f70": Int32})
+    with pytest.raises(SequenceDefinitionError, match=r"'f39' and 'f70' would share stored field number 360"):
+        view(data_dir, fields=("f39", "f70"))
+    resolved = view(data_dir, fields=("f39", "f70"), field_numbers={"f70": 361})
+    numbers = {f.name: f.stored_number for f in sequence_settings(resolved).fields}
+    assert numbers == {"f39": 360, "f70": 361}

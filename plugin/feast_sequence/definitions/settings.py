@@ -40,9 +40,11 @@ from feast_sequence.errors import SequenceDefinitionError
 #: "2": field numbers come from field names (``stable_field_number``), not schema positions.
 STORAGE_FORMAT = "2"
 
-#: Stored field numbers are drawn from [20000, 2**18): above protobuf's reserved 19000-19999, and
-#: small enough that every field's tag is a 3-byte varint.
-FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 20_000, 2**18 - 1
+#: Stored field numbers are drawn from [16, 2047]: every field's tag is a 2-byte varint (numbers
+#: 1 and 2 are the timestamp's). A 3-byte range would make collisions rarer but cost 40% more
+#: Redis memory per event on the benchmark (docs/benchmarks.md); a collision is a definition
+#: error resolved with ``field_numbers``.
+FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 16, 2047
 
 #: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
 MAX_LENGTH_CAP = 10_000
