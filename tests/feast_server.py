@@ -6,17 +6,16 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from feast_sequence.testing.local_redis import free_port
 
+from repos import FEAST, feast_apply, wait_until, write_repo
+
 TESTS = Path(__file__).resolve().parent
-FEAST = str(Path(sys.executable).parent / "feast")
 
 
 def post(port: int, path: str, body: dict) -> dict:
@@ -54,29 +53,32 @@ def feast_serve(repo: Path, *options: str, env: Optional[Dict[str, str]] = None)
             stderr=log,
         )
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        process.kill()
-                        process.wait(30)
-                        log.seek(0)
-                        message = "feast serve did not start: " + log.read().decode()[-3000:]
-                        raise RuntimeError(message) from None
-                    time.sleep(0.3)
+            try:
+                wait_until(lambda: _answers(port), 90, "feast serve to answer /health", 0.3, process)
+            except AssertionError as failed:
+                process.kill()
+                process.wait(30)
+                log.seek(0)
+                raise RuntimeError(f"feast serve did not start ({failed}): " + log.read().decode()[-3000:]) from None
             yield port
         finally:
             process.terminate()
             process.wait(30)
 
 
-def module_repo(repo: Path, module: str, yaml: str) -> Dict[str, str]:
+def _answers(port: int) -> bool:
+    """Whether the server on ``port`` answers /health."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def module_repo(repo: Path, module: str, project: str, online: Dict[str, Any]) -> Dict[str, str]:
     """A repository whose features.py exposes ``tests/<module>.objects(data dir)``, applied with
     the `feast apply` CLI. Returns the environment that lets `feast` import the tests' modules."""
-    (repo / "data").mkdir(parents=True, exist_ok=True)
+    write_repo(repo, project, online)
     (repo / "features.py").write_text(
         "import sys\n"
         "from pathlib import Path\n\n"
@@ -85,8 +87,6 @@ def module_repo(repo: Path, module: str, yaml: str) -> Dict[str, str]:
         f"for _object in {module}.objects(Path(__file__).resolve().parent / 'data'):\n"
         "    globals()[_object.name] = _object\n"
     )
-    (repo / "feature_store.yaml").write_text(yaml)
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    applied = subprocess.run([FEAST, "-c", str(repo), "apply"], capture_output=True, text=True, env=env)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
+    feast_apply(repo, env)
     return env
