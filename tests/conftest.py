@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 from feast import FeatureStore
@@ -16,6 +13,7 @@ from feast import FeatureStore
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
 from feast_sequence.testing.local_redis import LocalRedis
 
+from repos import applied_store, feast_apply, sequence_online
 from sample_repo import objects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -35,31 +33,10 @@ def redis_client(redis_server: LocalRedis):
     return client
 
 
-def feature_store_yaml(project: str, connection_string: str, offline: str = "file", online_extra: str = "") -> str:
-    extra = "".join(f"\n  {line}" for line in online_extra.splitlines() if line.strip())
-    return textwrap.dedent(
-        f"""\
-        project: {project}
-        provider: feast_sequence.SequenceProvider
-        registry: data/registry.db
-        online_store:
-          type: feast_sequence.online_store.SequenceRedisOnlineStore
-          connection_string: "{connection_string}"{{extra}}
-        offline_store:
-          type: {offline}
-        entity_key_serialization_version: 3
-        """
-    ).replace("{extra}", extra)
-
-
-def store_on(tmp_path: Path, connection: str, online_extra: str = "") -> FeatureStore:
+def store_on(tmp_path: Path, connection: str, **online: Any) -> FeatureStore:
     """A new repository on ``connection`` (a Redis of the test's own), with sample_repo applied."""
     repo = tmp_path / uuid.uuid4().hex[:8]
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(feature_store_yaml("p" + repo.name, connection, online_extra=online_extra))
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects(repo / "events"))
-    return store
+    return applied_store(repo, "p" + repo.name, sequence_online(connection, **online), objects(repo / "events"))
 
 
 @pytest.fixture
@@ -67,13 +44,8 @@ def make_store(tmp_path: Path, redis_client, redis_server: LocalRedis) -> Callab
     """Build a FeatureStore in a temporary repository and apply the given objects to it."""
 
     def make(objects: List, project: str = "", name: str = "repo") -> FeatureStore:
-        repo = tmp_path / name
-        (repo / "data").mkdir(parents=True, exist_ok=True)
         project = project or "p" + uuid.uuid4().hex[:8]
-        (repo / "feature_store.yaml").write_text(feature_store_yaml(project, redis_server.connection_string))
-        store = FeatureStore(repo_path=str(repo))
-        store.apply(objects)
-        return store
+        return applied_store(tmp_path / name, project, sequence_online(redis_server.connection_string), objects)
 
     return make
 
@@ -94,20 +66,8 @@ def retail_repo(tmp_path_factory, retail_events: RetailEvents, redis_server: Loc
 
 
 def apply_repo(repo: Path, redis_server: LocalRedis) -> None:
-    env = {"FEAST_SEQUENCE_REDIS": redis_server.connection_string}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"],
-        capture_output=True,
-        text=True,
-        env={**_environ(), **env},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _environ() -> dict:
-    import os
-
-    return dict(os.environ)
+    """`feast apply` on ``repo``, its ${FEAST_SEQUENCE_REDIS} set to ``redis_server``."""
+    feast_apply(repo, {"FEAST_SEQUENCE_REDIS": redis_server.connection_string})
 
 
 @pytest.fixture

@@ -6,18 +6,17 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
-from typing import ContextManager, Dict, Iterator, List, Optional, Sequence
+from typing import Any, ContextManager, Dict, Iterator, List, Optional, Sequence
 
 from feast_sequence.testing.local_redis import free_port
 
+from repos import FEAST, feast_apply, wait_until, write_repo
+
 TESTS = Path(__file__).resolve().parent
-FEAST = str(Path(sys.executable).parent / "feast")
-FEAST_SEQUENCE = str(Path(sys.executable).parent / "feast-sequence")
+FEAST_SEQUENCE = str(Path(FEAST).parent / "feast-sequence")
 
 
 def post(port: int, path: str, body: dict) -> dict:
@@ -53,29 +52,33 @@ def _serving(command: List[str], options: Sequence[str], env: Optional[Dict[str,
             stderr=log,
         )
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        process.kill()
-                        process.wait(30)
-                        log.seek(0)
-                        message = f"{command[0]} did not start: " + log.read().decode()[-3000:]
-                        raise RuntimeError(message) from None
-                    time.sleep(0.3)
+            try:
+                wait_until(lambda: _answers(port), 90, f"{command[0]} to answer /health", 0.3, process)
+            except AssertionError as failed:
+                process.kill()
+                process.wait(30)
+                log.seek(0)
+                message = f"{command[0]} did not start ({failed}): " + log.read().decode()[-3000:]
+                raise RuntimeError(message) from None
             yield port
         finally:
             process.terminate()
             process.wait(30)
 
 
-def module_repo(repo: Path, module: str, yaml: str) -> Dict[str, str]:
+def _answers(port: int) -> bool:
+    """Whether the server on ``port`` answers /health."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def module_repo(repo: Path, module: str, project: str, online: Dict[str, Any]) -> Dict[str, str]:
     """A repository whose features.py exposes ``tests/<module>.objects(data dir)``, applied with
     the `feast apply` CLI. Returns the environment that lets `feast` import the tests' modules."""
-    (repo / "data").mkdir(parents=True, exist_ok=True)
+    write_repo(repo, project, online)
     (repo / "features.py").write_text(
         "import sys\n"
         "from pathlib import Path\n\n"
@@ -84,8 +87,6 @@ def module_repo(repo: Path, module: str, yaml: str) -> Dict[str, str]:
         f"for _object in {module}.objects(Path(__file__).resolve().parent / 'data'):\n"
         "    globals()[_object.name] = _object\n"
     )
-    (repo / "feature_store.yaml").write_text(yaml)
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    applied = subprocess.run([FEAST, "-c", str(repo), "apply"], capture_output=True, text=True, env=env)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
+    feast_apply(repo, env)
     return env

@@ -19,7 +19,8 @@ from feast_sequence import (
     SequenceRequestError,
 )
 
-from conftest import feature_store_yaml, sequence_key_count
+from conftest import sequence_key_count
+from repos import applied_store, sequence_online, write_repo
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -84,8 +85,7 @@ def test_definitions(case):
 def test_yaml_unknown_online_store_key(tmp_path, redis_server):
     from feast.repo_config import load_repo_config
 
-    yaml = feature_store_yaml("p", redis_server.connection_string, online_extra="max_lenght: 3")
-    (tmp_path / "feature_store.yaml").write_text(yaml)
+    write_repo(tmp_path, "p", sequence_online(redis_server.connection_string, max_lenght=3))
     with pytest.raises(FeastConfigError, match="max_lenght"):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
 
@@ -93,9 +93,7 @@ def test_yaml_unknown_online_store_key(tmp_path, redis_server):
 def test_yaml_negative_retries(tmp_path, redis_server):
     from feast.repo_config import load_repo_config
 
-    (tmp_path / "feature_store.yaml").write_text(
-        feature_store_yaml("p", redis_server.connection_string, online_extra="retries: -1")
-    )
+    write_repo(tmp_path, "p", sequence_online(redis_server.connection_string, retries=-1))
     with pytest.raises(FeastConfigError, match="retries"):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
 
@@ -119,7 +117,7 @@ def test_yaml_bad_connection_string(tmp_path, case):
     from feast.repo_config import load_repo_config
 
     connection, message = BAD_CONNECTION_STRINGS[case]
-    (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", connection))
+    write_repo(tmp_path, "p", sequence_online(connection))
     with pytest.raises(FeastConfigError, match=message):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
 
@@ -127,7 +125,7 @@ def test_yaml_bad_connection_string(tmp_path, case):
 def test_bad_connection_string_fails_when_the_store_is_built(tmp_path):
     from feast import FeatureStore
 
-    (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", "127.0.0.1:abc"))
+    write_repo(tmp_path, "p", sequence_online("127.0.0.1:abc"))
     with pytest.raises(FeastConfigError, match=r"expected host:port"):
         FeatureStore(repo_path=str(tmp_path))
 
@@ -135,10 +133,7 @@ def test_bad_connection_string_fails_when_the_store_is_built(tmp_path):
 def test_yaml_without_the_sequence_provider(tmp_path, redis_server):
     from feast import FeatureStore
 
-    (tmp_path / "data").mkdir()
-    (tmp_path / "feature_store.yaml").write_text(
-        feature_store_yaml("p", redis_server.connection_string).replace("feast_sequence.SequenceProvider", "local")
-    )
+    write_repo(tmp_path, "p", sequence_online(redis_server.connection_string), extra={"provider": "local"})
     with pytest.raises(SequenceConfigurationError, match="provider: feast_sequence.SequenceProvider"):
         FeatureStore(repo_path=str(tmp_path)).apply(objects(tmp_path / "events"))
 
@@ -250,15 +245,9 @@ def test_requests(store, case):
 
 
 def test_too_many_entities_in_one_request(make_store, tmp_path, redis_server):
-    from feast import FeatureStore
-
     repo = tmp_path / "limited"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        feature_store_yaml("limited", redis_server.connection_string, online_extra="max_entities_per_request: 3")
-    )
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects(repo / "events"))
+    online = sequence_online(redis_server.connection_string, max_entities_per_request=3)
+    store = applied_store(repo, "limited", online, objects(repo / "events"))
     store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(3)])
     with pytest.raises(
         SequenceRequestError, match=r"4 entities of sequence view 'clicks' exceeds max_entities_per_request=3"

@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import subprocess
 import threading
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from test_reliability import batches
 from feast_sequence.testing.local_redis import LocalRedis
 
 import serving_repo
-from conftest import feature_store_yaml
+from repos import applied_store, sequence_online, wait_until
 from sample_repo import assert_clicks_match_reference, objects
 
 
@@ -42,6 +41,11 @@ def cluster_port() -> int:
             continue
 
 
+def cluster_ok(server: LocalRedis) -> bool:
+    """Whether ``server`` reports its cluster state ok."""
+    return bool(server.client().cluster("info").get("cluster_state") == "ok")
+
+
 @contextlib.contextmanager
 def local_cluster(nodes: int = 3):
     servers = [LocalRedis(port=cluster_port(), extra_args=["--cluster-enabled", "yes"]) for _ in range(nodes)]
@@ -54,10 +58,7 @@ def local_cluster(nodes: int = 3):
             check=True,
             capture_output=True,
         )
-        deadline = time.monotonic() + 30
-        while any(s.client().cluster("info").get("cluster_state") != "ok" for s in servers):
-            assert time.monotonic() < deadline, "cluster did not become ready"
-            time.sleep(0.2)
+        wait_until(lambda: all(cluster_ok(s) for s in servers), 30, "the cluster to become ready", 0.2)
         yield servers
     finally:
         for s in servers:
@@ -73,17 +74,8 @@ def cluster():
 
 
 def cluster_store(tmp_path: Path, servers, objects_: list) -> FeatureStore:
-    repo = tmp_path / "cluster"
-    (repo / "data").mkdir(parents=True)
-    yaml = feature_store_yaml(
-        "c" + uuid.uuid4().hex[:6],
-        ",".join(s.connection_string for s in servers),
-        online_extra="redis_type: redis_cluster",
-    )
-    (repo / "feature_store.yaml").write_text(yaml)
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects_)
-    return store
+    online = sequence_online(",".join(s.connection_string for s in servers), redis_type="redis_cluster")
+    return applied_store(tmp_path / "cluster", "c" + uuid.uuid4().hex[:6], online, objects_)
 
 
 def test_push_and_read_on_a_three_node_cluster(tmp_path, cluster):

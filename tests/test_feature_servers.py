@@ -11,15 +11,15 @@ import pytest
 from feast import FeatureStore
 from test_reliability import batches
 
-from conftest import feature_store_yaml
 from feast_server import feast_serve, module_repo, post
+from repos import sequence_online
 from sample_repo import assert_clicks_match_reference
 
 
 @pytest.fixture
 def two_servers(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    env = module_repo(repo, "sample_repo", feature_store_yaml("servers", redis_server.connection_string))
+    env = module_repo(repo, "sample_repo", "servers", sequence_online(redis_server.connection_string))
     with contextlib.ExitStack() as stack:
         ports = [stack.enter_context(feast_serve(repo, env=env)) for _ in range(2)]
         yield FeatureStore(repo_path=str(repo)), ports

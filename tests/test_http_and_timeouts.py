@@ -29,8 +29,9 @@ from feast_sequence import (
 )
 from feast_sequence.testing.local_redis import LocalRedis
 
-from conftest import feature_store_yaml, store_on
+from conftest import store_on
 from feast_server import feast_serve, module_repo, post
+from repos import reopened, sequence_online, wait_until, write_repo
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
@@ -63,11 +64,8 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
         env = module_repo(
             repo,
             "serving_repo",
-            feature_store_yaml(
-                "http_errors",
-                f"{server.connection_string},{TIMEOUTS}",
-                online_extra="max_entities_per_request: 5",
-            ),
+            "http_errors",
+            sequence_online(f"{server.connection_string},{TIMEOUTS}", max_entities_per_request=5),
         )
         store = FeatureStore(repo_path=str(repo))
         hurried = SequenceUseCase(
@@ -142,9 +140,7 @@ def pause_once_written(server: LocalRedis, seconds: float) -> threading.Thread:
 
     def pause() -> None:
         client = server.client()
-        deadline = time.monotonic() + 60
-        while client.dbsize() == 0 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_until(lambda: client.dbsize() > 0, 60, "the first events to be stored", 0.001)
         client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
 
     thread = threading.Thread(target=pause)
@@ -227,15 +223,6 @@ def unreachable_redis(hold_seconds: float = 20.0) -> Iterator[int]:
         listener.close()
 
 
-def pointed_at(store: FeatureStore, connection: str) -> FeatureStore:
-    """The same repository (already applied) with another connection_string."""
-    yaml = Path(store.repo_path) / "feature_store.yaml"
-    text = yaml.read_text()
-    current = text.split('connection_string: "', 1)[1].split('"', 1)[0]
-    yaml.write_text(text.replace(current, connection))
-    return FeatureStore(repo_path=str(store.repo_path))
-
-
 @pytest.fixture
 def applied(tmp_path: Path, redis_server: LocalRedis, redis_client: Any) -> FeatureStore:
     return store_on(tmp_path, redis_server.connection_string)
@@ -243,14 +230,14 @@ def applied(tmp_path: Path, redis_server: LocalRedis, redis_client: Any) -> Feat
 
 def test_a_silent_redis_fails_a_push_within_the_default_timeout(applied: FeatureStore) -> None:
     with silent_redis() as port:
-        store = pointed_at(applied, f"127.0.0.1:{port}")
+        store = reopened(applied, connection_string=f"127.0.0.1:{port}")
         start = time.monotonic()
         with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
             store.push("clicks_push", many_users(3))
         assert time.monotonic() - start < 5.0 + 3
 
         # A timeout set in the connection string wins over the default.
-        store = pointed_at(applied, f"127.0.0.1:{port},socket_timeout=0.3")
+        store = reopened(applied, connection_string=f"127.0.0.1:{port},socket_timeout=0.3")
         start = time.monotonic()
         with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
             store.push("clicks_push", many_users(3))
@@ -259,7 +246,7 @@ def test_a_silent_redis_fails_a_push_within_the_default_timeout(applied: Feature
 
 def test_an_unreachable_redis_fails_a_push_within_the_connect_timeout(applied: FeatureStore) -> None:
     with unreachable_redis() as port:
-        store = pointed_at(applied, f"127.0.0.1:{port}")
+        store = reopened(applied, connection_string=f"127.0.0.1:{port}")
         start = time.monotonic()
         with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
             store.push("clicks_push", many_users(3))
@@ -267,9 +254,8 @@ def test_an_unreachable_redis_fails_a_push_within_the_connect_timeout(applied: F
 
 
 def test_default_socket_timeout_bounds_replica_ack_timeout(tmp_path: Path, redis_server) -> None:
-    yaml = feature_store_yaml(
-        "p", redis_server.connection_string, online_extra="min_replica_acks: 1\nreplica_ack_timeout_ms: 6000"
+    write_repo(
+        tmp_path, "p", sequence_online(redis_server.connection_string, min_replica_acks=1, replica_ack_timeout_ms=6000)
     )
-    (tmp_path / "feature_store.yaml").write_text(yaml)
     with pytest.raises(FeastConfigError, match=r"replica_ack_timeout_ms=6000 must be shorter than .*5\.0 s"):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")

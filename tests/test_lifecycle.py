@@ -23,7 +23,8 @@ from feast_sequence import (
 from feast_sequence.online.health import check
 from feast_sequence.testing.local_redis import LocalRedis
 
-from conftest import feature_store_yaml, sequence_key_count
+from conftest import sequence_key_count
+from repos import applied_store, sequence_online
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
@@ -249,12 +250,7 @@ def private_redis():
 
 
 def private_store(tmp_path: Path, server: LocalRedis, objects: List) -> FeatureStore:
-    repo = tmp_path / "private"
-    (repo / "data").mkdir(parents=True, exist_ok=True)
-    (repo / "feature_store.yaml").write_text(feature_store_yaml("evict", server.connection_string))
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects)
-    return store
+    return applied_store(tmp_path / "private", "evict", sequence_online(server.connection_string), objects)
 
 
 def test_an_evicting_redis_is_refused_at_apply_and_at_the_first_push(tmp_path, data_dir, private_redis):

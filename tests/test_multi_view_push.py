@@ -12,8 +12,9 @@ import pytest
 from feast_sequence import SequenceInputError
 
 import multi_view_repo
-from conftest import feature_store_yaml, sequence_key_count
+from conftest import sequence_key_count
 from feast_server import feast_serve, module_repo, post
+from repos import sequence_online
 
 BAD = {
     "bad only for a sequence view": dict(small=2**40),
@@ -47,7 +48,7 @@ def test_an_async_push_bad_for_one_view_writes_no_view(make_store, tmp_path, red
 
 def test_an_http_push_bad_for_one_view_writes_no_view(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    env = module_repo(repo, "multi_view_repo", feature_store_yaml("multi_http", redis_server.connection_string))
+    env = module_repo(repo, "multi_view_repo", "multi_http", sequence_online(redis_server.connection_string))
     body = multi_view_repo.frame(small=2**40)
     df = {c: [v.isoformat() if hasattr(v, "isoformat") else v for v in body[c].tolist()] for c in body.columns}
     with feast_serve(repo, env=env) as port:

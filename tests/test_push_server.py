@@ -13,8 +13,9 @@ from test_fast_push import everything
 from test_multi_view_push import stored
 
 import multi_view_repo
-from conftest import feature_store_yaml, sequence_key_count
+from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
+from repos import sequence_online
 
 
 def body(small: Any, total: Any = 1, source: str = "events_push", to: str = "online") -> Dict[str, Any]:
@@ -41,7 +42,7 @@ def clear(client) -> None:
 @pytest.fixture
 def repo(tmp_path: Path, redis_client, redis_server):
     repo = tmp_path / "repo"
-    env = module_repo(repo, "multi_view_repo", feature_store_yaml("fastpush", redis_server.connection_string))
+    env = module_repo(repo, "multi_view_repo", "fastpush", sequence_online(redis_server.connection_string))
     return repo, env
 
 

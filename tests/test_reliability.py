@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feast import FeatureStore
 
 from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.testing.local_redis import LocalRedis
 
 from conftest import store_on
+from repos import reopened
 from sample_repo import assert_clicks_match_reference
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -77,7 +77,7 @@ def test_redis_killed_and_restarted_mid_stream_loses_nothing(tmp_path):
 
 def test_retries_ride_out_a_short_outage(tmp_path):
     with LocalRedis(appendonly=True) as server:
-        store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}", "retries: 8\nretry_backoff_seconds: 0.05")
+        store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}", retries=8, retry_backoff_seconds=0.05)
         frames = batches(4, 50, seed=2)
         store.push("clicks_push", frames[0])
         server.kill()
@@ -102,11 +102,7 @@ def test_password_and_acl_users(tmp_path):
         user = store_on(tmp_path, f"{server.connection_string},username=feast,password=writer-pw")
         user.push("clicks_push", batches(1, 10, seed=4)[0])
         assert user.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}]).to_dict()
-        repo = Path(good.repo_path)
-        (repo / "feature_store.yaml").write_text(
-            (repo / "feature_store.yaml").read_text().replace("password=s3cret", "password=wrong")
-        )
-        wrong = FeatureStore(repo_path=str(repo))
+        wrong = reopened(good, connection_string=f"{server.connection_string},password=wrong")
         with pytest.raises(SequenceStoreError, match="rejected the credentials"):
             wrong.push("clicks_push", batches(1, 5, seed=5)[0])
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from feast_sequence import sequence_settings
 
 from reference import reference_sequences
+from repos import applied_store, sequence_online
 from sample_repo import objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -30,16 +31,8 @@ event_strategy = st.tuples(
 
 @pytest.fixture(scope="module")
 def property_store(tmp_path_factory, redis_server):
-    from feast import FeatureStore
-
-    from conftest import feature_store_yaml
-
     repo = tmp_path_factory.mktemp("property")
-    (repo / "data").mkdir()
-    (repo / "feature_store.yaml").write_text(feature_store_yaml("property", redis_server.connection_string))
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects(repo / "events"))
-    return store
+    return applied_store(repo, "property", sequence_online(redis_server.connection_string), objects(repo / "events"))
 
 
 def push_concurrently(store, frames, writers):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pandas as pd
 import pytest
@@ -32,7 +32,8 @@ from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
 
-from conftest import feature_store_yaml, redis_state
+from conftest import redis_state
+from repos import reopened, sequence_online, wait_until, write_repo
 from sample_repo import assert_clicks_match_reference
 
 MASTER_NAME = "fsq"
@@ -57,8 +58,9 @@ class SentinelGroup:
         """Feast's ``connection_string`` for ``redis_type: redis_sentinel``: the sentinels."""
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
-    def online_options(self, extra: str = "") -> str:
-        return f"redis_type: redis_sentinel\nsentinel_master: {MASTER_NAME}\n{extra}"
+    def online_options(self, **extra: Any) -> Dict[str, Any]:
+        """The ``online_store`` options that reach Redis through these sentinels, plus ``extra``."""
+        return {"redis_type": "redis_sentinel", "sentinel_master": MASTER_NAME, **extra}
 
     def master_ports(self, sentinel_ports: Optional[List[int]] = None) -> List[Optional[int]]:
         """The master's port according to each sentinel (None where one does not answer)."""
@@ -78,10 +80,11 @@ class SentinelGroup:
         self, port: int, sentinel_ports: Optional[List[int]] = None, timeout_seconds: float = 30
     ) -> None:
         """Until the sentinels (default: all) name ``port`` as the master: a failover completed."""
-        deadline = time.monotonic() + timeout_seconds
-        while (named := self.master_ports(sentinel_ports)) != [port] * len(named):
-            assert time.monotonic() < deadline, f"sentinels did not switch to port {port}: {named}"
-            time.sleep(0.05)
+        wait_until(
+            lambda: set(self.master_ports(sentinel_ports)) == {port},
+            timeout_seconds,
+            f"the sentinels to switch to port {port}",
+        )
 
     def rejoin_as_replica(self, old: LocalRedis, master_port: int) -> LocalRedis:
         """Restart a crashed server, on its port, as a replica of the new master, as an operator
@@ -131,10 +134,11 @@ def sentinel_group() -> Iterator[SentinelGroup]:
 def _wait_until_sentinels_agree(group: SentinelGroup, timeout_seconds: float = 30) -> None:
     """Every sentinel knows the replica and the two other sentinels (they meet through the master
     every 2 s): only then can they agree that the master is down and elect one to fail it over."""
-    deadline = time.monotonic() + timeout_seconds
-    while not all(_knows_its_peers(port) for port in group.sentinel_ports):
-        assert time.monotonic() < deadline, "the sentinels did not discover each other"
-        time.sleep(0.05)
+    wait_until(
+        lambda: all(_knows_its_peers(port) for port in group.sentinel_ports),
+        timeout_seconds,
+        "the sentinels to discover each other",
+    )
 
 
 def _knows_its_peers(sentinel_port: int) -> bool:
@@ -154,15 +158,19 @@ def group() -> Iterator[SentinelGroup]:
 
 def push_until_written(store: FeatureStore, frame: pd.DataFrame, failures: List[str], seconds: float = 60):
     """At-least-once delivery, as a client would do it: re-send a push until it is acknowledged."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def written() -> bool:
         try:
             store.push("clicks_push", frame)
-            return
+            return True
         except SequenceStoreUnavailableError as exc:
             failures.append(str(exc))
-            assert time.monotonic() < deadline, f"push not written within {seconds} s: {exc}"
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(written, seconds, "a push to be written")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; the last error: {failures[-1] if failures else None}") from None
 
 
 def fresh(store: FeatureStore) -> FeatureStore:
@@ -174,7 +182,7 @@ def fresh(store: FeatureStore) -> FeatureStore:
 
 
 def test_pushes_and_reads_go_through_sentinel(group, tmp_path):
-    store = store_on(tmp_path, f"{group.connection_string},{TIMEOUTS}", group.online_options("min_replica_acks: 1"))
+    store = store_on(tmp_path, f"{group.connection_string},{TIMEOUTS}", **group.online_options(min_replica_acks=1))
     master, replica = group.servers
     frames = batches(10, 40, seed=11)
     for frame in frames[:5]:
@@ -264,24 +272,11 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
     }
 
 
-def reconfigured(store: FeatureStore, connection: str, online_extra: str) -> FeatureStore:
-    """The same applied repository, opened with other online-store options."""
-    project = store.project
-    (Path(store.repo_path) / "feature_store.yaml").write_text(
-        feature_store_yaml(project, connection, online_extra=online_extra)
-    )
-    return FeatureStore(repo_path=str(store.repo_path))
-
-
 def test_too_few_replica_acks_raise_the_retriable_error_on_every_write_path(tmp_path):
     with LocalRedis() as server:  # a master without replicas: WAIT 1 can only time out
         # Applied first without the acknowledgements: `feast apply` waits for them too.
         applied = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")
-        store = reconfigured(
-            applied,
-            f"{server.connection_string},{TIMEOUTS}",
-            "min_replica_acks: 1\nreplica_ack_timeout_ms: 50\nretries: 2\nretry_backoff_seconds: 0.01",
-        )
+        store = reopened(applied, min_replica_acks=1, replica_ack_timeout_ms=50, retries=2, retry_backoff_seconds=0.01)
         frame = batches(1, 30, seed=13)[0]
         loop = asyncio.new_event_loop()
         try:
@@ -301,7 +296,7 @@ def test_a_refusal_by_min_replicas_to_write_is_retriable(tmp_path):
     """Redis's own guard (the master refuses writes while too few replicas are connected) is
     reported as retriable, like a shortfall, and leaves nothing written."""
     with LocalRedis() as server:
-        store = store_on(tmp_path, server.connection_string, "retries: 1\nretry_backoff_seconds: 0.01")
+        store = store_on(tmp_path, server.connection_string, retries=1, retry_backoff_seconds=0.01)
         # Switched on after `feast apply`, which it would refuse too (the definition record is a write).
         server.client().config_set("min-replicas-to-write", 1)
         with pytest.raises(
@@ -315,18 +310,16 @@ def test_a_refusal_by_min_replicas_to_write_is_retriable(tmp_path):
 def test_replica_ack_settings_are_checked(tmp_path):
     from feast.repo_config import FeastConfigError, load_repo_config
 
-    cases = {
-        "min_replica_acks: -1": "min_replica_acks",
-        "redis_type: redis_cluster\nmin_replica_acks: 1": "not supported with redis_type: redis_cluster",
-        "min_replica_acks: 1\nreplica_ack_timeout_ms: 0": "replica_ack_timeout_ms",
-    }
-    for options, message in cases.items():
-        (tmp_path / "feature_store.yaml").write_text(feature_store_yaml("p", "127.0.0.1:6379", online_extra=options))
+    cases: List[Tuple[Dict[str, Any], str]] = [
+        ({"min_replica_acks": -1}, "min_replica_acks"),
+        ({"redis_type": "redis_cluster", "min_replica_acks": 1}, "not supported with redis_type: redis_cluster"),
+        ({"min_replica_acks": 1, "replica_ack_timeout_ms": 0}, "replica_ack_timeout_ms"),
+    ]
+    for options, message in cases:
+        write_repo(tmp_path, "p", sequence_online("127.0.0.1:6379", **options))
         with pytest.raises(FeastConfigError, match=message):
             load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
-    (tmp_path / "feature_store.yaml").write_text(
-        feature_store_yaml("p", "127.0.0.1:6379,socket_timeout=0.5", online_extra="min_replica_acks: 1")
-    )
+    write_repo(tmp_path, "p", sequence_online("127.0.0.1:6379,socket_timeout=0.5", min_replica_acks=1))
     with pytest.raises(FeastConfigError, match="replica_ack_timeout_ms=1000 must be shorter than socket_"):
         load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
 
@@ -338,7 +331,7 @@ def test_master_killed_in_a_push_stream_loses_no_event_with_replica_acks(group, 
     store = store_on(
         tmp_path,
         f"{group.connection_string},{TIMEOUTS}",
-        group.online_options("min_replica_acks: 1\nreplica_ack_timeout_ms: 500\nretries: 3"),
+        **group.online_options(min_replica_acks=1, replica_ack_timeout_ms=500, retries=3),
     )
     old, new = group.servers
     frames = batches(60, 40, seed=12)
@@ -381,8 +374,8 @@ def test_graceful_failover_loses_an_acknowledged_push_unless_it_waits_for_a_repl
     acknowledged in between are lost. With ``min_replica_acks: 1`` it cannot acknowledge them (no
     replica follows it any more), so the client re-sends them until they reach the new master."""
     connection = f"{group.connection_string},{TIMEOUTS}"
-    plain = store_on(tmp_path, connection, group.online_options())
-    safe = store_on(tmp_path, connection, group.online_options("min_replica_acks: 1\nreplica_ack_timeout_ms: 200"))
+    plain = store_on(tmp_path, connection, **group.online_options())
+    safe = store_on(tmp_path, connection, **group.online_options(min_replica_acks=1, replica_ack_timeout_ms=200))
     old, new = group.servers
     before, during = batches(2, 40, seed=14)
     for store in (plain, safe):
@@ -449,8 +442,7 @@ def measure_wait_cost(repeats: int = 400) -> None:
         work = Path(tempfile.mkdtemp(prefix="feast-sequence-wait-"))
         try:
             stores = {
-                acks: store_on(work, f"{master.connection_string},{TIMEOUTS}", f"min_replica_acks: {acks}")
-                for acks in (0, 1)
+                acks: store_on(work, f"{master.connection_string},{TIMEOUTS}", min_replica_acks=acks) for acks in (0, 1)
             }
             print(
                 f"{datetime.now():%Y-%m-%d}, Python {sys.version.split()[0]}, redis-py {redis_py.__version__}, "

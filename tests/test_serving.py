@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Dict, List
@@ -29,21 +28,18 @@ from feast_sequence import (
 from feast_sequence.errors import SequenceDefinitionError
 
 import serving_repo
-from conftest import feature_store_yaml
 from reference import reference_sequences
+from repos import REGISTRY, sequence_online, wait_until, write_repo
 
 USERS = 12
 NOW = pd.Timestamp.now(tz="UTC")
 
 
 def _store(root: Path, redis_server, project: str, cache_ttl: int = 600) -> FeatureStore:
-    (root / "data").mkdir(parents=True, exist_ok=True)
-    yaml = feature_store_yaml(project, redis_server.connection_string).replace(
-        "registry: data/registry.db",
-        f"registry:\n  path: data/registry.db\n  cache_ttl_seconds: {cache_ttl}",
+    registry = {"path": REGISTRY, "cache_ttl_seconds": cache_ttl}
+    return FeatureStore(
+        repo_path=str(write_repo(root, project, sequence_online(redis_server.connection_string), registry=registry))
     )
-    (root / "feature_store.yaml").write_text(yaml)
-    return FeatureStore(repo_path=str(root))
 
 
 def _clicks(seed: int) -> pd.DataFrame:
@@ -196,13 +192,12 @@ def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path
     assert max(before.to_dict()["clicks__length"]) == 2
     clicks = store.get_feature_view("clicks")
     store.apply([serving_repo.recent_use_case(clicks, length=1)])
-    deadline = time.monotonic() + 10
-    while True:
+
+    def picked_up() -> bool:
         got = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
-        if max(got.to_dict()["clicks__length"]) == 1:
-            break
-        assert time.monotonic() < deadline, "the running store never picked up the new use case"
-        time.sleep(0.2)
+        return bool(max(got.to_dict()["clicks__length"]) == 1)
+
+    wait_until(picked_up, 10, "the running store to pick up the new use case", 0.2)
     # The other use cases are untouched.
     ranking = running.get_online_features(features=running.get_feature_service("ranking"), entity_rows=_rows())
     assert (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 from pathlib import Path
 
@@ -11,14 +10,14 @@ import pytest
 from feast import FeatureStore
 
 import serving_repo
-from conftest import feature_store_yaml
 from feast_server import feast_serve, module_repo, post
+from repos import sequence_online, wait_until
 
 
 @pytest.fixture
 def served_over_http(tmp_path: Path, redis_server, redis_client):
     repo = tmp_path / "repo"
-    env = module_repo(repo, "serving_repo", feature_store_yaml("http_serving", redis_server.connection_string))
+    env = module_repo(repo, "serving_repo", "http_serving", sequence_online(redis_server.connection_string))
     store = FeatureStore(repo_path=str(repo))
     now = pd.Timestamp.now(tz="UTC")
     store.push("items_push", serving_repo.item_rows(30, now - pd.Timedelta(days=90)))
@@ -48,13 +47,13 @@ def test_feast_serve_serves_use_cases_and_picks_up_apply(served_over_http):
     # `feast apply` of a changed use case reaches the running server at its next registry refresh.
     clicks = store.get_feature_view("clicks")
     store.apply([serving_repo.recent_use_case(clicks, length=1)])
-    deadline = time.monotonic() + 20
-    while True:
-        body = post(port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2]}})
-        if max(_values(body)["clicks__length"]) == 1:
-            break
-        assert time.monotonic() < deadline, "feast serve never picked up the changed use case"
-        time.sleep(0.5)
+    recent = {"feature_service": "recent", "entities": {"user_id": [0, 1, 2]}}
+    wait_until(
+        lambda: max(_values(post(port, "/get-online-features", recent))["clicks__length"]) == 1,
+        20,
+        "feast serve to pick up the changed use case",
+        0.5,
+    )
     assert (
         _values(
             post(

@@ -11,8 +11,6 @@ import runpy
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import List
 
@@ -34,6 +32,7 @@ from feast_sequence.transformations.streaming import (
 import serving_repo
 from conftest import redis_state
 from reference import reference_sequences
+from repos import applied_store, sequence_online, spark_offline, wait_until
 from sample_repo import assert_clicks_match_reference, click_records, events, objects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -42,31 +41,8 @@ USERS = 40
 
 def spark_store(repo: Path, connection_string: str, objects: List) -> FeatureStore:
     """A repository with the Spark settings of the example repository, the given objects applied."""
-    (repo / "data").mkdir(parents=True, exist_ok=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: stream
-            provider: feast_sequence.SequenceProvider
-            registry: data/registry.db
-            online_store:
-              type: feast_sequence.online_store.SequenceRedisOnlineStore
-              connection_string: "{connection_string}"
-            offline_store:
-              type: spark
-              spark_conf:
-                spark.master: "local[2]"
-                spark.ui.enabled: "false"
-                spark.sql.session.timeZone: "UTC"
-                spark.sql.execution.arrow.pyspark.enabled: "true"
-                spark.driver.memory: "4g"
-            entity_key_serialization_version: 3
-            """
-        )
-    )
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(objects)
-    return store
+    offline = spark_offline(**{"spark.driver.memory": "4g"})
+    return applied_store(repo, "stream", sequence_online(connection_string), objects, offline=offline)
 
 
 @pytest.fixture
@@ -111,16 +87,6 @@ def land(frame: pd.DataFrame, folder: Path, name: str, file_format: str) -> None
     else:
         frame.to_parquet(path, index=False, coerce_timestamps="us")
     os.replace(path, folder / path.name)
-
-
-def wait_until(condition, timeout_s: float, what: str, job=None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if job is not None and job.poll() is not None:
-            raise AssertionError(f"the job ended (exit code {job.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def kill_session(session_id: int) -> None:
@@ -213,7 +179,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(stream_repo, redis_client, tmp
                 lambda: batches("offsets") >= 3 and batches("commits") < batches("offsets"),
                 180,
                 "batch 2",
-                job,
+                process=job,
             )
         finally:
             kill_session(job.pid)

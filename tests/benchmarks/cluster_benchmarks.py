@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
@@ -21,30 +20,16 @@ from feast import FeatureStore
 
 from feast_sequence import SequenceFeatureView
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the cluster fixture
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the cluster fixture and repos
 from test_cluster import local_cluster  # noqa: E402
+
+from repos import sequence_online, write_repo  # noqa: E402
 
 
 def _store(root: Path, project: str, connection: str, cluster: bool) -> FeatureStore:
     repo = root / project
-    (repo / "data").mkdir(parents=True)
-    extra = "\n  redis_type: redis_cluster" if cluster else ""
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: {project}
-            provider: feast_sequence.SequenceProvider
-            registry: data/registry.db
-            online_store:
-              type: feast_sequence.online_store.SequenceRedisOnlineStore
-              connection_string: "{connection}"{{extra}}
-            offline_store:
-              type: file
-            entity_key_serialization_version: 3
-            """
-        ).replace("{extra}", extra)
-    )
-    store = FeatureStore(repo_path=str(repo))
+    online = sequence_online(connection, **({"redis_type": "redis_cluster"} if cluster else {}))
+    store = FeatureStore(repo_path=str(write_repo(repo, project, online)))
     view = SequenceFeatureView(
         name="seq",
         entities=[rb.customer],

@@ -3,8 +3,8 @@ scaling, and the backfill job's write rate. Real Spark in local mode, real Redis
 
 from __future__ import annotations
 
+import sys
 import tempfile
-import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,35 +20,17 @@ from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
+from repos import sequence_online, spark_offline, write_repo  # noqa: E402
+
 NAIVE_TIMEOUT_S = 900  # the range join is cancelled after this; the speedup is then a lower bound
 T0 = 1_600_000_000
 
 
 def repository(root: Path, connection: str, events_path: Path) -> FeatureStore:
     repo = root / "offline_repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: offline_bench
-            provider: feast_sequence.SequenceProvider
-            registry: data/registry.db
-            online_store:
-              type: feast_sequence.online_store.SequenceRedisOnlineStore
-              connection_string: "{connection}"
-            offline_store:
-              type: spark
-              spark_conf:
-                spark.master: "local[2]"
-                spark.ui.enabled: "false"
-                spark.sql.session.timeZone: "UTC"
-                spark.sql.execution.arrow.pyspark.enabled: "true"
-                spark.driver.memory: "8g"
-                spark.sql.shuffle.partitions: "8"
-            entity_key_serialization_version: 3
-            """
-        )
-    )
+    conf = {"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"}
+    write_repo(repo, "offline_bench", sequence_online(connection), spark_offline(**conf))
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     source = PushSource(
         name="events_push",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -26,6 +26,9 @@ from feast_sequence.offline.indexing import write_spark
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.streaming import FileStream, event_schema, job_spark_session, run_stream
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
+from repos import sequence_online, spark_offline, write_repo  # noqa: E402
+
 SEED = 20261125
 RATE_EVENTS = 200_000
 RATE_FILES = 20  # 10,000 events each
@@ -38,29 +41,8 @@ POLL_SECONDS = 0.005
 
 def repository(root: Path, connection: str) -> FeatureStore:
     repo = root / "stream_repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: stream_bench
-            provider: feast_sequence.SequenceProvider
-            registry: data/registry.db
-            online_store:
-              type: feast_sequence.online_store.SequenceRedisOnlineStore
-              connection_string: "{connection}"
-            offline_store:
-              type: spark
-              spark_conf:
-                spark.master: "local[2]"
-                spark.ui.enabled: "false"
-                spark.sql.session.timeZone: "UTC"
-                spark.sql.execution.arrow.pyspark.enabled: "true"
-                spark.driver.memory: "8g"
-                spark.sql.shuffle.partitions: "8"
-            entity_key_serialization_version: 3
-            """
-        )
-    )
+    conf = {"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"}
+    write_repo(repo, "stream_bench", sequence_online(connection), spark_offline(**conf))
     placeholder = repo / "data" / "events.parquet"  # the batch source: unused by the stream
     pd.DataFrame(
         {
