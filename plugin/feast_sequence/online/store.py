@@ -33,7 +33,7 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from feast_sequence import feast_internals
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceRequestError
+from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.serving.pipeline import serve
@@ -46,7 +46,14 @@ from feast_sequence.storage.evolution import StoredDefinition, evolve
 from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
 from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.lookup import one_call_per_key
-from feast_sequence.storage.read import Row, decode_rows, plan_read, populate_sequences, read_commands
+from feast_sequence.storage.read import (
+    Row,
+    check_entity_limit,
+    decode_rows,
+    plan_read,
+    populate_sequences,
+    read_commands,
+)
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -382,12 +389,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
                 table, join_key_values, entity_name_to_join_key_map
             )
             if is_sequence_view(table):
-                limit = config.online_store.max_entities_per_request
-                if len(values) > limit:
-                    raise SequenceRequestError(
-                        f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
-                        f"max_entities_per_request={limit:,}; split it or raise the limit."
-                    )
+                check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
                 settings = sequence_settings(table)
                 read = plan_read(settings, requested_features)
                 commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)

@@ -41,7 +41,7 @@ from feast_sequence.serving.use_case import (
 )
 from feast_sequence.storage.codec import list_field_name
 from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
-from feast_sequence.storage.read import add_view_metadata
+from feast_sequence.storage.read import add_view_metadata, check_entity_limit
 from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 
 Request = Generator[RoundTrip, List[Any], OnlineResponse]
@@ -199,12 +199,7 @@ def _serve(
         start = len(commands)
         if is_sequence_view(table):
             # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
-            store_limit = config.online_store.max_entities_per_request
-            if len(values) > store_limit:
-                raise SequenceRequestError(
-                    f"Request for {len(values):,} entities of sequence view '{table.name}' exceeds "
-                    f"max_entities_per_request={store_limit:,}; split it or raise the limit."
-                )
+            check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
             settings = sequence_settings(table)
             name = table.projection.name_to_use()
             plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)

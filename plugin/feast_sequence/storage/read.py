@@ -11,7 +11,7 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.errors import SequenceDefinitionError, SequenceRequestError
 from feast_sequence.storage.codec import (
     EventLayout,
     column_per_event,
@@ -47,6 +47,15 @@ def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[
         )
     layout = layout_for(settings)
     return SequenceRead(layout, names, decode_plan(layout, [(n, index[n]) for n in names]))
+
+
+def check_entity_limit(view_name: str, entities: int, limit: int) -> None:
+    """The store-wide ``max_entities_per_request``, for plain reads and use cases alike."""
+    if entities > limit:
+        raise SequenceRequestError(
+            f"Request for {entities:,} entities of sequence view '{view_name}' exceeds "
+            f"max_entities_per_request={limit:,}; split it or raise the limit."
+        )
 
 
 def read_commands(
