@@ -29,10 +29,13 @@ event_strategy = st.tuples(
 )
 
 
-@pytest.fixture(scope="module")
-def property_store(tmp_path_factory, redis_server):
+# Compaction thresholds: never (the tail alone, format 2's layout), after every append (every
+# sequence is a block plus a fresh tail), and every few events (compactions at arbitrary points).
+@pytest.fixture(scope="module", params=[0, 1, 3], ids=["no-compaction", "compact-always", "compact-after-3"])
+def property_store(request, tmp_path_factory, redis_server):
     repo = tmp_path_factory.mktemp("property")
-    return applied_store(repo, "property", sequence_online(redis_server.connection_string), objects(repo / "events"))
+    online = sequence_online(redis_server.connection_string, compact_after=request.param)
+    return applied_store(repo, "property", online, objects(repo / "events"))
 
 
 def push_concurrently(store, frames, writers):
@@ -59,7 +62,7 @@ def push_concurrently(store, frames, writers):
         raise errors[0]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(event_strategy, min_size=1, max_size=40),
     duplicate_share=st.floats(0, 0.5),
@@ -76,6 +79,8 @@ def test_served_sequences_equal_the_reference(property_store, redis_server, rows
     cuts = sorted(rng.sample(range(1, len(df)), min(len(df) - 1, rng.randint(0, 4)))) if len(df) > 1 else []
     frames = [part for part in _split(df, cuts) if len(part)]
     push_concurrently(property_store, frames, writers)
+    if property_store.config.online_store.compact_after == 1:  # every sequence was compacted
+        assert redis_server.client().keys("*}:c"), "no sequence was compacted"
 
     users = sorted({r[0] for r in rows})
     fields = ("item", "n", "price", "flag", "ts")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
+from functools import partial
 from typing import Any, List, Optional, Set
 
 from feast_sequence.definitions.settings import SequenceSettings
@@ -22,8 +23,10 @@ from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, t
 from feast_sequence.storage.append import plan_remove_range
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
-from feast_sequence.storage.keys import view_prefix, view_scan_pattern
-from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
+from feast_sequence.storage.compaction import resend_refused
+from feast_sequence.storage.drivers import drive
+from feast_sequence.storage.keys import sequence_keys_of, view_prefix, view_scan_pattern, zset_key_of
+from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy, run_round_trip
 from feast_sequence.transformations._job import (
     EPOCH,
     Gate,
@@ -89,22 +92,20 @@ def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: A
     settings, project = context.settings, context.target.project
     client = redis_client(context.target.online_config)
     prefix = view_prefix(project, settings.view_name)
-    commands = []
-    for key in client.scan_iter(match=view_scan_pattern(project, settings.view_name), count=1000):
-        if not key.endswith(b"}:z"):
-            continue
-        entity = key[len(prefix) : -len(b"}:z")]
-        if entity not in indexed:
-            commands.append(plan_remove_range(settings, (key, key[:-1] + b"h"), range_us))
+    retry, acks = retry_policy(context.target.online_config), replica_acks(context.target.online_config)
+    # A sequence's keys are its tail, identity hash and block: any of them names the sequence.
+    sequences = {
+        zset_key_of(k) for k in client.scan_iter(match=view_scan_pattern(project, settings.view_name), count=1000)
+    }
+    commands = [
+        plan_remove_range(settings, sequence_keys_of(z), range_us)
+        for z in sorted(sequences)
+        if z[len(prefix) : -len(b"}:z")] not in indexed
+    ]
     for i in range(0, len(commands), 1000):
-        execute(
-            client,
-            commands[i : i + 1000],
-            f"clearing a range of '{settings.view_name}'",
-            retry_policy(context.target.online_config),
-            replica_acks(context.target.online_config),
-            Access.WRITE,
-        )
+        chunk = commands[i : i + 1000]
+        replies = execute(client, chunk, f"clearing a range of '{settings.view_name}'", retry, acks, Access.WRITE)
+        drive(resend_refused(settings, chunk, replies, retry, acks), partial(run_round_trip, client))
     return len(commands)
 
 

@@ -36,7 +36,8 @@ from feast_sequence.storage.codec import (
     encode_columns,
     layout_for,
 )
-from feast_sequence.storage.keys import view_scan_pattern
+from feast_sequence.storage.compaction import absorb_command
+from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
 from feast_sequence.transformations._job import EPOCH, JobContext, add_common_arguments, open_view, report
@@ -73,6 +74,14 @@ def rewrite_online(
     counts = {"sequences": 0, "events": 0, "rewritten": 0}
 
     def flush() -> None:
+        # Only the tail can be rewritten in place: move compacted blocks back into it first (the
+        # next appends past compact_after compact them again).
+        online_config = context.target.online_config
+        stored_blocks = execute(client, [("GET", sequence_keys_of(k)[2]) for k in keys], "reading blocks to enrich")
+        absorbs = [absorb_command(settings, sequence_keys_of(k), b) for k, b in zip(keys, stored_blocks) if b]
+        if absorbs:
+            what = f"expanding blocks of '{settings.view_name}' to enrich"
+            execute(client, absorbs, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE)
         stored = execute(client, [("ZRANGE", k, 0, -1) for k in keys], "reading sequences to enrich")
         commands = []
         for key, members in zip(keys, stored):
@@ -97,10 +106,9 @@ def rewrite_online(
             args: List[Any] = ["1" if settings.dedup_by else "0"]
             for old, t, new, identity in zip(members, times, new_members, identities):
                 args += (old, t, new, identity)
-            commands.append(evalsha(REWRITE, (key, key[:-1] + b"h"), args))
+            commands.append(evalsha(REWRITE, sequence_keys_of(key), args))
             counts["sequences"] += 1
             counts["events"] += len(members)
-        online_config = context.target.online_config
         counts["rewritten"] += sum(
             execute(
                 client,
@@ -113,9 +121,12 @@ def rewrite_online(
         )
         keys.clear()
 
+    seen = set()
     for key in client.scan_iter(match=pattern, count=1000):
-        if key.endswith(b"}:z"):
-            keys.append(key)
+        sequence = zset_key_of(key)  # a tail, identity hash or block key: the sequence's tail key
+        if sequence not in seen:
+            seen.add(sequence)
+            keys.append(sequence)
             if len(keys) >= KEYS_PER_ROUND:
                 flush()
     if keys:

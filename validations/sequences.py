@@ -12,8 +12,10 @@ import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence.storage.keys import view_scan_pattern
-from feast_sequence.storage.redis_io import execute
+from feast_sequence.storage.compaction import sequence_members
+from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
+from feast_sequence.storage.redis_io import evalsha, execute
+from feast_sequence.storage.scripts import READ
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 
@@ -33,19 +35,19 @@ def sequence_stats(
 ) -> pd.DataFrame:
     """One row per stored sequence: length, whether it is strictly ordered by the documented rule,
     repeated identities, oldest and newest event time, and per-field completeness."""
-    keys = [
-        k
-        for k in client.scan_iter(match=view_scan_pattern(project, settings.view_name), count=1000)
-        if k.endswith(b"}:z")
-    ]
+    # Any key of a sequence (tail, identity hash, block) names it; read it as serving does.
+    keys = sorted(
+        {zset_key_of(k) for k in client.scan_iter(match=view_scan_pattern(project, settings.view_name), count=1000)}
+    )
     if sample is not None and len(keys) > sample:
         keys = random.Random(seed).sample(keys, sample)
     layout = layout_for(settings)
     rows: List[Dict[str, Any]] = []
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        stored = execute(client, [("ZREVRANGE", k, 0, -1) for k in chunk], "reading sequences to validate")
-        for members in stored:
+        reads = [evalsha(READ, sequence_keys_of(k), ("-inf", settings.max_length)) for k in chunk]
+        stored = execute(client, reads, "reading sequences to validate")
+        for members in (sequence_members(reply, len(settings.dedup_by)) for reply in stored):
             columns, times = decode_members(layout, members)
             filled = [
                 [NULL_DEFAULTS[f.value_type] if v is None else v for v in c] for f, c in zip(settings.fields, columns)

@@ -47,7 +47,7 @@ STORAGE_FORMAT = "2"
 FIRST_FIELD_NUMBER, LAST_FIELD_NUMBER = 16, 2047
 
 #: Hard cap on max_length. Reads return whole sequences in one reply, so the cap bounds reply size.
-MAX_LENGTH_CAP = 10_000
+MAX_LENGTH_CAP = 100_000
 
 
 @dataclass(frozen=True)

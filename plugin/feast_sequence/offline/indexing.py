@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
@@ -18,9 +19,11 @@ import pandas as pd
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.append import encode_frame, plan_append
 from feast_sequence.storage.client import redis_client
+from feast_sequence.storage.compaction import resend_refused
+from feast_sequence.storage.drivers import drive
 from feast_sequence.storage.index_enrich import plan_index_enrichment
 from feast_sequence.storage.lookup import one_call_per_key
-from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy
+from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy, run_round_trip
 
 _RANK = "__fsq_rank"
 
@@ -84,7 +87,9 @@ def write_frames(
         events = encode_frame(target.settings, frame)
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
         what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
-        execute(client, commands, what, retry, acks, Access.WRITE)
+        replies = execute(client, commands, what, retry, acks, Access.WRITE)
+        if replace_range_us is not None:
+            drive(resend_refused(target.settings, commands, replies, retry, acks), partial(run_round_trip, client))
         written += len(events)
     return written
 

@@ -38,9 +38,10 @@ from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
-from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
+from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append, tails_to_compact
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.codec import EncodedEvents
+from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import Operation, drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition, evolve
 from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
@@ -112,6 +113,10 @@ class SequenceRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     replica_ack_timeout_ms: PositiveInt = 1000
     """How long one write waits for those acknowledgements; below the socket timeout
     (``socket_timeout`` in connection_string, else ``socket_timeout_seconds``)."""
+    compact_after: NonNegativeInt = 64
+    """Events a sequence's tail (its sorted set) may hold before the writer that notices compacts
+    it into the sequence's compressed block (docs/storage-layout.md); 0 never compacts on write,
+    leaving it to ``feast-sequence compact``. Lower saves memory, higher saves CPU per write."""
 
     @field_validator("connection_string")
     @classmethod
@@ -580,7 +585,9 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     online = config.online_store
     commands = plan_append(settings, config.project, events)
     what = _appending(settings, events)
-    yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
+    sizes = yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
+    full = tails_to_compact(commands, sizes, online.compact_after)
+    yield from compact(settings, full, retry_policy(online), replica_acks(online))
 
 
 def _online_read(

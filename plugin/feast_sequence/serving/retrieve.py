@@ -1,14 +1,14 @@
 """Retrieve stage: read each row's stored sequence of one view and decode it into a ``SequenceBatch``.
 
-One ZREVRANGEBYSCORE per entity (see ``feast_sequence.storage.read``) returns the newest events within the
-TTL and the use case's time window; without filters, Redis also caps the count at the use case's
-length, so nothing beyond it crosses the network. All entities' events are decoded with one
+One read per entity (see ``feast_sequence.storage.read``) returns the newest events within the
+TTL and the use case's time window; without filters, the count is also capped at the use case's
+length (by Redis for a sequence's tail). All entities' events are decoded with one
 protobuf parse of their concatenation.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -18,6 +18,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.use_case import SequenceSpec
 from feast_sequence.storage.codec import column_per_event, layout_for
+from feast_sequence.storage.read import members as read_members
 from feast_sequence.storage.read import read_commands
 from feast_sequence.storage.redis_io import Command
 
@@ -34,9 +35,10 @@ def retrieve_commands(
     return read_commands(settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us)
 
 
-def decode_batch(settings: SequenceSettings, replies: Sequence[List[bytes]], fields: Sequence[str]) -> SequenceBatch:
+def decode_batch(settings: SequenceSettings, replies: Sequence[Any], fields: Sequence[str]) -> SequenceBatch:
     """The named event fields of every row's sequence, plus the timestamp field (whole seconds)."""
     layout = layout_for(settings)
+    replies = read_members(layout, replies)
     lengths = np.fromiter(map(len, replies), dtype=np.int64, count=len(replies))
     members = [member for reply in replies for member in reply]
     message = layout.message_class.FromString(b"".join(members))

@@ -26,9 +26,12 @@ from feast_sequence.storage.codec import (
     layout_for,
     timestamps_to_us,
 )
-from feast_sequence.storage.keys import sequence_keys, view_prefix
+from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND
+
+#: APPEND's block mode for the events of a correction, and its reply when it refused them.
+REFUSE_BESIDE_BLOCK, REFUSED = "refuse", -1
 
 #: Events per script call. Each call is atomic and blocks Redis while it runs, so a huge batch for
 #: one entity is split to keep other clients' latency low.
@@ -139,7 +142,7 @@ def plan_append(
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
             first = start == 0 and (replaced is None or entity_key not in replaced)
-            args: List[Any] = _header(settings, replace_range_us if first else None)
+            args: List[Any] = _header(settings, replace_range_us if first else None, replace_range_us is not None)
             if identities is None:
                 for i in chunk:
                     args += (scores[i], members[i])
@@ -152,16 +155,27 @@ def plan_append(
     return commands
 
 
-def plan_remove_range(settings: SequenceSettings, keys: Tuple[bytes, bytes], range_us: Tuple[int, int]) -> Command:
+def tails_to_compact(commands: Sequence[Command], sizes: Sequence[Any], compact_after: int) -> List[SequenceKeys]:
+    """The sequences of ``plan_append``'s commands whose tails reached ``compact_after`` events
+    (APPEND returns the tail's size; 0 = never compact on write)."""
+    if not compact_after:
+        return []
+    full = {(c[3], c[4], c[5]) for c, size in zip(commands, sizes) if size >= compact_after}  # EVALSHA sha 3 keys
+    return sorted(full)
+
+
+def plan_remove_range(settings: SequenceSettings, keys: SequenceKeys, range_us: Tuple[int, int]) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
-    return evalsha(APPEND, keys, _header(settings, range_us))
+    return evalsha(APPEND, keys, _header(settings, range_us, True))
 
 
-def _header(settings: SequenceSettings, range_us: Optional[Tuple[int, int]]) -> List[Any]:
+def _header(settings: SequenceSettings, range_us: Optional[Tuple[int, int]], correcting: bool) -> List[Any]:
     return [
         settings.max_length,
         settings.ttl_us or 0,
         len(settings.dedup_by),
         range_us[0] if range_us else "",
         range_us[1] if range_us else "",
+        # A correction's events must not land beside a block (scripts.APPEND; compaction.absorb_blocks).
+        REFUSE_BESIDE_BLOCK if correcting else "",
     ]

@@ -1,7 +1,8 @@
-"""Redis key names of sequences: one sorted set (and, with dedup_by, one hash) per (view, entity).
+"""Redis key names of sequences: per (view, entity) a sorted set (the tail), with dedup_by a hash,
+and once compacted a block string.
 
-``fsq:<project>:<view>:{<entity key>}:z`` and ``...:h``. The braces make the entity key the Redis
-Cluster hash tag, so both keys of one sequence live in one slot and a Lua script may touch both;
+``fsq:<project>:<view>:{<entity key>}:z``, ``...:h`` and ``...:c``. The braces make the entity key
+the Redis Cluster hash tag, so the keys of one sequence live in one slot and a Lua script may touch them;
 the project prefix keeps Feast projects sharing a Redis apart. See docs/storage-layout.md.
 """
 
@@ -19,10 +20,13 @@ def view_prefix(project: str, view_name: str) -> bytes:
     return b"".join((KEY_PREFIX, project.encode(), b":", view_name.encode(), b":{"))
 
 
-def sequence_keys(prefix: bytes, entity_key: bytes) -> Tuple[bytes, bytes]:
-    """The sorted-set and hash keys of one sequence, given ``view_prefix(...)``."""
+SequenceKeys = Tuple[bytes, bytes, bytes]
+
+
+def sequence_keys(prefix: bytes, entity_key: bytes) -> SequenceKeys:
+    """The sorted-set, hash and block keys of one sequence, given ``view_prefix(...)``."""
     base = prefix + entity_key + b"}:"
-    return base + b"z", base + b"h"
+    return base + b"z", base + b"h", base + b"c"
 
 
 def definitions_key(project: str) -> bytes:
@@ -32,13 +36,13 @@ def definitions_key(project: str) -> bytes:
 
 
 def zset_key_of(key: bytes) -> bytes:
-    """The sorted-set key of the sequence that ``key`` (either of its two keys) belongs to."""
+    """The sorted-set key of the sequence that ``key`` (any of its keys) belongs to."""
     return key[:-1] + b"z"
 
 
-def sequence_keys_of(zset_key: bytes) -> Tuple[bytes, bytes]:
-    """Both keys of a sequence, given its sorted-set key."""
-    return zset_key, zset_key[:-1] + b"h"
+def sequence_keys_of(zset_key: bytes) -> SequenceKeys:
+    """The keys of a sequence, given its sorted-set key."""
+    return zset_key, zset_key[:-1] + b"h", zset_key[:-1] + b"c"
 
 
 def view_scan_pattern(project: str, view_name: str) -> bytes:

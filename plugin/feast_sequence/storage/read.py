@@ -20,8 +20,10 @@ from feast_sequence.storage.codec import (
     entity_key_bytes_from_values,
     layout_for,
 )
+from feast_sequence.storage.compaction import sequence_members
 from feast_sequence.storage.keys import sequence_keys, view_prefix
-from feast_sequence.storage.redis_io import Command
+from feast_sequence.storage.redis_io import Command, evalsha
+from feast_sequence.storage.scripts import READ
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 
@@ -67,8 +69,8 @@ def read_commands(
     key_cache: Optional[Dict[Tuple[int, ...], bytes]] = None,
     window_us: Optional[int] = None,
 ) -> List[Command]:
-    """One ZREVRANGEBYSCORE per entity: its newest ``limit`` (default max_length) unexpired events,
-    and with ``window_us`` only those at most that old.
+    """One READ script call per entity: its newest ``limit`` (default max_length) unexpired events,
+    and with ``window_us`` only those at most that old (``members`` turns a reply into them).
 
     ``entity_rows`` are Feast's unique entities of the request, ``{join key: ValueProto}`` each.
     ``key_cache`` maps the identities of a row's value objects to its key bytes; share one per
@@ -85,7 +87,7 @@ def read_commands(
         entity_key = encoded.get(identity)
         if entity_key is None:
             entity_key = encoded[identity] = entity_key_bytes_from_values(row)
-        commands.append(("ZREVRANGEBYSCORE", sequence_keys(prefix, entity_key)[0], "+inf", oldest, "LIMIT", 0, count))
+        commands.append(evalsha(READ, sequence_keys(prefix, entity_key), (oldest, count)))
     return commands
 
 
@@ -98,9 +100,15 @@ def oldest_kept_us(settings: SequenceSettings, now_us: Optional[int], window_us:
     return now_us - min(bounds)
 
 
-def decode_rows(read: SequenceRead, replies: Sequence[List[bytes]]) -> List[Row]:
+def members(layout: EventLayout, replies: Sequence[Any]) -> List[List[bytes]]:
+    """Each entity's served events (stored members, newest first) from the replies of ``read_commands``."""
+    fields = len(layout.dedup_positions)
+    return [sequence_members(reply, fields) for reply in replies]
+
+
+def decode_rows(read: SequenceRead, replies: Sequence[Any]) -> List[Row]:
     """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
-    return [decode_sequence(read.layout, members, read.plan) for members in replies]
+    return [decode_sequence(read.layout, m, read.plan) for m in members(read.layout, replies)]
 
 
 def populate_sequences(
@@ -108,7 +116,7 @@ def populate_sequences(
     table: Any,
     indexes: Sequence[List[int]],
     output_len: int,
-    replies: Sequence[List[bytes]],
+    replies: Sequence[Any],
     response: Any,
     full_feature_names: bool,
     include_version_metadata: bool,
@@ -122,7 +130,8 @@ def populate_sequences(
     )
     add_view_metadata(response, table, include_version_metadata)
     layout = read.layout
-    messages = [layout.message_class.FromString(b"".join(members)) for members in replies]
+    replies = members(layout, replies)
+    messages = [layout.message_class.FromString(b"".join(m)) for m in replies]
     owner = [0] * output_len
     for unique, destinations in enumerate(indexes):
         for out in destinations:

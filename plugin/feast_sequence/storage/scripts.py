@@ -25,50 +25,38 @@ class LuaScript:
 # view has no TTL (a TTL removed by `feast apply` must not keep deleting keys). A sorted set that no
 # longer exists takes its identity hash with it.
 _EXPIRY = r"""
-local function set_expiry(zkey, hkey, ttl_us, with_hash)
-  local newest = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
-  if not newest[2] then
+-- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
+local function block_header(ckey)
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^\3(%d+):(%d+):(%d+);')
+end
+local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
+  local newest = nil
+  local top = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
+  if top[2] then newest = tonumber(top[2]) end
+  local block_newest, block_count = block_header(ckey)
+  if block_newest and tonumber(block_count) > 0 and (not newest or tonumber(block_newest) > newest) then
+    newest = tonumber(block_newest)
+  end
+  if not newest then
     if with_hash then redis.call('DEL', hkey) end
+    redis.call('DEL', ckey)
     return
   end
   if ttl_us > 0 then
-    local expire_at = string.format('%.0f', math.ceil((tonumber(newest[2]) + ttl_us) / 1000))
+    local expire_at = string.format('%.0f', math.ceil((newest + ttl_us) / 1000))
     redis.call('PEXPIREAT', zkey, expire_at)
+    redis.call('PEXPIREAT', ckey, expire_at)
     if with_hash then redis.call('PEXPIREAT', hkey, expire_at) end
   else
     redis.call('PERSIST', zkey)
+    redis.call('PERSIST', ckey)
     if with_hash then redis.call('PERSIST', hkey) end
   end
 end
 """
 
 
-# KEYS[1] sorted set: score = event time in microseconds, member = the stored event
-# KEYS[2] hash identity -> score of the stored version (views with dedup_by only)
-# ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
-# ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
-# correction job replaces a time range atomically with it), then the events: score, member
-# (no dedup_by) or score, member, identity (dedup_by).
-#
-# Why this is order-independent: the set always holds the max_length best events of the
-# deduplicated history, best = (timestamp, member bytes) descending. An event whose identity is
-# present replaces it only if it wins on (timestamp, member bytes); an identity that was trimmed
-# lost to max_length better events, so any older version of it would be trimmed again.
-#
-# Why it cannot half-write: Redis does not roll back a script's writes when it fails. So every
-# decision is made first, by reads only, and the writes follow with no error path between them. An
-# identity whose hash entry lost its event (a partial state left by an older version, or keys
-# evicted separately) is treated as absent and healed, never raised.
-APPEND = LuaScript(
-    r"""
-local zkey, hkey = KEYS[1], KEYS[2]
-local max_length = tonumber(ARGV[1])
-local ttl_us = tonumber(ARGV[2])
-local identity_fields = tonumber(ARGV[3])
-local range_from, range_to = tonumber(ARGV[4]), tonumber(ARGV[5])
-"""
-    + _EXPIRY
-    + r"""
+_MEMBERS = r"""
 -- Byte-wise comparison: Lua's '<' on strings uses strcoll, which depends on the locale.
 local function bytes_greater(a, b)
   local n = math.min(#a, #b)
@@ -90,7 +78,7 @@ local function read_varint(m, pos)
   end
   return value, pos
 end
-local function identity_of(m)
+local function identity_of(m, identity_fields)
   local pos, tag, len = 1, 0, 0
   for _ = 1, identity_fields do
     tag, pos = read_varint(m, pos)
@@ -104,28 +92,76 @@ local function identity_of(m)
 end
 
 -- The stored member of a known identity: the one member with its score that it prefixes.
-local function stored_member(id, score)
+local function stored_member(zkey, id, score)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, score, score)) do
     if string.sub(m, 1, #id) == id then return m end
   end
   return nil
 end
+"""
 
+
+# KEYS[1] sorted set (the tail): score = event time in microseconds, member = the stored event
+# KEYS[2] hash identity -> score of the tail's version (views with dedup_by only)
+# KEYS[3] the compacted block (storage/blocks.py), read here only for its header
+# ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
+# ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
+# correction job replaces a time range atomically with it), ARGV[6] how to treat a block: '' ignore
+# it (a plain append), 'refuse' write nothing if one exists (the events of a correction), or the
+# header of a block whose events this call moves back into the tail (the block is deleted if it
+# still has that header, else nothing is written); then the events: score, member (no dedup_by)
+# or score, member, identity (dedup_by).
+#
+# Returns the tail's size before trimming (the writer compacts past a threshold), or -1 without
+# writing anything when refused because a block exists (only the tail can have a range replaced
+# inside Redis, so the client moves the block back first: compaction.absorb_command), or -2 when
+# the block to absorb no longer has the given header.
+#
+# The tail is deduplicated and trimmed on its own: the block's events are merged in by readers and
+# by compaction (blocks.merge), which gives the same sequence because an event trimmed from the
+# tail has max_length better identities in the tail alone.
+#
+# Why this is order-independent: the set always holds the max_length best events of the
+# deduplicated history, best = (timestamp, member bytes) descending. An event whose identity is
+# present replaces it only if it wins on (timestamp, member bytes); an identity that was trimmed
+# lost to max_length better events, so any older version of it would be trimmed again.
+#
+# Why it cannot half-write: Redis does not roll back a script's writes when it fails. So every
+# decision is made first, by reads only, and the writes follow with no error path between them. An
+# identity whose hash entry lost its event (a partial state left by an older version, or keys
+# evicted separately) is treated as absent and healed, never raised.
+APPEND = LuaScript(
+    r"""
+local zkey, hkey, ckey = KEYS[1], KEYS[2], KEYS[3]
+local max_length = tonumber(ARGV[1])
+local ttl_us = tonumber(ARGV[2])
+local identity_fields = tonumber(ARGV[3])
+local range_from, range_to = tonumber(ARGV[4]), tonumber(ARGV[5])
+local block_mode = ARGV[6]
+local absorbed = (block_mode ~= 'refuse') and block_mode or ''
+local first = 7
+"""
+    + _EXPIRY
+    + _MEMBERS
+    + r"""
 local function removed_by_range(score)
   return range_from and score >= range_from and score <= range_to
 end
 
 -- Phase 1: reads and decisions only.
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+if absorbed ~= '' and header ~= absorbed then return -2 end
+if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
 if range_from and identity_fields > 0 then
   gone = redis.call('ZRANGEBYSCORE', zkey, range_from, range_to)
-  for j = 1, #gone do gone[j] = identity_of(gone[j]) end
+  for j = 1, #gone do gone[j] = identity_of(gone[j], identity_fields) end
 end
 local adds, removes, index = {}, {}, {}
 if identity_fields > 0 then
   -- The batch's own winner per identity, then against the stored version.
   local best, order = {}, {}
-  for i = 6, #ARGV, 3 do
+  for i = first, #ARGV, 3 do
     local s, member, id = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
     local b = best[id]
     if not b then
@@ -139,7 +175,7 @@ if identity_fields > 0 then
     local b = best[id]
     local old_score = redis.call('HGET', hkey, id)
     local old = nil
-    if old_score and not removed_by_range(tonumber(old_score)) then old = stored_member(id, old_score) end
+    if old_score and not removed_by_range(tonumber(old_score)) then old = stored_member(zkey, id, old_score) end
     if not old or b[1] > tonumber(old_score) or (b[1] == tonumber(old_score) and bytes_greater(b[3], old)) then
       if old then removes[#removes + 1] = old end
       adds[#adds + 1] = b[2]
@@ -150,7 +186,7 @@ if identity_fields > 0 then
   end
 else
   -- The member embeds the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
-  for i = 6, #ARGV, 2 do
+  for i = first, #ARGV, 2 do
     adds[#adds + 1] = ARGV[i]
     adds[#adds + 1] = ARGV[i + 1]
   end
@@ -172,13 +208,14 @@ end
 for j = 1, #index, 1000 do
   redis.call('HSET', hkey, unpack(index, j, math.min(j + 999, #index)))
 end
+if absorbed ~= '' then redis.call('DEL', ckey) end
 
 local n = redis.call('ZCARD', zkey)
 if n > max_length then
   local last = n - max_length - 1
   if identity_fields > 0 then
     local trimmed = redis.call('ZRANGE', zkey, 0, last)
-    for j = 1, #trimmed do trimmed[j] = identity_of(trimmed[j]) end
+    for j = 1, #trimmed do trimmed[j] = identity_of(trimmed[j], identity_fields) end
     for j = 1, #trimmed, 1000 do
       redis.call('HDEL', hkey, unpack(trimmed, j, math.min(j + 999, #trimmed)))
     end
@@ -186,8 +223,80 @@ if n > max_length then
   redis.call('ZREMRANGEBYRANK', zkey, 0, last)
 end
 
-set_expiry(zkey, hkey, ttl_us, identity_fields > 0)
+set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
 return n
+"""
+)
+
+
+# Read one sequence (KEYS as for APPEND): ARGV[1] the oldest score served ('-inf' = all), ARGV[2]
+# the most events wanted. Without a block, the tail's newest events as ZREVRANGEBYSCORE gives them,
+# exactly format 2's read. With one: {block, tail WITHSCORES within the bound, ARGV[1], ARGV[2]},
+# and the client merges them (blocks.merge); the whole tail is needed then, since a tail event may
+# lose to the block's version of its identity. One script, so a compaction is never seen half done.
+READ = LuaScript(
+    r"""#!lua flags=no-writes
+local block = redis.call('GET', KEYS[3])
+if block then
+  return {block, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'WITHSCORES'), ARGV[1], ARGV[2]}
+end
+return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, ARGV[2])}
+"""
+)
+
+
+# What a compaction starts from (KEYS as for APPEND): {block or false, the whole tail WITHSCORES}.
+SNAPSHOT = LuaScript(
+    r"""#!lua flags=no-writes
+return {redis.call('GET', KEYS[3]) or false, redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+"""
+)
+
+
+# Finish a compaction (KEYS as for APPEND): ARGV[1] the header of the block it read ('' = none),
+# ARGV[2] the new block ('' = no events left), ARGV[3] ttl in µs, ARGV[4] number of dedup_by
+# fields, then score, member of each tail event merged into the new block.
+#
+# Compare-and-set: if the block changed since the snapshot (another compaction, a correction
+# moving it back), nothing is written and it returns -1; the next append compacts again. Without a
+# block it also requires one of the merged tail events to be still stored (returns -2 otherwise), so
+# a compaction that raced `feast teardown` or the TTL cannot bring deleted events back. Tail events
+# appended meanwhile stay in the tail; merged ones are removed only if still there (a newer version
+# of an identity that replaced one keeps its hash entry).
+COMPACT = LuaScript(
+    r"""
+local zkey, hkey, ckey = KEYS[1], KEYS[2], KEYS[3]
+local expected, block = ARGV[1], ARGV[2]
+local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
+"""
+    + _EXPIRY
+    + _MEMBERS
+    + r"""
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+if header ~= expected then return -1 end
+local stored = {}
+local any = false
+for i = 5, #ARGV, 2 do
+  if redis.call('ZSCORE', zkey, ARGV[i + 1]) then
+    stored[#stored + 1] = i
+    any = true
+  end
+end
+if expected == '' and not any then return -2 end
+if block == '' then redis.call('DEL', ckey) else redis.call('SET', ckey, block) end
+for _, i in ipairs(stored) do
+  local member = ARGV[i + 1]
+  redis.call('ZREM', zkey, member)
+  if identity_fields > 0 then
+    local id = identity_of(member, identity_fields)
+    local score = redis.call('HGET', hkey, id)
+    if score and tonumber(score) == tonumber(ARGV[i]) and not stored_member(zkey, id, score) then
+      redis.call('HDEL', hkey, id)
+    end
+  end
+end
+set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
+return 1
 """
 )
 
@@ -199,7 +308,7 @@ EXPIRE = LuaScript(
 """
     + _EXPIRY
     + r"""
-set_expiry(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2] == '1')
+set_expiry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2] == '1')
 return 1
 """
 )

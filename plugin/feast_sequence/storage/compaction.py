@@ -1,0 +1,147 @@
+"""Compaction: merging a sequence's tail into its compressed block (storage/blocks.py).
+
+Appends only ever touch the tail (scripts.APPEND), so they stay O(log N) and never read the
+sequence. Once a tail holds ``compact_after`` events, the writer that noticed compacts it: it reads
+a snapshot (block + tail, one script), merges them under the sequence semantics in Python, and
+writes the new block with a compare-and-set that also removes exactly the merged tail events
+(scripts.COMPACT). Nothing is written between the snapshot and the set, so a process killed at any
+point leaves either the old state or the new one, and a lost race (another compaction, a
+correction) only means the tail stays until the next append compacts it.
+
+Readers merge a block and a tail the same way (``sequence_members``), so a sequence read before,
+during or after a compaction is the same sequence.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any, Generator, List, Optional, Sequence, Set
+
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.errors import SequenceStoreError
+from feast_sequence.storage import blocks
+from feast_sequence.storage.append import REFUSED
+from feast_sequence.storage.keys import SequenceKeys
+from feast_sequence.storage.redis_io import (
+    Access,
+    Command,
+    ReplicaAcks,
+    RetryPolicy,
+    RoundTrip,
+    evalsha,
+)
+from feast_sequence.storage.scripts import APPEND, COMPACT, SNAPSHOT
+
+#: COMPACT's replies: merged; the block changed since the snapshot; the tail was deleted meanwhile.
+COMPACTED, BLOCK_CHANGED, TAIL_GONE = 1, -1, -2
+
+
+@lru_cache(maxsize=16)
+def _identity_length(fields: int) -> blocks.IdentityLength:
+    return blocks.IdentityLength(fields)
+
+
+def sequence_members(reply: Sequence[Any], identity_fields: int) -> List[bytes]:
+    """The served members of one sequence from its ``scripts.READ`` reply, newest first."""
+    block, tail = reply[0], reply[1]
+    if block is None:
+        return list(tail)
+    oldest = None if reply[2] == b"-inf" else int(reply[2])
+    events = blocks.tail_events(tail, _identity_length(identity_fields))
+    return blocks.merge(blocks.decode(block), events, int(reply[3]), oldest).members
+
+
+def snapshot_commands(keys: Sequence[SequenceKeys]) -> List[Command]:
+    return [evalsha(SNAPSHOT, k, ()) for k in keys]
+
+
+def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Sequence[Any], now_us: int) -> Command:
+    """The compare-and-set that replaces a sequence's block with the merge of its snapshot."""
+    block, tail_reply = snapshot
+    fields = len(settings.dedup_by)
+    tail = blocks.tail_events(tail_reply, _identity_length(fields))
+    oldest = now_us - settings.ttl_us if settings.ttl_us else None
+    merged = blocks.merge(blocks.decode(block), tail, settings.max_length, oldest)
+    args: List[Any] = [blocks.header_of(block), blocks.encode(merged) if len(merged) else b"", settings.ttl_us or 0]
+    args.append(fields)
+    for score, member in zip(tail.scores, tail.members):
+        args += (score, member)
+    return evalsha(COMPACT, keys, args)
+
+
+def compact(
+    settings: SequenceSettings,
+    keys: Sequence[SequenceKeys],
+    retry: RetryPolicy,
+    acks: ReplicaAcks,
+    now_us: Optional[int] = None,
+) -> Generator[RoundTrip, List[Any], int]:
+    """Compact the given sequences (two round trips); returns how many were compacted."""
+    if not keys:
+        return 0
+    snapshots = yield RoundTrip(snapshot_commands(keys), _what(settings, "reading", len(keys)), retry)
+    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    commands = [compact_command(settings, k, s, now_us) for k, s in zip(keys, snapshots) if s[1]]
+    if not commands:
+        return 0
+    replies = yield RoundTrip(commands, _what(settings, "writing", len(commands)), retry, acks, Access.WRITE)
+    return sum(1 for r in replies if r == COMPACTED)
+
+
+def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
+    """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
+    A correction needs it: only the tail can have a time range replaced inside Redis."""
+    events = blocks.decode(block)
+    args: List[Any] = [settings.max_length, settings.ttl_us or 0, len(settings.dedup_by), "", ""]
+    args.append(blocks.header_of(block))
+    if settings.dedup_by:
+        for score, member, identity in zip(events.scores, events.members, events.identities()):
+            args += (score, member, identity)
+    else:
+        for score, member in zip(events.scores, events.members):
+            args += (score, member)
+    return evalsha(APPEND, keys, args)
+
+
+def _what(settings: SequenceSettings, doing: str, count: int) -> str:
+    return f"{doing} {count} sequence(s) of '{settings.view_name}' to compact"
+
+
+def resend_refused(
+    settings: SequenceSettings,
+    commands: Sequence[Command],
+    replies: Sequence[Any],
+    retry: RetryPolicy,
+    acks: ReplicaAcks,
+    attempts: int = 10,
+) -> Generator[RoundTrip, List[Any], None]:
+    """Finish a correction's APPEND calls that were refused beside a block: move each such block
+    back into its tail, then send the entity's calls again, from the refused one on (appends are
+    idempotent, and a later call must not be undone by the range removal of an earlier one)."""
+    for _ in range(attempts):
+        refused: Set[SequenceKeys] = set()
+        again: List[Command] = []
+        for command, reply in zip(commands, replies):
+            keys = _keys_of(command)
+            if reply == REFUSED:
+                refused.add(keys)
+            if keys in refused:
+                again.append(command)
+        if not refused:
+            return
+        ordered = sorted(refused)
+        stored = yield RoundTrip([("GET", k[2]) for k in ordered], _what(settings, "reading", len(ordered)), retry)
+        absorbs = [absorb_command(settings, k, b) for k, b in zip(ordered, stored) if b]
+        if absorbs:
+            yield RoundTrip(absorbs, _what(settings, "expanding", len(absorbs)), retry, acks, Access.WRITE)
+        commands = again
+        replies = yield RoundTrip(again, f"correcting {len(ordered)} sequence(s)", retry, acks, Access.WRITE)
+    raise SequenceStoreError(
+        f"Sequence view '{settings.view_name}': a correction kept meeting freshly compacted blocks after "
+        f"{attempts} attempts; nothing of the refused entities' calls was lost. Run it again."
+    )
+
+
+def _keys_of(command: Command) -> SequenceKeys:
+    return command[3], command[4], command[5]
