@@ -45,7 +45,7 @@ def definition(**overrides):
 
 DEFINITIONS = {
     "max_length zero": (definition(max_length=0), r"max_length=0 is invalid"),
-    "max_length over the cap": (definition(max_length=10_001), r"max_length=10001 is invalid"),
+    "max_length over the cap": (definition(max_length=100_001), r"max_length=100001 is invalid"),
     "max_length a string": (definition(max_length="10"), r"max_length='10' is invalid"),
     "max_length a bool": (definition(max_length=True), r"max_length=True is invalid"),
     "dedup_by unknown field": (definition(dedup_by=["price"]), r"unknown field 'price'"),

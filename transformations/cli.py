@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 from feast_sequence.online import health
-from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
+from feast_sequence.transformations import backfill, compact, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
 
@@ -26,6 +26,7 @@ JOBS = {
     "health": health.main,
     "stream": streaming.main,
     "reindex": reindex.main,
+    "compact": compact.main,
     "serve": _serve,
 }
 

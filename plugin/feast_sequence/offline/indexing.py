@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.storage.append import encode_frame, plan_append
+from feast_sequence.storage.append import encode_frame, plan_append, tails_to_compact
 from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.compaction import resend_refused
+from feast_sequence.storage.compaction import compact, resend_refused
 from feast_sequence.storage.drivers import drive
 from feast_sequence.storage.index_enrich import plan_index_enrichment
 from feast_sequence.storage.lookup import one_call_per_key
@@ -88,8 +88,11 @@ def write_frames(
         commands = plan_append(target.settings, target.project, events, replace_range_us, replaced)
         what = f"indexing {len(events)} event(s) of '{target.settings.view_name}'"
         replies = execute(client, commands, what, retry, acks, Access.WRITE)
+        run = partial(run_round_trip, client)
         if replace_range_us is not None:
-            drive(resend_refused(target.settings, commands, replies, retry, acks), partial(run_round_trip, client))
+            replies = drive(resend_refused(target.settings, commands, replies, retry, acks), run)
+        full = tails_to_compact(commands, replies, target.online_config.compact_after)
+        drive(compact(target.settings, full, retry, acks), run)
         written += len(events)
     return written
 

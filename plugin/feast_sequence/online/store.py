@@ -543,6 +543,20 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
             updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
         return updated
 
+    def compact_sequence_view(self, config: RepoConfig, settings: SequenceSettings, batch: int = 200) -> int:
+        """Compact every stored sequence of a view whose tail holds events (``feast-sequence
+        compact``); returns how many were compacted. Safe beside writers, readers and other
+        compactors: each sequence is replaced by compare-and-set (storage/compaction.py). Also
+        converts sequences written before blocks existed (storage format 2) in place."""
+        client = self._get_client(config.online_store)
+        online = config.online_store
+        compacted = 0
+        for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
+            sequences = [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
+            operation = compact(settings, sequences, retry_policy(online), replica_acks(online))
+            compacted += drive(operation, partial(run_round_trip, client))
+        return compacted
+
 
 def _write_events(config: RepoConfig, settings: SequenceSettings, df: pd.DataFrame) -> StoreOperation[int]:
     df = yield from _with_index_enrichments(config, settings, df, plan_index_enrichment)

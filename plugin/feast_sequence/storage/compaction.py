@@ -115,28 +115,34 @@ def resend_refused(
     retry: RetryPolicy,
     acks: ReplicaAcks,
     attempts: int = 10,
-) -> Generator[RoundTrip, List[Any], None]:
+) -> Generator[RoundTrip, List[Any], List[Any]]:
     """Finish a correction's APPEND calls that were refused beside a block: move each such block
     back into its tail, then send the entity's calls again, from the refused one on (appends are
-    idempotent, and a later call must not be undone by the range removal of an earlier one)."""
+    idempotent, and a later call must not be undone by the range removal of an earlier one).
+    Returns the final reply of every command."""
+    final = list(replies)
+    pending = list(range(len(commands)))
     for _ in range(attempts):
         refused: Set[SequenceKeys] = set()
-        again: List[Command] = []
-        for command, reply in zip(commands, replies):
-            keys = _keys_of(command)
-            if reply == REFUSED:
+        again: List[int] = []
+        for position in pending:
+            keys = _keys_of(commands[position])
+            if final[position] == REFUSED:
                 refused.add(keys)
             if keys in refused:
-                again.append(command)
+                again.append(position)
         if not refused:
-            return
+            return final
         ordered = sorted(refused)
         stored = yield RoundTrip([("GET", k[2]) for k in ordered], _what(settings, "reading", len(ordered)), retry)
         absorbs = [absorb_command(settings, k, b) for k, b in zip(ordered, stored) if b]
         if absorbs:
             yield RoundTrip(absorbs, _what(settings, "expanding", len(absorbs)), retry, acks, Access.WRITE)
-        commands = again
-        replies = yield RoundTrip(again, f"correcting {len(ordered)} sequence(s)", retry, acks, Access.WRITE)
+        what = f"correcting {len(ordered)} sequence(s)"
+        resent = yield RoundTrip([commands[p] for p in again], what, retry, acks, Access.WRITE)
+        for position, reply in zip(again, resent):
+            final[position] = reply
+        pending = again
     raise SequenceStoreError(
         f"Sequence view '{settings.view_name}': a correction kept meeting freshly compacted blocks after "
         f"{attempts} attempts; nothing of the refused entities' calls was lost. Run it again."

@@ -1,0 +1,63 @@
+"""Compact: merge the tails of stored sequences into their compressed blocks (docs/storage-layout.md).
+
+    feast-sequence compact --repo feature_repo [--view customer_purchases] [--every 300]
+
+Writers already compact a sequence once its tail holds ``compact_after`` events (the online store
+option), so this job only picks up the rest: tails of sequences that stopped receiving events below
+the threshold, and sequences stored before blocks existed (format 2), which it converts in place,
+online. Without ``--view`` it compacts every sequence view of the repository; with ``--every`` it
+runs again every so many seconds until stopped. Stopping or never running it is safe: reads stay
+exact, and each sequence keeps at most ``compact_after - 1`` events in its tail (at most
+``max_length`` with ``compact_after: 0``) at the tail's cost per event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+from feast import FeatureStore
+
+from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
+from feast_sequence.feast_internals import store_provider
+from feast_sequence.online.store import SequenceRedisOnlineStore
+from feast_sequence.transformations._job import report
+
+
+def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
+    """Compact the repository's sequence views (or one); returns the sequences compacted."""
+    store = FeatureStore(repo_path=repo)
+    online = store_provider(store).online_store
+    if not isinstance(online, SequenceRedisOnlineStore):
+        raise SequenceConfigurationError(f"The online store is {type(online).__name__}, not feast-sequence's.")
+    views = [v for v in store.list_feature_views() if is_sequence_view(v)]
+    if view_name is not None:
+        views = [v for v in views if v.name == view_name]
+        if not views:
+            raise SequenceDefinitionError(f"Repository {repo} has no sequence view '{view_name}'.")
+    total = 0
+    for view in views:
+        compacted = online.compact_sequence_view(store.config, sequence_settings(view))
+        report("compact", view.name, f"{compacted:,} sequence(s) compacted")
+        total += compacted
+    return total
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
+    parser.add_argument("--view", help="one sequence view (default: all of them)")
+    parser.add_argument("--every", type=float, help="run again every this many seconds, until stopped")
+    args = parser.parse_args(argv)
+    while True:
+        run_compaction(args.repo, args.view)
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
