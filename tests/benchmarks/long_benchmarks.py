@@ -1,0 +1,241 @@
+"""Long sequences (issue 13): Redis memory per stored event and full reads against Feast's own
+arrays, compaction throughput, the retail data, and the offline replay at long max_length
+(`run_benchmarks.py long`).
+
+The baseline holds the same events as `Array` features of one regular view in Feast's built-in
+Redis store, one row per user (newest first). Memory is `INFO memory` used_memory before and after
+writing, divided by the events stored; "after push" is what writers leave (they compact a tail once
+it holds compact_after = 64 events), "compacted" is after `feast-sequence compact` (a sequence with
+no tail left).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+import run_benchmarks as rb
+from feast import FeatureStore, FeatureView, Field
+from feast.types import Array, Float32, Int64, String, UnixTimestamp
+
+from feast_sequence import SequenceFeatureView, sequence_settings
+from feast_sequence.feast_internals import store_provider
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for repos
+from repos import sequence_online, write_repo  # noqa: E402
+
+LENGTHS = {100: 200, 1000: 100, 10_000: 20}  # events per user -> users
+
+
+def _stores(root: Path, connection: str, **online: int):
+    seq_repo = write_repo(root / "long", "long", sequence_online(connection, **online))
+    seq = FeatureStore(repo_path=str(seq_repo))
+    views = []
+    for n in LENGTHS:
+        for suffix, extra in (("", {}), ("_dedup", {"dedup_by": ["item_id", "quantity"]})):
+            name = f"long_{n}{suffix}"
+            views.append(
+                SequenceFeatureView(
+                    name=name,
+                    entities=[rb.customer],
+                    source=rb._source(name, seq_repo / "data"),
+                    schema=rb.EVENT_FIELDS,
+                    max_length=n,
+                    **extra,
+                )
+            )
+    seq.apply([rb.customer, *views])
+    base_repo = rb._repo(root, "arrays", "local", "redis", connection)
+    base = FeatureStore(repo_path=str(base_repo))
+    arrays = FeatureView(
+        name="arrays",
+        entities=[rb.customer],
+        source=rb._source("arrays", base_repo / "data"),
+        schema=[
+            Field(name=f, dtype=Array(t))
+            for f, t in (("item_id", String), ("quantity", Int64), ("price", Float32), ("times", UnixTimestamp))
+        ],
+        ttl=timedelta(0),
+    )
+    base.apply([rb.customer, arrays])
+    return seq, base
+
+
+def _as_arrays(df: pd.DataFrame) -> pd.DataFrame:
+    ordered = df.sort_values("ts", ascending=False)
+    grouped = ordered.groupby("customer_id", sort=True)
+    out = pd.DataFrame({"customer_id": grouped.size().index.astype("int64")})
+    out["item_id"] = grouped["item_id"].apply(list).to_list()
+    out["quantity"] = grouped["quantity"].apply(list).to_list()
+    out["price"] = grouped["price"].apply(lambda s: [float(v) for v in s]).to_list()
+    out["times"] = grouped["ts"].apply(lambda s: [t.to_pydatetime() for t in s]).to_list()
+    return out.assign(ts=pd.Timestamp(rb.T0))
+
+
+def _delta(client, write) -> int:
+    before = client.info("memory")["used_memory"]
+    write()
+    return int(client.info("memory")["used_memory"] - before)
+
+
+def _compact(store: FeatureStore, view: str) -> int:
+    online = store_provider(store).online_store
+    return int(online.compact_sequence_view(store.config, sequence_settings(store.get_feature_view(view))))
+
+
+def run(connection: str) -> Dict[str, float]:
+    import redis
+
+    client = redis.Redis.from_url(connection)
+    results: Dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        seq, base = _stores(Path(tmp), connection)
+        for n, users in LENGTHS.items():
+            data = rb.full_sequences(users, n, seed=n)
+            # Distinct (item, quantity) pairs, so dedup_by keeps every event too.
+            data["quantity"] = np.arange(len(data)) % n
+            stored = len(data)
+            arrays = _as_arrays(data)
+            base_bytes = _delta(client, lambda a=arrays: base.push("arrays_push", a))
+            results[f"memory_bytes_per_event_arrays_{n}"] = base_bytes / stored
+            for suffix in ("", "_dedup"):
+                view = f"long_{n}{suffix}"
+                pushed = _delta(
+                    client,
+                    lambda v=view, d=data: [
+                        seq.push(f"{v}_push", d.iloc[i : i + 20_000]) for i in range(0, len(d), 20_000)
+                    ],
+                )
+                compacted = _delta(client, lambda v=view: _compact(seq, v))
+                key = "" if n == 100 else f"_{n}"
+                label = "_dedup_by" if suffix else ""
+                results[f"memory_bytes_per_event{key}{label}"] = pushed / stored
+                results[f"memory_ratio{key}{label}"] = pushed / base_bytes
+                results[f"memory_ratio{key}{label}_compacted"] = (pushed + compacted) / base_bytes
+
+        # Full reads of N = 1,000 events: 1 and 100 users, vs the arrays of the same users.
+        features_seq = [f"long_1000:{f}" for f in ("item_id", "quantity", "price", "ts")]
+        features_base = [f"arrays:{f}" for f in ("item_id", "quantity", "price", "times")]
+        for count in (1, 100):
+            rows = [
+                [{"customer_id": int(c)} for c in range(k, k + count)] for k in range(0, 100 - count + 1, max(count, 1))
+            ]
+            repeats = 200 if count == 1 else 30
+            t_seq, t_base = rb.interleaved(
+                lambda i, rows=rows: seq.get_online_features(features=features_seq, entity_rows=rows[i % len(rows)]),
+                lambda i, rows=rows: base.get_online_features(features=features_base, entity_rows=rows[i % len(rows)]),
+                repeats,
+            )
+            results[f"read_{count}_long_p50_ms"] = rb.p50(t_seq) * 1000
+            results[f"read_{count}_long_p50_ratio"] = rb.p50(t_seq) / rb.p50(t_base)
+
+        # Compaction throughput: sequences written with their tails only, then compacted.
+        client.flushall()
+        seq, base = _stores(Path(tmp) / "tails", connection, compact_after=0)
+        online = store_provider(seq).online_store
+        data = rb.full_sequences(100, 1000, seed=3)
+        seq.push("long_1000_push", data)
+        start = time.perf_counter()
+        online.compact_sequence_view(seq.config, sequence_settings(seq.get_feature_view("long_1000")))
+        results["compaction_events_per_s"] = len(data) / (time.perf_counter() - start)
+    return results
+
+
+def retail(connection: str, top: int = 50) -> Dict[str, float]:
+    """Memory on the real retail events: the customers with the most purchase lines, max_length 1,000."""
+    import redis
+
+    from feast_sequence.examples.retail import load_events
+
+    raw = Path(__file__).resolve().parents[2] / "data/online-retail-ii/online_retail_ii_2009-2010.parquet"
+    events = load_events(raw).purchases.rename(columns={"event_timestamp": "ts"})
+    heavy = events["customer_id"].value_counts().head(top).index
+    data = events[events["customer_id"].isin(heavy)]
+    data = data.sort_values("ts", ascending=False).groupby("customer_id").head(1000)
+    client = redis.Redis.from_url(connection)
+    client.flushall()
+    results: Dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        fields = [
+            Field(name=f, dtype=t)
+            for f, t in (("invoice", String), ("item_id", String), ("quantity", Int64), ("unit_price", Float32))
+        ]
+        seq = FeatureStore(repo_path=str(write_repo(root / "retail", "retail", sequence_online(connection))))
+        views = [
+            SequenceFeatureView(
+                name=f"retail{suffix}",
+                entities=[rb.customer],
+                source=rb._source(f"retail{suffix}", root / "retail" / "data"),
+                schema=fields,
+                max_length=1000,
+                **extra,
+            )
+            for suffix, extra in (("", {}), ("_dedup", {"dedup_by": ["invoice", "item_id"]}))
+        ]
+        seq.apply([rb.customer, *views])
+        base_repo = rb._repo(root, "retail_arrays", "local", "redis", connection)
+        base = FeatureStore(repo_path=str(base_repo))
+        arrays = FeatureView(
+            name="retail_arrays",
+            entities=[rb.customer],
+            source=rb._source("retail_arrays", base_repo / "data"),
+            schema=[Field(name=f.name, dtype=Array(f.dtype)) for f in fields]
+            + [Field(name="event_timestamps", dtype=Array(UnixTimestamp))],
+            ttl=timedelta(0),
+        )
+        base.apply([rb.customer, arrays])
+        ordered = data.sort_values("ts", ascending=False).groupby("customer_id", sort=True)
+        rows = pd.DataFrame({"customer_id": ordered.size().index.astype("int64")})
+        for f in ("invoice", "item_id"):
+            rows[f] = ordered[f].apply(list).to_list()
+        rows["quantity"] = ordered["quantity"].apply(lambda s: [int(v) for v in s]).to_list()
+        rows["unit_price"] = ordered["unit_price"].apply(lambda s: [float(v) for v in s]).to_list()
+        rows["event_timestamps"] = ordered["ts"].apply(lambda s: [t.to_pydatetime() for t in s]).to_list()
+        rows["ts"] = pd.Timestamp(rb.T0)
+        base_bytes = _delta(client, lambda: base.push("retail_arrays_push", rows))
+        frame = data.assign(quantity=data["quantity"].astype("int64"))
+        for suffix, label in (("", ""), ("_dedup", "_dedup_by")):
+            pushed = _delta(client, lambda s=suffix: seq.push(f"retail{s}_push", frame))
+            results[f"retail_memory_ratio_1000{label}"] = pushed / base_bytes
+        results["retail_events"] = float(len(data))
+    return results
+
+
+def offline(lengths: List[int] = [10_000, 100_000]) -> Dict[str, float]:  # noqa: B006
+    """The point-in-time replay's cost per event at long max_length (offline/pit.py)."""
+    import pyarrow as pa
+
+    from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
+
+    results: Dict[str, float] = {}
+    for n in lengths:
+        view = SequenceFeatureView(
+            name="pit",
+            entities=[rb.customer],
+            source=rb._source("pit", Path("/tmp")),
+            schema=rb.EVENT_FIELDS,
+            max_length=n,
+        )
+        settings = sequence_settings(view)
+        events_n = 2 * n
+        rng = np.random.default_rng(1)
+        table = pa.table(
+            {
+                "item_id": [f"item_{k:05d}" for k in rng.integers(0, 5000, events_n)],
+                "quantity": rng.integers(1, 50, events_n),
+                "price": rng.uniform(0.5, 30, events_n).astype("float32"),
+                EVENT_TIME_US: rng.permutation(events_n).astype("int64") * 1_000_000,
+            }
+        )
+        queries = pa.table({ROW_ID: [0], QUERY_TIME_US: [events_n * 1_000_000]})
+        start = time.perf_counter()
+        sequences_as_of(settings, ["item_id"], table, queries)
+        results[f"pit_us_per_event_{n}"] = (time.perf_counter() - start) / events_n * 1e6
+    return results
