@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from feast import FeatureStore
 from feast.data_source import PushMode
 from test_offline import comparable
 from test_serving import USERS, _clicks, _rows, _store
@@ -15,7 +17,9 @@ from feast_sequence import SequenceRequestError, get_training_data, sequence_set
 
 import serving_repo
 from conftest import replay
+from feast_server import feast_serve, module_repo, post
 from reference import reference_sequences, retail_records
+from repos import sequence_online
 
 NOW = pd.Timestamp.now(tz="UTC")
 
@@ -156,3 +160,163 @@ def test_retail_use_case_training_at_sampled_times_equals_the_reference(retail_s
             comparable(row.customer_purchases__item_description)
             == [catalog.loc[e["item_id"], "description"] if k else "" for e, k in zip(kept, known)] + [""] * pad
         )
+
+
+# --- Training output is shaped like serving output (docs/concepts.md): for each output format, the
+# same column names, timestamp type (UTC datetimes) and padding values from get_online_features,
+# from `feast serve` over HTTP, and from get_historical_features / get_training_data, on the file and
+# the Spark offline stores.
+
+ABSENT_USER = 99  # has no events: every slot of its padded sequences is a pad
+
+
+def _http_form(value):
+    """How `feast serve` writes an online value: timestamps as epoch seconds, None as null."""
+    if isinstance(value, list):
+        return [_http_form(v) for v in value]
+    return int(value.timestamp()) if isinstance(value, datetime) else value
+
+
+def _is_utc(values) -> bool:
+    return all(v is None or (isinstance(v, datetime) and v.tzinfo is timezone.utc) for v in values)
+
+
+def assert_shaped_alike(online: dict, http: dict, training: pd.DataFrame, keys, timestamps) -> None:
+    """``online`` (``to_dict()``), ``http`` (feature name -> values) and ``training`` (a frame of the
+    same rows) have the same feature columns and values; ``timestamps`` are lists of UTC datetimes
+    and None online and offline, epoch seconds and null over HTTP."""
+    assert set(http) == set(online)
+    features = [c for c in online if c not in keys]
+    assert set(features) <= set(training.columns), f"not in training data: {set(features) - set(training.columns)}"
+    assert set(timestamps) <= set(features)
+    for column in features:
+        assert http[column] == _http_form(online[column]), column
+        for row, want in enumerate(online[column]):
+            got = training[column].iloc[row]
+            if column in timestamps:
+                assert isinstance(got, list) and _is_utc(got) and _is_utc(want), (column, row, got, want)
+                assert got == want, (column, row)
+            elif isinstance(want, list):
+                assert comparable(got) == comparable(want), (column, row, got, want)
+            else:
+                assert got == want, (column, row)
+
+
+def _http_values(port: int, request: dict) -> dict:
+    body = post(port, "/get-online-features", request)
+    return {n: r["values"] for n, r in zip(body["metadata"]["feature_names"], body["results"])}
+
+
+@pytest.fixture(scope="module")
+def file_store_served(tmp_path_factory, redis_server):
+    """The serving repository on the file offline store, applied with the CLI, and `feast serve` on it."""
+    redis_server.client().flushall()
+    repo = tmp_path_factory.mktemp("shape") / "repo"
+    env = module_repo(repo, "serving_repo", "shape", sequence_online(redis_server.connection_string))
+    store = FeatureStore(repo_path=str(repo))
+    store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
+    store.push("clicks_push", _clicks(5), to=PushMode.ONLINE_AND_OFFLINE)
+    with feast_serve(repo, env=env) as port:
+        yield store, port
+
+
+@pytest.mark.parametrize("full_feature_names", [False, True])
+def test_padded_output_is_shaped_alike_on_the_file_store(file_store_served, full_feature_names):
+    store, port = file_store_served
+    users = [0, 1, ABSENT_USER]
+    online = store.get_online_features(
+        features=store.get_feature_service("ranking_serving"),
+        entity_rows=[{"user_id": u} for u in users],
+        full_feature_names=full_feature_names,
+    ).to_dict()
+    http = _http_values(
+        port,
+        {
+            "feature_service": "ranking_serving",
+            "entities": {"user_id": users},
+            "full_feature_names": full_feature_names,
+        },
+    )
+    entity_df = pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    training = get_training_data(store, entity_df, "ranking_serving", full_feature_names=full_feature_names).to_df()
+    prefix = "clicks__" if full_feature_names else ""
+    assert_shaped_alike(online, http, training, ["user_id"], [f"{prefix}ts"])
+    # The padding values: the type's null default, None for timestamps (null over HTTP).
+    assert online[f"{prefix}ts"][-1] == [None] * 3 and http[f"{prefix}ts"][-1] == [None] * 3
+    assert online[f"{prefix}item_id"][-1] == [""] * 3 and online[f"{prefix}n"][-1] == [0] * 3
+    assert online[f"{prefix}cost"][-1] == [0.0] * 3 and online["clicks__mask"][-1] == [False] * 3
+    assert any(any(m) for m in online["clicks__mask"])  # some real events too
+    assert training["event_timestamp"].dtype == "datetime64[us, UTC]"
+
+
+def test_lists_with_the_timestamp_field_are_shaped_alike_without_full_feature_names(file_store_served):
+    """The view's timestamp field requested as a sequence feature, with the entity_df's timestamp
+    column of the same name: the sequence keeps its online name, the entity_df's column moves."""
+    store, port = file_store_served
+    users = [0, 1, 2]
+    features = ["clicks:ts", "clicks:item_id"]
+    online = store.get_online_features(features=features, entity_rows=[{"user_id": u} for u in users]).to_dict()
+    http = _http_values(port, {"features": features, "entities": {"user_id": users}})
+    now = pd.Timestamp.now(tz="UTC")
+    training = store.get_historical_features(
+        entity_df=pd.DataFrame({"user_id": users, "ts": now}), features=features
+    ).to_df()
+    assert_shaped_alike(online, http, training, ["user_id"], ["ts"])
+    assert list(training.columns) == ["user_id", "ts__as_of", "ts", "item_id"]
+    assert (training["ts__as_of"] == now).all() and training["ts__as_of"].dtype == "datetime64[us, UTC]"
+    assert all(len(v) > 0 for v in online["ts"])
+
+
+def test_jagged_output_is_shaped_alike_on_the_file_store(file_store_served):
+    store, port = file_store_served
+    users = [0, 1, ABSENT_USER]
+    online = store.get_online_features(
+        features=store.get_feature_service("recent"), entity_rows=[{"user_id": u} for u in users]
+    ).to_dict()
+    http = _http_values(port, {"feature_service": "recent", "entities": {"user_id": users}})
+    entity_df = pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    training = get_training_data(store, entity_df, "recent").to_df()
+    assert_shaped_alike(online, http, training, ["user_id"], [])
+    assert online["clicks__length"] == [2, 2, 0] and online["item_id"][-1] == []  # no padding
+
+
+@pytest.fixture
+def retail_shape_served(retail_store, retail_repo, retail_events, redis_server):
+    """A few customers' events online (all of them are in the repository's Spark sources), and
+    `feast serve` on the example repository."""
+    purchases, returns = retail_events.purchases, retail_events.returns
+    counts = returns["customer_id"].value_counts()
+    customers = [int(c) for c in counts[counts >= 5].index[:2]] + [int(counts[counts == 1].index[0])]
+    retail_store.push("purchase_push", purchases[purchases["customer_id"].isin(customers)])
+    retail_store.push("return_push", returns[returns["customer_id"].isin(customers)])
+    retail_store.write_to_online_store("item", retail_events.items)
+    env = {**os.environ, "FEAST_SEQUENCE_REDIS": redis_server.connection_string}
+    with feast_serve(retail_repo, env=env) as port:
+        yield retail_store, port, customers + [1]  # customer 1 has no events
+
+
+def test_jagged_and_padded_output_are_shaped_alike_on_spark(retail_shape_served):
+    """The example repository (Spark offline store): `return_alerts` (jagged, with the view's
+    `event_timestamp`, no full_feature_names needed) and `purchase_ranking` (padded)."""
+    store, port, customers = retail_shape_served
+    rows = [{"customer_id": c} for c in customers]
+    entity_df = pd.DataFrame({"customer_id": customers, "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    for name, full in (("return_alerts", False), ("return_alerts", True), ("purchase_ranking", True)):
+        online = store.get_online_features(
+            features=store.get_feature_service(name), entity_rows=rows, full_feature_names=full
+        ).to_dict()
+        http = _http_values(
+            port, {"feature_service": name, "entities": {"customer_id": customers}, "full_feature_names": full}
+        )
+        training = get_training_data(store, entity_df, name, full_feature_names=full).to_df()
+        timestamps = [c for c in online if c.endswith("event_timestamp")]
+        assert len(timestamps) == 1, timestamps
+        assert_shaped_alike(online, http, training, ["customer_id"], timestamps)
+        assert [len(v) > 0 for v in online[timestamps[0]]] == [True, True, True, name == "purchase_ranking"]
+        if name == "purchase_ranking":
+            assert online[timestamps[0]][-1] == [None] * 10 and http[timestamps[0]][-1] == [None] * 10
+            assert online["customer_purchases__item_id"][-1] == [""] * 10
+            assert online["customer_returns__item_id"][2][1:] == [""] * 4  # one return, then pads
+        else:
+            assert online[timestamps[0]][-1] == []
+        assert ("event_timestamp__as_of" in training.columns) == (not full and name == "return_alerts")

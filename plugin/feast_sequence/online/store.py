@@ -36,6 +36,7 @@ from feast_sequence.definitions.settings import SequenceSettings, is_sequence_vi
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
+from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
@@ -284,11 +285,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         """Feast's online read; a sequence use case (``SequenceUseCase``) goes through its serving
-        pipeline (feast_sequence.serving) instead."""
+        pipeline (feast_sequence.serving) instead. Null timestamps go out as nulls (null_timestamps.py)."""
         request = (config, features, entity_rows, registry, project, full_feature_names)
         if not _is_use_case_request(*request):
-            return super().get_online_features(*request, include_feature_view_version_metadata)
-        return self._run(config, serve(self, *request, include_feature_view_version_metadata))
+            response = super().get_online_features(*request, include_feature_view_version_metadata)
+        else:
+            response = self._run(config, serve(self, *request, include_feature_view_version_metadata))
+        encode_null_timestamps(response.proto)
+        return response
 
     async def get_online_features_async(
         self,
@@ -302,8 +306,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> OnlineResponse:
         request = (config, features, entity_rows, registry, project, full_feature_names)
         if not _is_use_case_request(*request):
-            return await super().get_online_features_async(*request, include_feature_view_version_metadata)
-        return await self._run_async(config, serve(self, *request, include_feature_view_version_metadata))
+            response = await super().get_online_features_async(*request, include_feature_view_version_metadata)
+        else:
+            response = await self._run_async(config, serve(self, *request, include_feature_view_version_metadata))
+        encode_null_timestamps(response.proto)
+        return response
 
     def online_read(
         self,
