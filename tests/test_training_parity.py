@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -14,12 +16,13 @@ from test_offline import comparable
 from test_serving import USERS, _clicks, _rows, _store
 
 from feast_sequence import SequenceRequestError, get_training_data, sequence_settings
+from feast_sequence.online.read_command import to_json
 
 import serving_repo
 from conftest import replay
-from feast_server import feast_serve, module_repo, post
+from feast_server import FEAST_SEQUENCE, TESTS, feast_serve, module_repo, post
 from reference import reference_sequences, retail_records
-from repos import sequence_online
+from repos import FEAST, sequence_online
 
 NOW = pd.Timestamp.now(tz="UTC")
 
@@ -320,3 +323,26 @@ def test_jagged_and_padded_output_are_shaped_alike_on_spark(retail_shape_served)
         else:
             assert online[timestamps[0]][-1] == []
         assert ("event_timestamp__as_of" in training.columns) == (not full and name == "return_alerts")
+
+
+def test_get_online_features_on_the_command_line(file_store_served):
+    """`feast get-online-features` passes keys as text and cannot print datetimes: it is refused
+    with the command that works, which prints what get_online_features serves."""
+    store, _ = file_store_served
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    feast = subprocess.run(
+        [FEAST, "-c", store.repo_path, "get-online-features", "-e", "user_id=0", "-f", "clicks:ts"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert feast.returncode != 0 and "feast-sequence get-online-features" in feast.stderr
+    command = [FEAST_SEQUENCE, "get-online-features", "--repo", store.repo_path, "-e", "user_id=0"]
+    command += ["-e", f"user_id={ABSENT_USER}", "--feature-service", "ranking_serving"]
+    printed = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    online = store.get_online_features(
+        features=store.get_feature_service("ranking_serving"), entity_rows=[{"user_id": 0}, {"user_id": ABSENT_USER}]
+    ).to_dict()
+    assert json.loads(printed) == json.loads(to_json(online))
+    assert json.loads(printed)["ts"][1] == [None] * 3
+    assert datetime.fromisoformat(json.loads(printed)["ts"][0][0]) == online["ts"][0][0]
