@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from feast.feature_server_utils import convert_response_to_dict
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+from feast.protos.feast.types.Value_pb2 import RepeatedValue
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
 from feast_sequence.errors import SequenceInputError
 from feast_sequence.offline.served_types import served_frame, utc_timestamps
-from feast_sequence.online.null_timestamps import encode_null_timestamps
+from feast_sequence.online.null_timestamps import encode_null_timestamps, nullable_list_bytes
 from feast_sequence.online.read_command import entity_rows, to_json
 
 T1, T2 = 1_700_000_000, 1_700_000_060
@@ -57,6 +59,51 @@ def test_null_timestamps_are_null_over_http_and_none_in_python_as_before():
     # Lists without a null keep Feast's packed encoding.
     assert response.results[0].values[1].WhichOneof("val") == "unix_timestamp_list_val"
     assert response.results[0].values[2].WhichOneof("val") == "list_val"
+
+
+@pytest.mark.parametrize("rows", [4, 200], ids=["value by value", "numpy"])
+def test_every_row_of_a_large_or_small_vector_is_re_encoded_alike(rows):
+    rng = np.random.default_rng(rows)
+    lists = []
+    for _ in range(rows):
+        seconds = rng.integers(T1 - 10**8, T1 + 10**8, int(rng.integers(0, 6))).tolist()
+        lists.append(seconds + [NULL_TIMESTAMP_INT_VALUE] * int(rng.integers(0, 3)))
+    columns = {"ts": ("unix_timestamp_list_val", lists)}
+    response = _response(columns)
+    encode_null_timestamps(response)
+    assert OnlineResponse(response).to_dict() == OnlineResponse(_response(columns)).to_dict()
+    http = convert_response_to_dict(response)["results"][0]["values"]
+    assert http == [[None if s == NULL_TIMESTAMP_INT_VALUE else s for s in row] for row in lists]
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        [T1, NULL_TIMESTAMP_INT_VALUE, T2],  # 5-byte varints: the fixed-width path
+        [NULL_TIMESTAMP_INT_VALUE] * 3,
+        [
+            0,
+            1,
+            127,
+            128,
+            2**28 - 1,
+            2**35,
+            -1,
+            -(2**40),
+            2**63 - 1,
+            NULL_TIMESTAMP_INT_VALUE + 1,
+            NULL_TIMESTAMP_INT_VALUE,
+        ],
+    ],
+    ids=["modern", "all null", "edges"],
+)
+def test_nullable_list_bytes_parse_back_as_protobuf_reads_them(seconds):
+    blob, widths = nullable_list_bytes(np.array(seconds, dtype=np.int64))
+    parsed = RepeatedValue.FromString(blob).val
+    assert [v.unix_timestamp_val if v.WhichOneof("val") else None for v in parsed] == [
+        None if s == NULL_TIMESTAMP_INT_VALUE else s for s in seconds
+    ]
+    assert widths.sum() == len(blob)
 
 
 def test_training_frames_have_utc_timestamps_as_served():
