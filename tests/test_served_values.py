@@ -115,6 +115,8 @@ def test_training_frames_have_utc_timestamps_as_served():
     first = frame["ts"][0]
     assert first == [datetime(2024, 1, 1, 12, tzinfo=timezone.utc), None] and first[0].tzinfo is timezone.utc
     assert frame["ts"][1] == []
+    # A column of pads only is inferred as a list of nulls: still lists of None, as served.
+    assert served_frame(pa.table({"ts": pa.array([[None, None]])}))["ts"][0] == [None, None]
 
 
 def test_entity_arguments_take_their_join_key_types():

@@ -20,7 +20,7 @@ from feast_sequence.online.read_command import to_json
 
 import serving_repo
 from conftest import replay
-from feast_server import FEAST_SEQUENCE, TESTS, feast_serve, module_repo, post
+from feast_server import FEAST_SEQUENCE, TESTS, feast_sequence_serve, feast_serve, module_repo, post
 from reference import reference_sequences, retail_records
 from repos import FEAST, sequence_online
 
@@ -210,22 +210,36 @@ def _http_values(port: int, request: dict) -> dict:
     return {n: r["values"] for n, r in zip(body["metadata"]["feature_names"], body["results"])}
 
 
+ITEMS = serving_repo.item_rows(30, NOW - pd.Timedelta(days=90))
+CLICKS = _clicks(5)
+
+
 @pytest.fixture(scope="module")
-def file_store_served(tmp_path_factory, redis_server):
-    """The serving repository on the file offline store, applied with the CLI, and `feast serve` on it."""
-    redis_server.client().flushall()
+def file_store_servers(tmp_path_factory, redis_server):
+    """The serving repository on the file offline store, applied with the CLI, its events in the
+    batch sources, with `feast serve` and `feast-sequence serve` on it."""
     repo = tmp_path_factory.mktemp("shape") / "repo"
     env = module_repo(repo, "serving_repo", "shape", sequence_online(redis_server.connection_string))
     store = FeatureStore(repo_path=str(repo))
-    store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
-    store.push("clicks_push", _clicks(5), to=PushMode.ONLINE_AND_OFFLINE)
-    with feast_serve(repo, env=env) as port:
-        yield store, port
+    store.push("items_push", ITEMS, to=PushMode.OFFLINE)
+    store.push("clicks_push", CLICKS, to=PushMode.OFFLINE)
+    with feast_serve(repo, env=env) as port, feast_sequence_serve(repo, env=env) as sequence_port:
+        yield store, port, sequence_port
+
+
+@pytest.fixture
+def file_store_served(file_store_servers, redis_client):
+    """``file_store_servers`` with the same events online (pushed again for each test, since other
+    tests flush Redis; pushes are idempotent)."""
+    store = file_store_servers[0]
+    store.push("items_push", ITEMS)
+    store.push("clicks_push", CLICKS)
+    return file_store_servers
 
 
 @pytest.mark.parametrize("full_feature_names", [False, True])
 def test_padded_output_is_shaped_alike_on_the_file_store(file_store_served, full_feature_names):
-    store, port = file_store_served
+    store, port, sequence_port = file_store_served
     users = [0, 1, ABSENT_USER]
     online = store.get_online_features(
         features=store.get_feature_service("ranking_serving"),
@@ -244,6 +258,8 @@ def test_padded_output_is_shaped_alike_on_the_file_store(file_store_served, full
     training = get_training_data(store, entity_df, "ranking_serving", full_feature_names=full_feature_names).to_df()
     prefix = "clicks__" if full_feature_names else ""
     assert_shaped_alike(online, http, training, ["user_id"], [f"{prefix}ts"])
+    request = {"feature_service": "ranking_serving", "entities": {"user_id": users}}
+    assert _http_values(sequence_port, {**request, "full_feature_names": full_feature_names}) == http
     # The padding values: the type's null default, None for timestamps (null over HTTP).
     assert online[f"{prefix}ts"][-1] == [None] * 3 and http[f"{prefix}ts"][-1] == [None] * 3
     assert online[f"{prefix}item_id"][-1] == [""] * 3 and online[f"{prefix}n"][-1] == [0] * 3
@@ -255,7 +271,7 @@ def test_padded_output_is_shaped_alike_on_the_file_store(file_store_served, full
 def test_lists_with_the_timestamp_field_are_shaped_alike_without_full_feature_names(file_store_served):
     """The view's timestamp field requested as a sequence feature, with the entity_df's timestamp
     column of the same name: the sequence keeps its online name, the entity_df's column moves."""
-    store, port = file_store_served
+    store, port, _ = file_store_served
     users = [0, 1, 2]
     features = ["clicks:ts", "clicks:item_id"]
     online = store.get_online_features(features=features, entity_rows=[{"user_id": u} for u in users]).to_dict()
@@ -271,7 +287,7 @@ def test_lists_with_the_timestamp_field_are_shaped_alike_without_full_feature_na
 
 
 def test_jagged_output_is_shaped_alike_on_the_file_store(file_store_served):
-    store, port = file_store_served
+    store, port, _ = file_store_served
     users = [0, 1, ABSENT_USER]
     online = store.get_online_features(
         features=store.get_feature_service("recent"), entity_rows=[{"user_id": u} for u in users]
@@ -304,7 +320,7 @@ def test_jagged_and_padded_output_are_shaped_alike_on_spark(retail_shape_served)
     store, port, customers = retail_shape_served
     rows = [{"customer_id": c} for c in customers]
     entity_df = pd.DataFrame({"customer_id": customers, "event_timestamp": pd.Timestamp.now(tz="UTC")})
-    for name, full in (("return_alerts", False), ("return_alerts", True), ("purchase_ranking", True)):
+    for name, full in (("return_alerts", False), ("purchase_ranking", True)):
         online = store.get_online_features(
             features=store.get_feature_service(name), entity_rows=rows, full_feature_names=full
         ).to_dict()
@@ -328,7 +344,7 @@ def test_jagged_and_padded_output_are_shaped_alike_on_spark(retail_shape_served)
 def test_get_online_features_on_the_command_line(file_store_served):
     """`feast get-online-features` passes keys as text and cannot print datetimes: it is refused
     with the command that works, which prints what get_online_features serves."""
-    store, _ = file_store_served
+    store = file_store_served[0]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     feast = subprocess.run(
         [FEAST, "-c", store.repo_path, "get-online-features", "-e", "user_id=0", "-f", "clicks:ts"],

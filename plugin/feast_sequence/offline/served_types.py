@@ -32,11 +32,13 @@ def utc_timestamps(table: pa.Table) -> pa.Table:
 
 
 def _timestamp_lists(table: pa.Table) -> List[str]:
+    """Lists of timestamps, and lists of nulls only (a timestamp column whose every slot is a pad
+    is inferred as such)."""
     return [
         field.name
         for field in table.schema
         if (pa.types.is_list(field.type) or pa.types.is_large_list(field.type))
-        and pa.types.is_timestamp(field.type.value_type)
+        and (pa.types.is_timestamp(field.type.value_type) or pa.types.is_null(field.type.value_type))
     ]
 
 
