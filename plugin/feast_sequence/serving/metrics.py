@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
@@ -42,6 +42,9 @@ _NAMES = (
     "ENRICHMENT_MISSES",
     "REQUEST_ERRORS",
     "LIMIT_REJECTIONS",
+    "ENRICHMENT_CACHE_HITS",
+    "ENRICHMENT_CACHE_MISSES",
+    "ENRICHMENT_CACHE_EVICTIONS",
 )
 
 
@@ -88,6 +91,21 @@ def _metrics() -> Dict[str, Any]:
         "Use case requests refused by one of the use case's limits",
         ["use_case", "limit"],
     )
+    ENRICHMENT_CACHE_HITS = Counter(
+        "feast_sequence_enrichment_cache_hits_total",
+        "Enrichment keys served from the serving process's cache, by joined view",
+        ["enrichment"],
+    )
+    ENRICHMENT_CACHE_MISSES = Counter(
+        "feast_sequence_enrichment_cache_misses_total",
+        "Enrichment keys of cached enrichments looked up in Redis (absent or expired), by joined view",
+        ["enrichment"],
+    )
+    ENRICHMENT_CACHE_EVICTIONS = Counter(
+        "feast_sequence_enrichment_cache_evictions_total",
+        "Cached enrichment keys dropped: 'size' (max_entries reached) or 'expired' (ttl_seconds passed)",
+        ["enrichment", "reason"],
+    )
     return {name: value for name, value in locals().items() if name in _NAMES}
 
 
@@ -96,6 +114,26 @@ def __getattr__(name: str) -> Any:
     if name in _NAMES:
         return _metrics()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class CacheCounters(NamedTuple):
+    hits: Any
+    misses: Any
+    evicted_size: Any
+    evicted_expired: Any
+
+
+@lru_cache(maxsize=None)
+def enrichment_cache_counters(enrichment: str) -> CacheCounters:
+    """The cache counters of one joined view, labelled once (``labels()`` costs a lock and a lookup)."""
+    metrics = _metrics()
+    evictions = metrics["ENRICHMENT_CACHE_EVICTIONS"]
+    return CacheCounters(
+        metrics["ENRICHMENT_CACHE_HITS"].labels(enrichment),
+        metrics["ENRICHMENT_CACHE_MISSES"].labels(enrichment),
+        evictions.labels(enrichment, "size"),
+        evictions.labels(enrichment, "expired"),
+    )
 
 
 def observe_sequences(use_case: str, view: str, lengths: np.ndarray, newest_seconds: Optional[np.ndarray]) -> None:
