@@ -67,16 +67,28 @@ def test_a_lookup_that_outlasted_the_ttl_is_not_cached():
     assert len(cache) == 0 and cache.split(["a"]) == ({}, ["a"])
 
 
-def test_memory_is_bounded_by_max_entries_evicting_the_least_recently_used():
-    cache = _lookup(entries=2)
-    before = _sample("feast_sequence_enrichment_cache_evictions_total", {"enrichment": "unit_items", "reason": "size"})
-    cache.put(1000.0, ["a", "b"], {"a": (1,), "b": (2,)})
-    cache.split(["a"])  # "a" used: "b" is now the least recently used
-    cache.put(1000.0, ["c"], {"c": (3,)})
-    assert len(cache) == 2
-    assert cache.split(["a", "b", "c"]) == ({"a": (1,), "c": (3,)}, ["b"])
-    after = _sample("feast_sequence_enrichment_cache_evictions_total", {"enrichment": "unit_items", "reason": "size"})
-    assert after - before == 1
+def test_memory_is_bounded_by_max_entries_evicting_the_oldest_generation():
+    cache = _lookup(ttl=100, entries=4)  # two generations of at most 2 keys
+    labels = {"enrichment": "unit_items", "reason": "size"}
+    before = _sample("feast_sequence_enrichment_cache_evictions_total", labels)
+    cache.clock.now = 1.0
+    cache.put(1.0, ["a", "b", "c"], {"a": (1,), "b": (2,), "c": (3,)})  # fills one generation, starts another
+    assert len(cache) == 3 and cache.split(["a", "b", "c"]) == ({"a": (1,), "b": (2,), "c": (3,)}, [])
+    cache.clock.now = 2.0
+    cache.put(2.0, ["d", "e"], {"d": (4,)})  # "d" fills the second; "e" starts a third: the first goes
+    assert len(cache) == 3
+    assert cache.split(["a", "b", "c", "d", "e"]) == ({"c": (3,), "d": (4,), "e": None}, ["a", "b"])
+    assert _sample("feast_sequence_enrichment_cache_evictions_total", labels) - before == 2
+
+
+def test_a_lookup_sent_before_the_newest_generation_started_is_not_cached():
+    """An async request that sent its lookup early must not put old values in a younger generation,
+    where they would be served past their bound."""
+    cache = _lookup(ttl=10)
+    cache.clock.now = 6.0
+    cache.put(5.0, ["new"], {"new": (1,)})  # the generation starts at 5
+    cache.put(4.0, ["old"], {"old": (0,)})  # sent at 4: would be served until 15, 11 s after its read
+    assert cache.split(["new", "old"]) == ({"new": (1,)}, ["old"])
 
 
 def test_caches_belong_to_their_store_and_to_their_settings():

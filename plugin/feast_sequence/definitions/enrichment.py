@@ -22,9 +22,10 @@ from feast_sequence.errors import SequenceDefinitionError
 class EnrichmentCache:
     """A serving-time enrichment's client-side cache of looked-up values (``docs/serving.md``).
 
-    ``ttl_seconds`` bounds staleness: a value is served at most that long after it was read from
-    Redis (keys with no value are cached alike). ``max_entries`` bounds memory: past it, the least
-    recently used keys are evicted. Each online store instance keeps its own cache per enrichment.
+    ``ttl_seconds`` bounds staleness: a value is served at most that long after its lookup was sent
+    to Redis (keys with no value are cached alike). ``max_entries`` bounds memory: the cache never
+    holds more keys; past it, the oldest half is evicted. Each online store instance keeps its own
+    cache per enrichment (``serving/enrichment_cache.py``).
     """
 
     ttl_seconds: float

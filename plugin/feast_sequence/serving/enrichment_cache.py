@@ -3,19 +3,27 @@
 One online store instance owns one :class:`EnrichmentCaches`, which holds a cache per enrichment
 lookup (project, view, join key, features) that declares ``EnrichmentCache``. Staleness is bounded
 by a TTL counted from *before* the lookup was sent, so a served value is never older than
-``ttl_seconds`` (plus nothing: Redis answered after that instant). A TTL, rather than Redis's
-server-assisted invalidation (``CLIENT TRACKING``), because lookups are ``EVALSHA``/pipelined
-``HMGET``s that redis-py's client-side cache does not cover, it needs RESP3 connections Feast does
-not open, and an invalidation lost on a reconnect would leave a value stale without bound.
+``ttl_seconds``. A TTL rather than Redis's server-assisted invalidation (``CLIENT TRACKING``):
+lookups are ``EVALSHA``s (or pipelined ``HMGET``s) that redis-py's client-side cache does not cover,
+it needs RESP3 connections Feast does not open, and an invalidation lost on a reconnect would leave
+a value stale without bound. A TTL works the same with pipelines, scripts and Redis Cluster.
 
-The structure is cachetools' ``TLRUCache`` (per-entry expiry, least-recently-used eviction at
-``max_entries``). It is not thread-safe, and ``feast serve`` runs sync requests in threads, so each
-cache has a lock; it is held only between round trips, never across one, so the async driver cannot
-deadlock on it.
+Values are kept in *generations*: a plain dict of rows that all expire together, ``ttl_seconds``
+after the first lookup that filled it was sent; a lookup sent before a generation started never
+enters it. A request checks its thousands of keys with C-speed dict lookups: per-key expiry and LRU
+bookkeeping (cachetools ``TLRUCache`` per key) cost 14 ms for the 4,300 items of the benchmark's
+100-customer request, more than the plain read it enriches. The generations themselves live in a
+cachetools ``TLRUCache`` (expiry at their own deadline, at most two, the least recently used
+evicted), each holding up to half of ``max_entries``: a full generation starts the next one while
+the previous stays readable until it expires or is evicted, so a full cache does not empty at once.
+
+``feast serve`` runs sync requests in threads, so writes take a lock; it is held only between round
+trips, never across one, so the async driver cannot deadlock on it.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,25 +35,35 @@ from feast_sequence.serving import metrics
 
 #: A cached lookup: the values of the enrichment's features, or None for a key with no value.
 Row = Optional[Tuple[Any, ...]]
-_ABSENT = object()
 
 
-class _Entries(TLRUCache):  # type: ignore[type-arg]
-    """A ``TLRUCache`` whose values are ``(expires_at, row)``, counting what it drops and why."""
+class _Generation:
+    """Rows read from Redis by lookups sent at or after ``started`` (the cache's clock)."""
 
-    def __init__(self, max_entries: int, clock: Callable[[], float]):
-        super().__init__(max_entries, ttu=lambda _key, value, _now: value[0], timer=clock)
+    __slots__ = ("started", "rows")
+
+    def __init__(self, started: float):
+        self.started = started
+        self.rows: Dict[Any, Row] = {}
+
+
+class _Generations(TLRUCache):  # type: ignore[type-arg]
+    """At most two generations, each dropped ``ttl_seconds`` after it started; counts the rows it
+    drops and why."""
+
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float]):
+        super().__init__(2, ttu=lambda _key, generation, _now: generation.started + ttl_seconds, timer=clock)
         self.evicted = 0
         self.expired = 0
 
     def popitem(self) -> Any:
-        item = super().popitem()
-        self.evicted += 1
-        return item
+        key, generation = super().popitem()
+        self.evicted += len(generation.rows)
+        return key, generation
 
     def expire(self, time: Optional[float] = None) -> Any:
         expired = super().expire(time)
-        self.expired += len(expired)
+        self.expired += sum(len(generation.rows) for _, generation in expired)
         return expired
 
 
@@ -56,21 +74,27 @@ class CachedLookup:
         self.label = label
         self.settings = settings
         self.clock = clock
-        self._entries = _Entries(settings.max_entries, clock)
+        self._per_generation = max(1, settings.max_entries // 2)
+        self._generations = _Generations(settings.ttl_seconds, clock)
+        self._numbers = itertools.count()
         self._lock = threading.Lock()
+
+    def _live(self) -> List[_Generation]:
+        """The unexpired generations, newest first (read oldest first, so that the newest is the
+        most recently used and the oldest is the one a third generation evicts)."""
+        generations = self._generations
+        with self._lock, generations.timer:
+            generations.expire()
+            return [generations[key] for key in sorted(generations)][::-1]
 
     def split(self, keys: Sequence[Any]) -> Tuple[Dict[Any, Row], List[Any]]:
         """The cached rows of ``keys`` (None for keys known to have no value), and the keys to look up."""
         cached: Dict[Any, Row] = {}
-        missing: List[Any] = []
-        entries = self._entries
-        with self._lock, entries.timer:  # one clock reading for the whole batch
-            for key in keys:
-                entry = entries.get(key, _ABSENT)
-                if entry is _ABSENT:
-                    missing.append(key)
-                else:
-                    cached[key] = entry[1]
+        missing = list(keys)
+        for generation in self._live():
+            rows = generation.rows
+            cached.update({key: rows[key] for key in missing if key in rows})
+            missing = [key for key in missing if key not in rows]
         counters = metrics.enrichment_cache_counters(self.label)
         if cached:
             counters.hits.inc(len(cached))
@@ -81,15 +105,24 @@ class CachedLookup:
     def put(self, sent_at: float, keys: Sequence[Any], found: Mapping[Any, Tuple[Any, ...]]) -> None:
         """Cache the lookup of ``keys`` sent at ``sent_at`` (this cache's clock); ``found`` holds the
         keys that had a value."""
-        expires = sent_at + self.settings.ttl_seconds
-        entries = self._entries
-        with self._lock, entries.timer as now:
-            if not now < expires:  # the round trip outlasted the TTL: nothing to keep
+        generations = self._generations
+        with self._lock, generations.timer as now:
+            if not now < sent_at + self.settings.ttl_seconds:  # the round trip outlasted the TTL
                 return
-            evicted, expired = entries.evicted, entries.expired
-            for key in keys:
-                entries[key] = (expires, found.get(key))
-            evicted, expired = entries.evicted - evicted, entries.expired - expired
+            evicted, expired = generations.evicted, generations.expired
+            generations.expire(now)
+            newest = generations[max(generations)] if len(generations) else None
+            if newest is not None and sent_at < newest.started:
+                return  # read before the newest generation started: it would outlive its bound there
+            keys = list(keys)
+            while keys:
+                if newest is None or len(newest.rows) >= self._per_generation:
+                    newest = _Generation(sent_at)
+                    generations[next(self._numbers)] = newest
+                room = self._per_generation - len(newest.rows)
+                newest.rows.update((key, found.get(key)) for key in keys[:room])
+                keys = keys[room:]
+            evicted, expired = generations.evicted - evicted, generations.expired - expired
         counters = metrics.enrichment_cache_counters(self.label)
         if evicted:
             counters.evicted_size.inc(evicted)
@@ -97,8 +130,7 @@ class CachedLookup:
             counters.evicted_expired.inc(expired)
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return sum(len(generation.rows) for generation in self._live())
 
 
 class EnrichmentCaches:
