@@ -27,7 +27,7 @@ from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch
-from feast_sequence.serving.enrich import distinct_keys, join
+from feast_sequence.serving.enrich import Factorized, factorize_keys, join
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
 from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events, needed_fields
@@ -235,15 +235,18 @@ def _serve(
 
     # --- enrich: one round trip for every distinct key of every enrichment not in its cache ---
     lookups: Dict[_Lookup, List[Any]] = {}
-    for view in views:
+    factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
+    for index, view in enumerate(views):
         for enrichment in view.plan.serving_enrichments:
-            keys = lookups.setdefault(_lookup_of(enrichment), [])
-            keys.extend(distinct_keys(view.batch, enrichment))
+            factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
+            lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
     if lookups:
         found = yield from _enrich_lookups(store, config, project, use_case, lookups)
-        for view in views:
+        for index, view in enumerate(views):
             for enrichment in view.plan.serving_enrichments:
-                view.batch, misses = join(view.batch, enrichment, found[_lookup_of(enrichment)])
+                view.batch, misses = join(
+                    view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
+                )
                 if misses:
                     metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
         clock.stage(metrics.Stage.ENRICH)
@@ -348,22 +351,28 @@ def _fill(view: ServedView, response: Any, full_feature_names: bool, include_ver
     non_empty = np.flatnonzero(batch.lengths > 0).tolist()
     for row, seconds in zip(non_empty, view.newest.tolist()):
         newest[row] = seconds
+    timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
         list_field = list_field_name(batch.types[name])
-        rows = batch.row_lists(name)
+        per_unique = batch.row_lists(name)
         if pad:
             left = plan.spec.left_padded
-            rows = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]], left) for row in rows]
+            per_unique = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]], left) for row in per_unique]
+        rows = [per_unique[unique] for unique in owner]
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
-        for out in range(plan.output_len):
-            unique = owner[out]
+        for row in rows:
             target = getattr(vector.values.add(), list_field)
-            if rows[unique]:
-                target.val.extend(rows[unique])
+            if row:
+                target.val.extend(row)
             else:  # an empty list, not a null: the oneof must be set
                 target.SetInParent()
-            vector.event_timestamps.add(seconds=newest[unique])
+        if timestamps is None:
+            for unique in owner:
+                vector.event_timestamps.add(seconds=newest[unique])
+            timestamps = vector.event_timestamps
+        else:
+            vector.event_timestamps.MergeFrom(timestamps)
 
 
 def featurize_response(
