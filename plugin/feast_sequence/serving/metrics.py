@@ -136,16 +136,26 @@ def enrichment_cache_counters(enrichment: str) -> CacheCounters:
     )
 
 
+def observe_all(histogram: Any, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for every value, counted per bucket with numpy: one observe per
+    sequence was 13% of a 100-customer request's CPU (each is two locked writes to a multiprocess
+    file). Uses the labelled child's ``_upper_bounds``, ``_buckets`` and ``_sum`` (prometheus_client's
+    layout since 0.4, checked against ``observe`` in tests/test_serving_metrics.py)."""
+    if not len(values):
+        return
+    bucket = np.searchsorted(np.asarray(histogram._upper_bounds, dtype=float), values, side="left")
+    for index, count in enumerate(np.bincount(bucket, minlength=len(histogram._upper_bounds)).tolist()):
+        if count:
+            histogram._buckets[index].inc(count)
+    histogram._sum.inc(float(np.sum(values)))
+
+
 def observe_sequences(use_case: str, view: str, lengths: np.ndarray, newest_seconds: Optional[np.ndarray]) -> None:
     metrics = _metrics()
-    length_histogram = metrics["SEQUENCE_LENGTH"].labels(use_case, view)
-    for length in lengths.tolist():
-        length_histogram.observe(length)
+    observe_all(metrics["SEQUENCE_LENGTH"].labels(use_case, view), lengths.astype(float))
     empty = int((lengths == 0).sum())
     if empty:
         metrics["EMPTY_SEQUENCES"].labels(use_case, view).inc(empty)
     if newest_seconds is not None and len(newest_seconds):
-        age = metrics["NEWEST_AGE_SECONDS"].labels(use_case, view)
-        now = time.time()
-        for seconds in newest_seconds.tolist():
-            age.observe(max(0.0, now - seconds))
+        ages = np.maximum(0.0, time.time() - newest_seconds.astype(float))
+        observe_all(metrics["NEWEST_AGE_SECONDS"].labels(use_case, view), ages)
