@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,15 @@ from feast.data_source import PushMode
 from test_offline import comparable
 from test_serving import USERS, _clicks, _rows, _store
 
-from feast_sequence import SequenceRequestError, get_training_data, sequence_settings
+from feast_sequence import (
+    SequenceRequestError,
+    feast_internals,
+    get_training_data,
+    sequence_settings,
+    to_jagged,
+    to_numpy,
+    to_tensors,
+)
 from feast_sequence.online.read_command import to_json
 
 import serving_repo
@@ -42,19 +51,96 @@ def _frame_equals_online(training: pd.DataFrame, online: dict, columns) -> list:
     return mismatches
 
 
-def test_use_case_training_rows_equal_online(tmp_path, redis_server, redis_client):
+@pytest.fixture
+def parity_store(tmp_path, redis_server, redis_client):
+    """The serving repository, pushed online and offline, with the online request time pinned to a
+    whole second ``T``: online requests then serve what training rows at ``T`` get."""
     store = _store(tmp_path / "repo", redis_server, "parity")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
     for seed in (1, 2):
         store.push("clicks_push", _clicks(seed), to=PushMode.ONLINE_AND_OFFLINE)
-    entity_df = pd.DataFrame({"user_id": range(USERS), "event_timestamp": pd.Timestamp.now(tz="UTC")})
-    for name in ("ranking", "ranking_indexed"):
-        service = store.get_feature_service(name)
-        online = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
-        training = get_training_data(store, entity_df, service).to_df()
-        assert not _frame_equals_online(training, online, [c for c in online if c != "user_id"]), name
-        assert any(any(m) for m in online[next(c for c in online if c.endswith("__mask"))])
+    t = pd.Timestamp.now(tz="UTC").floor("s")
+    feast_internals.store_provider(store).online_store.clock = lambda: t.timestamp()
+    return store, pd.DataFrame({"user_id": range(USERS), "event_timestamp": t})
+
+
+@pytest.mark.parametrize("name", ["ranking", "ranking_indexed", "ranking_sasrec", "history_jagged"])
+def test_use_case_training_rows_equal_online(parity_store, name):
+    """Sync, async and training agree, with every order and shape option (oldest first, left
+    padding, ages; padded and jagged)."""
+    store, entity_df = parity_store
+    service = store.get_feature_service(name)
+    online = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    training = get_training_data(store, entity_df, service).to_df()
+    assert not _frame_equals_online(training, online, [c for c in online if c != "user_id"]), name
+    served_async = asyncio.run(store.get_online_features_async(features=service, entity_rows=_rows())).to_dict()
+    assert served_async == online
+    shape = next(c for c in online if c.endswith(("__mask", "__length")))
+    assert any(any(m) if isinstance(m, list) else m for m in online[shape])
+
+
+def test_shaped_use_cases_feed_sasrec_and_keyed_jagged_layouts(parity_store):
+    """Served ``ranking_sasrec`` is SASRec's input (oldest to newest, left-padded with 0/"", newest
+    in the last slot); served ``history_jagged`` is a KeyedJaggedTensor's values + lengths per key,
+    in time order. Checked with numpy against the default (newest first) use case's events."""
+    store, _ = parity_store
+    rows = _rows()
+    sasrec = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=rows)
+    padded = to_numpy(sasrec.to_dict())
+    plain = store.get_online_features(features=store.get_feature_service("ranking_serving"), entity_rows=rows).to_dict()
+    assert padded["item_id"].shape == (USERS, 3) and padded["age_s"].dtype == np.int64
+    for user in range(USERS):
+        newest_first = [i for i, real in zip(plain["item_id"][user], plain["clicks__mask"][user]) if real]
+        pad = 3 - len(newest_first)
+        assert padded["item_id"][user].tolist() == [""] * pad + newest_first[::-1]
+        assert padded["clicks__mask"][user].tolist() == [False] * pad + [True] * len(newest_first)
+        ages = padded["age_s"][user][pad:]
+        assert (padded["age_s"][user][:pad] == 0).all() and (np.diff(ages) <= 0).all() and (ages >= 0).all()
+    assert padded["clicks__mask"][:, -1].any()  # the newest event of a non-empty row sits last
+
+    history = store.get_online_features(features=store.get_feature_service("history_jagged"), entity_rows=rows)
+    served = history.to_dict()
+    keys = ["item_id", "kind", "age_s"]
+    jagged = to_jagged(served, keys)
+    lengths = np.asarray(served["clicks__length"])
+    values, key_lengths = _keyed_jagged(jagged, keys)
+    assert key_lengths.tolist() == lengths.tolist() * len(keys)
+    offsets = np.concatenate([[0], np.cumsum(key_lengths)])
+    for k, key in enumerate(keys):
+        for user in range(USERS):
+            segment = values[offsets[k * USERS + user] : offsets[k * USERS + user + 1]].tolist()
+            assert segment == served[key][user]
+    for user in range(USERS):  # time order: ages never grow along a row
+        assert (np.diff(served["age_s"][user]) <= 0).all()
+        assert comparable(served["ts"][user]) == sorted(comparable(served["ts"][user]))
+
+
+def _keyed_jagged(jagged, keys):
+    """KeyedJaggedTensor's layout: every key's values back to back, then every key's row lengths."""
+    values = np.concatenate([np.asarray(jagged[k].values, dtype=object) for k in keys])
+    return values, np.concatenate([jagged[k].lengths for k in keys])
+
+
+def test_shaped_output_as_torch_and_torchrec_inputs(parity_store):
+    torch = pytest.importorskip("torch", reason="torch is not installed: the numpy layout test covers the shapes")
+    store, _ = parity_store
+    sasrec = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=_rows())
+    tensors = to_tensors(sasrec.to_dict(), ["n", "age_s", "clicks__mask"])
+    assert tensors["n"].shape == (USERS, 3) and tensors["clicks__mask"][:, -1].any()
+    history = store.get_online_features(features=store.get_feature_service("history_jagged"), entity_rows=_rows())
+    served = history.to_dict()
+    jagged = to_jagged(served, ["age_s"])
+    lengths = torch.from_numpy(jagged["age_s"].lengths)
+    values = torch.from_numpy(jagged["age_s"].values.astype(np.int64))
+    rows = torch.split(values, lengths.tolist())
+    assert [r.tolist() for r in rows] == served["age_s"]
+    try:
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+    except ImportError:
+        return  # torch without torchrec: the split above is the layout KeyedJaggedTensor reads
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["age_s"], values=values, lengths=lengths)
+    assert kjt["age_s"].to_dense() == list(rows)
 
 
 def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):

@@ -37,6 +37,7 @@ from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.online.null_timestamps import encode_null_timestamps
+from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
@@ -195,6 +196,15 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
 
     _eviction_checked = False  # set per instance once Redis's maxmemory-policy was checked
+    #: The request time of use cases (seconds since the epoch): windows and ages count from it.
+    #: Tests replace it on an instance to serve "as of" a training row's timestamp.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: This instance's serving-time enrichment caches: empty until a cached enrichment is
+        #: served, so a store without cached enrichments serves exactly as without caches.
+        self.enrichment_caches = EnrichmentCaches()
 
     # --- connections ---
 
