@@ -78,6 +78,13 @@ def _as_arrays(df: pd.DataFrame) -> pd.DataFrame:
     return out.assign(ts=pd.Timestamp(rb.T0))
 
 
+def _client(connection: str):
+    import redis
+
+    host, port = connection.split(",")[0].rsplit(":", 1)
+    return redis.Redis(host=host, port=int(port))
+
+
 def _delta(client, write) -> int:
     before = client.info("memory")["used_memory"]
     write()
@@ -90,9 +97,7 @@ def _compact(store: FeatureStore, view: str) -> int:
 
 
 def run(connection: str) -> Dict[str, float]:
-    import redis
-
-    client = redis.Redis.from_url(connection)
+    client = _client(connection)
     results: Dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         seq, base = _stores(Path(tmp), connection)
@@ -149,8 +154,6 @@ def run(connection: str) -> Dict[str, float]:
 
 def retail(connection: str, top: int = 50) -> Dict[str, float]:
     """Memory on the real retail events: the customers with the most purchase lines, max_length 1,000."""
-    import redis
-
     from feast_sequence.examples.retail import load_events
 
     raw = Path(__file__).resolve().parents[2] / "data/online-retail-ii/online_retail_ii_2009-2010.parquet"
@@ -158,7 +161,7 @@ def retail(connection: str, top: int = 50) -> Dict[str, float]:
     heavy = events["customer_id"].value_counts().head(top).index
     data = events[events["customer_id"].isin(heavy)]
     data = data.sort_values("ts", ascending=False).groupby("customer_id").head(1000)
-    client = redis.Redis.from_url(connection)
+    client = _client(connection)
     client.flushall()
     results: Dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
