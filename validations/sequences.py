@@ -12,7 +12,7 @@ import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence.storage.compaction import sequence_members
+from feast_sequence.storage.compaction import served
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import evalsha, execute
 from feast_sequence.storage.scripts import READ
@@ -47,7 +47,7 @@ def sequence_stats(
         chunk = keys[start : start + 500]
         reads = [evalsha(READ, sequence_keys_of(k), ("-inf", settings.max_length)) for k in chunk]
         stored = execute(client, reads, "reading sequences to validate")
-        for members in (sequence_members(reply, len(settings.dedup_by)) for reply in stored):
+        for members in (served(reply, len(settings.dedup_by)).members() for reply in stored):
             columns, times = decode_members(layout, members)
             filled = [
                 [NULL_DEFAULTS[f.value_type] if v is None else v for v in c] for f, c in zip(settings.fields, columns)

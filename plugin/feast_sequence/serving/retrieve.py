@@ -38,10 +38,10 @@ def retrieve_commands(
 def decode_batch(settings: SequenceSettings, replies: Sequence[Any], fields: Sequence[str]) -> SequenceBatch:
     """The named event fields of every row's sequence, plus the timestamp field (whole seconds)."""
     layout = layout_for(settings)
-    replies = read_members(layout, replies)
-    lengths = np.fromiter(map(len, replies), dtype=np.int64, count=len(replies))
-    members = [member for reply in replies for member in reply]
-    message = layout.message_class.FromString(b"".join(members))
+    sequences = read_members(layout, replies)
+    lengths = np.fromiter((s.count for s in sequences), dtype=np.int64, count=len(sequences))
+    message = layout.message_class.FromString(b"".join(s.data for s in sequences))
+    events = int(lengths.sum())
     batch = SequenceBatch(lengths)
     batch = batch.with_column(settings.timestamp_field, as_array(message.ts, ValueType.INT64), ValueType.UNIX_TIMESTAMP)
     index = {f.name: i for i, f in enumerate(settings.fields)}
@@ -50,8 +50,8 @@ def decode_batch(settings: SequenceSettings, replies: Sequence[Any], fields: Seq
             continue
         source = f"f{index[name] + 1}"
         column = getattr(message, source)
-        if len(column) != len(members):  # events stored before this field was added to the schema
-            column = column_per_event(layout, members, source)
+        if len(column) != events:  # events stored before this field was added to the schema
+            column = column_per_event(layout, [m for s in sequences for m in s.members()], source)
         value_type = settings.fields[index[name]].value_type
         batch = batch.with_column(name, as_array(column, value_type), value_type)
     return batch

@@ -89,26 +89,59 @@ def encode(events: Events) -> bytes:
     return header + len(raw).to_bytes(4, "little") + body
 
 
-def decode(block: Optional[bytes]) -> Events:
+@dataclass(frozen=True)
+class Block:
+    """A decoded block, kept packed: its members stay one buffer until someone needs them apart."""
+
+    raw: bytes
+    count: int
+    scores: np.ndarray  # int64, descending
+    lengths: np.ndarray  # uint32, each member's length
+    identity_lengths: np.ndarray  # uint16
+
+    @property
+    def _start(self) -> int:
+        return 14 * self.count
+
+    def packed(self, k: int) -> bytes:
+        """The first ``k`` members back to back: what a protobuf parse of the sequence takes."""
+        if k <= 0:
+            return b""
+        return self.raw[self._start : self._start + int(self.lengths[:k].sum())]
+
+    def within(self, oldest_us: Optional[int], limit: int) -> int:
+        """How many of the newest events are at or after ``oldest_us``, at most ``limit``."""
+        kept = self.count if oldest_us is None else int(np.searchsorted(-self.scores, -oldest_us, side="right"))
+        return min(kept, limit)
+
+    def events(self) -> Events:
+        ends = np.cumsum(self.lengths, dtype=np.int64) + self._start
+        starts = ends - self.lengths
+        members = [self.raw[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        return Events(self.scores.tolist(), members, self.identity_lengths.tolist())
+
+
+def decode(block: Optional[bytes]) -> Optional[Block]:
+    """A stored block, decompressed (None for no block or an empty one)."""
     if not block:
-        return EMPTY
+        return None
     header = header_of(block)
     count = int(header[1:].split(b":")[1])
     if count == 0:
-        return EMPTY
+        return None
     start = len(header)
     raw_size = int.from_bytes(block[start : start + 4], "little")
     raw = _codec().decompress(block[start + 4 :], decompressed_size=raw_size, asbytes=True)
     gaps = np.frombuffer(raw, dtype=np.int64, count=count)
+    scores = np.cumsum(np.concatenate((gaps[:1], -gaps[1:])))
     lengths = np.frombuffer(raw, dtype=np.uint32, count=count, offset=8 * count)
     prefixes = np.frombuffer(raw, dtype=np.uint16, count=count, offset=12 * count)
-    scores = gaps.copy()
-    scores[1:] = -gaps[1:]
-    scores = np.cumsum(scores)
-    ends = np.cumsum(lengths, dtype=np.int64) + 14 * count
-    starts = ends - lengths
-    members = [raw[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-    return Events(scores.tolist(), members, prefixes.tolist())
+    return Block(raw, count, scores, lengths, prefixes)
+
+
+def decode_events(block: Optional[bytes]) -> Events:
+    decoded = decode(block)
+    return decoded.events() if decoded is not None else EMPTY
 
 
 def tail_events(reply: Sequence[bytes], identity_length: "IdentityLength") -> Events:

@@ -8,15 +8,18 @@ writes the new block with a compare-and-set that also removes exactly the merged
 point leaves either the old state or the new one, and a lost race (another compaction, a
 correction) only means the tail stays until the next append compacts it.
 
-Readers merge a block and a tail the same way (``sequence_members``), so a sequence read before,
+Readers merge a block and a tail the same way (``served``), so a sequence read before,
 during or after a compaction is the same sequence.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generator, List, Optional, Sequence, Set
+
+import numpy as np
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
@@ -42,14 +45,46 @@ def _identity_length(fields: int) -> blocks.IdentityLength:
     return blocks.IdentityLength(fields)
 
 
-def sequence_members(reply: Sequence[Any], identity_fields: int) -> List[bytes]:
-    """The served members of one sequence from its ``scripts.READ`` reply, newest first."""
-    block, tail = reply[0], reply[1]
-    if block is None:
-        return list(tail)
+@dataclass(frozen=True)
+class Served:
+    """One entity's served events: the members back to back (one protobuf parse decodes them all)
+    and their count; ``members()`` splits them for the rare per-event decode."""
+
+    data: bytes
+    count: int
+    lengths: Sequence[int]
+
+    def members(self) -> List[bytes]:
+        ends = np.cumsum(np.asarray(self.lengths, dtype=np.int64)).tolist()
+        return [self.data[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+    @classmethod
+    def of(cls, members: Sequence[bytes]) -> "Served":
+        return cls(b"".join(members), len(members), [len(m) for m in members])
+
+
+def served(reply: Sequence[Any], identity_fields: int) -> Served:
+    """One sequence's served events from its ``scripts.READ`` reply, newest first.
+
+    Without a block the reply is the answer. With one, the merge needs no per-event work when the
+    tail is empty, or (without dedup_by) entirely newer than the block: the block's packed members
+    are then used as they are."""
+    block_bytes, tail = reply[0], reply[1]
+    if block_bytes is None:
+        return Served.of(tail)
     oldest = None if reply[2] == b"-inf" else int(reply[2])
+    limit = int(reply[3])
+    block = blocks.decode(block_bytes)
+    tail_members = tail[0::2]
+    if block is None:
+        return Served.of(tail_members[:limit])
+    if not tail_members or (not identity_fields and int(float(tail[-1])) > int(block.scores[0])):
+        first = tail_members[:limit]
+        k = block.within(oldest, limit - len(first))
+        lengths = [len(m) for m in first] + block.lengths[:k].tolist()
+        return Served(b"".join((*first, block.packed(k))), len(first) + k, lengths)
     events = blocks.tail_events(tail, _identity_length(identity_fields))
-    return blocks.merge(blocks.decode(block), events, int(reply[3]), oldest).members
+    return Served.of(blocks.merge(block.events(), events, limit, oldest).members)
 
 
 def snapshot_commands(keys: Sequence[SequenceKeys]) -> List[Command]:
@@ -62,7 +97,7 @@ def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Se
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
-    merged = blocks.merge(blocks.decode(block), tail, settings.max_length, oldest)
+    merged = blocks.merge(blocks.decode_events(block), tail, settings.max_length, oldest)
     args: List[Any] = [blocks.header_of(block), blocks.encode(merged) if len(merged) else b"", settings.ttl_us or 0]
     args.append(fields)
     for score, member in zip(tail.scores, tail.members):
@@ -92,7 +127,7 @@ def compact(
 def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
     """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
     A correction needs it: only the tail can have a time range replaced inside Redis."""
-    events = blocks.decode(block)
+    events = blocks.decode_events(block)
     args: List[Any] = [settings.max_length, settings.ttl_us or 0, len(settings.dedup_by), "", ""]
     args.append(blocks.header_of(block))
     if settings.dedup_by:

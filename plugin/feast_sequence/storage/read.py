@@ -20,7 +20,7 @@ from feast_sequence.storage.codec import (
     entity_key_bytes_from_values,
     layout_for,
 )
-from feast_sequence.storage.compaction import sequence_members
+from feast_sequence.storage.compaction import Served, served
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
@@ -100,15 +100,15 @@ def oldest_kept_us(settings: SequenceSettings, now_us: Optional[int], window_us:
     return now_us - min(bounds)
 
 
-def members(layout: EventLayout, replies: Sequence[Any]) -> List[List[bytes]]:
+def members(layout: EventLayout, replies: Sequence[Any]) -> List[Served]:
     """Each entity's served events (stored members, newest first) from the replies of ``read_commands``."""
     fields = len(layout.dedup_positions)
-    return [sequence_members(reply, fields) for reply in replies]
+    return [served(reply, fields) for reply in replies]
 
 
 def decode_rows(read: SequenceRead, replies: Sequence[Any]) -> List[Row]:
     """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
-    return [decode_sequence(read.layout, m, read.plan) for m in members(read.layout, replies)]
+    return [decode_sequence(read.layout, m.members(), read.plan) for m in members(read.layout, replies)]
 
 
 def populate_sequences(
@@ -131,7 +131,7 @@ def populate_sequences(
     add_view_metadata(response, table, include_version_metadata)
     layout = read.layout
     replies = members(layout, replies)
-    messages = [layout.message_class.FromString(b"".join(m)) for m in replies]
+    messages = [layout.message_class.FromString(m.data) for m in replies]
     owner = [0] * output_len
     for unique, destinations in enumerate(indexes):
         for out in destinations:
@@ -162,8 +162,8 @@ def add_view_metadata(response: Any, table: Any, include_version_metadata: bool)
             entry.version = getattr(table, "current_version_number", 0) or 0
 
 
-def _column(layout: EventLayout, message: Any, members: Sequence[bytes], source: str) -> Any:
+def _column(layout: EventLayout, message: Any, sequence: Served, source: str) -> Any:
     column = getattr(message, source)
     if len(column) != len(message.ts):  # events stored before the field was added to the schema
-        return column_per_event(layout, members, source)
+        return column_per_event(layout, sequence.members(), source)
     return column
