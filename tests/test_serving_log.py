@@ -18,6 +18,7 @@ from feast_sequence import get_training_data
 from feast_sequence.monitoring import serving_log
 from feast_sequence.monitoring.log_files import read_file_logs
 from feast_sequence.monitoring.training_from_logs import training_frame_from_logs
+from feast_sequence.transformations.consistency import run_consistency
 
 import serving_repo
 from feast_server import feast_serve, module_repo, post
@@ -173,3 +174,18 @@ def _comparable(value):
     if isinstance(value, (list, np.ndarray)):
         return [None if v is None or v is pd.NaT else v for v in list(value)]
     return value
+
+
+def test_consistency_of_what_was_logged_is_exact(logged_store, tmp_path):
+    """Nothing injected: every logged response equals the offline engine's at its request time
+    (file offline store, pandas engine)."""
+    store, _, _ = logged_store
+    service = store.get_feature_service("ranking_logged")
+    store.get_online_features(features=service, entity_rows=[{"user_id": u} for u in USERS])
+    assert serving_log.flush()
+    run = run_consistency(store, tmp_path / "report", use_cases=["ranking_logged"])
+    stats = run.summary["use_cases"]["ranking_logged"]
+    assert stats["configuration_changes"] == 0
+    assert stats["views"]["clicks"]["rows"] == len(_logs(store, "ranking_logged"))
+    assert stats["views"]["clicks"]["exact_match_rate"] == 1.0, stats
+    assert run.passed and (tmp_path / "report" / "report.html").exists()

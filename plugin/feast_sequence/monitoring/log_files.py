@@ -8,12 +8,14 @@ reads (microsecond timestamps), so the example repository (Spark) logs to files 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from feast.feature_logging import LOG_TIMESTAMP_FIELD
 
 
 def log_path(config: Any, destination: Any) -> Path:
@@ -42,9 +44,21 @@ def write_file_logs(config: Any, destination: Any, logs: Union[pa.Table, Path]) 
     )
 
 
-def read_file_logs(config: Any, destination: Any) -> pa.Table:
-    """Every log row written to the destination so far."""
+def read_file_logs(
+    config: Any, destination: Any, start: Optional[datetime] = None, end: Optional[datetime] = None
+) -> pa.Table:
+    """The log rows written to the destination so far, logged in [start, end) if given. Files written
+    by other configurations of the use case may have other columns: the schemas are unified."""
     folder = log_path(config, destination)
-    if not folder.exists():
+    files = sorted(str(f) for f in folder.rglob("*.parquet")) if folder.exists() else []
+    if not files:
         return pa.table({})
-    return ds.dataset(str(folder), format="parquet", partitioning="hive").to_table()
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    dataset = ds.dataset(files, schema=schema, format="parquet")
+    condition = None
+    if start is not None:
+        condition = ds.field(LOG_TIMESTAMP_FIELD) >= pa.scalar(start, pa.timestamp("us", tz="UTC"))
+    if end is not None:
+        before_end = ds.field(LOG_TIMESTAMP_FIELD) < pa.scalar(end, pa.timestamp("us", tz="UTC"))
+        condition = before_end if condition is None else condition & before_end
+    return dataset.to_table(filter=condition)
