@@ -1,0 +1,77 @@
+"""A small repository on the Online Retail II events (CC BY 4.0, Chen 2019) whose use cases log what
+they serve: purchases enriched with the item catalogue at index time, and a ranking use case enriched
+at serving time, as feature_repo/ has it. Spark offline store (SparkSource parquet folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from feast import Entity, FeatureView, Field, PushSource, ValueType
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.infra.offline_stores.file_source import FileLoggingDestination
+from feast.types import Float32, Int32, String
+
+from feast_sequence import SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+
+
+def parquet_source(data_dir: Path, name: str) -> SparkSource:
+    return SparkSource(
+        name=f"{name}_source", path=str(data_dir / name), file_format="parquet", timestamp_field="event_timestamp"
+    )
+
+
+def log_config(data_dir: Path, name: str) -> LoggingConfig:
+    return LoggingConfig(destination=FileLoggingDestination(path=str(data_dir / "logs" / name)), sample_rate=1.0)
+
+
+def objects(data_dir: Path, ranking_length: int = 10) -> List:
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
+    items = FeatureView(
+        name="item",
+        entities=[item],
+        schema=[
+            Field(name="item_id", dtype=String),
+            Field(name="description", dtype=String),
+            Field(name="price", dtype=Float32),
+        ],
+        source=parquet_source(data_dir, "items"),
+        ttl=None,
+    )
+    catalogue = enrich(items, on="item_id", features=["description"], prefix="item_")
+    purchases = SequenceFeatureView(
+        name="purchases",
+        entities=[customer],
+        source=PushSource(name="purchase_push", batch_source=parquet_source(data_dir, "purchases")),
+        schema=[
+            Field(name="invoice", dtype=String),
+            Field(name="item_id", dtype=String),
+            Field(name="quantity", dtype=Int32),
+            Field(name="unit_price", dtype=Float32),
+        ],
+        max_length=50,
+        dedup_by=["invoice", "item_id"],
+        enrich=[catalogue],  # index time: the description as of each purchase
+    )
+    purchase_history = SequenceUseCase(
+        name="purchase_history",
+        features=[purchases[["invoice", "item_id", "quantity", "event_timestamp"]]],
+        sequences={"purchases": SequenceSpec(enrich=[catalogue])},
+        logging_config=log_config(data_dir, "purchase_history"),
+    )
+    ranking = SequenceUseCase(
+        name="purchase_ranking",
+        features=[purchases[["item_id", "quantity", "event_timestamp"]]],
+        sequences={
+            "purchases": SequenceSpec(
+                length=ranking_length,
+                where=[Where("quantity", ">", 0)],
+                enrich=[enrich(items, on="item_id", features=["price"], prefix="catalogue_")],
+            )
+        },
+        output="padded",
+        logging_config=log_config(data_dir, "purchase_ranking"),
+    )
+    return [customer, item, items, purchases, purchase_history, ranking]
