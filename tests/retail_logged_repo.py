@@ -5,15 +5,21 @@ at serving time, as feature_repo/ has it. Spark offline store (SparkSource parqu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Any, List, Tuple
 
+import pandas as pd
 from feast import Entity, FeatureView, Field, PushSource, ValueType
+from feast.data_source import PushMode
 from feast.feature_logging import LoggingConfig
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.types import Float32, Int32, String
 
 from feast_sequence import SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+
+from repos import applied_store, sequence_online, spark_offline
+
+CUSTOMERS = 12
 
 
 def parquet_source(data_dir: Path, name: str) -> SparkSource:
@@ -75,3 +81,31 @@ def objects(data_dir: Path, ranking_length: int = 10) -> List:
         logging_config=log_config(data_dir, "purchase_ranking"),
     )
     return [customer, item, items, purchases, purchase_history, ranking]
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False, coerce_timestamps="us")  # Spark reads microseconds only
+
+
+def build(root: Path, events: Any, connection: str, spark: Any = None) -> Tuple[Any, Path, List[int], Any, Any]:
+    """The repository at ``root`` on ``CUSTOMERS`` customers with 5-25 purchase lines each (all kept:
+    max_length 50), applied, the catalogue written online and the purchases pushed online (the batch
+    source already has them). Returns the store, the data folder, customers, purchases, items."""
+    data = root / "data"
+    purchases = events.purchases
+    lines = purchases.drop_duplicates(["customer_id", "invoice", "item_id"]).groupby("customer_id").size()
+    customers = lines[(lines >= 5) & (lines <= 25)].index[:CUSTOMERS].tolist()
+    purchases = purchases[purchases["customer_id"].isin(customers)].reset_index(drop=True)
+    items = events.items[events.items["item_id"].isin(purchases["item_id"])].reset_index(drop=True)
+    # The example dates each catalogue entry by its item's last sale, after most purchases: offline,
+    # an index-time enrichment as of a purchase would find no entry while the push found one (the
+    # consistency report shows exactly that). Here the catalogue is dated before the first purchase.
+    items["event_timestamp"] = pd.Timestamp("2009-01-01", tz="UTC")
+    write_parquet(data / "purchases" / "part-0.parquet", purchases)
+    write_parquet(data / "items" / "part-0.parquet", items)
+    online = sequence_online(connection)
+    store = applied_store(root, "retail_logged", online, objects(data), offline=spark or spark_offline())
+    store.write_to_online_store("item", items)
+    store.push("purchase_push", purchases, to=PushMode.ONLINE)
+    return store, data, customers, purchases, items

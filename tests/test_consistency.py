@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import retail_logged_repo
 from feast.data_source import PushMode
 
 from feast_sequence.monitoring import serving_log
 from feast_sequence.monitoring.consistency import SequencePair, compare
 from feast_sequence.transformations import consistency
 
-from repos import applied_store, sequence_online, spark_offline
+import retail_logged_repo
 
 
 def _pair(ids, enriched=None, times=None) -> SequencePair:
@@ -61,39 +59,17 @@ def test_longer_online_sequence():
 
 # --- the job on real retail events -------------------------------------------------------------
 
-CUSTOMERS = 12
+CUSTOMERS = retail_logged_repo.CUSTOMERS
 
 
 @pytest.fixture(scope="module")
 def retail(tmp_path_factory, retail_events, redis_server):
-    """Twelve customers with 5-25 purchase lines each (all kept: max_length 50), pushed online; the
-    batch source holds the same events."""
     redis_server.client().flushall()
     root = tmp_path_factory.mktemp("consistency") / "repo"
-    data = root / "data"
-    purchases = retail_events.purchases
-    lines = purchases.drop_duplicates(["customer_id", "invoice", "item_id"]).groupby("customer_id").size()
-    customers = lines[(lines >= 5) & (lines <= 25)].index[:CUSTOMERS].tolist()
-    purchases = purchases[purchases["customer_id"].isin(customers)].reset_index(drop=True)
-    items = retail_events.items[retail_events.items["item_id"].isin(purchases["item_id"])].reset_index(drop=True)
-    # The example dates each catalogue entry by its item's last sale, after most purchases: offline,
-    # an index-time enrichment as of a purchase would find no entry while the push found one (the
-    # report shows exactly that). Here the catalogue is dated before the first purchase.
-    items["event_timestamp"] = pd.Timestamp("2009-01-01", tz="UTC")
-    _write(data / "purchases" / "part-0.parquet", purchases)
-    _write(data / "items" / "part-0.parquet", items)
-    online = sequence_online(redis_server.connection_string)
-    store = applied_store(root, "retail_logged", online, retail_logged_repo.objects(data), offline=spark_offline())
-    store.write_to_online_store("item", items)
-    store.push("purchase_push", purchases, to=PushMode.ONLINE)  # the batch source already has them
+    built = retail_logged_repo.build(root, retail_events, redis_server.connection_string)
     serving_log.configure(flush_interval_s=0.05)
-    yield store, data, customers, purchases, items
+    yield built
     serving_log.configure()
-
-
-def _write(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False, coerce_timestamps="us")
 
 
 def _serve_all(store, customers) -> None:
@@ -138,14 +114,14 @@ def test_injected_faults_are_counted_exactly(retail, tmp_path):
     store.push("purchase_push", online_only, to=PushMode.ONLINE)
     # 2. Two purchases land in the batch source and are never pushed.
     batch_only = online_only.iloc[:2].assign(customer_id=late, invoice=["B0", "B1"])
-    _write(data / "purchases" / "part-batch-only.parquet", batch_only)
+    retail_logged_repo.write_parquet(data / "purchases" / "part-batch-only.parquet", batch_only)
     # 3. An item of one customer changes its catalogue entry in place, after its purchases were
     #    enriched at index time: what they were indexed with is stale.
     others = set(purchases.loc[purchases["customer_id"].isin([lost, late]), "item_id"]) | {ordinary["item_id"]}
     changed = next(i for i in purchases.loc[purchases["customer_id"] == stale, "item_id"] if i not in others)
     catalogue = items.assign(description=items["description"].where(items["item_id"] != changed, "CHANGED"))
     (data / "items" / "part-0.parquet").unlink()
-    _write(data / "items" / "part-1.parquet", catalogue)
+    retail_logged_repo.write_parquet(data / "items" / "part-1.parquet", catalogue)
     stale_events = purchases[purchases["item_id"] == changed].drop_duplicates(["customer_id", "invoice", "item_id"])
     affected = {lost, late} | set(stale_events["customer_id"])
 

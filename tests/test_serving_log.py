@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import logged_repo
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from feast_sequence.monitoring.log_files import read_file_logs
 from feast_sequence.monitoring.training_from_logs import training_frame_from_logs
 from feast_sequence.transformations.consistency import run_consistency
 
+import logged_repo
 import serving_repo
 from feast_server import feast_serve, module_repo, post
 from repos import sequence_online, wait_until

@@ -31,14 +31,17 @@ def write_file_logs(config: Any, destination: Any, logs: Union[pa.Table, Path]) 
     table = logs if isinstance(logs, pa.Table) else pq.read_table(logs)
     folder = log_path(config, destination)
     folder.mkdir(parents=True, exist_ok=True)
+    if not destination.partition_by:  # one file per flush: the cheapest write (it runs beside requests)
+        pq.write_table(table, folder / f"{uuid.uuid4().hex}.parquet", coerce_timestamps="us")
+        return
     ds.write_dataset(
         table,
         base_dir=str(folder),
         basename_template=f"{uuid.uuid4().hex}-{{i}}.parquet",
-        partitioning=destination.partition_by or None,
-        partitioning_flavor="hive" if destination.partition_by else None,
-        format=ds.ParquetFileFormat(),
-        file_options=ds.ParquetFileFormat().make_write_options(coerce_timestamps="us", allow_truncated_timestamps=True),
+        partitioning=destination.partition_by,
+        partitioning_flavor="hive",
+        format="parquet",
+        file_options=ds.ParquetFileFormat().make_write_options(coerce_timestamps="us"),
         existing_data_behavior="overwrite_or_ignore",
         use_threads=False,
     )

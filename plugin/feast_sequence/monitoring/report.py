@@ -243,3 +243,39 @@ def _e(text: Any) -> str:
 
 def _num(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.0f}"
+
+
+def overview_svg(summary: Dict[str, Any]) -> str:
+    """The report's figures and plots as one standalone SVG picture (for docs and dashboards)."""
+    blocks: List[str] = []
+    y = 30
+    lines = [f"Online/offline consistency: gate {'passed' if summary['passed'] else 'FAILED'}"]
+    for name, use_case in summary["use_cases"].items():
+        lines.append(
+            f"use case {name}: {use_case['logged_rows']:,} logged rows, "
+            f"{use_case['configuration_changes']:,} configuration changes"
+        )
+        for view, s in use_case["views"].items():
+            lines.append(
+                f"  {view}: exact match {s['exact_matches']:,}/{s['rows']:,} ({s['exact_match_rate']:.0%}), "
+                f"deletes {s['deletes']:,}, inserts {s['inserts']:,}, online-only {s['online_only_events']:,}, "
+                f"offline-only {s['offline_only_events']:,}, enrichment mismatches {s['enrichment_mismatches']:,}"
+            )
+    for line in lines:
+        blocks.append(f"<text x='10' y='{y}' font-size='13' xml:space='preserve'>{_e(line)}</text>")
+        y += 20
+    for name, use_case in summary["use_cases"].items():
+        for view, stats in use_case["views"].items():
+            plots = [
+                _bars(f"{name}/{view}: edit distance", stats["edit_distance"]["histogram"]),
+                _bars(f"{name}/{view}: length difference", stats["length_diff"]["histogram"]),
+                _line(f"{name}/{view}: exact-match rate", stats["match_rate_over_time"]),
+            ]
+            for index, plot in enumerate(plots):
+                blocks.append(plot.replace("<svg ", f"<svg x='{10 + index * (_W + 10)}' y='{y}' ", 1))
+            y += _H + 10
+    width = 3 * (_W + 10) + 10
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{y + 10}' font-family='sans-serif'>"
+        f"<rect width='{width}' height='{y + 10}' fill='white'/>" + "".join(blocks) + "</svg>"
+    )

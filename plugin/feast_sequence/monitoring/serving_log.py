@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -112,16 +111,17 @@ def record(
 class ServingLogger:
     """A bounded queue of served requests and the thread that writes them, grouped by use case.
 
-    ``max_queued``: requests waiting to be written (more are dropped); ``flush_interval_s``: the
-    longest a logged request waits; ``max_rows_per_write``: rows written at once at most.
+    ``max_queued``: requests waiting to be written (more are dropped); ``flush_interval_s``: how
+    often the queue is written out; ``max_rows_per_write``: rows written at once at most.
     """
 
-    def __init__(self, max_queued: int = 10_000, flush_interval_s: float = 1.0, max_rows_per_write: int = 100_000):
+    def __init__(self, max_queued: int = 10_000, flush_interval_s: float = 5.0, max_rows_per_write: int = 100_000):
         self.flush_interval_s = flush_interval_s
         self.max_rows_per_write = max_rows_per_write
         self._queue: "queue.Queue[ServedRequest]" = queue.Queue(maxsize=max_queued)
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._wake = threading.Event()
         self._stores: Dict[int, Any] = {}
         self.last_error: Optional[BaseException] = None
 
@@ -136,6 +136,7 @@ class ServingLogger:
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every request queued so far is written (or dropped); whether it was in time."""
         deadline = time.monotonic() + timeout_s
+        self._wake.set()
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 remaining = deadline - time.monotonic()
@@ -152,32 +153,37 @@ class ServingLogger:
                 atexit.register(self.flush, 10.0)
 
     def _run(self) -> None:
+        # The thread sleeps between writes rather than waiting on the queue: a waiting reader would
+        # be woken by every put, and each wake-up takes the interpreter from a request.
         while True:
-            pending = [self._queue.get()]
-            rows = pending[0].rows
-            deadline = time.monotonic() + self.flush_interval_s
-            while rows < self.max_rows_per_write:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            while True:
+                pending: List[ServedRequest] = []
+                rows = 0
+                while rows < self.max_rows_per_write:
+                    try:
+                        pending.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                    rows += pending[-1].rows
+                if not pending:
                     break
                 try:
-                    pending.append(self._queue.get(timeout=remaining))
-                except queue.Empty:
-                    break
-                rows += pending[-1].rows
-            try:
-                self.write(pending)
-            finally:
-                for _ in pending:
-                    self._queue.task_done()
+                    self.write(pending)
+                finally:
+                    for _ in pending:
+                        self._queue.task_done()
 
     def write(self, requests: Sequence[ServedRequest]) -> None:
         """Write requests to their use cases' destinations; a failing write drops its rows, counted
         and logged with its cause, and leaves the other use cases' writes alone."""
-        groups: Dict[Tuple[str, str], List[ServedRequest]] = {}
+        groups: Dict[Tuple[str, str, int], List[ServedRequest]] = {}
         for request in requests:
-            groups.setdefault((request.config.project, request.service.name), []).append(request)
-        for (_, name), group in groups.items():
+            # A registry refresh can change the use case between requests: one table per version.
+            key = (request.config.project, request.service.name, id(request.service))
+            groups.setdefault(key, []).append(request)
+        for (_, name, _), group in groups.items():
             rows = sum(r.rows for r in group)
             try:
                 table = log_table(group)
@@ -231,9 +237,13 @@ def flush(timeout_s: float = 30.0) -> bool:
 
 
 def log_table(requests: Sequence[ServedRequest]) -> pa.Table:
-    """The log rows of requests of one use case: entity keys, the system columns, sequences."""
+    """The log rows of requests of one use case configuration: entity keys, the system columns, then
+    the sequences. Columns are built once for all the requests (a few large Arrow calls, not a few
+    per request): this runs beside the requests and competes with them for the interpreter."""
     first = requests[0]
     version = use_case_version(first.service)
+    counts = [r.rows for r in requests]
+    total = sum(counts)
     keys: Dict[str, ValueType] = {}
     for view in first.views:
         keys.update(view.join_keys)
@@ -241,36 +251,38 @@ def log_table(requests: Sequence[ServedRequest]) -> pa.Table:
     for key, value_type in keys.items():
         values: List[Any] = []
         for request in requests:
-            values.extend(column_values(key, value_type, _series(request.entity_columns[key])))
-        columns[key] = pa.array(values, ARROW_ELEMENT[value_type])
-    times = np.repeat([r.request_us for r in requests], [r.rows for r in requests])
-    columns[LOG_TIMESTAMP] = pa.array(times, pa.timestamp("us", tz="UTC"))
-    columns[LOG_DATE] = pa.array(
-        [datetime.fromtimestamp(t / 1e6, tz=timezone.utc).date() for t in times.tolist()], pa.date32()
-    )
-    columns[REQUEST_ID] = pa.array(np.repeat([uuid.uuid4().hex for _ in requests], [r.rows for r in requests]))
-    columns[USE_CASE_FIELD] = pa.array([first.service.name] * len(times), pa.string())
-    columns[USE_CASE_VERSION_FIELD] = pa.array([version] * len(times), pa.string())
+            values.extend(request.entity_columns[key])
+        columns[key] = pa.array(column_values(key, value_type, _series(values)), ARROW_ELEMENT[value_type])
+    times = pa.array(np.repeat([r.request_us for r in requests], counts), pa.timestamp("us", tz="UTC"))
+    columns[LOG_TIMESTAMP] = times
+    columns[LOG_DATE] = times.cast(pa.date32())
+    columns[REQUEST_ID] = pa.array(np.repeat([uuid.uuid4().hex for _ in requests], counts), pa.string())
+    columns[USE_CASE_FIELD] = pa.array([first.service.name] * total, pa.string())
+    columns[USE_CASE_VERSION_FIELD] = pa.array([version] * total, pa.string())
     for index, view in enumerate(first.views):
+        served = [r.views[index] for r in requests]
+        # Every request's unique entities back to back; each request row points at its own.
+        owners, base = [], 0
+        for one in served:
+            owners.append(np.asarray(one.plan.owner(), dtype=np.int64) + base)
+            base += one.batch.rows
+        rows = pa.array(np.concatenate(owners) if owners else np.empty(0, np.int64))
+        lengths = np.concatenate([one.batch.lengths for one in served])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        offset_array = pa.array(offsets, pa.int64())
         for name in view.outputs:
-            parts = [_served_lists(r.views[index], name) for r in requests]
-            columns[logged_column(view.name, name)] = pa.concat_arrays(parts)
+            value_type = view.batch.types[name]
+            column = np.concatenate([one.batch.columns[name] for one in served])
+            if value_type == ValueType.UNIX_TIMESTAMP:
+                flat: pa.Array = pa.array(column.astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
+                list_type = TIMESTAMP_LIST
+            else:
+                flat = pa.array(column, ARROW_ELEMENT[value_type])
+                list_type = pa.list_(ARROW_ELEMENT[value_type])
+            per_entity = pa.LargeListArray.from_arrays(offset_array, flat)
+            columns[logged_column(view.name, name)] = per_entity.take(rows).cast(list_type)
     return pa.table(columns)
-
-
-def _served_lists(view: LoggedView, name: str) -> pa.Array:
-    """One list per request row of one served field (timestamps as UTC times)."""
-    batch = view.batch
-    value_type = batch.types[name]
-    values = batch.columns[name]
-    if value_type == ValueType.UNIX_TIMESTAMP:
-        flat: pa.Array = pa.array(values.astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
-        list_type = TIMESTAMP_LIST
-    else:
-        flat = pa.array(values, ARROW_ELEMENT[value_type])
-        list_type = pa.list_(ARROW_ELEMENT[value_type])
-    per_entity = pa.ListArray.from_arrays(pa.array(batch.offsets(), pa.int64()).cast(pa.int32()), flat)
-    return per_entity.take(pa.array(view.plan.owner(), pa.int64())).cast(list_type)
 
 
 def _series(values: Sequence[Any]) -> Any:
