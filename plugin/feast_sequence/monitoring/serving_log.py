@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from feast.feature_logging import LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD, REQUEST_ID_FIELD
 from feast.value_type import ValueType
 
 from feast_sequence.monitoring import metrics
+from feast_sequence.serving.use_case import TAG_USE_CASE
 from feast_sequence.storage.codec import ARROW_ELEMENT, column_values
 
 #: Columns of a log row besides entity keys and sequences (Feast's own three, then ours).
@@ -49,8 +51,6 @@ _log = logging.getLogger(__name__)
 def use_case_version(service: Any) -> str:
     """A stable hash of what shapes a use case's response: its use-case settings and its feature
     refs. Equal for equal configurations, across processes and `feast apply`s."""
-    from feast_sequence.serving.use_case import TAG_USE_CASE
-
     refs = sorted(f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features)
     text = json.dumps({"use_case": (service.tags or {}).get(TAG_USE_CASE), "features": refs}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -285,7 +285,5 @@ def log_table(requests: Sequence[ServedRequest]) -> pa.Table:
     return pa.table(columns)
 
 
-def _series(values: Sequence[Any]) -> Any:
-    import pandas as pd
-
+def _series(values: Sequence[Any]) -> pd.Series:
     return pd.Series(list(values))
