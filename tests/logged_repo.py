@@ -40,4 +40,5 @@ def objects(data_dir: Path) -> List:
     return objects + [
         logged_use_case(clicks, items, data_dir, "ranking_logged"),
         logged_use_case(clicks, items, data_dir, "ranking_unsampled", sample_rate=0.0),
+        logged_use_case(clicks, items, data_dir, "ranking_half", sample_rate=0.5),
     ]

@@ -96,6 +96,23 @@ def test_python_async_and_http_requests_are_logged(logged_store):
     ]
 
 
+def test_requests_are_sampled_at_the_configured_rate(logged_store):
+    store, _, _ = logged_store
+    service = store.get_feature_service("ranking_half")
+    before = _written("ranking_half")
+    for _ in range(400):
+        store.get_online_features(features=service, entity_rows=[{"user_id": 1}, {"user_id": 2}])
+    assert serving_log.flush()
+    logged = _logs(store, "ranking_half")
+    requests = logged[serving_log.REQUEST_ID].nunique()
+    assert 120 <= requests <= 280  # 200 expected; 8 standard deviations either side
+    assert len(logged) == 2 * requests == _written("ranking_half") - before
+
+
+def _written(use_case: str) -> float:
+    return REGISTRY.get_sample_value("feast_sequence_log_rows_written_total", {"use_case": use_case}) or 0.0
+
+
 def test_a_failing_destination_drops_and_counts(logged_store):
     store, repo, _ = logged_store
     service = store.get_feature_service("ranking_logged")
