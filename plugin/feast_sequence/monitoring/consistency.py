@@ -164,7 +164,9 @@ def check_use_case(
     times = pd.to_datetime(logs.column(LOG_TIMESTAMP).to_pandas(), utc=True) if logs.num_rows else pd.Series([])
     current = [v == version for v in versions]
     results: List[Dict[str, Any]] = []
-    for row, (same, time) in enumerate(zip(current, times)):
+    stamps = list(times)  # per-row access to a Series is slow
+    seconds = [t.timestamp() for t in stamps]
+    for row, (same, time) in enumerate(zip(current, stamps)):
         if not same:
             for name, _, _, _ in views:
                 results.append(
@@ -178,10 +180,10 @@ def check_use_case(
             enriched = [o for e in spec.enrich for o in e.output_names]
             identity = [settings.timestamp_field] + [o for o in outputs if o not in enriched]
             identity = list(dict.fromkeys(identity))
-            online_columns = {f: logs.column(logged_column(name, f)).to_pylist() for f in identity + enriched}
-            offline_columns = {f: offline[logged_column(name, f)].tolist() for f in identity + enriched}
+            online_columns = {f: _arrow_rows(logs.column(logged_column(name, f))) for f in identity + enriched}
+            offline_columns = {f: _frame_rows(offline[logged_column(name, f)]) for f in identity + enriched}
             for position, row in enumerate(rows):
-                request_s = times.iloc[row].timestamp()
+                request_s = seconds[row]
                 measures = compare(
                     _pair(online_columns, identity, enriched, row, settings.timestamp_field),
                     _pair(offline_columns, identity, enriched, position, settings.timestamp_field),
@@ -189,7 +191,7 @@ def check_use_case(
                     checked_s,
                 )
                 results.append(
-                    {"use_case": service.name, "view": name, "log_row": row, "request_time": times.iloc[row]}
+                    {"use_case": service.name, "view": name, "log_row": row, "request_time": stamps[row]}
                     | {"configuration_changed": False}
                     | measures
                 )
@@ -231,28 +233,40 @@ def recompute(
 
 
 def _pair(
-    columns: Dict[str, List[Any]], identity: List[str], enriched: List[str], row: int, timestamp_field: str
+    columns: Dict[str, List[List[Any]]], identity: List[str], enriched: List[str], row: int, timestamp_field: str
 ) -> SequencePair:
-    ids = list(zip(*(_plain(columns[f][row]) for f in identity)))
-    values = list(zip(*(_plain(columns[f][row]) for f in enriched))) if enriched else [()] * len(ids)
-    times = [_seconds(t) for t in columns[timestamp_field][row]]
+    ids = list(zip(*(columns[f][row] for f in identity)))
+    values = list(zip(*(columns[f][row] for f in enriched))) if enriched else [()] * len(ids)
+    times = [t / 1e6 for t in columns[timestamp_field][row]]
     return SequencePair(ids, values, times)
 
 
-def _plain(values: Any) -> List[Any]:
-    """Python values (numpy scalars and timestamps made comparable across the two sides)."""
-    out = []
-    for value in list(values if values is not None else []):
-        if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
-            value = _seconds(value)
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out.append(value)
-    return out
+def _arrow_rows(column: Any) -> List[List[Any]]:
+    """A logged list column as Python lists per row; timestamps as integer microseconds."""
+    value_type = column.type.value_type
+    if pa.types.is_timestamp(value_type):
+        column = column.cast(pa.list_(pa.timestamp("us", tz="UTC"))).cast(pa.list_(pa.int64()))
+    return [v if v is not None else [] for v in column.to_pylist()]
 
 
-def _seconds(value: Any) -> float:
+def _frame_rows(series: pd.Series) -> List[List[Any]]:
+    """A retrieved list column (numpy arrays per row, as ``to_df`` gives them) as Python lists per
+    row; timestamps as integer microseconds, like ``_arrow_rows``."""
+    rows: List[List[Any]] = []
+    for value in series.tolist():
+        if value is None:
+            rows.append([])
+        elif isinstance(value, np.ndarray) and value.dtype.kind == "M":
+            rows.append(value.astype("datetime64[us]").astype(np.int64).tolist())
+        elif isinstance(value, np.ndarray):
+            rows.append(value.tolist())
+        else:
+            rows.append([_microseconds(v) if isinstance(v, (datetime, pd.Timestamp)) else v for v in value])
+    return rows
+
+
+def _microseconds(value: Any) -> int:
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
-    return float(stamp.timestamp())
+    return int(stamp.value // 1000)
