@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureService, FeatureStore
+from feast.infra.offline_stores.offline_store import RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
@@ -22,7 +23,7 @@ from feast_sequence.errors import SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request
 from feast_sequence.monitoring.log_files import read_file_logs
 from feast_sequence.monitoring.serving_log import LOG_TIMESTAMP, USE_CASE_VERSION_FIELD, logged_column, use_case_version
-from feast_sequence.offline.historical import sequence_refs
+from feast_sequence.offline.historical import SequenceRetrievalJob, sequence_refs
 from feast_sequence.serving.training import featurize_frame
 from feast_sequence.serving.use_case import SequenceSpec, is_use_case, use_case_settings
 
@@ -120,8 +121,14 @@ def training_frame_from_logs(
                     f"The logs of use case '{service.name}' have no column {column!r}: they were written "
                     "by another configuration; pass the matching logs."
                 )
-            frame[column if full_feature_names else output] = logs.column(column).take(rows).to_pylist()
-    return _as_retrieved(featurize_frame(use_case_settings(service), views, frame, full_feature_names))
+            name_in_frame = column if full_feature_names else output
+            if name_in_frame in labels.columns:
+                raise SequenceInputError(
+                    f"Feature {name_in_frame!r} of use case '{service.name}' collides with a column of labels; "
+                    "use full_feature_names=True."
+                )
+            frame[name_in_frame] = logs.column(column).take(rows).to_pylist()
+    return _as_retrieved(frame, views, service, full_feature_names)
 
 
 def _empty_like(
@@ -131,9 +138,21 @@ def _empty_like(
     for name, _, _, outputs in views:
         for output in outputs:
             frame[logged_column(name, output) if full_feature_names else output] = pd.Series([], dtype=object)
-    return _as_retrieved(featurize_frame(use_case_settings(service), views, frame, full_feature_names))
+    return _as_retrieved(frame, views, service, full_feature_names)
 
 
-def _as_retrieved(frame: pd.DataFrame) -> pd.DataFrame:
-    """Through Arrow and back, as a ``RetrievalJob.to_df()`` returns its frame: the same element types."""
-    return pa.Table.from_pandas(frame, preserve_index=False).to_pandas().reset_index(drop=True)
+def _as_retrieved(
+    frame: pd.DataFrame, views: ServedViews, service: FeatureService, full_feature_names: bool
+) -> pd.DataFrame:
+    """The frame through the retrieval job ``get_training_data`` returns (output format, then
+    ``to_df``'s conversions), so that columns and element types are the same by construction."""
+    settings = use_case_settings(service)
+    job = SequenceRetrievalJob(
+        lambda: frame,
+        full_feature_names,
+        [],
+        RetrievalMetadata(features=[], keys=[]),
+        finalize=lambda retrieved: featurize_frame(settings, views, retrieved, full_feature_names),
+    )
+    result: pd.DataFrame = job.to_df()
+    return result
