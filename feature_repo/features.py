@@ -4,6 +4,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Float32, Float64, Int32, Int64, String
@@ -108,6 +110,9 @@ purchase_ranking = SequenceUseCase(
     },
     output="padded",
     limits=Limits(max_entities=500, time_budget_ms=2000),
+    # Every response is logged (parquet under data/logs/): `feast-sequence consistency` compares
+    # them with training data, and models can train on them (docs/monitoring.md).
+    logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(DATA / "logs" / "purchase_ranking"))),
 )
 
 return_alerts = SequenceUseCase(

@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 from feast_sequence.online import health, read_command
-from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
+from feast_sequence.transformations import backfill, consistency, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
 
@@ -28,6 +28,7 @@ JOBS = {
     "stream": streaming.main,
     "reindex": reindex.main,
     "serve": _serve,
+    "consistency": consistency.main,
 }
 
 

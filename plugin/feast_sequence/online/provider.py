@@ -26,6 +26,7 @@ from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
+from feast_sequence.monitoring.log_files import write_file_logs
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.offline.indexing import (
     IndexTarget,
@@ -213,6 +214,17 @@ class SequenceProvider(PassthroughProvider):
             use_case,
             enrichment_source,
         )
+
+    def write_feature_service_logs(self, feature_service: Any, logs: Any, config: RepoConfig, registry: Any) -> None:
+        """Serving logs (``FeatureStore.write_logged_features``): file destinations are written as
+        parquet for every offline store (monitoring/log_files.py), others by the offline store."""
+        from feast.infra.offline_stores.file_source import FileLoggingDestination
+
+        destination = feature_service.logging_config.destination if feature_service.logging_config else None
+        if isinstance(destination, FileLoggingDestination):
+            write_file_logs(config, destination, logs)
+        else:
+            super().write_feature_service_logs(feature_service, logs, config, registry)
 
     def materialize_single_feature_view(
         self,
