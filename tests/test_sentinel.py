@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +33,7 @@ from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
 
-from conftest import redis_state
+from conftest import has_failed, redis_state
 from repos import reopened, sequence_online, wait_until, write_repo
 from sample_repo import assert_clicks_match_reference
 
@@ -52,6 +53,8 @@ class SentinelGroup:
     servers: List[LocalRedis]
     sentinel_ports: List[int]
     sentinels: List[subprocess.Popen] = field(default_factory=list)
+    retired: List[LocalRedis] = field(default_factory=list)  # crashed servers, kept for their logs
+    keep_logs: bool = False  # set when the test failed: the logs outlive the group
 
     @property
     def connection_string(self) -> str:
@@ -90,7 +93,8 @@ class SentinelGroup:
         """Restart a crashed server, on its port, as a replica of the new master, as an operator
         would: restarted as a master, it would come back empty and wait for Sentinel to demote it."""
         self.servers.remove(old)
-        old.close()
+        old.stop()
+        self.retired.append(old)
         rejoined = LocalRedis(port=old.port, replica_of=master_port).start()
         self.servers.append(rejoined)
         return rejoined.wait_until_replicating()
@@ -100,6 +104,7 @@ class SentinelGroup:
 def sentinel_group() -> Iterator[SentinelGroup]:
     directory = Path(tempfile.mkdtemp(prefix="feast-sequence-sentinel-"))
     group = SentinelGroup(servers=[], sentinel_ports=[free_port() for _ in range(3)])
+    failed = True
     try:
         master = LocalRedis().start()
         group.servers.append(master)
@@ -121,14 +126,18 @@ def sentinel_group() -> Iterator[SentinelGroup]:
             )
         _wait_until_sentinels_agree(group)
         yield group
+        failed = group.keep_logs
     finally:
         for process in group.sentinels:
             process.terminate()
         for process in group.sentinels:
             process.wait(timeout=10)
-        for server in group.servers:
-            server.close()
-        shutil.rmtree(directory, ignore_errors=True)
+        for server in group.servers + group.retired:
+            server.close(keep_log=failed)
+        if failed:
+            print(f"sentinel logs kept in {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _wait_until_sentinels_agree(group: SentinelGroup, timeout_seconds: float = 30) -> None:
@@ -151,9 +160,10 @@ def _knows_its_peers(sentinel_port: int) -> bool:
 
 
 @pytest.fixture
-def group() -> Iterator[SentinelGroup]:
+def group(request) -> Iterator[SentinelGroup]:
     with sentinel_group() as g:
         yield g
+        g.keep_logs = has_failed(request.node)
 
 
 def push_until_written(store: FeatureStore, frame: pd.DataFrame, failures: List[str], seconds: float = 60):
@@ -365,6 +375,7 @@ def test_master_killed_in_a_push_stream_loses_no_event_with_replica_acks(group, 
     # Every push was acknowledged by a replica before it counted as written, so all 2,400 events
     # are on the new master, read here through a client that asks the sentinels afresh.
     assert_clicks_match_reference(fresh(store), frames, users=20)
+    group.server(old.port).wait_until_replicating()  # it has every write the master has
     assert redis_state(new.client()) == redis_state(group.server(old.port).client())
 
 
