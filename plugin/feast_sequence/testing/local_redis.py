@@ -109,38 +109,39 @@ class LocalRedis:
         return self._dir
 
     def wait_until_replicating(self, stall_seconds: float = 60) -> "LocalRedis":
-        """Block until this replica holds everything its master had written when the call began:
-        its link is up and its replication offset has reached the master's ``master_repl_offset``.
+        """Block until this replica holds everything its master (whichever it follows now) had
+        written when the call began: its link is up and its replication offset has reached the
+        master's ``master_repl_offset``.
 
         It waits as long as replication moves (the link's state, the sync's bytes or the offset
         change), however slow a busy machine makes it; it fails only when nothing moved for
-        ``stall_seconds``, naming the log.
+        ``stall_seconds``, or at once when the server is a master (a failover promoted it), naming the log.
         """
-        if self.replica_of is None:
-            raise SequenceConfigurationError(f"redis-server on port {self.port} is not a replica.")
         client = self.client()
-        with redis.Redis(host="127.0.0.1", port=self.replica_of) as master:
-            target = int(cast(Dict[str, Any], master.info("replication"))["master_repl_offset"])
+        target: Optional[int] = None
         seen: Any = None
         stalled_since = time.monotonic()
         while True:
             info = cast(Dict[str, Any], client.info("replication"))
+            if info["role"] == "master":
+                raise SequenceConfigurationError(
+                    f"redis-server on port {self.port} is a master, not a replica (a failover may have "
+                    f"promoted it); see {self._dir / 'redis.log'}."
+                )
+            if target is None:
+                with redis.Redis(host=info["master_host"], port=int(info["master_port"])) as master:
+                    target = int(cast(Dict[str, Any], master.info("replication"))["master_repl_offset"])
             offset = int(info.get("slave_repl_offset", -1))
             if info.get("master_link_status") == "up" and offset >= target:
                 return self
-            state = (
-                info.get("master_link_status"),
-                info.get("master_sync_in_progress"),
-                offset,
-                info.get("master_sync_read_bytes"),
-            )
+            state = (info.get("master_link_status"), offset, info.get("master_sync_read_bytes"))
             if state != seen:
                 seen, stalled_since = state, time.monotonic()
             elif time.monotonic() - stalled_since > stall_seconds:
                 raise SequenceConfigurationError(
                     f"redis-server on port {self.port} made no replication progress from its master "
-                    f"(port {self.replica_of}) for {stall_seconds} s: link {state[0]}, offset {offset} of "
-                    f"{target}; see {self._dir / 'redis.log'}."
+                    f"(port {info['master_port']}) for {stall_seconds} s: link {state[0]}, offset {offset} "
+                    f"of {target}; see {self._dir / 'redis.log'}."
                 )
             time.sleep(0.02)
 
