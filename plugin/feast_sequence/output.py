@@ -87,4 +87,6 @@ def progress(
         stop.set()
         if follower is not None:
             follower.join()
+        if poll is not None:
+            bar.update(poll() - bar.n)  # the count at the end
         bar.close()
