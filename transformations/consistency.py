@@ -34,7 +34,8 @@ from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, summarize
 from feast_sequence.monitoring.serving_log import LOG_TIMESTAMP
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.use_case import is_use_case
-from feast_sequence.transformations._job import EPOCH, parse_time, report
+from feast_sequence.transformations._job import EPOCH, report
+from feast_sequence.transformations.command_line import ISO_TIME
 from feast_sequence.validations._runner import ValidationReport
 from feast_sequence.validations.consistency import validate_consistency
 
@@ -111,12 +112,16 @@ def run_consistency(
     return ConsistencyRun(summary, page, validation, int(logged), time.perf_counter() - began)
 
 
+def _iso_time(text: str) -> datetime:
+    return ISO_TIME.convert(text, None, None)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="feast-sequence consistency", description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
     parser.add_argument("--use-case", action="append", default=[], help="a use case (repeat; default: all that log)")
-    parser.add_argument("--start", type=parse_time, default=EPOCH, help="logged from this ISO time (default: all)")
-    parser.add_argument("--end", type=parse_time, help="logged before this ISO time (default: now)")
+    parser.add_argument("--start", type=_iso_time, default=EPOCH, help="logged from this ISO time (default: all)")
+    parser.add_argument("--end", type=_iso_time, help="logged before this ISO time (default: now)")
     parser.add_argument("--out", type=Path, default=Path("consistency-report"), help="report folder")
     parser.add_argument("--min-match-rate", type=float, default=0.99, help="gate: least exact-match rate per view")
     parser.add_argument("--data-docs", action="store_true", help="also build GE Data Docs under --out/validation")

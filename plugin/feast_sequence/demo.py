@@ -16,11 +16,13 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional
 
 import pandas as pd
 
 from feast_sequence.examples.retail import RAW_FILE, RetailEvents, load_events, write_repo_data
+from feast_sequence.offline.spark import quiet_java_options
+from feast_sequence.output import quiet_warnings
 from feast_sequence.testing.local_redis import LocalRedis
 
 if TYPE_CHECKING:  # imported in main(), after `feast apply`
@@ -38,6 +40,16 @@ def redis_connection() -> Iterator[str]:
     with LocalRedis() as server:
         print(f"Started a private redis-server on {server.connection_string} (set {REDIS_ENV} to use yours).")
         yield server.connection_string
+
+
+def apply_env(verbose: bool) -> Dict[str, str]:
+    """`feast apply` (which starts Spark to check the sources) with each warning once and quiet
+    Spark logging, unless ``verbose``."""
+    env = dict(os.environ)
+    if not verbose:
+        env["PYTHONWARNINGS"] = "once"
+        env["SPARK_SUBMIT_OPTS"] = f"{env.get('SPARK_SUBMIT_OPTS', '')} {quiet_java_options()}".strip()
+    return env
 
 
 def replay(store: FeatureStore, source: str, events: pd.DataFrame, batch_rows: int) -> float:
@@ -83,7 +95,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--raw", type=Path, default=RAW_FILE)
     parser.add_argument("--batch-rows", type=int, default=5000)
     parser.add_argument("--report", type=Path, default=Path("consistency-report"), help="consistency report folder")
+    parser.add_argument("--verbose", action="store_true", help="every warning, and Spark's own logging")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_warnings()
     started = datetime.now(timezone.utc)
 
     events = load_events(args.raw)
@@ -91,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with redis_connection() as connection:
         os.environ[REDIS_ENV] = connection
         feast_cli = Path(sys.executable).parent / "feast"
-        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True)
+        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True, env=apply_env(args.verbose))
         from feast import FeatureStore
 
         store = FeatureStore(repo_path=str(args.repo))
