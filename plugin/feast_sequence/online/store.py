@@ -36,6 +36,7 @@ from feast_sequence.definitions.settings import SequenceSettings, is_sequence_vi
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
+from feast_sequence.online.expired_pushes import report_expired
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
@@ -581,6 +582,7 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     commands = plan_append(settings, config.project, events)
     what = _appending(settings, events)
     yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
+    report_expired(config.project, settings, events.scores_us)
 
 
 def _online_read(
