@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-
 from docs_snippets import Block, blocks
 
 ROOT = Path(__file__).resolve().parents[1]
