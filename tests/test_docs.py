@@ -14,11 +14,14 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 from docs_snippets import Block, blocks
+
+from feast_server import feast_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -48,7 +51,9 @@ def _imports_except(text: str, missing: List[str]) -> str:
 
 def _run_python(block: Block, text: str, namespace: Dict[str, Any]) -> str:
     """Run ``text`` (the block, or part of it) with tracebacks pointing at the page's lines."""
-    code = compile("\n" * block.line + text, block.page, "exec")
+    # Compiled as the page itself, line for line, so tracebacks and inspect.getsource (which Feast's
+    # on_demand_feature_view uses) read the page.
+    code = compile("\n" * block.line + text, str(ROOT / block.page), "exec")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(code, namespace)
@@ -72,8 +77,12 @@ def _check_excerpt(block: Block) -> None:
     assert squeezed(block.text) in squeezed(source), f"{block.where} is not an excerpt of {block.argument}"
 
 
-def run_page(page: str, workdir: Path) -> List[str]:
-    """Run the page's blocks; return what was not run for lack of an optional dependency."""
+def run_page(page: str, workdir: Path, servers: contextlib.ExitStack) -> List[str]:
+    """Run the page's blocks; return what was not run for lack of an optional dependency.
+
+    ``<!-- docs: run with feast serve -->``: `feast -c feature_repo serve` is started (once per
+    page, in ``servers``) and the block's ``localhost:6566`` is its address."""
+    serve_port: Optional[int] = None
     namespace: Dict[str, Any] = {"__name__": "__docs__"}
     last_output: Optional[str] = None
     unmet: List[str] = []
@@ -100,6 +109,10 @@ def run_page(page: str, workdir: Path) -> List[str]:
             else:
                 last_output = _run_python(block, block.text, namespace)
         elif block.language == "bash" and block.action == "run":
+            if block.argument == "with feast serve":
+                if serve_port is None:
+                    serve_port = servers.enter_context(feast_serve(workdir / "feature_repo"))
+                block = replace(block, text=block.text.replace("localhost:6566", f"127.0.0.1:{serve_port}"))
             last_output = _run_bash(block, workdir)
     return unmet
 
@@ -111,7 +124,8 @@ def test_the_page_runs_as_written(page, request, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
     workdir = request.getfixturevalue("retail_repo").parent if page in ON_EXAMPLE_REPOSITORY else tmp_path
     monkeypatch.chdir(workdir)
-    unmet = run_page(page, workdir)
+    with contextlib.ExitStack() as servers:
+        unmet = run_page(page, workdir, servers)
     with capsys.disabled():
         for what in unmet:
             print(f"\n{what}: not run (its imports of other modules were)", end="")
