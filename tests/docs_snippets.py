@@ -5,9 +5,9 @@ right before its opening fence (invisible when the page is rendered):
 
 - ```` ```python ````: run, in order, in one namespace per page (so a page reads like a notebook).
   Every Python block runs unless marked.
-- ``<!-- docs: needs MODULE[,MODULE] what to install -->``: run when the modules import; otherwise
-  only its import statements of other modules run (so its names still exist), and the test says
-  what is missing.
+- ``<!-- docs: needs NAME[,NAME] what to install -->``: run when the NAMEs are modules that import;
+  otherwise only its import statements of other modules run (so its names still exist), and the
+  test says what is missing. A NAME that is no module (``kafka-broker``) is never met here.
 - ``<!-- docs: skip REASON -->``: not run (a fragment of another deployment's configuration, a
   long-running command); the reason is required.
 - ``<!-- docs: excerpt PATH -->``: the block is part of the file at PATH (project root), whitespace
