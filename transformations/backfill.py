@@ -30,7 +30,6 @@ from feast_sequence.transformations._job import (
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
 
-
 #: Said when a backfill selects nothing: most often, historical data and the default end (now).
 NOTHING_SELECTED = (
     "; the source has no event in that range (or the selection kept none): --end defaults to now, "
