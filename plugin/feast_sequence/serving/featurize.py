@@ -4,7 +4,8 @@ Formats (a use case's ``output``):
 
 - ``lists`` (default): each sequence feature is a list per row, newest first.
 - ``padded``: every list has exactly ``length`` elements (padded with the type's null default) and
-  ``<view>__mask`` says which are real events: a fixed-shape (rows, length) array per feature.
+  ``<view>__mask`` says which are real events: a fixed-shape (rows, length) array per feature. The
+  padding goes after the events, or before them with a sequence's ``padding="left"``.
 - ``jagged``: lists as in ``lists`` plus ``<view>__length``; :func:`to_jagged` concatenates them into
   flat values plus lengths, the layout TorchRec's ``KeyedJaggedTensor`` takes.
 
@@ -32,15 +33,20 @@ def length_name(view: str) -> str:
     return f"{view}__length"
 
 
-def pad(values: List[Any], length: int, pad_value: Any) -> List[Any]:
-    return values + [pad_value] * (length - len(values)) if len(values) < length else values
+def pad(values: List[Any], length: int, pad_value: Any, left: bool = False) -> List[Any]:
+    if len(values) >= length:
+        return values
+    padding = [pad_value] * (length - len(values))
+    return padding + values if left else values + padding
 
 
-def mask(count: int, length: int) -> List[bool]:
+def mask(count: int, length: int, left: bool = False) -> List[bool]:
+    if left:
+        return [False] * (length - count) + [True] * count
     return [True] * count + [False] * (length - count)
 
 
-def pad_response_vector(vector: Any, length: int, pad_value: Any) -> List[int]:
+def pad_response_vector(vector: Any, length: int, pad_value: Any, left: bool = False) -> List[int]:
     """Pad every list of one ``GetOnlineFeaturesResponse`` feature vector in place; returns the
     lengths before padding."""
     counts = []
@@ -49,7 +55,12 @@ def pad_response_vector(vector: Any, length: int, pad_value: Any) -> List[int]:
         items = getattr(value, kind).val
         counts.append(len(items))
         if len(items) < length:
-            items.extend([pad_value] * (length - len(items)))
+            if left:  # protobuf lists cannot insert: rebuild
+                padded = pad(list(items), length, pad_value, left=True)
+                del items[:]
+                items.extend(padded)
+            else:
+                items.extend([pad_value] * (length - len(items)))
     return counts
 
 

@@ -1,10 +1,10 @@
-"""The serving pipeline of a use case: retrieve → filter → size → enrich → (ODFVs) → featurize.
+"""The serving pipeline of a use case: retrieve → filter → size → enrich → arrange → (ODFVs) → featurize.
 
 Each stage is its own module and works on ``SequenceBatch``es; this module composes them for one
 request, checks the use case's limits and records metrics. It is written without I/O: the request
 is a generator that yields the Redis round trips it needs (two at most: the sequences and regular
-views, then every enrichment lookup) and receives their replies, so the sync and async store
-methods drive the same code (storage/drivers.py).
+views, then every enrichment lookup not answered by an enrichment cache) and receives their
+replies, so the sync and async store methods drive the same code (storage/drivers.py).
 
 Sizing runs before enrichment: filters only read event fields, so the output is the same, and only
 events that are served are looked up.
@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Generator, List, Sequence, Tuple
+from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from feast_sequence import feast_internals
-from feast_sequence.definitions.enrichment import Enrichment
+from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics
+from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch
-from feast_sequence.serving.enrich import distinct_keys, join
+from feast_sequence.serving.enrich import Factorized, factorize_keys, join
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
 from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events, needed_fields
@@ -65,10 +66,12 @@ class ViewPlan:
 
     @property
     def outputs(self) -> List[str]:
-        """Requested fields, then every enriched field, in declaration order."""
+        """Requested fields, then every enriched field, in declaration order, then the age field."""
         names = list(self.requested)
         for enrichment in self.spec.enrich:
             names.extend(n for n in enrichment.output_names if n not in names)
+        if self.spec.age_field is not None:
+            names.append(self.spec.age_field)
         return names
 
     @property
@@ -94,10 +97,12 @@ class ViewPlan:
 
 @dataclass
 class ServedView:
-    """A sequence view of a request once read: its plan, and its events as the stages leave them."""
+    """A sequence view of a request once read: its plan, its events as the stages leave them, and
+    each non-empty row's newest event time (taken before the arrange stage may reverse the rows)."""
 
     plan: ViewPlan
     batch: SequenceBatch
+    newest: Any = None
 
 
 class _Clock:
@@ -189,7 +194,7 @@ def _serve(
     ) = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
 
     # --- retrieve: every view's rows in one pipeline ---
-    now_us = time.time_ns() // 1000
+    now_us = int(store.clock() * 1_000_000)  # the request's time: windows and ages count from it
     key_cache: Dict[Tuple[int, ...], bytes] = {}
     commands: List[Command] = []
     parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
@@ -228,33 +233,33 @@ def _serve(
         view.batch = first_n(view.batch, view.plan.spec.length)
     clock.stage(metrics.Stage.SIZE)
 
-    # --- enrich: one round trip for every distinct key of every enrichment of the request ---
-    lookups: Dict[Enrichment, List[Any]] = {}
-    for view in views:
+    # --- enrich: one round trip for every distinct key of every enrichment not in its cache ---
+    lookups: Dict[_Lookup, List[Any]] = {}
+    factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
+    for index, view in enumerate(views):
         for enrichment in view.plan.serving_enrichments:
-            keys = lookups.setdefault(_lookup_of(enrichment), [])
-            keys.extend(distinct_keys(view.batch, enrichment))
+            factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
+            lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
     if lookups:
-        per_key = one_call_per_key(config.online_store)
-        spans = []
-        commands = []
-        for enrichment, keys in lookups.items():
-            keys = list(dict.fromkeys(keys))
-            start = len(commands)
-            commands.extend(
-                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys, per_key)
-            )
-            spans.append((enrichment, keys, start, len(commands)))
-        replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
-        found: Dict[Enrichment, Dict[Any, Tuple[Any, ...]]] = {}
-        for enrichment, keys, start, end in spans:
-            found[enrichment], _ = decode_lookup(enrichment, keys, replies[start:end])
-        for view in views:
+        found = yield from _enrich_lookups(store, config, project, use_case, lookups)
+        for index, view in enumerate(views):
             for enrichment in view.plan.serving_enrichments:
-                view.batch, misses = join(view.batch, enrichment, found[_lookup_of(enrichment)])
+                view.batch, misses = join(
+                    view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
+                )
                 if misses:
                     metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
         clock.stage(metrics.Stage.ENRICH)
+
+    # --- arrange: ages from the request's time, then the order the use case asks for ---
+    for view in views:
+        spec, timestamps = view.plan.spec, view.plan.settings.timestamp_field
+        view.newest = newest_seconds(view.batch, timestamps)
+        if spec.age_field is not None:
+            request_seconds = np.full(view.batch.rows, now_us // 1_000_000, dtype=np.int64)
+            view.batch = with_age(view.batch, spec.age_field, view.batch.columns[timestamps], request_seconds)
+        if spec.oldest_first:
+            view.batch = oldest_first(view.batch)
 
     # --- response: Feast's layout, then on-demand views, then the output format ---
     # On-demand views must see unpadded lists; without them, lists are padded as they are written.
@@ -262,12 +267,7 @@ def _serve(
     for start, end, part in parts:
         if isinstance(part, ServedView):
             _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
-            metrics.observe_sequences(
-                use_case.name,
-                part.plan.name,
-                part.batch.lengths,
-                newest_seconds(part.batch, part.plan.settings.timestamp_field),
-            )
+            metrics.observe_sequences(use_case.name, part.plan.name, part.batch.lengths, part.newest)
         else:
             part(first_replies[start:end], response, full_feature_names, include_version_metadata)
     feature_types = feast_internals.feature_types(grouped_refs)
@@ -287,9 +287,53 @@ def _serving(use_case: UseCaseSettings) -> str:
     return f"serving use case '{use_case.name}'"
 
 
-def _lookup_of(enrichment: Enrichment) -> Enrichment:
-    """Enrichments that read the same view features share one lookup, whatever their prefix."""
-    return Enrichment(enrichment.view, enrichment.join_key, enrichment.key_type, "", enrichment.features)
+#: One lookup of a request: an enrichment without prefix, and its cache settings.
+_Lookup = Tuple[Enrichment, Optional[EnrichmentCache]]
+
+
+def _lookup_of(enrichment: Enrichment) -> _Lookup:
+    """Enrichments that read the same view features with the same cache share one lookup, whatever
+    their prefix."""
+    plain = Enrichment(enrichment.view, enrichment.join_key, enrichment.key_type, "", enrichment.features)
+    return plain, enrichment.cache
+
+
+def _enrich_lookups(
+    store: Any, config: Any, project: str, use_case: UseCaseSettings, lookups: Dict[_Lookup, List[Any]]
+) -> Generator[RoundTrip, List[Any], Dict[_Lookup, Dict[Any, Tuple[Any, ...]]]]:
+    """``{key: values}`` of every lookup's keys that have values: from the lookup's cache if it has
+    one, the rest read in one round trip (none if every key was cached) and put in the caches."""
+    found: Dict[_Lookup, Dict[Any, Tuple[Any, ...]]] = {}
+    per_key = one_call_per_key(config.online_store)
+    spans = []
+    commands: List[Command] = []
+    for lookup, keys in lookups.items():
+        enrichment, cache_settings = lookup
+        keys = list(dict.fromkeys(keys))
+        cache = None
+        if cache_settings is not None:
+            cache = store.enrichment_caches.lookup(project, enrichment, cache_settings)
+            cached, keys = cache.split(keys)
+            found[lookup] = {key: row for key, row in cached.items() if row is not None}
+        else:
+            found[lookup] = {}
+        if keys:
+            start = len(commands)
+            commands.extend(
+                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys, per_key)
+            )
+            spans.append((lookup, cache, keys, start, len(commands)))
+    if not commands:
+        return found
+    # Read the caches' clocks before sending: a TTL counted from here bounds the values' age.
+    sent_at = {id(cache): cache.clock() for _, cache, _, _, _ in spans if cache is not None}
+    replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
+    for lookup, cache, keys, start, end in spans:
+        values, _ = decode_lookup(lookup[0], keys, replies[start:end])
+        if cache is not None:
+            cache.put(sent_at[id(cache)], keys, values)
+        found[lookup].update(values)
+    return found
 
 
 def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
@@ -305,23 +349,30 @@ def _fill(view: ServedView, response: Any, full_feature_names: bool, include_ver
     owner = plan.owner()
     newest = [0] * batch.rows
     non_empty = np.flatnonzero(batch.lengths > 0).tolist()
-    for row, seconds in zip(non_empty, newest_seconds(batch, plan.settings.timestamp_field).tolist()):
+    for row, seconds in zip(non_empty, view.newest.tolist()):
         newest[row] = seconds
+    timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
         list_field = list_field_name(batch.types[name])
-        rows = batch.row_lists(name)
+        per_unique = batch.row_lists(name)
         if pad:
-            rows = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]]) for row in rows]
+            left = plan.spec.left_padded
+            per_unique = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]], left) for row in per_unique]
+        rows = [per_unique[unique] for unique in owner]
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
-        for out in range(plan.output_len):
-            unique = owner[out]
+        for row in rows:
             target = getattr(vector.values.add(), list_field)
-            if rows[unique]:
-                target.val.extend(rows[unique])
+            if row:
+                target.val.extend(row)
             else:  # an empty list, not a null: the oneof must be set
                 target.SetInParent()
-            vector.event_timestamps.add(seconds=newest[unique])
+        if timestamps is None:
+            for unique in owner:
+                vector.event_timestamps.add(seconds=newest[unique])
+            timestamps = vector.event_timestamps
+        else:
+            vector.event_timestamps.MergeFrom(timestamps)
 
 
 def featurize_response(
@@ -338,9 +389,10 @@ def featurize_response(
             names = list(response.metadata.feature_names.val)
             for name in plan.outputs:
                 vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
-                pad_response_vector(vector, plan.length, PAD_VALUES[batch.types[name]])
+                pad_response_vector(vector, plan.length, PAD_VALUES[batch.types[name]], plan.spec.left_padded)
         added = mask_name(plan.name)
-        _add_vector(response, added, "bool_list_val", [mask(c, plan.length) for c in counts])
+        left = plan.spec.left_padded
+        _add_vector(response, added, "bool_list_val", [mask(c, plan.length, left) for c in counts])
     else:  # jagged
         added = length_name(plan.name)
         _add_vector(response, added, "int64_val", counts)

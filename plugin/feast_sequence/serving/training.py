@@ -4,7 +4,8 @@ row's timestamp.
 The point-in-time sequences (``_pit``) are what Redis held at time T; from there the same stage
 modules run as online: the window (relative to T instead of now), ``filter``, ``size``, then
 serving-time enrichments joined as of T (the newest row of the joined view at or before T, what the
-online store held then), and the output format after on-demand views.
+online store held then; an enrichment cache does not apply here), ``arrange`` (ages relative to T,
+order), and the output format after on-demand views.
 Index-time enrichments are joined as of each event's own time, before the point-in-time replay:
 what a push at that time would have looked up.
 """
@@ -21,6 +22,7 @@ from feast.value_type import ValueType
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.pit import EVENT_TIME_US, ROW_ID
+from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad
@@ -123,9 +125,16 @@ def shape(
             np.repeat(row_times, batch.lengths),
         )
         batch = join_per_event(batch, enrichment, values)
+    if spec.age_field is not None:
+        event_seconds = batch.columns[EVENT_TIME_US] // 1_000_000  # whole seconds, floored, as stored
+        batch = with_age(batch, spec.age_field, event_seconds, row_times // 1_000_000)
+    if spec.oldest_first:
+        batch = oldest_first(batch)
     outputs = list(requested)
     for enrichment in spec.enrich:
         outputs.extend(n for n in enrichment.output_names if n not in outputs)
+    if spec.age_field is not None:
+        outputs.append(spec.age_field)
     frame = pd.DataFrame({ROW_ID: sequences[ROW_ID].to_numpy()})
     for name in outputs:
         frame[name] = batch.row_lists(name)
@@ -137,6 +146,8 @@ def output_types(settings: SequenceSettings, spec: SequenceSpec) -> Dict[str, Va
     types[settings.timestamp_field] = ValueType.UNIX_TIMESTAMP
     for enrichment in spec.enrich:
         types.update(zip(enrichment.output_names, (t for _, t in enrichment.features)))
+    if spec.age_field is not None:
+        types[spec.age_field] = ValueType.INT64
     return types
 
 
@@ -156,10 +167,11 @@ def featurize_frame(
         columns = [f"{name}__{o}" if full_feature_names else o for o in outputs]
         counts = [len(v) for v in frame[columns[0]]] if columns else []
         if use_case.output == OutputFormat.PADDED:
+            left = spec.left_padded
             for output, column in zip(outputs, columns):
                 pad_value = None if types[output] == ValueType.UNIX_TIMESTAMP else PAD_VALUES[types[output]]
-                frame[column] = [pad(list(v), length, pad_value) for v in frame[column]]
-            frame[mask_name(name)] = [mask(c, length) for c in counts]
+                frame[column] = [pad(list(v), length, pad_value, left) for v in frame[column]]
+            frame[mask_name(name)] = [mask(c, length, left) for c in counts]
         else:
             frame[length_name(name)] = counts
     return frame

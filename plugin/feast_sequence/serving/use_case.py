@@ -58,12 +58,32 @@ class OutputFormat(str, Enum):
     JAGGED = "jagged"
 
 
+class Order(str, Enum):
+    """A sequence's ``order``: ``newest_first`` (as stored, Fennel's ``LastK``) or ``oldest_first``
+    (time order: SASRec, HSTU, Tecton's ``last_distinct``)."""
+
+    NEWEST_FIRST = "newest_first"
+    OLDEST_FIRST = "oldest_first"
+
+
+class Padding(str, Enum):
+    """Where ``padded`` output puts its padding: ``right`` (after the events) or ``left`` (before
+    them: with ``oldest_first``, the newest event in the last slot, as SASRec takes it)."""
+
+    RIGHT = "right"
+    LEFT = "left"
+
+
 #: What users may write for an operator or an output format (the enums' values): for type checkers.
 OperatorText = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
 OutputFormatText = Literal["lists", "padded", "jagged"]
+OrderText = Literal["newest_first", "oldest_first"]
+PaddingText = Literal["right", "left"]
 
 OPERATORS: Tuple[str, ...] = tuple(op.value for op in Operator)
 OUTPUT_FORMATS: Tuple[str, ...] = tuple(f.value for f in OutputFormat)
+ORDERS: Tuple[str, ...] = tuple(o.value for o in Order)
+PADDINGS: Tuple[str, ...] = tuple(p.value for p in Padding)
 
 
 @dataclass(frozen=True)
@@ -88,28 +108,57 @@ class Where:
 
 @dataclass(frozen=True)
 class SequenceSpec:
-    """How one use case shapes one sequence view. Defaults: the whole stored sequence, unfiltered."""
+    """How one use case shapes one sequence view. Defaults: the whole stored sequence, unfiltered,
+    newest first, padded on the right (with ``output="padded"``), no age feature.
+
+    ``age_field`` names a derived INT64 per-event feature: whole seconds from each event to the
+    request (online: the request's time; training: the row's timestamp).
+    """
 
     length: Optional[int] = None
     where: Tuple[Where, ...] = ()
     window: Optional[timedelta] = None
     enrich: Tuple[Enrichment, ...] = ()
+    order: Union[Order, OrderText] = Order.NEWEST_FIRST
+    padding: Union[Padding, PaddingText] = Padding.RIGHT
+    age_field: Optional[str] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "where", tuple(self.where))
         object.__setattr__(self, "enrich", tuple(self.enrich))
+        # As for Where.op: unknown text is refused by validate_use_case, naming the use case.
+        if isinstance(self.order, str) and self.order in ORDERS:
+            object.__setattr__(self, "order", Order(self.order))
+        if isinstance(self.padding, str) and self.padding in PADDINGS:
+            object.__setattr__(self, "padding", Padding(self.padding))
+
+    @property
+    def oldest_first(self) -> bool:
+        return self.order == Order.OLDEST_FIRST
+
+    @property
+    def left_padded(self) -> bool:
+        return self.padding == Padding.LEFT
 
     @property
     def window_us(self) -> Optional[int]:
         return None if self.window is None else int(self.window / timedelta(microseconds=1))
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        raw: Dict[str, Any] = {
             "length": self.length,
             "where": [w.to_json() for w in self.where],
             "window_us": self.window_us,
             "enrich": [e.to_json() for e in self.enrich],
         }
+        # Options at their defaults are left out, so tags written before they existed stay the same.
+        if self.order != Order.NEWEST_FIRST:
+            raw["order"] = _text(self.order)
+        if self.padding != Padding.RIGHT:
+            raw["padding"] = _text(self.padding)
+        if self.age_field is not None:
+            raw["age_field"] = self.age_field
+        return raw
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> "SequenceSpec":
@@ -119,6 +168,9 @@ class SequenceSpec:
             where=tuple(Where(f, op, v) for f, op, v in raw.get("where", [])),
             window=None if window is None else timedelta(microseconds=window),
             enrich=tuple(Enrichment.from_json(e) for e in raw.get("enrich", [])),
+            order=raw.get("order", Order.NEWEST_FIRST.value),
+            padding=raw.get("padding", Padding.RIGHT.value),
+            age_field=raw.get("age_field"),
         )
 
 
@@ -218,7 +270,7 @@ class SequenceUseCase(FeatureService):
         )
 
 
-def _text(choice: Union[Operator, OutputFormat, str]) -> str:
+def _text(choice: Union[Operator, OutputFormat, Order, Padding, str]) -> str:
     """The stored (and shown) text of an option: the enum's value, or unknown text as given."""
     return choice.value if isinstance(choice, Enum) else choice
 
@@ -278,6 +330,7 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
             )
         if spec.window is not None and spec.window <= timedelta(0):
             raise SequenceDefinitionError(f"{at}: window={spec.window} must be positive.")
+        _validate_shape(at, spec, use_case.output)
         types = {f.name: f.value_type for f in settings.fields}
         for condition in spec.where:
             _validate_where(at, condition, types)
@@ -303,6 +356,27 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
                         "(or, if the view stores it, declare the same enrichment on the view)."
                     )
                 outputs.add(output)
+        if spec.age_field is not None:
+            if spec.age_field in outputs or spec.age_field in {n for e in spec.enrich for n in e.output_names}:
+                raise SequenceDefinitionError(
+                    f"{at}: age_field={spec.age_field!r} collides with another field; choose another name."
+                )
+
+
+def _validate_shape(at: str, spec: SequenceSpec, output: Union[OutputFormat, str]) -> None:
+    if not isinstance(spec.order, Order):
+        raise SequenceDefinitionError(f"{at}: order={spec.order!r} is unknown; use one of {list(ORDERS)}.")
+    if not isinstance(spec.padding, Padding):
+        raise SequenceDefinitionError(f"{at}: padding={spec.padding!r} is unknown; use one of {list(PADDINGS)}.")
+    if spec.padding == Padding.LEFT and output != OutputFormat.PADDED:
+        raise SequenceDefinitionError(
+            f"{at}: padding='left' only applies to output='padded' (this use case's output is "
+            f"{_text(output)!r}); remove it or use output='padded'."
+        )
+    if spec.age_field is not None and (not isinstance(spec.age_field, str) or not spec.age_field.isidentifier()):
+        raise SequenceDefinitionError(
+            f"{at}: age_field={spec.age_field!r} must be a field name (letters, digits, underscores)."
+        )
 
 
 def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -> None:
