@@ -1,7 +1,6 @@
 """Example repository on the Online Retail II events: customer purchase and return sequences."""
 
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
 from feast.feature_logging import LoggingConfig
@@ -12,13 +11,12 @@ from feast.types import Float32, Float64, Int32, Int64, String
 
 from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
 
-# Spark resolves relative paths against its working directory, not the repository: anchor them here.
-DATA = Path(__file__).resolve().parent / "data"
-
 
 def parquet_source(name: str) -> SparkSource:
+    # A folder of parquet files (pushes with PushMode.ONLINE_AND_OFFLINE add files to it); relative
+    # paths resolve against this repository's folder (docs/quickstart.md, "Your own repository on Spark").
     return SparkSource(
-        name=f"{name}_source", path=str(DATA / name), file_format="parquet", timestamp_field="event_timestamp"
+        name=f"{name}_source", path=f"data/{name}", file_format="parquet", timestamp_field="event_timestamp"
     )
 
 

@@ -56,6 +56,14 @@ def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_e
     assert redis_state(redis_client) == state
 
 
+def test_a_backfill_that_selects_nothing_says_why(retail_store, redis_client, capsys):
+    # The default end is now, years after the example data: the usual reason for an empty backfill.
+    summary = run_backfill(open_view(str(retail_store.repo_path), "customer_purchases"), days=30)
+    assert summary.events_written == 0
+    out = capsys.readouterr().out
+    assert "0 events selected" in out and "--end defaults to now, so for historical data pass --end within it" in out
+
+
 def test_correction_restores_missed_and_removes_wrong_events(retail_store, retail_events, redis_client):
     replay(retail_store, retail_events.purchases, "purchase_push")
     truth = redis_state(redis_client)

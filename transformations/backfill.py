@@ -39,6 +39,12 @@ from feast_sequence.transformations.command_line import (
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
 
+#: Said when a backfill selects nothing: most often, historical data and the default end (now).
+NOTHING_SELECTED = (
+    "; the source has no event in that range (or the selection kept none): --end defaults to now, "
+    "so for historical data pass --end within it"
+)
+
 
 def select_backfill(settings: SequenceSettings, events: Any, end: datetime, selection: EventSelection) -> Any:
     """DataFrame in (the window's source events), DataFrame out (the events to index)."""
@@ -61,7 +67,8 @@ def run_backfill(
         report(
             "backfill",
             context.settings.view_name,
-            f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}",
+            f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+            + ("" if read else NOTHING_SELECTED),
         )
         check_gate(gate, context.settings, events)
         watch = functools.partial(progress, f"backfill {context.settings.view_name}", read)
