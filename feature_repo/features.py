@@ -1,22 +1,22 @@
 """Example repository on the Online Retail II events: customer purchase and return sequences."""
 
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Float32, Float64, Int32, Int64, String
 
 from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
 
-# Spark resolves relative paths against its working directory, not the repository: anchor them here.
-DATA = Path(__file__).resolve().parent / "data"
-
 
 def parquet_source(name: str) -> SparkSource:
+    # A folder of parquet files (pushes with PushMode.ONLINE_AND_OFFLINE add files to it); relative
+    # paths resolve against this repository's folder (docs/quickstart.md, "Your own repository on Spark").
     return SparkSource(
-        name=f"{name}_source", path=str(DATA / name), file_format="parquet", timestamp_field="event_timestamp"
+        name=f"{name}_source", path=f"data/{name}", file_format="parquet", timestamp_field="event_timestamp"
     )
 
 
@@ -108,6 +108,9 @@ purchase_ranking = SequenceUseCase(
     },
     output="padded",
     limits=Limits(max_entities=500, time_budget_ms=2000),
+    # Every response is logged (parquet under data/logs/): `feast-sequence consistency` compares
+    # them with training data, and models can train on them (docs/monitoring.md).
+    logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(DATA / "logs" / "purchase_ranking"))),
 )
 
 return_alerts = SequenceUseCase(

@@ -20,6 +20,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RAW_RETAIL = PROJECT_ROOT / "data/online-retail-ii/online_retail_ii_2009-2010.parquet"
 
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Remember on the test item whether it failed, for fixtures that keep logs of failed tests."""
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+def has_failed(node: pytest.Item) -> bool:
+    """Whether the test (its set-up or call) failed: read in a fixture's teardown."""
+    return node.stash.get(_FAILED, False)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     with LocalRedis() as server:

@@ -35,16 +35,21 @@ def feast_serve(repo: Path, *options: str, env: Optional[Dict[str, str]] = None)
     return _serving([FEAST, "-c", str(repo), "serve"], options, env)
 
 
-def feast_sequence_serve(repo: Path, *options: str, env: Optional[Dict[str, str]] = None) -> ContextManager[int]:
-    """`feast-sequence serve --repo repo` (Feast's server with the fast /push), as ``feast_serve``."""
-    return _serving([FEAST_SEQUENCE, "serve", "--repo", str(repo)], options, env)
+def feast_sequence_serve(
+    repo: Path, *options: str, env: Optional[Dict[str, str]] = None, log: Optional[Path] = None
+) -> ContextManager[int]:
+    """`feast-sequence serve --repo repo` (Feast's server with the fast /push), as ``feast_serve``;
+    its stderr goes to ``log`` if given."""
+    return _serving([FEAST_SEQUENCE, "serve", "--repo", str(repo)], options, env, log)
 
 
 @contextlib.contextmanager
-def _serving(command: List[str], options: Sequence[str], env: Optional[Dict[str, str]]) -> Iterator[int]:
+def _serving(
+    command: List[str], options: Sequence[str], env: Optional[Dict[str, str]], log_path: Optional[Path] = None
+) -> Iterator[int]:
     port = free_port()
     # Its log goes to a file, not a pipe: a pipe nobody reads would block the server once full.
-    with tempfile.TemporaryFile() as log:
+    with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [*command, "-h", "127.0.0.1", "-p", str(port), "--no-access-log", *options],
             env=env if env is not None else dict(os.environ),

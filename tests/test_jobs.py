@@ -56,6 +56,14 @@ def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_e
     assert redis_state(redis_client) == state
 
 
+def test_a_backfill_that_selects_nothing_says_why(retail_store, redis_client, capsys):
+    # The default end is now, years after the example data: the usual reason for an empty backfill.
+    summary = run_backfill(open_view(str(retail_store.repo_path), "customer_purchases"), days=30)
+    assert summary.events_written == 0
+    out = capsys.readouterr().out
+    assert "0 events selected" in out and "--end defaults to now, so for historical data pass --end within it" in out
+
+
 def test_correction_restores_missed_and_removes_wrong_events(retail_store, retail_events, redis_client):
     replay(retail_store, retail_events.purchases, "purchase_push")
     truth = redis_state(redis_client)
@@ -198,17 +206,6 @@ def test_spark_submit_runs_a_job(retail_store, redis_server):
     assert "events/s" in result.stdout
 
 
-def test_cli_names_its_jobs(capsys):
-    from feast_sequence.transformations.cli import main
-
-    assert main([]) == 2
-    assert "backfill,correct,enrich,validate" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as done:
-        main(["correct", "--help"])
-    assert done.value.code == 0
-    assert "--start" in capsys.readouterr().out
-
-
 def test_reindex_rebuilds_a_view_under_a_change_apply_refuses(
     tmp_path, retail_events, redis_server, redis_client, monkeypatch
 ):
@@ -269,3 +266,23 @@ def test_reindex_rebuilds_a_view_under_a_change_apply_refuses(
     ]
     customers = sorted(window["customer_id"].unique().tolist())[:200]
     assert served(fresh, "customer_purchases", customers) == expected(settings, window, customers)
+
+
+def test_write_spark_counts_the_events_written_as_tasks_end(retail_store, redis_client):
+    """What the jobs' progress bars follow: a Spark accumulator the executors add to per batch."""
+    import contextlib
+
+    from feast_sequence.offline.indexing import write_spark
+
+    context = open_view(str(retail_store.repo_path), "customer_returns")
+    events = context.events(END - timedelta(days=10), END)
+    polled = []
+
+    @contextlib.contextmanager
+    def watch(poll):
+        polled.append(poll())
+        yield
+        polled.append(poll())
+
+    written = write_spark(context.target, events, watch=watch)
+    assert written > 0 and polled == [0, written]

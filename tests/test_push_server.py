@@ -4,6 +4,7 @@ does (same writes, 422 on bad input), with the rest of Feast's API, with several
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 from pathlib import Path
 from typing import Any, Dict
@@ -15,7 +16,7 @@ from test_multi_view_push import stored
 import multi_view_repo
 from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
-from repos import sequence_online
+from repos import sequence_online, wait_until
 
 
 def body(small: Any, total: Any = 1, source: str = "events_push", to: str = "online") -> Dict[str, Any]:
@@ -76,6 +77,22 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
     assert ours["bad only for a sequence view"] == 422
     assert ours["unknown push source"] == 422 == feast_answers["unknown push source"]
     assert ours["bad only for a sequence view"] == feast_answers["bad only for a sequence view"]
+
+
+def test_a_rejected_request_is_logged_as_one_warning_line(repo, redis_client, tmp_path):
+    path, env = repo
+    log = tmp_path / "server.log"
+    with feast_sequence_serve(path, env=env, log=log) as port:
+        before = log.read_text()
+        assert status_of(port, body(small=2**40)) == 422
+        wait_until(lambda: "answered 422" in log.read_text(), 10, "the rejection to be logged")
+        time.sleep(0.5)  # anything logged after it (a second traceback) has arrived
+        logged = log.read_text()[len(before) :].strip().splitlines()
+    # Whatever else the server says meanwhile (gunicorn's start-up lines), the rejection is one line.
+    about_it = [line for line in logged if any(w in line for w in ("Error", "ERROR", "Traceback", "422"))]
+    assert len(about_it) == 1, logged
+    logged = about_it
+    assert "WARNING" in logged[0] and "POST /push answered 422: SequenceInputError: Column 'small'" in logged[0]
 
 
 def test_it_serves_feasts_other_endpoints_with_several_workers(repo, redis_client):

@@ -190,13 +190,14 @@ def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
 
 def test_health_check_fails_when_redis_is_unreachable(tmp_path, capsys):
     from feast_sequence.online import health
+    from feast_sequence.transformations.cli import main
 
     with LocalRedis() as server:
         store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")
         assert health.check(store) >= 0
-        assert health.main(["--repo", str(store.repo_path)]) == 0
+        assert main(["health", "--repo", str(store.repo_path)]) == 0
         server.kill()
         with pytest.raises(SequenceStoreUnavailableError):
             health.check(store)
-        assert health.main(["--repo", str(store.repo_path)]) == 1
+        assert main(["health", "--repo", str(store.repo_path)]) == 1
         assert "unhealthy" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,14 +33,15 @@ from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
 
-from conftest import redis_state
+from conftest import has_failed, redis_state
 from repos import reopened, sequence_online, wait_until, write_repo
 from sample_repo import assert_clicks_match_reference
 
 MASTER_NAME = "fsq"
-#: Short enough that a failover completes in about two seconds, long enough that a busy 2-CPU
-#: machine does not look like a dead master.
-DOWN_AFTER_MS = 1000
+#: Short enough that a failover completes in a few seconds, long enough that a busy 2-CPU machine
+#: does not look like a dead master. Sentinel pings once a second: at 1000 ms a just-promoted master
+#: whose first reply came late was failed over again a second later (2 of 20 runs, sentinel logs).
+DOWN_AFTER_MS = 3000
 FAILOVER_TIMEOUT_MS = 3000
 TIMEOUTS = "socket_timeout=2,socket_connect_timeout=0.5"
 SHORTFALL = r"Only 0 of the 1 replica\(s\) required by min_replica_acks acknowledged"
@@ -52,6 +54,8 @@ class SentinelGroup:
     servers: List[LocalRedis]
     sentinel_ports: List[int]
     sentinels: List[subprocess.Popen] = field(default_factory=list)
+    retired: List[LocalRedis] = field(default_factory=list)  # crashed servers, kept for their logs
+    keep_logs: bool = False  # set when the test failed: the logs outlive the group
 
     @property
     def connection_string(self) -> str:
@@ -76,6 +80,17 @@ class SentinelGroup:
     def server(self, port: int) -> LocalRedis:
         return next(s for s in self.servers if s.port == port)
 
+    def agreed_master(self, timeout_seconds: float = 60) -> LocalRedis:
+        """The server every sentinel names as the master, once they agree (after any failover)."""
+        agreed: List[Optional[int]] = []
+
+        def agree() -> bool:
+            agreed[:] = self.master_ports()
+            return len(set(agreed)) == 1 and agreed[0] in {s.port for s in self.servers}
+
+        wait_until(agree, timeout_seconds, "the sentinels to agree on a master")
+        return self.server(int(agreed[0] or 0))
+
     def wait_for_master(
         self, port: int, sentinel_ports: Optional[List[int]] = None, timeout_seconds: float = 30
     ) -> None:
@@ -90,7 +105,8 @@ class SentinelGroup:
         """Restart a crashed server, on its port, as a replica of the new master, as an operator
         would: restarted as a master, it would come back empty and wait for Sentinel to demote it."""
         self.servers.remove(old)
-        old.close()
+        old.stop()
+        self.retired.append(old)
         rejoined = LocalRedis(port=old.port, replica_of=master_port).start()
         self.servers.append(rejoined)
         return rejoined.wait_until_replicating()
@@ -100,6 +116,7 @@ class SentinelGroup:
 def sentinel_group() -> Iterator[SentinelGroup]:
     directory = Path(tempfile.mkdtemp(prefix="feast-sequence-sentinel-"))
     group = SentinelGroup(servers=[], sentinel_ports=[free_port() for _ in range(3)])
+    failed = True
     try:
         master = LocalRedis().start()
         group.servers.append(master)
@@ -121,14 +138,18 @@ def sentinel_group() -> Iterator[SentinelGroup]:
             )
         _wait_until_sentinels_agree(group)
         yield group
+        failed = group.keep_logs
     finally:
         for process in group.sentinels:
             process.terminate()
         for process in group.sentinels:
             process.wait(timeout=10)
-        for server in group.servers:
-            server.close()
-        shutil.rmtree(directory, ignore_errors=True)
+        for server in group.servers + group.retired:
+            server.close(keep_log=failed)
+        if failed:
+            print(f"sentinel logs kept in {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _wait_until_sentinels_agree(group: SentinelGroup, timeout_seconds: float = 30) -> None:
@@ -151,9 +172,10 @@ def _knows_its_peers(sentinel_port: int) -> bool:
 
 
 @pytest.fixture
-def group() -> Iterator[SentinelGroup]:
+def group(request) -> Iterator[SentinelGroup]:
     with sentinel_group() as g:
         yield g
+        g.keep_logs = has_failed(request.node)
 
 
 def push_until_written(store: FeatureStore, frame: pd.DataFrame, failures: List[str], seconds: float = 60):
@@ -352,7 +374,7 @@ def test_master_killed_in_a_push_stream_loses_no_event_with_replica_acks(group, 
             old.kill()  # SIGKILL, in the middle of the stream; the sentinels promote the replica
             operator.start()
         push_until_written(store, frame, failures)
-    operator.join(timeout=60)
+    operator.join(timeout=120)
     shortfalls = sum("min_replica_acks" in f for f in failures)
     print(
         f"60 pushes in {time.monotonic() - started:.1f} s; {len(failures)} raised and were re-sent "
@@ -360,12 +382,16 @@ def test_master_killed_in_a_push_stream_loses_no_event_with_replica_acks(group, 
     )
 
     assert not operator_errors and not operator.is_alive(), operator_errors
-    assert group.master_ports() == [new.port] * 3
     assert failures, "the failover should have interrupted the stream"
     # Every push was acknowledged by a replica before it counted as written, so all 2,400 events
-    # are on the new master, read here through a client that asks the sentinels afresh.
+    # are on the master, read here through a client that asks the sentinels afresh.
     assert_clicks_match_reference(fresh(store), frames, users=20)
-    assert redis_state(new.client()) == redis_state(group.server(old.port).client())
+    # The new master, unless a slow machine made the sentinels fail over once more (to the rejoined
+    # server): a replica acknowledged every push, so that loses nothing either.
+    master = group.agreed_master()
+    replica = next(s for s in group.servers if s is not master)
+    replica.wait_until_replicating()  # it has every write the master has
+    assert redis_state(master.client()) == redis_state(replica.client())
 
 
 def test_graceful_failover_loses_an_acknowledged_push_unless_it_waits_for_a_replica(group, tmp_path):

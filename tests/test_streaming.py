@@ -285,9 +285,7 @@ def test_the_documented_kafka_value_parses_into_events(stream_repo):
 def test_cli_runs_the_stream_job(capsys):
     from feast_sequence.transformations.cli import main
 
-    with pytest.raises(SystemExit) as done:
-        main(["stream", "--help"])
-    assert done.value.code == 0
+    assert main(["stream", "--help"]) == 0
     assert "--checkpoint" in capsys.readouterr().out
 
 
@@ -300,8 +298,12 @@ def test_an_invalid_event_stops_the_stream_with_its_reason(stream_repo, tmp_path
     stream = run_stream(
         context, job_spark_session(context), FileStream(str(landing)), str(checkpoint), available_now=True
     )
-    with pytest.raises(FeastSequenceError, match=r"'user_id'.*is null.*restart with --checkpoint " + str(checkpoint)):
+    with pytest.raises(
+        FeastSequenceError, match=r"'user_id'.*is null.*restart with --checkpoint " + str(checkpoint)
+    ) as failed:
         stream.wait(timeout_seconds=120)
+    # The bad record's position: its file and its number in it.
+    assert re.search(r"at micro-batch 0: .*\(record: file:\S*/landing/bad\.json, record 1\)", str(failed.value))
 
 
 def test_a_bad_trigger_is_rejected_before_the_query_starts(stream_repo, tmp_path):

@@ -3,6 +3,7 @@ message naming the expectation and the column; the real retail data's known prob
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -142,9 +143,9 @@ def test_indexed_sequences(retail_store, retail_events, redis_client):
     assert {f.column for f in report.failures} >= {"repeated_identities"} | (
         {"length"} if len(members) >= 50 else set()
     )
-    from feast_sequence.validations.cli import main
+    from feast_sequence.transformations.cli import main
 
-    assert main(["sequences", "--repo", str(retail_store.repo_path), "--view", "customer_purchases"]) == 1
+    assert main(["validate", "sequences", "--repo", str(retail_store.repo_path), "--view", "customer_purchases"]) == 1
     stale = validate_sequences(
         settings, redis_client, retail_store.project, SequenceChecks(max_newest_age_seconds=3600)
     )
@@ -183,3 +184,42 @@ def test_backfill_gate_refuses_a_failing_batch(retail_store, redis_client):
     with pytest.raises(SequenceValidationError, match=r"expect_column_values_to_be_between on column 'quantity'"):
         run_backfill(context, days=10, end=datetime(2010, 12, 10, tzinfo=timezone.utc), gate=strict)
     assert sequence_key_count(redis_client) == 0
+
+
+def test_repeats_the_store_collapses_are_reported_not_failed_unless_bounded():
+    """Repeated identities are normal for a view fed at least once: the store keeps one event per
+    identity, so by default the suite reports them; a max_duplicate_rate turns the report into a rule."""
+    exact = pd.concat([clean(), clean().head(10)])
+    report = validate_event_source(SETTINGS, exact, EventSourceChecks(now=NOW))
+    assert report.success, str(report)
+    assert report.notes == (
+        "10 events (20.0%) repeat an earlier event exactly (entity, fields and timestamp): the store keeps "
+        "each event once; reported, not failed (set max_duplicate_rate, or --max-duplicate-rate, to bound it)",
+    )
+    assert "  note: 10 events (20.0%)" in str(report)
+
+    dedup = dataclasses.replace(SETTINGS, dedup_by=("kind",))  # 5 users x 2 kinds: 10 identities
+    report = validate_event_source(dedup, clean(), EventSourceChecks(now=NOW))
+    assert report.success and "30 events (75.0%) repeat a dedup_by identity (kind)" in report.notes[0]
+    bounded = validate_event_source(dedup, clean(), EventSourceChecks(max_duplicate_rate=0.5, now=NOW))
+    assert [(f.expectation, f.column) for f in bounded.failures] == [
+        ("expect_compound_columns_to_be_unique", "user_id,kind")
+    ]
+    assert validate_event_source(dedup, clean().drop_duplicates(["user_id", "kind"]), EventSourceChecks()).notes == ()
+
+
+def test_backfill_validate_takes_the_duplicate_threshold():
+    from feast_sequence.transformations import backfill, correction
+    from feast_sequence.transformations._job import gate_from
+
+    windows = [
+        (backfill.command, ["--days", "1"]),
+        (correction.command, ["--start", "2024-01-01", "--end", "2024-01-02"]),
+    ]
+    for command, window in windows:
+        args = ["--view", "v", *window, "--validate", "--max-duplicate-rate", "0.2"]
+        params = command.make_context(command.name, args).params
+        gate = gate_from(params["validate"], params["report_dir"], params["max_duplicate_rate"])
+        assert gate is not None and gate.checks.max_duplicate_rate == 0.2
+    params = backfill.command.make_context("backfill", ["--view", "v", "--days", "1", "--validate"]).params
+    assert gate_from(params["validate"], None, params["max_duplicate_rate"]).checks.max_duplicate_rate is None

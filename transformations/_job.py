@@ -3,11 +3,12 @@ reporting progress."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import click
 from feast import FeatureStore
 
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
@@ -26,6 +27,11 @@ class JobContext:
     view: Any
     settings: SequenceSettings
     target: IndexTarget
+    verbose: bool = False  # Spark's own logging (`--verbose`), else quiet (offline/spark.py)
+
+    def spark(self) -> Any:
+        """The job's Spark session: the repository's Spark offline store settings if it has them."""
+        return spark_session(self.store.config, self.verbose)
 
     def events(self, start: datetime, end: datetime, without: Sequence[str] = ()) -> Any:
         """The view's source events in [start, end] as a Spark DataFrame (``without`` some fields,
@@ -34,14 +40,14 @@ class JobContext:
         if not uses_spark(config):
             raise SequenceConfigurationError("Offline jobs run on Spark: set 'offline_store: type: spark'.")
         # Start the session here, before Feast's offline store would start one without our settings.
-        spark_session(config)
+        self.spark()
         settings = self.settings
         if without:
             settings = replace(settings, fields=tuple(f for f in settings.fields if f.name not in without))
         return sequence_provider(self.store).pull_events(config, self.view, settings, start, end).to_spark_df()
 
 
-def open_view(repo: str, view_name: str) -> JobContext:
+def open_view(repo: str, view_name: str, verbose: bool = False) -> JobContext:
     store = FeatureStore(repo_path=repo)
     view = store.get_feature_view(view_name)
     settings = sequence_settings(view)
@@ -50,32 +56,19 @@ def open_view(repo: str, view_name: str) -> JobContext:
         view,
         settings,
         IndexTarget(store.config.online_store, store.project, settings, store.config.entity_key_serialization_version),
+        verbose,
     )
 
 
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
-    parser.add_argument("--view", required=True, help="sequence view name")
-
-
-def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--selection", choices=["last-n", "top-scored"], default="last-n")
-    parser.add_argument("--score", help="top-scored: Spark SQL expression, e.g. 'quantity * unit_price'")
-    parser.add_argument("--score-days", type=int, help="top-scored: look back this many days")
-    parser.add_argument("--score-n", type=int, help="top-scored: events per entity")
-
-
-def selection_from(args: argparse.Namespace) -> EventSelection:
-    if args.selection == "last-n":
+def selection_from(
+    kind: str, score: Optional[str], score_days: Optional[int], score_n: Optional[int]
+) -> EventSelection:
+    """The selection the command-line options name (``--selection``, ``--score*``)."""
+    if kind == "last-n":
         return LastN()
-    if not (args.score and args.score_days and args.score_n):
-        raise SystemExit("--selection top-scored needs --score, --score-days and --score-n")
-    return TopScored(args.score, args.score_days, args.score_n)
+    if not (score and score_days and score_n):
+        raise click.UsageError("--selection top-scored needs --score, --score-days and --score-n")
+    return TopScored(score, score_days, score_n)
 
 
 def report(job: str, view: str, summary: Any, out: Optional[Any] = None) -> None:
@@ -93,24 +86,31 @@ def check_gate(gate: Optional[Gate], settings: SequenceSettings, events: Any) ->
     result = gate(settings, events)
     print(result, flush=True)
     if not result.success:
+        failed = "; ".join(str(f) for f in result.failures)
         raise SequenceValidationError(
-            f"The events selected for '{settings.view_name}' failed validation; nothing was written.\n{result}"
+            f"The events selected for '{settings.view_name}' failed validation ({failed}); nothing was written."
         )
 
 
-def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--validate", action="store_true", help="validate the selected events first (event-source suite)"
-    )
-    parser.add_argument("--report-dir", help="folder for the validation report (GE Data Docs)")
+@dataclass(frozen=True)
+class EventSourceGate:
+    """The ``--validate`` gate: the event-source suite with the command line's checks."""
+
+    checks: Any  # feast_sequence.validations.event_source.EventSourceChecks
+    report_dir: Optional[Path] = None
+
+    def __call__(self, settings: SequenceSettings, events: Any) -> Any:
+        from feast_sequence.validations.event_source import validate_event_source
+
+        return validate_event_source(settings, events, self.checks, report_dir=self.report_dir)
 
 
-def gate_from(args: argparse.Namespace) -> Optional[Gate]:
-    if not args.validate:
+def gate_from(validate: bool, report_dir: Optional[str], max_duplicate_rate: Optional[float]) -> Optional[Gate]:
+    """The gate the command-line options name (``--validate``, ``--report-dir``, thresholds)."""
+    if not validate:
         return None
-    from pathlib import Path
+    from feast_sequence.validations.event_source import EventSourceChecks
 
-    from feast_sequence.validations.event_source import validate_event_source
-
-    report_dir = Path(args.report_dir) if args.report_dir else None
-    return lambda settings, events: validate_event_source(settings, events, report_dir=report_dir)
+    return EventSourceGate(
+        EventSourceChecks(max_duplicate_rate=max_duplicate_rate), Path(report_dir) if report_dir else None
+    )

@@ -8,27 +8,42 @@ Idempotent: re-running writes the same events, which the store absorbs.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, List, Optional
 
+import click
+
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.indexing import IndexSummary, timed, write_spark
+from feast_sequence.output import progress
 from feast_sequence.transformations._job import (
     Gate,
     JobContext,
-    add_common_arguments,
-    add_gate_arguments,
-    add_selection_arguments,
     check_gate,
     gate_from,
     open_view,
-    parse_time,
     report,
     selection_from,
 )
+from feast_sequence.transformations.command_line import (
+    ISO_TIME,
+    JobCommand,
+    gate_options,
+    repo_option,
+    run,
+    selection_options,
+    verbose,
+    view_option,
+)
 from feast_sequence.transformations.selection import EventSelection, LastN
+
+#: Said when a backfill selects nothing: most often, historical data and the default end (now).
+NOTHING_SELECTED = (
+    "; the source has no event in that range (or the selection kept none): --end defaults to now, "
+    "so for historical data pass --end within it"
+)
 
 
 def select_backfill(settings: SequenceSettings, events: Any, end: datetime, selection: EventSelection) -> Any:
@@ -52,27 +67,48 @@ def run_backfill(
         report(
             "backfill",
             context.settings.view_name,
-            f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}",
+            f"{read:,} events selected from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+            + ("" if read else NOTHING_SELECTED),
         )
         check_gate(gate, context.settings, events)
-        written = write_spark(context.target, events)
+        watch = functools.partial(progress, f"backfill {context.settings.view_name}", read)
+        written = write_spark(context.target, events, watch=watch)
         events.unpersist()
         return read, written
 
     return timed(run)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
-    parser.add_argument("--days", type=float, required=True, help="how far back from --end")
-    parser.add_argument("--end", type=parse_time, help="ISO time (default: now, UTC)")
-    add_selection_arguments(parser)
-    add_gate_arguments(parser)
-    args = parser.parse_args(argv)
-    summary = run_backfill(open_view(args.repo, args.view), args.days, args.end, selection_from(args), gate_from(args))
-    report("backfill", args.view, summary)
+@click.command("backfill", cls=JobCommand, short_help="Index the last D days of a view's batch source.")
+@repo_option
+@view_option
+@click.option("--days", type=float, required=True, help="how far back from --end")
+@click.option("--end", type=ISO_TIME, help="ISO time (default: now, UTC)")
+@selection_options
+@gate_options
+def command(
+    repo: str,
+    view: str,
+    days: float,
+    end: Optional[datetime],
+    selection: str,
+    score: Optional[str],
+    score_days: Optional[int],
+    score_n: Optional[int],
+    validate: bool,
+    report_dir: Optional[str],
+    max_duplicate_rate: Optional[float],
+) -> int:
+    """Index the last D days of a view's batch source (idempotent: a re-run writes the same events)."""
+    chosen = selection_from(selection, score, score_days, score_n)
+    gate = gate_from(validate, report_dir, max_duplicate_rate)
+    summary = run_backfill(open_view(repo, view, verbose()), days, end, chosen, gate)
+    report("backfill", view, summary)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run(command, argv, "feast-sequence backfill")
 
 
 if __name__ == "__main__":

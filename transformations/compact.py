@@ -1,6 +1,6 @@
 """Compact: merge the tails of stored sequences into their compressed blocks (docs/storage-layout.md).
 
-    feast-sequence compact --repo feature_repo [--view customer_purchases] [--every 300]
+    feast-sequence compact [--repo feature_repo] [--view customer_purchases] [--every 300]
 
 Writers already compact a sequence once its tail holds ``compact_after`` events (the online store
 option), so this job only picks up the rest: tails of sequences that stopped receiving events below
@@ -13,11 +13,11 @@ exact, and each sequence keeps at most ``compact_after - 1`` events in its tail 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import List, Optional
 
+import click
 from feast import FeatureStore
 
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
@@ -25,6 +25,7 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceDefinition
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.transformations._job import report
+from feast_sequence.transformations.command_line import JobCommand, repo_option, run
 
 
 def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
@@ -46,17 +47,22 @@ def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
     return total
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
-    parser.add_argument("--view", help="one sequence view (default: all of them)")
-    parser.add_argument("--every", type=float, help="run again every this many seconds, until stopped")
-    args = parser.parse_args(argv)
+@click.command("compact", cls=JobCommand, short_help="Compact stored sequences' tails into their blocks.")
+@repo_option
+@click.option("--view", help="one sequence view (default: all of them)")
+@click.option("--every", type=float, help="run again every this many seconds, until stopped")
+def command(repo: str, view: Optional[str], every: Optional[float]) -> int:
+    """Merge the tails of stored sequences into their compressed blocks (docs/storage-layout.md);
+    converts sequences stored before blocks existed, in place."""
     while True:
-        run_compaction(args.repo, args.view)
-        if args.every is None:
+        run_compaction(repo, view)
+        if every is None:
             return 0
-        time.sleep(args.every)
+        time.sleep(every)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run(command, argv, "feast-sequence compact")
 
 
 if __name__ == "__main__":

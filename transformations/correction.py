@@ -12,14 +12,17 @@ real-time events newer than ``end``, are untouched. Idempotent.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import sys
 from datetime import datetime
 from functools import partial
 from typing import Any, List, Optional, Set
 
+import click
+
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, timed, write_spark
+from feast_sequence.output import progress
 from feast_sequence.storage.append import plan_remove_range
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
@@ -31,15 +34,21 @@ from feast_sequence.transformations._job import (
     EPOCH,
     Gate,
     JobContext,
-    add_common_arguments,
-    add_gate_arguments,
-    add_selection_arguments,
     check_gate,
     gate_from,
     open_view,
-    parse_time,
     report,
     selection_from,
+)
+from feast_sequence.transformations.command_line import (
+    ISO_TIME,
+    JobCommand,
+    gate_options,
+    repo_option,
+    run,
+    selection_options,
+    verbose,
+    view_option,
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
 
@@ -71,7 +80,8 @@ def run_correction(
         read = events.count()
         report("correction", settings.view_name, f"{read:,} events selected to re-index {start} .. {end}")
         check_gate(gate, settings, events)
-        written = write_spark(context.target, events, replace_range_us=range_us)
+        watch = functools.partial(progress, f"correct {settings.view_name}", read)
+        written = write_spark(context.target, events, replace_range_us=range_us, watch=watch)
         keys = [k for k, _ in settings.join_keys]
         indexed = set(entity_column_bytes(settings.join_keys, events.select(*keys).distinct().toPandas()))
         events.unpersist()
@@ -109,21 +119,38 @@ def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: A
     return len(commands)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
-    parser.add_argument("--start", type=parse_time, required=True)
-    parser.add_argument("--end", type=parse_time, required=True)
-    add_selection_arguments(parser)
-    add_gate_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.end < args.start:
-        raise SystemExit("--end is before --start")
-    summary = run_correction(
-        open_view(args.repo, args.view), args.start, args.end, selection_from(args), gate_from(args)
-    )
-    report("correction", args.view, summary)
+@click.command("correct", cls=JobCommand, short_help="Re-index a time range of a view from its batch source.")
+@repo_option
+@view_option
+@click.option("--start", type=ISO_TIME, required=True, help="ISO time, start of the range (UTC unless zoned)")
+@click.option("--end", type=ISO_TIME, required=True, help="ISO time, end of the range (inclusive)")
+@selection_options
+@gate_options
+def command(
+    repo: str,
+    view: str,
+    start: datetime,
+    end: datetime,
+    selection: str,
+    score: Optional[str],
+    score_days: Optional[int],
+    score_n: Optional[int],
+    validate: bool,
+    report_dir: Optional[str],
+    max_duplicate_rate: Optional[float],
+) -> int:
+    """Replace each entity's stored events in [start, end] by the source's events of that range."""
+    if end < start:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    chosen = selection_from(selection, score, score_days, score_n)
+    gate = gate_from(validate, report_dir, max_duplicate_rate)
+    summary = run_correction(open_view(repo, view, verbose()), start, end, chosen, gate)
+    report("correction", view, summary)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run(command, argv, "feast-sequence correct")
 
 
 if __name__ == "__main__":

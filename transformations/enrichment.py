@@ -19,15 +19,16 @@ training data: point the view's batch source at it (or enrich the source upstrea
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import click
 import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.offline.indexing import IndexSummary, timed
+from feast_sequence.output import progress
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import (
     NULL_DEFAULTS,
@@ -40,7 +41,8 @@ from feast_sequence.storage.compaction import absorb_command
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
-from feast_sequence.transformations._job import EPOCH, JobContext, add_common_arguments, open_view, report
+from feast_sequence.transformations._job import EPOCH, JobContext, open_view, report
+from feast_sequence.transformations.command_line import JobCommand, repo_option, run, verbose, view_option
 
 KEYS_PER_ROUND = 500
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
@@ -60,9 +62,11 @@ def rewrite_online(
     on: str,
     fields: Sequence[str],
     overwrite: bool = False,
+    on_read: Optional[Callable[[int], None]] = None,
 ) -> Dict[str, int]:
     """Rewrite stored events of the view with ``fields`` looked up by their ``on`` value: those that
-    lack the fields (stored before the schema change), or every one with ``overwrite``."""
+    lack the fields (stored before the schema change), or every one with ``overwrite``. Tells
+    ``on_read`` how many stored events each round read."""
 
     settings = context.settings
     _check_fields(settings, on, fields)
@@ -109,6 +113,8 @@ def rewrite_online(
             commands.append(evalsha(REWRITE, sequence_keys_of(key), args))
             counts["sequences"] += 1
             counts["events"] += len(members)
+            if on_read is not None:
+                on_read(len(members))
         counts["rewritten"] += sum(
             execute(
                 client,
@@ -162,7 +168,8 @@ def run_enrichment(
     def run() -> Any:
         lookup_frame = table.select(on, *fields).dropDuplicates([on]).toPandas()
         lookup = {row[on]: {f: row[f] for f in fields} for row in lookup_frame.to_dict("records")}
-        counts = rewrite_online(context, lookup, on, fields, overwrite)
+        with progress(f"enrich {settings.view_name}") as advance:
+            counts = rewrite_online(context, lookup, on, fields, overwrite, advance)
         report(
             "enrich",
             settings.view_name,
@@ -177,22 +184,27 @@ def run_enrichment(
     return timed(run)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
-    parser.add_argument("--table", required=True, help="parquet path of the enrichment table")
-    parser.add_argument("--on", required=True, help="event field matched against the table's column of the same name")
-    parser.add_argument("--fields", required=True, help="comma-separated table columns to copy into the events")
-    parser.add_argument("--offline-output", help="parquet folder for the enriched source events (training data)")
-    parser.add_argument("--overwrite", action="store_true", help="re-enrich events that already have the fields")
-    args = parser.parse_args(argv)
-    context = open_view(args.repo, args.view)
-    from feast_sequence.offline.spark import spark_session
-
-    table = spark_session(context.store.config).read.parquet(args.table)
-    summary = run_enrichment(context, table, args.on, args.fields.split(","), args.offline_output, args.overwrite)
-    report("enrich", args.view, summary)
+@click.command("enrich", cls=JobCommand, short_help="Fill a newly added field in every stored event of a view.")
+@repo_option
+@view_option
+@click.option("--table", required=True, help="parquet path of the enrichment table")
+@click.option("--on", "on", required=True, help="event field matched against the table's column of the same name")
+@click.option("--fields", required=True, help="comma-separated table columns to copy into the events")
+@click.option("--offline-output", help="parquet folder for the enriched source events (training data)")
+@click.option("--overwrite", is_flag=True, help="re-enrich events that already have the fields")
+def command(
+    repo: str, view: str, table: str, on: str, fields: str, offline_output: Optional[str], overwrite: bool
+) -> int:
+    """Fill a field newly added to a view in every stored event, joined from a table (docs/offline.md)."""
+    context = open_view(repo, view, verbose())
+    frame = context.spark().read.parquet(table)
+    summary = run_enrichment(context, frame, on, fields.split(","), offline_output, overwrite)
+    report("enrich", view, summary)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run(command, argv, "feast-sequence enrich")
 
 
 if __name__ == "__main__":

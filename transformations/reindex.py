@@ -11,13 +11,13 @@ and switch readers over instead. The default window is the view's TTL, or the wh
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import List, Optional
 
+import click
 from feast import FeatureStore
 from feast.repo_config import load_repo_config
 from feast.repo_operations import apply_total, parse_repo
@@ -27,14 +27,15 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceDefinition
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.online.store import SequenceRedisOnlineStore
-from feast_sequence.transformations._job import open_view, parse_time, report
+from feast_sequence.transformations._job import open_view, report
 from feast_sequence.transformations.backfill import run_backfill
+from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, run, verbose, view_option
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def run_reindex(
-    repo: str, view_name: str, days: Optional[float] = None, end: Optional[datetime] = None
+    repo: str, view_name: str, days: Optional[float] = None, end: Optional[datetime] = None, verbose: bool = False
 ) -> IndexSummary:
     repo_path = Path(repo).resolve()
     # Feast reads a repository as `feast apply` does: from its directory, importable by module path.
@@ -58,19 +59,23 @@ def run_reindex(
     if days is None:
         start = end - timedelta(microseconds=settings.ttl_us) if settings.ttl_us else _EPOCH
         days = (end - start) / timedelta(days=1)
-    return run_backfill(open_view(str(repo_path), view_name), days, end)
+    return run_backfill(open_view(str(repo_path), view_name, verbose), days, end)
+
+
+@click.command("reindex", cls=JobCommand, short_help="Rebuild a view under a change `feast apply` refuses.")
+@repo_option
+@view_option
+@click.option("--days", type=float, help="how far back from --end (default: the TTL, or all)")
+@click.option("--end", type=ISO_TIME, help="ISO time (default: now, UTC)")
+def command(repo: str, view: str, days: Optional[float], end: Optional[datetime]) -> int:
+    """Delete a view's stored events, apply the repository, and backfill the view (docs/concepts.md)."""
+    summary = run_reindex(repo, view, days, end, verbose())
+    report("reindex", view, summary)
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", required=True, help="feature repository with the new definition")
-    parser.add_argument("--view", required=True, help="sequence view to rebuild")
-    parser.add_argument("--days", type=float, help="how far back from --end (default: TTL or all)")
-    parser.add_argument("--end", type=parse_time, help="ISO time (default: now, UTC)")
-    args = parser.parse_args(argv)
-    summary = run_reindex(args.repo, args.view, args.days, args.end)
-    report("reindex", args.view, summary)
-    return 0
+    return run(command, argv, "feast-sequence reindex")
 
 
 if __name__ == "__main__":

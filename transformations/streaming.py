@@ -15,27 +15,31 @@ nothing. See docs/streaming.md.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import click
 from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
 from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
-from feast_sequence.offline.spark import spark_session
-from feast_sequence.transformations._job import JobContext, add_common_arguments, open_view, report
+from feast_sequence.transformations._job import JobContext, open_view, report
+from feast_sequence.transformations.command_line import JobCommand, repo_option, run, verbose, view_option
 
 #: Builds the streaming DataFrame of a view's events (its join keys, event fields and timestamp
 #: field) on the given Spark session: ``FileStream``, ``KafkaStream`` or any function of that shape.
 EventStream = Callable[[Any, SequenceSettings], Any]
 
 FILE_FORMATS = ("json", "parquet")
+
+#: A column sources may add: where each record came from (its file, or its Kafka topic, partition
+#: and offset), to name a bad record's position. Never written.
+POSITION = "__fsq_position"
 
 _EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?([\w.$]+(?:Error|Exception): .+)$", re.M)
 
@@ -83,10 +87,13 @@ class FileStream:
                 f"Streaming '{settings.view_name}': file format {self.file_format!r} is not supported; "
                 f"use one of {', '.join(FILE_FORMATS)}."
             )
+        from pyspark.sql import functions as F
+
         reader = spark.readStream.schema(event_schema(settings)).format(self.file_format)
         if self.max_files_per_trigger:
             reader = reader.option("maxFilesPerTrigger", self.max_files_per_trigger)
-        return reader.load(self.path)
+        events = reader.load(self.path)
+        return events.withColumn(POSITION, F.col("_metadata.file_path"))
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,10 @@ def parse_json_events(records: Any, settings: SequenceSettings) -> Any:
     from pyspark.sql import functions as F
 
     event = F.from_json(F.col("value").cast("string"), event_schema(settings), {"mode": "FAILFAST"})
-    return records.select(event.alias("event")).select("event.*")
+    if not {"topic", "partition", "offset"} <= set(records.columns):
+        return records.select(event.alias("event")).select("event.*")
+    position = F.format_string("topic %s, partition %d, offset %d", "topic", "partition", "offset")
+    return records.select(event.alias("event"), position.alias(POSITION)).select("event.*", POSITION)
 
 
 @dataclass
@@ -137,6 +147,7 @@ class StreamProgress:
     batches: int = 0
     events_written: int = 0
     started: float = field(default_factory=time.perf_counter)
+    failed_at: Optional[str] = None  # the failed micro-batch, and its bad record when one is found
 
     def summary(self) -> IndexSummary:
         # Every event read is written (or the micro-batch fails), so read == written.
@@ -154,7 +165,11 @@ class _MicroBatchWriter:
         start = time.perf_counter()
         # write_spark partitions by entity key and writes every row: several events of one entity
         # in one micro-batch are all appended (Feast's stream processor keeps only the newest).
-        written = write_spark(self.target, events)
+        try:
+            written = write_spark(self.target, events.drop(POSITION))
+        except Exception:
+            self.progress.failed_at = f"micro-batch {batch_id}{bad_record(self.target.settings, events)}"
+            raise
         self.progress.batches += 1
         self.progress.events_written += written
         report(
@@ -183,8 +198,13 @@ class IndexingStream:
                 return True
             return bool(self.query.awaitTermination(timeout_seconds))
         except StreamingQueryException as exc:
+            failed_at = self.progress.failed_at
+            if failed_at and ": " in failed_at:  # the bad record was found
+                cause = f"at {failed_at}."
+            else:
+                cause = f"at {failed_at}: {_root_cause(str(exc))}" if failed_at else _root_cause(str(exc))
             raise FeastSequenceError(
-                f"Streaming indexer {self.query.name!r} stopped: {_root_cause(str(exc))} Every "
+                f"Streaming indexer {self.query.name!r} stopped: {cause} Every "
                 "micro-batch before the failed one is in the store (that one possibly in part). Fix the "
                 f"cause and restart with --checkpoint {self.checkpoint}: the failed micro-batch is "
                 "replayed, which is harmless (appends are idempotent)."
@@ -200,6 +220,29 @@ class IndexingStream:
         while self.query.isActive and self.query.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)
         self.query.stop()
+
+
+def bad_record(settings: SequenceSettings, events: Any) -> str:
+    """Where a failed micro-batch's first invalid event came from, as ``: <the error> (record: <its
+    file and number in it, or its Kafka topic, partition and offset>)``, or "" when its events are
+    valid (the failure was elsewhere, e.g. Redis). Runs on the driver, only after a failure."""
+    from feast_sequence.errors import SequenceInputError
+    from feast_sequence.storage.append import encode_frame
+
+    if POSITION not in events.columns:
+        return ""
+    frame = events.toPandas()
+    positions = frame.pop(POSITION)
+    # A file's records reach one task in order: their count within the file is their number in it.
+    if not positions.str.startswith("topic ").all():
+        positions = positions + ", record " + (positions.groupby(positions).cumcount() + 1).astype(str)
+    try:
+        encode_frame(settings, frame.reset_index(drop=True))
+    except SequenceInputError as error:
+        row = re.search(r"\brow (\d+)", str(error))
+        where = f" (record: {positions.iloc[int(row.group(1))]})" if row else ""
+        return f": {error}{where}"
+    return ""
 
 
 def _root_cause(message: str) -> str:
@@ -250,85 +293,95 @@ def run_stream(
 
 def job_spark_session(context: JobContext) -> Any:
     """The job's Spark session: the repository's Spark offline store settings if it has them."""
-    return spark_session(context.store.config)
+    return context.spark()
 
 
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--files", metavar="DIR", help="file source: the folder event files land in")
-    source.add_argument("--kafka", metavar="SERVERS", help="Kafka source: kafka.bootstrap.servers")
-    parser.add_argument("--format", choices=FILE_FORMATS, default="json", help="files: their format")
-    parser.add_argument("--max-files-per-trigger", type=int, help="files: at most this many per micro-batch")
-    parser.add_argument("--topic", help="Kafka: topic(s) to subscribe to, comma-separated")
-    parser.add_argument("--starting-offsets", default="latest", help="Kafka, first run only: latest, earliest or JSON")
-    parser.add_argument(
-        "--fail-on-data-loss",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Kafka: fail when offsets were deleted before they were read",
-    )
-    parser.add_argument("--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch")
-    parser.add_argument(
-        "--kafka-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Kafka: any other source option, e.g. kafka.security.protocol=SASL_SSL (repeatable)",
-    )
-
-
-def source_from(args: argparse.Namespace) -> EventStream:
-    if args.files:
-        return FileStream(args.files, args.format, args.max_files_per_trigger)
-    if not args.topic:
-        raise SystemExit("--kafka needs --topic")
+def source_from(
+    files: Optional[str],
+    file_format: str,
+    max_files_per_trigger: Optional[int],
+    kafka: Optional[str],
+    topic: Optional[str],
+    starting_offsets: str,
+    fail_on_data_loss: bool,
+    max_offsets_per_trigger: Optional[int],
+    kafka_options: Tuple[str, ...],
+) -> EventStream:
+    """The source the command-line options name: ``--files DIR`` or ``--kafka SERVERS --topic T``."""
+    if bool(files) == bool(kafka):
+        raise click.UsageError("give one source: --files DIR or --kafka SERVERS")
+    if files:
+        return FileStream(files, file_format, max_files_per_trigger)
+    if not topic:
+        raise click.UsageError("--kafka needs --topic")
     options = []
-    for option in args.kafka_option:
+    for option in kafka_options:
         key, sep, value = option.partition("=")
         if not sep:
-            raise SystemExit(f"--kafka-option {option!r}: use KEY=VALUE")
+            raise click.BadParameter(f"{option!r}: use KEY=VALUE", param_hint="--kafka-option")
         options.append((key, value))
-    return KafkaStream(
-        args.kafka,
-        args.topic,
-        args.starting_offsets,
-        args.fail_on_data_loss,
-        args.max_offsets_per_trigger,
-        tuple(options),
-    )
+    return KafkaStream(str(kafka), topic, starting_offsets, fail_on_data_loss, max_offsets_per_trigger, tuple(options))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
-    add_source_arguments(parser)
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="checkpoint folder (one per view and source; HDFS/S3 on a cluster)",
-    )
-    trigger = parser.add_mutually_exclusive_group()
-    trigger.add_argument("--trigger-seconds", type=float, help="start a micro-batch every this many seconds")
-    trigger.add_argument(
-        "--once", action="store_true", help="index what the source holds now, then stop (available-now)"
-    )
-    args = parser.parse_args(argv)
-    context = open_view(args.repo, args.view)
-    stream = run_stream(
-        context,
-        job_spark_session(context),
-        source_from(args),
-        args.checkpoint,
-        args.trigger_seconds,
-        args.once,
-    )
-    report("stream", args.view, f"started; checkpoint {args.checkpoint}")
+@click.command("stream", cls=JobCommand, short_help="Index a stream (Kafka, or files landing in a folder).")
+@repo_option
+@view_option
+@click.option("--files", metavar="DIR", help="file source: the folder event files land in")
+@click.option("--kafka", metavar="SERVERS", help="Kafka source: kafka.bootstrap.servers")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FILE_FORMATS),
+    default="json",
+    show_default=True,
+    help="files: their format",
+)
+@click.option("--max-files-per-trigger", type=int, help="files: at most this many per micro-batch")
+@click.option("--topic", help="Kafka: topic(s) to subscribe to, comma-separated")
+@click.option(
+    "--starting-offsets", default="latest", show_default=True, help="Kafka, first run only: latest, earliest or JSON"
+)
+@click.option(
+    "--fail-on-data-loss/--no-fail-on-data-loss",
+    default=True,
+    show_default=True,
+    help="Kafka: fail when offsets were deleted before they were read",
+)
+@click.option("--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch")
+@click.option(
+    "--kafka-option",
+    "kafka_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Kafka: any other source option, e.g. kafka.security.protocol=SASL_SSL (repeatable)",
+)
+@click.option("--checkpoint", required=True, help="checkpoint folder (one per view and source; HDFS/S3 on a cluster)")
+@click.option("--trigger-seconds", type=float, help="start a micro-batch every this many seconds")
+@click.option("--once", is_flag=True, help="index what the source holds now, then stop (available-now)")
+def command(
+    repo: str,
+    view: str,
+    checkpoint: str,
+    trigger_seconds: Optional[float],
+    once: bool,
+    **source: Any,
+) -> int:
+    """Append every event of a stream to a view, one micro-batch at a time (docs/streaming.md)."""
+    if trigger_seconds is not None and once:
+        raise click.UsageError("--trigger-seconds and --once exclude each other")
+    context = open_view(repo, view, verbose())
+    stream = run_stream(context, context.spark(), source_from(**source), checkpoint, trigger_seconds, once)
+    report("stream", view, f"started; checkpoint {checkpoint}")
     try:
         stream.wait()
     except KeyboardInterrupt:
         stream.stop()
-    report("stream", args.view, f"{stream.progress.batches} micro-batches, {stream.progress.summary()}")
+    report("stream", view, f"{stream.progress.batches} micro-batches, {stream.progress.summary()}")
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run(command, argv, "feast-sequence stream")
 
 
 if __name__ == "__main__":

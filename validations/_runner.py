@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -31,6 +31,7 @@ class ValidationReport:
     evaluated: int
     failures: List[Failure]
     report_path: Optional[Path]
+    notes: Tuple[str, ...] = ()  # findings that do not fail the suite
 
     @property
     def success(self) -> bool:
@@ -39,7 +40,7 @@ class ValidationReport:
     def __str__(self) -> str:
         head = f"suite {self.suite!r}: {self.evaluated} expectations on {self.rows:,} rows, "
         head += "passed" if self.success else f"{len(self.failures)} failed"
-        lines = [head] + [f"  - {f}" for f in self.failures]
+        lines = [head] + [f"  - {f}" for f in self.failures] + [f"  note: {n}" for n in self.notes]
         if self.report_path:
             lines.append(f"  report: {self.report_path}")
         return "\n".join(lines)
@@ -50,6 +51,7 @@ def run_suite(
 ) -> ValidationReport:
     """Validate ``frame`` against ``expectations``; with ``report_dir``, also build Data Docs there."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     if report_dir is not None:
@@ -57,6 +59,9 @@ def run_suite(
         context = gx.get_context(mode="file", project_root_dir=str(report_dir))
     else:
         context = gx.get_context(mode="ephemeral")
+    # GE draws a progress bar per metric computation (dozens per suite, each left on screen); the
+    # report below is what the run says.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas(f"{name}_source")
     asset = source.add_dataframe_asset(f"{name}_frame")
     batch = asset.add_batch_definition_whole_dataframe(f"{name}_batch")

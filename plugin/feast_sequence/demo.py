@@ -1,5 +1,6 @@
 """`make demo`: apply the example repository, replay the real retail events through `store.push`, and
-read three customers' latest purchases and returns with `store.get_online_features`.
+read three customers' latest purchases and returns with `store.get_online_features`; then check what
+the `purchase_ranking` use case served (its logs) against training data, in an HTML report.
 
 Uses the Redis named by FEAST_SEQUENCE_REDIS (``host:port``), or starts a private redis-server.
 """
@@ -13,12 +14,15 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional
 
 import pandas as pd
 
 from feast_sequence.examples.retail import RAW_FILE, RetailEvents, load_events, write_repo_data
+from feast_sequence.offline.spark import quiet_java_options
+from feast_sequence.output import quiet_warnings
 from feast_sequence.testing.local_redis import LocalRedis
 
 if TYPE_CHECKING:  # imported in main(), after `feast apply`
@@ -36,6 +40,16 @@ def redis_connection() -> Iterator[str]:
     with LocalRedis() as server:
         print(f"Started a private redis-server on {server.connection_string} (set {REDIS_ENV} to use yours).")
         yield server.connection_string
+
+
+def apply_env(verbose: bool) -> Dict[str, str]:
+    """`feast apply` (which starts Spark to check the sources) with each warning once and quiet
+    Spark logging, unless ``verbose``."""
+    env = dict(os.environ)
+    if not verbose:
+        env["PYTHONWARNINGS"] = "once"
+        env["SPARK_SUBMIT_OPTS"] = f"{env.get('SPARK_SUBMIT_OPTS', '')} {quiet_java_options()}".strip()
+    return env
 
 
 def replay(store: FeatureStore, source: str, events: pd.DataFrame, batch_rows: int) -> float:
@@ -80,14 +94,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repo", type=Path, default=Path("feature_repo"))
     parser.add_argument("--raw", type=Path, default=RAW_FILE)
     parser.add_argument("--batch-rows", type=int, default=5000)
+    parser.add_argument("--report", type=Path, default=Path("consistency-report"), help="consistency report folder")
+    parser.add_argument("--verbose", action="store_true", help="every warning, and Spark's own logging")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_warnings()
+    started = datetime.now(timezone.utc)
 
     events = load_events(args.raw)
     write_repo_data(events, args.repo / "data")
     with redis_connection() as connection:
         os.environ[REDIS_ENV] = connection
         feast_cli = Path(sys.executable).parent / "feast"
-        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True)
+        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True, env=apply_env(args.verbose))
         from feast import FeatureStore
 
         store = FeatureStore(repo_path=str(args.repo))
@@ -112,6 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms"
         )
         show_use_case(store, events, int(busiest[0]))
+        check_consistency(store, busiest, started, args.report)
     return 0
 
 
@@ -133,6 +153,28 @@ def show_use_case(store: FeatureStore, events: RetailEvents, customer: int) -> N
         timings.append((time.perf_counter() - start) * 1000)
     quantiles = statistics.quantiles(timings, n=100)
     print(f"  served in p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms over {len(timings)} requests")
+
+
+def check_consistency(store: FeatureStore, customers: List[int], started: datetime, out: Path) -> None:
+    """`feast-sequence consistency` on this run's logs of `purchase_ranking`: each logged response
+    recomputed by the offline engine (Spark) at its request time; the report is an HTML page."""
+    from feast_sequence.monitoring import serving_log
+    from feast_sequence.transformations.consistency import run_consistency
+
+    service = store.get_feature_service("purchase_ranking")
+    store.get_online_features(
+        features=service, entity_rows=[{"customer_id": int(c)} for c in customers], full_feature_names=True
+    )
+    serving_log.flush()
+    print("\nChecking this run's logged responses of 'purchase_ranking' against the offline engine ...")
+    run = run_consistency(store, out, start=started, use_cases=["purchase_ranking"])
+    for view, stats in run.summary["use_cases"]["purchase_ranking"]["views"].items():
+        print(
+            f"  {view}: {stats['rows']:,} logged rows, exact match {stats['exact_match_rate']:.1%}, "
+            f"edit distance mean {stats['edit_distance']['mean']:.2f}"
+        )
+    print(f"  gate {'passed' if run.passed else 'FAILED'} in {run.seconds:.0f} s")
+    print(f"\nConsistency report built from this run's own serving logs: {run.report.resolve()}")
 
 
 if __name__ == "__main__":

@@ -514,6 +514,7 @@ TARGETS = {
     "push_single_51_views_ratio": ("<=", 0.1),
     "http_push_events_per_s": (">=", 1_000.0),
     "freshness_51_views_p99_ms": ("<=", 5.0),
+    "serve_100_logged_p50_ratio": ("<=", 1.1),
 }
 
 
@@ -535,10 +536,10 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push ...]`: every part by default
+    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring ...]`: every part by default
     (`serve` is the reads and use-case serving of `online` alone)."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
-    parts = sys.argv[1:] or ["online", "long", "offline", "cluster", "stream", "push"]
+    parts = sys.argv[1:] or ["online", "long", "offline", "cluster", "stream", "push", "monitoring"]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         if "online" in parts:
@@ -558,7 +559,7 @@ def main() -> int:
             results.update(long_benchmarks.run(redis.connection_string))
             results.update(long_benchmarks.retail(redis.connection_string))
             results.update(long_benchmarks.offline())
-        for part in ("cluster", "stream", "push"):
+        for part in ("cluster", "stream", "push", "monitoring"):
             if part in parts:
                 redis.client().flushall()
                 module = importlib.import_module(f"{part}_benchmarks")

@@ -270,8 +270,12 @@ class SparkEngine(SequenceEngine):
     def with_index_enrichments(self, settings: SequenceSettings, events: Any, source: EnrichmentSource) -> Any:
         """Each executor joins its events with the enrichment views' rows, shipped to it in the task
         closure: suited to dimension tables (items, products) that fit in memory."""
+        from pyspark.sql.types import StructType
+
         lookups = {e: source(e) for e in settings.enrichments}
-        schema = events.schema
+        # A copy: StructType.add changes it in place, and PySpark caches a DataFrame's schema, so
+        # adding to events.schema itself would give the events columns they do not have.
+        schema = StructType(list(events.schema.fields))
         for enrichment in settings.enrichments:
             for (_, value_type), output in zip(enrichment.features, enrichment.output_names):
                 schema = schema.add(output, _SPARK_ELEMENT[value_type])

@@ -8,11 +8,12 @@ ties rather than break them: the store breaks them exactly as it does online.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
@@ -59,8 +60,10 @@ def write_frames(
     target: IndexTarget,
     frames: Iterable[pd.DataFrame],
     replace_range_us: Optional[Tuple[int, int]] = None,
+    on_written: Optional[Callable[[int], None]] = None,
 ) -> int:
-    """Append the events of each frame, one pipeline per frame. Returns the events written.
+    """Append the events of each frame, one pipeline per frame. Returns the events written, and
+    tells ``on_written`` after each frame.
 
     With ``replace_range_us``, each entity's stored events in the range are removed in the same
     atomic call as its first events; an entity's events must then all go through one call of this
@@ -94,11 +97,26 @@ def write_frames(
         full = tails_to_compact(commands, replies, target.online_config.compact_after)
         drive(compact(target.settings, full, retry, acks), run)
         written += len(events)
+        if on_written is not None:
+            on_written(len(events))
     return written
 
 
-def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tuple[int, int]] = None) -> int:
-    """Write a Spark DataFrame of events from the executors: batched, one pipeline per Arrow batch."""
+#: Shows a write's progress: given a function that returns the events written so far, a context
+#: that follows it while the write runs (``feast_sequence.output.progress``).
+Watch = Callable[[Callable[[], int]], ContextManager[Any]]
+
+
+def write_spark(
+    target: IndexTarget,
+    events: Any,
+    replace_range_us: Optional[Tuple[int, int]] = None,
+    watch: Optional[Watch] = None,
+) -> int:
+    """Write a Spark DataFrame of events from the executors: batched, one pipeline per Arrow batch.
+
+    ``watch`` follows the events written so far: a Spark accumulator, which each task adds to when
+    it ends."""
     from pyspark.sql import functions as F
 
     keys = [k for k, _ in target.settings.join_keys]
@@ -106,10 +124,13 @@ def write_spark(target: IndexTarget, events: Any, replace_range_us: Optional[Tup
     # write_frames) and contiguous, so a batch makes one script call per entity, not per event.
     events = events.repartition(*keys).sortWithinPartitions(*keys)
 
-    def per_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        yield pd.DataFrame({"written": [write_frames(target, frames, replace_range_us)]})
+    written = events.sparkSession.sparkContext.accumulator(0)
 
-    total = events.mapInPandas(per_partition, "written long").agg(F.sum("written")).collect()[0][0]
+    def per_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        yield pd.DataFrame({"written": [write_frames(target, frames, replace_range_us, written.add)]})
+
+    with watch(lambda: int(written.value)) if watch is not None else contextlib.nullcontext():
+        total = events.mapInPandas(per_partition, "written long").agg(F.sum("written")).collect()[0][0]
     return int(total or 0)
 
 

@@ -2,15 +2,12 @@
 
 Feast's ``/health`` endpoint only checks that the registry can be read, so a feature server whose
 Redis is gone still reports healthy. ``feast-sequence health --repo feature_repo`` (exit 0 healthy,
-1 not) is meant for a Kubernetes exec readiness probe next to ``feast serve``.
+1 not; transformations/cli.py) is meant for a Kubernetes exec readiness probe next to ``feast serve``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from typing import List, Optional
 
 from feast import FeatureStore
 
@@ -52,16 +49,3 @@ def check(store: FeatureStore) -> float:
             "which records them again; see docs/reliability.md."
         )
     return millis
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="feast-sequence health", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default=".", help="feature repository (with feature_store.yaml)")
-    args = parser.parse_args(argv)
-    try:
-        millis = check(FeatureStore(repo_path=args.repo))
-    except (SequenceStoreError, SequenceConfigurationError) as error:
-        print(f"unhealthy: {error}", file=sys.stderr)
-        return 1
-    print(f"healthy: Redis answered in {millis:.1f} ms")
-    return 0

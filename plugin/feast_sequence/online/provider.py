@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.data_source import PushSource
 from feast.infra.offline_stores.offline_store import RetrievalJob
@@ -26,6 +27,7 @@ from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
+from feast_sequence.monitoring.log_files import write_file_logs
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.offline.indexing import (
     IndexTarget,
@@ -34,6 +36,7 @@ from feast_sequence.offline.indexing import (
     write_local,
     write_spark,
 )
+from feast_sequence.offline.sources import checked_source, checked_view, refuse_single_file_offline_push
 from feast_sequence.online.push_views import PushSourceViews
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
@@ -138,6 +141,23 @@ class SequenceProvider(PassthroughProvider):
             self._own_push_views = PushSourceViews(registry, config.project)
         return self._own_push_views
 
+    def validate_data_source(self, config: RepoConfig, data_source: Any) -> None:
+        """At `feast apply`: Feast's check, on the source as the offline store will read it (its path
+        resolved against the repository), after refusing with what to do what it cannot read."""
+        super().validate_data_source(config, checked_source(config, data_source))
+
+    def get_table_column_names_and_types_from_data_source(self, config: RepoConfig, data_source: Any) -> Any:
+        """What ``store.write_to_offline_store`` orders a push's columns by: the source as read."""
+        return super().get_table_column_names_and_types_from_data_source(config, checked_source(config, data_source))
+
+    def ingest_df_to_offline_store(self, feature_view: Any, table: pa.Table) -> None:
+        """A push's offline part (``PushMode.OFFLINE`` / ``ONLINE_AND_OFFLINE``), to the batch source
+        as the offline store reads it. Nanosecond timestamps (pandas' default) become microseconds,
+        the finest unit Spark reads; sequence timestamps are microseconds anyway."""
+        view = checked_view(self.repo_config, feature_view)
+        refuse_single_file_offline_push(self.repo_config, view)
+        super().ingest_df_to_offline_store(view, _microsecond_timestamps(table))
+
     def get_historical_features(
         self,
         config: RepoConfig,
@@ -159,6 +179,7 @@ class SequenceProvider(PassthroughProvider):
         with unshaped sequences.
         """
         sequences = [v for v in feature_views if isinstance(v, FeatureView) and is_sequence_view(v)]
+        feature_views = [v if v in sequences else checked_view(config, v) for v in feature_views]
         if not sequences:
             return super().get_historical_features(
                 config,
@@ -214,6 +235,17 @@ class SequenceProvider(PassthroughProvider):
             enrichment_source,
         )
 
+    def write_feature_service_logs(self, feature_service: Any, logs: Any, config: RepoConfig, registry: Any) -> None:
+        """Serving logs (``FeatureStore.write_logged_features``): file destinations are written as
+        parquet for every offline store (monitoring/log_files.py), others by the offline store."""
+        from feast.infra.offline_stores.file_source import FileLoggingDestination
+
+        destination = feature_service.logging_config.destination if feature_service.logging_config else None
+        if isinstance(destination, FileLoggingDestination):
+            write_file_logs(config, destination, logs)
+        else:
+            super().write_feature_service_logs(feature_service, logs, config, registry)
+
     def materialize_single_feature_view(
         self,
         config: RepoConfig,
@@ -231,7 +263,7 @@ class SequenceProvider(PassthroughProvider):
         if not (isinstance(feature_view, FeatureView) and is_sequence_view(feature_view)):
             return super().materialize_single_feature_view(
                 config,
-                feature_view,
+                checked_view(config, feature_view),
                 start_date,
                 end_date,
                 registry,
@@ -266,7 +298,7 @@ class SequenceProvider(PassthroughProvider):
         timestamp_field = view.batch_source.timestamp_field
         rows = self.offline_store.pull_all_from_table_or_query(
             config=config,
-            data_source=view.batch_source,
+            data_source=checked_source(config, view.batch_source),
             join_key_columns=[enrichment.join_key],
             feature_name_columns=[name for name, _ in enrichment.features],
             timestamp_field=timestamp_field,
@@ -288,7 +320,7 @@ class SequenceProvider(PassthroughProvider):
         """Events of a sequence view's batch source in [start, end], through Feast's offline store."""
         job: RetrievalJob = self.offline_store.pull_all_from_table_or_query(
             config=config,
-            data_source=view.batch_source,
+            data_source=checked_source(config, _batch_source(view)),
             join_key_columns=[k for k, _ in settings.join_keys],
             feature_name_columns=list(settings.event_field_names),
             timestamp_field=settings.timestamp_field,
@@ -359,6 +391,21 @@ def _entity_df_to_pandas(engine: Any, entity_df: Any) -> pd.DataFrame:
         f"entity_df of type {type(entity_df).__name__} is not supported with sequence views; "
         "pass a pandas DataFrame (or, on Spark, a Spark DataFrame or SQL query)."
     )
+
+
+def _batch_source(view: FeatureView) -> Any:
+    if view.batch_source is None:
+        raise SequenceConfigurationError(f"View '{view.name}' has no batch source to read events from.")
+    return view.batch_source
+
+
+def _microsecond_timestamps(table: pa.Table) -> pa.Table:
+    fields = [
+        field.with_type(pa.timestamp("us", field.type.tz)) if pa.types.is_timestamp(field.type) else field
+        for field in table.schema
+    ]
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema, safe=False)
 
 
 def _mapped(feature_view: Any, df: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional
 
 import click
 import pandas as pd
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from feast import FeatureStore
 from feast import metrics as feast_metrics
@@ -27,9 +28,11 @@ from feast.permissions.action import WRITE, AuthzedAction
 from feast.permissions.security_manager import assert_permissions
 from feast.permissions.server.rest import inject_user_details
 
+from feast_sequence.errors import FeastSequenceError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
 from feast_sequence.online.provider import sequence_provider
 from feast_sequence.online.push import push_async
+from feast_sequence.output import quiet_warnings
 
 _logger = logging.getLogger(__name__)
 _MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
@@ -42,6 +45,7 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     Feast's own route, whose batcher lives inside ``get_app``.
     """
     app = get_app(store, registry_ttl_sec)
+    app.add_exception_handler(FeastSequenceError, _answer_error)
     feast_push = _remove_post_route(app, "/push")
     actions = {
         PushMode.ONLINE: [AuthzedAction.WRITE_ONLINE],
@@ -71,6 +75,22 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
 
     fast_app: FastAPI = app
     return fast_app
+
+
+async def _answer_error(request: Request, error: Exception) -> JSONResponse:
+    """Answer a FeastSequenceError with its status and Feast's error body, as Feast's own handler does,
+    but log it once: a rejected request (4xx: bad input, a limit) as one WARNING line, a failure of
+    ours (5xx) as one ERROR with its traceback. Feast's handler for every Exception logs the
+    traceback twice, and Starlette re-raises what that handler answered, so uvicorn logs it a third
+    time; a handler for this class answers first and ends it."""
+    assert isinstance(error, FeastSequenceError)  # registered for this class only
+    status = error.http_status_code()
+    what = f"{request.method} {request.url.path} answered {status}: {type(error).__name__}: {error}"
+    if status < 500:
+        _logger.warning(" ".join(what.split()))
+    else:
+        _logger.error(what, exc_info=error)
+    return JSONResponse(status_code=status, content=error.to_error_detail())
 
 
 def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
@@ -165,12 +185,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise click.BadParameter("feast-sequence serve serves HTTP only; use `feast serve -t grpc`.")
         if options["workers"] == -1:
             options["workers"] = max(1, multiprocessing.cpu_count() * 2 + 1)
+        quiet_warnings()  # Feast warns about its Spark source at every registry refresh
         serve(FeatureStore(repo_path=repo), **options)
 
     command = click.Command(
         "feast-sequence serve",
         params=[
-            click.Option(["--repo"], default=".", show_default=True, help="feature repository (feature_store.yaml)"),
+            click.Option(
+                ["--repo"],
+                default=".",
+                show_default=True,
+                help="feature repository (the folder with feature_store.yaml); default: the current directory",
+            ),
             *serve_command.params,
         ],
         callback=run,

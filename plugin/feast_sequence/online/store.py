@@ -36,6 +36,7 @@ from feast_sequence.definitions.settings import SequenceSettings, is_sequence_vi
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.feast_internals import parse_connection_string
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
+from feast_sequence.online.expired_pushes import report_expired
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
@@ -617,6 +618,7 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     commands = plan_append(settings, config.project, events)
     what = _appending(settings, events)
     sizes = yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
+    report_expired(config.project, settings, events.scores_us)
     full = tails_to_compact(commands, sizes, online.compact_after)
     yield from compact(settings, full, retry_policy(online), replica_acks(online))
 

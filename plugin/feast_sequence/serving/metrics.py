@@ -1,4 +1,4 @@
-"""Prometheus metrics of the serving pipeline, per use case and view.
+"""Prometheus metrics of the serving pipeline, per use case and view, and of pushes, per view.
 
 They are registered with ``prometheus_client`` after ``feast.metrics`` has set up its multiprocess
 directory, so ``feast serve --metrics`` exposes them on its metrics port next to Feast's own, from
@@ -42,6 +42,7 @@ _NAMES = (
     "ENRICHMENT_MISSES",
     "REQUEST_ERRORS",
     "LIMIT_REJECTIONS",
+    "EXPIRED_PUSHED_EVENTS",
     "ENRICHMENT_CACHE_HITS",
     "ENRICHMENT_CACHE_MISSES",
     "ENRICHMENT_CACHE_EVICTIONS",
@@ -90,6 +91,11 @@ def _metrics() -> Dict[str, Any]:
         "feast_sequence_limit_rejections_total",
         "Use case requests refused by one of the use case's limits",
         ["use_case", "limit"],
+    )
+    EXPIRED_PUSHED_EVENTS = Counter(
+        "feast_sequence_expired_pushed_events_total",
+        "Pushed events already older than their view's TTL when written (the store drops them)",
+        ["view"],
     )
     ENRICHMENT_CACHE_HITS = Counter(
         "feast_sequence_enrichment_cache_hits_total",

@@ -24,6 +24,7 @@ from feast_sequence import feast_internals
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceRequestError
+from feast_sequence.monitoring import serving_log
 from feast_sequence.serving import metrics
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch
@@ -280,6 +281,7 @@ def _serve(
         kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
     feast_internals.drop_unneeded_columns(response, kept)
     clock.stage(metrics.Stage.FEATURIZE)
+    serving_log.record(config, service, columns, views, now_us)  # a queue put at most (monitoring/)
     return OnlineResponse(response, feature_types=feature_types)
 
 

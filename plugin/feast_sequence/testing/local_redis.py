@@ -1,8 +1,9 @@
 """A private ``redis-server`` on a free loopback port, for the demo, tests and benchmarks.
 
 Never a shared default instance: each ``LocalRedis`` gets its own port and data directory and is
-stopped on exit. Append-only persistence can be switched on for restart tests, and a server can
-start as the replica of another (``replica_of``) for replication and Sentinel tests.
+stopped on exit, which deletes the directory (with ``redis.log``) unless the block failed: then it is
+kept and its path printed. Append-only persistence can be switched on for restart tests, and a server
+can start as the replica of another (``replica_of``) for replication and Sentinel tests.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -101,17 +103,47 @@ class LocalRedis:
                     )
                 time.sleep(0.02)
 
-    def wait_until_replicating(self, timeout_seconds: float = 20) -> "LocalRedis":
-        """Block until this replica's link to its master is up and the initial sync is done."""
-        deadline, client = time.monotonic() + timeout_seconds, self.client()
-        while cast(Dict[str, Any], client.info("replication")).get("master_link_status") != "up":
-            if time.monotonic() > deadline:
+    @property
+    def directory(self) -> Path:
+        """Its data directory, with ``redis.log``."""
+        return self._dir
+
+    def wait_until_replicating(self, stall_seconds: float = 60) -> "LocalRedis":
+        """Block until this replica holds everything its master (whichever it follows now) had
+        written when the call began: its link is up and its replication offset has reached the
+        master's ``master_repl_offset``.
+
+        It waits as long as replication moves (the link's state, the sync's bytes or the offset
+        change), however slow a busy machine makes it; it fails only when nothing moved for
+        ``stall_seconds``, or at once when the server is a master (a failover promoted it), naming the log.
+        """
+        client = self.client()
+        target: Optional[int] = None
+        seen: Any = None
+        stalled_since = time.monotonic()
+        while True:
+            info = cast(Dict[str, Any], client.info("replication"))
+            if info["role"] == "master":
                 raise SequenceConfigurationError(
-                    f"redis-server on port {self.port} did not finish syncing from its master within "
-                    f"{timeout_seconds} s; see {self._dir / 'redis.log'}."
+                    f"redis-server on port {self.port} is a master, not a replica (a failover may have "
+                    f"promoted it); see {self._dir / 'redis.log'}."
+                )
+            if target is None:
+                with redis.Redis(host=info["master_host"], port=int(info["master_port"])) as master:
+                    target = int(cast(Dict[str, Any], master.info("replication"))["master_repl_offset"])
+            offset = int(info.get("slave_repl_offset", -1))
+            if info.get("master_link_status") == "up" and offset >= target:
+                return self
+            state = (info.get("master_link_status"), offset, info.get("master_sync_read_bytes"))
+            if state != seen:
+                seen, stalled_since = state, time.monotonic()
+            elif time.monotonic() - stalled_since > stall_seconds:
+                raise SequenceConfigurationError(
+                    f"redis-server on port {self.port} made no replication progress from its master "
+                    f"(port {info['master_port']}) for {stall_seconds} s: link {state[0]}, offset {offset} "
+                    f"of {target}; see {self._dir / 'redis.log'}."
                 )
             time.sleep(0.02)
-        return self
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -126,9 +158,14 @@ class LocalRedis:
             self._process.wait(timeout=10)
         self._process = None
 
-    def close(self) -> None:
+    def close(self, keep_log: bool = False) -> None:
+        """Stop it and delete its directory, or with ``keep_log`` keep it (for a failure's post-mortem)
+        and say where it is."""
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if keep_log:
+            print(f"redis-server on port {self.port}: log kept in {self._dir / 'redis.log'}", file=sys.stderr)
+        else:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalRedis":
         return self.start()
@@ -139,4 +176,4 @@ class LocalRedis:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        self.close()
+        self.close(keep_log=exc_type is not None)  # a failure inside the block keeps the log

@@ -1,0 +1,130 @@
+"""A new repository on the Spark offline store: relative paths, pandas-written parquet, single-file
+sources and FileSources, each either working or refused with one line that says what to do."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
+from feast.data_source import PushMode
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.types import Int32, String
+
+from feast_sequence import SequenceFeatureView
+from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.offline.sources import checked_source
+
+from repos import FEAST, sequence_online, spark_offline, write_repo
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+FEATURES = """
+from datetime import timedelta
+from feast import Entity, Field, PushSource, ValueType
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.types import Int32, String
+from feast_sequence import SequenceFeatureView
+
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+purchase_push = PushSource(
+    name="purchase_push",
+    batch_source=SparkSource(name="purchases", path="data/purchases", file_format="parquet",
+                             timestamp_field="event_timestamp"),
+)
+customer_purchases = SequenceFeatureView(
+    name="customer_purchases", entities=[customer], source=purchase_push,
+    schema=[Field(name="item_id", dtype=String), Field(name="quantity", dtype=Int32)],
+    max_length=50, ttl=timedelta(days=30),
+)
+"""
+
+
+def events(*rows) -> pd.DataFrame:
+    """Purchases as pandas makes them: nanosecond timestamps."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "item_id", "quantity", "event_timestamp"])
+    return frame.astype({"quantity": "int32", "event_timestamp": "datetime64[ns, UTC]"})
+
+
+def spark_repo(path: Path, connection: str = "localhost:1") -> Path:
+    return write_repo(path, "shop", sequence_online(connection), offline=spark_offline())
+
+
+def test_relative_spark_paths_resolve_against_the_repository(tmp_path, monkeypatch):
+    config = FeatureStore(repo_path=str(spark_repo(tmp_path / "shop"))).config
+    (tmp_path / "shop/data/purchases").mkdir()
+    monkeypatch.chdir(tmp_path.parent)  # anywhere but the repository
+    relative = SparkSource(name="p", path="data/purchases", file_format="parquet", timestamp_field="ts")
+    assert checked_source(config, relative).path == str(tmp_path / "shop/data/purchases")
+    assert relative.path == "data/purchases"  # the registry's object keeps the path as written
+    for elsewhere in (str(tmp_path / "shop/data/purchases"), "s3a://bucket/purchases"):
+        source = SparkSource(name="p", path=elsewhere, file_format="parquet", timestamp_field="ts")
+        assert checked_source(config, source).path == elsewhere
+
+
+def test_a_file_source_on_spark_is_refused_with_what_to_use(tmp_path):
+    config = FeatureStore(repo_path=str(spark_repo(tmp_path / "shop"))).config
+    with pytest.raises(SequenceConfigurationError, match=r"'purchases' is a FileSource.*use SparkSource\("):
+        checked_source(config, FileSource(name="purchases", path="data/p.parquet", timestamp_field="ts"))
+
+
+def test_pandas_parquet_is_refused_at_feast_apply_in_one_line_saying_how_to_write_it(tmp_path):
+    repo = spark_repo(tmp_path / "shop")
+    (repo / "features.py").write_text(FEATURES)
+    (repo / "data/purchases").mkdir()
+    events((1, "a", 1, NOW)).to_parquet(repo / "data/purchases/part-0.parquet")
+    applied = subprocess.run([FEAST, "-c", str(repo), "apply"], capture_output=True, text=True)
+    output = applied.stdout + applied.stderr
+    assert applied.returncode != 0
+    assert "Illegal Parquet type" not in output and "Unable to find table" not in output
+    errors = [line for line in output.splitlines() if line.startswith("feast_sequence.errors.")]
+    assert errors == [
+        "feast_sequence.errors.SequenceConfigurationError: SparkSource 'purchases' "
+        f"({repo}/data/purchases): column 'event_timestamp' holds nanosecond timestamps, which Spark "
+        'cannot read; write it in microseconds: df.to_parquet(path, coerce_timestamps="us", '
+        "allow_truncated_timestamps=True)."
+    ]
+
+
+def _store(tmp_path: Path, connection: str, path: str) -> FeatureStore:
+    """The quickstart's view on Spark, its source at ``path`` (relative), applied."""
+    repo = spark_repo(tmp_path / "shop", connection)
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    push = PushSource(
+        name="purchase_push",
+        batch_source=SparkSource(name="purchases", path=path, file_format="parquet", timestamp_field="event_timestamp"),
+    )
+    view = SequenceFeatureView(
+        name="customer_purchases",
+        entities=[customer],
+        source=push,
+        schema=[Field(name="item_id", dtype=String), Field(name="quantity", dtype=Int32)],
+        max_length=50,
+        ttl=timedelta(days=30),
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([customer, push, view])
+    return store
+
+
+def test_offline_pushes_reach_a_folder_source_and_refuse_a_single_file_one(tmp_path, redis_server, monkeypatch):
+    earlier = events((1, "a", 1, NOW - timedelta(days=2)))
+    (tmp_path / "shop/data/purchases").mkdir(parents=True)
+    earlier.to_parquet(tmp_path / "shop/data/purchases/part-0.parquet", coerce_timestamps="us")
+    earlier.to_parquet(tmp_path / "shop/data/one_file.parquet", coerce_timestamps="us")
+    monkeypatch.chdir(tmp_path.parent)  # relative source paths must not depend on the working directory
+
+    store = _store(tmp_path, redis_server.connection_string, "data/purchases")
+    store.push("purchase_push", events((1, "b", 2, NOW - timedelta(days=1))), to=PushMode.ONLINE_AND_OFFLINE)
+    entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
+    assert [list(items) for items in training["item_id"]] == [
+        ["b", "a"]
+    ]  # the pushed event is in the source, read by Spark
+
+    single = _store(tmp_path, redis_server.connection_string, "data/one_file.parquet")
+    with pytest.raises(SequenceConfigurationError, match="is one file: move the file into a folder"):
+        single.push("purchase_push", events((2, "c", 1, NOW)), to=PushMode.ONLINE_AND_OFFLINE)
+    assert len(pd.read_parquet(tmp_path / "shop/data/one_file.parquet")) == 1  # the file is untouched

@@ -1,0 +1,149 @@
+"""What every `feast-sequence` command shares (on click, Feast's own CLI library): the same options
+(``--repo`` defaults to the current directory everywhere, as `feast` does), errors as one line
+(``--debug`` for the traceback), quiet output (``--verbose`` for Spark's own logging), and running a
+command on its own (``spark-submit transformations/<job>.py``)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import Any, Callable, List, Optional, Tuple, Type
+
+import click
+from feast.errors import FeastError
+from redis.exceptions import RedisError
+
+from feast_sequence.output import quiet_warnings
+
+REPO_HELP = "feature repository (the folder with feature_store.yaml); default: the current directory"
+
+
+def _expected_errors() -> Tuple[Type[BaseException], ...]:
+    """Errors a user can act on, printed as one line: ours and Feast's (every FeastSequenceError is
+    a FeastError), Redis's, files, bad values, and Spark's (a wrong path or column)."""
+    errors: List[Type[BaseException]] = [FeastError, RedisError, OSError, ValueError]
+    try:
+        from pyspark.errors import PySparkException
+
+        errors.append(PySparkException)
+    except ImportError:  # pragma: no cover (pyspark comes with feast[spark])
+        pass
+    return tuple(errors)
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message`` with the message's lines joined, so a log keeps it on one line."""
+    message = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class JobCommand(click.Command):
+    """A command with ``--debug`` and ``--verbose``: quiet by default, expected errors as one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["--debug"], is_flag=True, help="print the traceback of an error"),
+            click.Option(["--verbose", "-v"], is_flag=True, help="every warning, and Spark's own logging"),
+        ]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug, verbose = ctx.params.pop("debug"), ctx.params.pop("verbose")
+        ctx.meta["feast_sequence.verbose"] = verbose
+        if not verbose:
+            quiet_warnings()
+        try:
+            return super().invoke(ctx)
+        except _expected_errors() as error:
+            if debug:
+                raise
+            click.echo(f"Error: {one_line(error)} (--debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def verbose() -> bool:
+    """Whether the running command was given ``--verbose`` (Spark's own logging)."""
+    return bool(click.get_current_context().meta.get("feast_sequence.verbose"))
+
+
+def repo_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--repo", "-r", default=".", show_default=True, help=REPO_HELP)(function)
+
+
+def view_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--view", required=True, help="sequence view name")(function)
+
+
+class IsoTime(click.ParamType):
+    """An ISO 8601 time; UTC unless it names its zone."""
+
+    name = "ISO-TIME"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO time such as 2010-12-09 or 2010-12-09T14:15:00", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+ISO_TIME = IsoTime()
+
+
+def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--selection", type=click.Choice(["last-n", "top-scored"]), default="last-n", show_default=True
+            ),
+            click.option("--score", help="top-scored: Spark SQL expression, e.g. 'quantity * unit_price'"),
+            click.option("--score-days", type=int, help="top-scored: look back this many days"),
+            click.option("--score-n", type=int, help="top-scored: events per entity"),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def duplicate_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The event-source suite's duplicate rule (validations/event_source.py), as options."""
+    for option in reversed(
+        [
+            click.option(
+                "--max-duplicate-rate",
+                type=float,
+                help="largest share of events that may repeat an identity the store does not collapse "
+                "(default 0.01); with this option, repeats the view's dedup_by collapses count too",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--validate", is_flag=True, help="validate the selected events first (event-source suite)"),
+            click.option("--report-dir", help="folder for the validation report (GE Data Docs)"),
+        ]
+    ):
+        function = option(function)
+    return duplicate_options(function)
+
+
+def run(command: click.Command, argv: Optional[List[str]], prog_name: str) -> int:
+    """Run ``command`` on ``argv``; returns the exit code: 0, 1 for an error, 2 for a usage error."""
+    try:
+        result = command.main(
+            args=list(sys.argv[1:] if argv is None else argv), prog_name=prog_name, standalone_mode=False
+        )
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
