@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -10,7 +11,11 @@ from typing import Any, Callable, Iterator, List
 import pytest
 from feast import FeatureStore
 
+from feast_sequence import MAX_LENGTH_CAP
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
+from feast_sequence.storage.compaction import served
+from feast_sequence.storage.keys import sequence_keys_of, zset_key_of
+from feast_sequence.storage.scripts import READ
 from feast_sequence.testing.local_redis import LocalRedis
 
 from repos import applied_store, feast_apply, sequence_online
@@ -100,8 +105,15 @@ def sequence_key_count(client) -> int:
 
 
 def redis_state(client) -> dict:
-    """Every stored sequence (its members and scores), to compare whole store states."""
-    return {k: client.zrange(k, 0, -1, withscores=True) for k in client.scan_iter(b"fsq:*}:z")}
+    """Every stored sequence as it is served (members newest first, its compacted block and tail
+    merged), to compare whole store states whatever was compacted when."""
+    state = {}
+    for key in sorted({zset_key_of(k) for k in client.scan_iter(b"fsq:*:{*")}):
+        project, view = key.split(b":")[1:3]
+        record = json.loads(client.hget(b"fsq:" + project + b":__definitions__", view))
+        reply = client.eval(READ.source, 3, *sequence_keys_of(key), "-inf", MAX_LENGTH_CAP)
+        state[key] = served(reply, len(record["dedup_by"])).members()
+    return state
 
 
 def replay(store, events, source: str, chunk: int = 50_000, seed: int = 3) -> None:

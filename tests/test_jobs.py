@@ -16,7 +16,6 @@ import pytest
 
 from feast_sequence import sequence_settings
 from feast_sequence.offline.historical import spark_session
-from feast_sequence.storage.codec import decode_members, encode_columns, layout_for
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
@@ -65,31 +64,39 @@ def test_a_backfill_that_selects_nothing_says_why(retail_store, redis_client, ca
 
 
 def test_correction_restores_missed_and_removes_wrong_events(retail_store, retail_events, redis_client):
-    replay(retail_store, retail_events.purchases, "purchase_push")
+    purchases = retail_events.purchases
+    replay(retail_store, purchases, "purchase_push")
     truth = redis_state(redis_client)
     start, end = datetime(2010, 3, 1, tzinfo=timezone.utc), datetime(2010, 3, 31, 23, 59, tzinfo=timezone.utc)
-    march = retail_events.purchases[
-        (retail_events.purchases["event_timestamp"] >= start) & (retail_events.purchases["event_timestamp"] <= end)
-    ]
-    victim = int(march["customer_id"].iloc[0])
-    # Damage: an event the real-time path "missed", a wrongly indexed one, and one for a customer
-    # the source does not know.
-    settings = sequence_settings(retail_store.get_feature_view("customer_purchases"))
-    layout = layout_for(settings)
-    key = next(k for k in truth if redis_client.zcount(k, start.timestamp() * 1e6, end.timestamp() * 1e6))
-    missed = redis_client.zrangebyscore(key, start.timestamp() * 1e6, end.timestamp() * 1e6)[0]
-    columns, times = decode_members(layout, [missed])
-    _, identities = encode_columns(layout, columns, times)
-    redis_client.zrem(key, missed)  # as if the real-time path never saw it
-    redis_client.hdel(key[:-1] + b"h", identities[0])
+    march = purchases[(purchases["event_timestamp"] >= start) & (purchases["event_timestamp"] <= end)]
+    victim, invoice, item = _a_stored_event_between(retail_store, march, start, end)
+    # Damage: an event the real-time path "missed" (the same replay without it, on a store whose
+    # sequences were deleted), a wrongly indexed one, and one for a customer the source does not know.
+    for key in redis_client.scan_iter(b"fsq:retail:customer_purchases:{*"):
+        redis_client.delete(key)
+    missed = (purchases["customer_id"] == victim) & (purchases["invoice"] == invoice) & (purchases["item_id"] == item)
+    replay(retail_store, purchases[~missed], "purchase_push")
+    assert redis_state(redis_client) != truth
     wrong = march[march["customer_id"] == victim].head(1).assign(quantity=999)
     ghost = wrong.assign(customer_id=999_999)
     retail_store.push("purchase_push", pd.concat([wrong, ghost]))
-    assert redis_state(redis_client) != truth
 
     summary = run_correction(open_view(str(retail_store.repo_path), "customer_purchases"), start, end)
     assert summary.events_written >= len(march)
     assert redis_state(redis_client) == truth
+
+
+def _a_stored_event_between(store, events, start, end):
+    """(customer, invoice, item) of an event of ``events`` that its customer's sequence holds."""
+    for customer in events["customer_id"].unique()[:50]:
+        out = store.get_online_features(
+            features=[f"customer_purchases:{f}" for f in ("invoice", "item_id", "event_timestamp")],
+            entity_rows=[{"customer_id": int(customer)}],
+        ).to_dict()
+        for invoice, item, ts in zip(out["invoice"][0], out["item_id"][0], out["event_timestamp"][0]):
+            if start <= ts <= end:
+                return int(customer), invoice, item
+    raise AssertionError("no stored event in the range")
 
 
 def test_top_scored_selection(retail_store, retail_events):

@@ -94,7 +94,7 @@ def write_frames(
         run = partial(run_round_trip, client)
         if replace_range_us is not None:
             replies = drive(resend_refused(target.settings, commands, replies, retry, acks), run)
-        full = tails_to_compact(commands, replies, target.online_config.compact_after)
+        full = tails_to_compact(target.settings, commands, replies, target.online_config.compact_after)
         drive(compact(target.settings, full, retry, acks), run)
         written += len(events)
         if on_written is not None:

@@ -619,7 +619,7 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     what = _appending(settings, events)
     sizes = yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
     report_expired(config.project, settings, events.scores_us)
-    full = tails_to_compact(commands, sizes, online.compact_after)
+    full = tails_to_compact(settings, commands, sizes, online.compact_after)
     yield from compact(settings, full, retry_policy(online), replica_acks(online))
 
 

@@ -155,12 +155,15 @@ def plan_append(
     return commands
 
 
-def tails_to_compact(commands: Sequence[Command], sizes: Sequence[Any], compact_after: int) -> List[SequenceKeys]:
-    """The sequences of ``plan_append``'s commands whose tails reached ``compact_after`` events
-    (APPEND returns the tail's size; 0 = never compact on write)."""
+def tails_to_compact(
+    settings: SequenceSettings, commands: Sequence[Command], sizes: Sequence[Any], compact_after: int
+) -> List[SequenceKeys]:
+    """The sequences of ``plan_append``'s commands whose tails reached ``compact_after`` events, or
+    ``max_length`` when it is smaller (APPEND returns the tail's size; 0 = never compact on write)."""
     if not compact_after:
         return []
-    full = {(c[3], c[4], c[5]) for c, size in zip(commands, sizes) if size >= compact_after}  # EVALSHA sha 3 keys
+    threshold = min(compact_after, settings.max_length)
+    full = {(c[3], c[4], c[5]) for c, size in zip(commands, sizes) if size >= threshold}  # EVALSHA sha 3 keys
     return sorted(full)
 
 
