@@ -1,6 +1,7 @@
 """Example repository on the Online Retail II events: customer purchase and return sequences."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
 from feast.feature_logging import LoggingConfig
@@ -10,6 +11,9 @@ from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import 
 from feast.types import Float32, Float64, Int32, Int64, String
 
 from feast_sequence import Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+
+# Feast writes logs where the path says, relative to the working directory: anchor them here.
+LOGS = Path(__file__).resolve().parent / "data" / "logs"
 
 
 def parquet_source(name: str) -> SparkSource:
@@ -110,7 +114,7 @@ purchase_ranking = SequenceUseCase(
     limits=Limits(max_entities=500, time_budget_ms=2000),
     # Every response is logged (parquet under data/logs/): `feast-sequence consistency` compares
     # them with training data, and models can train on them (docs/monitoring.md).
-    logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(DATA / "logs" / "purchase_ranking"))),
+    logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(LOGS / "purchase_ranking"))),
 )
 
 return_alerts = SequenceUseCase(

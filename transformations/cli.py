@@ -8,6 +8,7 @@ Every command takes ``--repo`` (default: the current directory, as ``feast`` doe
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, List, Optional
 
 import click
@@ -25,7 +26,7 @@ from feast_sequence.transformations import (
     show,
     streaming,
 )
-from feast_sequence.transformations.command_line import JobCommand, repo_option, run
+from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, run
 from feast_sequence.validations import cli as validation_cli
 
 
@@ -58,32 +59,51 @@ def serve_command(options: Any) -> int:
     return push_server.main(list(options))
 
 
-def _passthrough(name: str, short_help: str, entry: Any) -> click.Command:
-    """A command whose options its own argparse entry point parses (``<command> --help`` lists them)."""
+@click.command("consistency", cls=JobCommand, short_help="Compare logged responses with offline recomputation.")
+@repo_option
+@click.option("--use-case", "use_cases", multiple=True, help="a use case (repeat; default: all that log)")
+@click.option("--start", type=ISO_TIME, help="logged from this ISO time (default: all)")
+@click.option("--end", type=ISO_TIME, help="logged before this ISO time (default: now)")
+@click.option("--out", default="consistency-report", show_default=True, help="report folder")
+@click.option("--min-match-rate", type=float, default=0.99, show_default=True, help="gate: least exact-match rate")
+@click.option("--data-docs", is_flag=True, help="also build GE Data Docs under --out/validation")
+def consistency_command(
+    repo: str,
+    use_cases: Any,
+    start: Optional[datetime],
+    end: Optional[datetime],
+    out: str,
+    min_match_rate: float,
+    data_docs: bool,
+) -> int:
+    """Re-join logged online responses offline and report skew per use case and view (docs/monitoring.md)."""
+    argv = ["--repo", repo, "--out", out, "--min-match-rate", str(min_match_rate)]
+    argv += [a for name in use_cases for a in ("--use-case", name)]
+    argv += ["--start", start.isoformat()] if start else []
+    argv += ["--end", end.isoformat()] if end else []
+    argv += ["--data-docs"] if data_docs else []
+    return consistency.main(argv)
 
-    @click.command(
-        name,
-        short_help=short_help,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-    )
-    @click.argument("options", nargs=-1, type=click.UNPROCESSED)
-    def command(options: Any) -> int:
-        return int(entry(list(options)))
 
-    return command
-
-
-consistency_command = _passthrough(
-    "consistency", "Compare logged responses with their offline recomputation.", consistency.main
-)
-get_online_features_command = _passthrough(
-    "get-online-features", "Feast's get-online-features, typed keys, JSON timestamps.", read_command.main
-)
+@click.command("get-online-features", cls=JobCommand, short_help="Feast's get-online-features, typed keys, JSON.")
+@repo_option
+@click.option("-e", "--entities", multiple=True, help="key=value, once per key and row")
+@click.option("-f", "--features", multiple=True, help="view:feature (repeatable)")
+@click.option("--feature-service", help="a feature service or sequence use case, instead of -f")
+@click.option("--full-feature-names", is_flag=True, help="name features view__feature")
+def get_online_features_command(
+    repo: str, entities: Any, features: Any, feature_service: Optional[str], full_feature_names: bool
+) -> int:
+    """Read online features of sequence views (and any others), printed as JSON with ISO timestamps."""
+    argv = ["--repo", repo] + [a for e in entities for a in ("-e", e)] + [a for f in features for a in ("-f", f)]
+    argv += ["--feature-service", feature_service] if feature_service else []
+    argv += ["--full-feature-names"] if full_feature_names else []
+    return read_command.main(argv)
 
 
 @click.group(
     "feast-sequence",
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120},
 )
 def group() -> None:
     """Sequence views on Feast: offline jobs, validation, and looking at what the store serves."""
