@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Any, Callable, Iterator, List
 import pytest
 from feast import FeatureStore
 
-from feast_sequence import MAX_LENGTH_CAP
+from feast_sequence import MAX_LENGTH_CAP, is_sequence_view, sequence_settings
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
+from feast_sequence.storage import blocks
 from feast_sequence.storage.compaction import served
 from feast_sequence.storage.keys import sequence_keys_of, zset_key_of
 from feast_sequence.storage.scripts import READ
@@ -104,16 +104,35 @@ def sequence_key_count(client) -> int:
     return sum(1 for _ in client.scan_iter(match=b"fsq:*:{*", count=1000))
 
 
-def redis_state(client) -> dict:
-    """Every stored sequence as it is served (members newest first, its compacted block and tail
-    merged), to compare whole store states whatever was compacted when."""
+def redis_state(client, store: Any = None) -> dict:
+    """Every stored sequence (members newest first, its compacted block and tail merged), to compare
+    whole store states whatever was compacted when. With ``store``, as its views serve them (their
+    max_length); without, everything stored (to compare a replica with its master)."""
+    views = {}
+    if store is not None:
+        for view in store.list_feature_views():
+            if is_sequence_view(view):
+                settings = sequence_settings(view)
+                views[view.name.encode()] = (settings.max_length, len(settings.dedup_by))
     state = {}
     for key in sorted({zset_key_of(k) for k in client.scan_iter(b"fsq:*:{*")}):
-        project, view = key.split(b":")[1:3]
-        record = json.loads(client.hget(b"fsq:" + project + b":__definitions__", view))
-        reply = client.eval(READ.source, 3, *sequence_keys_of(key), "-inf", MAX_LENGTH_CAP)
-        state[key] = served(reply, len(record["dedup_by"])).members()
+        keys = sequence_keys_of(key)
+        limit, fields = views.get(key.split(b":")[2], (MAX_LENGTH_CAP, None))
+        reply = client.eval(READ.source, 3, *keys, "-inf", limit)
+        state[key] = served(reply, _identity_fields(client, keys) if fields is None else fields).members()
     return state
+
+
+def _identity_fields(client, keys) -> int:
+    """How many dedup_by fields a stored sequence's identities have, read from the sequence itself
+    (its identity hash, else its block): tests flush Redis, so the stored definitions may be gone."""
+    identity = client.hrandfield(keys[1])
+    if identity is None:
+        block = blocks.decode(client.get(keys[2]))
+        if block is None or not block.identity_lengths[0]:
+            return 0
+        identity = block.events().identities()[0]
+    return next(n for n in range(1, 64) if blocks.IdentityLength(n)(identity) == len(identity))
 
 
 def replay(store, events, source: str, chunk: int = 50_000, seed: int = 3) -> None:

@@ -50,9 +50,9 @@ def test_backfill_indexes_the_last_days_and_is_idempotent(retail_store, retail_e
     assert summary.events_read == summary.events_written == len(window)
     customers = sorted(window["customer_id"].unique().tolist())
     assert served(retail_store, "customer_purchases", customers) == expected(context.settings, window, customers)
-    state = redis_state(redis_client)
+    state = redis_state(redis_client, retail_store)
     run_backfill(context, days=30, end=END)
-    assert redis_state(redis_client) == state
+    assert redis_state(redis_client, retail_store) == state
 
 
 def test_a_backfill_that_selects_nothing_says_why(retail_store, redis_client, capsys):
@@ -66,7 +66,7 @@ def test_a_backfill_that_selects_nothing_says_why(retail_store, redis_client, ca
 def test_correction_restores_missed_and_removes_wrong_events(retail_store, retail_events, redis_client):
     purchases = retail_events.purchases
     replay(retail_store, purchases, "purchase_push")
-    truth = redis_state(redis_client)
+    truth = redis_state(redis_client, retail_store)
     start, end = datetime(2010, 3, 1, tzinfo=timezone.utc), datetime(2010, 3, 31, 23, 59, tzinfo=timezone.utc)
     march = purchases[(purchases["event_timestamp"] >= start) & (purchases["event_timestamp"] <= end)]
     victim, invoice, item = _a_stored_event_between(retail_store, march, start, end)
@@ -76,14 +76,14 @@ def test_correction_restores_missed_and_removes_wrong_events(retail_store, retai
         redis_client.delete(key)
     missed = (purchases["customer_id"] == victim) & (purchases["invoice"] == invoice) & (purchases["item_id"] == item)
     replay(retail_store, purchases[~missed], "purchase_push")
-    assert redis_state(redis_client) != truth
+    assert redis_state(redis_client, retail_store) != truth
     wrong = march[march["customer_id"] == victim].head(1).assign(quantity=999)
     ghost = wrong.assign(customer_id=999_999)
     retail_store.push("purchase_push", pd.concat([wrong, ghost]))
 
     summary = run_correction(open_view(str(retail_store.repo_path), "customer_purchases"), start, end)
     assert summary.events_written >= len(march)
-    assert redis_state(redis_client) == truth
+    assert redis_state(redis_client, retail_store) == truth
 
 
 def _a_stored_event_between(store, events, start, end):

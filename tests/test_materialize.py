@@ -46,9 +46,9 @@ def test_incremental_materialization_never_shrinks_and_keeps_realtime_events(ret
     incremental = online(retail_store, customers)
     assert incremental[customers[0]][1][0] == "live"  # the real-time event survived and leads
 
-    state = redis_state(redis_client)
+    state = redis_state(redis_client, retail_store)
     retail_store.materialize(datetime(2010, 6, 1, tzinfo=timezone.utc), END, ["customer_purchases"])  # re-run
-    assert redis_state(redis_client) == state
+    assert redis_state(redis_client, retail_store) == state
 
     # A single full run from an empty store gives the same sequences (the live event aside).
     redis_client.flushall()

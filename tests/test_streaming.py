@@ -186,7 +186,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(stream_repo, redis_client, tmp
             job.wait()
     committed, planned = batches("commits"), batches("offsets")
     assert 2 <= committed < len(frames)
-    partial = redis_state(redis_client)
+    partial = redis_state(redis_client, stream_repo)
     assert partial  # the killed job had written some events
 
     restarted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -194,7 +194,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(stream_repo, redis_client, tmp
     replayed = [int(b) for b in re.findall(r"\] clicks: batch (\d+):", restarted.stdout)]
     # It resumes at the first uncommitted micro-batch: the one in flight is replayed, none is skipped.
     assert replayed == list(range(committed, len(frames))), (committed, planned, restarted.stdout)
-    after_kill = redis_state(redis_client)
+    after_kill = redis_state(redis_client, stream_repo)
 
     settings = sequence_settings(stream_repo.get_feature_view("clicks"))
     reference = reference_sequences(settings, click_records(frames))
@@ -214,7 +214,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(stream_repo, redis_client, tmp
         available_now=True,
     )
     stream.wait(timeout_seconds=120)
-    assert redis_state(redis_client) == after_kill
+    assert redis_state(redis_client, stream_repo) == after_kill
 
 
 def test_index_time_enrichment_applies_to_streamed_events(tmp_path, redis_client, redis_server):
