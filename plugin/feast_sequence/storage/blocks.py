@@ -26,6 +26,7 @@ import heapq
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -57,8 +58,23 @@ class Events:
 EMPTY = Events([], [], [])
 
 
-def _codec() -> pa.Codec:
-    return pa.Codec("zstd", compression_level=_COMPRESSION_LEVEL)
+class _LazyCodec:
+    """pyarrow's zstd codec, made on first use (no work at import)."""
+
+    @cached_property
+    def codec(self) -> pa.Codec:
+        return pa.Codec("zstd", compression_level=_COMPRESSION_LEVEL)
+
+    def compress(self, data: bytes) -> bytes:
+        out: bytes = self.codec.compress(data, asbytes=True)
+        return out
+
+    def decompress(self, data: bytes, decompressed_size: int, asbytes: bool = True) -> bytes:
+        out: bytes = self.codec.decompress(data, decompressed_size=decompressed_size, asbytes=asbytes)
+        return out
+
+
+_CODEC = _LazyCodec()
 
 
 def header_of(block: Optional[bytes]) -> bytes:
@@ -82,22 +98,36 @@ def encode(events: Events) -> bytes:
     lengths = np.fromiter(map(len, events.members), dtype=np.uint32, count=count)
     prefixes = np.asarray(events.identity_lengths, dtype=np.uint16)
     raw = b"".join((gaps.tobytes(), lengths.tobytes(), prefixes.tobytes(), *events.members))
-    body: bytes = _codec().compress(raw, asbytes=True)
+    body = _CODEC.compress(raw)
     newest = int(scores[0]) if count else 0
     generation = int.from_bytes(os.urandom(4), "little")
     header = b"%s%d:%d:%d;" % (_MAGIC, newest, count, generation)
     return header + len(raw).to_bytes(4, "little") + body
 
 
-@dataclass(frozen=True)
 class Block:
-    """A decoded block, kept packed: its members stay one buffer until someone needs them apart."""
+    """A decoded block, kept packed: its members stay one buffer until someone needs them apart,
+    and its columns are read from the buffer only when asked for (a plain read needs none)."""
 
-    raw: bytes
-    count: int
-    scores: np.ndarray  # int64, descending
-    lengths: np.ndarray  # uint32, each member's length
-    identity_lengths: np.ndarray  # uint16
+    def __init__(self, raw: bytes, count: int, newest: int):
+        self.raw = raw
+        self.count = count
+        self.newest = newest  # the newest event's score, from the header
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """int64, descending."""
+        gaps = np.frombuffer(self.raw, dtype=np.int64, count=self.count)
+        return np.cumsum(np.concatenate((gaps[:1], -gaps[1:])))
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Each member's length."""
+        return np.frombuffer(self.raw, dtype=np.uint32, count=self.count, offset=8 * self.count)
+
+    @cached_property
+    def identity_lengths(self) -> np.ndarray:
+        return np.frombuffer(self.raw, dtype=np.uint16, count=self.count, offset=12 * self.count)
 
     @property
     def _start(self) -> int:
@@ -107,11 +137,15 @@ class Block:
         """The first ``k`` members back to back: what a protobuf parse of the sequence takes."""
         if k <= 0:
             return b""
+        if k >= self.count:
+            return self.raw[self._start :]
         return self.raw[self._start : self._start + int(self.lengths[:k].sum())]
 
     def within(self, oldest_us: Optional[int], limit: int) -> int:
         """How many of the newest events are at or after ``oldest_us``, at most ``limit``."""
-        kept = self.count if oldest_us is None else int(np.searchsorted(-self.scores, -oldest_us, side="right"))
+        if oldest_us is None:
+            return min(self.count, limit)
+        kept = int(np.searchsorted(-self.scores, -oldest_us, side="right"))
         return min(kept, limit)
 
     def events(self) -> Events:
@@ -125,18 +159,15 @@ def decode(block: Optional[bytes]) -> Optional[Block]:
     """A stored block, decompressed (None for no block or an empty one)."""
     if not block:
         return None
-    header = header_of(block)
-    count = int(header[1:].split(b":")[1])
-    if count == 0:
+    end = block.find(b";", 0, 64)
+    if block[:1] != _MAGIC or end < 0:
+        header_of(block)  # raises, naming the unknown format
+    newest, count, _ = block[1:end].split(b":")
+    if count == b"0":
         return None
-    start = len(header)
-    raw_size = int.from_bytes(block[start : start + 4], "little")
-    raw = _codec().decompress(block[start + 4 :], decompressed_size=raw_size, asbytes=True)
-    gaps = np.frombuffer(raw, dtype=np.int64, count=count)
-    scores = np.cumsum(np.concatenate((gaps[:1], -gaps[1:])))
-    lengths = np.frombuffer(raw, dtype=np.uint32, count=count, offset=8 * count)
-    prefixes = np.frombuffer(raw, dtype=np.uint16, count=count, offset=12 * count)
-    return Block(raw, count, scores, lengths, prefixes)
+    raw_size = int.from_bytes(block[end + 1 : end + 5], "little")
+    raw = _CODEC.decompress(block[end + 5 :], decompressed_size=raw_size, asbytes=True)
+    return Block(raw, int(count), int(newest))
 
 
 def decode_events(block: Optional[bytes]) -> Events:

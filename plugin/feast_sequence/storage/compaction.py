@@ -15,11 +15,8 @@ during or after a compaction is the same sequence.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generator, List, Optional, Sequence, Set
-
-import numpy as np
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
@@ -45,22 +42,28 @@ def _identity_length(fields: int) -> blocks.IdentityLength:
     return blocks.IdentityLength(fields)
 
 
-@dataclass(frozen=True)
 class Served:
     """One entity's served events: the members back to back (one protobuf parse decodes them all)
-    and their count; ``members()`` splits them for the rare per-event decode."""
+    and their count; ``members()`` splits them, for the rare per-event decode."""
 
-    data: bytes
-    count: int
-    lengths: Sequence[int]
+    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = ()):
+        self.data = data
+        self.count = count
+        self._parts = parts  # lists of members, or (Block, k): what ``data`` was joined from
 
     def members(self) -> List[bytes]:
-        ends = np.cumsum(np.asarray(self.lengths, dtype=np.int64)).tolist()
-        return [self.data[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        out: List[bytes] = []
+        for part in self._parts:
+            if isinstance(part, tuple):
+                block, k = part
+                out.extend(block.events().members[:k])
+            else:
+                out.extend(part)
+        return out
 
     @classmethod
     def of(cls, members: Sequence[bytes]) -> "Served":
-        return cls(b"".join(members), len(members), [len(m) for m in members])
+        return cls(b"".join(members), len(members), (members,))
 
 
 def served(reply: Sequence[Any], identity_fields: int) -> Served:
@@ -78,11 +81,10 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
     tail_members = tail[0::2]
     if block is None:
         return Served.of(tail_members[:limit])
-    if not tail_members or (not identity_fields and int(float(tail[-1])) > int(block.scores[0])):
+    if not tail_members or (not identity_fields and int(float(tail[-1])) > block.newest):
         first = tail_members[:limit]
         k = block.within(oldest, limit - len(first))
-        lengths = [len(m) for m in first] + block.lengths[:k].tolist()
-        return Served(b"".join((*first, block.packed(k))), len(first) + k, lengths)
+        return Served(b"".join((*first, block.packed(k))), len(first) + k, (first, (block, k)))
     events = blocks.tail_events(tail, _identity_length(identity_fields))
     return Served.of(blocks.merge(block.events(), events, limit, oldest).members)
 
