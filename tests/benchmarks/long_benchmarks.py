@@ -51,20 +51,23 @@ def _stores(root: Path, connection: str, **online: int):
                 )
             )
     seq.apply([rb.customer, *views])
-    base_repo = rb._repo(root, "arrays", "local", "redis", connection)
-    base = FeatureStore(repo_path=str(base_repo))
+    fields = [("item_id", String), ("quantity", Int64), ("price", Float32), ("times", UnixTimestamp)]
+    return seq, _arrays_store(root, "arrays", connection, fields)
+
+
+def _arrays_store(root: Path, name: str, connection: str, fields) -> FeatureStore:
+    """Feast's built-in Redis store with one regular view ``name`` of ``Array`` features: the baseline."""
+    repo = rb._repo(root, name, "local", "redis", connection)
+    store = FeatureStore(repo_path=str(repo))
     arrays = FeatureView(
-        name="arrays",
+        name=name,
         entities=[rb.customer],
-        source=rb._source("arrays", base_repo / "data"),
-        schema=[
-            Field(name=f, dtype=Array(t))
-            for f, t in (("item_id", String), ("quantity", Int64), ("price", Float32), ("times", UnixTimestamp))
-        ],
+        source=rb._source(name, repo / "data"),
+        schema=[Field(name=f, dtype=Array(t)) for f, t in fields],
         ttl=timedelta(0),
     )
-    base.apply([rb.customer, arrays])
-    return seq, base
+    store.apply([rb.customer, arrays])
+    return store
 
 
 def _as_arrays(df: pd.DataFrame) -> pd.DataFrame:
@@ -192,17 +195,8 @@ def retail(connection: str, top: int = 50) -> Dict[str, float]:
             for suffix, extra in (("", {}), ("_dedup", {"dedup_by": ["invoice", "item_id"]}))
         ]
         seq.apply([rb.customer, *views])
-        base_repo = rb._repo(root, "retail_arrays", "local", "redis", connection)
-        base = FeatureStore(repo_path=str(base_repo))
-        arrays = FeatureView(
-            name="retail_arrays",
-            entities=[rb.customer],
-            source=rb._source("retail_arrays", base_repo / "data"),
-            schema=[Field(name=f.name, dtype=Array(f.dtype)) for f in fields]
-            + [Field(name="event_timestamps", dtype=Array(UnixTimestamp))],
-            ttl=timedelta(0),
-        )
-        base.apply([rb.customer, arrays])
+        columns = [(f.name, f.dtype) for f in fields] + [("event_timestamps", UnixTimestamp)]
+        base = _arrays_store(root, "retail_arrays", connection, columns)
         ordered = data.sort_values("ts", ascending=False).groupby("customer_id", sort=True)
         rows = pd.DataFrame({"customer_id": ordered.size().index.astype("int64")})
         for f in ("invoice", "item_id"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import pandas as pd
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -142,7 +142,9 @@ def plan_append(
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
             first = start == 0 and (replaced is None or entity_key not in replaced)
-            args: List[Any] = _header(settings, replace_range_us if first else None, replace_range_us is not None)
+            # A correction's events must not land beside a block (scripts.APPEND; compaction.resend_refused).
+            mode = REFUSE_BESIDE_BLOCK if replace_range_us is not None else ""
+            args: List[Any] = append_header(settings, replace_range_us if first else None, mode)
             if identities is None:
                 for i in chunk:
                     args += (scores[i], members[i])
@@ -169,16 +171,20 @@ def tails_to_compact(
 
 def plan_remove_range(settings: SequenceSettings, keys: SequenceKeys, range_us: Tuple[int, int]) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
-    return evalsha(APPEND, keys, _header(settings, range_us, True))
+    return evalsha(APPEND, keys, append_header(settings, range_us, REFUSE_BESIDE_BLOCK))
 
 
-def _header(settings: SequenceSettings, range_us: Optional[Tuple[int, int]], correcting: bool) -> List[Any]:
+def append_header(
+    settings: SequenceSettings, range_us: Optional[Tuple[int, int]], block_mode: Union[str, bytes]
+) -> List[Any]:
+    """APPEND's arguments before the events: the view's rules, the range to replace, and the block
+    mode ('' a plain append, REFUSE_BESIDE_BLOCK a correction's events, or the header of a block
+    to move back into the tail: compaction.absorb_command)."""
     return [
         settings.max_length,
         settings.ttl_us or 0,
         len(settings.dedup_by),
         range_us[0] if range_us else "",
         range_us[1] if range_us else "",
-        # A correction's events must not land beside a block (scripts.APPEND; compaction.absorb_blocks).
-        REFUSE_BESIDE_BLOCK if correcting else "",
+        block_mode,
     ]

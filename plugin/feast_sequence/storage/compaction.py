@@ -21,7 +21,7 @@ from typing import Any, Generator, List, Optional, Sequence, Set
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
 from feast_sequence.storage import blocks
-from feast_sequence.storage.append import REFUSED
+from feast_sequence.storage.append import REFUSED, append_header
 from feast_sequence.storage.keys import SequenceKeys
 from feast_sequence.storage.redis_io import (
     Access,
@@ -130,8 +130,7 @@ def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes)
     """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
     A correction needs it: only the tail can have a time range replaced inside Redis."""
     events = blocks.decode_events(block)
-    args: List[Any] = [settings.max_length, settings.ttl_us or 0, len(settings.dedup_by), "", ""]
-    args.append(blocks.header_of(block))
+    args = append_header(settings, None, blocks.header_of(block))
     if settings.dedup_by:
         for score, member, identity in zip(events.scores, events.members, events.identities()):
             args += (score, member, identity)
