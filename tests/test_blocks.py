@@ -51,6 +51,32 @@ def test_merge_of_a_block_and_a_tail_is_the_sequence_of_their_union(block_rows, 
     assert list(zip(merged.scores, merged.members)) == want
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    block_rows=st.lists(row, max_size=12),
+    tail_rows=st.lists(row, min_size=1, max_size=12),
+    max_length=st.integers(1, 8),
+    oldest=st.one_of(st.none(), st.integers(0, 45)),
+)
+def test_prepending_a_newer_tail_is_the_merge(block_rows, tail_rows, max_length, oldest):
+    """Compaction's fast path (no dedup_by, every tail event newer than the block) writes the block
+    that the general merge writes."""
+    stored = reference(block_rows, 0, max_length, None)
+    block = blocks.Events([s for s, _ in stored], [m for _, m in stored], [0] * len(stored))
+    tail = events_from([(score + 25, i, p) for score, i, p in tail_rows], 0)  # newer than any block row
+    encoded = blocks.encode(block)
+    decoded = blocks.decode(encoded)
+    if decoded is None:
+        return  # an empty block is never stored: compaction then takes the general path
+    fast = blocks.prepend(decoded, tail, max_length, oldest)
+    merged = blocks.merge(block, tail, max_length, oldest)
+    assert blocks.decode_events(fast) == merged
+    if len(merged):
+        assert blocks.header_of(fast).rsplit(b":", 1)[0] == blocks.header_of(blocks.encode(merged)).rsplit(b":", 1)[0]
+    else:
+        assert fast == b""
+
+
 @settings(deadline=None)
 @given(st.lists(row, max_size=40), st.booleans())
 def test_a_block_decodes_to_the_events_it_was_encoded_from(rows, dedup):

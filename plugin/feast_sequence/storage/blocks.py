@@ -90,14 +90,24 @@ def header_of(block: Optional[bytes]) -> bytes:
 
 def encode(events: Events) -> bytes:
     """A block holding ``events`` (already merged); a fresh random generation each time."""
-    count = len(events)
-    scores = np.asarray(events.scores, dtype=np.int64)
+    return _encode_columns(
+        np.asarray(events.scores, dtype=np.int64),
+        _lengths(events.members),
+        np.asarray(events.identity_lengths, dtype=np.uint16),
+        events.members,
+    )
+
+
+def _lengths(members: Sequence[bytes]) -> np.ndarray:
+    return np.fromiter(map(len, members), dtype=np.uint32, count=len(members))
+
+
+def _encode_columns(scores: np.ndarray, lengths: np.ndarray, prefixes: np.ndarray, members: Sequence[bytes]) -> bytes:
+    count = len(scores)
     gaps = scores.copy()
     if count > 1:
         gaps[1:] = scores[:-1] - scores[1:]
-    lengths = np.fromiter(map(len, events.members), dtype=np.uint32, count=count)
-    prefixes = np.asarray(events.identity_lengths, dtype=np.uint16)
-    raw = b"".join((gaps.tobytes(), lengths.tobytes(), prefixes.tobytes(), *events.members))
+    raw = b"".join((gaps.tobytes(), lengths.tobytes(), prefixes.tobytes(), *members))
     body = _CODEC.compress(raw)
     newest = int(scores[0]) if count else 0
     generation = int.from_bytes(os.urandom(4), "little")
@@ -257,6 +267,24 @@ def merge(block: Events, tail: Events, max_length: int, oldest_us: Optional[int]
         )
         merged = Events([e[0] for e in ordered], [e[1] for e in ordered], [e[2] for e in ordered])
     return _window(merged, max_length, oldest_us)
+
+
+def prepend(block: Block, tail: Events, max_length: int, oldest_us: Optional[int] = None) -> bytes:
+    """``encode(merge(block.events(), tail, max_length, oldest_us))`` for the usual compaction, a tail
+    entirely newer than the block with no identity in both (views without ``dedup_by``), built from
+    the block's columns and packed members without splitting them into events: a compaction of a
+    long sequence then costs a decompression, a few array copies and a compression ("" if the
+    result is empty, as a compaction deletes an empty block)."""
+    kept = _window(tail, max_length, oldest_us)
+    k = block.within(oldest_us, max_length - len(kept)) if len(kept) == len(tail) else 0
+    if not len(kept) and not k:
+        return b""
+    return _encode_columns(
+        np.concatenate((np.asarray(kept.scores, dtype=np.int64), block.scores[:k])),
+        np.concatenate((_lengths(kept.members), block.lengths[:k])),
+        np.concatenate((np.asarray(kept.identity_lengths, dtype=np.uint16), block.identity_lengths[:k])),
+        (*kept.members, block.packed(k)),
+    )
 
 
 def _keep(events: Events, drop: Set[int]) -> Events:

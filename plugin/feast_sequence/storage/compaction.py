@@ -99,8 +99,16 @@ def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Se
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
-    merged = blocks.merge(blocks.decode_events(block), tail, settings.max_length, oldest)
-    args: List[Any] = [blocks.header_of(block), blocks.encode(merged) if len(merged) else b"", settings.ttl_us or 0]
+    decoded = blocks.decode(block)
+    if decoded is not None and not fields and tail.scores[-1] > decoded.newest:
+        # No identity can be in both (without dedup_by the timestamp is part of it), as in ``served``.
+        new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
+    else:
+        merged = blocks.merge(
+            decoded.events() if decoded is not None else blocks.EMPTY, tail, settings.max_length, oldest
+        )
+        new_block = blocks.encode(merged) if len(merged) else b""
+    args: List[Any] = [blocks.header_of(block), new_block, settings.ttl_us or 0]
     args.append(fields)
     for score, member in zip(tail.scores, tail.members):
         args += (score, member)
