@@ -84,6 +84,18 @@ def test_a_block_decodes_to_the_events_it_was_encoded_from(rows, dedup):
     assert blocks.decode_events(blocks.encode(events)) == events
 
 
+def test_blocks_written_through_pyarrows_codec_still_decode():
+    """The first blocks were compressed by pyarrow's zstd codec; both write standard zstd frames."""
+    import pyarrow as pa
+
+    events = events_from([(5, b"a", b"x"), (3, b"b", b"yy"), (9, b"c", b"")], 1)
+    ours = blocks.encode(events)
+    header = blocks.header_of(ours)
+    raw = blocks.decode(ours).raw
+    theirs = header + len(raw).to_bytes(4, "little") + pa.Codec("zstd", compression_level=3).compress(raw, asbytes=True)
+    assert blocks.decode_events(theirs) == events
+
+
 def test_every_write_gets_a_new_header_and_headers_are_parsed():
     events = events_from([(5, b"a", b"x"), (3, b"b", b"")], 1)
     first, second = blocks.encode(events), blocks.encode(events)
