@@ -38,6 +38,11 @@ def sequence_online(connection: str, **options: Any) -> Dict[str, Any]:
     return {"type": SEQUENCE_STORE, "connection_string": connection, **options}
 
 
+def feast_redis_repo(path: Path, project: str, connection: str) -> Path:
+    """A repository on Feast's own provider and built-in Redis store, the benchmarks' baseline."""
+    return write_repo(path, project, {"type": "redis", "connection_string": connection}, provider="local")
+
+
 def spark_offline(**conf: str) -> Dict[str, Any]:
     """An ``offline_store`` section for Spark in local mode (the example repository's settings), plus ``conf``."""
     return {
@@ -59,12 +64,13 @@ def write_repo(
     offline: Union[Dict[str, Any], str] = "file",
     registry: Union[Dict[str, Any], str] = REGISTRY,
     extra: Optional[Dict[str, Any]] = None,
+    provider: str = SEQUENCE_PROVIDER,
 ) -> Path:
     """Write ``path``/feature_store.yaml (``extra`` overrides top-level keys) and ``path``/data; return ``path``."""
     (path / "data").mkdir(parents=True, exist_ok=True)
     config = {
         "project": project,
-        "provider": SEQUENCE_PROVIDER,
+        "provider": provider,
         "registry": registry,
         "online_store": online,
         "offline_store": {"type": offline} if isinstance(offline, str) else offline,
