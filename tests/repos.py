@@ -90,11 +90,19 @@ def applied_store(path: Path, project: str, online: Dict[str, Any], objects: Lis
 
 def reopened(store: FeatureStore, **online: Any) -> FeatureStore:
     """A new FeatureStore on ``store``'s (applied) repository, its ``online_store`` options updated with ``online``."""
-    path = Path(store.repo_path) / "feature_store.yaml"
-    config = yaml.safe_load(path.read_text())
-    config["online_store"].update(online)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    update_config(Path(store.repo_path), ["online_store"], online)
     return FeatureStore(repo_path=str(store.repo_path))
+
+
+def update_config(repo: Path, section: List[str], values: Dict[str, Any]) -> None:
+    """Update the mapping at the keys ``section`` of ``repo``/feature_store.yaml with ``values``."""
+    path = repo / "feature_store.yaml"
+    config = yaml.safe_load(path.read_text())
+    mapping = config
+    for key in section:
+        mapping = mapping[key]
+    mapping.update(values)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def feast_apply(repo: Path, env: Optional[Dict[str, str]] = None) -> None:

@@ -8,25 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-from feast import Field
-from feast.types import Int32, String
 
-from feast_sequence import SequenceFeatureView
 from feast_sequence.storage.keys import zset_key_of
 
-from repos import push_source, user
+from repos import click_view, push_source, user
 
 
 def test_memory_and_keys_plateau_under_sustained_load(make_store, tmp_path, redis_client):
     source = push_source("load", tmp_path, {"user_id": "int64", "item": "string", "n": "int32"})
-    view = SequenceFeatureView(
-        name="load",
-        entities=[user],
-        source=source,
-        schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
-        max_length=20,
-        ttl=timedelta(seconds=2),
-    )
+    view = click_view(name="load", source=source, max_length=20, ttl=timedelta(seconds=2))  # (item, n) events
     store = make_store([user, view])
     rng = np.random.default_rng(0)
     samples, pushed, reads = [], 0, 0
