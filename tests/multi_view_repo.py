@@ -7,29 +7,16 @@ from pathlib import Path
 from typing import List
 
 import pandas as pd
-from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import FeatureView, Field
 from feast.types import Int32, Int64, String
 
 from feast_sequence import SequenceFeatureView
 
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+from repos import push_source, user
 
 
 def objects(data_dir: Path) -> List:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "events.parquet"
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "item": pd.Series(dtype="string"),
-            "small": pd.Series(dtype="int32"),
-            "total": pd.Series(dtype="int64"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(path)
-    push = PushSource(
-        name="events_push", batch_source=FileSource(name="events_src", path=str(path), timestamp_field="ts")
-    )
+    push = push_source("events", data_dir, {"user_id": "int64", "item": "string", "small": "int32", "total": "int64"})
     items = SequenceFeatureView(
         name="items", entities=[user], source=push, schema=[Field(name="item", dtype=String)], max_length=5
     )
@@ -67,21 +54,7 @@ def frame(small: int, total: object = 1) -> pd.DataFrame:
 def mapped_objects(data_dir: Path) -> List:
     """A push source whose batch source maps its 'uid' column to the join key, feeding a sequence view
     and a regular view (field mappings are applied per view by the provider, as Feast does)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "mapped.parquet"
-    pd.DataFrame(
-        {
-            "uid": pd.Series(dtype="int64"),
-            "item": pd.Series(dtype="string"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(path)
-    push = PushSource(
-        name="mapped_push",
-        batch_source=FileSource(
-            name="mapped_src", path=str(path), timestamp_field="ts", field_mapping={"uid": "user_id"}
-        ),
-    )
+    push = push_source("mapped", data_dir, {"uid": "int64", "item": "string"}, field_mapping={"uid": "user_id"})
     items = SequenceFeatureView(
         name="mapped_items", entities=[user], source=push, schema=[Field(name="item", dtype=String)], max_length=5
     )

@@ -4,28 +4,23 @@ at serving time, as feature_repo/ has it. Spark offline store (SparkSource parqu
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 from typing import Any, List, Tuple
 
 import pandas as pd
-from feast import Entity, FeatureView, Field, PushSource, ValueType
 from feast.data_source import PushMode
 from feast.feature_logging import LoggingConfig
-from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.file_source import FileLoggingDestination
-from feast.types import Float32, Int32, String
 
 from feast_sequence import SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
 
 from repos import applied_store, sequence_online, spark_offline
 
 CUSTOMERS = 12
-
-
-def parquet_source(data_dir: Path, name: str) -> SparkSource:
-    return SparkSource(
-        name=f"{name}_source", path=str(data_dir / name), file_format="parquet", timestamp_field="event_timestamp"
-    )
+#: The example repository: this one reuses its definitions; its sources' relative paths (data/...)
+#: resolve against whichever repository applies them.
+EXAMPLE = Path(__file__).resolve().parents[1] / "feature_repo" / "features.py"
 
 
 def log_config(data_dir: Path, name: str) -> LoggingConfig:
@@ -33,30 +28,14 @@ def log_config(data_dir: Path, name: str) -> LoggingConfig:
 
 
 def objects(data_dir: Path, ranking_length: int = 10) -> List:
-    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
-    items = FeatureView(
-        name="item",
-        entities=[item],
-        schema=[
-            Field(name="item_id", dtype=String),
-            Field(name="description", dtype=String),
-            Field(name="price", dtype=Float32),
-        ],
-        source=parquet_source(data_dir, "items"),
-        ttl=None,
-    )
+    example = runpy.run_path(str(EXAMPLE))  # its entities, catalogue view, purchase source and fields
+    customer, item, items = example["customer"], example["item"], example["item_features"]
     catalogue = enrich(items, on="item_id", features=["description"], prefix="item_")
     purchases = SequenceFeatureView(
         name="purchases",
         entities=[customer],
-        source=PushSource(name="purchase_push", batch_source=parquet_source(data_dir, "purchases")),
-        schema=[
-            Field(name="invoice", dtype=String),
-            Field(name="item_id", dtype=String),
-            Field(name="quantity", dtype=Int32),
-            Field(name="unit_price", dtype=Float32),
-        ],
+        source=example["purchase_push"],
+        schema=example["EVENT_FIELDS"],
         max_length=50,
         dedup_by=["invoice", "item_id"],
         enrich=[catalogue],  # index time: the description as of each purchase

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
+import numpy as np
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, ValueType
 from feast.types import Array, Bool, Float64, Int32, Int64, String
 
 from feast_sequence import SequenceFeatureView
+
+from repos import push_source, sequence_views, user
 
 EVENT_COLUMNS = {
     "user_id": "int64",
@@ -21,63 +24,25 @@ EVENT_COLUMNS = {
     "ts": "datetime64[us, UTC]",
 }
 
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
 
 
 def objects(data_dir: Path) -> List:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()}).to_parquet(data_dir / "clicks.parquet")
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "session_id": pd.Series(dtype="string"),
-            "page": pd.Series(dtype="string"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(data_dir / "pages.parquet")
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "scores": pd.Series(dtype="object"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(data_dir / "profile.parquet")
-
-    clicks_push = PushSource(
-        name="clicks_push",
-        batch_source=FileSource(name="clicks_src", path=str(data_dir / "clicks.parquet"), timestamp_field="ts"),
-    )
-    pages_push = PushSource(
-        name="pages_push",
-        batch_source=FileSource(name="pages_src", path=str(data_dir / "pages.parquet"), timestamp_field="ts"),
-    )
-    profile_push = PushSource(
-        name="profile_push",
-        batch_source=FileSource(name="profile_src", path=str(data_dir / "profile.parquet"), timestamp_field="ts"),
-    )
+    clicks_push = push_source("clicks", data_dir, EVENT_COLUMNS)
+    pages_push = push_source("pages", data_dir, {"user_id": "int64", "session_id": "string", "page": "string"})
+    profile_push = push_source("profile", data_dir, {"user_id": "int64", "scores": "object"})
     fields = [
         Field(name="item", dtype=String),
         Field(name="n", dtype=Int32),
         Field(name="price", dtype=Float64),
         Field(name="flag", dtype=Bool),
     ]
-    clicks = SequenceFeatureView(name="clicks", entities=[user], source=clicks_push, schema=fields, max_length=5)
-    clicks_dedup = SequenceFeatureView(
-        name="clicks_dedup",
+    clicks, clicks_dedup, clicks_ttl = sequence_views(
+        {"clicks": {}, "clicks_dedup": {"dedup_by": ["item"]}, "clicks_ttl": {"ttl": timedelta(hours=1)}},
         entities=[user],
         source=clicks_push,
         schema=fields,
         max_length=5,
-        dedup_by=["item"],
-    )
-    clicks_ttl = SequenceFeatureView(
-        name="clicks_ttl",
-        entities=[user],
-        source=clicks_push,
-        schema=fields,
-        max_length=5,
-        ttl=timedelta(hours=1),
     )
     pages = SequenceFeatureView(
         name="pages",
@@ -135,3 +100,27 @@ def assert_clicks_match_reference(store, frames: List[pd.DataFrame], users: int)
         for u in range(users):
             got = list(zip(served["item"][u], served["n"][u]))
             assert got == [(e["item"], e["n"]) for e in reference.get(u, [])], (view, u)
+
+
+def random_clicks(
+    rng: np.random.Generator,
+    size: int,
+    users: int,
+    items: int,
+    most_n: int,
+    prices: List[float],
+    first: Any,
+    seconds: int,
+) -> pd.DataFrame:
+    """``size`` random click events: users 0..users-1, items i0..i(items-1), n in 0..most_n-1, a price
+    of ``prices``, a random flag, timestamps ``first`` plus 0..seconds-1 s (repeats, out of order)."""
+    return pd.DataFrame(
+        {
+            "user_id": rng.integers(0, users, size),
+            "item": [f"i{k}" for k in rng.integers(0, items, size)],
+            "n": rng.integers(0, most_n, size).astype("int32"),
+            "price": rng.choice(prices, size),
+            "flag": rng.random(size) < 0.5,
+            "ts": pd.Timestamp(first) + pd.to_timedelta(rng.integers(0, seconds, size), unit="s"),
+        }
+    )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pandas as pd
-from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import Entity, FeatureView, Field, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int32, Int64, String
 
@@ -22,7 +22,8 @@ from feast_sequence import (
     enrich,
 )
 
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+from repos import push_source, sequence_views, user
+
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 
 CLICK_COLUMNS = {
@@ -41,21 +42,12 @@ RANKING = dict(
 )
 
 
-def _source(name: str, data_dir: Path, columns: Dict[str, str]) -> PushSource:
-    path = data_dir / f"{name}.parquet"
-    pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()}).to_parquet(path)
-    return PushSource(
-        name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(path), timestamp_field="ts")
-    )
-
-
 def objects(data_dir: Path, ranking_length: int = 3) -> List:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    clicks_push = _source("clicks", data_dir, CLICK_COLUMNS)
+    clicks_push = push_source("clicks", data_dir, CLICK_COLUMNS)
     items = FeatureView(
         name="items",
         entities=[item],
-        source=_source("items", data_dir, ITEM_COLUMNS),
+        source=push_source("items", data_dir, ITEM_COLUMNS),
         schema=[
             Field(name="item_id", dtype=String),
             Field(name="title", dtype=String),
@@ -69,22 +61,13 @@ def objects(data_dir: Path, ranking_length: int = 3) -> List:
         Field(name="kind", dtype=String),
         Field(name="n", dtype=Int32),
     ]
-    clicks = SequenceFeatureView(
-        name="clicks",
+    clicks, clicks_indexed = sequence_views(
+        {"clicks": {}, "clicks_indexed": {"enrich": [by_item]}},
         entities=[user],
         source=clicks_push,
         schema=fields,
         max_length=20,
         dedup_by=["item_id", "kind"],
-    )
-    clicks_indexed = SequenceFeatureView(
-        name="clicks_indexed",
-        entities=[user],
-        source=clicks_push,
-        schema=fields,
-        max_length=20,
-        dedup_by=["item_id", "kind"],
-        enrich=[by_item],
     )
 
     @on_demand_feature_view(

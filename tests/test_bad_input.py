@@ -7,40 +7,26 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from feast import Entity, Field, FileSource, PushSource, ValueType
+from feast import Field
 from feast.repo_config import FeastConfigError
-from feast.types import Array, Int32, String
+from feast.types import Array, String
 
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
-    SequenceFeatureView,
     SequenceInputError,
     SequenceRequestError,
 )
 
 from conftest import sequence_key_count
-from repos import applied_store, sequence_online, write_repo
+from repos import applied_store, click_view, push_source, sequence_online, write_repo
 from sample_repo import events, objects
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-
-
-def source(timestamp_field: str = "ts") -> PushSource:
-    return PushSource(name="p", batch_source=FileSource(name="s", path="x.parquet", timestamp_field=timestamp_field))
 
 
 def definition(**overrides):
-    args = dict(
-        name="v",
-        entities=[user],
-        source=source(),
-        schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
-        max_length=10,
-    )
-    args.update(overrides)
-    return lambda: SequenceFeatureView(**args)
+    return lambda: click_view(**overrides)
 
 
 DEFINITIONS = {
@@ -69,7 +55,10 @@ DEFINITIONS = {
     ),
     "list-typed event field": (definition(schema=[Field(name="a", dtype=Array(String))]), r"must be scalars"),
     "reserved tag": (definition(tags={"feast_sequence.max_length": "1"}), r"reserved prefix"),
-    "source without timestamp": (definition(source=source("")), r"has no timestamp field"),
+    "source without timestamp": (
+        definition(source=push_source("clicks", timestamp_field="")),
+        r"has no timestamp field",
+    ),
     "negative ttl": (definition(ttl=timedelta(seconds=-1)), r"ttl=.* must be a non-negative timedelta"),
     "empty schema": (definition(schema=[]), r"schema has no event fields"),
 }

@@ -22,7 +22,7 @@ from feast_sequence.testing.local_redis import LocalRedis
 
 import serving_repo
 from repos import applied_store, sequence_online, wait_until
-from sample_repo import assert_clicks_match_reference, objects
+from sample_repo import assert_clicks_match_reference, objects, random_clicks
 
 
 def cluster_port() -> int:
@@ -137,15 +137,5 @@ def test_use_cases_serve_the_same_on_a_cluster(tmp_path, cluster, make_store):
 
 
 def _many_users(seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    size = 400
-    return pd.DataFrame(
-        {
-            "user_id": rng.integers(0, 500, size),
-            "item": [f"i{k}" for k in rng.integers(0, 15, size)],
-            "n": rng.integers(0, 5, size).astype("int32"),
-            "price": rng.choice([1.0, 2.0], size),
-            "flag": rng.random(size) < 0.5,
-            "ts": pd.Timestamp.now(tz="UTC").floor("s") - pd.to_timedelta(rng.integers(0, 600, size), unit="s"),
-        }
-    )
+    recent = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(seconds=599)  # the last 10 minutes
+    return random_clicks(np.random.default_rng(seed), 400, 500, 15, 5, [1.0, 2.0], recent, 600)

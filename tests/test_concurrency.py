@@ -5,26 +5,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+
+from sample_repo import random_clicks
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def make_events(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "user_id": rng.integers(0, 5, n),
-            "item": [f"i{k}" for k in rng.integers(0, 40, n)],
-            "n": rng.integers(0, 100, n).astype("int32"),
-            "price": rng.choice([1.0, 2.5], n),
-            "flag": rng.random(n) < 0.5,
-            "ts": [T0 + timedelta(seconds=int(s)) for s in rng.integers(0, 30, n)],
-        }
-    )
+    return random_clicks(np.random.default_rng(seed), n, 5, 40, 100, [1.0, 2.5], T0, 30)
 
 
 def writer_process(repo_path: str, connection: str, frames: list) -> None:

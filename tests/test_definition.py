@@ -5,38 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import FeatureStore, FeatureView, Field, ValueType
 from feast.types import Array, Int32, Int64, String, UnixTimestamp
 
 import feast_sequence
 from feast_sequence import (
     MAX_LENGTH_CAP,
     SequenceDefinitionError,
-    SequenceFeatureView,
     is_sequence_view,
     sequence_settings,
 )
 
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-
-
-def push_source(timestamp_field: str = "ts") -> PushSource:
-    return PushSource(
-        name="clicks_push",
-        batch_source=FileSource(name="clicks_src", path="data/clicks.parquet", timestamp_field=timestamp_field),
-    )
-
-
-def view(**overrides) -> SequenceFeatureView:
-    args = dict(
-        name="clicks",
-        entities=[user],
-        source=push_source(),
-        schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
-        max_length=10,
-    )
-    args.update(overrides)
-    return SequenceFeatureView(**args)
+from repos import click_view, push_source, user
 
 
 @pytest.mark.parametrize("bad", [0, -1, MAX_LENGTH_CAP + 1, 2.5, "10", True, None])
@@ -45,44 +25,44 @@ def test_max_length_must_be_a_positive_int_under_the_cap(bad):
         SequenceDefinitionError,
         match=rf"'clicks': max_length={bad!r} is invalid; use an integer from 1 to {MAX_LENGTH_CAP}",
     ):
-        view(max_length=bad)
+        click_view(max_length=bad)
 
 
 def test_dedup_by_unknown_field_lists_the_valid_ones():
     with pytest.raises(SequenceDefinitionError, match=r"dedup_by names unknown field 'price'; valid fields: item, n"):
-        view(dedup_by=["price"])
+        click_view(dedup_by=["price"])
 
 
 def test_dedup_by_must_be_a_list():
     with pytest.raises(SequenceDefinitionError, match=r"dedup_by='item' must be a list"):
-        view(dedup_by="item")
+        click_view(dedup_by="item")
 
 
 @pytest.mark.parametrize("name", ["ts", "user_id", "__hidden"])
 def test_reserved_field_names_are_rejected(name):
     with pytest.raises(SequenceDefinitionError, match=rf"field name {name!r} is reserved"):
-        view(schema=[Field(name=name, dtype=String)])
+        click_view(schema=[Field(name=name, dtype=String)])
 
 
 def test_reserved_tag_prefix_is_rejected():
     with pytest.raises(SequenceDefinitionError, match=r"reserved prefix 'feast_sequence.'"):
-        view(tags={"feast_sequence.max_length": "3"})
+        click_view(tags={"feast_sequence.max_length": "3"})
 
 
 def test_source_without_timestamp_field_is_rejected():
     with pytest.raises(SequenceDefinitionError, match=r"source 'clicks_push' has no timestamp field"):
-        view(source=push_source(timestamp_field=""))
+        click_view(source=push_source("clicks", timestamp_field=""))
 
 
 def test_unsupported_field_type_is_rejected():
     with pytest.raises(
         SequenceDefinitionError, match=r"field .tags. has type Array\(String\); event fields must be scalars"
     ):
-        view(schema=[Field(name="tags", dtype=Array(String))])
+        click_view(schema=[Field(name="tags", dtype=Array(String))])
 
 
 def test_served_schema_is_lists_plus_the_timestamp_field():
-    v = view()
+    v = click_view()
     assert {f.name: f.dtype for f in v.features} == {
         "item": Array(String),
         "n": Array(Int32),
@@ -91,7 +71,7 @@ def test_served_schema_is_lists_plus_the_timestamp_field():
 
 
 def test_settings_survive_the_registry_round_trip(make_store):
-    store = make_store([user, view(dedup_by=["item"], ttl=timedelta(hours=2), max_length=7)])
+    store = make_store([user, click_view(dedup_by=["item"], ttl=timedelta(hours=2), max_length=7)])
     fresh = FeatureStore(repo_path=str(store.repo_path))
     reloaded = fresh.get_feature_view("clicks")
     assert type(reloaded) is FeatureView and is_sequence_view(reloaded)
@@ -109,20 +89,22 @@ def test_settings_survive_the_registry_round_trip(make_store):
 
 
 def test_reapply_is_idempotent(make_store):
-    store = make_store([user, view()])
-    store.apply([user, view()])
+    store = make_store([user, click_view()])
+    store.apply([user, click_view()])
     assert sequence_settings(store.get_feature_view("clicks")).max_length == 10
 
 
 def test_plain_view_is_not_a_sequence():
-    plain = FeatureView(name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source())
+    plain = FeatureView(
+        name="plain", entities=[user], schema=[Field(name="x", dtype=Int64)], source=push_source("clicks")
+    )
     assert not is_sequence_view(plain)
     with pytest.raises(SequenceDefinitionError, match=r"Feature view 'plain' is not a sequence view"):
         sequence_settings(plain)
 
 
 def test_corrupt_tags_are_reported_at_apply(make_store):
-    broken = view()
+    broken = click_view()
     broken.tags["feast_sequence.max_length"] = "0"
     with pytest.raises(SequenceDefinitionError, match=r"max_length=0 is invalid"):
         make_store([user, broken])

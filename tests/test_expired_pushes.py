@@ -6,12 +6,13 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-from feast import Entity, Field, FileSource, PushSource, ValueType
+from feast import Field
 from feast.types import String
 
-from feast_sequence import SequenceFeatureView
 from feast_sequence.online.expired_pushes import expired_count
 from feast_sequence.serving import metrics
+
+from repos import push_source, sequence_views, user
 
 HOUR_US = 3600 * 10**6
 
@@ -24,23 +25,14 @@ def test_expired_count_counts_events_older_than_now_minus_ttl():
 
 
 def _views(tmp_path):
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "item": pd.Series(dtype="string"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(tmp_path / "clicks.parquet")
-    push = PushSource(
-        name="clicks_push",
-        batch_source=FileSource(name="clicks_src", path=str(tmp_path / "clicks.parquet"), timestamp_field="ts"),
+    push = push_source("clicks", tmp_path, {"user_id": "int64", "item": "string"})
+    hourly, forever = sequence_views(
+        {"recent_clicks": {"ttl": timedelta(hours=1)}, "all_clicks": {}},
+        entities=[user],
+        source=push,
+        schema=[Field(name="item", dtype=String)],
+        max_length=5,
     )
-    fields = [Field(name="item", dtype=String)]
-    hourly = SequenceFeatureView(
-        name="recent_clicks", entities=[user], source=push, schema=fields, max_length=5, ttl=timedelta(hours=1)
-    )
-    forever = SequenceFeatureView(name="all_clicks", entities=[user], source=push, schema=fields, max_length=5)
     return [user, push, hourly, forever]
 
 

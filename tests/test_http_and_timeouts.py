@@ -228,29 +228,26 @@ def applied(tmp_path: Path, redis_server: LocalRedis, redis_client: Any) -> Feat
     return store_on(tmp_path, redis_server.connection_string)
 
 
+def assert_push_unavailable_within(applied: FeatureStore, connection: str, seconds: float) -> None:
+    """A push through ``applied``'s repository on ``connection`` fails as unreachable in under ``seconds``."""
+    store = reopened(applied, connection_string=connection)
+    start = time.monotonic()
+    with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
+        store.push("clicks_push", many_users(3))
+    assert time.monotonic() - start < seconds
+
+
 def test_a_silent_redis_fails_a_push_within_the_default_timeout(applied: FeatureStore) -> None:
     with silent_redis() as port:
-        store = reopened(applied, connection_string=f"127.0.0.1:{port}")
-        start = time.monotonic()
-        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
-            store.push("clicks_push", many_users(3))
-        assert time.monotonic() - start < 5.0 + 3
-
+        assert_push_unavailable_within(applied, f"127.0.0.1:{port}", 5.0 + 3)
         # A timeout set in the connection string wins over the default.
-        store = reopened(applied, connection_string=f"127.0.0.1:{port},socket_timeout=0.3")
-        start = time.monotonic()
-        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
-            store.push("clicks_push", many_users(3))
-        assert time.monotonic() - start < 2
+        assert_push_unavailable_within(applied, f"127.0.0.1:{port},socket_timeout=0.3", 2)
 
 
 def test_an_unreachable_redis_fails_a_push_within_the_connect_timeout(applied: FeatureStore) -> None:
     with unreachable_redis() as port:
-        store = reopened(applied, connection_string=f"127.0.0.1:{port}")
-        start = time.monotonic()
-        with pytest.raises(SequenceStoreUnavailableError, match="could not be reached"):
-            store.push("clicks_push", many_users(3))
-        assert time.monotonic() - start < 2.0 + 1.5  # socket_connect_timeout_seconds, not 5 s
+        # socket_connect_timeout_seconds (2 s), not the 5 s socket timeout
+        assert_push_unavailable_within(applied, f"127.0.0.1:{port}", 2.0 + 1.5)
 
 
 def test_default_socket_timeout_bounds_replica_ack_timeout(tmp_path: Path, redis_server) -> None:

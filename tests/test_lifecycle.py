@@ -10,7 +10,7 @@ from typing import Any, List
 
 import pandas as pd
 import pytest
-from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
+from feast import Entity, FeatureStore, Field, PushSource, ValueType
 from feast.types import Float32, Int32, Int64, String
 
 from feast_sequence import (
@@ -24,7 +24,7 @@ from feast_sequence.online.health import check
 from feast_sequence.testing.local_redis import LocalRedis
 
 from conftest import sequence_key_count
-from repos import applied_store, sequence_online
+from repos import applied_store, push_source, sequence_online
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
@@ -40,22 +40,8 @@ FIELDS = {
 
 
 def source(data_dir: Path) -> PushSource:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "events.parquet"
-    if not path.exists():
-        pd.DataFrame(
-            {
-                "user_id": pd.Series(dtype="int64"),
-                "item": pd.Series(dtype="string"),
-                "price": pd.Series(dtype="float32"),
-                "cost": pd.Series(dtype="float32"),
-                "n": pd.Series(dtype="int32"),
-                "ts": pd.Series(dtype="datetime64[us, UTC]"),
-            }
-        ).to_parquet(path)
-    return PushSource(
-        name="events_push", batch_source=FileSource(name="events_src", path=str(path), timestamp_field="ts")
-    )
+    columns = {"user_id": "int64", "item": "string", "price": "float32", "cost": "float32", "n": "int32"}
+    return push_source("events", data_dir, columns)
 
 
 def view(data_dir: Path, fields=("item", "price", "cost"), entity=user, **overrides: Any) -> SequenceFeatureView:

@@ -8,33 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-from feast import Entity, Field, FileSource, PushSource, ValueType
-from feast.types import Int32, String
 
-from feast_sequence import SequenceFeatureView
 from feast_sequence.storage.keys import zset_key_of
+
+from repos import click_view, push_source, user
 
 
 def test_memory_and_keys_plateau_under_sustained_load(make_store, tmp_path, redis_client):
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    path = tmp_path / "load.parquet"
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "item": pd.Series(dtype="string"),
-            "n": pd.Series(dtype="int32"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(path)
-    source = PushSource(name="load_push", batch_source=FileSource(path=str(path), timestamp_field="ts"))
-    view = SequenceFeatureView(
-        name="load",
-        entities=[user],
-        source=source,
-        schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
-        max_length=20,
-        ttl=timedelta(seconds=2),
-    )
+    source = push_source("load", tmp_path, {"user_id": "int64", "item": "string", "n": "int32"})
+    view = click_view(name="load", source=source, max_length=20, ttl=timedelta(seconds=2))  # (item, n) events
     store = make_store([user, view])
     rng = np.random.default_rng(0)
     samples, pushed, reads = [], 0, 0

@@ -14,6 +14,7 @@ from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
 
 from conftest import replay
 from reference import reference_sequences, retail_records
+from repos import online_chunks
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
 
@@ -48,11 +49,7 @@ def test_training_data_at_t_equals_online_for_every_customer(replayed, retail_ev
     training = replayed.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_df()
     assert training["customer_id"].tolist() == customers
     mismatches = []
-    for start in range(0, len(customers), 1000):
-        chunk = customers[start : start + 1000]
-        online = replayed.get_online_features(
-            features=refs, entity_rows=[{"customer_id": c} for c in chunk], full_feature_names=True
-        ).to_dict()
+    for start, chunk, online in online_chunks(replayed, refs, "customer_id", customers, 1000):
         for i, customer in enumerate(chunk):
             row = training.iloc[start + i]
             for ref in refs:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from feast_sequence import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.testing.local_redis import LocalRedis
 
 from conftest import store_on
-from repos import reopened
-from sample_repo import assert_clicks_match_reference
+from repos import push_source, reopened
+from sample_repo import assert_clicks_match_reference, random_clicks
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
@@ -27,21 +27,7 @@ TIMEOUTS = "socket_timeout=1,socket_connect_timeout=0.5"
 
 def batches(count: int, size: int, seed: int):
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        out.append(
-            pd.DataFrame(
-                {
-                    "user_id": rng.integers(0, 20, size),
-                    "item": [f"i{k}" for k in rng.integers(0, 15, size)],
-                    "n": rng.integers(0, 5, size).astype("int32"),
-                    "price": rng.choice([1.0, 2.0], size),
-                    "flag": rng.random(size) < 0.5,
-                    "ts": [T0 + timedelta(seconds=int(s)) for s in rng.integers(0, 60, size)],
-                }
-            )
-        )
-    return out
+    return [random_clicks(rng, size, 20, 15, 5, [1.0, 2.0], T0, 60) for _ in range(count)]
 
 
 def assert_equals_reference(store, frames):
@@ -140,21 +126,13 @@ def test_tls_connection(tmp_path):
 
 
 def test_crafted_entity_values_cannot_reach_other_keys(make_store, tmp_path):
-    from feast import Entity, Field, FileSource, PushSource, ValueType
+    from feast import Entity, Field, ValueType
     from feast.types import String
 
     from feast_sequence import SequenceFeatureView
 
     name = Entity(name="name", join_keys=["name"], value_type=ValueType.STRING)
-    events = tmp_path / "names.parquet"
-    pd.DataFrame(
-        {
-            "name": pd.Series(dtype="string"),
-            "v": pd.Series(dtype="string"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(events)
-    source = PushSource(name="names_push", batch_source=FileSource(path=str(events), timestamp_field="ts"))
+    source = push_source("names", tmp_path, {"name": "string", "v": "string"})
     view = SequenceFeatureView(
         name="names", entities=[name], source=source, schema=[Field(name="v", dtype=String)], max_length=5
     )

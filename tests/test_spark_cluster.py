@@ -12,25 +12,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from feast_sequence.monitoring import serving_log
 from feast_sequence.testing.spark_cluster import SparkStandalone
 
 import cluster_jobs
 import retail_logged_repo
+from repos import update_config
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _on_cluster(repo: Path, out: Path, customers, master: str) -> dict:
     """The jobs in a process of their own (one SparkContext per process) on ``master``."""
-    config_path = repo / "feature_store.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    config["offline_store"]["spark_conf"].update(
-        {"spark.master": master, "spark.executor.memory": "512m", "spark.driver.host": "127.0.0.1"}
-    )
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    spark_conf = {"spark.master": master, "spark.executor.memory": "512m", "spark.driver.host": "127.0.0.1"}
+    update_config(repo, ["offline_store", "spark_conf"], spark_conf)
     out.mkdir(parents=True)
     done = subprocess.run(
         [sys.executable, str(TESTS / "cluster_jobs.py"), "--repo", str(repo), "--out", str(out)]

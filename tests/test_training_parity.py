@@ -31,7 +31,7 @@ import serving_repo
 from conftest import replay
 from feast_server import FEAST_SEQUENCE, TESTS, feast_sequence_serve, feast_serve, module_repo, post
 from reference import reference_sequences, retail_records
-from repos import FEAST, sequence_online
+from repos import FEAST, online_chunks, sequence_online
 
 NOW = pd.Timestamp.now(tz="UTC")
 
@@ -207,12 +207,8 @@ def test_retail_use_case_training_equals_online(retail_served, retail_events):
         full_feature_names=True,
     ).to_df()
     mismatches = []
-    for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
-        online = store.get_online_features(
-            features=service, entity_rows=[{"customer_id": c} for c in chunk], full_feature_names=True
-        ).to_dict()
-        part = training.iloc[start : start + 500].reset_index(drop=True)
+    for start, chunk, online in online_chunks(store, service, "customer_id", customers, 500):
+        part = training.iloc[start : start + len(chunk)].reset_index(drop=True)
         mismatches += _frame_equals_online(part, online, [c for c in online if c != "customer_id"])
     assert not mismatches, f"{len(mismatches)} differences, e.g. {mismatches[:3]}"
     assert (

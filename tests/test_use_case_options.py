@@ -6,7 +6,6 @@ Pure: no Redis, no Feast repository.
 from __future__ import annotations
 
 import json
-import operator
 
 import numpy as np
 import pytest
@@ -23,12 +22,13 @@ from feast_sequence import (
     UseCaseSettings,
     Where,
 )
-from feast_sequence.definitions.settings import EventField, SequenceSettings
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.featurize import mask, pad
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.use_case import TAG_USE_CASE, use_case_settings, validate_use_case
+
+from repos import click_settings
 
 #: A tag as registries written before the enums hold it: it must keep loading, and be written alike.
 STORED = json.dumps(
@@ -47,15 +47,7 @@ STORED = json.dumps(
     },
     sort_keys=True,
 )
-VIEW = SequenceSettings(
-    view_name="clicks",
-    join_keys=(("user", ValueType.INT64),),
-    fields=(EventField("kind", ValueType.STRING), EventField("n", ValueType.INT32)),
-    timestamp_field="ts",
-    max_length=10,
-    dedup_by=(),
-    ttl_us=None,
-)
+VIEW = click_settings()
 
 
 def test_stored_text_loads_as_enums_and_is_written_back_unchanged():
@@ -98,14 +90,14 @@ def test_every_operator_filters_as_python_compares(op):
     batch = SequenceBatch(np.array([2, 3]), {"n": as_array(values, ValueType.INT32)}, {"n": ValueType.INT32})
     operand = [0, 3] if op.takes_list else 3
     python = {
-        Operator.EQ: operator.eq,
-        Operator.NE: operator.ne,
-        Operator.LT: operator.lt,
-        Operator.LE: operator.le,
-        Operator.GT: operator.gt,
-        Operator.GE: operator.ge,
-        Operator.IN: lambda v, allowed: v in allowed,
-        Operator.NOT_IN: lambda v, allowed: v not in allowed,
+        Operator.EQ: lambda v, x: v == x,
+        Operator.NE: lambda v, x: v != x,
+        Operator.LT: lambda v, x: v < x,
+        Operator.LE: lambda v, x: v <= x,
+        Operator.GT: lambda v, x: v > x,
+        Operator.GE: lambda v, x: v >= x,
+        Operator.IN: lambda v, x: v in x,
+        Operator.NOT_IN: lambda v, x: v not in x,
     }[op]
     kept = filter_events(batch, [Where("n", op.value, operand)])
     assert kept.columns["n"].tolist() == [v for v in values if python(v, operand)]

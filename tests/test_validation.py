@@ -18,17 +18,10 @@ from feast_sequence.validations.sequences import SequenceChecks, validate_sequen
 from feast_sequence.validations.training import validate_training
 
 from conftest import sequence_key_count
+from repos import click_settings
 
 NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
-SETTINGS = SequenceSettings(
-    view_name="clicks",
-    join_keys=(("user_id", ValueType.INT64),),
-    fields=(EventField("kind", ValueType.STRING), EventField("n", ValueType.INT32)),
-    timestamp_field="ts",
-    max_length=5,
-    dedup_by=(),
-    ttl_us=None,
-)
+SETTINGS = click_settings(max_length=5)
 CHECKS = EventSourceChecks(
     allowed_values={"kind": ["view", "buy"]}, value_ranges={"n": (0, 100)}, max_duplicate_rate=0.05, now=NOW
 )

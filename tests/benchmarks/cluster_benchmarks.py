@@ -23,7 +23,7 @@ from feast_sequence import SequenceFeatureView
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the cluster fixture and repos
 from test_cluster import local_cluster  # noqa: E402
 
-from repos import sequence_online, write_repo  # noqa: E402
+from repos import PURCHASE_FIELDS, push_source, sequence_online, write_repo  # noqa: E402
 
 
 def _store(root: Path, project: str, connection: str, cluster: bool) -> FeatureStore:
@@ -33,8 +33,8 @@ def _store(root: Path, project: str, connection: str, cluster: bool) -> FeatureS
     view = SequenceFeatureView(
         name="seq",
         entities=[rb.customer],
-        source=rb._source("seq", repo / "data"),
-        schema=rb.EVENT_FIELDS,
+        source=push_source("seq", repo / "data"),
+        schema=PURCHASE_FIELDS,
         max_length=100,
     )
     store.apply([rb.customer, view])

@@ -28,7 +28,7 @@ from feast_sequence import SequenceFeatureView, sequence_settings
 from feast_sequence.feast_internals import store_provider
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for repos
-from repos import sequence_online, write_repo  # noqa: E402
+from repos import PURCHASE_FIELDS, feast_redis_repo, push_source, sequence_online, write_repo  # noqa: E402
 
 LENGTHS = {100: 200, 1000: 100, 10_000: 20}  # events per user -> users
 
@@ -44,8 +44,8 @@ def _stores(root: Path, connection: str, **online: int):
                 SequenceFeatureView(
                     name=name,
                     entities=[rb.customer],
-                    source=rb._source(name, seq_repo / "data"),
-                    schema=rb.EVENT_FIELDS,
+                    source=push_source(name, seq_repo / "data"),
+                    schema=PURCHASE_FIELDS,
                     max_length=n,
                     **extra,
                 )
@@ -57,12 +57,12 @@ def _stores(root: Path, connection: str, **online: int):
 
 def _arrays_store(root: Path, name: str, connection: str, fields) -> FeatureStore:
     """Feast's built-in Redis store with one regular view ``name`` of ``Array`` features: the baseline."""
-    repo = rb._repo(root, name, "local", "redis", connection)
+    repo = feast_redis_repo(root / name, name, connection)
     store = FeatureStore(repo_path=str(repo))
     arrays = FeatureView(
         name=name,
         entities=[rb.customer],
-        source=rb._source(name, repo / "data"),
+        source=push_source(name, repo / "data"),
         schema=[Field(name=f, dtype=Array(t)) for f, t in fields],
         ttl=timedelta(0),
     )
@@ -187,7 +187,7 @@ def retail(connection: str, top: int = 50) -> Dict[str, float]:
             SequenceFeatureView(
                 name=f"retail{suffix}",
                 entities=[rb.customer],
-                source=rb._source(f"retail{suffix}", root / "retail" / "data"),
+                source=push_source(f"retail{suffix}", root / "retail" / "data"),
                 schema=fields,
                 max_length=1000,
                 **extra,
@@ -225,8 +225,8 @@ def offline(lengths: List[int] = [10_000, 100_000]) -> Dict[str, float]:  # noqa
         view = SequenceFeatureView(
             name="pit",
             entities=[rb.customer],
-            source=rb._source("pit", Path("/tmp")),
-            schema=rb.EVENT_FIELDS,
+            source=push_source("pit", Path("/tmp")),
+            schema=PURCHASE_FIELDS,
             max_length=n,
         )
         settings = sequence_settings(view)

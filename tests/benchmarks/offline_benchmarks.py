@@ -10,9 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from feast import Entity, FeatureStore, Field, PushSource, ValueType
+from feast import FeatureStore, PushSource
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-from feast.types import Float32, Int64, String
 
 from feast_sequence import SequenceFeatureView, sequence_settings
 from feast_sequence.offline.historical import SparkEngine, spark_session
@@ -21,7 +20,7 @@ from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
-from repos import sequence_online, spark_offline, write_repo  # noqa: E402
+from repos import PURCHASE_FIELDS, sequence_online, spark_offline, user, write_repo  # noqa: E402
 
 NAIVE_TIMEOUT_S = 900  # the range join is cancelled after this; the speedup is then a lower bound
 T0 = 1_600_000_000
@@ -31,7 +30,6 @@ def repository(root: Path, connection: str, events_path: Path) -> FeatureStore:
     repo = root / "offline_repo"
     conf = {"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"}
     write_repo(repo, "offline_bench", sequence_online(connection), spark_offline(**conf))
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     source = PushSource(
         name="events_push",
         batch_source=SparkSource(name="events_src", path=str(events_path), file_format="parquet", timestamp_field="ts"),
@@ -40,11 +38,7 @@ def repository(root: Path, connection: str, events_path: Path) -> FeatureStore:
         name="events",
         entities=[user],
         source=source,
-        schema=[
-            Field(name="item_id", dtype=String),
-            Field(name="quantity", dtype=Int64),
-            Field(name="price", dtype=Float32),
-        ],
+        schema=PURCHASE_FIELDS,
         max_length=50,
     )
     store = FeatureStore(repo_path=str(repo))

@@ -12,26 +12,26 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Dict, List
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import FeatureStore, FeatureView, Field, PushSource
 from feast.types import Float32, Int64, String
 
 import feast_sequence
 from feast_sequence import SequenceFeatureView
-from feast_sequence.testing.local_redis import LocalRedis, free_port
+from feast_sequence.testing.local_redis import LocalRedis
 
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
+from feast_server import feast_sequence_serve  # noqa: E402
+from repos import push_source, sequence_online, user, write_repo  # noqa: E402
+
 VIEW_COUNTS = (1, 51, 201)
 SAMPLES = 300
 FEAST_SAMPLES = {1: 200, 51: 60, 201: 20}
@@ -41,38 +41,11 @@ FRESHNESS_SAMPLES = 300
 
 
 def _source(name: str, data: Path) -> PushSource:
-    path = data / f"{name}.parquet"
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "item_id": pd.Series(dtype="string"),
-            "price": pd.Series(dtype="float32"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(path)
-    return PushSource(
-        name=f"{name}_push", batch_source=FileSource(name=f"{name}_src", path=str(path), timestamp_field="ts")
-    )
+    return push_source(name, data, {"user_id": "int64", "item_id": "string", "price": "float32"})
 
 
 def repository(root: Path, connection: str) -> FeatureStore:
-    repo = root / "push_repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: pushbench
-            provider: feast_sequence.SequenceProvider
-            registry: data/registry.db
-            online_store:
-              type: feast_sequence.online_store.SequenceRedisOnlineStore
-              connection_string: "{connection}"
-            offline_store:
-              type: file
-            entity_key_serialization_version: 3
-            """
-        )
-    )
+    repo = write_repo(root / "push_repo", "pushbench", sequence_online(connection))
     clicks = SequenceFeatureView(
         name="clicks",
         entities=[user],
@@ -124,24 +97,7 @@ def p50_ms(push: Callable[[pd.DataFrame], object], samples: int, offset: int) ->
 
 def http_rate(repo: Path, env: Dict[str, str]) -> float:
     """One-event pushes per second through `feast-sequence serve` (one worker), 8 clients."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "feast-sequence"), "serve", "--repo", str(repo)]
-    server = subprocess.Popen(
-        [*command, "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "--workers", "1", "--max-requests", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("feast-sequence serve did not start") from None
-                time.sleep(0.3)
+    with feast_sequence_serve(repo, "--workers", "1", "--max-requests", "0", env=env) as port:
         counts = [0] * HTTP_CLIENTS
         stop_at = time.monotonic() + HTTP_SECONDS
 
@@ -175,9 +131,6 @@ def http_rate(repo: Path, env: Dict[str, str]) -> float:
         for thread in threads:
             thread.join()
         return sum(counts) / (time.monotonic() - start)
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def freshness_p99_ms(store: FeatureStore, reader: FeatureStore) -> float:

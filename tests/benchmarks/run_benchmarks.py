@@ -13,7 +13,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,66 +20,29 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, ValueType
 from feast.types import Array, Float32, Int64, String, UnixTimestamp
 
 from feast_sequence import EnrichmentCache, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
 from feast_sequence.testing.local_redis import LocalRedis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
+from repos import PURCHASE_FIELDS, feast_redis_repo, push_source, sequence_online, write_repo  # noqa: E402
+
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 RNG_SEED = 20261125
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
-EVENT_FIELDS = [
-    Field(name="item_id", dtype=String),
-    Field(name="quantity", dtype=Int64),
-    Field(name="price", dtype=Float32),
-]
-
-
-def _source(name: str, data: Path) -> PushSource:
-    return PushSource(
-        name=f"{name}_push",
-        batch_source=FileSource(name=f"{name}_src", path=str(data / f"{name}.parquet"), timestamp_field="ts"),
-    )
-
-
-def _repo(root: Path, project: str, provider: str, store_type: str, connection: str) -> Path:
-    repo = root / project
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: {project}
-            provider: {provider}
-            registry: data/registry.db
-            online_store:
-              type: {store_type}
-              connection_string: "{connection}"
-            offline_store:
-              type: file
-            entity_key_serialization_version: 3
-            """
-        )
-    )
-    return repo
 
 
 def sequence_store(root: Path, connection: str) -> FeatureStore:
-    repo = _repo(
-        root,
-        "seq",
-        "feast_sequence.SequenceProvider",
-        "feast_sequence.online_store.SequenceRedisOnlineStore",
-        connection,
-    )
-    data = repo / "data"
+    data = write_repo(root / "seq", "seq", sequence_online(connection)) / "data"
     views = [
         SequenceFeatureView(
             name=name,
             entities=[customer],
-            source=_source(name, data),
-            schema=EVENT_FIELDS,
+            source=push_source(name, data),
+            schema=PURCHASE_FIELDS,
             max_length=n,
             **extra,
         )
@@ -93,7 +55,7 @@ def sequence_store(root: Path, connection: str) -> FeatureStore:
             ("seq_1000", 1000, {}),
         ]
     ]
-    store = FeatureStore(repo_path=str(repo))
+    store = FeatureStore(repo_path=str(data.parent))
     store.apply([customer, *views])
     return store
 
@@ -109,7 +71,7 @@ def add_use_case(
     item_view = FeatureView(
         name="item",
         entities=[item],
-        source=_source("item", Path(store.repo_path) / "data"),
+        source=push_source("item", Path(store.repo_path) / "data"),
         schema=[
             Field(name="item_id", dtype=String),
             Field(name="description", dtype=String),
@@ -141,8 +103,8 @@ def add_use_case(
         SequenceFeatureView(
             name=f"{v}_idx",
             entities=[customer],
-            source=_source(f"{v}_idx", Path(store.repo_path) / "data"),
-            schema=EVENT_FIELDS,
+            source=push_source(f"{v}_idx", Path(store.repo_path) / "data"),
+            schema=PURCHASE_FIELDS,
             max_length=100,
             enrich=[by_item],
         )
@@ -179,38 +141,23 @@ def add_use_case(
 
 
 def builtin_store(root: Path, connection: str) -> FeatureStore:
-    repo = _repo(root, "base", "local", "redis", connection)
+    repo = feast_redis_repo(root / "base", "base", connection)
     data = repo / "data"
-    regular = FeatureView(
-        name="regular",
-        entities=[customer],
-        source=_source("regular", data),
-        schema=EVENT_FIELDS,
-        ttl=timedelta(0),
-    )
+
+    def regular_view(name: str, schema: List[Field]) -> FeatureView:
+        return FeatureView(
+            name=name, entities=[customer], source=push_source(name, data), schema=schema, ttl=timedelta(0)
+        )
+
+    regular = regular_view("regular", PURCHASE_FIELDS)
     array_fields = [
         Field(name=f"{p}_{f}", dtype=Array(t))
         for p in ("a", "b")
         for f, t in (("item_id", String), ("quantity", Int64), ("price", Float32), ("ts", UnixTimestamp))
     ]
-    arrays = FeatureView(
-        name="arrays",
-        entities=[customer],
-        source=_source("arrays", data),
-        schema=array_fields,
-        ttl=timedelta(0),
-    )
+    arrays = regular_view("arrays", array_fields)
     # Feast's push lists every view of the registry, so both repositories hold six views.
-    fillers = [
-        FeatureView(
-            name=f"filler_{k}",
-            entities=[customer],
-            source=_source(f"filler_{k}", data),
-            schema=EVENT_FIELDS,
-            ttl=timedelta(0),
-        )
-        for k in range(4)
-    ]
+    fillers = [regular_view(f"filler_{k}", PURCHASE_FIELDS) for k in range(4)]
     store = FeatureStore(repo_path=str(repo))
     store.apply([customer, regular, arrays, *fillers])
     return store
@@ -327,42 +274,23 @@ def reads_and_serving(redis: LocalRedis, root: Path, results: Dict[str, float]) 
     for start in range(0, len(everyone), 100):
         seq.get_online_features(features=service, entity_rows=everyone[start : start + 100], full_feature_names=True)
     hits, misses = cache_counts()
-    for n, rows in requests.items():
+
+    def against_plain(key: str, features: Any, rows: List[List[Dict[str, int]]]) -> None:
+        """Serving ``features`` interleaved with the plain read of the same sequences: p50 and ratio."""
         t_serve, t_plain = interleaved(
-            lambda i, rows=rows: seq.get_online_features(
-                features=service, entity_rows=rows[i], full_feature_names=True
-            ),
-            lambda i, rows=rows: seq.get_online_features(
-                features=seq_refs, entity_rows=rows[i], full_feature_names=True
-            ),
+            lambda i: seq.get_online_features(features=features, entity_rows=rows[i], full_feature_names=True),
+            lambda i: seq.get_online_features(features=seq_refs, entity_rows=rows[i], full_feature_names=True),
             len(rows),
         )
-        results[f"serve_{n}_p50_ms"] = p50(t_serve) * 1000
-        results[f"serve_{n}_p50_ratio"] = p50(t_serve) / p50(t_plain)
+        results[f"{key}_p50_ms"] = p50(t_serve) * 1000
+        results[f"{key}_p50_ratio"] = p50(t_serve) / p50(t_plain)
+
+    for n, rows in requests.items():
+        against_plain(f"serve_{n}", service, rows)
         if n == 100:  # the same without the cache: every distinct item read from Redis
-            t_cold, t_plain = interleaved(
-                lambda i, rows=rows: seq.get_online_features(
-                    features=cold, entity_rows=rows[i], full_feature_names=True
-                ),
-                lambda i, rows=rows: seq.get_online_features(
-                    features=seq_refs, entity_rows=rows[i], full_feature_names=True
-                ),
-                len(rows),
-            )
-            results["serve_cold_100_p50_ms"] = p50(t_cold) * 1000
-            results["serve_cold_100_p50_ratio"] = p50(t_cold) / p50(t_plain)
+            against_plain("serve_cold_100", cold, rows)
         # The same use case with the enrichment moved to index time (served from the stored events).
-        t_indexed, t_plain = interleaved(
-            lambda i, rows=rows: seq.get_online_features(
-                features=indexed, entity_rows=rows[i], full_feature_names=True
-            ),
-            lambda i, rows=rows: seq.get_online_features(
-                features=seq_refs, entity_rows=rows[i], full_feature_names=True
-            ),
-            len(rows),
-        )
-        results[f"serve_indexed_{n}_p50_ms"] = p50(t_indexed) * 1000
-        results[f"serve_indexed_{n}_p50_ratio"] = p50(t_indexed) / p50(t_plain)
+        against_plain(f"serve_indexed_{n}", indexed, rows)
     now_hits, now_misses = cache_counts()
     results["enrich_cache_hit_rate"] = (now_hits - hits) / max(1.0, now_hits - hits + now_misses - misses)
     # Feast's push scans the registry: extra objects would slow every push below (~20% for one event).

@@ -18,16 +18,14 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pandas as pd
-from feast import Entity, FeatureStore, Field, FileSource, PushSource, ValueType
-from feast.types import Float32, Int64, String
+from feast import FeatureStore
 
-from feast_sequence import SequenceFeatureView
 from feast_sequence.offline.indexing import write_spark
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.streaming import FileStream, event_schema, job_spark_session, run_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
-from repos import sequence_online, spark_offline, write_repo  # noqa: E402
+from repos import PURCHASE_FIELDS, push_source, sequence_online, sequence_views, spark_offline, user, write_repo  # noqa: E402
 
 SEED = 20261125
 RATE_EVENTS = 200_000
@@ -43,36 +41,14 @@ def repository(root: Path, connection: str) -> FeatureStore:
     repo = root / "stream_repo"
     conf = {"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"}
     write_repo(repo, "stream_bench", sequence_online(connection), spark_offline(**conf))
-    placeholder = repo / "data" / "events.parquet"  # the batch source: unused by the stream
-    pd.DataFrame(
-        {
-            "user_id": pd.Series(dtype="int64"),
-            "item_id": pd.Series(dtype="string"),
-            "quantity": pd.Series(dtype="int64"),
-            "price": pd.Series(dtype="float32"),
-            "ts": pd.Series(dtype="datetime64[us, UTC]"),
-        }
-    ).to_parquet(placeholder)
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    source = PushSource(
-        name="events_push",
-        batch_source=FileSource(name="events_src", path=str(placeholder), timestamp_field="ts"),
+    # the batch source: unused by the stream
+    source = push_source(
+        "events", repo / "data", {"user_id": "int64", "item_id": "string", "quantity": "int64", "price": "float32"}
     )
     # Two identical views: the stream writes one, the batch-writer baseline the other.
-    views = [
-        SequenceFeatureView(
-            name=name,
-            entities=[user],
-            source=source,
-            schema=[
-                Field(name="item_id", dtype=String),
-                Field(name="quantity", dtype=Int64),
-                Field(name="price", dtype=Float32),
-            ],
-            max_length=50,
-        )
-        for name in ("events", "events_batch")
-    ]
+    views = sequence_views(
+        {"events": {}, "events_batch": {}}, entities=[user], source=source, schema=PURCHASE_FIELDS, max_length=50
+    )
     store = FeatureStore(repo_path=str(repo))
     store.apply([user, *views])
     return store
