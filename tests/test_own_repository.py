@@ -64,6 +64,24 @@ def test_relative_spark_paths_resolve_against_the_repository(tmp_path, monkeypat
         assert checked_source(config, source).path == elsewhere
 
 
+def test_spark_written_int96_timestamps_are_not_taken_for_nanoseconds(tmp_path):
+    """Spark writes INT96 timestamps by default; pyarrow reads them as nanoseconds, Spark reads them fine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    config = FeatureStore(repo_path=str(spark_repo(tmp_path / "shop"))).config
+    folder = tmp_path / "shop/data/purchases"
+    folder.mkdir()
+    times = pa.array([datetime(2024, 1, 1, tzinfo=timezone.utc)], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"ts": times}), folder / "part-0.parquet", use_deprecated_int96_timestamps=True)
+    source = SparkSource(name="p", path=str(folder), file_format="parquet", timestamp_field="ts")
+    assert checked_source(config, source).path == str(folder)
+    pd.DataFrame({"ts": pd.to_datetime(["2024-01-01"], utc=True)}).to_parquet(folder / "part-1.parquet")
+    (folder / "part-0.parquet").unlink()  # the check reads the first file's schema
+    with pytest.raises(SequenceConfigurationError, match="column 'ts' holds nanosecond timestamps"):
+        checked_source(config, source)
+
+
 def test_a_file_source_on_spark_is_refused_with_what_to_use(tmp_path):
     config = FeatureStore(repo_path=str(spark_repo(tmp_path / "shop"))).config
     with pytest.raises(SequenceConfigurationError, match=r"'purchases' is a FileSource.*use SparkSource\("):

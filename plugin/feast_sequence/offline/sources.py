@@ -92,7 +92,10 @@ def _refuse_nanoseconds(name: str, path: str) -> None:
             f"SparkSource '{name}': path {path!r} does not exist (relative paths are resolved against "
             "the repository's folder)."
         )
-    schema = ds.dataset(path, format="parquet").schema  # the first file's schema: no data is read
+    # Spark writes INT96 timestamps by default, which it reads back fine but pyarrow reports as
+    # nanoseconds: read those as microseconds, so only true INT64 nanoseconds are refused.
+    parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="us"))
+    schema = ds.dataset(path, format=parquet).schema  # the first file's schema: no data is read
     for field in schema:
         if getattr(field.type, "unit", None) == "ns":
             raise SequenceConfigurationError(
