@@ -11,14 +11,13 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import pandas as pd
-from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.online.expired_pushes import report_expired
-from feast_sequence.online.request_plan import plan_request
+from feast_sequence.online.request_plan import RequestPlan
 from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append, tails_to_compact
 from feast_sequence.storage.codec import EncodedEvents
 from feast_sequence.storage.compaction import compact
@@ -68,17 +67,9 @@ def read_rows(
 
 
 def read_request(
-    store: RedisOnlineStore,
-    config: RepoConfig,
-    grouped_refs: List[Tuple[Any, List[str]]],
-    join_key_values: Dict[str, List[Any]],
-    entity_name_to_join_key_map: Dict[str, str],
-    response: Any,
-    full_feature_names: bool,
-    include_version_metadata: bool,
+    config: RepoConfig, plan: RequestPlan, response: Any, full_feature_names: bool, include_version_metadata: bool
 ) -> StoreOperation[None]:
     """Every view of one request through Feast's path, sequence or regular, in one pipeline."""
-    plan = plan_request(store, config, grouped_refs, join_key_values, entity_name_to_join_key_map)
     replies = yield RoundTrip(plan.commands, "reading features", retry_policy(config.online_store))
     plan.populate(replies, response, full_feature_names, include_version_metadata)
 

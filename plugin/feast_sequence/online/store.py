@@ -46,7 +46,7 @@ from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
-from feast_sequence.online.request_plan import Fill, is_use_case_request, plan_regular_read
+from feast_sequence.online.request_plan import Fill, is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
@@ -62,6 +62,9 @@ Result = TypeVar("Result")
 
 #: A route's answer: the operation serving the call and the config to run it with, or None for Feast's method.
 Routed = Optional[Tuple[RepoConfig, StoreOperation[Result]]]
+Keys = List[EntityKeyProto]
+Features = Optional[List[str]]
+Progress = Optional[Callable[[int], Any]]
 
 
 def _routed(
@@ -101,16 +104,9 @@ def _routed_async(
 
 
 def _sequence_write(
-    store: SequenceRedisOnlineStore,
-    /,
-    config: RepoConfig,
-    table: FeatureView,
-    data: ProtoRows,
-    progress: Optional[Callable[[int], Any]],
+    store: SequenceRedisOnlineStore, /, config: RepoConfig, table: FeatureView, data: ProtoRows, progress: Progress
 ) -> Routed[None]:
-    if not is_sequence_view(table):
-        return None
-    return config, operations.write_proto_rows(config, sequence_settings(table), data, progress)
+    return _on_sequence_view(config, table, lambda view: operations.write_proto_rows(config, view, data, progress))
 
 
 def _sequence_read(
@@ -118,12 +114,19 @@ def _sequence_read(
     /,
     config: RepoConfig,
     table: FeatureView,
-    entity_keys: List[EntityKeyProto],
-    requested_features: Optional[List[str]] = None,
+    entity_keys: Keys,
+    requested_features: Features = None,
 ) -> Routed[List[Row]]:
-    if not is_sequence_view(table):
-        return None
-    return config, operations.read_rows(config, sequence_settings(table), entity_keys, requested_features)
+    return _on_sequence_view(
+        config, table, lambda view: operations.read_rows(config, view, entity_keys, requested_features)
+    )
+
+
+def _on_sequence_view(
+    config: RepoConfig, table: FeatureView, operation: Callable[[SequenceSettings], StoreOperation[Result]]
+) -> Routed[Result]:
+    """A sequence view's calls run ``operation`` on its settings; other views' go to Feast's method."""
+    return (config, operation(sequence_settings(table))) if is_sequence_view(table) else None
 
 
 def _use_case_request(
@@ -156,9 +159,9 @@ def _one_pipeline(
     include_feature_view_version_metadata: bool,
 ) -> Routed[None]:
     """Every view of a request, sequence or regular, in one Redis pipeline (never Feast's per-view reads)."""
-    request = (grouped_refs, join_key_values, entity_name_to_join_key_map, online_features_response)
+    plan = plan_request(store, config, grouped_refs, join_key_values, entity_name_to_join_key_map)
     flags = (full_feature_names, include_feature_view_version_metadata)
-    return config, operations.read_request(store, config, *request, *flags)
+    return config, operations.read_request(config, plan, online_features_response, *flags)
 
 
 def _encode_null_timestamps(response: OnlineResponse) -> None:
