@@ -10,7 +10,7 @@ dicts, never this table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -76,28 +76,7 @@ def _element(value_type: ValueType, feast_type: PrimitiveFeastType, **form: Any)
     return ElementType(value_type=value_type, feast_type=feast_type, **form)
 
 
-def _integer(
-    value_type: ValueType,
-    feast_type: PrimitiveFeastType,
-    proto_type: int,
-    numpy_dtype: Any,
-    arrow_type: pa.DataType,
-    spark_type_name: str,
-) -> ElementType:
-    """INT32 and INT64: alike but for their width (zigzag varints, join keys of type letter ``i``)."""
-    name, bits = value_type.name.lower(), np.iinfo(numpy_dtype).bits
-    return _element(
-        value_type, feast_type,
-        proto_type=proto_type, wire_type=WIRE_VARINT,
-        value_field=f"{name}_val", list_field=f"{name}_list_val", null_default=0,
-        numpy_dtype=numpy_dtype, arrow_type=arrow_type, arrow_accepts=_NUMERIC,
-        spark_type_name=spark_type_name, ge_types=_INT_GE_TYPES,
-        filter_types=(int, float), ordered=True, int_range=(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1),
-        key_prefix=b"i", key_types=(int, np.integer),
-    )  # fmt: skip
-
-
-def _floating(
+def _numeric(
     value_type: ValueType,
     feast_type: PrimitiveFeastType,
     proto_type: int,
@@ -106,15 +85,20 @@ def _floating(
     arrow_type: pa.DataType,
     spark_type_name: str,
 ) -> ElementType:
-    """FLOAT and DOUBLE: alike but for their width; not join keys."""
+    """INT32, INT64, FLOAT and DOUBLE: alike but for their width and kind. Integers are bounded and
+    may be join keys (type letter ``i``)."""
     name = value_type.name.lower()
+    integer: Dict[str, Any] = {}
+    if np.issubdtype(numpy_dtype, np.integer):
+        low, high = np.iinfo(numpy_dtype).min, np.iinfo(numpy_dtype).max
+        integer = dict(int_range=(int(low), int(high)), key_prefix=b"i", key_types=(int, np.integer))
     return _element(
         value_type, feast_type,
         proto_type=proto_type, wire_type=wire_type,
-        value_field=f"{name}_val", list_field=f"{name}_list_val", null_default=0.0,
+        value_field=f"{name}_val", list_field=f"{name}_list_val", null_default=0 if integer else 0.0,
         numpy_dtype=numpy_dtype, arrow_type=arrow_type, arrow_accepts=_NUMERIC,
-        spark_type_name=spark_type_name, ge_types=_FLOAT_GE_TYPES,
-        filter_types=(int, float), ordered=True,
+        spark_type_name=spark_type_name, ge_types=_INT_GE_TYPES if integer else _FLOAT_GE_TYPES,
+        filter_types=(int, float), ordered=True, **integer,
     )  # fmt: skip
 
 
@@ -140,12 +124,16 @@ ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
             spark_type_name="binary", ge_types=("bytes", "object"),
             filter_types=(bytes,), ordered=False, key_prefix=b"b", key_types=(bytes,),
         ),
-        _integer(ValueType.INT32, PrimitiveFeastType.INT32, _T.TYPE_SINT32, np.int32, pa.int32(), "integer"),
-        _integer(ValueType.INT64, PrimitiveFeastType.INT64, _T.TYPE_SINT64, np.int64, pa.int64(), "long"),
-        _floating(
+        _numeric(
+            ValueType.INT32, PrimitiveFeastType.INT32, _T.TYPE_SINT32, WIRE_VARINT, np.int32, pa.int32(), "integer"
+        ),
+        _numeric(
+            ValueType.INT64, PrimitiveFeastType.INT64, _T.TYPE_SINT64, WIRE_VARINT, np.int64, pa.int64(), "long"
+        ),
+        _numeric(
             ValueType.FLOAT, PrimitiveFeastType.FLOAT32, _T.TYPE_FLOAT, WIRE_I32, np.float32, pa.float32(), "float"
         ),
-        _floating(
+        _numeric(
             ValueType.DOUBLE, PrimitiveFeastType.FLOAT64, _T.TYPE_DOUBLE, WIRE_I64, np.float64, pa.float64(), "double"
         ),
         _element(
