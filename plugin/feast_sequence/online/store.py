@@ -17,6 +17,7 @@ is written once and the two forms differ only in the driver that runs it.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import (
     Any,
@@ -62,6 +63,7 @@ Result = TypeVar("Result")
 
 #: A route's answer: the operation serving the call and the config to run it with, or None for Feast's method.
 Routed = Optional[Tuple[RepoConfig, StoreOperation[Result]]]
+Entry = TypeVar("Entry", bound=Callable[..., Any])
 Keys = List[EntityKeyProto]
 Features = Optional[List[str]]
 Progress = Optional[Callable[[int], Any]]
@@ -81,7 +83,7 @@ def _routed(
         finish(result)
         return result
 
-    return entry_point
+    return _named_after(feast_method, entry_point)
 
 
 def _routed_async(
@@ -97,6 +99,13 @@ def _routed_async(
         finish(result)
         return result
 
+    return _named_after(feast_method, entry_point)
+
+
+def _named_after(feast_method: Callable[..., Any], entry_point: Entry) -> Entry:
+    """``help()`` and ``inspect.signature`` show Feast's method: its name, docstring and parameters."""
+    functools.update_wrapper(entry_point, feast_method)
+    entry_point.__qualname__ = f"SequenceRedisOnlineStore.{feast_method.__name__}"
     return entry_point
 
 
