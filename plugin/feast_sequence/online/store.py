@@ -72,7 +72,7 @@ Progress = Optional[Callable[[int], Any]]
 def _routed(
     feast_method: Callable[Concatenate[RedisOnlineStore, Params], Result],
     route: Callable[Concatenate[SequenceRedisOnlineStore, Params], Routed[Result]],
-    finish: Callable[[Result], None] = lambda result: None,
+    finish: Optional[Callable[[Result], None]] = None,
 ) -> Callable[Concatenate[SequenceRedisOnlineStore, Params], Result]:
     """A sync Feast entry point: ``route``'s operation, run with the sync driver, else Feast's method;
     then ``finish`` on the result."""
@@ -80,7 +80,8 @@ def _routed(
     def entry_point(self: SequenceRedisOnlineStore, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
         routed = route(self, *args, **kwargs)
         result = feast_method(self, *args, **kwargs) if routed is None else self._run(*routed)
-        finish(result)
+        if finish is not None:
+            finish(result)
         return result
 
     return _named_after(feast_method, entry_point)
@@ -89,14 +90,15 @@ def _routed(
 def _routed_async(
     feast_method: Callable[Concatenate[RedisOnlineStore, Params], Coroutine[Any, Any, Result]],
     route: Callable[Concatenate[SequenceRedisOnlineStore, Params], Routed[Result]],
-    finish: Callable[[Result], None] = lambda result: None,
+    finish: Optional[Callable[[Result], None]] = None,
 ) -> Callable[Concatenate[SequenceRedisOnlineStore, Params], Coroutine[Any, Any, Result]]:
     """:func:`_routed` for the async form of an entry point, with the async driver."""
 
     async def entry_point(self: SequenceRedisOnlineStore, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
         routed = route(self, *args, **kwargs)
         result = await (feast_method(self, *args, **kwargs) if routed is None else self._run_async(*routed))
-        finish(result)
+        if finish is not None:
+            finish(result)
         return result
 
     return _named_after(feast_method, entry_point)
