@@ -162,8 +162,25 @@ def test_the_public_paths_keep_working():
     assert public_store.SequenceRedisOnlineStore is SequenceRedisOnlineStore
     assert public_store.SequenceRedisOnlineStoreConfig is SequenceRedisOnlineStoreConfig
     assert feast_sequence.SequenceProvider is SequenceProvider
-    # Feast finds the store class through its config class's module.
+    # Feast finds the store class through its config class's module, and the config class in the
+    # module of the store's dotted path (the YAML's `type:`).
     assert SequenceRedisOnlineStoreConfig.__module__ == SequenceRedisOnlineStore.__module__
+    from feast.repo_config import get_online_config_from_type
+
+    import feast_sequence.online.store as store_module
+
+    assert store_module.SequenceRedisOnlineStoreConfig is SequenceRedisOnlineStoreConfig
+    for module in ("feast_sequence.online_store", "feast_sequence.online.store"):
+        assert get_online_config_from_type(f"{module}.SequenceRedisOnlineStore") is SequenceRedisOnlineStoreConfig
+
+
+def test_the_store_overrides_feasts_hooks_that_read_a_requests_views():
+    from feast_sequence.online.store import SequenceRedisOnlineStore
+
+    for hook in (feast_internals.read_features_per_view, feast_internals.read_features_per_view_async):
+        # get_online_features(_async) calls the hook by this name; the store's version reads every view at once.
+        assert hook.__name__ in ("_read_features_per_fv", "_read_features_per_fv_async")
+        assert getattr(SequenceRedisOnlineStore, hook.__name__) is not hook
 
 
 def test_the_regular_view_read_path_reads_feast_written_values(make_store, tmp_path):

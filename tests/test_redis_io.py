@@ -21,13 +21,14 @@ from feast_sequence.storage.redis_io import (
     NO_ACKS,
     Access,
     RetryPolicy,
+    RoundTrip,
     _attempts,
     _LoadScripts,
     _RunPipeline,
     _Wait,
     evalsha,
     execute,
-    execute_async,
+    run_round_trip_async,
 )
 from feast_sequence.storage.scripts import MULTI_HMGET
 from feast_sequence.testing.local_redis import LocalRedis, free_port
@@ -209,7 +210,7 @@ def test_a_failing_script_load_waits_between_retries_async(cutter: _ScriptLoadCu
         client = redis.asyncio.Redis(host="127.0.0.1", port=cutter.port, socket_timeout=2)
         without_retries(client)
         try:
-            return await execute_async(client, COMMANDS, "testing", RETRY)
+            return await run_round_trip_async(client, RoundTrip(COMMANDS, "testing", RETRY))
         finally:
             await client.aclose()
 

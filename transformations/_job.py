@@ -75,6 +75,12 @@ def report(job: str, view: str, summary: Any, out: Optional[Any] = None) -> None
     print(f"[feast-sequence {job}] {view}: {summary}", file=out, flush=True)
 
 
+def finished(job: str, view: str, summary: Any) -> int:
+    """Report a job's summary; returns its exit code (0: it ran to the end)."""
+    report(job, view, summary)
+    return 0
+
+
 #: A validation gate: given the view's settings and the selected events, a report.
 Gate = Callable[[SequenceSettings, Any], Any]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from datetime import datetime, timedelta, timezone
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import click
 
@@ -22,17 +22,16 @@ from feast_sequence.transformations._job import (
     Gate,
     JobContext,
     check_gate,
-    gate_from,
+    finished,
     open_view,
     report,
-    selection_from,
 )
 from feast_sequence.transformations.command_line import (
     ISO_TIME,
     JobCommand,
     gate_options,
     repo_option,
-    run,
+    script,
     selection_options,
     verbose,
     view_option,
@@ -91,24 +90,14 @@ def command(
     view: str,
     days: float,
     end: Optional[datetime],
-    selection: str,
-    score: Optional[str],
-    score_days: Optional[int],
-    score_n: Optional[int],
-    validate: bool,
-    report_dir: Optional[str],
-    max_duplicate_rate: Optional[float],
+    selection: EventSelection,
+    gate: Optional[Gate],
 ) -> int:
     """Index the last D days of a view's batch source (idempotent: a re-run writes the same events)."""
-    chosen = selection_from(selection, score, score_days, score_n)
-    gate = gate_from(validate, report_dir, max_duplicate_rate)
-    summary = run_backfill(open_view(repo, view, verbose()), days, end, chosen, gate)
-    report("backfill", view, summary)
-    return 0
+    return finished("backfill", view, run_backfill(open_view(repo, view, verbose()), days, end, selection, gate))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence backfill")
+main = script(command, "feast-sequence backfill")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ command on its own (``spark-submit transformations/<job>.py``)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import datetime, timezone
 from typing import Any, Callable, List, Optional, Tuple, Type
@@ -93,6 +94,21 @@ ISO_TIME = IsoTime()
 
 
 def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--selection`` and ``--score*``; the command gets ``selection``, the ``EventSelection`` they name."""
+
+    @functools.wraps(function)
+    def with_selection(
+        *args: Any,
+        selection: str,
+        score: Optional[str],
+        score_days: Optional[int],
+        score_n: Optional[int],
+        **kwargs: Any,
+    ) -> Any:
+        from feast_sequence.transformations._job import selection_from
+
+        return function(*args, selection=selection_from(selection, score, score_days, score_n), **kwargs)
+
     for option in reversed(
         [
             click.option(
@@ -103,8 +119,8 @@ def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--score-n", type=int, help="top-scored: events per entity"),
         ]
     ):
-        function = option(function)
-    return function
+        with_selection = option(with_selection)
+    return with_selection
 
 
 def duplicate_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,14 +140,25 @@ def duplicate_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--validate``, ``--report-dir`` and the thresholds; the command gets ``gate``, the validation
+    gate they name (None: no validation)."""
+
+    @functools.wraps(function)
+    def with_gate(
+        *args: Any, validate: bool, report_dir: Optional[str], max_duplicate_rate: Optional[float], **kwargs: Any
+    ) -> Any:
+        from feast_sequence.transformations._job import gate_from
+
+        return function(*args, gate=gate_from(validate, report_dir, max_duplicate_rate), **kwargs)
+
     for option in reversed(
         [
             click.option("--validate", is_flag=True, help="validate the selected events first (event-source suite)"),
             click.option("--report-dir", help="folder for the validation report (GE Data Docs)"),
         ]
     ):
-        function = option(function)
-    return duplicate_options(function)
+        with_gate = option(with_gate)
+    return duplicate_options(with_gate)
 
 
 def run(command: click.Command, argv: Optional[List[str]], prog_name: str) -> int:
@@ -147,3 +174,13 @@ def run(command: click.Command, argv: Optional[List[str]], prog_name: str) -> in
         click.echo("Aborted.", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def script(command: click.Command, prog_name: str) -> Callable[[Optional[List[str]]], int]:
+    """A job module's ``main(argv=None)``: ``command`` run as ``prog_name`` (``spark-submit`` runs the
+    module, `feast-sequence` the command)."""
+
+    def main(argv: Optional[List[str]] = None) -> int:
+        return run(command, argv, prog_name)
+
+    return main

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import List, Optional
+from typing import Optional
 
 import click
 from feast import FeatureStore
@@ -25,7 +25,7 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceDefinition
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.transformations._job import report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, run
+from feast_sequence.transformations.command_line import JobCommand, repo_option, script
 
 
 def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
@@ -61,8 +61,7 @@ def command(repo: str, view: Optional[str], every: Optional[float]) -> int:
         time.sleep(every)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence compact")
+main = script(command, "feast-sequence compact")
 
 
 if __name__ == "__main__":

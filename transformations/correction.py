@@ -16,7 +16,7 @@ import functools
 import sys
 from datetime import datetime
 from functools import partial
-from typing import Any, List, Optional, Set
+from typing import Any, Optional, Set
 
 import click
 
@@ -35,17 +35,16 @@ from feast_sequence.transformations._job import (
     Gate,
     JobContext,
     check_gate,
-    gate_from,
+    finished,
     open_view,
     report,
-    selection_from,
 )
 from feast_sequence.transformations.command_line import (
     ISO_TIME,
     JobCommand,
     gate_options,
     repo_option,
-    run,
+    script,
     selection_options,
     verbose,
     view_option,
@@ -131,26 +130,16 @@ def command(
     view: str,
     start: datetime,
     end: datetime,
-    selection: str,
-    score: Optional[str],
-    score_days: Optional[int],
-    score_n: Optional[int],
-    validate: bool,
-    report_dir: Optional[str],
-    max_duplicate_rate: Optional[float],
+    selection: EventSelection,
+    gate: Optional[Gate],
 ) -> int:
     """Replace each entity's stored events in [start, end] by the source's events of that range."""
     if end < start:
         raise click.BadParameter("--end is before --start", param_hint="--end")
-    chosen = selection_from(selection, score, score_days, score_n)
-    gate = gate_from(validate, report_dir, max_duplicate_rate)
-    summary = run_correction(open_view(repo, view, verbose()), start, end, chosen, gate)
-    report("correction", view, summary)
-    return 0
+    return finished("correction", view, run_correction(open_view(repo, view, verbose()), start, end, selection, gate))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence correct")
+main = script(command, "feast-sequence correct")
 
 
 if __name__ == "__main__":

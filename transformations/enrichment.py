@@ -41,8 +41,8 @@ from feast_sequence.storage.compaction import absorb_command
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
-from feast_sequence.transformations._job import EPOCH, JobContext, open_view, report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, run, verbose, view_option
+from feast_sequence.transformations._job import EPOCH, JobContext, finished, open_view, report
+from feast_sequence.transformations.command_line import JobCommand, repo_option, script, verbose, view_option
 
 KEYS_PER_ROUND = 500
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
@@ -198,13 +198,10 @@ def command(
     """Fill a field newly added to a view in every stored event, joined from a table (docs/offline.md)."""
     context = open_view(repo, view, verbose())
     frame = context.spark().read.parquet(table)
-    summary = run_enrichment(context, frame, on, fields.split(","), offline_output, overwrite)
-    report("enrich", view, summary)
-    return 0
+    return finished("enrich", view, run_enrichment(context, frame, on, fields.split(","), offline_output, overwrite))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence enrich")
+main = script(command, "feast-sequence enrich")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import click
 from feast import FeatureStore
@@ -27,9 +27,9 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceDefinition
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.online.store import SequenceRedisOnlineStore
-from feast_sequence.transformations._job import open_view, report
+from feast_sequence.transformations._job import finished, open_view, report
 from feast_sequence.transformations.backfill import run_backfill
-from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, run, verbose, view_option
+from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, script, verbose, view_option
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -69,13 +69,10 @@ def run_reindex(
 @click.option("--end", type=ISO_TIME, help="ISO time (default: now, UTC)")
 def command(repo: str, view: str, days: Optional[float], end: Optional[datetime]) -> int:
     """Delete a view's stored events, apply the repository, and backfill the view (docs/concepts.md)."""
-    summary = run_reindex(repo, view, days, end, verbose())
-    report("reindex", view, summary)
-    return 0
+    return finished("reindex", view, run_reindex(repo, view, days, end, verbose()))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence reindex")
+main = script(command, "feast-sequence reindex")
 
 
 if __name__ == "__main__":

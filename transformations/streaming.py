@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import click
 from feast.value_type import ValueType
@@ -29,7 +29,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
 from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
 from feast_sequence.transformations._job import JobContext, open_view, report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, run, verbose, view_option
+from feast_sequence.transformations.command_line import JobCommand, repo_option, script, verbose, view_option
 
 #: Builds the streaming DataFrame of a view's events (its join keys, event fields and timestamp
 #: field) on the given Spark session: ``FileStream``, ``KafkaStream`` or any function of that shape.
@@ -380,8 +380,7 @@ def command(
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(command, argv, "feast-sequence stream")
+main = script(command, "feast-sequence stream")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ from feast.infra.registry.caching_registry import CachingRegistry
 from feast.infra.registry.registry import Registry
 from feast.value_type import ValueType
 
+#: OnlineStore's hooks that read every view of an online request, sync and async, called by
+#: ``get_online_features(_async)`` once the request is resolved. The store overrides them to read
+#: every view in one Redis pipeline (online/store.py); naming them here makes a Feast that renames
+#: them fail at import instead of silently reading view by view.
+read_features_per_view = OnlineStore._read_features_per_fv
+read_features_per_view_async = OnlineStore._read_features_per_fv_async
+
 
 def parse_connection_string(connection_string: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Feast's parse of a Redis ``connection_string``: the ``host:port`` nodes and the other

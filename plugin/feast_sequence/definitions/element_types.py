@@ -10,7 +10,7 @@ dicts, never this table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -76,6 +76,32 @@ def _element(value_type: ValueType, feast_type: PrimitiveFeastType, **form: Any)
     return ElementType(value_type=value_type, feast_type=feast_type, **form)
 
 
+def _numeric(
+    value_type: ValueType,
+    feast_type: PrimitiveFeastType,
+    proto_type: int,
+    wire_type: int,
+    numpy_dtype: Any,
+    arrow_type: pa.DataType,
+    spark_type_name: str,
+) -> ElementType:
+    """INT32, INT64, FLOAT and DOUBLE: alike but for their width and kind. Integers are bounded and
+    may be join keys (type letter ``i``)."""
+    name = value_type.name.lower()
+    integer: Dict[str, Any] = {}
+    if np.issubdtype(numpy_dtype, np.integer):
+        low, high = np.iinfo(numpy_dtype).min, np.iinfo(numpy_dtype).max
+        integer = dict(int_range=(int(low), int(high)), key_prefix=b"i", key_types=(int, np.integer))
+    return _element(
+        value_type, feast_type,
+        proto_type=proto_type, wire_type=wire_type,
+        value_field=f"{name}_val", list_field=f"{name}_list_val", null_default=0 if integer else 0.0,
+        numpy_dtype=numpy_dtype, arrow_type=arrow_type, arrow_accepts=_NUMERIC,
+        spark_type_name=spark_type_name, ge_types=_INT_GE_TYPES if integer else _FLOAT_GE_TYPES,
+        filter_types=(int, float), ordered=True, **integer,
+    )  # fmt: skip
+
+
 #: Every element type an event field may have, by Feast value type.
 ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
     e.value_type: e
@@ -98,39 +124,17 @@ ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
             spark_type_name="binary", ge_types=("bytes", "object"),
             filter_types=(bytes,), ordered=False, key_prefix=b"b", key_types=(bytes,),
         ),
-        _element(
-            ValueType.INT32, PrimitiveFeastType.INT32,
-            proto_type=_T.TYPE_SINT32, wire_type=WIRE_VARINT,
-            value_field="int32_val", list_field="int32_list_val", null_default=0,
-            numpy_dtype=np.int32, arrow_type=pa.int32(), arrow_accepts=_NUMERIC,
-            spark_type_name="integer", ge_types=_INT_GE_TYPES,
-            filter_types=(int, float), ordered=True, int_range=(-(2**31), 2**31 - 1),
-            key_prefix=b"i", key_types=(int, np.integer),
+        _numeric(
+            ValueType.INT32, PrimitiveFeastType.INT32, _T.TYPE_SINT32, WIRE_VARINT, np.int32, pa.int32(), "integer"
         ),
-        _element(
-            ValueType.INT64, PrimitiveFeastType.INT64,
-            proto_type=_T.TYPE_SINT64, wire_type=WIRE_VARINT,
-            value_field="int64_val", list_field="int64_list_val", null_default=0,
-            numpy_dtype=np.int64, arrow_type=pa.int64(), arrow_accepts=_NUMERIC,
-            spark_type_name="long", ge_types=_INT_GE_TYPES,
-            filter_types=(int, float), ordered=True, int_range=(-(2**63), 2**63 - 1),
-            key_prefix=b"i", key_types=(int, np.integer),
+        _numeric(
+            ValueType.INT64, PrimitiveFeastType.INT64, _T.TYPE_SINT64, WIRE_VARINT, np.int64, pa.int64(), "long"
         ),
-        _element(
-            ValueType.FLOAT, PrimitiveFeastType.FLOAT32,
-            proto_type=_T.TYPE_FLOAT, wire_type=WIRE_I32,
-            value_field="float_val", list_field="float_list_val", null_default=0.0,
-            numpy_dtype=np.float32, arrow_type=pa.float32(), arrow_accepts=_NUMERIC,
-            spark_type_name="float", ge_types=_FLOAT_GE_TYPES,
-            filter_types=(int, float), ordered=True,
+        _numeric(
+            ValueType.FLOAT, PrimitiveFeastType.FLOAT32, _T.TYPE_FLOAT, WIRE_I32, np.float32, pa.float32(), "float"
         ),
-        _element(
-            ValueType.DOUBLE, PrimitiveFeastType.FLOAT64,
-            proto_type=_T.TYPE_DOUBLE, wire_type=WIRE_I64,
-            value_field="double_val", list_field="double_list_val", null_default=0.0,
-            numpy_dtype=np.float64, arrow_type=pa.float64(), arrow_accepts=_NUMERIC,
-            spark_type_name="double", ge_types=_FLOAT_GE_TYPES,
-            filter_types=(int, float), ordered=True,
+        _numeric(
+            ValueType.DOUBLE, PrimitiveFeastType.FLOAT64, _T.TYPE_DOUBLE, WIRE_I64, np.float64, pa.float64(), "double"
         ),
         _element(
             ValueType.BOOL, PrimitiveFeastType.BOOL,

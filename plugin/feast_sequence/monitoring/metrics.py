@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import Enum
-from functools import lru_cache
 from typing import Any, Dict
+
+from feast_sequence.lazy_metrics import LazyMetrics
 
 
 class Drop(str, Enum):
@@ -14,26 +15,21 @@ class Drop(str, Enum):
     WRITE_FAILED = "write_failed"  # the destination refused the write
 
 
-_NAMES = ("LOG_ROWS_WRITTEN", "LOG_ROWS_DROPPED")
+def _define(prometheus: Any) -> Dict[str, Any]:
+    return {
+        "LOG_ROWS_WRITTEN": prometheus.Counter(
+            "feast_sequence_log_rows_written_total", "Served rows written to a use case's log destination", ["use_case"]
+        ),
+        "LOG_ROWS_DROPPED": prometheus.Counter(
+            "feast_sequence_log_rows_dropped_total",
+            "Served rows sampled for logging but dropped, by reason",
+            ["use_case", "reason"],
+        ),
+    }
 
 
-@lru_cache(maxsize=None)
-def _metrics() -> Dict[str, Any]:
-    from feast import metrics as _feast_metrics  # noqa: F401  (sets the multiprocess directory)
-    from prometheus_client import Counter
-
-    LOG_ROWS_WRITTEN = Counter(
-        "feast_sequence_log_rows_written_total", "Served rows written to a use case's log destination", ["use_case"]
-    )
-    LOG_ROWS_DROPPED = Counter(
-        "feast_sequence_log_rows_dropped_total",
-        "Served rows sampled for logging but dropped, by reason",
-        ["use_case", "reason"],
-    )
-    return {name: value for name, value in locals().items() if name in _NAMES}
+_METRICS = LazyMetrics(__name__, ("LOG_ROWS_WRITTEN", "LOG_ROWS_DROPPED"), _define)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return _metrics()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _METRICS.attribute(name)

@@ -14,6 +14,8 @@ from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
+from feast_sequence.lazy_metrics import LazyMetrics
+
 
 class Stage(str, Enum):
     """A timed stage of a use case's request: ``STAGE_SECONDS``'s ``stage`` label (the value)."""
@@ -49,15 +51,8 @@ _NAMES = (
 )
 
 
-@lru_cache(maxsize=None)
-def _metrics() -> Dict[str, Any]:
-    """The metrics, made on first use rather than at import: importing ``feast.metrics`` creates a
-    temporary directory and sets Prometheus's environment variables, which a process that only
-    imports feast_sequence must not pay for. ``feast.metrics`` goes first so that
-    ``prometheus_client`` picks its multiprocess mode."""
-    from feast import metrics as _feast_metrics  # noqa: F401  (sets the multiprocess directory)
-    from prometheus_client import Counter, Histogram
-
+def _define(prometheus: Any) -> Dict[str, Any]:
+    Counter, Histogram = prometheus.Counter, prometheus.Histogram
     STAGE_SECONDS = Histogram(
         "feast_sequence_stage_seconds",
         "Time spent in each serving stage of a use case's request",
@@ -115,11 +110,13 @@ def _metrics() -> Dict[str, Any]:
     return {name: value for name, value in locals().items() if name in _NAMES}
 
 
+_METRICS = LazyMetrics(__name__, _NAMES, _define)
+_metrics = _METRICS.all
+
+
 def __getattr__(name: str) -> Any:
-    """``metrics.STAGE_SECONDS`` and the others, made on first access (PEP 562)."""
-    if name in _NAMES:
-        return _metrics()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """``metrics.STAGE_SECONDS`` and the others, made on first access (feast_sequence/lazy_metrics.py)."""
+    return _METRICS.attribute(name)
 
 
 class CacheCounters(NamedTuple):

@@ -13,8 +13,9 @@ events that are served are looked up.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from feast.online_response import OnlineResponse
@@ -144,145 +145,128 @@ def serve(
 ) -> Request:
     """One online request of a use case; see the module docstring for how it is driven."""
     use_case = use_case_settings(service)
-    try:
-        return (
-            yield from _serve(
-                store,
-                config,
-                service,
-                use_case,
-                entity_rows,
-                registry,
-                project,
-                full_feature_names,
-                include_version_metadata,
+    with _errors_counted(use_case):
+        clock = _Clock(use_case)
+        columns = _columnar(entity_rows)
+        row_count = len(next(iter(columns.values()))) if columns else 0
+        limit = use_case.limits.max_entities
+        if limit is not None and row_count > limit:
+            metrics.LIMIT_REJECTIONS.labels(use_case.name, metrics.Limit.MAX_ENTITIES.value).inc()
+            raise SequenceRequestError(
+                f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
+                f"max_entities={limit:,}; split the request."
             )
-        )
+        (
+            join_key_values,
+            grouped_refs,
+            entity_name_to_join_key_map,
+            odfvs,
+            feature_refs,
+            result_names,
+            response,
+        ) = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
+
+        # --- retrieve: every view's rows in one pipeline ---
+        now_us = int(store.clock() * 1_000_000)  # the request's time: windows and ages count from it
+        key_cache: Dict[Tuple[int, ...], bytes] = {}
+        commands: List[Command] = []
+        parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
+        plans: List[ViewPlan] = []
+        for table, requested in grouped_refs:
+            values, idxs, output_len = feast_internals.unique_entities(
+                table, join_key_values, entity_name_to_join_key_map
+            )
+            start = len(commands)
+            if is_sequence_view(table):
+                # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
+                check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
+                settings = sequence_settings(table)
+                name = table.projection.name_to_use()
+                plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)
+                plans.append(plan)
+                commands.extend(retrieve_commands(settings, plan.spec, project, values, now_us, key_cache))
+                parts.append((start, len(commands), plan))
+            else:
+                regular_commands, fill = store.plan_regular_read(config, table, requested, values, idxs, output_len)
+                commands.extend(regular_commands)
+                parts.append((start, len(commands), fill))
+        validate_use_case(use_case, {p.name: p.settings for p in plans})
+        first_replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
+        views: List[ServedView] = []  # in plan order; each also replaces its plan in parts
+        for index, (start, end, part) in enumerate(parts):
+            if isinstance(part, ViewPlan):
+                view = ServedView(part, decode_batch(part.settings, first_replies[start:end], part.decoded))
+                views.append(view)
+                parts[index] = (start, end, view)
+        clock.stage(metrics.Stage.RETRIEVE)
+
+        # --- filter, size ---
+        for view in views:
+            view.batch = filter_events(view.batch, view.plan.spec.where)
+        clock.stage(metrics.Stage.FILTER)
+        for view in views:
+            view.batch = first_n(view.batch, view.plan.spec.length)
+        clock.stage(metrics.Stage.SIZE)
+
+        # --- enrich: one round trip for every distinct key of every enrichment not in its cache ---
+        lookups: Dict[_Lookup, List[Any]] = {}
+        factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
+        for index, view in enumerate(views):
+            for enrichment in view.plan.serving_enrichments:
+                factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
+                lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
+        if lookups:
+            found = yield from _enrich_lookups(store, config, project, use_case, lookups)
+            for index, view in enumerate(views):
+                for enrichment in view.plan.serving_enrichments:
+                    view.batch, misses = join(
+                        view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
+                    )
+                    if misses:
+                        metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
+            clock.stage(metrics.Stage.ENRICH)
+
+        # --- arrange: ages from the request's time, then the order the use case asks for ---
+        for view in views:
+            spec, timestamps = view.plan.spec, view.plan.settings.timestamp_field
+            view.newest = newest_seconds(view.batch, timestamps)
+            if spec.age_field is not None:
+                request_seconds = np.full(view.batch.rows, now_us // 1_000_000, dtype=np.int64)
+                view.batch = with_age(view.batch, spec.age_field, view.batch.columns[timestamps], request_seconds)
+            if spec.oldest_first:
+                view.batch = oldest_first(view.batch)
+
+        # --- response: Feast's layout, then on-demand views, then the output format ---
+        # On-demand views must see unpadded lists; without them, lists are padded as they are written.
+        pad_in_fill = use_case.output == OutputFormat.PADDED and not odfvs
+        for start, end, part in parts:
+            if isinstance(part, ServedView):
+                _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
+                metrics.observe_sequences(use_case.name, part.plan.name, part.batch.lengths, part.newest)
+            else:
+                part(first_replies[start:end], response, full_feature_names, include_version_metadata)
+        feature_types = feast_internals.feature_types(grouped_refs)
+        if odfvs:
+            feast_internals.apply_on_demand_transforms(response, feature_refs, odfvs, full_feature_names, feature_types)
+            clock.stage(metrics.Stage.TRANSFORM)
+        kept = set(result_names)
+        for view in views:
+            kept.update(_output_name(view.plan, n, full_feature_names) for n in view.plan.outputs)
+            kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
+        feast_internals.drop_unneeded_columns(response, kept)
+        clock.stage(metrics.Stage.FEATURIZE)
+        serving_log.record(config, service, columns, views, now_us)  # a queue put at most (monitoring/)
+        return OnlineResponse(response, feature_types=feature_types)
+
+
+@contextmanager
+def _errors_counted(use_case: UseCaseSettings) -> Iterator[None]:
+    """Count the request's error by type (what reaches the caller, the request's own or Redis's)."""
+    try:
+        yield
     except Exception as error:
         metrics.REQUEST_ERRORS.labels(use_case.name, type(error).__name__).inc()
         raise
-
-
-def _serve(
-    store: Any,
-    config: Any,
-    service: Any,
-    use_case: UseCaseSettings,
-    entity_rows: Any,
-    registry: Any,
-    project: str,
-    full_feature_names: bool,
-    include_version_metadata: bool,
-) -> Request:
-    clock = _Clock(use_case)
-    columns = _columnar(entity_rows)
-    row_count = len(next(iter(columns.values()))) if columns else 0
-    limit = use_case.limits.max_entities
-    if limit is not None and row_count > limit:
-        metrics.LIMIT_REJECTIONS.labels(use_case.name, metrics.Limit.MAX_ENTITIES.value).inc()
-        raise SequenceRequestError(
-            f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
-            f"max_entities={limit:,}; split the request."
-        )
-    (
-        join_key_values,
-        grouped_refs,
-        entity_name_to_join_key_map,
-        odfvs,
-        feature_refs,
-        result_names,
-        response,
-    ) = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
-
-    # --- retrieve: every view's rows in one pipeline ---
-    now_us = int(store.clock() * 1_000_000)  # the request's time: windows and ages count from it
-    key_cache: Dict[Tuple[int, ...], bytes] = {}
-    commands: List[Command] = []
-    parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
-    plans: List[ViewPlan] = []
-    for table, requested in grouped_refs:
-        values, idxs, output_len = feast_internals.unique_entities(table, join_key_values, entity_name_to_join_key_map)
-        start = len(commands)
-        if is_sequence_view(table):
-            # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
-            check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
-            settings = sequence_settings(table)
-            name = table.projection.name_to_use()
-            plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)
-            plans.append(plan)
-            commands.extend(retrieve_commands(settings, plan.spec, project, values, now_us, key_cache))
-            parts.append((start, len(commands), plan))
-        else:
-            regular_commands, fill = store.plan_regular_read(config, table, requested, values, idxs, output_len)
-            commands.extend(regular_commands)
-            parts.append((start, len(commands), fill))
-    validate_use_case(use_case, {p.name: p.settings for p in plans})
-    first_replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
-    views: List[ServedView] = []  # in plan order; each also replaces its plan in parts
-    for index, (start, end, part) in enumerate(parts):
-        if isinstance(part, ViewPlan):
-            view = ServedView(part, decode_batch(part.settings, first_replies[start:end], part.decoded))
-            views.append(view)
-            parts[index] = (start, end, view)
-    clock.stage(metrics.Stage.RETRIEVE)
-
-    # --- filter, size ---
-    for view in views:
-        view.batch = filter_events(view.batch, view.plan.spec.where)
-    clock.stage(metrics.Stage.FILTER)
-    for view in views:
-        view.batch = first_n(view.batch, view.plan.spec.length)
-    clock.stage(metrics.Stage.SIZE)
-
-    # --- enrich: one round trip for every distinct key of every enrichment not in its cache ---
-    lookups: Dict[_Lookup, List[Any]] = {}
-    factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
-    for index, view in enumerate(views):
-        for enrichment in view.plan.serving_enrichments:
-            factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
-            lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
-    if lookups:
-        found = yield from _enrich_lookups(store, config, project, use_case, lookups)
-        for index, view in enumerate(views):
-            for enrichment in view.plan.serving_enrichments:
-                view.batch, misses = join(
-                    view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
-                )
-                if misses:
-                    metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
-        clock.stage(metrics.Stage.ENRICH)
-
-    # --- arrange: ages from the request's time, then the order the use case asks for ---
-    for view in views:
-        spec, timestamps = view.plan.spec, view.plan.settings.timestamp_field
-        view.newest = newest_seconds(view.batch, timestamps)
-        if spec.age_field is not None:
-            request_seconds = np.full(view.batch.rows, now_us // 1_000_000, dtype=np.int64)
-            view.batch = with_age(view.batch, spec.age_field, view.batch.columns[timestamps], request_seconds)
-        if spec.oldest_first:
-            view.batch = oldest_first(view.batch)
-
-    # --- response: Feast's layout, then on-demand views, then the output format ---
-    # On-demand views must see unpadded lists; without them, lists are padded as they are written.
-    pad_in_fill = use_case.output == OutputFormat.PADDED and not odfvs
-    for start, end, part in parts:
-        if isinstance(part, ServedView):
-            _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
-            metrics.observe_sequences(use_case.name, part.plan.name, part.batch.lengths, part.newest)
-        else:
-            part(first_replies[start:end], response, full_feature_names, include_version_metadata)
-    feature_types = feast_internals.feature_types(grouped_refs)
-    if odfvs:
-        feast_internals.apply_on_demand_transforms(response, feature_refs, odfvs, full_feature_names, feature_types)
-        clock.stage(metrics.Stage.TRANSFORM)
-    kept = set(result_names)
-    for view in views:
-        kept.update(_output_name(view.plan, n, full_feature_names) for n in view.plan.outputs)
-        kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
-    feast_internals.drop_unneeded_columns(response, kept)
-    clock.stage(metrics.Stage.FEATURIZE)
-    serving_log.record(config, service, columns, views, now_us)  # a queue put at most (monitoring/)
-    return OnlineResponse(response, feature_types=feature_types)
 
 
 def _serving(use_case: UseCaseSettings) -> str:

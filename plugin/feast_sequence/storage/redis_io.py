@@ -257,23 +257,7 @@ def execute(
     replicas than ``acks`` asks for acknowledged the writes. ``access`` says whether the commands
     write, so that an outage's error says truthfully what may have been applied.
     """
-    if not commands:
-        return []
-    return drive(_attempts(commands, what, retry, acks, access), partial(_take, client))
-
-
-async def execute_async(
-    client: Any,
-    commands: Sequence[Command],
-    what: str,
-    retry: RetryPolicy = NO_RETRY,
-    acks: ReplicaAcks = NO_ACKS,
-    access: Access = Access.READ,
-) -> List[Any]:
-    """:func:`execute` with a ``redis.asyncio`` client."""
-    if not commands:
-        return []
-    return await drive_async(_attempts(commands, what, retry, acks, access), partial(_take_async, client))
+    return run_round_trip(client, RoundTrip(commands, what, retry, acks, access))
 
 
 @dataclass(frozen=True)
@@ -286,13 +270,21 @@ class RoundTrip:
     acks: ReplicaAcks = NO_ACKS
     access: Access = Access.READ
 
+    def attempts(self) -> Generator[_Step, Any, List[Any]]:
+        """This round trip's attempts, as the drivers run them (none without commands)."""
+        if not self.commands:
+            return []
+        return (yield from _attempts(self.commands, self.what, self.retry, self.acks, self.access))
+
 
 def run_round_trip(client: Any, trip: RoundTrip) -> List[Any]:
-    return execute(client, trip.commands, trip.what, trip.retry, trip.acks, trip.access)
+    """:func:`execute` of a round trip, with a synchronous client."""
+    return drive(trip.attempts(), partial(_take, client))
 
 
 async def run_round_trip_async(client: Any, trip: RoundTrip) -> List[Any]:
-    return await execute_async(client, trip.commands, trip.what, trip.retry, trip.acks, trip.access)
+    """:func:`execute` of a round trip, with a ``redis.asyncio`` client."""
+    return await drive_async(trip.attempts(), partial(_take_async, client))
 
 
 def _take(client: Any, step: _Step) -> Any:

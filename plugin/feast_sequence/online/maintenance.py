@@ -1,0 +1,168 @@
+"""View-wide work on sequence views, outside the request path: `feast apply` (definitions, TTL
+changes, deletions), `feast teardown`, and the `feast-sequence compact` job.
+
+These scan a view's keys with a synchronous client; none of it runs per request.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from feast import FeatureView
+from feast.repo_config import RepoConfig
+
+from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.storage.client import refuse_eviction
+from feast_sequence.storage.compaction import compact
+from feast_sequence.storage.drivers import drive
+from feast_sequence.storage.evolution import StoredDefinition, evolve
+from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
+from feast_sequence.storage.redis_io import (
+    Access,
+    Command,
+    evalsha,
+    execute,
+    replica_acks,
+    retry_policy,
+    run_round_trip,
+)
+from feast_sequence.storage.scripts import EXPIRE
+
+PROVIDER_PATH = "feast_sequence.SequenceProvider"
+
+
+def check_provider(config: RepoConfig, sequences: Sequence[FeatureView]) -> None:
+    """Sequence views need the sequence provider: it turns pushed rows into events."""
+    if sequences and not _uses_sequence_provider(config):
+        raise SequenceConfigurationError(
+            f"Sequence view(s) {[t.name for t in sequences]} need "
+            f"'provider: {PROVIDER_PATH}' in feature_store.yaml (found {config.provider!r}); "
+            "it turns pushed rows into events."
+        )
+
+
+def apply_views(client: Any, config: RepoConfig, keep: Sequence[FeatureView], delete: Sequence[FeatureView]) -> None:
+    """`feast apply` of sequence views: delete the removed ones, record the kept ones' definitions.
+
+    Every view is checked against what is stored before anything is changed: a refused view aborts
+    the whole apply (Feast commits the registry only after the store's ``update`` returns).
+    """
+    refuse_eviction(client)
+    changes = _definition_changes(client, config, [sequence_settings(t) for t in keep])
+    for table in delete:
+        delete_view(client, config, table.name)
+    for settings, previous, record in changes:
+        if previous is not None and previous.ttl_us != record.ttl_us:
+            expire_view(client, config, settings)  # a scan of the view's keys: only on change
+        _run_writes(
+            client,
+            [("HSET", definitions_key(config.project), settings.view_name, record.to_json())],
+            config.online_store,
+            f"recording the definition of sequence view '{settings.view_name}'",
+        )
+
+
+def stored_definitions(client: Any, config: RepoConfig) -> Dict[str, StoredDefinition]:
+    """Every sequence view of the project that Redis holds a definition record for."""
+    raw = execute(
+        client,
+        [("HGETALL", definitions_key(config.project))],
+        "reading the stored definitions of sequence views",
+        retry_policy(config.online_store),
+    )[0]
+    return {name.decode(): StoredDefinition.from_json(text) for name, text in raw.items()}
+
+
+def delete_view(client: Any, config: RepoConfig, view_name: str) -> int:
+    """Delete every key of one sequence view in this project, and its stored definition; returns
+    how many sequence keys were deleted."""
+    deleted = sum(
+        sum(_run_writes(client, [("UNLINK", k) for k in batch], config.online_store, "deleting a sequence view"))
+        for batch in _scan_batches(client, view_scan_pattern(config.project, view_name))
+    )
+    _run_writes(
+        client,
+        [("HDEL", definitions_key(config.project), view_name)],
+        config.online_store,
+        "deleting a sequence view",
+    )
+    return deleted
+
+
+def expire_view(client: Any, config: RepoConfig, settings: SequenceSettings) -> int:
+    """Set every stored sequence of a view to expire under its current TTL (none: never), as the
+    next write would; returns how many sequences were updated. Run by `feast apply` when the TTL
+    changes, so a removed or raised TTL no longer deletes keys at the old time."""
+    args = (settings.ttl_us or 0, "1" if settings.dedup_by else "0")
+    updated = 0
+    for batch in _scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
+        sequences = sorted({zset_key_of(k) for k in batch})
+        commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
+        updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
+    return updated
+
+
+def compact_view(client: Any, config: RepoConfig, settings: SequenceSettings, batch: int = 200) -> int:
+    """Compact every stored sequence of a view whose tail holds events; returns how many were
+    compacted. Safe beside writers, readers and other compactors: each sequence is replaced by
+    compare-and-set (storage/compaction.py). Also converts sequences written before blocks existed
+    (storage format 2) in place."""
+    online = config.online_store
+    compacted = 0
+    for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
+        sequences = [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
+        operation = compact(settings, sequences, retry_policy(online), replica_acks(online))
+        compacted += drive(operation, partial(run_round_trip, client))
+    return compacted
+
+
+def _definition_changes(
+    client: Any, config: RepoConfig, views: Sequence[SequenceSettings]
+) -> List[Tuple[SequenceSettings, Optional[StoredDefinition], StoredDefinition]]:
+    """Per view: its stored definition (None if none) and the new one; raises on a refused change."""
+    if not views:
+        return []
+    replies = execute(
+        client,
+        [("HMGET", definitions_key(config.project), *[s.view_name for s in views])],
+        "reading the stored definitions of sequence views",
+        retry_policy(config.online_store),
+    )[0]
+    changes = []
+    for settings, raw in zip(views, replies):
+        previous = StoredDefinition.from_json(raw) if raw is not None else None
+        changes.append((settings, previous, evolve(previous, settings)))
+    return changes
+
+
+def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
+    """Every key matching ``pattern``, in lists of up to ``size``."""
+    batch: List[bytes] = []
+    for key in client.scan_iter(match=pattern, count=size):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _run_writes(client: Any, commands: List[Command], online_config: Any, what: str) -> List[Any]:
+    return execute(client, commands, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE)
+
+
+def _uses_sequence_provider(config: RepoConfig) -> bool:
+    """Whether the configured provider (a dotted class path) is ``SequenceProvider`` or a subclass:
+    it carries ``converts_pushes_to_events``, so this module need not import the provider."""
+    if "." not in config.provider:
+        return False
+    module_name, class_name = config.provider.rsplit(".", 1)
+    provider_class = getattr(importlib.import_module(module_name), class_name, None)
+    return bool(getattr(provider_class, "converts_pushes_to_events", False))
+
+
+def _expiring(settings: SequenceSettings) -> str:
+    return f"applying the TTL of sequence view '{settings.view_name}' to its stored sequences"

@@ -1,0 +1,122 @@
+"""An online request through Feast's path: which views it reads, and the one pipeline that reads them.
+
+``plan_request`` turns Feast's grouped feature refs into the Redis commands of every view, sequence
+or regular, and a ``RequestPlan`` puts each view's replies into Feast's response: sequence views as
+storage/read.py decodes them, regular views as Feast's Redis store would (feast_internals.py).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Callable, Dict, List, Tuple
+
+from feast import FeatureView
+from feast.infra.online_stores.redis import RedisOnlineStore
+from feast.repo_config import RepoConfig
+
+from feast_sequence import feast_internals
+from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
+from feast_sequence.serving.use_case import is_use_case
+from feast_sequence.storage.read import check_entity_limit, plan_read, populate_sequences, read_commands
+from feast_sequence.storage.redis_io import Command
+
+#: ``fill(replies, response, full_feature_names, include_version_metadata)``: one view's replies
+#: into the response.
+Fill = Callable[[List[Any], Any, bool, bool], None]
+
+
+class RequestPlan:
+    """The commands of one online request and, per view, how to put their replies into the response."""
+
+    def __init__(self) -> None:
+        self.commands: List[Command] = []
+        self._parts: List[Tuple[int, int, Fill]] = []
+
+    def add(self, commands: List[Command], fill: Fill) -> None:
+        """One view's commands, and how its replies (in the same order) fill the response."""
+        start = len(self.commands)
+        self.commands.extend(commands)
+        self._parts.append((start, len(self.commands), fill))
+
+    def populate(
+        self, replies: List[Any], response: Any, full_feature_names: bool, include_version_metadata: bool
+    ) -> None:
+        """Fill the response from the replies to ``commands``, view by view in the order they were added."""
+        for start, end, fill in self._parts:
+            fill(replies[start:end], response, full_feature_names, include_version_metadata)
+
+
+def plan_request(
+    store: RedisOnlineStore,
+    config: RepoConfig,
+    grouped_refs: List[Tuple[Any, List[str]]],
+    join_key_values: Dict[str, List[Any]],
+    entity_name_to_join_key_map: Dict[str, str],
+) -> RequestPlan:
+    """Every view's commands of one request; sequence views over at most ``max_entities_per_request``
+    distinct entities each."""
+    plan = RequestPlan()
+    now_us = time.time_ns() // 1000  # one "now" for the whole request
+    key_cache: Dict[Tuple[int, ...], bytes] = {}
+    for table, requested_features in grouped_refs:
+        values, idxs, output_len = feast_internals.unique_entities(table, join_key_values, entity_name_to_join_key_map)
+        if is_sequence_view(table):
+            check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
+            settings = sequence_settings(table)
+            read = plan_read(settings, requested_features)
+            commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
+            plan.add(commands, partial(populate_sequences, read, table, idxs, output_len))
+        else:
+            plan.add(*plan_regular_read(store, config, table, requested_features, values, idxs, output_len))
+    return plan
+
+
+def plan_regular_read(
+    store: RedisOnlineStore,
+    config: RepoConfig,
+    table: FeatureView,
+    requested_features: List[str],
+    values: Any,
+    idxs: Any,
+    output_len: int,
+) -> Tuple[List[Command], Fill]:
+    """A regular view's HMGETs, and how to put their replies into the response (Feast's way)."""
+    fv_name = feast_internals.versioned_view_name(table, config)
+    entity_keys = feast_internals.entity_key_protos(values)
+    redis_keys = feast_internals.redis_keys_for_entities(store, config, entity_keys)
+    names, hset_keys = feast_internals.hset_keys_for_features(store, table, list(requested_features), fv_name)
+    commands: List[Command] = [("HMGET", key, *hset_keys) for key in redis_keys]
+    return commands, partial(_fill_regular, store, fv_name, names, table, idxs, output_len)
+
+
+def _fill_regular(
+    store: RedisOnlineStore,
+    fv_name: str,
+    names: List[str],
+    table: FeatureView,
+    idxs: Any,
+    output_len: int,
+    replies: List[Any],
+    response: Any,
+    full_feature_names: bool,
+    include_version_metadata: bool,
+) -> None:
+    """Regular views: Feast's own decoding and response building."""
+    rows = feast_internals.regular_rows(store, replies, fv_name, names)
+    feast_internals.populate_response(
+        names, rows, idxs, response, full_feature_names, table, output_len, include_version_metadata
+    )
+
+
+def is_use_case_request(registry: Any, project: str, features: Any, entity_rows: Any, full_feature_names: bool) -> bool:
+    """Whether a request goes to a use case's serving pipeline; first, refuse its sequence keys of
+    the wrong type (for Feast's path too), before Feast's lenient conversion reads them as another
+    entity. The request context is the one Feast resolves next (cached)."""
+    entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(
+        registry, project, features, full_feature_names
+    )
+    columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key)
+    check_entity_rows(columns, entity_rows)
+    return is_use_case(features)
