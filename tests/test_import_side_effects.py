@@ -3,6 +3,7 @@ importing Feast itself does: no environment variables, no metrics registered, no
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,8 +20,10 @@ print(dict(os.environ) == before_env, set(os.listdir(tempfile.gettempdir())) == 
 """
 
 
-def test_importing_feast_sequence_has_no_side_effects():
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+def test_importing_feast_sequence_has_no_side_effects(tmp_path):
+    # A temp dir of its own: other tests running at the same time write to the shared one.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split("\n")[-2] == "True True []", result.stdout + result.stderr
 
 
