@@ -59,6 +59,17 @@ def pytest_configure(config: pytest.Config) -> None:
         main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
+#: The longest test files (minutes each: Spark standalone, streaming jobs, offline jobs), run first:
+#: under `make test` (one file per process at a time, next file in collection order) they then
+#: overlap with the many short files, instead of leaving one process running them at the end.
+LONGEST_FIRST = ("test_spark_cluster.py", "test_streaming.py", "test_jobs.py", "test_training_parity.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """The LONGEST_FIRST files first; all other tests keep their order (the sort is stable)."""
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
+
+
 def has_failed(node: pytest.Item) -> bool:
     """Whether the test (its set-up or call) failed: read in a fixture's teardown."""
     return node.stash.get(_FAILED, False)
