@@ -33,8 +33,10 @@ check: $(STAMP)
 	$(PY) -m ruff format --check plugin transformations validations tests
 	$(PY) -m mypy
 
+# The suite on two processes (pytest-xdist), each with its own Redis, Spark session and temporary
+# repositories; a test file stays in one process, so its module-scoped fixtures are built once.
 test: setup check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: setup
 	$(PY) tests/benchmarks/run_benchmarks.py

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, List
@@ -35,6 +38,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.failed:
         item.stash[_FAILED] = True
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: Any) -> None:
+    """Under `pytest -n`, before the workers start: let each make its own Prometheus multiprocess
+    directory. Importing Feast (this file does) set one in this process's environment, which the
+    workers would inherit, and then each would read the other's counters into its own."""
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        os.environ.pop(name, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker, give ``__main__`` (execnet's ``python -c``) a module spec, as
+    ``python -m`` would. Without one, pyspark.sql.connect (which Great Expectations imports) takes
+    the process for a doctest run and calls sys.exit(0) when grpc is absent. A spawned
+    multiprocessing child then re-imports no main module, as before."""
+    main = sys.modules["__main__"]
+    if "PYTEST_XDIST_WORKER" in os.environ and main.__spec__ is None and not hasattr(main, "__file__"):
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+
+
+#: The longest test files (minutes each: Spark standalone, streaming jobs, offline jobs), run first:
+#: under `make test` (one file per process at a time, next file in collection order) they then
+#: overlap with the many short files, instead of leaving one process running them at the end.
+LONGEST_FIRST = ("test_spark_cluster.py", "test_streaming.py", "test_jobs.py", "test_training_parity.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """The LONGEST_FIRST files first; all other tests keep their order (the sort is stable)."""
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
 
 
 def has_failed(node: pytest.Item) -> bool:
