@@ -142,7 +142,7 @@ def test_files_landing_over_several_micro_batches_are_all_indexed(stream_repo, t
 
 def test_a_killed_job_resumes_from_its_checkpoint(stream_repo, redis_client, tmp_path):
     landing, checkpoint = tmp_path / "landing", tmp_path / "checkpoint"
-    frames = click_files(files=8, per_file=300, seed=2)
+    frames = click_files(files=5, per_file=300, seed=2)
     for position, frame in enumerate(frames):
         land(frame, landing, f"part-{position}", "parquet")
     command = [
