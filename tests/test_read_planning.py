@@ -10,13 +10,13 @@ from typing import Any, Dict, List
 
 import pandas as pd
 import pytest
-from feast import Entity, Field, FileSource, ValueType
+from feast import Field
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.types import Int32, String
+from feast.types import Int32
 
-from feast_sequence import SequenceDefinitionError, SequenceFeatureView, SequenceRequestError
+from feast_sequence import SequenceDefinitionError, SequenceRequestError
 from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.online.request_plan import RequestPlan, plan_request
 from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisOnlineStoreConfig
@@ -27,16 +27,9 @@ from feast_sequence.storage.read import decode_rows, plan_read, populate_sequenc
 from feast_sequence.storage.redis_io import evalsha
 from feast_sequence.storage.scripts import READ
 
-USER = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-SOURCE = FileSource(name="clicks_src", path="clicks.parquet", timestamp_field="ts")
-VIEW = SequenceFeatureView(
-    name="clicks",
-    entities=[USER],
-    source=SOURCE,
-    schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)],
-    max_length=5,
-    ttl=timedelta(hours=1),
-)
+from repos import click_view
+
+VIEW = click_view(max_length=5, ttl=timedelta(hours=1))
 SETTINGS = sequence_settings(VIEW)
 NOW_US = 1_700_000_000_000_000
 HOUR_US = 3_600_000_000
@@ -91,11 +84,7 @@ def test_a_use_cases_window_and_length_narrow_the_read_and_no_ttl_reads_from_the
     assert narrow[-2:] == (NOW_US - 60_000_000, 2)  # the window is shorter than the TTL
     (wide,) = read_commands(SETTINGS, "proj", [_key(1)], NOW_US, window_us=2 * HOUR_US)
     assert wide[-2:] == (NOW_US - HOUR_US, 5)  # the TTL is shorter than the window
-    forever = sequence_settings(
-        SequenceFeatureView(
-            name="forever", entities=[USER], source=SOURCE, schema=[Field(name="n", dtype=Int32)], max_length=3
-        )
-    )
+    forever = sequence_settings(click_view(name="forever", schema=[Field(name="n", dtype=Int32)], max_length=3))
     (unbounded,) = read_commands(forever, "proj", [_key(1)], NOW_US)
     assert unbounded[-2:] == ("-inf", 3)
 
