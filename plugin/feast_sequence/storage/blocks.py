@@ -277,12 +277,18 @@ def merge(block: Events, tail: Events, max_length: int, oldest_us: Optional[int]
     return _window(merged, max_length, oldest_us)
 
 
+def goes_in_front(block: Block, identity_fields: int, oldest_tail_us: int) -> bool:
+    """Whether a tail whose oldest event is at ``oldest_tail_us`` simply goes in front of ``block``:
+    without ``dedup_by`` the timestamp is part of an identity, so a tail entirely newer than the
+    block shares no identity with it, and their merge is the tail followed by the block."""
+    return not identity_fields and oldest_tail_us > block.newest
+
+
 def prepend(block: Block, tail: Events, max_length: int, oldest_us: Optional[int] = None) -> bytes:
     """``encode(merge(block.events(), tail, max_length, oldest_us))`` for the usual compaction, a tail
-    entirely newer than the block with no identity in both (views without ``dedup_by``), built from
-    the block's columns and packed members without splitting them into events: a compaction of a
-    long sequence then costs a decompression, a few array copies and a compression ("" if the
-    result is empty, as a compaction deletes an empty block)."""
+    that ``goes_in_front`` of the block, built from the block's columns and packed members without
+    splitting them into events: a compaction of a long sequence then costs a decompression, a few
+    array copies and a compression ("" if the result is empty, as a compaction deletes an empty block)."""
     kept = _window(tail, max_length, oldest_us)
     k = block.within(oldest_us, max_length - len(kept)) if len(kept) == len(tail) else 0
     if not len(kept) and not k:

@@ -81,7 +81,7 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
     tail_members = tail[0::2]
     if block is None:
         return Served.of(tail_members[:limit])
-    if not tail_members or (not identity_fields and int(float(tail[-1])) > block.newest):
+    if not tail_members or blocks.goes_in_front(block, identity_fields, int(float(tail[-1]))):
         first = tail_members[:limit]
         k = block.within(oldest, limit - len(first))
         return Served(b"".join((*first, block.packed(k))), len(first) + k, (first, (block, k)))
@@ -100,8 +100,7 @@ def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Se
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
     decoded = blocks.decode(block)
-    if decoded is not None and not fields and tail.scores[-1] > decoded.newest:
-        # No identity can be in both (without dedup_by the timestamp is part of it), as in ``served``.
+    if decoded is not None and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
         new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
     else:
         merged = blocks.merge(
