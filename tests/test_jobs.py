@@ -292,4 +292,4 @@ def test_write_spark_counts_the_events_written_as_tasks_end(retail_store, redis_
         polled.append(poll())
 
     written = write_spark(context.target, events, watch=watch)
-    assert written > 0 and polled == [0, written]
+    assert written.events > 0 and polled == [0, written.events]

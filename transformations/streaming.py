@@ -146,12 +146,14 @@ class StreamProgress:
 
     batches: int = 0
     events_written: int = 0
+    events_erased: int = 0  # of those written, dropped by the store: their entity was erased
     started: float = field(default_factory=time.perf_counter)
     failed_at: Optional[str] = None  # the failed micro-batch, and its bad record when one is found
 
     def summary(self) -> IndexSummary:
         # Every event read is written (or the micro-batch fails), so read == written.
-        return IndexSummary(self.events_written, self.events_written, time.perf_counter() - self.started)
+        seconds = time.perf_counter() - self.started
+        return IndexSummary(self.events_written, self.events_written, seconds, self.events_erased)
 
 
 class _MicroBatchWriter:
@@ -171,11 +173,13 @@ class _MicroBatchWriter:
             self.progress.failed_at = f"micro-batch {batch_id}{bad_record(self.target.settings, events)}"
             raise
         self.progress.batches += 1
-        self.progress.events_written += written
+        self.progress.events_written += written.events
+        self.progress.events_erased += written.erased
+        erased = f" ({written.erased:,} dropped as erased)" if written.erased else ""
         report(
             "stream",
             self.target.settings.view_name,
-            f"batch {batch_id}: {written:,} events written in {time.perf_counter() - start:.2f} s",
+            f"batch {batch_id}: {written.events:,} events written{erased} in {time.perf_counter() - start:.2f} s",
         )
 
 

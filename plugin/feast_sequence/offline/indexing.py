@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.storage.append import encode_frame, plan_append, tails_to_compact
+from feast_sequence.serving import metrics
+from feast_sequence.storage.append import encode_frame, erased_dropped, plan_append, tails_to_compact
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.compaction import compact, resend_refused
 from feast_sequence.storage.drivers import drive
@@ -40,18 +41,32 @@ class IndexTarget:
 
 
 @dataclass(frozen=True)
+class Written:
+    """What a batch write sent: its events, and how many of them the store dropped because their
+    entity was erased up to their time (storage/scripts.APPEND)."""
+
+    events: int = 0
+    erased: int = 0
+
+    def __add__(self, other: "Written") -> "Written":
+        return Written(self.events + other.events, self.erased + other.erased)
+
+
+@dataclass(frozen=True)
 class IndexSummary:
     events_read: int
     events_written: int
     seconds: float
+    events_erased: int = 0  # of those written, dropped by the store: their entity was erased
 
     @property
     def events_per_second(self) -> float:
         return self.events_written / self.seconds if self.seconds else 0.0
 
     def __str__(self) -> str:
+        erased = f", {self.events_erased:,} of them dropped as erased" if self.events_erased else ""
         return (
-            f"{self.events_read:,} events read, {self.events_written:,} written in {self.seconds:.1f} s "
+            f"{self.events_read:,} events read, {self.events_written:,} written{erased} in {self.seconds:.1f} s "
             f"({self.events_per_second:,.0f} events/s)"
         )
 
@@ -61,8 +76,9 @@ def write_frames(
     frames: Iterable[pd.DataFrame],
     replace_range_us: Optional[Tuple[int, int]] = None,
     on_written: Optional[Callable[[int], None]] = None,
-) -> int:
-    """Append the events of each frame, one pipeline per frame. Returns the events written, and
+) -> Written:
+    """Append the events of each frame, one pipeline per frame. Returns the events written (and
+    those dropped as erased, also counted in ``feast_sequence_erased_events_dropped_total``), and
     tells ``on_written`` after each frame.
 
     With ``replace_range_us``, each entity's stored events in the range are removed in the same
@@ -74,7 +90,7 @@ def write_frames(
     client = redis_client(target.online_config)
     retry, acks = retry_policy(target.online_config), replica_acks(target.online_config)
     replaced: Set[bytes] = set()
-    written = 0
+    written = Written()
     for frame in frames:
         if frame.empty:
             continue
@@ -96,7 +112,10 @@ def write_frames(
             replies = drive(resend_refused(target.settings, commands, replies, retry, acks), run)
         full = tails_to_compact(target.settings, commands, replies, target.online_config.compact_after)
         drive(compact(target.settings, full, retry, acks), run)
-        written += len(events)
+        erased = erased_dropped(replies)
+        if erased:
+            metrics.ERASED_EVENTS_DROPPED.labels(target.settings.view_name).inc(erased)
+        written += Written(len(events), erased)
         if on_written is not None:
             on_written(len(events))
     return written
@@ -112,7 +131,7 @@ def write_spark(
     events: Any,
     replace_range_us: Optional[Tuple[int, int]] = None,
     watch: Optional[Watch] = None,
-) -> int:
+) -> Written:
     """Write a Spark DataFrame of events from the executors: batched, one pipeline per Arrow batch.
 
     ``watch`` follows the events written so far: a Spark accumulator, which each task adds to when
@@ -127,14 +146,16 @@ def write_spark(
     written = events.sparkSession.sparkContext.accumulator(0)
 
     def per_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        yield pd.DataFrame({"written": [write_frames(target, frames, replace_range_us, written.add)]})
+        done = write_frames(target, frames, replace_range_us, written.add)
+        yield pd.DataFrame({"written": [done.events], "erased": [done.erased]})
 
     with watch(lambda: int(written.value)) if watch is not None else contextlib.nullcontext():
-        total = events.mapInPandas(per_partition, "written long").agg(F.sum("written")).collect()[0][0]
-    return int(total or 0)
+        partitions = events.mapInPandas(per_partition, "written long, erased long")
+        total = partitions.agg(F.sum("written"), F.sum("erased")).collect()[0]
+    return Written(int(total[0] or 0), int(total[1] or 0))
 
 
-def write_local(target: IndexTarget, events: pd.DataFrame, chunk: int = 50_000) -> int:
+def write_local(target: IndexTarget, events: pd.DataFrame, chunk: int = 50_000) -> Written:
     """Write a pandas DataFrame of events from this process, one pipeline per chunk."""
     return write_frames(target, (events.iloc[i : i + chunk] for i in range(0, len(events), chunk)))
 
@@ -185,7 +206,10 @@ def newest_before_pandas(settings: SequenceSettings, events: pd.DataFrame, befor
     return older[newest <= settings.max_length].drop(columns=["__ts"])
 
 
-def timed(run: Callable[[], Tuple[int, int]]) -> IndexSummary:
+def timed(run: Callable[[], Tuple[int, Union[int, Written]]]) -> IndexSummary:
+    """Run a job's body (returning events read, and written) and summarize it."""
     start = time.perf_counter()
     read, written = run()
+    if isinstance(written, Written):
+        return IndexSummary(read, written.events, time.perf_counter() - start, written.erased)
     return IndexSummary(read, written, time.perf_counter() - start)

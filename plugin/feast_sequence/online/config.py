@@ -52,6 +52,10 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     """Events a sequence's tail (its sorted set) may hold before the writer that notices compacts
     it into the sequence's compressed block (docs/storage-layout.md); 0 never compacts on write,
     leaving it to ``feast-sequence compact``. Lower saves memory, higher saves CPU per write."""
+    erasures_path: str = "data/erasures"
+    """Folder of the durable copy of erasure markers and the erase audit log (``feast-sequence
+    erase``), relative to the repository; Redis holds the markers too, beside the sequences. Keep it
+    on storage that outlives Redis (docs/privacy.md)."""
 
     @field_validator("connection_string")
     @classmethod

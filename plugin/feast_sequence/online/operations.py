@@ -18,7 +18,14 @@ from feast.repo_config import RepoConfig
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.online.expired_pushes import report_expired
 from feast_sequence.online.request_plan import RequestPlan
-from feast_sequence.storage.append import encode_frame, encode_proto_rows, plan_append, tails_to_compact
+from feast_sequence.serving import metrics
+from feast_sequence.storage.append import (
+    encode_frame,
+    encode_proto_rows,
+    erased_dropped,
+    plan_append,
+    tails_to_compact,
+)
 from feast_sequence.storage.codec import EncodedEvents
 from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import Operation
@@ -98,6 +105,9 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     what = _appending(settings, events)
     sizes = yield RoundTrip(commands, what, retry_policy(online), replica_acks(online), Access.WRITE)
     report_expired(config.project, settings, events.scores_us)
+    erased = erased_dropped(sizes)  # events of erased entities, dropped by the store (scripts.APPEND)
+    if erased:
+        metrics.ERASED_EVENTS_DROPPED.labels(settings.view_name).inc(erased)
     full = tails_to_compact(settings, commands, sizes, online.compact_after)
     yield from compact(settings, full, retry_policy(online), replica_acks(online))
 

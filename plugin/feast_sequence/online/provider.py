@@ -28,6 +28,7 @@ from feast_sequence.definitions.settings import SequenceSettings, is_sequence_vi
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
 from feast_sequence.monitoring.log_files import write_file_logs
+from feast_sequence.offline.erasures import drop_erased_pandas, drop_erased_spark, read_markers
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.offline.indexing import (
     IndexTarget,
@@ -210,9 +211,14 @@ class SequenceProvider(PassthroughProvider):
                 config, regular_views, regular_refs, entity, registry, project, full_feature_names, **kwargs
             )
 
+        markers = read_markers(config)
+
         def events_of(view: FeatureView, settings: SequenceSettings, start: datetime, end: datetime) -> Any:
+            # Erased entities' events leave training data here, even while the source still holds them.
             job = self.pull_events(config, view, settings, start, end)
-            return _spark_df(job) if spark_events else job.to_df()
+            if spark_events:
+                return drop_erased_spark(settings, _spark_df(job), markers)
+            return drop_erased_pandas(settings, job.to_df(), markers)
 
         enrichment_rows: Dict[Enrichment, pd.DataFrame] = {}
 
@@ -288,8 +294,10 @@ class SequenceProvider(PassthroughProvider):
             events = job.to_df()
             in_range = events[pd.to_datetime(events[settings.timestamp_field], utc=True) >= pd.Timestamp(start)]
             written = write_local(target, pd.concat([in_range, newest_before_pandas(settings, events, start)]))
-        bar = tqdm_builder(written)
-        bar.update(written)
+        bar = tqdm_builder(written.events)
+        if written.erased:
+            bar.set_postfix(dropped_as_erased=written.erased)
+        bar.update(written.events)
         bar.close()
 
     def _pull_enrichment(self, config: RepoConfig, registry: Any, project: str, enrichment: Enrichment) -> pd.DataFrame:

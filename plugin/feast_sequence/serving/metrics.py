@@ -45,6 +45,7 @@ _NAMES = (
     "REQUEST_ERRORS",
     "LIMIT_REJECTIONS",
     "EXPIRED_PUSHED_EVENTS",
+    "ERASED_EVENTS_DROPPED",
     "ENRICHMENT_CACHE_HITS",
     "ENRICHMENT_CACHE_MISSES",
     "ENRICHMENT_CACHE_EVICTIONS",
@@ -90,6 +91,11 @@ def _define(prometheus: Any) -> Dict[str, Any]:
     EXPIRED_PUSHED_EVENTS = Counter(
         "feast_sequence_expired_pushed_events_total",
         "Pushed events already older than their view's TTL when written (the store drops them)",
+        ["view"],
+    )
+    ERASED_EVENTS_DROPPED = Counter(
+        "feast_sequence_erased_events_dropped_total",
+        "Events a writer sent for an erased entity, at or before its erasure time (the store drops them)",
         ["view"],
     )
     ENRICHMENT_CACHE_HITS = Counter(

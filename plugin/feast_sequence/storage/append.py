@@ -26,7 +26,7 @@ from feast_sequence.storage.codec import (
     layout_for,
     timestamps_to_us,
 )
-from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix
+from feast_sequence.storage.keys import SequenceKeys, erasure_key_of, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND
 
@@ -151,7 +151,7 @@ def plan_append(
             else:
                 for i in chunk:
                     args += (scores[i], members[i], identities[i])
-            commands.append(evalsha(APPEND, keys, args))
+            commands.append(evalsha(APPEND, append_keys(keys), args))
         if replaced is not None:
             replaced.add(entity_key)
     return commands
@@ -165,13 +165,30 @@ def tails_to_compact(
     if not compact_after:
         return []
     threshold = min(compact_after, settings.max_length)
-    full = {(c[3], c[4], c[5]) for c, size in zip(commands, sizes) if size >= threshold}  # EVALSHA sha 3 keys
+    full = {
+        (c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= threshold
+    }  # EVALSHA sha n keys
     return sorted(full)
+
+
+def append_keys(keys: SequenceKeys) -> Tuple[bytes, ...]:
+    """APPEND's keys: the sequence's, then its entity's erasure marker (scripts.APPEND)."""
+    return (*keys, erasure_key_of(keys[0]))
+
+
+def tail_size(reply: Any) -> int:
+    """The tail's size from an APPEND reply ({size, dropped}, or a negative refusal code)."""
+    return int(reply[0]) if isinstance(reply, list) else int(reply)
+
+
+def erased_dropped(replies: Sequence[Any]) -> int:
+    """Events APPEND calls dropped because their entity was erased up to their time (scripts.APPEND)."""
+    return sum(int(r[1]) for r in replies if isinstance(r, list))
 
 
 def plan_remove_range(settings: SequenceSettings, keys: SequenceKeys, range_us: Tuple[int, int]) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
-    return evalsha(APPEND, keys, append_header(settings, range_us, REFUSE_BESIDE_BLOCK))
+    return evalsha(APPEND, append_keys(keys), append_header(settings, range_us, REFUSE_BESIDE_BLOCK))
 
 
 def append_header(
@@ -179,7 +196,7 @@ def append_header(
 ) -> List[Any]:
     """APPEND's arguments before the events: the view's rules, the range to replace, and the block
     mode ('' a plain append, REFUSE_BESIDE_BLOCK a correction's events, or the header of a block
-    to move back into the tail: compaction.absorb_command)."""
+    to move back into the tail: compaction.absorb_command), and the view's name (its erasure marker)."""
     return [
         settings.max_length,
         settings.ttl_us or 0,
@@ -187,4 +204,5 @@ def append_header(
         range_us[0] if range_us else "",
         range_us[1] if range_us else "",
         block_mode,
+        settings.view_name,
     ]

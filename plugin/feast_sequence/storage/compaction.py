@@ -21,7 +21,7 @@ from typing import Any, Generator, List, Optional, Sequence, Set
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
 from feast_sequence.storage import blocks
-from feast_sequence.storage.append import REFUSED, append_header
+from feast_sequence.storage.append import REFUSED, append_header, append_keys
 from feast_sequence.storage.keys import SequenceKeys
 from feast_sequence.storage.redis_io import (
     Access,
@@ -144,7 +144,7 @@ def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes)
     else:
         for score, member in zip(events.scores, events.members):
             args += (score, member)
-    return evalsha(APPEND, keys, args)
+    return evalsha(APPEND, append_keys(keys), args)
 
 
 def _what(settings: SequenceSettings, doing: str, count: int) -> str:

@@ -35,6 +35,21 @@ def definitions_key(project: str) -> bytes:
     return KEY_PREFIX + project.encode() + b":__definitions__"
 
 
+def erasure_key(project: str, entity_key: bytes) -> bytes:
+    """The hash of one entity's erasure markers (view name or ``*`` -> erased up to this score).
+    It shares the entity's hash tag, so the append and erase scripts may read it beside the
+    sequence's keys on Redis Cluster; ``__erased__`` is no view's name, so no view's scan finds it."""
+    return b"".join((KEY_PREFIX, project.encode(), b":__erased__:{", entity_key, b"}"))
+
+
+def erasure_key_of(zset_key: bytes) -> bytes:
+    """The erasure marker key of the entity whose sequence has the sorted-set key ``zset_key``:
+    ``fsq:<project>:`` and the hash tag (the first ``:{``: projects and view names have no braces)."""
+    project_end = zset_key.index(b":", len(KEY_PREFIX))
+    tag = zset_key.index(b":{", project_end)
+    return zset_key[: project_end + 1] + b"__erased__" + zset_key[tag:-2]
+
+
 def zset_key_of(key: bytes) -> bytes:
     """The sorted-set key of the sequence that ``key`` (any of its keys) belongs to."""
     return key[:-1] + b"z"

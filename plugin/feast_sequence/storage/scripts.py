@@ -104,15 +104,20 @@ end
 # KEYS[1] sorted set (the tail): score = event time in microseconds, member = the stored event
 # KEYS[2] hash identity -> score of the tail's version (views with dedup_by only)
 # KEYS[3] the compacted block (storage/blocks.py), read here only for its header
+# KEYS[4] the entity's erasure marker (hash view name or '*' -> erased up to this score; see ERASE)
 # ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
 # ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
 # correction job replaces a time range atomically with it), ARGV[6] how to treat a block: '' ignore
 # it (a plain append), 'refuse' write nothing if one exists (the events of a correction), or the
 # header of a block whose events this call moves back into the tail (the block is deleted if it
 # still has that header, else nothing is written); then the events: score, member (no dedup_by)
-# or score, member, identity (dedup_by).
+# or score, member, identity (dedup_by); ARGV[7] the view's name, whose marker applies with '*'s.
+# Events at or before the entity's marker are dropped and counted: an erased entity's old events
+# never come back, whichever writer sends them (checked here, inside the atomic call, so an erase
+# racing a write cannot be undone by it; an HMGET of a missing key when there is no marker).
 #
-# Returns the tail's size before trimming (the writer compacts past a threshold), or -1 without
+# Returns {the tail's size before trimming (the writer compacts past a threshold), the events
+# dropped by the erasure marker}, or -1 without
 # writing anything when refused because a block exists (only the tail can have a range replaced
 # inside Redis, so the client moves the block back first: compaction.absorb_command), or -2 when
 # the block to absorb no longer has the given header.
@@ -139,7 +144,19 @@ local identity_fields = tonumber(ARGV[3])
 local range_from, range_to = tonumber(ARGV[4]), tonumber(ARGV[5])
 local block_mode = ARGV[6]
 local absorbed = (block_mode ~= 'refuse') and block_mode or ''
-local first = 7
+local first = 8
+local erased_to = nil
+for _, to in ipairs(redis.call('HMGET', KEYS[4], ARGV[7], '*')) do
+  if to and (not erased_to or tonumber(to) > erased_to) then erased_to = tonumber(to) end
+end
+local dropped = 0
+local function erased(score)
+  if erased_to and score <= erased_to then
+    dropped = dropped + 1
+    return true
+  end
+  return false
+end
 """
     + _EXPIRY
     + _MEMBERS
@@ -164,7 +181,8 @@ if identity_fields > 0 then
   for i = first, #ARGV, 3 do
     local s, member, id = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
     local b = best[id]
-    if not b then
+    if erased(s) then
+    elseif not b then
       order[#order + 1] = id
       best[id] = {s, ARGV[i], member}
     elseif s > b[1] or (s == b[1] and bytes_greater(member, b[3])) then
@@ -187,8 +205,10 @@ if identity_fields > 0 then
 else
   -- The member embeds the timestamp, so an exact duplicate re-adds the same (score, member): a no-op.
   for i = first, #ARGV, 2 do
-    adds[#adds + 1] = ARGV[i]
-    adds[#adds + 1] = ARGV[i + 1]
+    if not erased(tonumber(ARGV[i])) then
+      adds[#adds + 1] = ARGV[i]
+      adds[#adds + 1] = ARGV[i + 1]
+    end
   end
 end
 
@@ -224,7 +244,7 @@ if n > max_length then
 end
 
 set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
-return n
+return {n, dropped}
 """
 )
 
@@ -349,5 +369,56 @@ for _, key in ipairs(KEYS) do
   end
 end
 return out
+"""
+)
+
+
+# Erase one entity's events up to a time from every given view, and record its erasure marker, in
+# one atomic call (all keys share the entity's hash tag, so one slot on Redis Cluster).
+# KEYS[1] the entity's marker hash (keys.erasure_key), then per view its tail, hash and block keys.
+# ARGV[1] the score up to which events are erased (inclusive), ARGV[2] the number m of marker fields
+# that follow (view names, or '*' for every view, later ones included); then per view: its number
+# of dedup_by fields, the header of the block the client read ('' = none), and what to do with the
+# block: 'keep' (none of its events is erased), 'delete', or the new block holding its later events
+# (built by the client: Lua cannot decompress a block).
+#
+# Compare-and-set on every block header, checked before any write: if one changed since the client
+# read it (a compaction, an absorb), nothing is written and it returns -1; the client reads and
+# tries again. Else returns the tail events removed. A marker only ever moves later (max), so an
+# erase run again, or a marker re-applied from the offline copy, is a no-op.
+ERASE = LuaScript(
+    r"""
+local before = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+local first = 3 + m
+local views = (#KEYS - 1) / 3
+for v = 0, views - 1 do
+  local ckey = KEYS[4 + 3 * v]
+  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+  if header ~= ARGV[first + 3 * v + 1] then return -1 end
+end
+local removed = 0
+for v = 0, views - 1 do
+  local zkey, hkey, ckey = KEYS[2 + 3 * v], KEYS[3 + 3 * v], KEYS[4 + 3 * v]
+  local identity_fields, block = tonumber(ARGV[first + 3 * v]), ARGV[first + 3 * v + 2]
+  if identity_fields > 0 then
+    local entries = redis.call('HGETALL', hkey)
+    for j = 1, #entries, 2 do
+      if tonumber(entries[j + 1]) <= before then redis.call('HDEL', hkey, entries[j]) end
+    end
+  end
+  removed = removed + redis.call('ZREMRANGEBYSCORE', zkey, '-inf', before)
+  if block == 'delete' then
+    redis.call('DEL', ckey)
+  elseif block ~= 'keep' then
+    redis.call('SET', ckey, block, 'KEEPTTL')
+  end
+  if redis.call('EXISTS', zkey) == 0 and redis.call('EXISTS', ckey) == 0 then redis.call('DEL', hkey) end
+end
+for j = 3, 2 + m do
+  local stored = redis.call('HGET', KEYS[1], ARGV[j])
+  if not stored or tonumber(stored) < before then redis.call('HSET', KEYS[1], ARGV[j], ARGV[1]) end
+end
+return removed
 """
 )

@@ -1,0 +1,126 @@
+"""Erasing entities' events from Redis up to a time and recording their erasure markers, planned
+without I/O: a generator of round trips that the sync or async driver runs (storage/drivers.py).
+
+One ``ERASE`` script call per entity covers every view of it (their keys share the entity's hash
+tag), so an entity is erased from all its views at once or not at all, and a writer racing the
+erase either lands before it (and is erased) or after it (and meets the marker). docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generator, List, Sequence, Tuple, Union
+
+from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.errors import SequenceStoreError
+from feast_sequence.storage import blocks
+from feast_sequence.storage.keys import erasure_key, sequence_keys, view_prefix
+from feast_sequence.storage.redis_io import Access, Command, ReplicaAcks, RetryPolicy, RoundTrip, evalsha
+from feast_sequence.storage.scripts import ERASE
+
+#: The marker field of an erasure that applies to every view of the entity, present and future.
+EVERY_VIEW = "*"
+
+#: ERASE's reply when a block changed between the read and the script: nothing was written.
+BLOCK_CHANGED = -1
+
+
+@dataclass(frozen=True)
+class EntityErasure:
+    """One entity to erase (its key bytes) from the views whose join keys it matches."""
+
+    entity_key: bytes
+    views: Tuple[SequenceSettings, ...]
+
+
+@dataclass
+class ErasedCounts:
+    """What an erase removed from Redis: entities erased, and events from tails and from blocks."""
+
+    entities: int = 0
+    tail_events: int = 0
+    block_events: int = 0
+
+    @property
+    def events(self) -> int:
+        return self.tail_events + self.block_events
+
+
+def erase_entities(
+    project: str,
+    erasures: Sequence[EntityErasure],
+    marker_fields: Sequence[str],
+    before_us: int,
+    retry: RetryPolicy,
+    acks: ReplicaAcks,
+    attempts: int = 10,
+) -> Generator[RoundTrip, List[Any], ErasedCounts]:
+    """Erase each entity's events at or before ``before_us`` from its views and set its marker
+    fields (view names, or ``EVERY_VIEW``) to at least ``before_us``; two round trips per attempt.
+    Entities whose block a compaction replaced meanwhile are read and erased again."""
+    counts = ErasedCounts()
+    pending = list(erasures)
+    for _ in range(attempts):
+        if not pending:
+            return counts
+        block_keys = [_keys(project, e.entity_key, s)[2] for e in pending for s in e.views]
+        stored = iter((yield RoundTrip([("GET", k) for k in block_keys], _what("reading", len(pending)), retry)))
+        planned = [plan_erase(project, e, [next(stored) for _ in e.views], marker_fields, before_us) for e in pending]
+        commands = [command for command, _ in planned]
+        replies = yield RoundTrip(commands, _what("erasing", len(commands)), retry, acks, Access.WRITE)
+        again = []
+        for erasure, (_, from_blocks), reply in zip(pending, planned, replies):
+            if reply == BLOCK_CHANGED:
+                again.append(erasure)
+                continue
+            counts.entities += 1
+            counts.tail_events += int(reply)
+            counts.block_events += from_blocks
+        pending = again
+    if pending:
+        raise SequenceStoreError(
+            f"Erasing {len(pending)} entities kept meeting freshly compacted blocks after {attempts} attempts; "
+            "nothing of theirs was half erased. Run the erase again (it is safe to repeat)."
+        )
+    return counts
+
+
+def plan_erase(
+    project: str,
+    erasure: EntityErasure,
+    stored_blocks: Sequence[Any],
+    marker_fields: Sequence[str],
+    before_us: int,
+) -> Tuple[Command, int]:
+    """One entity's ERASE call given its views' stored blocks (None: none), and how many block
+    events it removes."""
+    keys: List[bytes] = [erasure_key(project, erasure.entity_key)]
+    args: List[Any] = [before_us, len(marker_fields), *marker_fields]
+    removed = 0
+    for settings, block in zip(erasure.views, stored_blocks):
+        keys += _keys(project, erasure.entity_key, settings)
+        action, count = block_after_erase(block, before_us)
+        args += (len(settings.dedup_by), blocks.header_of(block), action)
+        removed += count
+    return evalsha(ERASE, keys, args), removed
+
+
+def block_after_erase(block: Any, before_us: int) -> Tuple[Union[str, bytes], int]:
+    """What ERASE does with a block: 'keep' it, 'delete' it, or replace it by a block of its events
+    after ``before_us``; and how many events that removes. A block is newest first."""
+    events = blocks.decode_events(block)
+    kept = sum(1 for score in events.scores if score > before_us)
+    if kept == len(events):
+        return "keep", 0
+    if kept == 0:
+        return "delete", len(events)
+    later = blocks.Events(events.scores[:kept], events.members[:kept], events.identity_lengths[:kept])
+    return blocks.encode(later), len(events) - kept
+
+
+def _keys(project: str, entity_key: bytes, settings: SequenceSettings) -> Tuple[bytes, bytes, bytes]:
+    return sequence_keys(view_prefix(project, settings.view_name), entity_key)
+
+
+def _what(doing: str, count: int) -> str:
+    return f"{doing} {count} entities to erase"
