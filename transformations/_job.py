@@ -13,6 +13,7 @@ from feast import FeatureStore
 
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
+from feast_sequence.monitoring import erasure
 from feast_sequence.offline.indexing import IndexTarget
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.provider import sequence_provider
@@ -48,7 +49,10 @@ class JobContext:
 
 
 def open_view(repo: str, view_name: str, verbose: bool = False) -> JobContext:
+    """The job's view, once Redis holds every recorded erasure again: a Redis that lost its data
+    (restarted without persistence) gets its markers back before the job writes (docs/privacy.md)."""
     store = FeatureStore(repo_path=repo)
+    erasure.reapply(store)
     view = store.get_feature_view(view_name)
     settings = sequence_settings(view)
     return JobContext(

@@ -4,7 +4,8 @@ Public API: define views with :class:`SequenceFeatureView`, configure
 ``provider: feast_sequence.SequenceProvider`` and the online store
 ``feast_sequence.online_store.SequenceRedisOnlineStore``; recover settings with
 :func:`sequence_settings`; a use case's training data with :func:`get_training_data`; real-time
-ingest whose cost does not grow with the registry with :func:`push` / :func:`push_async`.
+ingest whose cost does not grow with the registry with :func:`push` / :func:`push_async`; erasing
+entities everywhere, for good, with :func:`erase`.
 """
 
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache, enrich
@@ -26,6 +27,7 @@ from feast_sequence.errors import (
     SequenceStoreUnavailableError,
     SequenceValidationError,
 )
+from feast_sequence.monitoring.erasure import ErasureResult, erase
 from feast_sequence.online.provider import SequenceProvider
 from feast_sequence.online.push import push, push_async
 from feast_sequence.online.training_data import get_training_data
@@ -47,6 +49,7 @@ from feast_sequence.serving.use_case import (
 __all__ = [
     "Enrichment",
     "EnrichmentCache",
+    "ErasureResult",
     "EventField",
     "FeastSequenceError",
     "Jagged",
@@ -71,6 +74,7 @@ __all__ = [
     "UseCaseSettings",
     "Where",
     "enrich",
+    "erase",
     "get_training_data",
     "is_sequence_view",
     "is_use_case",

@@ -14,7 +14,7 @@ from feast.repo_config import RepoConfig
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceInputError
-from feast_sequence.offline.erasures import ErasureMarker, append_markers, read_markers
+from feast_sequence.offline.erasures import ErasureMarker, append_markers, read_markers, typed_value
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import datetime_to_us
 from feast_sequence.storage.drivers import drive
@@ -52,22 +52,21 @@ def erasure_request(
     if unknown:
         raise SequenceInputError(f"No sequence view named {unknown}; the sequence views are {sorted(known)}.")
     chosen = [known[v] for v in views] if views else list(known.values())
-    key_sets = {frozenset(name for name, _ in s.join_keys) for s in chosen}
+    types = {frozenset(name for name, _ in s.join_keys): dict(s.join_keys) for s in reversed(chosen)}
+    typed = []
     for entity in entities:
-        if not isinstance(entity, Mapping) or frozenset(entity) not in key_sets:
+        if not isinstance(entity, Mapping) or frozenset(entity) not in types:
             raise SequenceInputError(
                 f"Entity {entity!r}: give a mapping of the join keys of a sequence view: "
-                f"{sorted(sorted(k) for k in key_sets)}."
+                f"{sorted(sorted(k) for k in types)}."
             )
-    made_at = datetime.now(timezone.utc)
+        # Values of the first view's join key types (a CLI gives text), checked before anything is written.
+        key_types = types[frozenset(entity)]
+        typed.append({name: typed_value(entity, name, key_types[name]) for name in sorted(entity)})
     if before is not None and before.tzinfo is None:
         raise SequenceInputError(f"before={before.isoformat()} has no time zone; give one (e.g. +00:00).")
-    request = ErasureRequest(tuple(entities), tuple(views) if views else None, before or made_at, made_at)
-    for marker in request.markers():  # every value converts to its join key's type before anything is written
-        for settings in chosen:
-            if marker.applies_to(settings):
-                marker.entity_key(settings)
-    return request
+    made_at = datetime.now(timezone.utc)
+    return ErasureRequest(tuple(typed), tuple(views) if views else None, before or made_at, made_at)
 
 
 def erase_online(
