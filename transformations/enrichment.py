@@ -27,6 +27,7 @@ import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.offline.erasures import drop_erased_spark, read_markers
 from feast_sequence.offline.indexing import IndexSummary, timed
 from feast_sequence.output import progress
 from feast_sequence.storage.client import redis_client
@@ -176,7 +177,10 @@ def run_enrichment(
             f"{counts['sequences']:,} sequences, {counts['events']:,} stored events, {counts['rewritten']:,} rewritten",
         )
         if offline_output:
-            events = enrich_events(settings, context.events(EPOCH, _FAR_FUTURE, without=fields), table, on, fields)
+            source = context.events(EPOCH, _FAR_FUTURE, without=fields)
+            # A copy the project makes: without erased entities' events, though the source holds them.
+            source = drop_erased_spark(settings, source, read_markers(context.store.config))
+            events = enrich_events(settings, source, table, on, fields)
             events.write.mode("overwrite").parquet(offline_output)
             report("enrich", settings.view_name, f"wrote the enriched source events to {offline_output}")
         return counts["events"], counts["rewritten"]
