@@ -10,13 +10,16 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from feast_sequence import erase
+from feast_sequence import erase, sequence_settings
 from feast_sequence.offline.erasures import erasures_folder
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
 
+from reference import reference_sequences, retail_records
+
 END = datetime(2010, 12, 10, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DAYS = 30
 
 
@@ -71,22 +74,31 @@ def test_materialization_and_correction_leave_an_erased_customer_out(store, reta
 
 
 def test_training_data_leaves_out_erased_events_the_source_still_holds(store, retail_events):
-    erased, kept, _ = window_customers(retail_events)
+    cut = END - timedelta(days=DAYS // 2)
+    purchases = retail_events.purchases[retail_events.purchases["event_timestamp"] <= END]
+    # A customer with fewer events than max_length, on both sides of the cut: the erase shows.
+    sides = purchases.groupby("customer_id")["event_timestamp"].agg(["min", "max", "size"])
+    fitting = sides[(sides["min"] <= cut) & (sides["max"] > cut) & (sides["size"] < 40)]
+    erased, kept = int(fitting.index[0]), int(fitting.index[1])
     entity_df = pd.DataFrame({"customer_id": [erased, kept], "event_timestamp": [END, END]})
+    settings = sequence_settings(store.get_feature_view("customer_purchases"))
 
     def training():
         frame = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
         return {c: list(v) if v is not None else [] for c, v in zip(frame["customer_id"], frame["item_id"])}
 
+    def reference(customer, after):
+        purchases = retail_events.purchases
+        events = purchases[
+            (purchases["customer_id"] == customer)
+            & (purchases["event_timestamp"] > after)
+            & (purchases["event_timestamp"] <= END)
+        ]
+        return [e["item_id"] for e in reference_sequences(settings, retail_records(events)).get(customer, [])]
+
     before = training()
-    assert before[erased] and before[kept]
-    erase(store, [{"customer_id": erased}], before=END - timedelta(days=DAYS))
-    # Erased up to 30 days before END: only the events of the last 30 days are left for it.
-    recent = retail_events.purchases[
-        (retail_events.purchases["customer_id"] == erased)
-        & (retail_events.purchases["event_timestamp"] > END - timedelta(days=DAYS))
-    ]
+    assert before[erased] == reference(erased, EPOCH) and before[kept] == reference(kept, EPOCH)
+    erase(store, [{"customer_id": erased}], before=cut)
     after = training()
-    assert after[kept] == before[kept]
-    assert after[erased] == [i for i in before[erased] if i in set(recent["item_id"])]
-    assert 0 < len(after[erased]) < len(before[erased])
+    assert after == {erased: reference(erased, cut), kept: before[kept]}
+    assert after[erased] != before[erased]
