@@ -223,3 +223,17 @@ def test_serving_log_rows_of_the_entity_are_removed(make_store, tmp_path):
     pd.testing.assert_frame_equal(
         kept.reset_index(drop=True), logged[logged.user_id.isin([0, 2])].reset_index(drop=True), check_like=True
     )
+
+
+def test_training_on_the_file_offline_store_leaves_out_erased_events(store, tmp_path):
+    source = clicks_of([1, 2], START)
+    source.to_parquet(tmp_path / "events" / "clicks.parquet")  # the clicks views' batch source
+    entity_df = pd.DataFrame({"user_id": [1, 2], "ts": [NOW, NOW]})
+
+    def training():
+        frame = store.get_historical_features(entity_df=entity_df, features=["clicks:item"]).to_df()
+        return {u: list(v) if v is not None else [] for u, v in zip(frame["user_id"], frame["item"])}
+
+    assert training() == {u: [f"item{u}-{i}" for i in (3, 2, 1, 0)] for u in (1, 2)}
+    erase(store, [{"user_id": 1}], before=(START + timedelta(minutes=1)).to_pydatetime())
+    assert training() == {1: ["item1-3", "item1-2"], 2: [f"item2-{i}" for i in (3, 2, 1, 0)]}
