@@ -17,8 +17,8 @@ from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
-from feast_sequence.serving.use_case import is_use_case
 from feast_sequence.storage.read import check_entity_limit, plan_read, populate_sequences, read_commands
 from feast_sequence.storage.redis_io import Command
 

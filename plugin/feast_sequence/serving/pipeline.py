@@ -24,9 +24,15 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast_sequence import feast_internals
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import (
+    OutputFormat,
+    SequenceSpec,
+    UseCaseSettings,
+    use_case_settings,
+    validate_use_case,
+)
 from feast_sequence.errors import SequenceRequestError
-from feast_sequence.monitoring import serving_log
-from feast_sequence.serving import metrics
+from feast_sequence.serving import metrics, serving_log
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch
 from feast_sequence.serving.enrich import Factorized, factorize_keys, join
@@ -35,13 +41,6 @@ from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events, needed_fields
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
 from feast_sequence.serving.size import first_n
-from feast_sequence.serving.use_case import (
-    OutputFormat,
-    SequenceSpec,
-    UseCaseSettings,
-    use_case_settings,
-    validate_use_case,
-)
 from feast_sequence.storage.codec import list_field_name
 from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
 from feast_sequence.storage.read import add_view_metadata, check_entity_limit
@@ -255,7 +254,7 @@ def serve(
             kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
         feast_internals.drop_unneeded_columns(response, kept)
         clock.stage(metrics.Stage.FEATURIZE)
-        serving_log.record(config, service, columns, views, now_us)  # a queue put at most (monitoring/)
+        serving_log.record(config, service, columns, views, now_us)  # a queue put at most (serving_log.py)
         return OnlineResponse(response, feature_types=feature_types)
 
 

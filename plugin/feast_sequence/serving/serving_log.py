@@ -33,8 +33,8 @@ import pyarrow as pa
 from feast.feature_logging import LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD, REQUEST_ID_FIELD
 from feast.value_type import ValueType
 
-from feast_sequence.monitoring import metrics
-from feast_sequence.serving.use_case import TAG_USE_CASE
+from feast_sequence.definitions.use_case import TAG_USE_CASE
+from feast_sequence.serving import log_metrics as metrics
 from feast_sequence.storage.codec import ARROW_ELEMENT, column_values
 
 #: Columns of a log row besides entity keys and sequences (Feast's own three, then ours).
