@@ -49,10 +49,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class SequenceProvider(PassthroughProvider):
     """Set ``provider: feast_sequence.SequenceProvider`` in feature_store.yaml to use sequence views."""
 
-    converts_pushes_to_events = True  # what the online store checks at `feast apply`
-
     def __init__(self, config: RepoConfig):
         super().__init__(config)
+        store = self.online_store  # Feast's property makes the store once: tell it who feeds it
+        if isinstance(store, SequenceRedisOnlineStore):
+            store.made_by_sequence_provider = True
         self._own_push_views: Optional[PushSourceViews] = None
         self._store_push_views: Optional[PushSourceViews] = None
 
