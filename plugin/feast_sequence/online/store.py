@@ -33,9 +33,10 @@ from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
-from feast_sequence.online.request_plan import Fill, is_use_case_request, plan_regular_read, plan_request
+from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
+from feast_sequence.serving.read_plan import Fill
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition
@@ -72,8 +73,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     #: Set by ``SequenceProvider`` on the store it makes: the provider turns pushed rows into
     #: events, so ``feast apply`` refuses sequence views on a store any other provider made.
     made_by_sequence_provider = False
-    #: The request time of use cases (seconds since the epoch): windows and ages count from it.
-    #: Tests replace it on an instance to serve "as of" a training row's timestamp.
+    #: The request time of every read (seconds since the epoch), read once per request by the read
+    #: planner (serving/read_plan.py): TTLs, windows and ages count from it. Tests replace it on an
+    #: instance to serve "as of" a training row's timestamp.
     clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self) -> None:
@@ -103,16 +105,14 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> List[Row]:
         if not is_sequence_view(table):
             return super().online_read(config, table, entity_keys, requested_features)
-        operation = operations.read_rows(config, sequence_settings(table), entity_keys, requested_features)
-        return self._run(config, operation)
+        return self._run(config, self._read_rows(config, table, entity_keys, requested_features))
 
     async def online_read_async(
         self, config: RepoConfig, table: FeatureView, entity_keys: Keys, requested_features: Features = None
     ) -> List[Row]:
         if not is_sequence_view(table):
             return await super().online_read_async(config, table, entity_keys, requested_features)
-        operation = operations.read_rows(config, sequence_settings(table), entity_keys, requested_features)
-        return await self._run_async(config, operation)
+        return await self._run_async(config, self._read_rows(config, table, entity_keys, requested_features))
 
     def get_online_features(
         self,
@@ -190,8 +190,17 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         None for any other request, which Feast's method serves."""
         if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
             return None
+        if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)
+            return None
         request = (config, features, entity_rows, registry, project, full_feature_names)
         return serve(self, *request, include_feature_view_version_metadata)
+
+    def _read_rows(
+        self, config: RepoConfig, table: FeatureView, entity_keys: Keys, requested_features: Features
+    ) -> StoreOperation[List[Row]]:
+        """A sequence view's ``online_read``, at the store's clock (as ``plan_reads`` reads it)."""
+        now_us = int(self.clock() * 1_000_000)
+        return operations.read_rows(config, sequence_settings(table), entity_keys, requested_features, now_us)
 
     # --- pushes (called by SequenceProvider) -----------------------------------------------------
 
