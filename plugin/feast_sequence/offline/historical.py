@@ -35,7 +35,7 @@ from feast_sequence.serving.training import (
     needed_features,
     shape,
 )
-from feast_sequence.storage.codec import column_values
+from feast_sequence.storage.conversion import column_values
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

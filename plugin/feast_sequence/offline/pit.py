@@ -22,7 +22,8 @@ from sortedcontainers import SortedList
 
 from feast_sequence.definitions.columns import EVENT_TIME_US, QUERY_TIME_US, ROW_ID
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.storage.codec import ARROW_ELEMENT, column_values, encode_columns, layout_for
+from feast_sequence.storage.codec import encode_columns, layout_for
+from feast_sequence.storage.conversion import ARROW_ELEMENT, column_values
 
 
 def output_schema(settings: SequenceSettings, features: Sequence[str]) -> pa.Schema:

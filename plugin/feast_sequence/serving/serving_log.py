@@ -37,7 +37,7 @@ from feast_sequence.definitions.use_case import TAG_USE_CASE
 from feast_sequence.serving import log_metrics as metrics
 from feast_sequence.serving.batch import SequenceBatch
 from feast_sequence.serving.views import ServedView, ViewPlan
-from feast_sequence.storage.codec import ARROW_ELEMENT, column_values
+from feast_sequence.storage.conversion import ARROW_ELEMENT, column_values
 
 #: Columns of a log row besides entity keys and sequences (Feast's own three, then ours).
 USE_CASE_FIELD = "__use_case"
