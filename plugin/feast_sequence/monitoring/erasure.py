@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceInputError
-from feast_sequence.monitoring.log_files import log_path
 from feast_sequence.monitoring.report import ROWS_FILE
 from feast_sequence.offline.erasures import append_audit, entities_digest
 from feast_sequence.online.erasure import erase_online, erasure_request, reapply_erasures
-from feast_sequence.serving.use_case import is_use_case
+from feast_sequence.serving.log_files import log_path
 from feast_sequence.storage.erasure import ErasedCounts
 
 

@@ -26,7 +26,8 @@ from feast.value_type import ValueType
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceInputError
-from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes, entity_key_bytes, timestamps_to_us
+from feast_sequence.storage.conversion import datetime_to_us, timestamps_to_us
+from feast_sequence.storage.entity_keys import entity_column_bytes, entity_key_bytes
 
 MARKERS_FILE, AUDIT_FILE = "markers.jsonl", "audit.jsonl"
 _INTEGERS = (ValueType.INT32, ValueType.INT64)

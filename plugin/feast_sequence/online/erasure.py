@@ -16,7 +16,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceInputError
 from feast_sequence.offline.erasures import ErasureMarker, append_markers, read_markers, typed_value
 from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.codec import datetime_to_us
+from feast_sequence.storage.conversion import datetime_to_us
 from feast_sequence.storage.drivers import drive
 from feast_sequence.storage.erasure import EVERY_VIEW, EntityErasure, ErasedCounts, erase_entities
 from feast_sequence.storage.redis_io import replica_acks, retry_policy, run_round_trip
