@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 
 from feast_sequence import SequenceInputError, erase
 from feast_sequence.monitoring import erasure
+from feast_sequence.offline.erasures import read_audit, read_markers
 from feast_sequence.serving import serving_log
 from feast_sequence.serving.log_files import read_file_logs
-from feast_sequence.offline.erasures import read_audit, read_markers
 from feast_sequence.storage.entity_keys import entity_key_bytes
 from feast_sequence.storage.keys import erasure_key
 from feast_sequence.transformations.cli import main as cli_main

@@ -1,5 +1,5 @@
 """Erased customers stay erased through every batch writer on real Spark and Redis (backfill from the
-unchanged source, correction, materialization) and are absent from training data, though
+unchanged source, correction, materialization, streaming) and are absent from training data, though
 the offline source still holds their events."""
 
 from __future__ import annotations
@@ -9,14 +9,18 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
+from test_streaming import land
 
 from feast_sequence import erase, sequence_settings
 from feast_sequence.offline.erasures import erasures_folder
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
+from feast_sequence.transformations.streaming import FileStream, job_spark_session, run_stream
 
 from reference import reference_sequences, retail_records
+from repos import applied_store, sequence_online, spark_offline
+from sample_repo import events, objects
 
 END = datetime(2010, 12, 10, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -102,3 +106,29 @@ def test_training_data_leaves_out_erased_events_the_source_still_holds(store, re
     after = training()
     assert after == {erased: reference(erased, cut), kept: before[kept]}
     assert after[erased] != before[erased]
+
+
+def test_the_streaming_job_drops_an_erased_users_events_and_says_so(tmp_path, redis_client, redis_server):
+    repo = tmp_path / "repo"
+    stream_store = applied_store(
+        repo, "stream", sequence_online(redis_server.connection_string), objects(repo / "data"), offline=spark_offline()
+    )
+    erase(stream_store, [{"user_id": 1}])
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = [(u, f"item{i}", i, 1.0, False, start + timedelta(minutes=i)) for u in (1, 2) for i in range(6)]
+    clicks = events(rows).astype({"n": "int32"})  # parquet files must carry the view's types
+    land(clicks, tmp_path / "landing", "clicks", "parquet")
+    context = open_view(str(repo), "clicks")
+    stream = run_stream(
+        context,
+        job_spark_session(context),
+        FileStream(str(tmp_path / "landing"), "parquet"),
+        str(tmp_path / "checkpoint"),
+        available_now=True,
+    )
+    assert stream.wait(timeout_seconds=120)
+    summary = stream.progress.summary()
+    assert summary.events_written == 12 and summary.events_erased == 6
+    out = stream_store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}, {"user_id": 2}])
+    items = out.to_dict()["item"]
+    assert (items[0] or []) == [] and items[1] == ["item5", "item4", "item3", "item2", "item1"]

@@ -181,7 +181,7 @@ if identity_fields > 0 then
   for i = first, #ARGV, 3 do
     local s, member, id = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
     local b = best[id]
-    if erased(s) then
+    if erased(s) then  -- dropped, counted
     elseif not b then
       order[#order + 1] = id
       best[id] = {s, ARGV[i], member}
