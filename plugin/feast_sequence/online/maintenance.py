@@ -7,6 +7,7 @@ These scan a view's keys with a synchronous client; none of it runs per request.
 from __future__ import annotations
 
 import importlib
+import time
 from functools import partial
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -18,7 +19,7 @@ from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.storage.client import refuse_eviction
 from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import drive
-from feast_sequence.storage.evolution import StoredDefinition, evolve
+from feast_sequence.storage.evolution import StoredDefinition, evolve, widens
 from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import (
     Access,
@@ -132,10 +133,18 @@ def _definition_changes(
         retry_policy(config.online_store),
     )[0]
     changes = []
+    now_us = time.time_ns() // 1000
     for settings, raw in zip(views, replies):
         previous = StoredDefinition.from_json(raw) if raw is not None else None
-        changes.append((settings, previous, evolve(previous, settings)))
+        # A scan, but only for a change that widens the window, and it stops at the first key.
+        holds = bool(widens(previous, settings)) and _holds_sequences(client, config, settings.view_name)
+        changes.append((settings, previous, evolve(previous, settings, now_us, holds)))
     return changes
+
+
+def _holds_sequences(client: Any, config: RepoConfig, view_name: str) -> bool:
+    """Whether any sequence of the view is stored."""
+    return next(iter(client.scan_iter(match=view_scan_pattern(config.project, view_name), count=1000)), None) is not None
 
 
 def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:

@@ -3,14 +3,18 @@ refuse, and the record of what a view's stored events were written with. Pure lo
 
 The record lives next to the data (one Redis hash per project, see ``_keys.definitions_key``), because
 what matters is what the *stored bytes* mean: which stored field number holds which field and type,
-which numbers were retired, how identities and entity keys were encoded, and the TTL the keys'
-expiry was set with. The compatibility table is in docs/concepts.md, "Definition changes".
+which numbers were retired, how identities and entity keys were encoded, the TTL the keys'
+expiry was set with, the longest sequence they may hold, and since when the served window (TTL and
+``max_length``) is the current one. The compatibility table is in docs/concepts.md, "Definition
+changes": a change may make stored sequences serve fewer events, never more, because the offline
+replay (training data) has every event of the source, and what Redis trimmed or expired is gone.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Dict, List, Optional, Tuple
 
 from feast_sequence.definitions.settings import SequenceSettings
@@ -28,6 +32,10 @@ class StoredDefinition:
     dedup_by: Tuple[str, ...] = ()
     join_keys: Tuple[Tuple[str, str], ...] = ()  # (join key, value type name)
     ttl_us: Optional[int] = None
+    max_length: Optional[int] = None  # None in records written before it was recorded
+    # When the current TTL and max_length took effect (µs since the epoch; None: before records had
+    # it). Rows served before it were cut under another window: the consistency job skips them.
+    window_since_us: Optional[int] = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -38,6 +46,8 @@ class StoredDefinition:
                 "dedup_by": list(self.dedup_by),
                 "join_keys": [list(k) for k in self.join_keys],
                 "ttl_us": self.ttl_us,
+                "max_length": self.max_length,
+                "window_since_us": self.window_since_us,
             },
             sort_keys=True,
         )
@@ -52,10 +62,14 @@ class StoredDefinition:
             dedup_by=tuple(raw["dedup_by"]),
             join_keys=tuple((k, t) for k, t in raw["join_keys"]),
             ttl_us=raw["ttl_us"],
+            max_length=raw.get("max_length"),
+            window_since_us=raw.get("window_since_us"),
         )
 
 
-def _definition_of(settings: SequenceSettings, retired: Dict[int, Tuple[str, str, bool]]) -> StoredDefinition:
+def _definition_of(
+    settings: SequenceSettings, retired: Dict[int, Tuple[str, str, bool]], window_since_us: Optional[int]
+) -> StoredDefinition:
     return StoredDefinition(
         fields={f.name: (f.stored_number, f.value_type.name) for f in settings.fields},
         retired=retired,
@@ -63,18 +77,49 @@ def _definition_of(settings: SequenceSettings, retired: Dict[int, Tuple[str, str
         dedup_by=settings.dedup_by,
         join_keys=tuple((k, t.name) for k, t in settings.join_keys),
         ttl_us=settings.ttl_us,
+        max_length=settings.max_length,
+        window_since_us=window_since_us,
     )
 
 
-def evolve(previous: Optional[StoredDefinition], settings: SequenceSettings) -> StoredDefinition:
-    """The record after applying ``settings`` over ``previous`` (None: nothing stored yet).
+def widens(previous: Optional[StoredDefinition], settings: SequenceSettings) -> List[str]:
+    """What in ``settings`` would make stored sequences serve more events than they hold: a higher
+    ``max_length``, or a longer or removed TTL. Events the tail trimmed, compaction dropped or
+    whole-key expiry deleted cannot come back, while the offline replay still has them, so training
+    data would differ from what is served (docs/concepts.md, "Definition changes")."""
+    if previous is None:
+        return []
+    problems = []
+    if previous.max_length is not None and settings.max_length > previous.max_length:
+        problems.append(
+            f"max_length rises from {previous.max_length} to {settings.max_length} "
+            f"(stored sequences keep at most {previous.max_length} events; training data would have more)"
+        )
+    if previous.ttl_us is not None and (settings.ttl_us is None or settings.ttl_us > previous.ttl_us):
+        new = "is removed" if settings.ttl_us is None else f"rises to {_duration(settings.ttl_us)}"
+        problems.append(
+            f"the TTL of {_duration(previous.ttl_us)} {new} (events older than it may already be "
+            "deleted from Redis; training data would still have them)"
+        )
+    return problems
+
+
+def evolve(
+    previous: Optional[StoredDefinition],
+    settings: SequenceSettings,
+    applied_at_us: int,
+    holds_sequences: bool = True,
+) -> StoredDefinition:
+    """The record after applying ``settings`` over ``previous`` (None: nothing stored yet) at
+    ``applied_at_us``; ``holds_sequences`` says whether the view has stored sequences (only asked
+    when the change ``widens`` the window: a view without any may widen freely).
 
     Raises ``SequenceDefinitionError`` listing every change that would change served answers for
     the stored events, with the two ways to make it.
     """
     if previous is None:
-        return _definition_of(settings, {})
-    problems: List[str] = []
+        return _definition_of(settings, {}, applied_at_us)
+    problems: List[str] = widens(previous, settings) if holds_sequences else []
     join_keys = tuple((k, t.name) for k, t in settings.join_keys)
     if join_keys != previous.join_keys:
         problems.append(
@@ -109,8 +154,8 @@ def evolve(previous: Optional[StoredDefinition], settings: SequenceSettings) -> 
         raise SequenceDefinitionError(
             f"Sequence view '{settings.view_name}' cannot be changed in place: "
             + "; ".join(problems)
-            + ". Stored events would be served differently. Apply the new definition under a new "
-            f"view name, or rebuild this one from its batch source with `feast-sequence reindex "
+            + ". Stored events would be served differently, or differently from training data. Apply "
+            "the new definition under a new view name, or rebuild this one from its batch source with `feast-sequence reindex "
             f"--repo <repo> --view {settings.view_name}` (it deletes the stored events, applies the "
             "repository and backfills the view)."
         )
@@ -118,7 +163,13 @@ def evolve(previous: Optional[StoredDefinition], settings: SequenceSettings) -> 
     for name, (number, type_name) in previous.fields.items():
         if name not in kept:
             retired[number] = (name, type_name, name in previous.enriched)
-    return _definition_of(settings, retired)
+    # A record without max_length (written before it was recorded) keeps its date for it.
+    same_window = previous.ttl_us == settings.ttl_us and previous.max_length in (None, settings.max_length)
+    return _definition_of(settings, retired, previous.window_since_us if same_window else applied_at_us)
+
+
+def _duration(us: int) -> str:
+    return str(timedelta(microseconds=us))
 
 
 def _keys_text(keys: Tuple[Tuple[str, str], ...]) -> str:
