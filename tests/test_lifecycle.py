@@ -435,3 +435,32 @@ def test_training_data_equals_serving_across_a_max_length_change(make_store, dat
     training = store.get_historical_features(entity_df=entity_df, features=["events:item", "events:cost"]).to_df()
     assert len(served["item"][0]) == 10
     assert [list(training["item"][0]), list(training["cost"][0])] == [served["item"][0], served["cost"][0]]
+
+
+# --- an event re-sent after its view's fields changed is the same event (issue 22, case 7) -------
+
+FIELD_CHANGES = {
+    "removed": (("item", "price", "cost"), ("item", "cost")),
+    "added": (("item", "cost"), ("item", "n", "cost")),
+    "moved": (("item", "price", "cost"), ("cost", "item", "price")),
+}
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["tail", "block"])
+@pytest.mark.parametrize("dedup_by", [None, ["item"]], ids=["plain", "dedup_by"])
+@pytest.mark.parametrize("change", list(FIELD_CHANGES))
+def test_an_event_re_sent_after_its_fields_changed_is_served_once(make_store, data_dir, compacted, dedup_by, change):
+    before, after = FIELD_CHANGES[change]
+    store = make_store([user, view(data_dir, fields=before, dedup_by=dedup_by)])
+    first = {"user_id": 1, "item": "a", "price": 5.0, "cost": 3.0, "ts": NOW}
+    push(store, [{k: v for k, v in first.items() if k in ("user_id", "ts", *before)}])
+    if compacted:
+        assert compact(store) == 1
+    store.apply([view(data_dir, fields=after, dedup_by=dedup_by)])
+    again = {k: first.get(k) for k in ("user_id", "ts", *after)}  # a field it was sent without is null
+    push(store, [again, {**again, "item": "b", "ts": NOW + timedelta(seconds=1)}])  # at-least-once: sent again
+    out = read(store, ["item", "cost"])
+    assert (out["item"], out["cost"]) == ([["b", "a"]], [[3.0, 3.0]])
+    if compacted:
+        compact(store)
+        assert read(store, ["item", "cost"]) == out

@@ -8,6 +8,10 @@ expiry was set with, the longest sequence they may hold, and since when the serv
 ``max_length``) is the current one. The compatibility table is in docs/concepts.md, "Definition
 changes": a change may make stored sequences serve fewer events, never more, because the offline
 replay (training data) has every event of the source, and what Redis trimmed or expired is gone.
+
+Stored events are kept in the current definition's encoding (``reencoded``): identity without
+``dedup_by``, ties and the kept version compare member bytes, so an event stored before a field was
+added, removed or moved must have the bytes the same event pushed now has.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.storage.blocks import Events
+from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ class StoredDefinition:
             max_length=raw.get("max_length"),
             window_since_us=raw.get("window_since_us"),
         )
+
+    def encodes_like(self, other: "StoredDefinition") -> bool:
+        """Whether events stored under ``self`` have the bytes ``other`` gives the same event: the
+        same fields, numbers and types. (Their order matters too, but Feast keeps a view's
+        registered schema when only its order changes, so a reorder alone changes no encoding.)"""
+        return self.fields == other.fields
 
 
 def _definition_of(
@@ -155,9 +167,9 @@ def evolve(
             f"Sequence view '{settings.view_name}' cannot be changed in place: "
             + "; ".join(problems)
             + ". Stored events would be served differently, or differently from training data. Apply "
-            "the new definition under a new view name, or rebuild this one from its batch source with `feast-sequence reindex "
-            f"--repo <repo> --view {settings.view_name}` (it deletes the stored events, applies the "
-            "repository and backfills the view)."
+            "the new definition under a new view name, or rebuild this one from its batch source with "
+            f"`feast-sequence reindex --repo <repo> --view {settings.view_name}` (it deletes the stored "
+            "events, applies the repository and backfills the view)."
         )
     kept = {f.name for f in settings.fields}
     for name, (number, type_name) in previous.fields.items():
@@ -174,3 +186,27 @@ def _duration(us: int) -> str:
 
 def _keys_text(keys: Tuple[Tuple[str, str], ...]) -> str:
     return ", ".join(f"{k} ({t})" for k, t in keys) or "none"
+
+
+def reencoded(settings: SequenceSettings, events: Events) -> Events:
+    """``events`` (one sequence's, newest first) as ``settings`` encodes them: values of removed fields
+    dropped, a field an event was stored without given its null default, fields in the current
+    order; then, as a sequence holds them, one version per identity, newest first with ties by
+    member bytes. Costs a decode and an encode per event: `feast apply` runs it once per stored
+    event when a view's fields change (compaction.rewrite), never per push or read."""
+    if not len(events):
+        return events
+    layout = layout_for(settings)
+    columns, _ = decode_members(layout, events.members)
+    filled = [
+        [NULL_DEFAULTS[f.value_type] if v is None else v for v in column] for f, column in zip(layout.fields, columns)
+    ]
+    members, identities = encode_columns(layout, filled, events.scores)
+    keys = identities if identities is not None else members
+    best: Dict[bytes, Tuple[int, bytes, int]] = {}
+    for score, member, key in zip(events.scores, members, keys):
+        prefix = len(key) if identities is not None else 0
+        if key not in best or (score, member) > best[key][:2]:
+            best[key] = (score, member, prefix)
+    kept = sorted(best.values(), reverse=True)
+    return Events([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept])
