@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import pytest
+from feast.value_type import ValueType
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from feast.value_type import ValueType
 
 from feast_sequence import SequenceDefinitionError
 from feast_sequence.definitions.settings import EventField, SequenceSettings
