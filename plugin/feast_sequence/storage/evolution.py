@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.storage.blocks import Events
-from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
+from feast_sequence.storage.codec import column_per_event, encode_columns, layout_for
 
 
 @dataclass(frozen=True)
@@ -197,11 +197,15 @@ def reencoded(settings: SequenceSettings, events: Events) -> Events:
     if not len(events):
         return events
     layout = layout_for(settings)
-    columns, _ = decode_members(layout, events.members)
-    filled = [
-        [NULL_DEFAULTS[f.value_type] if v is None else v for v in column] for f, column in zip(layout.fields, columns)
-    ]
-    members, identities = encode_columns(layout, filled, events.scores)
+    # One parse of the whole sequence (removed fields' elements are unknown to it, so dropped); a
+    # field some events lack (added since) is read event by event, with its default where absent.
+    message = layout.message_class.FromString(b"".join(events.members))
+    columns = []
+    for index in range(len(layout.fields)):
+        column = getattr(message, f"f{index + 1}")
+        aligned = len(column) == len(events)
+        columns.append(list(column) if aligned else column_per_event(layout, events.members, f"f{index + 1}"))
+    members, identities = encode_columns(layout, columns, events.scores)
     keys = identities if identities is not None else members
     best: Dict[bytes, Tuple[int, bytes, int]] = {}
     for score, member, key in zip(events.scores, members, keys):
