@@ -11,7 +11,7 @@ replay (training data) has every event of the source, and what Redis trimmed or 
 
 Stored events are kept in the current definition's encoding (``reencoded``): identity without
 ``dedup_by``, ties and the kept version compare member bytes, so an event stored before a field was
-added, removed or moved must have the bytes the same event pushed now has.
+added or removed must have the bytes the same event pushed now has.
 """
 
 from __future__ import annotations
