@@ -8,8 +8,7 @@ import re
 import click
 import pytest
 
-from feast_sequence.transformations import show
-from feast_sequence.transformations.cli import group, main
+from feast_sequence.cli import group, main, show
 
 from sample_repo import events, objects
 

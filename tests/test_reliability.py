@@ -167,8 +167,8 @@ def test_feast_serve_recovers_after_a_redis_restart(tmp_path):
 
 
 def test_health_check_fails_when_redis_is_unreachable(tmp_path, capsys):
+    from feast_sequence.cli import main
     from feast_sequence.online import health
-    from feast_sequence.transformations.cli import main
 
     with LocalRedis() as server:
         store = store_on(tmp_path, f"{server.connection_string},{TIMEOUTS}")

@@ -25,7 +25,7 @@ from feast_sequence import (
     to_numpy,
     to_tensors,
 )
-from feast_sequence.online.read_command import to_json
+from feast_sequence.cli.online import to_json
 
 import serving_repo
 from conftest import replay
