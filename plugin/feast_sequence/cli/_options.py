@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple, Type
 
 import click
@@ -23,20 +24,23 @@ REPO_HELP = "feature repository (the folder with feature_store.yaml); default: t
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120}
 
 
+#: Library errors a user can act on: Feast's (every FeastSequenceError is a FeastError), Redis's, and
+#: Spark's (a wrong path or column), by module and class name.
+_LIBRARY_ERRORS = (
+    ("feast.errors", "FeastError"),
+    ("redis.exceptions", "RedisError"),
+    ("pyspark.errors", "PySparkException"),
+)
+
+
 def _expected_errors() -> Tuple[Type[BaseException], ...]:
-    """Errors a user can act on, printed as one line: ours and Feast's (every FeastSequenceError is
-    a FeastError), Redis's, files, bad values, and Spark's (a wrong path or column). Imported when an
-    error is being handled: a command that raised one of them has loaded its module already."""
-    from feast.errors import FeastError
-    from redis.exceptions import RedisError
-
-    errors: List[Type[BaseException]] = [FeastError, RedisError, OSError, ValueError]
-    try:
-        from pyspark.errors import PySparkException
-
-        errors.append(PySparkException)
-    except ImportError:  # pragma: no cover (pyspark comes with feast[spark])
-        pass
+    """Errors printed as one line: the libraries' above, files and bad values. A library's are looked
+    up only if it is loaded, as nothing else can have raised them: telling that a repository is
+    missing must not import Feast (seconds) first."""
+    errors: List[Type[BaseException]] = [OSError, ValueError]
+    for module, name in _LIBRARY_ERRORS:
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -63,12 +67,25 @@ class JobCommand(click.Command):
         if not verbose:
             quiet_warnings()
         try:
+            if "repo" in ctx.params:
+                check_repository(ctx.params["repo"])
             return super().invoke(ctx)
         except _expected_errors() as error:  # evaluated only when an error propagates
             if debug:
                 raise
             click.echo(f"Error: {one_line(error)} (--debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def check_repository(repo: str) -> None:
+    """Raise FileNotFoundError unless ``repo`` holds a feature_store.yaml: checked before Feast, whose
+    import alone takes seconds, is loaded to find out."""
+    config = Path(repo) / "feature_store.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config.resolve()} does not exist: --repo names the feature repository, the folder with "
+            "feature_store.yaml (default: the current directory)."
+        )
 
 
 def verbose() -> bool:
@@ -118,8 +135,6 @@ def gate_from(validate: bool, report_dir: Optional[str], max_duplicate_rate: Opt
     thresholds): an ``EventSourceGate``, or None without ``--validate``."""
     if not validate:
         return None
-    from pathlib import Path
-
     from feast_sequence.transformations._job import EventSourceGate
     from feast_sequence.validations.event_source import EventSourceChecks
 

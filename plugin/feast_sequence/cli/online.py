@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 
@@ -33,6 +33,57 @@ def _json_value(value: Any) -> Any:
 def to_json(features: Mapping[str, Any]) -> str:
     """``OnlineResponse.to_dict()`` as JSON: timestamps ISO 8601 (UTC), None as null."""
     return json.dumps(features, indent=4, default=_json_value)
+
+
+def _names(items: Any) -> str:
+    return ", ".join(items) or "none"
+
+
+def views_by_name(store: Any) -> Dict[str, Any]:
+    """Every feature view of the repository a request may name (regular, sequence, on-demand)."""
+    views = [*store.list_feature_views(), *store.list_on_demand_feature_views()]
+    return {view.name: view for view in views}
+
+
+def requested_views(store: Any, references: Sequence[str]) -> List[Any]:
+    """The views ``view:feature`` references name; a ``SequenceDefinitionError`` naming what is wrong
+    and what exists for a malformed reference, an unknown view or an unknown feature."""
+    from feast_sequence.errors import SequenceDefinitionError
+
+    views, chosen = views_by_name(store), []
+    for reference in references:
+        name, separator, feature = reference.partition(":")
+        if not separator:
+            raise SequenceDefinitionError(f"Feature {reference!r}: use view:feature, e.g. {next(iter(views), 'v')}:x.")
+        view = views.get(name)
+        if view is None:
+            raise SequenceDefinitionError(f"Feature {reference!r}: no feature view {name!r}; views: {_names(views)}.")
+        features = [f.name for f in view.features]
+        if feature not in features:
+            raise SequenceDefinitionError(
+                f"Feature {reference!r}: view {name!r} has no feature {feature!r}; its features: {_names(features)}."
+            )
+        chosen.append(view)
+    return chosen
+
+
+def check_join_keys(views: Sequence[Any], given: Sequence[str]) -> None:
+    """Each entity key given is a join key of the requested views, and each of theirs is given."""
+    from feast import FeatureView
+
+    from feast_sequence.errors import SequenceInputError
+
+    # An on-demand view has no join keys of its own: its sources' come with them.
+    needed = {key: view.name for view in views if isinstance(view, FeatureView) for key in view.join_keys}
+    unknown = [key for key in given if key not in needed]
+    if unknown:
+        raise SequenceInputError(
+            f"Entity key {unknown[0]!r} is no join key of {_names(sorted({v.name for v in views}))}; "
+            f"their join keys: {_names(needed)}."
+        )
+    missing = [key for key in needed if key not in given]
+    if missing:
+        raise SequenceInputError(f"Give -e {missing[0]}=VALUE: view {needed[missing[0]]!r} needs that join key.")
 
 
 @click.command("get-online-features", cls=JobCommand, short_help="Feast's get-online-features, typed keys, JSON.")
@@ -54,9 +105,14 @@ def get_online_features(
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=repo)
-    chosen: Any = store.get_feature_service(feature_service) if feature_service else list(features)
+    if feature_service:
+        chosen: Any = store.get_feature_service(feature_service)
+        views = [views_by_name(store)[p.name] for p in chosen.feature_view_projections]
+    else:
+        chosen, views = list(features), requested_views(store, features)
     key_types = {entity.join_key: entity.value_type for entity in store.list_entities()}
     rows = entity_rows(entities, key_types)
+    check_join_keys(views, list(rows[0]) if rows else [])
     response = store.get_online_features(features=chosen, entity_rows=rows, full_feature_names=full_feature_names)
     click.echo(to_json(response.to_dict()))
     return 0

@@ -83,10 +83,17 @@ def command(view: str, entity_key: Tuple[str, ...], repo: str, use_case: Optiona
     """
     from feast import FeatureStore
 
-    from feast_sequence.definitions.settings import sequence_settings
+    from feast_sequence.cli.online import views_by_name
+    from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+    from feast_sequence.errors import SequenceDefinitionError
 
     store = FeatureStore(repo_path=repo)
-    settings = sequence_settings(store.get_feature_view(view))
+    sequence_views = [v for v in views_by_name(store).values() if is_sequence_view(v)]
+    found = next((v for v in sequence_views if v.name == view), None)
+    if found is None:
+        names = ", ".join(v.name for v in sequence_views) or "none"
+        raise SequenceDefinitionError(f"No sequence view {view!r} in {repo}; sequence views: {names}.")
+    settings = sequence_settings(found)
     row = entity_row(settings, entity_key)
     key = ", ".join(f"{k}={v}" for k, v in row.items())
     if use_case:
