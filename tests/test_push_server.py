@@ -4,18 +4,17 @@ does (same writes, 422 on bad input), with the rest of Feast's API, with several
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from test_fast_push import everything
-from test_multi_view_push import stored
 
 import multi_view_repo
 from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
+from redis_state import everything, stored
 from repos import sequence_online, wait_until
 
 
@@ -86,7 +85,10 @@ def test_a_rejected_request_is_logged_as_one_warning_line(repo, redis_client, tm
         before = log.read_text()
         assert status_of(port, body(small=2**40)) == 422
         wait_until(lambda: "answered 422" in log.read_text(), 10, "the rejection to be logged")
-        time.sleep(0.5)  # anything logged after it (a second traceback) has arrived
+        # The one worker answers requests in turn: once a later request is in the access log,
+        # anything logged about the rejection (a second traceback) has arrived.
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10)
+        wait_until(lambda: "GET /health" in log.read_text()[len(before) :], 10, "a later request to be logged")
         logged = log.read_text()[len(before) :].strip().splitlines()
     # Whatever else the server says meanwhile (gunicorn's start-up lines), the rejection is one line.
     about_it = [line for line in logged if any(w in line for w in ("Error", "ERROR", "Traceback", "422"))]
