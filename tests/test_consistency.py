@@ -11,8 +11,8 @@ import pytest
 from feast.data_source import PushMode
 
 from feast_sequence.cli import main
-from feast_sequence.monitoring import serving_log
 from feast_sequence.monitoring.consistency import SequencePair, compare
+from feast_sequence.serving import serving_log
 from feast_sequence.transformations.consistency_job import run_consistency
 
 import retail_logged_repo

@@ -4,6 +4,7 @@ does (same writes, 422 on bad input), with the rest of Feast's API, with several
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 from pathlib import Path
 from typing import Any, Dict

@@ -17,7 +17,7 @@ from feast.protos.feast.types.Value_pb2 import RepeatedValue
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
-from feast_sequence.cli.entity_keys import entity_rows
+from feast_sequence.cli.entity_arguments import entity_rows
 from feast_sequence.cli.online import to_json
 from feast_sequence.errors import SequenceInputError
 from feast_sequence.offline.served_types import served_frame, utc_timestamps

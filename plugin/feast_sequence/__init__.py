@@ -19,6 +19,19 @@ if typing.TYPE_CHECKING:
         is_sequence_view,
         sequence_settings,
     )
+    from feast_sequence.definitions.use_case import (
+        Limits,
+        Operator,
+        Order,
+        OutputFormat,
+        Padding,
+        SequenceSpec,
+        SequenceUseCase,
+        UseCaseSettings,
+        Where,
+        is_use_case,
+        use_case_settings,
+    )
     from feast_sequence.definitions.view import SequenceFeatureView
     from feast_sequence.errors import (
         FeastSequenceError,
@@ -34,19 +47,6 @@ if typing.TYPE_CHECKING:
     from feast_sequence.online.push import push, push_async
     from feast_sequence.online.training_data import get_training_data
     from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
-    from feast_sequence.serving.use_case import (
-        Limits,
-        Operator,
-        Order,
-        OutputFormat,
-        Padding,
-        SequenceSpec,
-        SequenceUseCase,
-        UseCaseSettings,
-        Where,
-        is_use_case,
-        use_case_settings,
-    )
 
 #: Each public name's module, imported on first use: importing the package (as ``feast-sequence
 #: --help`` does, or Feast resolving ``feast_sequence.SequenceProvider``) does not import Feast,
@@ -87,7 +87,7 @@ _PUBLIC = {
         "to_numpy",
         "to_tensors",
     ),
-    "feast_sequence.serving.use_case": (
+    "feast_sequence.definitions.use_case": (
         "Limits",
         "Operator",
         "Order",

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import click
 
 from feast_sequence.cli._options import REPO_HELP, JobCommand, repo_option
-from feast_sequence.cli.entity_keys import entity_rows
+from feast_sequence.cli.entity_arguments import entity_rows
 
 
 def _json_value(value: Any) -> Any:

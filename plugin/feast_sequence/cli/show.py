@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import click
 
 from feast_sequence.cli._options import JobCommand, repo_option
-from feast_sequence.cli.entity_keys import view_entity_row
+from feast_sequence.cli.entity_arguments import view_entity_row
 
 if TYPE_CHECKING:
     from feast_sequence.definitions.settings import SequenceSettings
