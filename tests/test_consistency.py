@@ -157,6 +157,6 @@ def test_rows_served_before_a_narrower_window_are_configuration_changes_not_skew
     start = pd.Timestamp.now(tz="UTC").to_pydatetime()
     _serve_all(store, customers)
     store.apply(retail_logged_repo.objects(data, ranking_length=5, max_length=5))
-    run = consistency.run_consistency(store, tmp_path, start=start)
+    run = run_consistency(store, tmp_path, start=start)
     history = run.summary["use_cases"]["purchase_history"]
     assert history["configuration_changes"] == CUSTOMERS and history["views"] == {}
