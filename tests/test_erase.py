@@ -18,13 +18,13 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from prometheus_client import REGISTRY
 
 from feast_sequence import SequenceInputError, erase
+from feast_sequence.cli import main as cli_main
 from feast_sequence.monitoring import erasure
 from feast_sequence.offline.erasures import read_audit, read_markers
 from feast_sequence.serving import serving_log
 from feast_sequence.serving.log_files import read_file_logs
 from feast_sequence.storage.entity_keys import entity_key_bytes
 from feast_sequence.storage.keys import erasure_key
-from feast_sequence.transformations.cli import main as cli_main
 
 import logged_repo
 import serving_repo
@@ -178,8 +178,8 @@ def test_ten_thousand_entities_in_one_call_in_batches_with_progress(store, redis
     ("argv", "message"),
     [
         (["--entity", "user_id=1", "--view", "nope"], r"No sequence view named \['nope'\]"),
-        (["--entity", "user_id"], r"--entity 'user_id': use NAME=VALUE"),
-        (["--entity", "user_id=abc"], r"user_id='abc' is not an integer"),
+        (["--entity", "user_id"], r"Entity 'user_id': use key=value"),
+        (["--entity", "user_id=abc"], r"user_id='abc' is not a INT64 value"),
         (["--entity", "customer=1"], r"Entity \{'customer': '1'\}: give a mapping of the join keys"),
     ],
 )
