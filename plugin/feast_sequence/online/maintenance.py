@@ -19,7 +19,7 @@ from feast_sequence.storage.client import refuse_eviction
 from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import drive
 from feast_sequence.storage.evolution import StoredDefinition, evolve
-from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
+from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, writing_keys, zset_key_of
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -100,7 +100,7 @@ def expire_view(client: Any, config: RepoConfig, settings: SequenceSettings) -> 
     updated = 0
     for batch in _scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
         sequences = sorted({zset_key_of(k) for k in batch})
-        commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
+        commands = [evalsha(EXPIRE, writing_keys(sequence_keys_of(z)), args) for z in sequences]
         updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
     return updated
 

@@ -26,7 +26,7 @@ from feast_sequence.storage.codec import (
     layout_for,
     timestamps_to_us,
 )
-from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix
+from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix, writing_keys
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND
 
@@ -138,7 +138,7 @@ def plan_append(
     commands: List[Command] = []
     scores, members, identities = events.scores_us, events.members, events.identities
     for entity_key, positions in by_entity.items():
-        keys = sequence_keys(prefix, entity_key)
+        keys = writing_keys(sequence_keys(prefix, entity_key))
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
             first = start == 0 and (replaced is None or entity_key not in replaced)
@@ -171,7 +171,7 @@ def tails_to_compact(
 
 def plan_remove_range(settings: SequenceSettings, keys: SequenceKeys, range_us: Tuple[int, int]) -> Command:
     """Remove one sequence's events in a time range (a correction for an entity the source lacks)."""
-    return evalsha(APPEND, keys, append_header(settings, range_us, REFUSE_BESIDE_BLOCK))
+    return evalsha(APPEND, writing_keys(keys), append_header(settings, range_us, REFUSE_BESIDE_BLOCK))
 
 
 def append_header(

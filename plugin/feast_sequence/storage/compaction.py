@@ -3,10 +3,10 @@
 Appends only ever touch the tail (scripts.APPEND), so they stay O(log N) and never read the
 sequence. Once a tail holds ``compact_after`` events, the writer that noticed compacts it: it reads
 a snapshot (block + tail, one script), merges them under the sequence semantics in Python, and
-writes the new block with a compare-and-set that also removes exactly the merged tail events
-(scripts.COMPACT). Nothing is written between the snapshot and the set, so a process killed at any
-point leaves either the old state or the new one, and a lost race (another compaction, a
-correction) only means the tail stays until the next append compacts it.
+writes the new block with a compare-and-set on the sequence's version that also removes exactly the
+merged tail events (scripts.COMPACT). Nothing is written between the snapshot and the set, so a
+process killed at any point leaves either the old state or the new one, and a lost race (any write
+to the sequence meanwhile) only means the tail stays until the next append or compactor run.
 
 Readers merge a block and a tail the same way (``served``), so a sequence read before,
 during or after a compaction is the same sequence.
@@ -14,6 +14,7 @@ during or after a compaction is the same sequence.
 
 from __future__ import annotations
 
+import secrets
 import time
 from functools import lru_cache
 from typing import Any, Generator, List, Optional, Sequence, Set
@@ -22,7 +23,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
 from feast_sequence.storage import blocks
 from feast_sequence.storage.append import REFUSED, append_header
-from feast_sequence.storage.keys import SequenceKeys
+from feast_sequence.storage.keys import SequenceKeys, writing_keys
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -33,8 +34,12 @@ from feast_sequence.storage.redis_io import (
 )
 from feast_sequence.storage.scripts import APPEND, COMPACT, SNAPSHOT
 
-#: COMPACT's replies: merged; the block changed since the snapshot; the tail was deleted meanwhile.
-COMPACTED, BLOCK_CHANGED, TAIL_GONE = 1, -1, -2
+#: COMPACT's replies: merged; the sequence changed since the snapshot; its keys were deleted meanwhile.
+COMPACTED, CHANGED, TAIL_GONE = 1, -1, -2
+
+#: How long a version token outlives a writer that read it and died (it goes at the next write anyway):
+#: a multi-step writer slower than this between its read and its commit is refused and reads again.
+VERSION_LIFETIME_MS = 600_000
 
 
 @lru_cache(maxsize=16)
@@ -90,12 +95,13 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
 
 
 def snapshot_commands(keys: Sequence[SequenceKeys]) -> List[Command]:
-    return [evalsha(SNAPSHOT, k, ()) for k in keys]
+    """What a multi-step writer reads first: each sequence's block, tail and version (scripts.SNAPSHOT)."""
+    return [evalsha(SNAPSHOT, writing_keys(k), (secrets.token_hex(8), VERSION_LIFETIME_MS)) for k in keys]
 
 
 def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Sequence[Any], now_us: int) -> Command:
     """The compare-and-set that replaces a sequence's block with the merge of its snapshot."""
-    block, tail_reply = snapshot
+    block, tail_reply, version = snapshot
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
@@ -108,10 +114,10 @@ def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Se
         )
         new_block = blocks.encode(merged) if len(merged) else b""
     args: List[Any] = [blocks.header_of(block), new_block, settings.ttl_us or 0]
-    args.append(fields)
+    args += (fields, version)
     for score, member in zip(tail.scores, tail.members):
         args += (score, member)
-    return evalsha(COMPACT, keys, args)
+    return evalsha(COMPACT, writing_keys(keys), args)
 
 
 def compact(
@@ -144,7 +150,7 @@ def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes)
     else:
         for score, member in zip(events.scores, events.members):
             args += (score, member)
-    return evalsha(APPEND, keys, args)
+    return evalsha(APPEND, writing_keys(keys), args)
 
 
 def _what(settings: SequenceSettings, doing: str, count: int) -> str:
