@@ -60,7 +60,9 @@ end
 # multi-step writer's read creates (SNAPSHOT) and every mutation deletes. The writer's commit checks
 # it is still there, so it commits only if nothing changed the sequence since it read. A token, not a
 # counter: nothing is stored while no writer is between its read and its commit, and a sequence
-# deleted and written again cannot come back to a version a stale writer read.
+# deleted and written again cannot come back to a version a stale writer read. Scripts delete it
+# after their other writes: a DEL first would count as the script's first write, and Redis, out of
+# memory, refuses a script only at its first write (docs/storage-layout.md, "Append").
 _VERSION = r"""
 local function changed(vkey) redis.call('DEL', vkey) end
 local function unchanged_since(vkey, token) return token ~= '' and redis.call('GET', vkey) == token end
@@ -206,7 +208,6 @@ else
 end
 
 -- Phase 2: writes.
-changed(KEYS[4])
 if range_from then
   for j = 1, #gone, 1000 do
     redis.call('HDEL', hkey, unpack(gone, j, math.min(j + 999, #gone)))
@@ -237,6 +238,7 @@ if n > max_length then
   redis.call('ZREMRANGEBYRANK', zkey, 0, last)
 end
 
+changed(KEYS[4])
 set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
 return n
 """
@@ -312,7 +314,6 @@ if header ~= expected then return -1 end
 for i = 6, #ARGV, 2 do
   if not redis.call('ZSCORE', zkey, ARGV[i + 1]) then return -2 end
 end
-changed(KEYS[4])
 if block == '' then redis.call('DEL', ckey) else redis.call('SET', ckey, block) end
 local ids = {}
 for i = 6, #ARGV, 2 do
@@ -322,6 +323,7 @@ end
 for j = 1, #ids, 1000 do
   redis.call('HDEL', hkey, unpack(ids, j, math.min(j + 999, #ids)))
 end
+changed(KEYS[4])
 set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
 return 1
 """
@@ -353,7 +355,6 @@ REWRITE = LuaScript(
     + _VERSION
     + r"""
 if not unchanged_since(KEYS[4], ARGV[2]) then return -1 end
-changed(KEYS[4])
 local rewritten = 0
 for i = 3, #ARGV, 4 do
   local old, score, new, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -364,6 +365,7 @@ for i = 3, #ARGV, 4 do
     rewritten = rewritten + 1
   end
 end
+changed(KEYS[4])
 return rewritten
 """
 )
