@@ -27,9 +27,10 @@ from sample_repo import EVENT_COLUMNS
 
 VIEWS = ("plain", "dedup")
 FIELDS = ("item", "n", "price", "flag", "ts")
-#: The enrichment job rewrites ``price`` from a table on ``item``. Of the events' fields, price's
-#: stored number (16 + crc32 mod 2032 = 1193) is the highest, so its bytes come last in a member: a
-#: rewrite never changes which of two versions of an identity wins, nor how events tie.
+#: The enrichment job rewrites ``price`` from a table on ``item``. Price is the schema's last field,
+#: so its bytes come last in a member (before the timestamp): a rewrite never changes which of two
+#: versions of an identity wins, nor how events of one time are ordered and trimmed. (Were it first,
+#: a rewrite could make an event trimmed before the rewrite the winner after it, in the model only.)
 ENRICHED, ON = "price", "item"
 
 Event = Tuple[str, int, float, bool, pd.Timestamp]  # what a read serves: one tuple of FIELDS
@@ -40,8 +41,8 @@ def race_store(repo: Path, connection: str, max_length: int, **online: Any) -> A
     fields = [
         Field(name="item", dtype=String),
         Field(name="n", dtype=Int32),
-        Field(name="price", dtype=Float64),
         Field(name="flag", dtype=Bool),
+        Field(name="price", dtype=Float64),  # last: see ENRICHED
     ]
     views = sequence_views(
         {"plain": {}, "dedup": {"dedup_by": ["item"]}},

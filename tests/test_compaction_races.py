@@ -4,12 +4,16 @@ meant, never a mix of the compactor's stale copy and their changes."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pandas as pd
 import pytest
+from feast import FeatureStore
 from races import VIEWS, Writers, as_served, frame, race_store, records
 
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.compaction import CHANGED, COMPACTED
 
 from reference import reference_sequences
@@ -73,3 +77,113 @@ def test_a_compaction_commits_when_nothing_changed_and_its_version_token_goes(wr
     assert writers.compact("plain", 1, first) == COMPACTED
     assert writers.compact("plain", 1, second) == CHANGED
     assert not redis_client.keys("*}:v")  # no token is stored once no writer is between read and commit
+
+
+WINDOWS, CORRECTIONS, USERS = 4, 12, (0, 1, 2, 3)
+
+
+def _window(w):
+    return T0 + 10 * w * SECOND, T0 + (10 * w + 9) * SECOND
+
+
+def _generation(gen, w):
+    """Generation ``gen``'s events of window ``w`` for every user: gen 0 is pushed, each later one is a
+    correction of the window. The item names the generation, so a reader can tell a removed one."""
+    start, _ = _window(w)
+    count = 5 if gen == 0 else 3
+    return frame(
+        [
+            (u, f"g{gen}-w{w}-{j}", gen, 1.0, False, start + (2 * j + gen % 2) * SECOND)
+            for u in USERS
+            for j in range(count)
+        ]
+    )
+
+
+def _price(item):
+    return float(sum(item.encode()) % 97)
+
+
+def test_compactor_corrections_enrichment_and_readers_at_once(tmp_path, redis_server, redis_client):
+    """Threads on a real Redis: a compactor in a loop, corrections of one window after another, the
+    enrichment rewrite in a loop and two readers. No read serves an event twice (a rewritten event next
+    to its original) or one a finished correction removed; the final state is the reference's."""
+    redis_client.flushall()
+    store = race_store(tmp_path / uuid.uuid4().hex[:8], redis_server.connection_string, 200, compact_after=4)
+    writers = Writers(store)
+    for w in range(WINDOWS):
+        writers.push(_generation(0, w))
+    items = [f"g{g}-w{w}-{j}" for g in range(CORRECTIONS + 1) for w in range(WINDOWS) for j in range(5)]
+    prices = {item: _price(item) for item in items}
+    done = threading.Event()
+    lock = threading.Lock()
+    finished = {view: [0] * WINDOWS for view in VIEWS}  # the newest finished correction of each window
+    violations, errors, counts = [], [], {"reads": 0, "compacted": 0, "enrichments": 0}
+    online = store_provider(store).online_store
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except Exception as exc:  # re-raised in the test thread
+                errors.append(exc)
+                done.set()
+
+        return threading.Thread(target=run)
+
+    def correct():
+        for i in range(CORRECTIONS):
+            w, gen = i % WINDOWS, i + 1
+            for view in VIEWS:
+                writers.correct(view, _generation(gen, w), *_window(w))
+                with lock:
+                    finished[view][w] = gen
+            time.sleep(0.02)
+        done.set()
+
+    def compact():
+        while not done.is_set():
+            for view in VIEWS:
+                counts["compacted"] += online.compact_sequence_view(store.config, writers.settings[view])
+
+    def enrich():
+        while not done.is_set():
+            for view in VIEWS:
+                writers.enrich(view, prices)
+            counts["enrichments"] += 1
+
+    def read():
+        reader = Writers(FeatureStore(repo_path=str(store.repo_path)))
+        while not done.is_set():
+            for view in VIEWS:
+                with lock:
+                    floor = list(finished[view])
+                for user_id, events in reader.served(view, USERS).items():
+                    ids = [e[0] if view == "dedup" else (e[0], e[4]) for e in events]
+                    if len(set(ids)) != len(ids):
+                        violations.append(("duplicate", view, user_id, events))
+                    for item, *_ in events:
+                        gen, w = (int(part[1:]) for part in item.split("-")[:2])
+                        if gen < floor[w]:
+                            violations.append(("resurrected", view, user_id, item, floor[w]))
+                counts["reads"] += 1
+
+    threads = [guarded(f) for f in (correct, compact, enrich, read, read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    assert violations == []
+    assert counts["reads"] > 20 and counts["compacted"] > 0 and counts["enrichments"] > 0, counts
+
+    for view in VIEWS:
+        writers.enrich(view, prices)
+        online.compact_sequence_view(store.config, writers.settings[view])
+    latest = {w: max([0] + [i + 1 for i in range(CORRECTIONS) if i % WINDOWS == w]) for w in range(WINDOWS)}
+    final = pd.concat([_generation(latest[w], w) for w in range(WINDOWS)])
+    final = final.assign(price=final["item"].map(prices))
+    for view in VIEWS:
+        reference = reference_sequences(writers.settings[view], records(final))
+        assert writers.served(view, USERS) == {u: as_served(reference.get(u, [])) for u in USERS}
