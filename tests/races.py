@@ -15,8 +15,9 @@ from feast.types import Bool, Float64, Int32, String
 from feast_sequence import sequence_settings
 from feast_sequence.offline.indexing import IndexTarget, write_frames
 from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.codec import datetime_to_us, entity_key_bytes
 from feast_sequence.storage.compaction import compact_command, snapshot_commands
+from feast_sequence.storage.conversion import datetime_to_us
+from feast_sequence.storage.entity_keys import entity_key_bytes
 from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Access, execute
 from feast_sequence.transformations._job import JobContext
