@@ -43,7 +43,7 @@ from feast_sequence.transformations.command_line import JobCommand, repo_option,
 
 KEYS_PER_ROUND = 500
 #: Reads of one round's sequences before giving up on those that keep changing under the job.
-ATTEMPTS = 10
+ATTEMPTS = 20
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
 
 
@@ -104,18 +104,17 @@ def rewrite_online(
         # are moved back into it first (the next appends past compact_after compact them again).
         online_config = context.target.online_config
         retry, acks = retry_policy(online_config), replica_acks(online_config)
-        pending = list(keys)
+        pending, blocks = list(keys), {}
         for _ in range(ATTEMPTS):
             if not pending:
                 break
-            snapshots = execute(
-                client, snapshot_commands([sequence_keys_of(k) for k in pending]), "reading sequences to enrich"
-            )
-            absorbs = [absorb_command(settings, sequence_keys_of(k), s[0]) for k, s in zip(pending, snapshots) if s[0]]
-            if absorbs:
-                what = f"expanding blocks of '{settings.view_name}' to enrich"
-                execute(client, absorbs, what, retry, acks, Access.WRITE)
-            again = [k for k, s in zip(pending, snapshots) if s[0]]
+            # Blocks seen by the previous read move back in the same pipeline as the next read.
+            absorbs = [absorb_command(settings, sequence_keys_of(k), blocks[k]) for k in pending if k in blocks]
+            reads = snapshot_commands([sequence_keys_of(k) for k in pending])
+            what = f"reading sequences of '{settings.view_name}' to enrich"
+            snapshots = execute(client, absorbs + reads, what, retry, acks, Access.WRITE)[len(absorbs) :]
+            blocks = {k: s[0] for k, s in zip(pending, snapshots) if s[0]}
+            again = list(blocks)
             tails = [(k, s[1][0::2], s[2]) for k, s in zip(pending, snapshots) if not s[0] and s[1]]
             commands = [rewrite_command(k, members, version) for k, members, version in tails]
             replies = execute(client, commands, f"enriching '{settings.view_name}'", retry, acks, Access.WRITE)
