@@ -3,6 +3,7 @@ sources and FileSources, each either working or refused with one line that says 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from feast.types import Int32, String
 
 from feast_sequence import SequenceFeatureView
 from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.examples.retail import write_repo_data
 from feast_sequence.offline.sources import checked_source
 
 from repos import FEAST, feast_apply, sequence_online, spark_offline, write_repo
@@ -196,3 +198,15 @@ def test_a_file_source_with_no_file_yet_applies_and_takes_offline_pushes(tmp_pat
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [NOW]})
     training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
     assert [list(items) for items in training["item_id"]] == [["a"]]
+
+
+def test_feast_apply_on_the_example_prints_no_spark_banner_or_progress_bar(tmp_path, retail_events, redis_server):
+    """Feast's source check starts Spark; it finds the quiet session started first (offline/spark.py)."""
+    repo = tmp_path / "feature_repo"
+    example = Path(__file__).resolve().parents[1] / "feature_repo"
+    shutil.copytree(example, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    write_repo_data(retail_events, repo / "data")
+    output = feast_apply(repo, {"FEAST_SEQUENCE_REDIS": redis_server.connection_string})
+    assert "Deploying infrastructure for customer_purchases" in output
+    for noise in ("log4j", "Setting default log level", "[Stage ", "NativeCodeLoader"):
+        assert noise not in output, output
