@@ -88,6 +88,8 @@ def write_empty_source(config: RepoConfig, view: Any) -> Optional[Path]:
         return None
     schema = source_schema(view)
     empties = data_files(path)
+    if empties and all(_typed_as(pq.read_schema(f), schema) for f in empties):
+        return None  # written here before, or typed by hand: nothing to do
     if empties:
         # Columns the view does not know keep the type the file gave them.
         known = set(schema.names)
@@ -109,3 +111,8 @@ def write_empty_source(config: RepoConfig, view: Any) -> Optional[Path]:
         target,
     )
     return target
+
+
+def _typed_as(found: pa.Schema, wanted: pa.Schema) -> bool:
+    """Whether a file has every wanted column, of the wanted type."""
+    return all(found.get_field_index(f.name) >= 0 and found.field(f.name).type == f.type for f in wanted)
