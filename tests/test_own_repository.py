@@ -161,7 +161,7 @@ def _zero_row_pandas_file(path: Path) -> None:
 
 
 @pytest.mark.parametrize("start", ["missing folder", "empty folder", "zero-row pandas file"])
-def test_a_view_with_no_history_applies_and_takes_offline_pushes(tmp_path, redis_server, redis_client, start):
+def test_a_view_with_no_history_applies_and_takes_offline_pushes(tmp_path, redis_server, redis_client, capfd, start):
     repo = spark_repo(tmp_path / "shop", redis_server.connection_string)
     (repo / "features.py").write_text(FEATURES)
     if start == "empty folder":
@@ -177,7 +177,9 @@ def test_a_view_with_no_history_applies_and_takes_offline_pushes(tmp_path, redis
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [NOW]})
     training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
     assert [list(items) for items in training["item_id"]] == [[]]  # no history: no events, no error
+    capfd.readouterr()
     store.push("purchase_push", events((1, "a", 1, NOW - timedelta(days=1))), to=PushMode.ONLINE_AND_OFFLINE)
+    assert capfd.readouterr().out == ""  # Feast's Spark store printed its temporary file's name
     training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
     assert [list(items) for items in training["item_id"]] == [["a"]]
     online = store.get_online_features(features=["customer_purchases:item_id"], entity_rows=[{"customer_id": 1}])

@@ -28,7 +28,6 @@ from feast_sequence.definitions.settings import SequenceSettings, is_sequence_vi
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
 from feast_sequence.monitoring.log_files import write_file_logs
-from feast_sequence.offline.empty_sources import has_no_history, source_file_path, write_empty_source
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.offline.indexing import (
     IndexTarget,
@@ -36,6 +35,13 @@ from feast_sequence.offline.indexing import (
     newest_before_spark,
     write_local,
     write_spark,
+)
+from feast_sequence.offline.local_sources import (
+    append_to_folder,
+    data_files,
+    has_no_history,
+    source_file_path,
+    write_empty_source,
 )
 from feast_sequence.offline.sources import checked_source, checked_view, refuse_single_file_offline_push
 from feast_sequence.offline.spark import spark_session, uses_spark
@@ -165,7 +171,7 @@ class SequenceProvider(PassthroughProvider):
         partial: bool,
     ) -> None:
         """Feast's, after giving each sequence view whose local batch source holds no event yet a
-        typed empty file (offline/empty_sources.py), so a push-only view starts from nothing."""
+        typed empty file (offline/local_sources.py), so a push-only view starts from nothing."""
         for view in tables_to_keep:
             if isinstance(view, FeatureView) and is_sequence_view(view) and view.batch_source is not None:
                 write_empty_source(self.repo_config, view)
@@ -178,10 +184,17 @@ class SequenceProvider(PassthroughProvider):
     def ingest_df_to_offline_store(self, feature_view: Any, table: pa.Table) -> None:
         """A push's offline part (``PushMode.OFFLINE`` / ``ONLINE_AND_OFFLINE``), to the batch source
         as the offline store reads it. Nanosecond timestamps (pandas' default) become microseconds,
-        the finest unit Spark reads; sequence timestamps are microseconds anyway."""
+        the finest unit Spark reads; sequence timestamps are microseconds anyway. A local
+        ``SparkSource`` folder gets one new file (``append_to_folder``); other sources go through
+        Feast's offline store."""
         view = checked_view(self.repo_config, feature_view)
         refuse_single_file_offline_push(self.repo_config, view)
-        super().ingest_df_to_offline_store(view, _microsecond_timestamps(table))
+        table = _microsecond_timestamps(table)
+        path = source_file_path(self.repo_config, view.batch_source) if uses_spark(self.repo_config) else None
+        if path is not None and path.is_dir() and data_files(path):
+            append_to_folder(path, view, table)  # no Spark job, no temporary file's name printed
+            return
+        super().ingest_df_to_offline_store(view, table)
 
     def get_historical_features(
         self,

@@ -1,16 +1,23 @@
-"""A sequence view started from nothing: its batch source, a local parquet folder or file that is
-missing or holds no rows yet, is given one empty file typed from the view at `feast apply`.
+"""Local parquet batch sources (a ``SparkSource`` folder, a ``FileSource`` file): typed from their
+view when they hold no events yet, and appended to by offline pushes without Spark.
 
-Spark cannot infer the schema of an empty folder (``UNABLE_TO_INFER_SCHEMA``), and an offline push
-casts its rows to the types of the files already there, so a zero-row file written by pandas (whose
-empty text and timestamp columns have no type) fails the first push (``CAST_INVALID_INPUT``). A
-typed empty file answers both: training data and materialization read no events, and pushes with
-``PushMode.ONLINE_AND_OFFLINE`` append beside it. Files that hold rows are never touched.
+A sequence view started from nothing: its batch source, missing or holding no rows yet, is given
+one empty file typed from the view at `feast apply`. Spark cannot infer the schema of an empty
+folder (``UNABLE_TO_INFER_SCHEMA``), and an offline push casts its rows to the types of the files
+already there, so a zero-row file written by pandas (whose empty text and timestamp columns have no
+type) fails the first push (``CAST_INVALID_INPUT``). A typed empty file answers both: training data
+and materialization read no events, and pushes with ``PushMode.ONLINE_AND_OFFLINE`` append beside
+it. Files that hold rows are never touched.
+
+An offline push to a local ``SparkSource`` folder is one new parquet file, cast to the folder's
+column types: Feast's Spark store would write a temporary file, print its name, and start Spark
+jobs to read it back and append it.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -21,6 +28,7 @@ from feast.repo_config import RepoConfig
 from feast.type_map import feast_value_type_to_pa
 
 from feast_sequence.definitions.settings import sequence_settings
+from feast_sequence.errors import SequenceInputError
 from feast_sequence.offline.sources import local_path, resolved_source
 
 #: The typed empty file's name in a source folder (Spark skips names starting with "_" or ".").
@@ -116,3 +124,26 @@ def write_empty_source(config: RepoConfig, view: Any) -> Optional[Path]:
 def _typed_as(found: pa.Schema, wanted: pa.Schema) -> bool:
     """Whether a file has every wanted column, of the wanted type."""
     return all(found.get_field_index(f.name) >= 0 and found.field(f.name).type == f.type for f in wanted)
+
+
+def append_to_folder(path: Path, view: Any, table: pa.Table) -> None:
+    """Add ``table`` to the local source folder ``path`` as one new parquet file, its columns in the
+    folder's order and cast to the folder's types (timestamps in microseconds, which Spark reads).
+    The file appears whole: it is written under a name readers skip, then renamed."""
+    schema = pq.read_schema(data_files(path)[0])
+    columns = []
+    for field in schema:
+        wanted = field.type
+        if pa.types.is_timestamp(wanted):
+            wanted = pa.timestamp("us", tz=wanted.tz)
+        try:
+            columns.append(table.column(field.name).cast(wanted))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise SequenceInputError(
+                f"View '{view.name}': column '{field.name}' cannot be written to its batch source "
+                f"'{view.batch_source.name}' ({path}) as {wanted}: {error}. Nothing was written offline."
+            ) from error
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    hidden = path / f".{name}"
+    pq.write_table(pa.table(columns, names=schema.names), hidden)
+    hidden.rename(path / name)
