@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
-from feast_sequence.monitoring import serving_log
 from feast_sequence.monitoring.consistency import SequencePair, compare, not_served
 from feast_sequence.monitoring.report import CAUSES
+from feast_sequence.serving import serving_log
 from feast_sequence.transformations import consistency
 
 import retail_logged_repo
