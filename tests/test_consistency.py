@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
+from feast_sequence.cli import main
 from feast_sequence.monitoring.consistency import SequencePair, compare, not_served
 from feast_sequence.monitoring.report import CAUSES
 from feast_sequence.serving import serving_log
-from feast_sequence.transformations import consistency
+from feast_sequence.transformations.consistency_job import run_consistency
 
 import retail_logged_repo
 
@@ -135,7 +136,7 @@ def test_nothing_injected_matches_fully(retail, tmp_path):
     store, _, customers, _, _ = retail
     start = pd.Timestamp.now(tz="UTC").to_pydatetime()
     _serve_all(store, customers)
-    run = consistency.run_consistency(store, tmp_path, start=start)
+    run = run_consistency(store, tmp_path, start=start)
     assert run.passed, run.summary["failures"]
     for name in ("purchase_history", "purchase_ranking"):
         stats = run.summary["use_cases"][name]
@@ -173,7 +174,7 @@ def test_an_event_pushed_online_only_is_not_blamed_for_the_event_it_displaced(re
         features=store.get_feature_service("purchase_ranking"), entity_rows=[{"customer_id": customer}]
     )
     assert serving_log.flush()
-    run = consistency.run_consistency(store, tmp_path, start=start, use_cases=["purchase_ranking"])
+    run = run_consistency(store, tmp_path, start=start, use_cases=["purchase_ranking"])
     view = run.summary["use_cases"]["purchase_ranking"]["views"]["purchases"]
     assert (view["rows"], view["exact_matches"]) == (1, 0)
     assert (view["online_only_events"], view["online_only_unbatched"]) == (1, 1)
@@ -187,8 +188,8 @@ def test_an_event_pushed_online_only_is_not_blamed_for_the_event_it_displaced(re
 def test_a_range_with_no_logs_fails_the_gate_unless_allowed(retail, tmp_path):
     store, _, _, _, _ = retail
     future = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)).isoformat()
-    args = ["--repo", str(store.repo_path), "--use-case", "purchase_history", "--start", future]
-    assert consistency.main([*args, "--out", str(tmp_path / "strict")]) == 1
+    args = ["consistency", "--repo", str(store.repo_path), "--use-case", "purchase_history", "--start", future]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 1
     summary = json.loads((tmp_path / "strict" / "summary.json").read_text())
     assert summary["failures"] == [
         f"use case 'purchase_history': no logged rows from {summary['start']} to {summary['end']}, so nothing "
@@ -196,7 +197,7 @@ def test_a_range_with_no_logs_fails_the_gate_unless_allowed(retail, tmp_path):
         "(pass --allow-empty to accept)"
     ]
     assert summary["validation"]["success"] is False
-    assert consistency.main([*args, "--out", str(tmp_path / "allowed"), "--allow-empty"]) == 0
+    assert main([*args, "--out", str(tmp_path / "allowed"), "--allow-empty"]) == 0
 
 
 def test_injected_faults_are_counted_exactly(retail, tmp_path):
@@ -233,7 +234,7 @@ def test_injected_faults_are_counted_exactly(retail, tmp_path):
     store.apply(retail_logged_repo.objects(data, ranking_length=5))
 
     out = tmp_path / "report"
-    code = consistency.main(["--repo", str(store.repo_path), "--start", start.isoformat(), "--out", str(out)])
+    code = main(["consistency", "--repo", str(store.repo_path), "--start", start.isoformat(), "--out", str(out)])
     assert code == 1  # the gate fails: purchase_history is no longer an exact match
     summary = json.loads((out / "summary.json").read_text())
     history = summary["use_cases"]["purchase_history"]
