@@ -3,6 +3,7 @@ clear error that names the offending field, value or row, and nothing is written
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -11,6 +12,7 @@ from feast import Field
 from feast.repo_config import FeastConfigError
 from feast.types import Array, String
 
+import feast_sequence
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
@@ -199,6 +201,18 @@ def test_pushes_are_rejected_whole(store, redis_client, case):
     expected = KeyError if case == "missing timestamp column" else SequenceInputError
     with pytest.raises(expected, match=message):
         store.push("clicks_push", make())
+    assert sequence_key_count(redis_client) == 0
+
+
+@pytest.mark.parametrize("column", ["n", "ts"])
+def test_feast_sequence_push_names_a_missing_column_and_the_view(store, redis_client, column):
+    """``store.push`` raises pandas' bare KeyError for a missing feature column before the provider
+    sees the frame (Feast's own check); ``feast_sequence.push`` names the column, view and push source."""
+    message = rf"Push source 'clicks_push', view 'clicks': pushed data lacks column\(s\) \['{column}'\]"
+    with pytest.raises(SequenceInputError, match=message):
+        feast_sequence.push(store, "clicks_push", good().drop(columns=[column]))
+    with pytest.raises(SequenceInputError, match=message):
+        asyncio.run(feast_sequence.push_async(store, "clicks_push", good().drop(columns=[column])))
     assert sequence_key_count(redis_client) == 0
 
 

@@ -78,6 +78,7 @@ def validate(
 @click.option("--out", default="consistency-report", show_default=True, help="report folder")
 @click.option("--min-match-rate", type=float, default=0.99, show_default=True, help="gate: least exact-match rate")
 @click.option("--data-docs", is_flag=True, help="also build GE Data Docs under --out/validation")
+@click.option("--allow-empty", is_flag=True, help="pass the gate when the range holds no logged rows")
 def consistency(
     repo: str,
     use_cases: Tuple[str, ...],
@@ -86,9 +87,11 @@ def consistency(
     out: str,
     min_match_rate: float,
     data_docs: bool,
+    allow_empty: bool,
 ) -> int:
     """Re-join logged online responses offline and report skew per use case and view (docs/monitoring.md);
-    exit 1 when a view's exact-match rate is under --min-match-rate."""
+    exit 1 when a view's exact-match rate is under --min-match-rate, or when a use case logged nothing
+    in the range (unless --allow-empty)."""
     from feast import FeatureStore
 
     from feast_sequence.monitoring.report import Thresholds
@@ -96,7 +99,13 @@ def consistency(
     from feast_sequence.transformations.consistency_job import print_summary, run_consistency
 
     run = run_consistency(
-        FeatureStore(repo_path=repo), Path(out), start or EPOCH, end, use_cases, Thresholds(min_match_rate), data_docs
+        FeatureStore(repo_path=repo),
+        Path(out),
+        start or EPOCH,
+        end,
+        use_cases,
+        Thresholds(min_match_rate, allow_empty),
+        data_docs,
     )
     print_summary(run)
     return 0 if run.passed else 1

@@ -29,6 +29,7 @@ import pandas as pd
 from feast import FeatureStore
 from feast.data_source import PushMode
 
+from feast_sequence.errors import SequenceInputError
 from feast_sequence.feast_internals import validate_vector_features
 from feast_sequence.online.provider import SequenceProvider, sequence_provider
 
@@ -86,7 +87,7 @@ def _plan(store: FeatureStore, push_source_name: str, df: pd.DataFrame, to: Push
     targets = provider.push_views(store.registry).resolve(push_source_name, allow_cache)
     online: Tuple[Any, ...] = ()
     if to in _ONLINE:
-        online = tuple(view for view in targets.views if _has_feature_values(store, view, df))
+        online = tuple(view for view in targets.views if _has_feature_values(store, push_source_name, view, df))
         # The first view's write validates the whole frame before it sends anything, so only the
         # others need checking here.
         provider.validate_push(online[1:], df)
@@ -96,16 +97,23 @@ def _plan(store: FeatureStore, push_source_name: str, df: pd.DataFrame, to: Push
     return _Plan(provider, online, targets.views if to in _OFFLINE else (), precompute)
 
 
-def _has_feature_values(store: FeatureStore, view: Any, df: pd.DataFrame) -> bool:
+def _has_feature_values(store: FeatureStore, push_source_name: str, view: Any, df: pd.DataFrame) -> bool:
     """``FeatureStore.write_to_online_store``'s checks, with its warnings: vector lengths (raises),
-    then no rows or only null feature values (skips the view)."""
+    then no rows or only null feature values (skips the view). A missing feature column is refused
+    with the columns named (Feast's check raises pandas' bare ``KeyError``)."""
+    names = [f.name for f in view.features]
+    missing = [name for name in names if name not in df.columns]
+    if missing:
+        raise SequenceInputError(
+            f"Push source '{push_source_name}', view '{view.name}': pushed data lacks column(s) {missing}; "
+            f"the view's features are {names}. The batch was rejected; nothing was written."
+        )
     validate_vector_features(store, view, df)
     if df.empty:
         warnings.warn("Cannot write empty dataframe to online store", stacklevel=3)
         return False
-    names = [f.name for f in view.features]
     # Feast's `df[names].isnull().all().all()`, column by column on numpy: that one pandas
-    # expression cost half of a one-event push. A missing column raises KeyError, as Feast's does.
+    # expression cost half of a one-event push.
     if names and all(pd.isna(df[name].to_numpy()).all() for name in names):
         warnings.warn("Cannot write dataframe with empty feature columns to online store", stacklevel=3)
         return False
