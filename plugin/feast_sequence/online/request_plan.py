@@ -67,7 +67,7 @@ def plan_request(
             settings = sequence_settings(table)
             read = plan_read(settings, requested_features)
             commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
-            plan.add(commands, partial(populate_sequences, read, table, idxs, output_len))
+            plan.add(commands, partial(populate_sequences, read, table, idxs, output_len, commands))
         else:
             plan.add(*plan_regular_read(store, config, table, requested_features, values, idxs, output_len))
     return plan

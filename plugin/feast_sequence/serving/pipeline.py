@@ -195,7 +195,10 @@ def serve(
         views: List[ServedView] = []  # in plan order; each also replaces its plan in parts
         for index, (start, end, part) in enumerate(parts):
             if isinstance(part, ViewPlan):
-                view = ServedView(part, decode_batch(part.settings, first_replies[start:end], part.decoded))
+                batch = decode_batch(
+                    part.settings, commands[start:end], first_replies[start:end], part.decoded, use_case.fail_closed
+                )
+                view = ServedView(part, batch)
                 views.append(view)
                 parts[index] = (start, end, view)
         clock.stage(metrics.Stage.RETRIEVE)

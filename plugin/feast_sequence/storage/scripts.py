@@ -27,7 +27,7 @@ class LuaScript:
 _EXPIRY = r"""
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^\3(%d+):(%d+):(%d+);')
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4](%d+):(%d+):(%d+);')
 end
 local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   local newest = nil
@@ -149,7 +149,7 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if absorbed ~= '' and header ~= absorbed then return -2 end
 if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
@@ -272,7 +272,7 @@ local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
     + _EXPIRY
     + _MEMBERS
     + r"""
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if header ~= expected then return -1 end
 local stored = {}
 local any = false
