@@ -242,3 +242,20 @@ def test_too_many_entities_in_one_request(make_store, tmp_path, redis_server):
         SequenceRequestError, match=r"4 entities of sequence view 'clicks' exceeds max_entities_per_request=3"
     ):
         store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(4)])
+
+
+def test_the_offline_push_check_names_missing_extra_and_unconvertible_columns():
+    """Issue 22, case 8: what the offline store would refuse, found before anything is written."""
+    import pyarrow as pa
+
+    from feast_sequence.offline.push_check import offline_push_problem
+
+    schema = pa.schema([("user_id", pa.int64()), ("n", pa.int32()), ("ts", pa.timestamp("us"))])
+    frame = pd.DataFrame({"user_id": [1], "n": [2], "ts": [pd.Timestamp("2024-01-01", tz="UTC")]})
+    assert offline_push_problem(schema, frame) is None
+    assert offline_push_problem(schema, frame.drop(columns=["n"]).assign(x=1)) == (
+        "columns do not match its offline source's: missing ['n'], extra ['x']"
+    )
+    problem = offline_push_problem(schema, frame.assign(n=["many"]))
+    assert problem is not None and problem.startswith("column 'n' (object) does not convert to int32")
+    assert "2147483648" in (offline_push_problem(schema, frame.assign(n=[2**31])) or "")

@@ -115,3 +115,19 @@ def test_the_app_is_feasts_with_only_push_replaced(make_store, tmp_path):
     pushes = [r for r in ours.routes if getattr(r, "path", None) == "/push"]
     assert len(pushes) == 1 and pushes[0].endpoint.__module__ == "feast_sequence.online.push_server"
     assert sorted(getattr(r, "path", "") for r in ours.routes) == sorted(getattr(r, "path", "") for r in feasts.routes)
+
+
+def test_an_online_and_offline_push_the_offline_store_would_refuse_answers_422_and_writes_nothing(repo, redis_client):
+    """Issue 22, case 8, over HTTP: checked for both destinations before either is written."""
+    path, env = repo
+    clear(redis_client)
+    bad = body(small=1, to="online_and_offline")
+    bad["df"]["note"] = ["x"]
+    with feast_sequence_serve(path, env=env) as port:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(port, "/push", bad)
+        assert refused.value.code == 422
+        assert "extra ['note']. Nothing was written, online or offline" in refused.value.read().decode()
+        assert stored(redis_client) == 0
+        assert status_of(port, body(small=1, to="online_and_offline")) == 200
+    assert sequence_key_count(redis_client) == 2

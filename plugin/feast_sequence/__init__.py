@@ -17,7 +17,9 @@ from feast_sequence.definitions.settings import (
 )
 from feast_sequence.definitions.view import SequenceFeatureView
 from feast_sequence.errors import (
+    CorruptSequenceError,
     FeastSequenceError,
+    PartialPushError,
     SequenceConfigurationError,
     SequenceDefinitionError,
     SequenceInputError,
@@ -45,6 +47,7 @@ from feast_sequence.serving.use_case import (
 )
 
 __all__ = [
+    "CorruptSequenceError",
     "Enrichment",
     "EnrichmentCache",
     "EventField",
@@ -56,6 +59,7 @@ __all__ = [
     "Order",
     "OutputFormat",
     "Padding",
+    "PartialPushError",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

@@ -97,6 +97,12 @@ class SequenceStoreUnavailableError(SequenceStoreError):
     http_status = 503
 
 
+class PartialPushError(FeastSequenceError):
+    """A push to online and offline stores failed after part of it was written; the message says
+    exactly which views were written where (the offline write failed: a storage error, not the
+    frame, which was checked for both destinations before anything was written)."""
+
+
 class SequenceConfigurationError(FeastSequenceError, ValueError):
     """feature_store.yaml does not configure what sequence views need (provider, online store)."""
 
