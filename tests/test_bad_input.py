@@ -184,7 +184,7 @@ PUSHES = {
     ),
     "entity key from a fraction": (
         lambda: with_value("user_id", 1.5),
-        r"Column 'user_id', row 1 .* cannot be converted to INT64",
+        r"Column 'user_id', row 1 .* value 1.5 is a float; join key 'user_id' is INT64",
     ),
     "oversized value": (
         lambda: with_value("item", "x" * 70_000),
@@ -259,3 +259,18 @@ def test_the_offline_push_check_names_missing_extra_and_unconvertible_columns():
     problem = offline_push_problem(schema, frame.assign(n=["many"]))
     assert problem is not None and problem.startswith("column 'n' (object) does not convert to int32")
     assert "2147483648" in (offline_push_problem(schema, frame.assign(n=[2**31])) or "")
+
+
+def test_a_pushed_integer_key_given_as_a_float_is_refused_as_reads_refuse_it():
+    """Issue 22, case 9: 1.0 was stored under entity 1 while a read of 1.0 is refused."""
+    from feast.value_type import ValueType
+
+    from feast_sequence.storage.codec import entity_column_bytes
+
+    keys = [("user_id", ValueType.INT64)]
+    for column in ([1.0, 2.0], [1, 2.0]):
+        with pytest.raises(
+            SequenceInputError, match=r"Column 'user_id', row \d \(index \d\): value .* is a float; .* INT64"
+        ):
+            entity_column_bytes(keys, pd.DataFrame({"user_id": column}))
+    assert entity_column_bytes(keys, pd.DataFrame({"user_id": [1, 2]})) == [b"i\x011", b"i\x012"]
