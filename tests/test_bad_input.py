@@ -274,3 +274,22 @@ def test_a_pushed_integer_key_given_as_a_float_is_refused_as_reads_refuse_it():
         ):
             entity_column_bytes(keys, pd.DataFrame({"user_id": column}))
     assert entity_column_bytes(keys, pd.DataFrame({"user_id": [1, 2]})) == [b"i\x011", b"i\x012"]
+
+
+def test_online_requests_wrong_in_shape_are_refused_with_422_naming_the_problem():
+    """Issue 22, case 9: Feast answers these with a bare IndexError, KeyError or ValueError (500)."""
+    from feast_sequence.online.entity_rows import check_request_shape
+
+    cases = {
+        "No features requested": ([], [{"user_id": 1}]),
+        r"No entity rows: 'entity_rows' is empty": (["clicks:n"], []),
+        r"No entity rows: the entity columns \['user_id'\] are empty": (["clicks:n"], {"user_id": []}),
+        r"Entity row 1 has keys \['uid'\], but row 0 has \['user_id'\]": (["clicks:n"], [{"user_id": 1}, {"uid": 2}]),
+        r"Entity columns have different lengths \(user_id: 2, s: 1\)": (["clicks:n"], {"user_id": [1, 2], "s": [1]}),
+    }
+    for message, (features, rows) in cases.items():
+        with pytest.raises(SequenceRequestError, match=message) as raised:
+            check_request_shape(features, rows)
+        assert raised.value.http_status_code() == 422
+    check_request_shape(["clicks:n"], {"user_id": [1, 2]})
+    check_request_shape(["clicks:n"], [{"user_id": 1}, {"user_id": 2}])

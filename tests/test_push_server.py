@@ -67,6 +67,7 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
         "bad only for the regular view": body(small=1, total="many"),
         "unknown push source": body(small=1, source="no_such_push"),
         "an integer key given as 1.0": {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1.0]}},
+        "ragged columns": {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1, 2]}},
     }
     answers = []
     for serve in (feast_serve, feast_sequence_serve):
@@ -80,6 +81,7 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
     assert ours["bad only for a sequence view"] == feast_answers["bad only for a sequence view"]
     # Issue 22, case 9: reads refuse the key 1.0 for an integer join key, so pushes do too.
     assert ours["an integer key given as 1.0"] == 422 == feast_answers["an integer key given as 1.0"]
+    assert ours["ragged columns"] == 422  # feast serve: 500 (pandas' ValueError)
 
 
 def test_a_rejected_request_is_logged_as_one_warning_line(repo, redis_client, tmp_path):
