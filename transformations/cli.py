@@ -25,6 +25,7 @@ from feast_sequence.transformations import (
     reindex,
     show,
     streaming,
+    verify,
 )
 from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, run
 from feast_sequence.validations import cli as validation_cli
@@ -115,6 +116,7 @@ for _command in (
     enrichment.command,
     reindex.command,
     compact.command,
+    verify.command,
     streaming.command,
     validation_cli.command,
     show.command,

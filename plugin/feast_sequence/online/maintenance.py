@@ -81,7 +81,7 @@ def delete_view(client: Any, config: RepoConfig, view_name: str) -> int:
     how many sequence keys were deleted."""
     deleted = sum(
         sum(_run_writes(client, [("UNLINK", k) for k in batch], config.online_store, "deleting a sequence view"))
-        for batch in _scan_batches(client, view_scan_pattern(config.project, view_name))
+        for batch in scan_batches(client, view_scan_pattern(config.project, view_name))
     )
     _run_writes(
         client,
@@ -98,7 +98,7 @@ def expire_view(client: Any, config: RepoConfig, settings: SequenceSettings) -> 
     changes, so a removed or raised TTL no longer deletes keys at the old time."""
     args = (settings.ttl_us or 0, "1" if settings.dedup_by else "0")
     updated = 0
-    for batch in _scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
+    for batch in scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
         sequences = sorted({zset_key_of(k) for k in batch})
         commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
         updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
@@ -112,7 +112,7 @@ def compact_view(client: Any, config: RepoConfig, settings: SequenceSettings, ba
     (storage format 2) in place."""
     online = config.online_store
     compacted = 0
-    for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
+    for keys in scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
         sequences = [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
         operation = compact(settings, sequences, retry_policy(online), replica_acks(online))
         compacted += drive(operation, partial(run_round_trip, client))
@@ -138,7 +138,7 @@ def _definition_changes(
     return changes
 
 
-def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
+def scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
     """Every key matching ``pattern``, in lists of up to ``size``."""
     batch: List[bytes] = []
     for key in client.scan_iter(match=pattern, count=size):

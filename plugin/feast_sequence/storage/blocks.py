@@ -249,6 +249,20 @@ def decode(block: Optional[bytes]) -> Optional[Block]:
     return decoded
 
 
+def problem(block: bytes) -> Optional[str]:
+    """What is wrong with a stored block (None if nothing): its checksum, its decompression, or its
+    body against its header, for every format (a read checks the body only for format 3, whose
+    checksum is missing). ``feast-sequence verify`` runs it over every block."""
+    try:
+        decoded = decode(block)
+    except CorruptSequenceError as error:
+        return str(error)
+    if decoded is None:
+        return None
+    end = _HEADER.match(block).end()  # type: ignore[union-attr]  # decode parsed it
+    return decoded.incoherence(int.from_bytes(block[end : end + 4], "little"))
+
+
 def is_unchecked(block: Optional[bytes]) -> bool:
     """Whether a stored block is of format 3, without a checksum: compaction rewrites it."""
     return bool(block) and block[0] == UNCHECKED_FORMAT  # type: ignore[index]

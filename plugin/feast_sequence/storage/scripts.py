@@ -351,3 +351,16 @@ end
 return out
 """
 )
+
+
+# Everything stored for one sequence (KEYS as for APPEND), read atomically for `feast-sequence
+# verify`: {block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it}.
+VERIFY = LuaScript(
+    r"""#!lua flags=no-writes
+return {
+  redis.call('GET', KEYS[3]) or false,
+  redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[2]),
+}
+"""
+)
