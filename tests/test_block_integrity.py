@@ -46,7 +46,8 @@ def views(data_dir):
     plain = SequenceFeatureView(name="plain", max_length=1000, **common)
     dedup = SequenceFeatureView(name="dedup", max_length=1000, dedup_by=["item"], **common)
     strict = SequenceUseCase(name="strict", features=[plain[["n"]]], fail_closed=True)
-    return [user, push, plain, dedup, strict]
+    lenient = SequenceUseCase(name="lenient", features=[plain[["n"]]])
+    return [user, push, plain, dedup, strict, lenient]
 
 
 def block_of(view):
@@ -136,6 +137,9 @@ def test_a_corrupt_entity_is_served_without_events_beside_the_others(store, redi
 def test_a_fail_closed_use_case_fails_naming_view_entity_and_key(store, redis_client):
     key = _block_key(store, "plain", 3)
     redis_client.setrange(key, 30, b"\xff")
+    users = [{"user_id": 1}, {"user_id": 3}]
+    lenient = store.get_online_features(features=store.get_feature_service("lenient"), entity_rows=users)
+    assert [len(n) for n in lenient.to_dict()["n"]] == [EVENTS, 0]  # a use case by default: empty, the others served
     with pytest.raises(CorruptSequenceError) as raised:
         store.get_online_features(
             features=store.get_feature_service("strict"), entity_rows=[{"user_id": 1}, {"user_id": 3}]
