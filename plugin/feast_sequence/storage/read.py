@@ -166,16 +166,18 @@ def populate_sequences(
         for out in destinations:
             owner[out] = unique
     newest = [int(m.ts[0]) if len(m.ts) else 0 for m in messages]
+    corrupt = [m.corrupt for m in replies]
+    statuses = [FieldStatus.PRESENT] * output_len
+    if any(corrupt):
+        statuses = [FieldStatus.NOT_FOUND if corrupt[owner[out]] else FieldStatus.PRESENT for out in range(output_len)]
     for _, list_field, source in read.plan:
         vector = response.results.add()
-        vector.statuses.extend(
-            [FieldStatus.NOT_FOUND if replies[owner[out]].corrupt else FieldStatus.PRESENT for out in range(output_len)]
-        )
+        vector.statuses.extend(statuses)
         columns = [_column(layout, messages[u], replies[u], source) for u in range(len(messages))]
         for out in range(output_len):
             unique = owner[out]
             value = vector.values.add()
-            if replies[unique].corrupt:
+            if corrupt[unique]:  # null, as Feast answers a missing entity
                 vector.event_timestamps.add()
                 continue
             target = getattr(value, list_field)
