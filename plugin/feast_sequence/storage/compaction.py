@@ -133,11 +133,11 @@ def compact(
     snapshots = yield RoundTrip(snapshot_commands(keys), _what(settings, "reading", len(keys)), retry)
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     commands: List[Command] = []
-    for k, (block, tail) in zip(keys, snapshots):
-        if not (tail or blocks.is_unchecked(block)):
+    for k, snapshot in zip(keys, snapshots):
+        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (block, tail, ...)
             continue
         try:
-            commands.append(compact_command(settings, k, (block, tail), now_us))
+            commands.append(compact_command(settings, k, snapshot, now_us))
         except CorruptSequenceError as error:
             integrity.report(integrity.corrupt(settings, k[2], error), "compaction", "It was left uncompacted.")
     if not commands:
