@@ -265,7 +265,7 @@ def test_a_pushed_integer_key_given_as_a_float_is_refused_as_reads_refuse_it():
     """Issue 22, case 9: 1.0 was stored under entity 1 while a read of 1.0 is refused."""
     from feast.value_type import ValueType
 
-    from feast_sequence.storage.codec import entity_column_bytes
+    from feast_sequence.storage.entity_keys import entity_column_bytes
 
     keys = [("user_id", ValueType.INT64)]
     for column in ([1.0, 2.0], [1, 2.0]):

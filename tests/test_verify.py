@@ -8,10 +8,9 @@ from datetime import datetime, timezone
 
 from test_block_integrity import frame, views
 
-from feast_sequence import sequence_settings
+from feast_sequence import cli, sequence_settings
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.integrity import sequence_problems
-from feast_sequence.transformations import cli
 from feast_sequence.transformations.verify import run_verify
 
 from conftest import redis_state, replay

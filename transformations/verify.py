@@ -17,7 +17,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, List, Optional, Sequence
 
-import click
 import pandas as pd
 from feast import FeatureStore
 
@@ -28,8 +27,7 @@ from feast_sequence.offline.indexing import write_spark
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.online.verify import Finding, delete_sequences, verify_view
 from feast_sequence.storage.client import redis_client
-from feast_sequence.transformations._job import JobContext, open_view, report
-from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, script, verbose
+from feast_sequence.transformations._job import JobContext, open_view, report, spark_submit
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -85,20 +83,5 @@ def rebuild(context: JobContext, findings: Sequence[Finding], end: Optional[date
     return write_spark(context.target, events.join(F.broadcast(entities), on=keys, how="inner"))
 
 
-@click.command("verify", cls=JobCommand, short_help="Find (and --repair) corrupt or incoherent stored sequences.")
-@repo_option
-@click.option("--view", help="one sequence view (default: all of them)")
-@click.option("--repair", is_flag=True, help="rebuild the sequences found from the offline source (Spark)")
-@click.option("--end", type=ISO_TIME, help="with --repair: the rebuild's end, ISO time (default: now, UTC)")
-def command(repo: str, view: Optional[str], repair: bool, end: Optional[datetime]) -> int:
-    """Check every stored sequence for a corrupt block or incoherent state; exit 1 if any is found
-    (and not repaired)."""
-    findings = run_verify(repo, view, repair, end, verbose())
-    return 0 if not findings or repair else 1
-
-
-main = script(command, "feast-sequence verify")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("verify"))
