@@ -34,7 +34,9 @@ if typing.TYPE_CHECKING:
     )
     from feast_sequence.definitions.view import SequenceFeatureView
     from feast_sequence.errors import (
+        CorruptSequenceError,
         FeastSequenceError,
+        PartialPushError,
         SequenceConfigurationError,
         SequenceDefinitionError,
         SequenceInputError,
@@ -66,7 +68,9 @@ _PUBLIC = {
     ),
     "feast_sequence.definitions.view": ("SequenceFeatureView",),
     "feast_sequence.errors": (
+        "CorruptSequenceError",
         "FeastSequenceError",
+        "PartialPushError",
         "SequenceConfigurationError",
         "SequenceDefinitionError",
         "SequenceInputError",
@@ -118,6 +122,7 @@ def __dir__() -> typing.List[str]:
 
 
 __all__ = [
+    "CorruptSequenceError",
     "Enrichment",
     "EnrichmentCache",
     "EventField",
@@ -129,6 +134,7 @@ __all__ = [
     "Order",
     "OutputFormat",
     "Padding",
+    "PartialPushError",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

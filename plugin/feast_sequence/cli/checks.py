@@ -1,6 +1,7 @@
 """The data checks' commands: ``validate events|sequences|training`` (one Great Expectations suite,
-docs/validation.md) and ``consistency`` (logged online responses against the offline engine,
-docs/monitoring.md). Each exits 1 when its check fails."""
+docs/validation.md), ``consistency`` (logged online responses against the offline engine,
+docs/monitoring.md) and ``verify`` (corrupt or incoherent stored sequences, docs/offline.md). Each
+exits 1 when its check fails."""
 
 from __future__ import annotations
 
@@ -111,4 +112,18 @@ def consistency(
     return 0 if run.passed else 1
 
 
-COMMANDS = (validate, consistency)
+@click.command("verify", cls=JobCommand, short_help="Find (and --repair) corrupt or incoherent stored sequences.")
+@repo_option
+@click.option("--view", help="one sequence view (default: all of them)")
+@click.option("--repair", is_flag=True, help="rebuild the sequences found from the offline source (Spark)")
+@click.option("--end", type=ISO_TIME, help="with --repair: the rebuild's end, ISO time (default: now, UTC)")
+def verify(repo: str, view: Optional[str], repair: bool, end: Optional[datetime]) -> int:
+    """Check every stored sequence for a corrupt block or incoherent state; exit 1 if any is found
+    (and not repaired)."""
+    from feast_sequence.transformations.verify import run_verify
+
+    findings = run_verify(repo, view, repair, end, verbose())
+    return 0 if not findings or repair else 1
+
+
+COMMANDS = (validate, consistency, verify)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.data_source import PushSource
 from feast.infra.offline_stores.offline_store import RetrievalJob
+from feast.infra.offline_stores.offline_utils import get_pyarrow_schema_from_batch_source
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
@@ -181,6 +182,14 @@ class SequenceProvider(PassthroughProvider):
     def get_table_column_names_and_types_from_data_source(self, config: RepoConfig, data_source: Any) -> Any:
         """What ``store.write_to_offline_store`` orders a push's columns by: the source as read."""
         return super().get_table_column_names_and_types_from_data_source(config, checked_source(config, data_source))
+
+    def offline_push_schema(self, feature_view: Any) -> pa.Schema:
+        """The arrow schema a push's offline part is written in: the view's batch source as read,
+        after refusing a source that cannot take pushes (``refuse_single_file_offline_push``)."""
+        view = checked_view(self.repo_config, feature_view)
+        refuse_single_file_offline_push(self.repo_config, view)
+        schema, _ = get_pyarrow_schema_from_batch_source(self.repo_config, view.batch_source)
+        return schema
 
     def ingest_df_to_offline_store(self, feature_view: Any, table: pa.Table) -> None:
         """A push's offline part (``PushMode.OFFLINE`` / ``ONLINE_AND_OFFLINE``), to the batch source

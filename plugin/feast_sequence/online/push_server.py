@@ -26,7 +26,7 @@ from feast.permissions.action import WRITE, AuthzedAction
 from feast.permissions.security_manager import assert_permissions
 from feast.permissions.server.rest import inject_user_details
 
-from feast_sequence.errors import FeastSequenceError
+from feast_sequence.errors import FeastSequenceError, SequenceInputError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
 from feast_sequence.online.provider import sequence_provider
 from feast_sequence.online.push import push_async
@@ -91,6 +91,13 @@ async def _answer_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
+    """The pushed columns as a frame; ragged columns are the client's mistake (422), not pandas' ValueError (500)."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise SequenceInputError(
+            f"Pushed columns have different lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())}): "
+            "each column of 'df' must hold one value per event. Nothing was written."
+        )
     return pd.DataFrame(columns)
 
 

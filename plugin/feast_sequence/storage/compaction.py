@@ -19,8 +19,8 @@ from functools import lru_cache
 from typing import Any, Generator, List, Optional, Sequence, Set
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceStoreError
-from feast_sequence.storage import blocks
+from feast_sequence.errors import CorruptSequenceError, SequenceStoreError
+from feast_sequence.storage import blocks, integrity
 from feast_sequence.storage.append import REFUSED, append_header
 from feast_sequence.storage.evolution import reencoded
 from feast_sequence.storage.keys import SequenceKeys
@@ -47,10 +47,11 @@ class Served:
     """One entity's served events: the members back to back (one protobuf parse decodes them all)
     and their count; ``members()`` splits them, for the rare per-event decode."""
 
-    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = ()):
+    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = (), corrupt: bool = False):
         self.data = data
         self.count = count
         self._parts = parts  # lists of members, or (Block, k): what ``data`` was joined from
+        self.corrupt = corrupt  # its block is damaged: served without events (storage/read.py)
 
     def members(self) -> List[bytes]:
         out: List[bytes] = []
@@ -65,6 +66,9 @@ class Served:
     @classmethod
     def of(cls, members: Sequence[bytes]) -> "Served":
         return cls(b"".join(members), len(members), (members,))
+
+
+CORRUPT = Served(b"", 0, (), corrupt=True)
 
 
 def served(reply: Sequence[Any], identity_fields: int) -> Served:
@@ -108,7 +112,7 @@ def compact_command(
         old = decoded.events() if decoded is not None else blocks.EMPTY
         merged = blocks.merge(reencoded(settings, old), reencoded(settings, tail), settings.max_length, oldest)
         new_block = blocks.encode(merged) if len(merged) else b""
-    elif decoded is not None and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
+    elif decoded is not None and len(tail) and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
         new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
     else:
         merged = blocks.merge(
@@ -129,12 +133,21 @@ def compact(
     acks: ReplicaAcks,
     now_us: Optional[int] = None,
 ) -> Generator[RoundTrip, List[Any], int]:
-    """Compact the given sequences (two round trips); returns how many were compacted."""
+    """Compact the given sequences (two round trips); returns how many were compacted. A sequence
+    with an empty tail is compacted only to rewrite a format 3 block as format 4 (with its checksum);
+    one whose block is corrupt is left as it is, counted and logged (storage/integrity.py)."""
     if not keys:
         return 0
     snapshots = yield RoundTrip(snapshot_commands(keys), _what(settings, "reading", len(keys)), retry)
     now_us = now_us if now_us is not None else time.time_ns() // 1000
-    commands = [compact_command(settings, k, s, now_us) for k, s in zip(keys, snapshots) if s[1]]
+    commands: List[Command] = []
+    for k, snapshot in zip(keys, snapshots):
+        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (block, tail, ...)
+            continue
+        try:
+            commands.append(compact_command(settings, k, snapshot, now_us))
+        except CorruptSequenceError as error:
+            integrity.report(integrity.corrupt(settings, k[2], error), "compaction", "It was left uncompacted.")
     if not commands:
         return 0
     replies = yield RoundTrip(commands, _what(settings, "writing", len(commands)), retry, acks, Access.WRITE)
@@ -174,7 +187,10 @@ def rewrite(
 def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
     """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
     A correction needs it: only the tail can have a time range replaced inside Redis."""
-    events = blocks.decode_events(block)
+    try:
+        events = blocks.decode_events(block)
+    except CorruptSequenceError as error:
+        raise integrity.corrupt(settings, keys[2], error) from error
     args = append_header(settings, None, blocks.header_of(block))
     if settings.dedup_by:
         for score, member, identity in zip(events.scores, events.members, events.identities()):

@@ -30,11 +30,21 @@ from redis.exceptions import (
 
 from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.storage.drivers import drive, drive_async
-from feast_sequence.storage.scripts import APPEND, COMPACT, EXPIRE, MULTI_HMGET, READ, REWRITE, SNAPSHOT, LuaScript
+from feast_sequence.storage.scripts import (
+    APPEND,
+    COMPACT,
+    EXPIRE,
+    MULTI_HMGET,
+    READ,
+    REWRITE,
+    SNAPSHOT,
+    VERIFY,
+    LuaScript,
+)
 
 Command = Tuple[Any, ...]
 
-_SCRIPTS = {s.sha: s for s in (APPEND, EXPIRE, REWRITE, MULTI_HMGET, READ, SNAPSHOT, COMPACT)}
+_SCRIPTS = {s.sha: s for s in (APPEND, EXPIRE, REWRITE, MULTI_HMGET, READ, SNAPSHOT, COMPACT, VERIFY)}
 
 
 def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Command:

@@ -27,7 +27,7 @@ class LuaScript:
 _EXPIRY = r"""
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^\3(%d+):(%d+):(%d+);')
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4](%d+):(%d+):(%d+);')
 end
 local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   local newest = nil
@@ -149,7 +149,7 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if absorbed ~= '' and header ~= absorbed then return -2 end
 if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
@@ -272,7 +272,7 @@ local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
     + _EXPIRY
     + _MEMBERS
     + r"""
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if header ~= expected then return -1 end
 local stored = {}
 local any = false
@@ -349,5 +349,18 @@ for _, key in ipairs(KEYS) do
   end
 end
 return out
+"""
+)
+
+
+# Everything stored for one sequence (KEYS as for APPEND), read atomically for `feast-sequence
+# verify`: {block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it}.
+VERIFY = LuaScript(
+    r"""#!lua flags=no-writes
+return {
+  redis.call('GET', KEYS[3]) or false,
+  redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[2]),
+}
 """
 )
