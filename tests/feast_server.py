@@ -51,7 +51,7 @@ def _serving(
     # Its log goes to a file, not a pipe: a pipe nobody reads would block the server once full.
     with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [*command, "-h", "127.0.0.1", "-p", str(port), "--no-access-log", *options],
+            [*command, "--host", "127.0.0.1", "-p", str(port), "--no-access-log", *options],
             env=env if env is not None else dict(os.environ),
             stdout=subprocess.DEVNULL,
             stderr=log,

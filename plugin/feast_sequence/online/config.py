@@ -30,7 +30,8 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     Safe for writes: every append is idempotent. How long a call waits is set by
     ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``."""
     retry_backoff_seconds: PositiveFloat = 0.05
-    """First wait between retries; doubled each time, at most 2 s."""
+    """First wait between retries; doubled each time, at most 2 s; each wait is drawn between half and
+    all of it (equal jitter)."""
     socket_timeout_seconds: PositiveFloat = 5.0
     """How long a call waits for Redis to answer before it fails with the retriable
     ``SequenceStoreUnavailableError``, unless connection_string sets ``socket_timeout`` (which wins).
@@ -48,6 +49,10 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     replica_ack_timeout_ms: PositiveInt = 1000
     """How long one write waits for those acknowledgements; below the socket timeout
     (``socket_timeout`` in connection_string, else ``socket_timeout_seconds``)."""
+    eviction_check_seconds: PositiveFloat = 60.0
+    """How often a running store reads Redis's ``maxmemory-policy`` again (one ``CONFIG GET``; also
+    when its client is made and by ``feast-sequence health``). A policy changed to an evicting one on
+    a running server is refused (``SequenceConfigurationError`` on reads and writes) within this time."""
     compact_after: NonNegativeInt = 64
     """Events a sequence's tail (its sorted set) may hold before the writer that notices compacts
     it into the sequence's compressed block (docs/storage-layout.md); 0 never compacts on write,

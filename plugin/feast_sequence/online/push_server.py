@@ -1,4 +1,4 @@
-"""``feast-sequence serve``: Feast's feature server, with a ``/push`` whose cost does not grow with the registry.
+"""Feast's feature server with a ``/push`` whose cost does not grow with the registry (``feast-sequence serve``).
 
 ``feast serve``'s ``/push`` calls ``store.push``, which pays for every view in the registry, and its
 route cannot be swapped without patching Feast. This command builds Feast's own FastAPI app
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-import click
 import pandas as pd
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,11 +26,10 @@ from feast.permissions.action import WRITE, AuthzedAction
 from feast.permissions.security_manager import assert_permissions
 from feast.permissions.server.rest import inject_user_details
 
-from feast_sequence.errors import FeastSequenceError
+from feast_sequence.errors import FeastSequenceError, SequenceInputError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
 from feast_sequence.online.provider import sequence_provider
 from feast_sequence.online.push import push_async
-from feast_sequence.output import quiet_warnings
 
 _logger = logging.getLogger(__name__)
 _MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
@@ -94,6 +91,13 @@ async def _answer_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
+    """The pushed columns as a frame; ragged columns are the client's mistake (422), not pandas' ValueError (500)."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise SequenceInputError(
+            f"Pushed columns have different lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())}): "
+            "each column of 'df' must hold one value per event. Nothing was written."
+        )
     return pd.DataFrame(columns)
 
 
@@ -106,7 +110,7 @@ def _remove_post_route(app: "FastAPI", path: str) -> Any:
     raise RuntimeError(f"Feast's feature server has no POST {path} route to replace (Feast version changed?).")
 
 
-def serve(
+def run_feature_server(
     store: FeatureStore,
     host: str,
     port: int,
@@ -173,38 +177,3 @@ def serve(
             return app
 
     Application().run()
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``feast-sequence serve --repo R [feast serve options]`` (``--help`` lists them: they are
-    ``feast serve``'s own)."""
-    from feast.cli.serve import serve_command
-
-    def run(repo: str, type_: str, **options: Any) -> None:
-        if type_ != "http":
-            raise click.BadParameter("feast-sequence serve serves HTTP only; use `feast serve -t grpc`.")
-        if options["workers"] == -1:
-            options["workers"] = max(1, multiprocessing.cpu_count() * 2 + 1)
-        quiet_warnings()  # Feast warns about its Spark source at every registry refresh
-        serve(FeatureStore(repo_path=repo), **options)
-
-    command = click.Command(
-        "feast-sequence serve",
-        params=[
-            click.Option(
-                ["--repo"],
-                default=".",
-                show_default=True,
-                help="feature repository (the folder with feature_store.yaml); default: the current directory",
-            ),
-            *serve_command.params,
-        ],
-        callback=run,
-        help=(__doc__ or "").splitlines()[0],
-    )
-    try:
-        command.main(args=list(argv or []), prog_name="feast-sequence serve", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        return 2
-    return 0

@@ -27,7 +27,7 @@ class LuaScript:
 _EXPIRY = r"""
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^\3(%d+):(%d+):(%d+);')
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4](%d+):(%d+):(%d+);')
 end
 local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   local newest = nil
@@ -164,7 +164,7 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if absorbed ~= '' and header ~= absorbed then return -2 end
 if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
@@ -265,18 +265,20 @@ return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT',
 # {block or false, the whole tail WITHSCORES, the sequence's version token or false}. ARGV[1] a fresh
 # random token, set as the version unless one is already set (two writers reading the same state
 # share it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died
-# goes then, and never outlives the sequence's keys. Only a non-empty tail gets a token (there is
-# nothing to compact or rewrite otherwise), so a sequence no writer works on stores none.
+# goes then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites the block
+# itself (the re-encoding at `feast apply`), so a block alone gets a token. Otherwise only a tail, or a
+# format-3 block to convert, gets one (there is nothing to compact), so a sequence no writer works on
+# stores none.
 SNAPSHOT = LuaScript(
     r"""
 local block = redis.call('GET', KEYS[3]) or false
 local tail = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local version = false
-if #tail > 0 then
+if #tail > 0 or (block and (ARGV[3] == '1' or string.byte(block, 1) == 3)) then
   version = redis.call('GET', KEYS[4])
   if not version then
     version = ARGV[1]
-    local lifetime, left = tonumber(ARGV[2]), redis.call('PTTL', KEYS[1])
+    local lifetime, left = tonumber(ARGV[2]), redis.call('PTTL', #tail > 0 and KEYS[1] or KEYS[3])
     if left >= 0 and left < lifetime then lifetime = math.max(left, 1) end
     redis.call('SET', KEYS[4], version, 'PX', lifetime)
   end
@@ -309,7 +311,7 @@ local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
     + _MEMBERS
     + r"""
 if not unchanged_since(KEYS[4], ARGV[5]) then return -1 end
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if header ~= expected then return -1 end
 for i = 6, #ARGV, 2 do
   if not redis.call('ZSCORE', zkey, ARGV[i + 1]) then return -2 end
@@ -386,5 +388,18 @@ for _, key in ipairs(KEYS) do
   end
 end
 return out
+"""
+)
+
+
+# Everything stored for one sequence (KEYS as for APPEND), read atomically for `feast-sequence
+# verify`: {block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it}.
+VERIFY = LuaScript(
+    r"""#!lua flags=no-writes
+return {
+  redis.call('GET', KEYS[3]) or false,
+  redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[2]),
+}
 """
 )

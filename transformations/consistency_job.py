@@ -7,16 +7,15 @@ For each logged row of each use case (default: every use case with a ``logging_c
 offline point-in-time engine (Spark when the offline store is Spark) recomputes the served sequences
 at the logged request time; the comparison (feast_sequence.monitoring.consistency) is reported per
 use case and view in ``report.html``, ``summary.json`` and ``rows.parquet`` under ``--out``, and
-gated: exit code 1 when a view's exact-match rate is under ``--min-match-rate``, with the Great
-Expectations suite ``validations/consistency.py``'s result. Rows served by another configuration of
-the use case are reported as configuration changes, not as skew. See docs/monitoring.md.
+gated: exit code 1 when a view's exact-match rate is under ``--min-match-rate``, or when a use case
+logged nothing in the range (unless ``--allow-empty``), with the Great Expectations suite
+``validations/consistency_summary.py``'s result. Rows served by another configuration of the use case are
+reported as configuration changes, not as skew. See docs/monitoring.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,14 +29,13 @@ from feast import FeatureStore
 from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.monitoring.consistency import check_use_case
-from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, summarize, write_report
+from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, causes_text, summarize, write_report
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.log_files import log_path, read_file_logs
 from feast_sequence.serving.serving_log import LOG_TIMESTAMP
 from feast_sequence.transformations._job import EPOCH, report
-from feast_sequence.transformations.command_line import ISO_TIME
 from feast_sequence.validations._runner import ValidationReport
-from feast_sequence.validations.consistency import validate_consistency
+from feast_sequence.validations.consistency_summary import validate_consistency
 
 
 @dataclass(frozen=True)
@@ -99,42 +97,23 @@ def run_consistency(
     checked_at = datetime.now(timezone.utc)
     end = end or checked_at
     checks = [
-        check_use_case(store, service, read_logs(store, service, start, end), checked_at)
+        check_use_case(store, service, read_logs(store, service, start, end))
         for service in logged_use_cases(store, use_cases)
     ]
     summary = summarize(checks, start, end, checked_at, thresholds)
     rows = pd.concat([c.rows for c in checks], ignore_index=True) if checks else pd.DataFrame()
     page = write_report(summary, rows, out_dir)
-    validation = validate_consistency(summary, thresholds.min_match_rate, out_dir / "validation" if data_docs else None)
+    validation = validate_consistency(
+        summary, thresholds.min_match_rate, out_dir / "validation" if data_docs else None, thresholds.allow_empty
+    )
     summary["validation"] = {"suite": validation.suite, "success": validation.success, "text": str(validation)}
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     logged = sum(c.rows["log_row"].nunique() for c in checks if len(c.rows))
     return ConsistencyRun(summary, page, validation, int(logged), time.perf_counter() - began)
 
 
-def _iso_time(text: str) -> datetime:
-    return ISO_TIME.convert(text, None, None)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="feast-sequence consistency", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
-    parser.add_argument("--use-case", action="append", default=[], help="a use case (repeat; default: all that log)")
-    parser.add_argument("--start", type=_iso_time, default=EPOCH, help="logged from this ISO time (default: all)")
-    parser.add_argument("--end", type=_iso_time, help="logged before this ISO time (default: now)")
-    parser.add_argument("--out", type=Path, default=Path("consistency-report"), help="report folder")
-    parser.add_argument("--min-match-rate", type=float, default=0.99, help="gate: least exact-match rate per view")
-    parser.add_argument("--data-docs", action="store_true", help="also build GE Data Docs under --out/validation")
-    args = parser.parse_args(argv)
-    run = run_consistency(
-        FeatureStore(repo_path=args.repo),
-        args.out,
-        args.start,
-        args.end,
-        args.use_case,
-        Thresholds(args.min_match_rate),
-        args.data_docs,
-    )
+def print_summary(run: ConsistencyRun) -> None:
+    """One line per use case and view, the validation report, and where the report is."""
     for name, use_case in run.summary["use_cases"].items():
         for view, stats in use_case["views"].items():
             report(
@@ -142,13 +121,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{name}/{view}",
                 f"{stats['rows']:,} rows, exact match {stats['exact_match_rate']:.2%}, "
                 f"online-only events {stats['online_only_events']:,}, offline-only {stats['offline_only_events']:,}, "
-                f"enrichment mismatches {stats['enrichment_mismatches']:,}",
+                f"enrichment mismatches {stats['enrichment_mismatches']:,}; differing events: {causes_text(stats)}",
             )
         report("consistency", name, f"configuration changes: {use_case['configuration_changes']:,} rows")
+    for failure in run.summary["failures"]:
+        report("consistency", "gate", f"failed: {failure}")
     print(run.validation, flush=True)
     report("consistency", "report", f"{run.report} ({run.rows:,} logged rows in {run.seconds:.1f} s)")
-    return 0 if run.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
