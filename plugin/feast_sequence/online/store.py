@@ -47,6 +47,7 @@ from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
+from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import Fill, is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
@@ -151,7 +152,9 @@ def _use_case_request(
     full_feature_names: bool = False,
     include_feature_view_version_metadata: bool = False,
 ) -> Routed[OnlineResponse]:
-    """A use case (``SequenceUseCase``) goes through its serving pipeline (feast_sequence.serving)."""
+    """A use case (``SequenceUseCase``) goes through its serving pipeline (feast_sequence.serving).
+    First, in a server, the caller's ``READ_ONLINE`` on everything the request reads (permissions.py)."""
+    assert_can_read(registry, project, features)
     if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
         return None
     request = (config, features, entity_rows, registry, project, full_feature_names)
