@@ -27,6 +27,7 @@ from test_push_server import clear
 
 import feast_sequence
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
+from feast_sequence.testing.local_redis import free_port
 
 import serving_repo
 from conftest import sequence_key_count
@@ -280,3 +281,25 @@ def test_a_use_case_read_in_a_server_process_checks_the_views_it_joins(redis, lo
         )
     caller("reader")
     assert read(local, local.get_feature_service("ranking_serving"))["user_id"] == list(range(USERS))
+
+
+# --- the offline server -----------------------------------------------------
+
+
+def test_training_data_through_feasts_offline_server_is_refused_naming_the_supported_path(server, tmp_path):
+    """Feast's offline server runs its own point-in-time join, which cannot build sequences; a client
+    whose ``offline_store`` is ``type: remote`` is refused before it sends anything."""
+    repo = write_repo(
+        tmp_path / "client",
+        PROJECT,
+        {"type": "remote", "path": server.url},
+        offline={"type": "remote", "host": "127.0.0.1", "port": free_port()},  # nothing listens there
+        registry=str(server.repo / REGISTRY),
+        extra={"auth": {"type": "oidc", "token": server.oidc.token("admin", ["admin"])}},
+    )
+    client = FeatureStore(repo_path=str(repo))
+    entities = pd.DataFrame({"user_id": [0], "event_timestamp": [NOW]})
+    with pytest.raises(SequenceConfigurationError, match="server's feature_store.yaml"):
+        client.get_historical_features(entity_df=entities, features=["clicks:item_id", "clicks:n"]).to_df()
+    with pytest.raises(SequenceConfigurationError, match="serve_offline"):
+        feast_sequence.get_training_data(client, entities, client.get_feature_service("recent")).to_df()
