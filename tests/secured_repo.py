@@ -8,16 +8,16 @@ from typing import Any, List
 
 from feast import FeatureService, FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
-from feast.permissions.action import ALL_ACTIONS, AuthzedAction
+from feast.permissions.action import AuthzedAction
 from feast.permissions.permission import Permission
 from feast.permissions.policy import RoleBasedPolicy
 
 import serving_repo
 
-#: Role -> what it may do. ``admin`` may do anything; ``clicks_writer`` may write one of the two
-#: views clicks_push feeds; ``sequence_reader`` may read the sequence views and every service, but not the items view
+#: Role -> what it may do. ``clicks_writer`` may write one of the two views clicks_push feeds;
+#: ``sequence_reader`` may read the sequence views and every service, but not the items view
 #: the use cases join for enrichment.
-ROLES = ("admin", "writer", "clicks_writer", "offline_writer", "reader", "sequence_reader")
+ROLES = ("writer", "clicks_writer", "offline_writer", "reader", "sequence_reader")
 READABLE: List[Any] = [FeatureView, OnDemandFeatureView, FeatureService]
 
 
@@ -32,7 +32,6 @@ def permissions() -> List[Permission]:
         )
 
     return [
-        grant("admin", "admin", list(ALL_ACTIONS), []),  # every action on every object (`feast apply`)
         grant("write_online", "writer", [AuthzedAction.WRITE_ONLINE], [FeatureView]),
         grant("write_clicks", "clicks_writer", [AuthzedAction.WRITE_ONLINE], [FeatureView], ["^clicks$"]),
         grant("write_offline", "offline_writer", [AuthzedAction.WRITE_OFFLINE], [FeatureView]),

@@ -295,7 +295,7 @@ def test_training_data_through_feasts_offline_server_is_refused_naming_the_suppo
         {"type": "remote", "path": server.url},
         offline={"type": "remote", "host": "127.0.0.1", "port": free_port()},  # nothing listens there
         registry=str(server.repo / REGISTRY),
-        extra={"auth": {"type": "oidc", "token": server.oidc.token("admin", ["admin"])}},
+        extra={"auth": {"type": "oidc", "token": server.oidc.token("caller", ["reader"])}},
     )
     client = FeatureStore(repo_path=str(repo))
     entities = pd.DataFrame({"user_id": [0], "event_timestamp": [NOW]})
