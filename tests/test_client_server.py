@@ -26,12 +26,14 @@ from test_fast_push import everything
 from test_push_server import clear
 
 import feast_sequence
+from feast_sequence import feast_internals
+from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.testing.local_redis import free_port
 
 import serving_repo
 from conftest import sequence_key_count
-from feast_server import feast_sequence_serve, module_repo
+from feast_server import feast_sequence_serve, feast_serve_registry, module_repo
 from repos import REGISTRY, sequence_online, update_config, write_repo
 
 PROJECT = "secured"
@@ -283,7 +285,33 @@ def test_a_use_case_read_in_a_server_process_checks_the_views_it_joins(redis, lo
     assert read(local, local.get_feature_service("ranking_serving"))["user_id"] == list(range(USERS))
 
 
-# --- the offline server -----------------------------------------------------
+# --- the remote registry and the offline server ---------------------------------------------------
+
+
+def test_feast_apply_through_a_remote_registry_keeps_sequence_definitions_and_field_numbers(redis_server, tmp_path):
+    """A client repository whose registry is `feast serve_registry` (Feast's gRPC registry server)
+    applies serving_repo's definitions to a new project. Without auth: Feast 0.67's registry server
+    with auth on a file registry drops applied objects (docs/deployment.md)."""
+    served_repo, client_repo, project = tmp_path / "registry", tmp_path / "client", "remote_applied"
+    online = sequence_online(redis_server.connection_string)
+    env = module_repo(served_repo, "serving_repo", "registry_base", online)
+    with feast_serve_registry(served_repo, env=env) as port:
+        remote_registry = {"registry_type": "remote", "path": f"127.0.0.1:{port}"}
+        module_repo(client_repo, "serving_repo", project, online, registry=remote_registry)
+        client = FeatureStore(repo_path=str(client_repo))
+        through_server = {v.name: sequence_settings(v) for v in client.list_feature_views() if is_sequence_view(v)}
+    defined = {v.name: sequence_settings(v) for v in serving_repo.objects(tmp_path / "data") if is_sequence_view(v)}
+    assert through_server == defined and set(defined) == {"clicks", "clicks_indexed"}
+    in_file = FeatureStore(repo_path=str(served_repo)).registry.list_feature_views(project, allow_cache=False)
+    assert {v.name: sequence_settings(v) for v in in_file if is_sequence_view(v)} == defined
+    # The record of what stored events are written with (field numbers), made at apply.
+    stored = feast_internals.store_provider(client).online_store.stored_definitions(client.config)
+    for name, settings in defined.items():
+        numbers = {field: number for field, (number, _) in stored[name].fields.items()}
+        assert numbers == {f.name: f.stored_number for f in settings.fields}, name
+
+
+# --- the offline server ---
 
 
 def test_training_data_through_feasts_offline_server_is_refused_naming_the_supported_path(server, tmp_path):
