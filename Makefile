@@ -27,11 +27,12 @@ demo: $(STAMP) java
 	@if [ -z "$$FEAST_SEQUENCE_REDIS" ]; then bash scripts/ensure_redis_server.sh; fi
 	$(PY) -m feast_sequence.demo
 
-# Quality gates: lint and strict typing of feast_sequence (configured in pyproject.toml).
+# Quality gates: lint, strict typing of feast_sequence and its layers (configured in pyproject.toml).
 check: $(STAMP)
 	$(PY) -m ruff check plugin transformations validations tests
 	$(PY) -m ruff format --check plugin transformations validations tests
 	$(PY) -m mypy
+	bash scripts/lint_imports.sh $(VENV)/bin
 
 # The suite on two processes (pytest-xdist), each with its own Redis, Spark session and temporary
 # repositories; a test file stays in one process, so its module-scoped fixtures are built once.

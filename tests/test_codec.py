@@ -12,15 +12,9 @@ from feast.value_type import ValueType
 
 from feast_sequence import SequenceInputError
 from feast_sequence.definitions.settings import EventField
-from feast_sequence.storage.codec import (
-    _layout,
-    column_values,
-    decode_plan,
-    decode_sequence,
-    encode_columns,
-    entity_column_bytes,
-    entity_key_bytes_from_proto,
-)
+from feast_sequence.storage.codec import _layout, decode_plan, decode_sequence, encode_columns
+from feast_sequence.storage.conversion import column_values
+from feast_sequence.storage.entity_keys import entity_column_bytes, entity_key_bytes_from_proto
 
 FIELDS = (
     EventField("s", ValueType.STRING),

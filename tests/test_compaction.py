@@ -26,7 +26,7 @@ from test_retail_replay import FIELDS, pandas_reference
 from feast_sequence import SequenceFeatureView, sequence_settings
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.offline.indexing import IndexTarget, write_frames
-from feast_sequence.storage.codec import datetime_to_us
+from feast_sequence.storage.conversion import datetime_to_us
 
 from repos import applied_store, reopened, sequence_online
 

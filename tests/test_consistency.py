@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
-from feast_sequence.monitoring import serving_log
 from feast_sequence.monitoring.consistency import SequencePair, compare
+from feast_sequence.serving import serving_log
 from feast_sequence.transformations import consistency
 
 import retail_logged_repo

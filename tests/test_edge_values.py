@@ -18,7 +18,8 @@ from feast.value_type import ValueType
 
 from feast_sequence import SequenceInputError, SequenceSpec, SequenceUseCase, sequence_settings
 from feast_sequence.storage.append import encode_proto_rows
-from feast_sequence.storage.codec import MAX_EVENT_US, column_values, entity_column_bytes, timestamps_to_us
+from feast_sequence.storage.conversion import MAX_EVENT_US, column_values, timestamps_to_us
+from feast_sequence.storage.entity_keys import entity_column_bytes
 
 from conftest import sequence_key_count
 from sample_repo import events, objects

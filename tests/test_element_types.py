@@ -16,7 +16,7 @@ from feast_sequence.definitions.element_types import ELEMENT_TYPES, EVENT_FIELD_
 from feast_sequence.definitions.settings import EventField
 from feast_sequence.offline import historical
 from feast_sequence.serving import batch, featurize
-from feast_sequence.storage import codec, lookup
+from feast_sequence.storage import codec, conversion, entity_keys, lookup
 from feast_sequence.transformations import streaming
 from feast_sequence.validations import event_source
 
@@ -46,7 +46,7 @@ def test_derived_mappings_cover_every_type():
     for derived in (
         codec._ELEMENT_FORMAT,
         codec.NULL_DEFAULTS,
-        codec.ARROW_ELEMENT,
+        conversion.ARROW_ELEMENT,
         lookup.VALUE_FIELD,
         batch.NUMPY_DTYPE,
         featurize.PAD_VALUES,
@@ -55,7 +55,7 @@ def test_derived_mappings_cover_every_type():
     ):
         assert set(derived) == set(ELEMENT_TYPES)
     # Timestamps are parsed as times, not cast: every other type has a cast target.
-    assert set(codec._ACCEPTS) == set(ELEMENT_TYPES) - {ValueType.UNIX_TIMESTAMP}
+    assert set(conversion._ACCEPTS) == set(ELEMENT_TYPES) - {ValueType.UNIX_TIMESTAMP}
 
 
 @pytest.mark.parametrize("value_type", TYPES, ids=lambda t: t.name)
@@ -89,7 +89,7 @@ def test_arrow_and_numpy_forms(value_type):
     assert array.to_pylist() == [sample, None]
     if element.arrow_accepts:  # what a push converts: nulls become the null default
         assert any(check(array.type) for check in element.arrow_accepts)
-        assert codec.column_values("v", value_type, array) == [sample, element.null_default]
+        assert conversion.column_values("v", value_type, array) == [sample, element.null_default]
     column = batch.as_array([sample, element.null_default], value_type)
     assert column.dtype == np.dtype(element.numpy_dtype)
     assert column.tolist() == [sample, element.null_default]
@@ -151,7 +151,7 @@ def test_key_types_encode_entity_keys(value_type):
     element = KEY_TYPES[value_type]
     sample = SAMPLES[value_type]
     assert isinstance(sample, element.key_types)
-    key = codec.entity_key_bytes([("k", value_type, sample)])
+    key = entity_keys.entity_key_bytes([("k", value_type, sample)])
     assert key.startswith(element.key_prefix)
-    from_proto = codec.entity_key_bytes_from_values({"k": ValueProto(**{element.value_field: sample})})
+    from_proto = entity_keys.entity_key_bytes_from_values({"k": ValueProto(**{element.value_field: sample})})
     assert from_proto == key

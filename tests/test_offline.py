@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from feast_sequence import sequence_settings
+from feast_sequence.definitions.columns import QUERY_TIME_US, ROW_ID
 from feast_sequence.offline.historical import PandasEngine, SparkEngine, spark_session
-from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
 
 from conftest import replay
 from reference import reference_sequences, retail_records

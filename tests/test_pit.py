@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feast_sequence import sequence_settings
-from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
+from feast_sequence.definitions.columns import EVENT_TIME_US, QUERY_TIME_US, ROW_ID
+from feast_sequence.offline.pit import sequences_as_of
 
 from reference import reference_sequences
 from sample_repo import objects

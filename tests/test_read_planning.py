@@ -21,7 +21,7 @@ from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.online.request_plan import RequestPlan, plan_request
 from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisOnlineStoreConfig
 from feast_sequence.storage.append import encode_frame
-from feast_sequence.storage.codec import entity_key_bytes_from_values
+from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.read import decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence.storage.redis_io import evalsha

@@ -14,9 +14,9 @@ from feast.data_source import PushMode
 from prometheus_client import REGISTRY
 
 from feast_sequence import get_training_data
-from feast_sequence.monitoring import serving_log
-from feast_sequence.monitoring.log_files import read_file_logs
 from feast_sequence.monitoring.training_from_logs import training_frame_from_logs
+from feast_sequence.serving import serving_log
+from feast_sequence.serving.log_files import read_file_logs
 from feast_sequence.transformations.consistency import run_consistency
 
 import logged_repo

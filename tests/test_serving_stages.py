@@ -26,7 +26,7 @@ from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
 from feast_sequence.serving.size import first_n
 from feast_sequence.storage.append import encode_frame
-from feast_sequence.storage.codec import entity_key_bytes_from_values
+from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 
 USER = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 VIEW = SequenceFeatureView(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from feast_sequence.monitoring import serving_log
+from feast_sequence.serving import serving_log
 from feast_sequence.testing.spark_cluster import SparkStandalone
 
 import cluster_jobs

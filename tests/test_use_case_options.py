@@ -22,11 +22,11 @@ from feast_sequence import (
     UseCaseSettings,
     Where,
 )
+from feast_sequence.definitions.use_case import TAG_USE_CASE, use_case_settings, validate_use_case
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.featurize import mask, pad
 from feast_sequence.serving.filter import filter_events
-from feast_sequence.serving.use_case import TAG_USE_CASE, use_case_settings, validate_use_case
 
 from repos import click_settings
 

@@ -27,13 +27,13 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
+from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.monitoring.consistency import check_use_case
-from feast_sequence.monitoring.log_files import log_path, read_file_logs
 from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, summarize, write_report
-from feast_sequence.monitoring.serving_log import LOG_TIMESTAMP
 from feast_sequence.offline.spark import spark_session, uses_spark
-from feast_sequence.serving.use_case import is_use_case
+from feast_sequence.serving.log_files import log_path, read_file_logs
+from feast_sequence.serving.serving_log import LOG_TIMESTAMP
 from feast_sequence.transformations._job import EPOCH, report
 from feast_sequence.transformations.command_line import ISO_TIME
 from feast_sequence.validations._runner import ValidationReport

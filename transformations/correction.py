@@ -25,9 +25,10 @@ from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, t
 from feast_sequence.output import progress
 from feast_sequence.storage.append import plan_remove_range
 from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.codec import datetime_to_us, entity_column_bytes
 from feast_sequence.storage.compaction import resend_refused
+from feast_sequence.storage.conversion import datetime_to_us
 from feast_sequence.storage.drivers import drive
+from feast_sequence.storage.entity_keys import entity_column_bytes
 from feast_sequence.storage.keys import sequence_keys_of, view_prefix, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, execute, replica_acks, retry_policy, run_round_trip
 from feast_sequence.transformations._job import (

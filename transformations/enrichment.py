@@ -30,14 +30,9 @@ from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.offline.indexing import IndexSummary, timed
 from feast_sequence.output import progress
 from feast_sequence.storage.client import redis_client
-from feast_sequence.storage.codec import (
-    NULL_DEFAULTS,
-    column_values,
-    decode_members,
-    encode_columns,
-    layout_for,
-)
+from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
 from feast_sequence.storage.compaction import absorb_command
+from feast_sequence.storage.conversion import column_values
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE

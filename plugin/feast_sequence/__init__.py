@@ -15,6 +15,19 @@ from feast_sequence.definitions.settings import (
     is_sequence_view,
     sequence_settings,
 )
+from feast_sequence.definitions.use_case import (
+    Limits,
+    Operator,
+    Order,
+    OutputFormat,
+    Padding,
+    SequenceSpec,
+    SequenceUseCase,
+    UseCaseSettings,
+    Where,
+    is_use_case,
+    use_case_settings,
+)
 from feast_sequence.definitions.view import SequenceFeatureView
 from feast_sequence.errors import (
     FeastSequenceError,
@@ -30,19 +43,6 @@ from feast_sequence.online.provider import SequenceProvider
 from feast_sequence.online.push import push, push_async
 from feast_sequence.online.training_data import get_training_data
 from feast_sequence.serving.featurize import Jagged, to_jagged, to_numpy, to_tensors
-from feast_sequence.serving.use_case import (
-    Limits,
-    Operator,
-    Order,
-    OutputFormat,
-    Padding,
-    SequenceSpec,
-    SequenceUseCase,
-    UseCaseSettings,
-    Where,
-    is_use_case,
-    use_case_settings,
-)
 
 __all__ = [
     "Enrichment",

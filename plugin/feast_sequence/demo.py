@@ -158,7 +158,7 @@ def show_use_case(store: FeatureStore, events: RetailEvents, customer: int) -> N
 def check_consistency(store: FeatureStore, customers: List[int], started: datetime, out: Path) -> None:
     """`feast-sequence consistency` on this run's logs of `purchase_ranking`: each logged response
     recomputed by the offline engine (Spark) at its request time; the report is an HTML page."""
-    from feast_sequence.monitoring import serving_log
+    from feast_sequence.serving import serving_log
     from feast_sequence.transformations.consistency import run_consistency
 
     service = store.get_feature_service("purchase_ranking")

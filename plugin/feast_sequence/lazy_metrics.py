@@ -1,5 +1,5 @@
 """Prometheus metrics made on first use, for the modules that define them (serving/metrics.py,
-monitoring/metrics.py), which expose them as module attributes (PEP 562).
+serving/log_metrics.py), which expose them as module attributes (PEP 562).
 
 Made on first use rather than at import: importing ``feast.metrics`` creates a temporary directory
 and sets Prometheus's environment variables, which a process that only imports feast_sequence must

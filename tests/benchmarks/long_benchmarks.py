@@ -218,7 +218,8 @@ def offline(lengths: List[int] = [10_000, 100_000]) -> Dict[str, float]:  # noqa
     """The point-in-time replay's cost per event at long max_length (offline/pit.py)."""
     import pyarrow as pa
 
-    from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
+    from feast_sequence.definitions.columns import EVENT_TIME_US, QUERY_TIME_US, ROW_ID
+    from feast_sequence.offline.pit import sequences_as_of
 
     results: Dict[str, float] = {}
     for n in lengths:

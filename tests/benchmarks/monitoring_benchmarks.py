@@ -44,8 +44,8 @@ def _use_case(name: str, clicks: Any, items: Any, logging_config: Any) -> Any:
 
 def run(connection: str) -> Dict[str, float]:
     sys.path.insert(0, str(TESTS))
-    from feast_sequence.monitoring import serving_log
-    from feast_sequence.monitoring.log_files import read_file_logs
+    from feast_sequence.serving import serving_log
+    from feast_sequence.serving.log_files import read_file_logs
     from feast_sequence.transformations.consistency import run_consistency
 
     import serving_repo

@@ -14,8 +14,8 @@ from feast import FeatureStore, PushSource
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
 from feast_sequence import SequenceFeatureView, sequence_settings
+from feast_sequence.definitions.columns import QUERY_TIME_US, ROW_ID
 from feast_sequence.offline.historical import SparkEngine, spark_session
-from feast_sequence.offline.pit import QUERY_TIME_US, ROW_ID
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 

@@ -146,7 +146,7 @@ ELEMENT_TYPES: Mapping[ValueType, ElementType] = {
         ),
         _element(
             # Whole seconds, as Feast's UnixTimestamp serves them; pushed columns are parsed as times
-            # (codec.timestamps_to_us), hence no arrow_accepts.
+            # (conversion.timestamps_to_us), hence no arrow_accepts.
             ValueType.UNIX_TIMESTAMP, PrimitiveFeastType.UNIX_TIMESTAMP,
             proto_type=_T.TYPE_SINT64, wire_type=WIRE_VARINT,
             value_field="unix_timestamp_val", list_field="unix_timestamp_list_val",

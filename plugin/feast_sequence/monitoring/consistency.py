@@ -33,16 +33,16 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureService, FeatureStore
 
+from feast_sequence.definitions.use_case import OutputFormat, use_case_settings
 from feast_sequence.feast_internals import historical_request
-from feast_sequence.monitoring.serving_log import (
+from feast_sequence.monitoring.training_from_logs import ServedViews, served_views
+from feast_sequence.online.provider import sequence_provider
+from feast_sequence.serving.serving_log import (
     LOG_TIMESTAMP,
     USE_CASE_VERSION_FIELD,
     logged_column,
     use_case_version,
 )
-from feast_sequence.monitoring.training_from_logs import ServedViews, served_views
-from feast_sequence.online.provider import sequence_provider
-from feast_sequence.serving.use_case import OutputFormat, use_case_settings
 
 LOG_ROW = "__fsq_log_row"
 QUERY_TIME = "event_timestamp"

@@ -19,13 +19,13 @@ from feast.infra.offline_stores.offline_store import RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import SequenceSpec, is_use_case, use_case_settings
 from feast_sequence.errors import SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request
-from feast_sequence.monitoring.log_files import read_file_logs
-from feast_sequence.monitoring.serving_log import LOG_TIMESTAMP, USE_CASE_VERSION_FIELD, logged_column, use_case_version
 from feast_sequence.offline.historical import SequenceRetrievalJob, sequence_refs
+from feast_sequence.serving.log_files import read_file_logs
+from feast_sequence.serving.serving_log import LOG_TIMESTAMP, USE_CASE_VERSION_FIELD, logged_column, use_case_version
 from feast_sequence.serving.training import featurize_frame
-from feast_sequence.serving.use_case import SequenceSpec, is_use_case, use_case_settings
 
 _LOG_ROW = "__fsq_log_row"
 _LABEL_ROW = "__fsq_label_row"

@@ -20,10 +20,12 @@ from feast.repo_config import RepoConfig
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.columns import EVENT_TIME_US, QUERY_TIME_US, ROW_ID
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
+from feast_sequence.definitions.use_case import SequenceSpec, UseCaseSettings
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
-from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, output_schema, sequences_as_of
+from feast_sequence.offline.pit import output_schema, sequences_as_of
 from feast_sequence.offline.served_types import served_frame, utc_timestamps
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.training import (
@@ -33,8 +35,7 @@ from feast_sequence.serving.training import (
     needed_features,
     shape,
 )
-from feast_sequence.serving.use_case import SequenceSpec, UseCaseSettings
-from feast_sequence.storage.codec import column_values
+from feast_sequence.storage.conversion import column_values
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

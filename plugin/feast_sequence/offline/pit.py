@@ -20,13 +20,10 @@ from typing import Dict, List, Sequence, Tuple
 import pyarrow as pa
 from sortedcontainers import SortedList
 
+from feast_sequence.definitions.columns import EVENT_TIME_US, QUERY_TIME_US, ROW_ID
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.storage.codec import ARROW_ELEMENT, column_values, encode_columns, layout_for
-
-#: Internal column names of the offline engines (entity keys and fields use their own names).
-EVENT_TIME_US = "__fsq_event_us"
-QUERY_TIME_US = "__fsq_query_us"
-ROW_ID = "__fsq_row"
+from feast_sequence.storage.codec import encode_columns, layout_for
+from feast_sequence.storage.conversion import ARROW_ELEMENT, column_values
 
 
 def output_schema(settings: SequenceSettings, features: Sequence[str]) -> pa.Schema:

@@ -2,7 +2,7 @@
 
 Feast converts request keys with a lenient cast (``1.5``, ``True`` and ``"1"`` all become the int64
 key 1), so a key of the wrong type would silently read another entity's sequence. Pushes refuse such
-keys (``_codec.entity_column_bytes``); reads refuse them too. The check looks at the set of Python
+keys (``storage/entity_keys.entity_column_bytes``); reads refuse them too. The check looks at the set of Python
 types of each key column, so a well-typed request costs one pass of ``type`` over each column.
 """
 

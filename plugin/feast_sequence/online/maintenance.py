@@ -6,7 +6,6 @@ These scan a view's keys with a synchronous client; none of it runs per request.
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -34,9 +33,10 @@ from feast_sequence.storage.scripts import EXPIRE
 PROVIDER_PATH = "feast_sequence.SequenceProvider"
 
 
-def check_provider(config: RepoConfig, sequences: Sequence[FeatureView]) -> None:
-    """Sequence views need the sequence provider: it turns pushed rows into events."""
-    if sequences and not _uses_sequence_provider(config):
+def check_provider(config: RepoConfig, sequences: Sequence[FeatureView], from_sequence_provider: bool) -> None:
+    """Sequence views need the sequence provider: it turns pushed rows into events.
+    ``from_sequence_provider``: whether the store applying them was made by that provider."""
+    if sequences and not from_sequence_provider:
         raise SequenceConfigurationError(
             f"Sequence view(s) {[t.name for t in sequences]} need "
             f"'provider: {PROVIDER_PATH}' in feature_store.yaml (found {config.provider!r}); "
@@ -152,16 +152,6 @@ def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[Lis
 
 def _run_writes(client: Any, commands: List[Command], online_config: Any, what: str) -> List[Any]:
     return execute(client, commands, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE)
-
-
-def _uses_sequence_provider(config: RepoConfig) -> bool:
-    """Whether the configured provider (a dotted class path) is ``SequenceProvider`` or a subclass:
-    it carries ``converts_pushes_to_events``, so this module need not import the provider."""
-    if "." not in config.provider:
-        return False
-    module_name, class_name = config.provider.rsplit(".", 1)
-    provider_class = getattr(importlib.import_module(module_name), class_name, None)
-    return bool(getattr(provider_class, "converts_pushes_to_events", False))
 
 
 def _expiring(settings: SequenceSettings) -> str:

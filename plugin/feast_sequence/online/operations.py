@@ -58,10 +58,11 @@ def read_rows(
     settings: SequenceSettings,
     entity_keys: List[EntityKeyProto],
     requested_features: Optional[List[str]],
+    now_us: int,
 ) -> StoreOperation[List[Row]]:
-    """Feast's ``online_read`` of a sequence view: one row of lists per entity key."""
+    """Feast's ``online_read`` of a sequence view at ``now_us``: one row of lists per entity key."""
     read = plan_read(settings, requested_features)
-    commands = read_commands(settings, config.project, _rows(entity_keys))
+    commands = read_commands(settings, config.project, _rows(entity_keys), now_us)
     replies = yield RoundTrip(commands, _reading(settings), retry_policy(config.online_store))
     return decode_rows(read, replies)
 

@@ -25,9 +25,9 @@ from feast.repo_config import RepoConfig
 
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import UseCaseSettings, is_use_case, validate_use_case
 from feast_sequence.errors import SequenceConfigurationError, SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request, rows_for_ingestion, store_provider
-from feast_sequence.monitoring.log_files import write_file_logs
 from feast_sequence.offline.historical import engine_for, historical_job
 from feast_sequence.offline.indexing import (
     IndexTarget,
@@ -40,8 +40,8 @@ from feast_sequence.offline.sources import checked_source, checked_view, refuse_
 from feast_sequence.online.push_views import PushSourceViews
 from feast_sequence.online.remote_push import is_remote
 from feast_sequence.online.store import SequenceRedisOnlineStore
+from feast_sequence.serving.log_files import write_file_logs
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
-from feast_sequence.serving.use_case import UseCaseSettings, is_use_case, validate_use_case
 from feast_sequence.storage.append import encode_frame
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -50,10 +50,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class SequenceProvider(PassthroughProvider):
     """Set ``provider: feast_sequence.SequenceProvider`` in feature_store.yaml to use sequence views."""
 
-    converts_pushes_to_events = True  # what the online store checks at `feast apply`
-
     def __init__(self, config: RepoConfig):
         super().__init__(config)
+        store = self.online_store  # Feast's property makes the store once: tell it who feeds it
+        if isinstance(store, SequenceRedisOnlineStore):
+            store.made_by_sequence_provider = True
         self._own_push_views: Optional[PushSourceViews] = None
         self._store_push_views: Optional[PushSourceViews] = None
 
@@ -251,7 +252,7 @@ class SequenceProvider(PassthroughProvider):
 
     def write_feature_service_logs(self, feature_service: Any, logs: Any, config: RepoConfig, registry: Any) -> None:
         """Serving logs (``FeatureStore.write_logged_features``): file destinations are written as
-        parquet for every offline store (monitoring/log_files.py), others by the offline store."""
+        parquet for every offline store (serving/log_files.py), others by the offline store."""
         from feast.infra.offline_stores.file_source import FileLoggingDestination
 
         destination = feature_service.logging_config.destination if feature_service.logging_config else None

@@ -1,30 +1,27 @@
-"""An online request through Feast's path: which views it reads, and the one pipeline that reads them.
+"""An online request through Feast's path: the shared read plan, and each view's replies into Feast's response.
 
-``plan_request`` turns Feast's grouped feature refs into the Redis commands of every view, sequence
-or regular, and a ``RequestPlan`` puts each view's replies into Feast's response: sequence views as
-storage/read.py decodes them, regular views as Feast's Redis store would (feast_internals.py).
+``plan_request`` takes every view's commands from the one read planner (serving/read_plan.py, which
+a use case's pipeline uses too) and a ``RequestPlan`` puts each view's replies into Feast's response:
+sequence views as storage/read.py decodes them, regular views as Feast's Redis store would
+(feast_internals.py).
 """
 
 from __future__ import annotations
 
-import time
 from functools import partial
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from feast import FeatureView
 from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
-from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
-from feast_sequence.serving.use_case import is_use_case
-from feast_sequence.storage.read import check_entity_limit, plan_read, populate_sequences, read_commands
+from feast_sequence.serving.read_plan import Fill, ServingStore, plan_reads
+from feast_sequence.serving.views import ViewPlan
+from feast_sequence.storage.read import plan_read, populate_sequences
 from feast_sequence.storage.redis_io import Command
-
-#: ``fill(replies, response, full_feature_names, include_version_metadata)``: one view's replies
-#: into the response.
-Fill = Callable[[List[Any], Any, bool, bool], None]
 
 
 class RequestPlan:
@@ -49,27 +46,24 @@ class RequestPlan:
 
 
 def plan_request(
-    store: RedisOnlineStore,
+    store: ServingStore,
     config: RepoConfig,
     grouped_refs: List[Tuple[Any, List[str]]],
     join_key_values: Dict[str, List[Any]],
     entity_name_to_join_key_map: Dict[str, str],
 ) -> RequestPlan:
-    """Every view's commands of one request; sequence views over at most ``max_entities_per_request``
-    distinct entities each."""
+    """Every view's commands of one request (``plan_reads``), each sequence as stored."""
+    reads = plan_reads(store, config, config.project, grouped_refs, join_key_values, entity_name_to_join_key_map)
     plan = RequestPlan()
-    now_us = time.time_ns() // 1000  # one "now" for the whole request
-    key_cache: Dict[Tuple[int, ...], bytes] = {}
-    for table, requested_features in grouped_refs:
-        values, idxs, output_len = feast_internals.unique_entities(table, join_key_values, entity_name_to_join_key_map)
-        if is_sequence_view(table):
-            check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
-            settings = sequence_settings(table)
-            read = plan_read(settings, requested_features)
-            commands = read_commands(settings, config.project, values, now_us, key_cache=key_cache)
-            plan.add(commands, partial(populate_sequences, read, table, idxs, output_len))
+    for read in reads.views:
+        view = read.view
+        if isinstance(view, ViewPlan):
+            fill: Fill = partial(
+                populate_sequences, plan_read(view.settings, view.requested), view.table, view.idxs, view.output_len
+            )
         else:
-            plan.add(*plan_regular_read(store, config, table, requested_features, values, idxs, output_len))
+            fill = view
+        plan.add(reads.commands[read.start : read.end], fill)
     return plan
 
 

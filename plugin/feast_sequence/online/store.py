@@ -9,48 +9,35 @@ Configure it in ``feature_store.yaml`` (together with ``provider: feast_sequence
 Every option of Feast's Redis store applies (``redis_type``, ``connection_string`` with password,
 ssl and db, ``key_ttl_seconds`` for regular views, ...); ours are in online/config.py.
 
-This class holds only Feast's entry points. Each one that Feast has in a sync and an async form is
-made by ``_routed``/``_routed_async`` from a *route*, which picks the store operation
-(online/operations.py) that serves the call, or None to leave it to Feast's own method: the logic
-is written once and the two forms differ only in the driver that runs it.
+This class holds only Feast's entry points, as plain methods: a sequence view's call (or a use
+case's request) runs a store operation (online/operations.py, serving/pipeline.py), a generator of
+Redis round trips, with the sync driver in the sync method and the async driver in the async one;
+other views keep Feast's own method. The logic is written once; the two forms differ only in the
+driver (storage/drivers.py).
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from typing import (
-    Any,
-    Callable,
-    Concatenate,
-    Coroutine,
-    Dict,
-    List,
-    Literal,
-    Optional,
-    ParamSpec,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, TypeVar, Union
 
 import pandas as pd
-from feast import Entity, FeatureView
+from feast import Entity, FeatureService, FeatureView
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.repo_config import RepoConfig
 
-from feast_sequence import feast_internals
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
 from feast_sequence.online.permissions import assert_can_read
-from feast_sequence.online.request_plan import Fill, is_use_case_request, plan_regular_read, plan_request
+from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
+from feast_sequence.serving.read_plan import Fill
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition
@@ -59,127 +46,14 @@ from feast_sequence.storage.redis_io import Command, RoundTrip, run_round_trip, 
 
 __all__ = ["SequenceRedisOnlineStore", "SequenceRedisOnlineStoreConfig"]
 
-Params = ParamSpec("Params")
 Result = TypeVar("Result")
-
-#: A route's answer: the operation serving the call and the config to run it with, or None for Feast's method.
-Routed = Optional[Tuple[RepoConfig, StoreOperation[Result]]]
-Entry = TypeVar("Entry", bound=Callable[..., Any])
 Keys = List[EntityKeyProto]
 Features = Optional[List[str]]
-Progress = Optional[Callable[[int], Any]]
 
 
-def _routed(
-    feast_method: Callable[Concatenate[RedisOnlineStore, Params], Result],
-    route: Callable[Concatenate[SequenceRedisOnlineStore, Params], Routed[Result]],
-    finish: Optional[Callable[[Result], None]] = None,
-) -> Callable[Concatenate[SequenceRedisOnlineStore, Params], Result]:
-    """A sync Feast entry point: ``route``'s operation, run with the sync driver, else Feast's method;
-    then ``finish`` on the result."""
-
-    def entry_point(self: SequenceRedisOnlineStore, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
-        routed = route(self, *args, **kwargs)
-        result = feast_method(self, *args, **kwargs) if routed is None else self._run(*routed)
-        if finish is not None:
-            finish(result)
-        return result
-
-    return _named_after(feast_method, entry_point)
-
-
-def _routed_async(
-    feast_method: Callable[Concatenate[RedisOnlineStore, Params], Coroutine[Any, Any, Result]],
-    route: Callable[Concatenate[SequenceRedisOnlineStore, Params], Routed[Result]],
-    finish: Optional[Callable[[Result], None]] = None,
-) -> Callable[Concatenate[SequenceRedisOnlineStore, Params], Coroutine[Any, Any, Result]]:
-    """:func:`_routed` for the async form of an entry point, with the async driver."""
-
-    async def entry_point(self: SequenceRedisOnlineStore, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
-        routed = route(self, *args, **kwargs)
-        result = await (feast_method(self, *args, **kwargs) if routed is None else self._run_async(*routed))
-        if finish is not None:
-            finish(result)
-        return result
-
-    return _named_after(feast_method, entry_point)
-
-
-def _named_after(feast_method: Callable[..., Any], entry_point: Entry) -> Entry:
-    """``help()`` and ``inspect.signature`` show Feast's method: its name, docstring and parameters."""
-    functools.update_wrapper(entry_point, feast_method)
-    entry_point.__qualname__ = f"SequenceRedisOnlineStore.{feast_method.__name__}"
-    return entry_point
-
-
-# --- routes: Feast's parameters, by name; the store operation that serves a call, or None ----------
-
-
-def _sequence_write(
-    store: SequenceRedisOnlineStore, /, config: RepoConfig, table: FeatureView, data: ProtoRows, progress: Progress
-) -> Routed[None]:
-    return _on_sequence_view(config, table, lambda view: operations.write_proto_rows(config, view, data, progress))
-
-
-def _sequence_read(
-    store: SequenceRedisOnlineStore,
-    /,
-    config: RepoConfig,
-    table: FeatureView,
-    entity_keys: Keys,
-    requested_features: Features = None,
-) -> Routed[List[Row]]:
-    return _on_sequence_view(
-        config, table, lambda view: operations.read_rows(config, view, entity_keys, requested_features)
-    )
-
-
-def _on_sequence_view(
-    config: RepoConfig, table: FeatureView, operation: Callable[[SequenceSettings], StoreOperation[Result]]
-) -> Routed[Result]:
-    """A sequence view's calls run ``operation`` on its settings; other views' go to Feast's method."""
-    return (config, operation(sequence_settings(table))) if is_sequence_view(table) else None
-
-
-def _use_case_request(
-    store: SequenceRedisOnlineStore,
-    /,
-    config: RepoConfig,
-    features: Any,
-    entity_rows: Any,
-    registry: Any,
-    project: str,
-    full_feature_names: bool = False,
-    include_feature_view_version_metadata: bool = False,
-) -> Routed[OnlineResponse]:
-    """A use case (``SequenceUseCase``) goes through its serving pipeline (feast_sequence.serving).
-    First, in a server, the caller's ``READ_ONLINE`` on everything the request reads (permissions.py)."""
-    assert_can_read(registry, project, features)
-    if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
-        return None
-    request = (config, features, entity_rows, registry, project, full_feature_names)
-    return config, serve(store, *request, include_feature_view_version_metadata)
-
-
-def _one_pipeline(
-    store: SequenceRedisOnlineStore,
-    /,
-    config: RepoConfig,
-    grouped_refs: List[Tuple[Any, List[str]]],
-    join_key_values: Dict[str, List[Any]],
-    entity_name_to_join_key_map: Dict[str, str],
-    online_features_response: Any,
-    full_feature_names: bool,
-    include_feature_view_version_metadata: bool,
-) -> Routed[None]:
-    """Every view of a request, sequence or regular, in one Redis pipeline (never Feast's per-view reads)."""
-    plan = plan_request(store, config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-    flags = (full_feature_names, include_feature_view_version_metadata)
-    return config, operations.read_request(config, plan, online_features_response, *flags)
-
-
-def _encode_null_timestamps(response: OnlineResponse) -> None:
+def _with_null_timestamps(response: OnlineResponse) -> OnlineResponse:
     encode_null_timestamps(response.proto)  # null timestamps go out as nulls (null_timestamps.py)
+    return response
 
 
 class SequenceRedisOnlineStoreConfig(SequenceRedisOptions):
@@ -197,8 +71,12 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
 
     _eviction_checked = False  # set per instance once Redis's maxmemory-policy was checked
-    #: The request time of use cases (seconds since the epoch): windows and ages count from it.
-    #: Tests replace it on an instance to serve "as of" a training row's timestamp.
+    #: Set by ``SequenceProvider`` on the store it makes: the provider turns pushed rows into
+    #: events, so ``feast apply`` refuses sequence views on a store any other provider made.
+    made_by_sequence_provider = False
+    #: The request time of every read (seconds since the epoch), read once per request by the read
+    #: planner (serving/read_plan.py): TTLs, windows and ages count from it. Tests replace it on an
+    #: instance to serve "as of" a training row's timestamp.
     clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self) -> None:
@@ -209,16 +87,123 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
 
     # --- Feast's entry points, sync and async ----------------------------------------------------
 
-    online_write_batch = _routed(RedisOnlineStore.online_write_batch, _sequence_write)
-    online_write_batch_async = _routed_async(RedisOnlineStore.online_write_batch_async, _sequence_write)
-    online_read = _routed(RedisOnlineStore.online_read, _sequence_read)
-    online_read_async = _routed_async(RedisOnlineStore.online_read_async, _sequence_read)
-    get_online_features = _routed(RedisOnlineStore.get_online_features, _use_case_request, _encode_null_timestamps)
-    get_online_features_async = _routed_async(
-        RedisOnlineStore.get_online_features_async, _use_case_request, _encode_null_timestamps
-    )
-    _read_features_per_fv = _routed(feast_internals.read_features_per_view, _one_pipeline)
-    _read_features_per_fv_async = _routed_async(feast_internals.read_features_per_view_async, _one_pipeline)
+    def online_write_batch(
+        self, config: RepoConfig, table: FeatureView, data: ProtoRows, progress: Optional[Callable[[int], Any]]
+    ) -> None:
+        if not is_sequence_view(table):
+            return super().online_write_batch(config, table, data, progress)
+        self._run(config, operations.write_proto_rows(config, sequence_settings(table), data, progress))
+
+    async def online_write_batch_async(
+        self, config: RepoConfig, table: FeatureView, data: ProtoRows, progress: Optional[Callable[[int], Any]]
+    ) -> None:
+        if not is_sequence_view(table):
+            return await super().online_write_batch_async(config, table, data, progress)
+        await self._run_async(config, operations.write_proto_rows(config, sequence_settings(table), data, progress))
+
+    def online_read(
+        self, config: RepoConfig, table: FeatureView, entity_keys: Keys, requested_features: Features = None
+    ) -> List[Row]:
+        if not is_sequence_view(table):
+            return super().online_read(config, table, entity_keys, requested_features)
+        return self._run(config, self._read_rows(config, table, entity_keys, requested_features))
+
+    async def online_read_async(
+        self, config: RepoConfig, table: FeatureView, entity_keys: Keys, requested_features: Features = None
+    ) -> List[Row]:
+        if not is_sequence_view(table):
+            return await super().online_read_async(config, table, entity_keys, requested_features)
+        return await self._run_async(config, self._read_rows(config, table, entity_keys, requested_features))
+
+    def get_online_features(
+        self,
+        config: RepoConfig,
+        features: Union[List[str], FeatureService],
+        entity_rows: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        request = (config, features, entity_rows, registry, project, full_feature_names)
+        use_case = self._use_case_request(*request, include_feature_view_version_metadata)
+        if use_case is None:
+            return _with_null_timestamps(super().get_online_features(*request, include_feature_view_version_metadata))
+        return _with_null_timestamps(self._run(config, use_case))
+
+    async def get_online_features_async(
+        self,
+        config: RepoConfig,
+        features: Union[List[str], FeatureService],
+        entity_rows: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        request = (config, features, entity_rows, registry, project, full_feature_names)
+        use_case = self._use_case_request(*request, include_feature_view_version_metadata)
+        if use_case is None:
+            feast_read = super().get_online_features_async(*request, include_feature_view_version_metadata)
+            return _with_null_timestamps(await feast_read)
+        return _with_null_timestamps(await self._run_async(config, use_case))
+
+    def _read_features_per_fv(
+        self,
+        config: RepoConfig,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
+        online_features_response: Any,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """Every view of a request, sequence or regular, in one Redis pipeline (never Feast's per-view reads)."""
+        plan = plan_request(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        flags = (full_feature_names, include_feature_view_version_metadata)
+        self._run(config, operations.read_request(config, plan, online_features_response, *flags))
+
+    async def _read_features_per_fv_async(
+        self,
+        config: RepoConfig,
+        grouped_refs: List[Tuple[Any, List[str]]],
+        join_key_values: Dict[str, List[Any]],
+        entity_name_to_join_key_map: Dict[str, str],
+        online_features_response: Any,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        plan = plan_request(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        flags = (full_feature_names, include_feature_view_version_metadata)
+        await self._run_async(config, operations.read_request(config, plan, online_features_response, *flags))
+
+    def _use_case_request(
+        self,
+        config: RepoConfig,
+        features: Union[List[str], FeatureService],
+        entity_rows: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> Optional[StoreOperation[OnlineResponse]]:
+        """A use case's request (``SequenceUseCase``) as its serving pipeline (feast_sequence.serving);
+        None for any other request, which Feast's method serves. First, in a server, the caller's
+        ``READ_ONLINE`` on everything the request reads (permissions.py)."""
+        assert_can_read(registry, project, features)
+        if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
+            return None
+        if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)
+            return None
+        request = (config, features, entity_rows, registry, project, full_feature_names)
+        return serve(self, *request, include_feature_view_version_metadata)
+
+    def _read_rows(
+        self, config: RepoConfig, table: FeatureView, entity_keys: Keys, requested_features: Features
+    ) -> StoreOperation[List[Row]]:
+        """A sequence view's ``online_read``, at the store's clock (as ``plan_reads`` reads it)."""
+        now_us = int(self.clock() * 1_000_000)
+        return operations.read_rows(config, sequence_settings(table), entity_keys, requested_features, now_us)
 
     # --- pushes (called by SequenceProvider) -----------------------------------------------------
 
@@ -283,7 +268,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     ) -> None:
         keep = [t for t in tables_to_keep if is_sequence_view(t)]
         delete = [t for t in tables_to_delete if is_sequence_view(t)]
-        maintenance.check_provider(config, keep)
+        maintenance.check_provider(config, keep, self.made_by_sequence_provider)
         if keep or delete:
             maintenance.apply_views(self._get_client(config.online_store), config, keep, delete)
         regular_deletes = [t for t in tables_to_delete if not is_sequence_view(t)]

@@ -16,10 +16,10 @@ from feast.errors import RequestDataNotFoundInEntityDfException
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.utils import make_df_tzaware
 
+from feast_sequence.definitions.use_case import is_use_case, use_case_settings
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.feast_internals import historical_request, validate_feature_refs
 from feast_sequence.online.provider import sequence_provider
-from feast_sequence.serving.use_case import is_use_case, use_case_settings
 
 
 def get_training_data(

@@ -7,8 +7,8 @@ from typing import Sequence, Set
 
 import numpy as np
 
+from feast_sequence.definitions.use_case import Operator, Where
 from feast_sequence.serving.batch import SequenceBatch
-from feast_sequence.serving.use_case import Operator, Where
 
 _COMPARE = {
     Operator.EQ: operator.eq,

@@ -1,7 +1,9 @@
 """The serving pipeline of a use case: retrieve → filter → size → enrich → arrange → (ODFVs) → featurize.
 
 Each stage is its own module and works on ``SequenceBatch``es; this module composes them for one
-request, checks the use case's limits and records metrics. It is written without I/O: the request
+request (``serve``: plan, retrieve, shape, enrich, arrange, respond, one function each), checks the
+use case's limits and records metrics. Reads are planned by the same planner as Feast's path
+(read_plan.py), at one request time. It is written without I/O: the request
 is a generator that yields the Redis round trips it needs (two at most: the sequences and regular
 views, then every enrichment lookup not answered by an enrichment cache) and receives their
 replies, so the sync and async store methods drive the same code (storage/drivers.py).
@@ -18,96 +20,39 @@ from dataclasses import dataclass
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+from feast import FeatureService
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
-from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceRequestError
-from feast_sequence.monitoring import serving_log
-from feast_sequence.serving import metrics
-from feast_sequence.serving.arrange import oldest_first, with_age
-from feast_sequence.serving.batch import SequenceBatch
-from feast_sequence.serving.enrich import Factorized, factorize_keys, join
-from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
-from feast_sequence.serving.featurize import pad as pad_list
-from feast_sequence.serving.filter import filter_events, needed_fields
-from feast_sequence.serving.retrieve import decode_batch, newest_seconds, retrieve_commands
-from feast_sequence.serving.size import first_n
-from feast_sequence.serving.use_case import (
+from feast_sequence.definitions.use_case import (
     OutputFormat,
-    SequenceSpec,
     UseCaseSettings,
     use_case_settings,
     validate_use_case,
 )
+from feast_sequence.errors import SequenceRequestError
+from feast_sequence.serving import metrics, serving_log
+from feast_sequence.serving.arrange import oldest_first, with_age
+from feast_sequence.serving.enrich import Factorized, factorize_keys, join
+from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
+from feast_sequence.serving.featurize import pad as pad_list
+from feast_sequence.serving.filter import filter_events
+from feast_sequence.serving.read_plan import ReadPlan, ServingStore, plan_reads
+from feast_sequence.serving.retrieve import decode_batch, newest_seconds
+from feast_sequence.serving.size import first_n
+from feast_sequence.serving.views import ServedView, ViewPlan
 from feast_sequence.storage.codec import list_field_name
 from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
-from feast_sequence.storage.read import add_view_metadata, check_entity_limit
+from feast_sequence.storage.read import add_view_metadata
 from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 
 Request = Generator[RoundTrip, List[Any], OnlineResponse]
 
 
-@dataclass
-class ViewPlan:
-    """One sequence view of a request: what to read, how to shape it, where its rows go."""
-
-    table: Any
-    name: str  # the name used in feature refs and full feature names
-    settings: SequenceSettings
-    spec: SequenceSpec
-    requested: List[str]
-    idxs: Any = None
-    output_len: int = 0
-
-    @property
-    def serving_enrichments(self) -> List[Enrichment]:
-        return [e for e in self.spec.enrich if e not in self.settings.enrichments]
-
-    @property
-    def outputs(self) -> List[str]:
-        """Requested fields, then every enriched field, in declaration order, then the age field."""
-        names = list(self.requested)
-        for enrichment in self.spec.enrich:
-            names.extend(n for n in enrichment.output_names if n not in names)
-        if self.spec.age_field is not None:
-            names.append(self.spec.age_field)
-        return names
-
-    @property
-    def decoded(self) -> List[str]:
-        stored = set(self.settings.field_names) | {self.settings.timestamp_field}
-        wanted = set(self.requested) | needed_fields(self.spec.where)
-        wanted |= {e.on for e in self.serving_enrichments}
-        wanted |= {n for e in self.spec.enrich if e in self.settings.enrichments for n in e.output_names}
-        return sorted(wanted & stored)
-
-    def owner(self) -> List[int]:
-        """For each output row of the request, the unique entity (batch row) it shows."""
-        owner = [0] * self.output_len
-        for unique, destinations in enumerate(self.idxs):
-            for out in destinations:
-                owner[out] = unique
-        return owner
-
-    @property
-    def length(self) -> int:
-        return self.spec.length or self.settings.max_length
-
-
-@dataclass
-class ServedView:
-    """A sequence view of a request once read: its plan, its events as the stages leave them, and
-    each non-empty row's newest event time (taken before the arrange stage may reverse the rows)."""
-
-    plan: ViewPlan
-    batch: SequenceBatch
-    newest: Any = None
-
-
-class _Clock:
+class _StageTimer:
     """Stage timings of one request, and its time budget."""
 
     def __init__(self, use_case: UseCaseSettings):
@@ -133,10 +78,20 @@ class _Clock:
             )
 
 
+@dataclass
+class _UseCaseRequest:
+    """One request of a use case, resolved by Feast and planned: what the stages work from."""
+
+    use_case: UseCaseSettings
+    columns: Dict[str, List[Any]]  # the entity rows, column-wise
+    feast: feast_internals.OnlineRequest
+    reads: ReadPlan
+
+
 def serve(
-    store: Any,
-    config: Any,
-    service: Any,
+    store: ServingStore,
+    config: RepoConfig,
+    service: FeatureService,
     entity_rows: Any,
     registry: Any,
     project: str,
@@ -146,117 +101,147 @@ def serve(
     """One online request of a use case; see the module docstring for how it is driven."""
     use_case = use_case_settings(service)
     with _errors_counted(use_case):
-        clock = _Clock(use_case)
-        columns = _columnar(entity_rows)
-        row_count = len(next(iter(columns.values()))) if columns else 0
-        limit = use_case.limits.max_entities
-        if limit is not None and row_count > limit:
-            metrics.LIMIT_REJECTIONS.labels(use_case.name, metrics.Limit.MAX_ENTITIES.value).inc()
-            raise SequenceRequestError(
-                f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
-                f"max_entities={limit:,}; split the request."
+        timer = _StageTimer(use_case)
+        request = _plan(store, config, service, use_case, entity_rows, registry, project, full_feature_names)
+        replies = yield RoundTrip(request.reads.commands, _serving(use_case), retry_policy(config.online_store))
+        views = _retrieve(request.reads, replies)
+        timer.stage(metrics.Stage.RETRIEVE)
+        _shape(views, timer)
+        yield from _enrich(store, config, project, use_case, views, timer)
+        _arrange(views, request.reads.now_us)
+        response = _respond(request, views, replies, full_feature_names, include_version_metadata, timer)
+        serving_log.record(config, service, request.columns, views, request.reads.now_us)  # a queue put at most
+        return response
+
+
+def _plan(
+    store: ServingStore,
+    config: RepoConfig,
+    service: FeatureService,
+    use_case: UseCaseSettings,
+    entity_rows: Any,
+    registry: Any,
+    project: str,
+    full_feature_names: bool,
+) -> _UseCaseRequest:
+    """Check ``max_entities``, resolve the request as Feast does, and plan every view's reads (the
+    use case's window, and its length when there are no filters, go into the read)."""
+    columns = _columnar(entity_rows)
+    row_count = len(next(iter(columns.values()))) if columns else 0
+    limit = use_case.limits.max_entities
+    if limit is not None and row_count > limit:
+        metrics.LIMIT_REJECTIONS.labels(use_case.name, metrics.Limit.MAX_ENTITIES.value).inc()
+        raise SequenceRequestError(
+            f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
+            f"max_entities={limit:,}; split the request."
+        )
+    feast = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
+    reads = plan_reads(
+        store,
+        config,
+        project,
+        feast.grouped_refs,
+        feast.join_key_values,
+        feast.entity_name_to_join_key_map,
+        use_case.spec,
+    )
+    validate_use_case(use_case, {plan.name: plan.settings for plan in reads.sequence_views})
+    return _UseCaseRequest(use_case, columns, feast, reads)
+
+
+def _retrieve(reads: ReadPlan, replies: List[Any]) -> List[ServedView]:
+    """Every sequence view's replies decoded into a batch, in plan order."""
+    return [
+        ServedView(read.view, decode_batch(read.view.settings, replies[read.start : read.end], read.view.decoded))
+        for read in reads.views
+        if isinstance(read.view, ViewPlan)
+    ]
+
+
+def _shape(views: List[ServedView], timer: _StageTimer) -> None:
+    """Filter, then size: each stage over every view."""
+    for view in views:
+        view.batch = filter_events(view.batch, view.plan.spec.where)
+    timer.stage(metrics.Stage.FILTER)
+    for view in views:
+        view.batch = first_n(view.batch, view.plan.spec.length)
+    timer.stage(metrics.Stage.SIZE)
+
+
+def _enrich(
+    store: ServingStore,
+    config: RepoConfig,
+    project: str,
+    use_case: UseCaseSettings,
+    views: List[ServedView],
+    timer: _StageTimer,
+) -> Generator[RoundTrip, List[Any], None]:
+    """Serving-time enrichments: one round trip for every distinct key of every enrichment not in
+    its cache (none when every key was cached or there is nothing to enrich)."""
+    lookups: Dict[_Lookup, List[Any]] = {}
+    factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
+    for index, view in enumerate(views):
+        for enrichment in view.plan.serving_enrichments:
+            factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
+            lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
+    if not lookups:
+        return
+    found = yield from _enrich_lookups(store, config, project, use_case, lookups)
+    for index, view in enumerate(views):
+        for enrichment in view.plan.serving_enrichments:
+            view.batch, misses = join(
+                view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
             )
-        (
-            join_key_values,
-            grouped_refs,
-            entity_name_to_join_key_map,
-            odfvs,
-            feature_refs,
-            result_names,
-            response,
-        ) = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
+            if misses:
+                metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
+    timer.stage(metrics.Stage.ENRICH)
 
-        # --- retrieve: every view's rows in one pipeline ---
-        now_us = int(store.clock() * 1_000_000)  # the request's time: windows and ages count from it
-        key_cache: Dict[Tuple[int, ...], bytes] = {}
-        commands: List[Command] = []
-        parts: List[Tuple[int, int, Any]] = []  # (start, end, ViewPlan or regular filler), in ref order
-        plans: List[ViewPlan] = []
-        for table, requested in grouped_refs:
-            values, idxs, output_len = feast_internals.unique_entities(
-                table, join_key_values, entity_name_to_join_key_map
-            )
-            start = len(commands)
-            if is_sequence_view(table):
-                # Only SequenceRedisOnlineStore runs this pipeline: its config has the field.
-                check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
-                settings = sequence_settings(table)
-                name = table.projection.name_to_use()
-                plan = ViewPlan(table, name, settings, use_case.spec(name), list(requested), idxs, output_len)
-                plans.append(plan)
-                commands.extend(retrieve_commands(settings, plan.spec, project, values, now_us, key_cache))
-                parts.append((start, len(commands), plan))
-            else:
-                regular_commands, fill = store.plan_regular_read(config, table, requested, values, idxs, output_len)
-                commands.extend(regular_commands)
-                parts.append((start, len(commands), fill))
-        validate_use_case(use_case, {p.name: p.settings for p in plans})
-        first_replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
-        views: List[ServedView] = []  # in plan order; each also replaces its plan in parts
-        for index, (start, end, part) in enumerate(parts):
-            if isinstance(part, ViewPlan):
-                view = ServedView(part, decode_batch(part.settings, first_replies[start:end], part.decoded))
-                views.append(view)
-                parts[index] = (start, end, view)
-        clock.stage(metrics.Stage.RETRIEVE)
 
-        # --- filter, size ---
-        for view in views:
-            view.batch = filter_events(view.batch, view.plan.spec.where)
-        clock.stage(metrics.Stage.FILTER)
-        for view in views:
-            view.batch = first_n(view.batch, view.plan.spec.length)
-        clock.stage(metrics.Stage.SIZE)
+def _arrange(views: List[ServedView], now_us: int) -> None:
+    """Ages from the request's time, then the order the use case asks for."""
+    for view in views:
+        spec, timestamps = view.plan.spec, view.plan.settings.timestamp_field
+        view.newest = newest_seconds(view.batch, timestamps)
+        if spec.age_field is not None:
+            request_seconds = np.full(view.batch.rows, now_us // 1_000_000, dtype=np.int64)
+            view.batch = with_age(view.batch, spec.age_field, view.batch.columns[timestamps], request_seconds)
+        if spec.oldest_first:
+            view.batch = oldest_first(view.batch)
 
-        # --- enrich: one round trip for every distinct key of every enrichment not in its cache ---
-        lookups: Dict[_Lookup, List[Any]] = {}
-        factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
-        for index, view in enumerate(views):
-            for enrichment in view.plan.serving_enrichments:
-                factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
-                lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
-        if lookups:
-            found = yield from _enrich_lookups(store, config, project, use_case, lookups)
-            for index, view in enumerate(views):
-                for enrichment in view.plan.serving_enrichments:
-                    view.batch, misses = join(
-                        view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
-                    )
-                    if misses:
-                        metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
-            clock.stage(metrics.Stage.ENRICH)
 
-        # --- arrange: ages from the request's time, then the order the use case asks for ---
-        for view in views:
-            spec, timestamps = view.plan.spec, view.plan.settings.timestamp_field
-            view.newest = newest_seconds(view.batch, timestamps)
-            if spec.age_field is not None:
-                request_seconds = np.full(view.batch.rows, now_us // 1_000_000, dtype=np.int64)
-                view.batch = with_age(view.batch, spec.age_field, view.batch.columns[timestamps], request_seconds)
-            if spec.oldest_first:
-                view.batch = oldest_first(view.batch)
-
-        # --- response: Feast's layout, then on-demand views, then the output format ---
-        # On-demand views must see unpadded lists; without them, lists are padded as they are written.
-        pad_in_fill = use_case.output == OutputFormat.PADDED and not odfvs
-        for start, end, part in parts:
-            if isinstance(part, ServedView):
-                _fill(part, response, full_feature_names, include_version_metadata, pad_in_fill)
-                metrics.observe_sequences(use_case.name, part.plan.name, part.batch.lengths, part.newest)
-            else:
-                part(first_replies[start:end], response, full_feature_names, include_version_metadata)
-        feature_types = feast_internals.feature_types(grouped_refs)
-        if odfvs:
-            feast_internals.apply_on_demand_transforms(response, feature_refs, odfvs, full_feature_names, feature_types)
-            clock.stage(metrics.Stage.TRANSFORM)
-        kept = set(result_names)
-        for view in views:
-            kept.update(_output_name(view.plan, n, full_feature_names) for n in view.plan.outputs)
-            kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
-        feast_internals.drop_unneeded_columns(response, kept)
-        clock.stage(metrics.Stage.FEATURIZE)
-        serving_log.record(config, service, columns, views, now_us)  # a queue put at most (monitoring/)
-        return OnlineResponse(response, feature_types=feature_types)
+def _respond(
+    request: _UseCaseRequest,
+    views: List[ServedView],
+    replies: List[Any],
+    full_feature_names: bool,
+    include_version_metadata: bool,
+    timer: _StageTimer,
+) -> OnlineResponse:
+    """Feast's layout (regular views as Feast fills them), then on-demand views, then the output format."""
+    use_case, feast, response = request.use_case, request.feast, request.feast.response
+    # On-demand views must see unpadded lists; without them, lists are padded as they are written.
+    pad_in_fill = use_case.output == OutputFormat.PADDED and not feast.on_demand_feature_views
+    served = iter(views)  # in plan order, as the sequence views of request.reads.views
+    for read in request.reads.views:
+        if isinstance(read.view, ViewPlan):
+            view = next(served)
+            _fill(view, response, full_feature_names, include_version_metadata, pad_in_fill)
+            metrics.observe_sequences(use_case.name, view.plan.name, view.batch.lengths, view.newest)
+        else:
+            read.view(replies[read.start : read.end], response, full_feature_names, include_version_metadata)
+    feature_types = feast_internals.feature_types(feast.grouped_refs)
+    if feast.on_demand_feature_views:
+        feast_internals.apply_on_demand_transforms(
+            response, feast.feature_refs, feast.on_demand_feature_views, full_feature_names, feature_types
+        )
+        timer.stage(metrics.Stage.TRANSFORM)
+    kept = set(feast.result_names)
+    for view in views:
+        kept.update(_output_name(view.plan, n, full_feature_names) for n in view.plan.outputs)
+        kept.update(featurize_response(use_case, view, response, full_feature_names, pad_in_fill))
+    feast_internals.drop_unneeded_columns(response, kept)
+    timer.stage(metrics.Stage.FEATURIZE)
+    return OnlineResponse(response, feature_types=feature_types)
 
 
 @contextmanager
@@ -285,7 +270,7 @@ def _lookup_of(enrichment: Enrichment) -> _Lookup:
 
 
 def _enrich_lookups(
-    store: Any, config: Any, project: str, use_case: UseCaseSettings, lookups: Dict[_Lookup, List[Any]]
+    store: ServingStore, config: RepoConfig, project: str, use_case: UseCaseSettings, lookups: Dict[_Lookup, List[Any]]
 ) -> Generator[RoundTrip, List[Any], Dict[_Lookup, Dict[Any, Tuple[Any, ...]]]]:
     """``{key: values}`` of every lookup's keys that have values: from the lookup's cache if it has
     one, the rest read in one round trip (none if every key was cached) and put in the caches."""

@@ -15,8 +15,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.definitions.use_case import SequenceSpec
 from feast_sequence.serving.batch import SequenceBatch, as_array
-from feast_sequence.serving.use_case import SequenceSpec
 from feast_sequence.storage.codec import column_per_event, layout_for
 from feast_sequence.storage.read import members as read_members
 from feast_sequence.storage.read import read_commands

@@ -19,16 +19,16 @@ import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
+from feast_sequence.definitions.columns import EVENT_TIME_US, ROW_ID
 from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.offline.pit import EVENT_TIME_US, ROW_ID
+from feast_sequence.definitions.use_case import OutputFormat, SequenceSpec, UseCaseSettings
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch, as_array
 from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.size import first_n
-from feast_sequence.serving.use_case import OutputFormat, SequenceSpec, UseCaseSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS
 
 #: Rows of an enrichment's view: its join key, ``ENRICHMENT_TIME_US`` and its features.

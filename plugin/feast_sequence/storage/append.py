@@ -12,20 +12,16 @@ from feast.type_map import feast_value_type_to_python_type
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceInputError
-from feast_sequence.storage.codec import (
+from feast_sequence.storage.codec import NULL_DEFAULTS, EncodedEvents, encode_columns, layout_for
+from feast_sequence.storage.conversion import (
     EVENT_TIME_RANGE,
     MAX_EVENT_US,
     MIN_EVENT_US,
-    NULL_DEFAULTS,
-    EncodedEvents,
     column_values,
     datetime_to_us,
-    encode_columns,
-    entity_column_bytes,
-    entity_key_bytes_from_proto,
-    layout_for,
     timestamps_to_us,
 )
+from feast_sequence.storage.entity_keys import entity_column_bytes, entity_key_bytes_from_proto
 from feast_sequence.storage.keys import SequenceKeys, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND

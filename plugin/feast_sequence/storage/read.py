@@ -12,15 +12,9 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceDefinitionError, SequenceRequestError
-from feast_sequence.storage.codec import (
-    EventLayout,
-    column_per_event,
-    decode_plan,
-    decode_sequence,
-    entity_key_bytes_from_values,
-    layout_for,
-)
+from feast_sequence.storage.codec import EventLayout, column_per_event, decode_plan, decode_sequence, layout_for
 from feast_sequence.storage.compaction import Served, served
+from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
@@ -34,7 +28,7 @@ class SequenceRead:
 
     layout: EventLayout
     requested_names: List[str]
-    plan: Tuple[Tuple[str, str, str], ...]  # see _codec.decode_plan
+    plan: Tuple[Tuple[str, str, str], ...]  # see codec.decode_plan
 
 
 def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[str]]) -> SequenceRead:

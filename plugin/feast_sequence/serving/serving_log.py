@@ -33,9 +33,11 @@ import pyarrow as pa
 from feast.feature_logging import LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD, REQUEST_ID_FIELD
 from feast.value_type import ValueType
 
-from feast_sequence.monitoring import metrics
-from feast_sequence.serving.use_case import TAG_USE_CASE
-from feast_sequence.storage.codec import ARROW_ELEMENT, column_values
+from feast_sequence.definitions.use_case import TAG_USE_CASE
+from feast_sequence.serving import log_metrics as metrics
+from feast_sequence.serving.batch import SequenceBatch
+from feast_sequence.serving.views import ServedView, ViewPlan
+from feast_sequence.storage.conversion import ARROW_ELEMENT, column_values
 
 #: Columns of a log row besides entity keys and sequences (Feast's own three, then ours).
 USE_CASE_FIELD = "__use_case"
@@ -69,8 +71,8 @@ class LoggedView:
     join_keys: Tuple[Tuple[str, ValueType], ...]
     timestamp_field: str
     outputs: Tuple[str, ...]  # the served fields (requested, then enriched), plus the timestamp field
-    batch: Any  # SequenceBatch after enrichment: one row per unique entity
-    plan: Any  # ViewPlan: owner() maps the request's rows to the batch's rows
+    batch: SequenceBatch  # after enrichment: one row per unique entity
+    plan: ViewPlan  # owner() maps the request's rows to the batch's rows
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,10 @@ class ServedRequest:
 
 
 def record(
-    config: Any, service: Any, entity_columns: Mapping[str, Sequence[Any]], views: Sequence[Any], now_us: int
+    config: Any, service: Any, entity_columns: Mapping[str, Sequence[Any]], views: Sequence[ServedView], now_us: int
 ) -> None:
-    """Called by the serving pipeline once per request (``views``: its ``ServedView``s, ``now_us``:
-    the request time it read at); logs the request if the use case logs and the sample draws it."""
+    """Called by the serving pipeline once per request (``views``: what it served, ``now_us``: the
+    request time it read at); logs the request if the use case logs and the sample draws it."""
     logging_config = getattr(service, "logging_config", None)
     if logging_config is None or random.random() >= logging_config.sample_rate:
         return
