@@ -20,7 +20,7 @@ from feast.permissions.action import WRITE, AuthzedAction
 from feast.permissions.security_manager import assert_permissions, get_security_manager, is_auth_necessary
 
 from feast_sequence import feast_internals
-from feast_sequence.serving.use_case import is_use_case, use_case_settings
+from feast_sequence.definitions.use_case import is_use_case, use_case_settings
 
 _PUSH_ACTIONS: Dict[PushMode, List[AuthzedAction]] = {
     PushMode.ONLINE: [AuthzedAction.WRITE_ONLINE],
