@@ -18,7 +18,7 @@ from feast_sequence.offline.spark import spark_session
 from feast_sequence.storage.client import redis_client
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
-from feast_sequence.transformations.consistency import run_consistency
+from feast_sequence.transformations.consistency_job import run_consistency
 
 
 def run_jobs(repo: str, out: Path, customers: List[int]) -> Dict[str, Any]:

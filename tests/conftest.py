@@ -10,17 +10,18 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
+import pandas as pd
 import pytest
 from feast import FeatureStore
 
 from feast_sequence import MAX_LENGTH_CAP, is_sequence_view, sequence_settings
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
-from feast_sequence.storage import blocks
-from feast_sequence.storage.compaction import served
+from feast_sequence.storage import blocks, compaction
 from feast_sequence.storage.keys import sequence_keys_of, zset_key_of
 from feast_sequence.storage.scripts import READ
 from feast_sequence.testing.local_redis import LocalRedis
 
+import serving_repo
 from repos import applied_store, feast_apply, sequence_online
 from sample_repo import objects
 
@@ -152,7 +153,7 @@ def redis_state(client, store: Any = None) -> dict:
         keys = sequence_keys_of(key)
         limit, fields = views.get(key.split(b":")[2], (MAX_LENGTH_CAP, None))
         reply = client.eval(READ.source, 3, *keys, "-inf", limit)
-        state[key] = served(reply, _identity_fields(client, keys) if fields is None else fields).members()
+        state[key] = compaction.served(reply, _identity_fields(client, keys) if fields is None else fields).members()
     return state
 
 
@@ -172,3 +173,16 @@ def replay(store, events, source: str, chunk: int = 50_000, seed: int = 3) -> No
     shuffled = events.sample(frac=1.0, random_state=seed)
     for start in range(0, len(shuffled), chunk):
         store.push(source, shuffled.iloc[start : start + chunk])
+
+
+@pytest.fixture
+def served(tmp_path: Path, redis_server, redis_client):
+    """The serving repository applied, its items and two seeds of recent clicks pushed."""
+    store = serving_repo.serving_store(tmp_path / "repo", redis_server, "serving")
+    store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
+    items = serving_repo.item_rows(30, serving_repo.NOW - pd.Timedelta(days=90))  # items i29..i39 have no row
+    store.push("items_push", items)  # before the clicks: index-time enrichment looks items up at push
+    frames = [serving_repo.recent_clicks(seed) for seed in (1, 2)]
+    for frame in frames:
+        store.push("clicks_push", frame)
+    return store, pd.concat(frames), items

@@ -52,7 +52,7 @@ def feast_sequence_serve(
 
 def _http(command: List[str], options: Sequence[str]) -> Callable[[int], List[str]]:
     """A feature server's command line on a port (loopback, no access log)."""
-    return lambda port: [*command, "-h", "127.0.0.1", "-p", str(port), "--no-access-log", *options]
+    return lambda port: [*command, "--host", "127.0.0.1", "-p", str(port), "--no-access-log", *options]
 
 
 @contextlib.contextmanager

@@ -62,3 +62,10 @@ def mapped_objects(data_dir: Path) -> List:
         name="mapped_last", entities=[user], source=push, schema=[Field(name="item", dtype=String)], ttl=timedelta(0)
     )
     return [user, items, last]
+
+
+#: Frame values bad for one view of the push source only.
+BAD = {
+    "bad only for a sequence view": dict(small=2**40),
+    "bad only for the regular view": dict(small=1, total="many"),
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, List
 
@@ -124,3 +124,13 @@ def random_clicks(
             "ts": pd.Timestamp(first) + pd.to_timedelta(rng.integers(0, seconds, size), unit="s"),
         }
     )
+
+
+#: When the random click batches start.
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def batches(count: int, size: int, seed: int) -> List[pd.DataFrame]:
+    """``count`` frames of ``size`` random clicks of 20 users, from T0."""
+    rng = np.random.default_rng(seed)
+    return [random_clicks(rng, size, 20, 15, 5, [1.0, 2.0], T0, 60) for _ in range(count)]

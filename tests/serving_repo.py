@@ -8,7 +8,7 @@ from typing import List
 
 import numpy as np
 import pandas as pd
-from feast import Entity, FeatureView, Field, ValueType
+from feast import Entity, FeatureStore, FeatureView, Field, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int32, Int64, String
 
@@ -22,7 +22,7 @@ from feast_sequence import (
     enrich,
 )
 
-from repos import push_source, sequence_views, user
+from repos import REGISTRY, push_source, sequence_online, sequence_views, user, write_repo
 
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 
@@ -180,3 +180,29 @@ def item_rows(items: int, ts: pd.Timestamp) -> pd.DataFrame:
             "ts": [ts] * len(ids),
         }
     )
+
+
+# --- the serving tests' store, events and rows -------------------------------------------------
+
+USERS = 12
+NOW = pd.Timestamp.now(tz="UTC")
+
+
+def serving_store(root: Path, redis_server, project: str, cache_ttl: int = 600) -> FeatureStore:
+    """A store on the serving repository's configuration (not applied yet), its registry cached ``cache_ttl`` s."""
+    registry = {"path": REGISTRY, "cache_ttl_seconds": cache_ttl}
+    return FeatureStore(
+        repo_path=str(write_repo(root, project, sequence_online(redis_server.connection_string), registry=registry))
+    )
+
+
+def recent_clicks(seed: int) -> pd.DataFrame:
+    """Clicks, none within an hour of the 30-day window's edge (so the test cannot race the clock)."""
+    frame = clicks(400, USERS - 2, NOW, seed)
+    age = NOW - frame["ts"]
+    return frame[(age - timedelta(days=30)).abs() > timedelta(hours=1)].reset_index(drop=True)
+
+
+def user_rows(users: int = USERS) -> List[dict]:
+    """Entity rows of the first ``users`` users."""
+    return [{"user_id": u} for u in range(users)]

@@ -8,8 +8,7 @@ import re
 import click
 import pytest
 
-from feast_sequence.transformations import show
-from feast_sequence.transformations.cli import group, main
+from feast_sequence.cli import group, main, show
 
 from sample_repo import events, objects
 
@@ -20,6 +19,43 @@ COMMANDS = sorted(group.commands)
 def test_every_command_has_help(name, capsys):
     assert main([name, "--help"]) == 0
     assert f"Usage: feast-sequence {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_dash_h_is_help_on_every_command(name, capsys):
+    assert main([name, "-h"]) == 0
+    assert f"Usage: feast-sequence {name}" in capsys.readouterr().out
+    assert main(["-h"]) == 0 and "Commands:" in capsys.readouterr().out
+
+
+#: What `feast-sequence --help` must not wait for: each takes seconds to import.
+HEAVY = ("feast", "pyspark", "great_expectations", "pandas", "fastapi")
+
+IMPORTS_OF = """
+import sys
+from feast_sequence.cli import main
+code = main(sys.argv[1:])
+print(code, sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY)))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def imports_of(*args: str) -> str:
+    """The exit code and the heavy packages loaded by `feast-sequence ARGS`, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", IMPORTS_OF, *args], capture_output=True, text=True, check=True)
+    return run.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in COMMANDS if name != "serve")])
+def test_help_loads_neither_feast_nor_spark_nor_great_expectations(args):
+    # serve's help lists `feast serve`'s own options, which it takes from Feast.
+    assert imports_of(*args) == "0 []"
+
+
+def test_a_missing_repository_is_told_before_feast_loads(tmp_path):
+    assert imports_of("health", "--repo", str(tmp_path)) == "1 []"
 
 
 def test_the_group_lists_each_command_on_one_line(capsys):
@@ -72,6 +108,14 @@ def test_show_prints_an_entitys_sequence_newest_first(store, capsys):
     assert main(["show", "clicks", "user_id=7", "--limit", "2", "--repo", repo]) == 0
     out = capsys.readouterr().out
     assert re.findall(r"\bi(\d)\b", out) == ["3", "2"] and "... 2 more" in out
+
+
+def test_show_prints_the_timestamp_then_the_fields_in_the_views_order(store, capsys):
+    # Feast's response has no stable column order (it changed from run to run): show sets one, as
+    # docs/offline.md prints it.
+    assert main(["show", "clicks", "7", "--repo", str(store.repo_path)]) == 0
+    header = capsys.readouterr().out.splitlines()[2].split()
+    assert header == ["ts", "item", "n", "price", "flag"], header
 
 
 def test_show_with_a_use_case_prints_its_output(store, capsys):
@@ -136,3 +180,50 @@ def test_spark_sessions_log_quietly_unless_the_repository_configures_it():
         "spark.ui.showConsoleProgress": "true",
     }
     assert quiet_conf(own) == own
+
+
+def one_error_line(capsys) -> str:
+    """The command's stderr, which must be one line."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_an_unknown_view_or_feature_is_one_line_naming_what_exists(store, capsys):
+    read = ["get-online-features", "--repo", str(store.repo_path), "-e", "user_id=7"]
+    assert main([*read, "-f", "clicks:itemid"]) == 1
+    line = one_error_line(capsys)
+    assert "'itemid'" in line and "clicks" in line and "item, n, price, flag" in line, line
+    assert main([*read, "-f", "click:item"]) == 1
+    line = one_error_line(capsys)
+    assert "'click'" in line and "clicks" in line and "pages" in line, line
+    assert main(["show", "click", "7", "--repo", str(store.repo_path)]) == 1
+    line = one_error_line(capsys)
+    assert "'click'" in line and "clicks" in line, line
+    with pytest.raises(Exception, match="itemid"):  # --debug: the traceback
+        main([*read, "-f", "clicks:itemid", "--debug"])
+
+
+def test_a_wrong_join_key_is_one_line_naming_the_keys(store, capsys):
+    read = ["get-online-features", "--repo", str(store.repo_path), "-f", "clicks:item"]
+    assert main([*read, "-e", "customer_id=7"]) == 1
+    line = one_error_line(capsys)
+    assert "'customer_id'" in line and "user_id" in line, line
+    assert main([*read, "-e", "user_id=seven"]) == 1
+    line = one_error_line(capsys)
+    assert "user_id='seven'" in line and "INT64" in line, line
+
+
+def test_redis_down_is_one_line(tmp_path, capsys):
+    from feast_sequence.testing.local_redis import LocalRedis
+
+    from repos import applied_store, sequence_online
+
+    with LocalRedis() as server:
+        online = sequence_online(f"{server.connection_string},socket_timeout=1,socket_connect_timeout=0.5", retries=0)
+        store = applied_store(tmp_path / "repo", "down", online, objects(tmp_path))
+        server.kill()
+        args = ["get-online-features", "--repo", str(store.repo_path), "-e", "user_id=7", "-f", "clicks:item"]
+        assert main(args) == 1
+        line = one_error_line(capsys)
+        assert line.startswith("Error: SequenceStoreUnavailableError") and "Redis" in line, line

@@ -3,9 +3,7 @@ so appends (Lua) and reads work across the cluster."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import subprocess
 import threading
 import uuid
 from datetime import timedelta
@@ -16,53 +14,11 @@ import pandas as pd
 import pytest
 import redis
 from feast import FeatureStore
-from test_reliability import batches
-
-from feast_sequence.testing.local_redis import LocalRedis
 
 import serving_repo
-from repos import applied_store, sequence_online, wait_until
-from sample_repo import assert_clicks_match_reference, objects, random_clicks
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10,000) is free too; Redis refuses ports over 55,535."""
-    import random
-    import socket
-
-    while True:
-        port = random.randint(20_000, 55_000)
-        try:
-            for candidate in (port, port + 10_000):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind(("127.0.0.1", candidate))
-            return port
-        except OSError:
-            continue
-
-
-def cluster_ok(server: LocalRedis) -> bool:
-    """Whether ``server`` reports its cluster state ok."""
-    return bool(server.client().cluster("info").get("cluster_state") == "ok")
-
-
-@contextlib.contextmanager
-def local_cluster(nodes: int = 3):
-    servers = [LocalRedis(port=cluster_port(), extra_args=["--cluster-enabled", "yes"]) for _ in range(nodes)]
-    try:
-        for s in servers:
-            s.start()
-        addresses = [s.connection_string for s in servers]
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-        )
-        wait_until(lambda: all(cluster_ok(s) for s in servers), 30, "the cluster to become ready", 0.2)
-        yield servers
-    finally:
-        for s in servers:
-            s.close()
+from redis_cluster import local_cluster
+from repos import applied_store, sequence_online
+from sample_repo import assert_clicks_match_reference, batches, objects, random_clicks
 
 
 @pytest.fixture(scope="module")

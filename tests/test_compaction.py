@@ -21,7 +21,6 @@ from feast import Entity, FileSource, PushSource, ValueType
 from feast.data_format import ParquetFormat
 from feast.field import Field
 from feast.types import Float32, Int32, String
-from test_retail_replay import FIELDS, pandas_reference
 
 from feast_sequence import SequenceFeatureView, sequence_settings
 from feast_sequence.feast_internals import store_provider
@@ -29,6 +28,7 @@ from feast_sequence.offline.indexing import IndexTarget, write_frames
 from feast_sequence.storage.conversion import datetime_to_us
 
 from repos import applied_store, reopened, sequence_online
+from retail_reference import FIELDS, pandas_reference
 
 VIEWS = ("long", "long_dedup")
 

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from feast.data_source import PushMode
 
+from feast_sequence.cli import main
 from feast_sequence.monitoring.consistency import SequencePair, compare
 from feast_sequence.serving import serving_log
-from feast_sequence.transformations import consistency
+from feast_sequence.transformations.consistency_job import run_consistency
 
 import retail_logged_repo
 
@@ -83,7 +84,7 @@ def test_nothing_injected_matches_fully(retail, tmp_path):
     store, _, customers, _, _ = retail
     start = pd.Timestamp.now(tz="UTC").to_pydatetime()
     _serve_all(store, customers)
-    run = consistency.run_consistency(store, tmp_path, start=start)
+    run = run_consistency(store, tmp_path, start=start)
     assert run.passed, run.summary["failures"]
     for name in ("purchase_history", "purchase_ranking"):
         stats = run.summary["use_cases"][name]
@@ -130,7 +131,7 @@ def test_injected_faults_are_counted_exactly(retail, tmp_path):
     store.apply(retail_logged_repo.objects(data, ranking_length=5))
 
     out = tmp_path / "report"
-    code = consistency.main(["--repo", str(store.repo_path), "--start", start.isoformat(), "--out", str(out)])
+    code = main(["consistency", "--repo", str(store.repo_path), "--start", start.isoformat(), "--out", str(out)])
     assert code == 1  # the gate fails: purchase_history is no longer an exact match
     summary = json.loads((out / "summary.json").read_text())
     history = summary["use_cases"]["purchase_history"]

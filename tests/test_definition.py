@@ -114,9 +114,9 @@ def test_public_api_is_sorted_and_complete():
     import types
 
     assert feast_sequence.__all__ == sorted(feast_sequence.__all__)
-    public = {
+    public = {  # dir(): the public names are imported on first use (feast_sequence/__init__.py)
         name
-        for name, value in vars(feast_sequence).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(feast_sequence)
+        if not name.startswith("_") and not isinstance(getattr(feast_sequence, name), types.ModuleType)
     }
     assert public == set(feast_sequence.__all__)

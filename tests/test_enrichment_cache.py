@@ -9,7 +9,6 @@ import pytest
 from feast.data_source import PushMode
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from test_serving import NOW, _rows, _store, served  # noqa: F401  (the fixture)
 
 from feast_sequence import (
     EnrichmentCache,
@@ -23,6 +22,7 @@ from feast_sequence.definitions.enrichment import Enrichment
 from feast_sequence.serving.enrichment_cache import CachedLookup, EnrichmentCaches
 
 import serving_repo
+from serving_repo import NOW, user_rows
 
 TTL = 60.0
 
@@ -136,7 +136,7 @@ def _titles(response: dict) -> set:
 
 
 def _serve(store, name: str) -> dict:
-    return store.get_online_features(features=store.get_feature_service(name), entity_rows=_rows()).to_dict()
+    return store.get_online_features(features=store.get_feature_service(name), entity_rows=user_rows()).to_dict()
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_concurrent_async_requests_share_the_cache_safely(cached):
     service = store.get_feature_service("ranking_cached")
 
     async def many():
-        requests = [store.get_online_features_async(features=service, entity_rows=_rows()) for _ in range(8)]
+        requests = [store.get_online_features_async(features=service, entity_rows=user_rows()) for _ in range(8)]
         return [r.to_dict() for r in await asyncio.gather(*requests)]
 
     assert all(result == expected for result in asyncio.run(many()))

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, List
 
 import pandas as pd
 import pytest
@@ -19,7 +18,6 @@ from feast import FeatureStore, FeatureView, Field
 from feast.data_source import PushMode
 from feast.errors import PushSourceNotFoundException
 from feast.types import Int32, Int64
-from test_multi_view_push import BAD, stored
 
 import feast_sequence
 from feast_sequence import SequenceInputError
@@ -27,6 +25,8 @@ from feast_sequence.online.provider import sequence_provider
 
 import multi_view_repo
 from conftest import sequence_key_count
+from redis_state import everything, stored
+from repos import wait_until
 
 
 def pushes(how: str) -> Callable[..., None]:
@@ -45,20 +45,6 @@ def pushes(how: str) -> Callable[..., None]:
 
 
 PUSHES = ["sync", "async"]
-
-
-def everything(client) -> Dict[bytes, Any]:
-    """Every Redis key with its value (hashes, sorted sets with scores, strings)."""
-    state: Dict[bytes, Any] = {}
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if kind == b"hash":
-            state[key] = client.hgetall(key)
-        elif kind == b"zset":
-            state[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            state[key] = client.dump(key)
-    return state
 
 
 def feast_pushes(store: FeatureStore, source: str, frames: List[pd.DataFrame], **options: Any) -> None:
@@ -133,7 +119,7 @@ def test_an_unknown_push_source_raises_what_store_push_raises(make_store, tmp_pa
         pushes(how)(store, "no_such_push", [multi_view_repo.frame(small=1)])
 
 
-@pytest.mark.parametrize("values", BAD.values(), ids=list(BAD))
+@pytest.mark.parametrize("values", multi_view_repo.BAD.values(), ids=list(multi_view_repo.BAD))
 @pytest.mark.parametrize("how", PUSHES)
 def test_a_value_bad_for_any_view_writes_no_view(make_store, tmp_path, redis_client, values, how):
     store = make_store(multi_view_repo.objects(tmp_path / "data_files"))
@@ -182,6 +168,7 @@ def test_an_apply_takes_effect_at_the_next_refresh_while_pushes_run(make_store, 
     errors: List[BaseException] = []
     stop = threading.Event()
     writing_registry = threading.Lock()
+    pushed: List[int] = []  # users of the pushes done
 
     def pusher(user: int) -> None:
         while not stop.is_set():
@@ -189,6 +176,7 @@ def test_an_apply_takes_effect_at_the_next_refresh_while_pushes_run(make_store, 
             try:
                 with writing_registry:
                     feast_sequence.push(store, "events_push", frame)
+                pushed.append(user)
             except BaseException as error:  # noqa: B036 - reported below
                 errors.append(error)
                 return
@@ -208,7 +196,10 @@ def test_an_apply_takes_effect_at_the_next_refresh_while_pushes_run(make_store, 
             ):
                 with writing_registry:
                     apply()
-                time.sleep(0.05)  # pushes run on the old version...
+                done = len(pushed)  # pushes run on the old version...
+                wait_until(
+                    lambda d=done: len(pushed) >= d + 4 or bool(errors), 30, "pushes on the old registry version"
+                )
                 store.refresh_registry()  # ...and race the refresh
     finally:
         stop.set()

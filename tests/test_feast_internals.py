@@ -16,13 +16,13 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float32
 from feast.value_type import ValueType
-from test_serving import _store
 
 from feast_sequence import feast_internals
 from feast_sequence.online.provider import SequenceProvider
 from feast_sequence.online.store import SequenceRedisOnlineStoreConfig
 
 import serving_repo
+from serving_repo import serving_store
 
 
 def test_parse_connection_string_gives_nodes_and_typed_params():
@@ -47,7 +47,7 @@ def test_redis_field_hash_is_murmur3_little_endian():
 @pytest.fixture
 def applied(tmp_path, redis_server, redis_client):
     """The serving repository applied (sequence views, a regular view, an on-demand view, use cases)."""
-    store = _store(tmp_path / "repo", redis_server, "internals")
+    store = serving_store(tmp_path / "repo", redis_server, "internals")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     return store
 

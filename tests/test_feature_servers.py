@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from feast import FeatureStore
-from test_reliability import batches
 
 from feast_server import feast_serve, module_repo, post
 from repos import sequence_online
-from sample_repo import assert_clicks_match_reference
+from sample_repo import assert_clicks_match_reference, batches
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import os, sys, tempfile
 import feast
 before_env, before_tmp = dict(os.environ), set(os.listdir(tempfile.gettempdir()))
 import feast_sequence
-import feast_sequence.transformations.cli
-import feast_sequence.validations.cli
+import feast_sequence.cli
 from prometheus_client import REGISTRY
 ours = sorted(m.name for m in REGISTRY.collect() if m.name.startswith("feast_sequence"))
 print(dict(os.environ) == before_env, set(os.listdir(tempfile.gettempdir())) == before_tmp, ours)

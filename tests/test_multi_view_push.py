@@ -14,21 +14,11 @@ from feast_sequence import SequenceInputError
 import multi_view_repo
 from conftest import sequence_key_count
 from feast_server import feast_serve, module_repo, post
+from redis_state import stored
 from repos import sequence_online
 
-BAD = {
-    "bad only for a sequence view": dict(small=2**40),
-    "bad only for the regular view": dict(small=1, total="many"),
-}
 
-
-def stored(redis_client) -> int:
-    """Sequence keys plus the regular view's entity hashes."""
-    regular = sum(1 for k in redis_client.scan_iter(count=1000) if not k.startswith(b"fsq:"))
-    return sequence_key_count(redis_client) + regular
-
-
-@pytest.mark.parametrize("values", BAD.values(), ids=list(BAD))
+@pytest.mark.parametrize("values", multi_view_repo.BAD.values(), ids=list(multi_view_repo.BAD))
 def test_a_push_bad_for_one_view_writes_no_view(make_store, tmp_path, redis_client, values):
     store = make_store(multi_view_repo.objects(tmp_path / "data_files"))
     with pytest.raises((SequenceInputError, ValueError, TypeError)):
@@ -38,7 +28,7 @@ def test_a_push_bad_for_one_view_writes_no_view(make_store, tmp_path, redis_clie
     assert sequence_key_count(redis_client) == 2
 
 
-@pytest.mark.parametrize("values", BAD.values(), ids=list(BAD))
+@pytest.mark.parametrize("values", multi_view_repo.BAD.values(), ids=list(multi_view_repo.BAD))
 def test_an_async_push_bad_for_one_view_writes_no_view(make_store, tmp_path, redis_client, values):
     store = make_store(multi_view_repo.objects(tmp_path / "data_files"))
     with pytest.raises((SequenceInputError, ValueError, TypeError)):

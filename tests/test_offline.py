@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,25 +13,10 @@ from feast_sequence.definitions.columns import QUERY_TIME_US, ROW_ID
 from feast_sequence.offline.historical import PandasEngine, SparkEngine, spark_session
 
 from conftest import replay
-from reference import reference_sequences, retail_records
+from reference import comparable, reference_sequences, retail_records
 from repos import online_chunks
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
-
-
-def comparable(values):
-    """Lists as plain Python values (training data comes back as numpy arrays)."""
-    out = []
-    for v in list(values):
-        if isinstance(v, (np.floating, float)):
-            out.append(float(np.float32(v)))
-        elif isinstance(v, (np.datetime64, pd.Timestamp, datetime)):
-            out.append(pd.Timestamp(v).tz_localize(None) if pd.Timestamp(v).tzinfo else pd.Timestamp(v))
-        elif isinstance(v, np.generic):
-            out.append(v.item())
-        else:
-            out.append(v)
-    return out
 
 
 @pytest.fixture

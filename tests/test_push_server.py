@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from test_fast_push import everything
-from test_multi_view_push import stored
 
 import multi_view_repo
 from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
+from redis_state import everything, stored
 from repos import sequence_online, wait_until
 
 

@@ -80,12 +80,22 @@ def test_drivers_raise_what_the_operation_does_not_catch() -> None:
 # --- the retry state machine, without Redis -------------------------------------------------------
 
 
+def test_retries_wait_a_jittered_doubling_backoff() -> None:
+    policy = RetryPolicy(retries=8, backoff_seconds=0.1, max_backoff_seconds=1.0)
+    assert [policy.backoff(a) for a in range(5)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+    assert [policy.wait(a, draw=lambda: 0.0) for a in (0, 4)] == [0.05, 0.5]  # at least half the backoff
+    assert [policy.wait(a, draw=lambda: 1.0) for a in (0, 4)] == [0.1, 1.0]  # at most all of it
+    waits = {policy.wait(3) for _ in range(50)}  # workers retrying together do not wait alike
+    assert len(waits) > 40 and all(0.4 <= w <= 0.8 for w in waits)
+
+
 def test_a_failed_script_load_waits_like_any_retry() -> None:
     steps = _attempts(COMMANDS, "testing", RETRY, NO_ACKS, Access.READ)
     assert next(steps) == _RunPipeline(COMMANDS)
     for attempt in range(RETRY.retries):
         assert steps.throw(NOSCRIPT) == _LoadScripts([MULTI_HMGET])
-        assert steps.throw(CUT) == _Wait(RETRY.wait(attempt))
+        wait = steps.throw(CUT)
+        assert isinstance(wait, _Wait) and RETRY.backoff(attempt) / 2 <= wait.seconds <= RETRY.backoff(attempt)
         assert steps.send(None) == _RunPipeline(COMMANDS)
     assert steps.throw(NOSCRIPT) == _LoadScripts([MULTI_HMGET])
     with pytest.raises(SequenceStoreUnavailableError, match=r"while testing \(4 attempt\(s\)\)"):
@@ -110,7 +120,8 @@ def test_an_unreachable_redis_is_retried_with_doubling_waits_then_reported() -> 
         assert isinstance(wait, _Wait)
         waits.append(wait.seconds)
         assert steps.send(None) == _RunPipeline(COMMANDS)
-    assert waits == [0.05, 0.1, 0.2]
+    backoffs = [0.05, 0.1, 0.2]  # doubling; each wait between half and all of it (jitter)
+    assert all(b / 2 <= w <= b for w, b in zip(waits, backoffs, strict=True)), waits
     with pytest.raises(SequenceStoreUnavailableError, match="Nothing was changed"):
         steps.throw(CUT)
 
@@ -192,7 +203,8 @@ def cutter(redis_server: LocalRedis) -> Iterator[_ScriptLoadCutter]:
 
 
 def _sum_of_waits() -> float:
-    return sum(RETRY.wait(attempt) for attempt in range(RETRY.retries))
+    """The least the retries wait in all: half of each backoff (the rest is jitter)."""
+    return sum(RETRY.backoff(attempt) / 2 for attempt in range(RETRY.retries))
 
 
 def test_a_failing_script_load_waits_between_retries(cutter: _ScriptLoadCutter) -> None:

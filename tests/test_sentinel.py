@@ -27,15 +27,14 @@ import redis
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from test_reliability import batches, store_on
 
 from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
 
-from conftest import has_failed, redis_state
+from conftest import has_failed, redis_state, store_on
 from repos import reopened, sequence_online, wait_until, write_repo
-from sample_repo import assert_clicks_match_reference
+from sample_repo import assert_clicks_match_reference, batches
 
 MASTER_NAME = "fsq"
 #: Short enough that a failover completes in a few seconds, long enough that a busy 2-CPU machine

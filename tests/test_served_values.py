@@ -17,10 +17,11 @@ from feast.protos.feast.types.Value_pb2 import RepeatedValue
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 
+from feast_sequence.cli.entity_arguments import entity_rows
+from feast_sequence.cli.online import to_json
 from feast_sequence.errors import SequenceInputError
 from feast_sequence.offline.served_types import served_frame, utc_timestamps
 from feast_sequence.online.null_timestamps import encode_null_timestamps, nullable_list_bytes
-from feast_sequence.online.read_command import entity_rows, to_json
 
 T1, T2 = 1_700_000_000, 1_700_000_060
 

@@ -29,36 +29,8 @@ from feast_sequence.errors import SequenceDefinitionError
 
 import serving_repo
 from reference import reference_sequences
-from repos import REGISTRY, sequence_online, wait_until, write_repo
-
-USERS = 12
-NOW = pd.Timestamp.now(tz="UTC")
-
-
-def _store(root: Path, redis_server, project: str, cache_ttl: int = 600) -> FeatureStore:
-    registry = {"path": REGISTRY, "cache_ttl_seconds": cache_ttl}
-    return FeatureStore(
-        repo_path=str(write_repo(root, project, sequence_online(redis_server.connection_string), registry=registry))
-    )
-
-
-def _clicks(seed: int) -> pd.DataFrame:
-    """Clicks, none within an hour of the 30-day window's edge (so the test cannot race the clock)."""
-    frame = serving_repo.clicks(400, USERS - 2, NOW, seed)
-    age = NOW - frame["ts"]
-    return frame[(age - timedelta(days=30)).abs() > timedelta(hours=1)].reset_index(drop=True)
-
-
-@pytest.fixture
-def served(tmp_path: Path, redis_server, redis_client):
-    store = _store(tmp_path / "repo", redis_server, "serving")
-    store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
-    items = serving_repo.item_rows(30, NOW - pd.Timedelta(days=90))  # items i29..i39 have no row
-    store.push("items_push", items)  # before the clicks: index-time enrichment looks items up at push
-    frames = [_clicks(seed) for seed in (1, 2)]
-    for frame in frames:
-        store.push("clicks_push", frame)
-    return store, pd.concat(frames), items
+from repos import wait_until
+from serving_repo import NOW, USERS, serving_store, user_rows
 
 
 def _expected(store: FeatureStore, clicks: pd.DataFrame, items: pd.DataFrame, length: int = 3) -> Dict[str, list]:
@@ -93,13 +65,9 @@ def _expected(store: FeatureStore, clicks: pd.DataFrame, items: pd.DataFrame, le
     return out
 
 
-def _rows(users: int = USERS) -> List[dict]:
-    return [{"user_id": u} for u in range(users)]
-
-
 def test_use_case_serves_filtered_sized_enriched_padded_sequences(served):
     store, clicks, items = served
-    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=user_rows()).to_dict()
     want = _expected(store, clicks, items)
     for name, values in want.items():
         assert got[name] == values, name
@@ -115,7 +83,7 @@ def test_use_case_serves_filtered_sized_enriched_padded_sequences(served):
 
 def test_index_time_and_serving_time_enrichment_serve_the_same(served):
     store, _, _ = served
-    rows = _rows()
+    rows = user_rows()
     by_index = store.get_online_features(features=store.get_feature_service("ranking_indexed"), entity_rows=rows)
     by_serving = store.get_online_features(features=store.get_feature_service("ranking_serving"), entity_rows=rows)
     indexed, serving = by_index.to_dict(), by_serving.to_dict()
@@ -129,14 +97,14 @@ def test_async_path_serves_the_same(served):
 
     store, _, _ = served
     service = store.get_feature_service("ranking")
-    sync = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
-    result = asyncio.run(store.get_online_features_async(features=service, entity_rows=_rows()))
+    sync = store.get_online_features(features=service, entity_rows=user_rows()).to_dict()
+    result = asyncio.run(store.get_online_features_async(features=service, entity_rows=user_rows()))
     assert result.to_dict() == sync
 
 
 def test_jagged_output_and_layout(served):
     store, clicks, _ = served
-    got = store.get_online_features(features=store.get_feature_service("recent"), entity_rows=_rows(3)).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("recent"), entity_rows=user_rows(3)).to_dict()
     assert got["clicks__length"] == [len(v) for v in got["item_id"]]
     assert all(n <= 2 for n in got["clicks__length"])
     jagged = to_jagged(got, ["item_id"])["item_id"]
@@ -148,20 +116,20 @@ def test_jagged_output_and_layout(served):
 def test_limits_reject_the_abusive_use_case_only(served):
     store, _, _ = served
     ranking, recent = store.get_feature_service("ranking"), store.get_feature_service("recent")
-    expected = store.get_online_features(features=ranking, entity_rows=_rows()).to_dict()
+    expected = store.get_online_features(features=ranking, entity_rows=user_rows()).to_dict()
     errors: List[Exception] = []
     outputs: List[dict] = []
 
     def abuse() -> None:
         for _ in range(30):
             try:
-                store.get_online_features(features=recent, entity_rows=_rows(10))
+                store.get_online_features(features=recent, entity_rows=user_rows(10))
             except SequenceRequestError as error:
                 errors.append(error)
 
     def normal() -> None:
         for _ in range(30):
-            outputs.append(store.get_online_features(features=ranking, entity_rows=_rows()).to_dict())
+            outputs.append(store.get_online_features(features=ranking, entity_rows=user_rows()).to_dict())
 
     threads = [threading.Thread(target=abuse), threading.Thread(target=normal)]
     for t in threads:
@@ -172,7 +140,7 @@ def test_limits_reject_the_abusive_use_case_only(served):
     assert "Use case 'recent'" in str(errors[0]) and "max_entities=3" in str(errors[0])
     assert len(outputs) == 30 and all(o == expected for o in outputs)
     # Within its limits the same use case is served.
-    assert len(store.get_online_features(features=recent, entity_rows=_rows(3)).to_dict()["item_id"]) == 3
+    assert len(store.get_online_features(features=recent, entity_rows=user_rows(3)).to_dict()["item_id"]) == 3
 
 
 def test_time_budget_is_enforced(served, tmp_path):
@@ -181,28 +149,28 @@ def test_time_budget_is_enforced(served, tmp_path):
     strict = SequenceUseCase(name="strict", features=[clicks[["item_id"]]], limits=Limits(time_budget_ms=0.001))
     store.apply([strict])
     with pytest.raises(SequenceRequestError, match=r"Use case 'strict' exceeded its time budget.*stage 'retrieve'"):
-        store.get_online_features(features=store.get_feature_service("strict"), entity_rows=_rows(2))
+        store.get_online_features(features=store.get_feature_service("strict"), entity_rows=user_rows(2))
 
 
 def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path, redis_server):
     store, _, _ = served
-    running = _store(Path(store.repo_path), redis_server, "serving", cache_ttl=1)
+    running = serving_store(Path(store.repo_path), redis_server, "serving", cache_ttl=1)
     running.refresh_registry()
-    before = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
+    before = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=user_rows(3))
     assert max(before.to_dict()["clicks__length"]) == 2
     clicks = store.get_feature_view("clicks")
     store.apply([serving_repo.recent_use_case(clicks, length=1)])
 
     def picked_up() -> bool:
-        got = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=_rows(3))
+        got = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=user_rows(3))
         return bool(max(got.to_dict()["clicks__length"]) == 1)
 
     wait_until(picked_up, 10, "the running store to pick up the new use case", 0.2)
     # The other use cases are untouched.
-    ranking = running.get_online_features(features=running.get_feature_service("ranking"), entity_rows=_rows())
+    ranking = running.get_online_features(features=running.get_feature_service("ranking"), entity_rows=user_rows())
     assert (
         ranking.to_dict()["clicks__mask"]
-        == store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()[
+        == store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=user_rows()).to_dict()[
             "clicks__mask"
         ]
     )
@@ -210,9 +178,9 @@ def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path
 
 def test_metrics_are_exposed_per_use_case(served):
     store, _, _ = served
-    store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows())
+    store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=user_rows())
     with pytest.raises(SequenceRequestError):
-        store.get_online_features(features=store.get_feature_service("recent"), entity_rows=_rows(5))
+        store.get_online_features(features=store.get_feature_service("recent"), entity_rows=user_rows(5))
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # what `feast serve --metrics` exposes
     text = generate_latest(registry).decode()
@@ -274,16 +242,16 @@ def test_offline_writer_computes_index_time_enrichments_like_pushes(served):
 
     store, clicks, _ = served
     service = store.get_feature_service("ranking_indexed")
-    pushed = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    pushed = store.get_online_features(features=service, entity_rows=user_rows()).to_dict()
     SequenceRedisOnlineStore().delete_sequence_view(store.config, "clicks_indexed")
-    emptied = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    emptied = store.get_online_features(features=service, entity_rows=user_rows()).to_dict()
     assert not any(any(m) for m in emptied["clicks_indexed__mask"])
     settings = sequence_settings(store.get_feature_view("clicks_indexed"))
     target = IndexTarget(
         store.config.online_store, store.project, settings, store.config.entity_key_serialization_version
     )
     write_local(target, clicks)
-    assert store.get_online_features(features=service, entity_rows=_rows()).to_dict() == pushed
+    assert store.get_online_features(features=service, entity_rows=user_rows()).to_dict() == pushed
 
 
 def test_redis_failures_are_counted_per_use_case(served):
@@ -297,7 +265,7 @@ def test_redis_failures_are_counted_per_use_case(served):
         store_provider(store).online_store,
         store.config,
         store.get_feature_service("recent"),
-        _rows(2),
+        user_rows(2),
         store.registry,
         store.project,
         False,
@@ -320,7 +288,7 @@ def test_padded_output_as_torch_tensors(served):
     from feast_sequence import to_tensors
 
     store, _, _ = served
-    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=_rows()).to_dict()
+    got = store.get_online_features(features=store.get_feature_service("ranking"), entity_rows=user_rows()).to_dict()
     tensors = to_tensors(got, ["n", "cost", "clicks__mask"])
     assert tuple(tensors["n"].shape) == (USERS, 3) and tensors["clicks__mask"].dtype == torch.bool
 
@@ -334,7 +302,7 @@ def test_online_write_batch_computes_index_time_enrichments_like_pushes(served):
 
     store, clicks, _ = served
     service = store.get_feature_service("ranking_indexed")
-    pushed = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    pushed = store.get_online_features(features=service, entity_rows=user_rows()).to_dict()
     online = SequenceRedisOnlineStore()
     online.delete_sequence_view(store.config, "clicks_indexed")
     rows = [
@@ -351,4 +319,4 @@ def test_online_write_batch_computes_index_time_enrichments_like_pushes(served):
         for r in clicks.itertuples()
     ]
     online.online_write_batch(store.config, store.get_feature_view("clicks_indexed"), rows, None)
-    assert store.get_online_features(features=service, entity_rows=_rows()).to_dict() == pushed
+    assert store.get_online_features(features=service, entity_rows=user_rows()).to_dict() == pushed

@@ -17,7 +17,7 @@ from feast_sequence import get_training_data
 from feast_sequence.monitoring.training_from_logs import training_frame_from_logs
 from feast_sequence.serving import serving_log
 from feast_sequence.serving.log_files import read_file_logs
-from feast_sequence.transformations.consistency import run_consistency
+from feast_sequence.transformations.consistency_job import run_consistency
 
 import logged_repo
 import serving_repo

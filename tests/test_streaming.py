@@ -283,7 +283,7 @@ def test_the_documented_kafka_value_parses_into_events(stream_repo):
 
 
 def test_cli_runs_the_stream_job(capsys):
-    from feast_sequence.transformations.cli import main
+    from feast_sequence.cli import main
 
     assert main(["stream", "--help"]) == 0
     assert "--checkpoint" in capsys.readouterr().out

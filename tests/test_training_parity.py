@@ -13,8 +13,6 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 from feast.data_source import PushMode
-from test_offline import comparable
-from test_serving import USERS, _clicks, _rows, _store
 
 from feast_sequence import (
     SequenceRequestError,
@@ -25,13 +23,14 @@ from feast_sequence import (
     to_numpy,
     to_tensors,
 )
-from feast_sequence.online.read_command import to_json
+from feast_sequence.cli.online import to_json
 
 import serving_repo
 from conftest import replay
 from feast_server import FEAST_SEQUENCE, TESTS, feast_sequence_serve, feast_serve, module_repo, post
-from reference import reference_sequences, retail_records
+from reference import comparable, reference_sequences, retail_records
 from repos import FEAST, online_chunks, sequence_online
+from serving_repo import USERS, recent_clicks, serving_store, user_rows
 
 NOW = pd.Timestamp.now(tz="UTC")
 
@@ -55,11 +54,11 @@ def _frame_equals_online(training: pd.DataFrame, online: dict, columns) -> list:
 def parity_store(tmp_path, redis_server, redis_client):
     """The serving repository, pushed online and offline, with the online request time pinned to a
     whole second ``T``: online requests then serve what training rows at ``T`` get."""
-    store = _store(tmp_path / "repo", redis_server, "parity")
+    store = serving_store(tmp_path / "repo", redis_server, "parity")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
     for seed in (1, 2):
-        store.push("clicks_push", _clicks(seed), to=PushMode.ONLINE_AND_OFFLINE)
+        store.push("clicks_push", recent_clicks(seed), to=PushMode.ONLINE_AND_OFFLINE)
     t = pd.Timestamp.now(tz="UTC").floor("s")
     feast_internals.store_provider(store).online_store.clock = lambda: t.timestamp()
     return store, pd.DataFrame({"user_id": range(USERS), "event_timestamp": t})
@@ -71,10 +70,10 @@ def test_use_case_training_rows_equal_online(parity_store, name):
     padding, ages; padded and jagged)."""
     store, entity_df = parity_store
     service = store.get_feature_service(name)
-    online = store.get_online_features(features=service, entity_rows=_rows()).to_dict()
+    online = store.get_online_features(features=service, entity_rows=user_rows()).to_dict()
     training = get_training_data(store, entity_df, service).to_df()
     assert not _frame_equals_online(training, online, [c for c in online if c != "user_id"]), name
-    served_async = asyncio.run(store.get_online_features_async(features=service, entity_rows=_rows())).to_dict()
+    served_async = asyncio.run(store.get_online_features_async(features=service, entity_rows=user_rows())).to_dict()
     assert served_async == online
     shape = next(c for c in online if c.endswith(("__mask", "__length")))
     assert any(any(m) if isinstance(m, list) else m for m in online[shape])
@@ -85,7 +84,7 @@ def test_shaped_use_cases_feed_sasrec_and_keyed_jagged_layouts(parity_store):
     in the last slot); served ``history_jagged`` is a KeyedJaggedTensor's values + lengths per key,
     in time order. Checked with numpy against the default (newest first) use case's events."""
     store, _ = parity_store
-    rows = _rows()
+    rows = user_rows()
     sasrec = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=rows)
     padded = to_numpy(sasrec.to_dict())
     plain = store.get_online_features(features=store.get_feature_service("ranking_serving"), entity_rows=rows).to_dict()
@@ -125,10 +124,10 @@ def _keyed_jagged(jagged, keys):
 def test_shaped_output_as_torch_and_torchrec_inputs(parity_store):
     torch = pytest.importorskip("torch", reason="torch is not installed: the numpy layout test covers the shapes")
     store, _ = parity_store
-    sasrec = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=_rows())
+    sasrec = store.get_online_features(features=store.get_feature_service("ranking_sasrec"), entity_rows=user_rows())
     tensors = to_tensors(sasrec.to_dict(), ["n", "age_s", "clicks__mask"])
     assert tensors["n"].shape == (USERS, 3) and tensors["clicks__mask"][:, -1].any()
-    history = store.get_online_features(features=store.get_feature_service("history_jagged"), entity_rows=_rows())
+    history = store.get_online_features(features=store.get_feature_service("history_jagged"), entity_rows=user_rows())
     served = history.to_dict()
     jagged = to_jagged(served, ["age_s"])
     lengths = torch.from_numpy(jagged["age_s"].lengths)
@@ -145,9 +144,9 @@ def test_shaped_output_as_torch_and_torchrec_inputs(parity_store):
 
 def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):
     """Feature refs that are not exactly a use case's give whole, unshaped sequences."""
-    store = _store(tmp_path / "repo", redis_server, "plain")
+    store = serving_store(tmp_path / "repo", redis_server, "plain")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
-    store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
+    store.push("clicks_push", recent_clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
     entity_df = pd.DataFrame({"user_id": [0, 1], "event_timestamp": pd.Timestamp.now(tz="UTC")})
     training = store.get_historical_features(entity_df=entity_df, features=["clicks:item_id", "clicks:kind"]).to_df()
     assert "clicks__mask" not in training.columns
@@ -157,10 +156,10 @@ def test_plain_refs_are_not_shaped(tmp_path, redis_server, redis_client):
 def test_a_use_case_through_get_historical_features_is_refused(tmp_path, redis_server, redis_client):
     """Feast cannot tell the provider which FeatureService was asked for: rather than train on
     unshaped sequences, the plain call fails and names the call that shapes them."""
-    store = _store(tmp_path / "repo", redis_server, "refused")
+    store = serving_store(tmp_path / "repo", redis_server, "refused")
     store.apply(serving_repo.objects(tmp_path / "repo" / "data"))
     store.push("items_push", serving_repo.item_rows(30, NOW - pd.Timedelta(days=90)), to=PushMode.ONLINE_AND_OFFLINE)
-    store.push("clicks_push", _clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
+    store.push("clicks_push", recent_clicks(3), to=PushMode.ONLINE_AND_OFFLINE)
     entity_df = pd.DataFrame({"user_id": [0, 1], "event_timestamp": pd.Timestamp.now(tz="UTC")})
     explicit = get_training_data(store, entity_df, "ranking_serving").to_df()
     assert "clicks__mask" in explicit.columns
@@ -178,7 +177,7 @@ def test_a_use_case_through_get_historical_features_is_refused(tmp_path, redis_s
 def test_get_training_data_wants_a_use_case(tmp_path, redis_server, redis_client):
     from feast import FeatureService
 
-    store = _store(tmp_path / "repo", redis_server, "notusecase")
+    store = serving_store(tmp_path / "repo", redis_server, "notusecase")
     objects = serving_repo.objects(tmp_path / "repo" / "data")
     clicks = next(o for o in objects if getattr(o, "name", None) == "clicks")
     store.apply([*objects, FeatureService(name="plain", features=[clicks[["item_id"]]])])
@@ -293,7 +292,7 @@ def _http_values(port: int, request: dict) -> dict:
 
 
 ITEMS = serving_repo.item_rows(30, NOW - pd.Timedelta(days=90))
-CLICKS = _clicks(5)
+CLICKS = recent_clicks(5)
 
 
 @pytest.fixture(scope="module")

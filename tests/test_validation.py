@@ -136,7 +136,7 @@ def test_indexed_sequences(retail_store, retail_events, redis_client):
     assert {f.column for f in report.failures} >= {"repeated_identities"} | (
         {"length"} if len(members) >= 50 else set()
     )
-    from feast_sequence.transformations.cli import main
+    from feast_sequence.cli import main
 
     assert main(["validate", "sequences", "--repo", str(retail_store.repo_path), "--view", "customer_purchases"]) == 1
     stale = validate_sequences(
@@ -202,17 +202,17 @@ def test_repeats_the_store_collapses_are_reported_not_failed_unless_bounded():
 
 
 def test_backfill_validate_takes_the_duplicate_threshold():
-    from feast_sequence.transformations import backfill, correction
-    from feast_sequence.transformations._job import gate_from
+    from feast_sequence.cli._options import gate_from
+    from feast_sequence.cli.jobs import backfill, correct
 
     windows = [
-        (backfill.command, ["--days", "1"]),
-        (correction.command, ["--start", "2024-01-01", "--end", "2024-01-02"]),
+        (backfill, ["--days", "1"]),
+        (correct, ["--start", "2024-01-01", "--end", "2024-01-02"]),
     ]
     for command, window in windows:
         args = ["--view", "v", *window, "--validate", "--max-duplicate-rate", "0.2"]
         params = command.make_context(command.name, args).params
         gate = gate_from(params["validate"], params["report_dir"], params["max_duplicate_rate"])
         assert gate is not None and gate.checks.max_duplicate_rate == 0.2
-    params = backfill.command.make_context("backfill", ["--view", "v", "--days", "1", "--validate"]).params
+    params = backfill.make_context("backfill", ["--view", "v", "--days", "1", "--validate"]).params
     assert gate_from(params["validate"], None, params["max_duplicate_rate"]).checks.max_duplicate_rate is None

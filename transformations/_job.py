@@ -3,12 +3,12 @@ reporting progress."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import click
 from feast import FeatureStore
 
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
@@ -16,7 +16,6 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceValidation
 from feast_sequence.offline.indexing import IndexTarget
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.provider import sequence_provider
-from feast_sequence.transformations.selection import EventSelection, LastN, TopScored
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -60,17 +59,6 @@ def open_view(repo: str, view_name: str, verbose: bool = False) -> JobContext:
     )
 
 
-def selection_from(
-    kind: str, score: Optional[str], score_days: Optional[int], score_n: Optional[int]
-) -> EventSelection:
-    """The selection the command-line options name (``--selection``, ``--score*``)."""
-    if kind == "last-n":
-        return LastN()
-    if not (score and score_days and score_n):
-        raise click.UsageError("--selection top-scored needs --score, --score-days and --score-n")
-    return TopScored(score, score_days, score_n)
-
-
 def report(job: str, view: str, summary: Any, out: Optional[Any] = None) -> None:
     print(f"[feast-sequence {job}] {view}: {summary}", file=out, flush=True)
 
@@ -111,12 +99,11 @@ class EventSourceGate:
         return validate_event_source(settings, events, self.checks, report_dir=self.report_dir)
 
 
-def gate_from(validate: bool, report_dir: Optional[str], max_duplicate_rate: Optional[float]) -> Optional[Gate]:
-    """The gate the command-line options name (``--validate``, ``--report-dir``, thresholds)."""
-    if not validate:
-        return None
-    from feast_sequence.validations.event_source import EventSourceChecks
+def spark_submit(command: str) -> int:
+    """The entry of ``spark-submit transformations/<job>.py ARGS``: runs ``feast-sequence <command>
+    ARGS`` through the installed console script, so each option is declared once (in
+    ``feast_sequence.cli``) and no job imports the command-line layer above it."""
+    from importlib.metadata import entry_points
 
-    return EventSourceGate(
-        EventSourceChecks(max_duplicate_rate=max_duplicate_rate), Path(report_dir) if report_dir else None
-    )
+    (script,) = entry_points(group="console_scripts", name="feast-sequence")
+    return int(script.load()([command, *sys.argv[1:]]))

@@ -13,8 +13,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-import click
-
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.indexing import IndexSummary, timed, write_spark
 from feast_sequence.output import progress
@@ -22,19 +20,8 @@ from feast_sequence.transformations._job import (
     Gate,
     JobContext,
     check_gate,
-    finished,
-    open_view,
     report,
-)
-from feast_sequence.transformations.command_line import (
-    ISO_TIME,
-    JobCommand,
-    gate_options,
-    repo_option,
-    script,
-    selection_options,
-    verbose,
-    view_option,
+    spark_submit,
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
 
@@ -78,27 +65,5 @@ def run_backfill(
     return timed(run)
 
 
-@click.command("backfill", cls=JobCommand, short_help="Index the last D days of a view's batch source.")
-@repo_option
-@view_option
-@click.option("--days", type=float, required=True, help="how far back from --end")
-@click.option("--end", type=ISO_TIME, help="ISO time (default: now, UTC)")
-@selection_options
-@gate_options
-def command(
-    repo: str,
-    view: str,
-    days: float,
-    end: Optional[datetime],
-    selection: EventSelection,
-    gate: Optional[Gate],
-) -> int:
-    """Index the last D days of a view's batch source (idempotent: a re-run writes the same events)."""
-    return finished("backfill", view, run_backfill(open_view(repo, view, verbose()), days, end, selection, gate))
-
-
-main = script(command, "feast-sequence backfill")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("backfill"))

@@ -14,18 +14,15 @@ exact, and each sequence keeps at most ``compact_after - 1`` events in its tail 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Optional
 
-import click
 from feast import FeatureStore
 
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.store import SequenceRedisOnlineStore
-from feast_sequence.transformations._job import report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, script
+from feast_sequence.transformations._job import report, spark_submit
 
 
 def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
@@ -47,22 +44,5 @@ def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
     return total
 
 
-@click.command("compact", cls=JobCommand, short_help="Compact stored sequences' tails into their blocks.")
-@repo_option
-@click.option("--view", help="one sequence view (default: all of them)")
-@click.option("--every", type=float, help="run again every this many seconds, until stopped")
-def command(repo: str, view: Optional[str], every: Optional[float]) -> int:
-    """Merge the tails of stored sequences into their compressed blocks (docs/storage-layout.md);
-    converts sequences stored before blocks existed, in place."""
-    while True:
-        run_compaction(repo, view)
-        if every is None:
-            return 0
-        time.sleep(every)
-
-
-main = script(command, "feast-sequence compact")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("compact"))

@@ -18,8 +18,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Optional, Set
 
-import click
-
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.offline.indexing import IndexSummary, newest_before_spark, timed, write_spark
 from feast_sequence.output import progress
@@ -36,19 +34,8 @@ from feast_sequence.transformations._job import (
     Gate,
     JobContext,
     check_gate,
-    finished,
-    open_view,
     report,
-)
-from feast_sequence.transformations.command_line import (
-    ISO_TIME,
-    JobCommand,
-    gate_options,
-    repo_option,
-    script,
-    selection_options,
-    verbose,
-    view_option,
+    spark_submit,
 )
 from feast_sequence.transformations.selection import EventSelection, LastN
 
@@ -119,29 +106,5 @@ def _clear_range_elsewhere(context: JobContext, indexed: Set[bytes], range_us: A
     return len(commands)
 
 
-@click.command("correct", cls=JobCommand, short_help="Re-index a time range of a view from its batch source.")
-@repo_option
-@view_option
-@click.option("--start", type=ISO_TIME, required=True, help="ISO time, start of the range (UTC unless zoned)")
-@click.option("--end", type=ISO_TIME, required=True, help="ISO time, end of the range (inclusive)")
-@selection_options
-@gate_options
-def command(
-    repo: str,
-    view: str,
-    start: datetime,
-    end: datetime,
-    selection: EventSelection,
-    gate: Optional[Gate],
-) -> int:
-    """Replace each entity's stored events in [start, end] by the source's events of that range."""
-    if end < start:
-        raise click.BadParameter("--end is before --start", param_hint="--end")
-    return finished("correction", view, run_correction(open_view(repo, view, verbose()), start, end, selection, gate))
-
-
-main = script(command, "feast-sequence correct")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("correct"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import click
 import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
@@ -36,8 +35,7 @@ from feast_sequence.storage.conversion import column_values
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
-from feast_sequence.transformations._job import EPOCH, JobContext, finished, open_view, report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, script, verbose, view_option
+from feast_sequence.transformations._job import EPOCH, JobContext, report, spark_submit
 
 KEYS_PER_ROUND = 500
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
@@ -179,25 +177,5 @@ def run_enrichment(
     return timed(run)
 
 
-@click.command("enrich", cls=JobCommand, short_help="Fill a newly added field in every stored event of a view.")
-@repo_option
-@view_option
-@click.option("--table", required=True, help="parquet path of the enrichment table")
-@click.option("--on", "on", required=True, help="event field matched against the table's column of the same name")
-@click.option("--fields", required=True, help="comma-separated table columns to copy into the events")
-@click.option("--offline-output", help="parquet folder for the enriched source events (training data)")
-@click.option("--overwrite", is_flag=True, help="re-enrich events that already have the fields")
-def command(
-    repo: str, view: str, table: str, on: str, fields: str, offline_output: Optional[str], overwrite: bool
-) -> int:
-    """Fill a field newly added to a view in every stored event, joined from a table (docs/offline.md)."""
-    context = open_view(repo, view, verbose())
-    frame = context.spark().read.parquet(table)
-    return finished("enrich", view, run_enrichment(context, frame, on, fields.split(","), offline_output, overwrite))
-
-
-main = script(command, "feast-sequence enrich")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("enrich"))

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
-import click
 from feast import FeatureStore
 from feast.repo_config import load_repo_config
 from feast.repo_operations import apply_total, parse_repo
@@ -27,9 +26,8 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceDefinition
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.offline.indexing import IndexSummary
 from feast_sequence.online.store import SequenceRedisOnlineStore
-from feast_sequence.transformations._job import finished, open_view, report
+from feast_sequence.transformations._job import open_view, report, spark_submit
 from feast_sequence.transformations.backfill import run_backfill
-from feast_sequence.transformations.command_line import ISO_TIME, JobCommand, repo_option, script, verbose, view_option
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -62,18 +60,5 @@ def run_reindex(
     return run_backfill(open_view(str(repo_path), view_name, verbose), days, end)
 
 
-@click.command("reindex", cls=JobCommand, short_help="Rebuild a view under a change `feast apply` refuses.")
-@repo_option
-@view_option
-@click.option("--days", type=float, help="how far back from --end (default: the TTL, or all)")
-@click.option("--end", type=ISO_TIME, help="ISO time (default: now, UTC)")
-def command(repo: str, view: str, days: Optional[float], end: Optional[datetime]) -> int:
-    """Delete a view's stored events, apply the repository, and backfill the view (docs/concepts.md)."""
-    return finished("reindex", view, run_reindex(repo, view, days, end, verbose()))
-
-
-main = script(command, "feast-sequence reindex")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("reindex"))

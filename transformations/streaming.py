@@ -21,15 +21,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-import click
 from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
 from feast_sequence.offline.indexing import IndexSummary, IndexTarget, write_spark
-from feast_sequence.transformations._job import JobContext, open_view, report
-from feast_sequence.transformations.command_line import JobCommand, repo_option, script, verbose, view_option
+from feast_sequence.transformations._job import JobContext, report, spark_submit
 
 #: Builds the streaming DataFrame of a view's events (its join keys, event fields and timestamp
 #: field) on the given Spark session: ``FileStream``, ``KafkaStream`` or any function of that shape.
@@ -296,92 +294,5 @@ def job_spark_session(context: JobContext) -> Any:
     return context.spark()
 
 
-def source_from(
-    files: Optional[str],
-    file_format: str,
-    max_files_per_trigger: Optional[int],
-    kafka: Optional[str],
-    topic: Optional[str],
-    starting_offsets: str,
-    fail_on_data_loss: bool,
-    max_offsets_per_trigger: Optional[int],
-    kafka_options: Tuple[str, ...],
-) -> EventStream:
-    """The source the command-line options name: ``--files DIR`` or ``--kafka SERVERS --topic T``."""
-    if bool(files) == bool(kafka):
-        raise click.UsageError("give one source: --files DIR or --kafka SERVERS")
-    if files:
-        return FileStream(files, file_format, max_files_per_trigger)
-    if not topic:
-        raise click.UsageError("--kafka needs --topic")
-    options = []
-    for option in kafka_options:
-        key, sep, value = option.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{option!r}: use KEY=VALUE", param_hint="--kafka-option")
-        options.append((key, value))
-    return KafkaStream(str(kafka), topic, starting_offsets, fail_on_data_loss, max_offsets_per_trigger, tuple(options))
-
-
-@click.command("stream", cls=JobCommand, short_help="Index a stream (Kafka, or files landing in a folder).")
-@repo_option
-@view_option
-@click.option("--files", metavar="DIR", help="file source: the folder event files land in")
-@click.option("--kafka", metavar="SERVERS", help="Kafka source: kafka.bootstrap.servers")
-@click.option(
-    "--format",
-    "file_format",
-    type=click.Choice(FILE_FORMATS),
-    default="json",
-    show_default=True,
-    help="files: their format",
-)
-@click.option("--max-files-per-trigger", type=int, help="files: at most this many per micro-batch")
-@click.option("--topic", help="Kafka: topic(s) to subscribe to, comma-separated")
-@click.option(
-    "--starting-offsets", default="latest", show_default=True, help="Kafka, first run only: latest, earliest or JSON"
-)
-@click.option(
-    "--fail-on-data-loss/--no-fail-on-data-loss",
-    default=True,
-    show_default=True,
-    help="Kafka: fail when offsets were deleted before they were read",
-)
-@click.option("--max-offsets-per-trigger", type=int, help="Kafka: at most this many per micro-batch")
-@click.option(
-    "--kafka-option",
-    "kafka_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Kafka: any other source option, e.g. kafka.security.protocol=SASL_SSL (repeatable)",
-)
-@click.option("--checkpoint", required=True, help="checkpoint folder (one per view and source; HDFS/S3 on a cluster)")
-@click.option("--trigger-seconds", type=float, help="start a micro-batch every this many seconds")
-@click.option("--once", is_flag=True, help="index what the source holds now, then stop (available-now)")
-def command(
-    repo: str,
-    view: str,
-    checkpoint: str,
-    trigger_seconds: Optional[float],
-    once: bool,
-    **source: Any,
-) -> int:
-    """Append every event of a stream to a view, one micro-batch at a time (docs/streaming.md)."""
-    if trigger_seconds is not None and once:
-        raise click.UsageError("--trigger-seconds and --once exclude each other")
-    context = open_view(repo, view, verbose())
-    stream = run_stream(context, context.spark(), source_from(**source), checkpoint, trigger_seconds, once)
-    report("stream", view, f"started; checkpoint {checkpoint}")
-    try:
-        stream.wait()
-    except KeyboardInterrupt:
-        stream.stop()
-    report("stream", view, f"{stream.progress.batches} micro-batches, {stream.progress.summary()}")
-    return 0
-
-
-main = script(command, "feast-sequence stream")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(spark_submit("stream"))

@@ -3,7 +3,7 @@
 - ``event_source``: a view's raw events (pandas or Spark), before they are indexed;
 - ``sequences``: indexed sequences read back from Redis;
 - ``training``: a training set from ``get_historical_features``;
-- ``consistency``: the online/offline consistency job's per-view results (``feast-sequence consistency``).
+- ``consistency_summary``: the online/offline consistency job's per-view results (``feast-sequence consistency``).
 
 Run them with ``feast-sequence validate ...`` (non-zero exit on failure) or from the backfill and
 correction jobs (``--validate``). Feast's own profiler needs GE < 1; these suites use GE 1.x directly.

@@ -159,7 +159,7 @@ def check_consistency(store: FeatureStore, customers: List[int], started: dateti
     """`feast-sequence consistency` on this run's logs of `purchase_ranking`: each logged response
     recomputed by the offline engine (Spark) at its request time; the report is an HTML page."""
     from feast_sequence.serving import serving_log
-    from feast_sequence.transformations.consistency import run_consistency
+    from feast_sequence.transformations.consistency_job import run_consistency
 
     service = store.get_feature_service("purchase_ranking")
     store.get_online_features(

@@ -21,8 +21,7 @@ from feast import FeatureStore
 from feast_sequence import SequenceFeatureView
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the cluster fixture and repos
-from test_cluster import local_cluster  # noqa: E402
-
+from redis_cluster import local_cluster  # noqa: E402
 from repos import PURCHASE_FIELDS, push_source, sequence_online, write_repo  # noqa: E402
 
 

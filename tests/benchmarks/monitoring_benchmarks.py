@@ -46,7 +46,7 @@ def run(connection: str) -> Dict[str, float]:
     sys.path.insert(0, str(TESTS))
     from feast_sequence.serving import serving_log
     from feast_sequence.serving.log_files import read_file_logs
-    from feast_sequence.transformations.consistency import run_consistency
+    from feast_sequence.transformations.consistency_job import run_consistency
 
     import serving_repo
     from repos import applied_store, sequence_online

@@ -30,7 +30,8 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     Safe for writes: every append is idempotent. How long a call waits is set by
     ``socket_timeout_seconds`` and ``socket_connect_timeout_seconds``."""
     retry_backoff_seconds: PositiveFloat = 0.05
-    """First wait between retries; doubled each time, at most 2 s."""
+    """First wait between retries; doubled each time, at most 2 s; each wait is drawn between half and
+    all of it (equal jitter)."""
     socket_timeout_seconds: PositiveFloat = 5.0
     """How long a call waits for Redis to answer before it fails with the retriable
     ``SequenceStoreUnavailableError``, unless connection_string sets ``socket_timeout`` (which wins).

@@ -2,7 +2,7 @@
 
 Feast's ``/health`` endpoint only checks that the registry can be read, so a feature server whose
 Redis is gone still reports healthy. ``feast-sequence health --repo feature_repo`` (exit 0 healthy,
-1 not; transformations/cli.py) is meant for a Kubernetes exec readiness probe next to ``feast serve``.
+1 not; feast_sequence/cli/online.py) is meant for a Kubernetes exec readiness probe next to ``feast serve``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``feast-sequence serve``: Feast's feature server, with a ``/push`` whose cost does not grow with the registry.
+"""Feast's feature server with a ``/push`` whose cost does not grow with the registry (``feast-sequence serve``).
 
 ``feast serve``'s ``/push`` calls ``store.push``, which pays for every view in the registry, and its
 route cannot be swapped without patching Feast. This command builds Feast's own FastAPI app
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-import click
 import pandas as pd
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,7 +27,6 @@ from feast.permissions.server.rest import inject_user_details
 from feast_sequence.errors import FeastSequenceError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
 from feast_sequence.online.push import push_async
-from feast_sequence.output import quiet_warnings
 
 _logger = logging.getLogger(__name__)
 _MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
@@ -96,7 +93,7 @@ def _remove_post_route(app: "FastAPI", path: str) -> Any:
     raise RuntimeError(f"Feast's feature server has no POST {path} route to replace (Feast version changed?).")
 
 
-def serve(
+def run_feature_server(
     store: FeatureStore,
     host: str,
     port: int,
@@ -163,38 +160,3 @@ def serve(
             return app
 
     Application().run()
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``feast-sequence serve --repo R [feast serve options]`` (``--help`` lists them: they are
-    ``feast serve``'s own)."""
-    from feast.cli.serve import serve_command
-
-    def run(repo: str, type_: str, **options: Any) -> None:
-        if type_ != "http":
-            raise click.BadParameter("feast-sequence serve serves HTTP only; use `feast serve -t grpc`.")
-        if options["workers"] == -1:
-            options["workers"] = max(1, multiprocessing.cpu_count() * 2 + 1)
-        quiet_warnings()  # Feast warns about its Spark source at every registry refresh
-        serve(FeatureStore(repo_path=repo), **options)
-
-    command = click.Command(
-        "feast-sequence serve",
-        params=[
-            click.Option(
-                ["--repo"],
-                default=".",
-                show_default=True,
-                help="feature repository (the folder with feature_store.yaml); default: the current directory",
-            ),
-            *serve_command.params,
-        ],
-        callback=run,
-        help=(__doc__ or "").splitlines()[0],
-    )
-    try:
-        command.main(args=list(argv or []), prog_name="feast-sequence serve", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        return 2
-    return 0

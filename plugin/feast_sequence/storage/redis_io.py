@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import random
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generator, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Generator, Iterable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import (
     AuthenticationError,
@@ -65,16 +66,24 @@ class Access(enum.Enum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a pipeline that could not reach Redis is sent again, with doubling waits."""
+    """How often a pipeline that could not reach Redis is sent again, with doubling, jittered waits."""
 
     retries: int = 0
     backoff_seconds: float = 0.05
     max_backoff_seconds: float = 2.0
 
-    def wait(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
+        """The longest wait before retry ``attempt`` (from 0): doubling, at most ``max_backoff_seconds``."""
         # int ** int is Any to mypy (a negative exponent gives a float); attempt is never negative.
         delay: float = min(self.backoff_seconds * (2**attempt), self.max_backoff_seconds)
         return delay
+
+    def wait(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        """The wait before retry ``attempt``: half its backoff plus a random share of the other half
+        (redis-py's ``EqualJitterBackoff``). Workers cut off by one failover then retry spread out,
+        not in lockstep against the new master, and each still waits at least half the backoff."""
+        delay = self.backoff(attempt)
+        return delay / 2 + draw() * delay / 2
 
 
 NO_RETRY = RetryPolicy()

@@ -6,62 +6,39 @@ Redis keys hold binary length prefixes, so redis-cli cannot show a sequence; thi
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import click
-import pandas as pd
-from feast import FeatureStore
-from feast.value_type import ValueType
 
-from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
-from feast_sequence.transformations.command_line import JobCommand, repo_option
+from feast_sequence.cli._options import JobCommand, repo_option
+from feast_sequence.cli.entity_arguments import view_entity_row
 
-_INTEGERS = {ValueType.INT32, ValueType.INT64, ValueType.UNIX_TIMESTAMP}
-_FLOATS = {ValueType.FLOAT, ValueType.DOUBLE}
+if TYPE_CHECKING:
+    from feast_sequence.definitions.settings import SequenceSettings
 
 
 def entity_row(settings: SequenceSettings, keys: Sequence[str]) -> Dict[str, Any]:
-    """``customer_id=123`` (one per join key), or a bare ``123`` when the view has one join key, as
-    an entity row with each value of its join key's type."""
-    types = dict(settings.join_keys)
-    names = ", ".join(types)
-    if len(keys) == 1 and "=" not in keys[0]:
-        if len(types) != 1:
-            raise click.BadParameter(
-                f"view '{settings.view_name}' has join keys {names}: give each as NAME=VALUE", param_hint="ENTITY_KEY"
-            )
-        keys = [f"{next(iter(types))}={keys[0]}"]
-    row: Dict[str, Any] = {}
-    for key in keys:
-        name, sep, text = key.partition("=")
-        if not sep or name not in types:
-            raise click.BadParameter(f"{key!r}: use NAME=VALUE with NAME one of {names}", param_hint="ENTITY_KEY")
-        row[name] = _typed(name, types[name], text)
-    missing = [n for n in types if n not in row]
-    if missing:
-        raise click.BadParameter(f"missing join key(s) {', '.join(missing)}", param_hint="ENTITY_KEY")
-    return row
+    """The entity row ENTITY_KEY names (``view_entity_row``), a usage error (exit 2) if it is wrong."""
+    from feast_sequence.errors import SequenceInputError
 
-
-def _typed(name: str, value_type: ValueType, text: str) -> Any:
     try:
-        if value_type in _INTEGERS:
-            return int(text)
-        if value_type in _FLOATS:
-            return float(text)
-    except ValueError:
-        raise click.BadParameter(f"{name}={text!r} is not a {value_type.name} value", param_hint="ENTITY_KEY") from None
-    if value_type == ValueType.BOOL:
-        return text.lower() in ("1", "true", "yes")
-    return text
+        return view_entity_row(settings.view_name, dict(settings.join_keys), keys)
+    except SequenceInputError as error:
+        raise click.BadParameter(str(error), param_hint="ENTITY_KEY") from None
 
 
-def tables(response: Dict[str, List[Any]]) -> Tuple[Dict[str, Any], List[pd.DataFrame]]:
-    """One entity's response split into its scalar values (join keys, regular features) and tables:
-    the list-valued columns, one table per list length (a use case's views may be cut differently)."""
+def tables(response: Dict[str, List[Any]], order: Sequence[str] = ()) -> Tuple[Dict[str, Any], List[Any]]:
+    """One entity's response split into its scalar values (join keys, regular features) and tables
+    (pandas DataFrames): the list-valued columns, one table per list length (a use case's views may
+    be cut differently). Columns come in ``order``, then any others by name: Feast's response has
+    no stable order of its own."""
+    import pandas as pd
+
+    rank = {name: i for i, name in enumerate(order)}
     scalars: Dict[str, Any] = {}
     by_length: Dict[int, Dict[str, List[Any]]] = {}
-    for name, values in response.items():
+    for name in sorted(response, key=lambda n: (rank.get(n, len(rank)), n)):
+        values = response[name]
         value = values[0]
         if isinstance(value, (list, tuple)):
             by_length.setdefault(len(value), {})[name] = list(value)
@@ -70,8 +47,8 @@ def tables(response: Dict[str, List[Any]]) -> Tuple[Dict[str, Any], List[pd.Data
     return scalars, [pd.DataFrame(columns) for _, columns in sorted(by_length.items(), reverse=True)]
 
 
-def render(title: str, response: Dict[str, List[Any]], limit: int) -> str:
-    scalars, frames = tables(response)
+def render(title: str, response: Dict[str, List[Any]], limit: int, order: Sequence[str] = ()) -> str:
+    scalars, frames = tables(response, order)
     lines = [title]
     lines += [f"  {name}: {value}" for name, value in scalars.items()]
     if not frames:
@@ -104,18 +81,31 @@ def command(view: str, entity_key: Tuple[str, ...], repo: str, use_case: Optiona
     has one join key (12347). With --use-case, print that FeatureService's output for the entity
     instead: filtered, cut, enriched and padded as a model received it.
     """
+    from feast import FeatureStore
+
+    from feast_sequence.cli.online import views_by_name
+    from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+    from feast_sequence.errors import SequenceDefinitionError
+
     store = FeatureStore(repo_path=repo)
-    settings = sequence_settings(store.get_feature_view(view))
+    sequence_views = [v for v in views_by_name(store).values() if is_sequence_view(v)]
+    found = next((v for v in sequence_views if v.name == view), None)
+    if found is None:
+        names = ", ".join(v.name for v in sequence_views) or "none"
+        raise SequenceDefinitionError(f"No sequence view {view!r} in {repo}; sequence views: {names}.")
+    settings = sequence_settings(found)
     row = entity_row(settings, entity_key)
     key = ", ".join(f"{k}={v}" for k, v in row.items())
     if use_case:
         service = store.get_feature_service(use_case)
         response = store.get_online_features(features=service, entity_rows=[row], full_feature_names=True).to_dict()
-        click.echo(render(f"use case '{use_case}' for {key}:", response, limit))
+        order = [*row, *(f"{p.name_to_use()}__{f.name}" for p in service.feature_view_projections for f in p.features)]
+        click.echo(render(f"use case '{use_case}' for {key}:", response, limit, order))
         return 0
-    fields = [*settings.field_names, settings.timestamp_field]
-    refs = [f"{view}:{name}" for name in dict.fromkeys(fields)]
+    # As the docs print it: the join keys, the timestamp, then the fields in the view's order.
+    order = [*row, *dict.fromkeys([settings.timestamp_field, *settings.field_names])]
+    refs = [f"{view}:{name}" for name in order[len(row) :]]
     response = store.get_online_features(features=refs, entity_rows=[row]).to_dict()
     events = len(next((v[0] for n, v in response.items() if n not in row and isinstance(v[0], list)), []))
-    click.echo(render(f"{view} for {key}: {events:,} events, newest first", response, limit))
+    click.echo(render(f"{view} for {key}: {events:,} events, newest first", response, limit, order))
     return 0

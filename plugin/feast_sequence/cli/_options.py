@@ -1,34 +1,46 @@
 """What every `feast-sequence` command shares (on click, Feast's own CLI library): the same options
 (``--repo`` defaults to the current directory everywhere, as `feast` does), errors as one line
-(``--debug`` for the traceback), quiet output (``--verbose`` for Spark's own logging), and running a
-command on its own (``spark-submit transformations/<job>.py``)."""
+(``--debug`` for the traceback), quiet output (``--verbose`` for Spark's own logging).
+
+Imports only click and the standard library: `feast-sequence --help` must not load Feast, Spark or
+Great Expectations (tests/test_cli.py); each command imports what it runs when it runs.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple, Type
 
 import click
-from feast.errors import FeastError
-from redis.exceptions import RedisError
 
 from feast_sequence.output import quiet_warnings
 
 REPO_HELP = "feature repository (the folder with feature_store.yaml); default: the current directory"
 
+#: ``-h`` is help on the group and on every command.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120}
+
+
+#: Library errors a user can act on: Feast's (every FeastSequenceError is a FeastError), Redis's, and
+#: Spark's (a wrong path or column), by module and class name.
+_LIBRARY_ERRORS = (
+    ("feast.errors", "FeastError"),
+    ("redis.exceptions", "RedisError"),
+    ("pyspark.errors", "PySparkException"),
+)
+
 
 def _expected_errors() -> Tuple[Type[BaseException], ...]:
-    """Errors a user can act on, printed as one line: ours and Feast's (every FeastSequenceError is
-    a FeastError), Redis's, files, bad values, and Spark's (a wrong path or column)."""
-    errors: List[Type[BaseException]] = [FeastError, RedisError, OSError, ValueError]
-    try:
-        from pyspark.errors import PySparkException
-
-        errors.append(PySparkException)
-    except ImportError:  # pragma: no cover (pyspark comes with feast[spark])
-        pass
+    """Errors printed as one line: the libraries' above, files and bad values. A library's are looked
+    up only if it is loaded, as nothing else can have raised them: telling that a repository is
+    missing must not import Feast (seconds) first."""
+    errors: List[Type[BaseException]] = [OSError, ValueError]
+    for module, name in _LIBRARY_ERRORS:
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -42,6 +54,7 @@ class JobCommand(click.Command):
     """A command with ``--debug`` and ``--verbose``: quiet by default, expected errors as one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
         super().__init__(*args, **kwargs)
         self.params += [
             click.Option(["--debug"], is_flag=True, help="print the traceback of an error"),
@@ -54,12 +67,25 @@ class JobCommand(click.Command):
         if not verbose:
             quiet_warnings()
         try:
+            if "repo" in ctx.params:
+                check_repository(ctx.params["repo"])
             return super().invoke(ctx)
-        except _expected_errors() as error:
+        except _expected_errors() as error:  # evaluated only when an error propagates
             if debug:
                 raise
             click.echo(f"Error: {one_line(error)} (--debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def check_repository(repo: str) -> None:
+    """Raise FileNotFoundError unless ``repo`` holds a feature_store.yaml: checked before Feast, whose
+    import alone takes seconds, is loaded to find out."""
+    config = Path(repo) / "feature_store.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config.resolve()} does not exist: --repo names the feature repository, the folder with "
+            "feature_store.yaml (default: the current directory)."
+        )
 
 
 def verbose() -> bool:
@@ -75,7 +101,7 @@ def view_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--view", required=True, help="sequence view name")(function)
 
 
-class IsoTime(click.ParamType):
+class IsoTime(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2; 8.1 cannot subscript it
     """An ISO 8601 time; UTC unless it names its zone."""
 
     name = "ISO-TIME"
@@ -93,6 +119,29 @@ class IsoTime(click.ParamType):
 ISO_TIME = IsoTime()
 
 
+def selection_from(kind: str, score: Optional[str], score_days: Optional[int], score_n: Optional[int]) -> Any:
+    """The ``EventSelection`` the command-line options name (``--selection``, ``--score*``)."""
+    from feast_sequence.transformations.selection import LastN, TopScored
+
+    if kind == "last-n":
+        return LastN()
+    if not (score and score_days and score_n):
+        raise click.UsageError("--selection top-scored needs --score, --score-days and --score-n")
+    return TopScored(score, score_days, score_n)
+
+
+def gate_from(validate: bool, report_dir: Optional[str], max_duplicate_rate: Optional[float]) -> Any:
+    """The validation gate the command-line options name (``--validate``, ``--report-dir``,
+    thresholds): an ``EventSourceGate``, or None without ``--validate``."""
+    if not validate:
+        return None
+    from feast_sequence.transformations._job import EventSourceGate
+    from feast_sequence.validations.event_source import EventSourceChecks
+
+    checks = EventSourceChecks(max_duplicate_rate=max_duplicate_rate)
+    return EventSourceGate(checks, Path(report_dir) if report_dir else None)
+
+
 def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--selection`` and ``--score*``; the command gets ``selection``, the ``EventSelection`` they name."""
 
@@ -105,8 +154,6 @@ def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
         score_n: Optional[int],
         **kwargs: Any,
     ) -> Any:
-        from feast_sequence.transformations._job import selection_from
-
         return function(*args, selection=selection_from(selection, score, score_days, score_n), **kwargs)
 
     for option in reversed(
@@ -123,20 +170,14 @@ def selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return with_selection
 
 
-def duplicate_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The event-source suite's duplicate rule (validations/event_source.py), as options."""
-    for option in reversed(
-        [
-            click.option(
-                "--max-duplicate-rate",
-                type=float,
-                help="largest share of events that may repeat an identity the store does not collapse "
-                "(default 0.01); with this option, repeats the view's dedup_by collapses count too",
-            ),
-        ]
-    ):
-        function = option(function)
-    return function
+def duplicate_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The event-source suite's duplicate rule (validations/event_source.py), as an option."""
+    return click.option(
+        "--max-duplicate-rate",
+        type=float,
+        help="largest share of events that may repeat an identity the store does not collapse "
+        "(default 0.01); with this option, repeats the view's dedup_by collapses count too",
+    )(function)
 
 
 def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,8 +188,6 @@ def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
     def with_gate(
         *args: Any, validate: bool, report_dir: Optional[str], max_duplicate_rate: Optional[float], **kwargs: Any
     ) -> Any:
-        from feast_sequence.transformations._job import gate_from
-
         return function(*args, gate=gate_from(validate, report_dir, max_duplicate_rate), **kwargs)
 
     for option in reversed(
@@ -158,7 +197,7 @@ def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ]
     ):
         with_gate = option(with_gate)
-    return duplicate_options(with_gate)
+    return duplicate_option(with_gate)
 
 
 def run(command: click.Command, argv: Optional[List[str]], prog_name: str) -> int:
@@ -174,13 +213,3 @@ def run(command: click.Command, argv: Optional[List[str]], prog_name: str) -> in
         click.echo("Aborted.", err=True)
         return 1
     return result if isinstance(result, int) else 0
-
-
-def script(command: click.Command, prog_name: str) -> Callable[[Optional[List[str]]], int]:
-    """A job module's ``main(argv=None)``: ``command`` run as ``prog_name`` (``spark-submit`` runs the
-    module, `feast-sequence` the command)."""
-
-    def main(argv: Optional[List[str]] = None) -> int:
-        return run(command, argv, prog_name)
-
-    return main

@@ -8,15 +8,13 @@ offline point-in-time engine (Spark when the offline store is Spark) recomputes 
 at the logged request time; the comparison (feast_sequence.monitoring.consistency) is reported per
 use case and view in ``report.html``, ``summary.json`` and ``rows.parquet`` under ``--out``, and
 gated: exit code 1 when a view's exact-match rate is under ``--min-match-rate``, with the Great
-Expectations suite ``validations/consistency.py``'s result. Rows served by another configuration of
+Expectations suite ``validations/consistency_summary.py``'s result. Rows served by another configuration of
 the use case are reported as configuration changes, not as skew. See docs/monitoring.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,9 +33,8 @@ from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.log_files import log_path, read_file_logs
 from feast_sequence.serving.serving_log import LOG_TIMESTAMP
 from feast_sequence.transformations._job import EPOCH, report
-from feast_sequence.transformations.command_line import ISO_TIME
 from feast_sequence.validations._runner import ValidationReport
-from feast_sequence.validations.consistency import validate_consistency
+from feast_sequence.validations.consistency_summary import validate_consistency
 
 
 @dataclass(frozen=True)
@@ -112,29 +109,8 @@ def run_consistency(
     return ConsistencyRun(summary, page, validation, int(logged), time.perf_counter() - began)
 
 
-def _iso_time(text: str) -> datetime:
-    return ISO_TIME.convert(text, None, None)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="feast-sequence consistency", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default="feature_repo", help="feature repository (feature_store.yaml)")
-    parser.add_argument("--use-case", action="append", default=[], help="a use case (repeat; default: all that log)")
-    parser.add_argument("--start", type=_iso_time, default=EPOCH, help="logged from this ISO time (default: all)")
-    parser.add_argument("--end", type=_iso_time, help="logged before this ISO time (default: now)")
-    parser.add_argument("--out", type=Path, default=Path("consistency-report"), help="report folder")
-    parser.add_argument("--min-match-rate", type=float, default=0.99, help="gate: least exact-match rate per view")
-    parser.add_argument("--data-docs", action="store_true", help="also build GE Data Docs under --out/validation")
-    args = parser.parse_args(argv)
-    run = run_consistency(
-        FeatureStore(repo_path=args.repo),
-        args.out,
-        args.start,
-        args.end,
-        args.use_case,
-        Thresholds(args.min_match_rate),
-        args.data_docs,
-    )
+def print_summary(run: ConsistencyRun) -> None:
+    """One line per use case and view, the validation report, and where the report is."""
     for name, use_case in run.summary["use_cases"].items():
         for view, stats in use_case["views"].items():
             report(
@@ -147,8 +123,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         report("consistency", name, f"configuration changes: {use_case['configuration_changes']:,} rows")
     print(run.validation, flush=True)
     report("consistency", "report", f"{run.report} ({run.rows:,} logged rows in {run.seconds:.1f} s)")
-    return 0 if run.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
