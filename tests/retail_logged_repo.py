@@ -27,7 +27,7 @@ def log_config(data_dir: Path, name: str) -> LoggingConfig:
     return LoggingConfig(destination=FileLoggingDestination(path=str(data_dir / "logs" / name)), sample_rate=1.0)
 
 
-def objects(data_dir: Path, ranking_length: int = 10) -> List:
+def objects(data_dir: Path, ranking_length: int = 10, max_length: int = 50) -> List:
     example = runpy.run_path(str(EXAMPLE))  # its entities, catalogue view, purchase source and fields
     customer, item, items = example["customer"], example["item"], example["item_features"]
     catalogue = enrich(items, on="item_id", features=["description"], prefix="item_")
@@ -36,7 +36,7 @@ def objects(data_dir: Path, ranking_length: int = 10) -> List:
         entities=[customer],
         source=example["purchase_push"],
         schema=example["EVENT_FIELDS"],
-        max_length=50,
+        max_length=max_length,
         dedup_by=["invoice", "item_id"],
         enrich=[catalogue],  # index time: the description as of each purchase
     )

@@ -148,3 +148,15 @@ def test_injected_faults_are_counted_exactly(retail, tmp_path):
     assert summary["validation"]["success"] is False
     page = (out / "report.html").read_text()
     assert "<svg" in page and "purchase_history" in page and "Configuration changes" in page
+
+
+def test_rows_served_before_a_narrower_window_are_configuration_changes_not_skew(retail, tmp_path):
+    """Training data replays the current definition at every time: rows logged while the view kept
+    50 events differ from it once max_length is 5, and are set apart, as a use case's own change is."""
+    store, data, customers, _, _ = retail
+    start = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    _serve_all(store, customers)
+    store.apply(retail_logged_repo.objects(data, ranking_length=5, max_length=5))
+    run = run_consistency(store, tmp_path, start=start)
+    history = run.summary["use_cases"]["purchase_history"]
+    assert history["configuration_changes"] == CUSTOMERS and history["views"] == {}

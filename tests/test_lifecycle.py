@@ -11,6 +11,7 @@ from typing import Any, List
 import pandas as pd
 import pytest
 from feast import Entity, FeatureStore, Field, PushSource, ValueType
+from feast.data_source import PushMode
 from feast.types import Float32, Int32, Int64, String
 
 from feast_sequence import (
@@ -20,6 +21,7 @@ from feast_sequence import (
     SequenceStoreError,
     sequence_settings,
 )
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.health import check
 from feast_sequence.testing.local_redis import LocalRedis
 
@@ -56,10 +58,10 @@ def view(data_dir: Path, fields=("item", "price", "cost"), entity=user, **overri
     return SequenceFeatureView(**args)
 
 
-def push(store: FeatureStore, rows: List[dict]) -> None:
+def push(store: FeatureStore, rows: List[dict], to: PushMode = PushMode.ONLINE) -> None:
     df = pd.DataFrame(rows)
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
-    store.push("events_push", df)
+    store.push("events_push", df, to=to)
 
 
 def read(store: FeatureStore, fields: List[str], users=(1,)) -> dict:
@@ -186,24 +188,23 @@ def ttls_ms(client) -> List[int]:
     return sorted(client.pttl(k) for k in client.scan_iter(match=b"fsq:*:{*"))
 
 
-def test_a_removed_ttl_stops_expiring_existing_and_new_keys(make_store, data_dir, redis_client):
-    store = make_store([user, view(data_dir, dedup_by=["item"], ttl=timedelta(seconds=3))])
-    now = datetime.now(timezone.utc)
-    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": now}])
+def test_a_lowered_or_added_ttl_applies_to_stored_keys_without_a_new_push(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, dedup_by=["item"])])
+    push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": datetime.now(timezone.utc)}])
+    assert ttls_ms(redis_client) == [-1, -1]
+    store.apply([view(data_dir, dedup_by=["item"], ttl=timedelta(days=1))])
+    assert all(86_000_000 < t <= 86_400_000 for t in ttls_ms(redis_client))
+    store.apply([view(data_dir, dedup_by=["item"], ttl=timedelta(seconds=3))])
     expiries = ttls_ms(redis_client)
     assert len(expiries) == 2 and all(0 < t <= 3000 for t in expiries)
-    store.apply([view(data_dir, dedup_by=["item"])])
-    assert ttls_ms(redis_client) == [-1, -1]  # existing keys no longer expire
-    push(store, [{"user_id": 1, "item": "b", "price": 1.0, "cost": 2.0, "ts": now}])
-    assert ttls_ms(redis_client) == [-1, -1]
 
 
-def test_a_raised_ttl_applies_to_keys_without_a_new_push(make_store, data_dir, redis_client):
-    store = make_store([user, view(data_dir, ttl=timedelta(seconds=3))])
+def test_a_view_without_stored_sequences_may_raise_its_ttl_and_max_length(make_store, data_dir, redis_client):
+    store = make_store([user, view(data_dir, ttl=timedelta(seconds=3), max_length=5)])
+    store.apply([view(data_dir, max_length=50)])  # TTL removed, max_length raised: nothing is stored
     push(store, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": datetime.now(timezone.utc)}])
-    store.apply([view(data_dir, ttl=timedelta(days=1))])
-    (ttl,) = ttls_ms(redis_client)
-    assert 86_000_000 < ttl <= 86_400_000
+    assert ttls_ms(redis_client) == [-1]
+    assert read(store, ["item"])["item"] == [["a"]]
 
 
 def test_a_sub_second_ttl_is_exact(make_store, data_dir, redis_client):
@@ -366,3 +367,100 @@ def test_two_names_on_one_stored_number_are_a_definition_error_with_a_remedy(dat
     resolved = view(data_dir, fields=("f39", "f70"), field_numbers={"f70": 361})
     numbers = {f.name: f.stored_number for f in sequence_settings(resolved).fields}
     assert numbers == {"f39": 360, "f70": 361}
+
+
+# --- the served window only narrows in place (issue 22, cases 3, 4 and 5) -----------------------
+
+
+def compact(store: FeatureStore) -> int:
+    return store_provider(store).online_store.compact_sequence_view(
+        store.config, sequence_settings(store.get_feature_view("events"))
+    )
+
+
+def registered(store: FeatureStore) -> FeatureStore:
+    """The store as a new process sees it: a refused `feast apply` leaves the registry as it was
+    (the ``FeatureStore`` that applied keeps the refused view in its registry cache)."""
+    return FeatureStore(repo_path=str(store.repo_path))
+
+
+def events_at(seconds: List[float], now: datetime) -> List[dict]:
+    return [
+        {"user_id": 1, "item": f"i{k}", "price": 1.0, "cost": float(k), "n": k, "ts": now - timedelta(seconds=s)}
+        for k, s in enumerate(seconds)
+    ]
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_lowered_then_raised_max_length_is_refused_and_serves_alike_with_a_block(make_store, data_dir, compacted):
+    store = make_store([user, view(data_dir, max_length=10)])
+    push(store, events_at(list(range(10, 0, -1)), NOW))
+    store.apply([view(data_dir, max_length=5)])
+    push(store, events_at([0], NOW + timedelta(seconds=1)))
+    if compacted:
+        assert compact(store) == 1
+    with pytest.raises(SequenceDefinitionError, match=r"max_length rises from 5 to 10") as refused:
+        store.apply([view(data_dir, max_length=10)])
+    assert "feast-sequence reindex --repo <repo> --view events" in str(refused.value)
+    assert len(read(registered(store), ["item"])["item"][0]) == 5
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+@pytest.mark.parametrize("raised", [timedelta(hours=1), None], ids=["raised", "removed"])
+def test_a_temporarily_lowered_ttl_cannot_be_raised_back_over_stored_sequences(make_store, data_dir, compacted, raised):
+    now = datetime.now(timezone.utc)
+    store = make_store([user, view(data_dir, ttl=timedelta(hours=1))])
+    push(store, events_at([1500, 1200, 900, 600, 300, 5, 4, 3], now))
+    store.apply([view(data_dir, ttl=timedelta(seconds=20))])
+    if compacted:
+        assert compact(store) == 1
+    with pytest.raises(SequenceDefinitionError, match=r"the TTL of 0:00:20 (rises to 1:00:00|is removed)") as refused:
+        store.apply([view(data_dir, ttl=raised)])
+    assert "feast-sequence reindex --repo <repo> --view events" in str(refused.value)
+    assert read(registered(store), ["item"])["item"] == [["i7", "i6", "i5"]]
+
+
+def test_training_data_equals_serving_across_a_max_length_change(make_store, data_dir):
+    longer, shorter = view(data_dir, max_length=40), view(data_dir, max_length=10)  # before the source fills
+    store = make_store([user, longer])
+    push(store, events_at(list(range(30, 0, -1)), NOW), to=PushMode.ONLINE_AND_OFFLINE)
+    store.apply([shorter])
+    push(store, events_at([0], NOW + timedelta(seconds=1)), to=PushMode.ONLINE_AND_OFFLINE)
+    with pytest.raises(SequenceDefinitionError, match=r"max_length rises from 10 to 40"):
+        store.apply([longer])
+
+    store = registered(store)
+    served = read(store, ["item", "cost"])
+    entity_df = pd.DataFrame({"user_id": [1], "event_timestamp": [NOW + timedelta(seconds=2)]})
+    training = store.get_historical_features(entity_df=entity_df, features=["events:item", "events:cost"]).to_df()
+    assert len(served["item"][0]) == 10
+    assert [list(training["item"][0]), list(training["cost"][0])] == [served["item"][0], served["cost"][0]]
+
+
+# --- an event re-sent after its view's fields changed is the same event (issue 22, case 7) -------
+
+FIELD_CHANGES = {
+    "removed": (("item", "price", "cost"), ("item", "cost")),
+    "added": (("item", "cost"), ("item", "n", "cost")),
+    "moved": (("item", "price", "cost"), ("cost", "item", "price")),
+}
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["tail", "block"])
+@pytest.mark.parametrize("dedup_by", [None, ["item"]], ids=["plain", "dedup_by"])
+@pytest.mark.parametrize("change", list(FIELD_CHANGES))
+def test_an_event_re_sent_after_its_fields_changed_is_served_once(make_store, data_dir, compacted, dedup_by, change):
+    before, after = FIELD_CHANGES[change]
+    store = make_store([user, view(data_dir, fields=before, dedup_by=dedup_by)])
+    first = {"user_id": 1, "item": "a", "price": 5.0, "cost": 3.0, "ts": NOW}
+    push(store, [{k: v for k, v in first.items() if k in ("user_id", "ts", *before)}])
+    if compacted:
+        assert compact(store) == 1
+    store.apply([view(data_dir, fields=after, dedup_by=dedup_by)])
+    again = {k: first.get(k) for k in ("user_id", "ts", *after)}  # a field it was sent without is null
+    push(store, [again, {**again, "item": "b", "ts": NOW + timedelta(seconds=1)}])  # at-least-once: sent again
+    out = read(store, ["item", "cost"])
+    assert (out["item"], out["cost"]) == ([["b", "a"]], [[3.0, 3.0]])
+    if compacted:
+        compact(store)
+        assert read(store, ["item", "cost"]) == out

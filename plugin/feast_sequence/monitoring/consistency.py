@@ -18,7 +18,10 @@ both sides have. Per row and view:
   online had that the batch source lacks (how late the batch data is, at least).
 
 Rows logged by another configuration of the use case (its version differs from the registry's) are
-counted as configuration changes, not compared: they are not skew.
+counted as configuration changes, not compared: they are not skew. So are a view's rows logged before
+its served window (``max_length``, TTL) last changed, when the store recorded it: training data
+replays the current definition at every time, so those rows legitimately differ (docs/concepts.md,
+"Definition changes").
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from feast_sequence.definitions.use_case import OutputFormat, use_case_settings
 from feast_sequence.feast_internals import historical_request
 from feast_sequence.monitoring.training_from_logs import ServedViews, served_views
 from feast_sequence.online.provider import sequence_provider
+from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.serving_log import (
     LOG_TIMESTAMP,
     USE_CASE_VERSION_FIELD,
@@ -166,9 +170,11 @@ def check_use_case(
     results: List[Dict[str, Any]] = []
     stamps = list(times)  # per-row access to a Series is slow
     seconds = [t.timestamp() for t in stamps]
-    for row, (same, time) in enumerate(zip(current, stamps)):
-        if not same:
-            for name, _, _, _ in views:
+    windows = window_changes(store)
+    for name, _, _, _ in views:
+        since_s = windows.get(name, -np.inf)
+        for row, (same, time) in enumerate(zip(current, stamps)):
+            if not same or seconds[row] < since_s:
                 results.append(
                     {"use_case": service.name, "view": name, "log_row": row, "request_time": time}
                     | {"configuration_changed": True}
@@ -177,6 +183,7 @@ def check_use_case(
     if rows:
         offline = recompute(store, service, views, logs.take(pa.array(rows, pa.int64())), rows)
         for name, settings, spec, outputs in views:
+            since_s = windows.get(name, -np.inf)
             enriched = [o for e in spec.enrich for o in e.output_names]
             identity = [settings.timestamp_field] + [o for o in outputs if o not in enriched]
             identity = list(dict.fromkeys(identity))
@@ -184,6 +191,8 @@ def check_use_case(
             offline_columns = {f: _frame_rows(offline[logged_column(name, f)]) for f in identity + enriched}
             for position, row in enumerate(rows):
                 request_s = seconds[row]
+                if request_s < since_s:
+                    continue  # served under the view's previous window: counted above
                 measures = compare(
                     _pair(online_columns, identity, enriched, row, settings.timestamp_field),
                     _pair(offline_columns, identity, enriched, position, settings.timestamp_field),
@@ -198,6 +207,16 @@ def check_use_case(
     frame = pd.DataFrame(results, columns=list(ROW_COLUMNS))
     frame["configuration_changed"] = frame["configuration_changed"].astype(bool)
     return UseCaseCheck(service.name, version, frame, dict(Counter(versions)))
+
+
+def window_changes(store: FeatureStore) -> Dict[str, float]:
+    """Per sequence view, when its current served window took effect (epoch seconds), as `feast
+    apply` recorded it next to the stored events."""
+    online = sequence_provider(store).online_store
+    if not isinstance(online, SequenceRedisOnlineStore):
+        return {}  # another online store keeps no record: nothing to tell apart
+    recorded = online.stored_definitions(store.config)
+    return {name: d.window_since_us / 1e6 for name, d in recorded.items() if d.window_since_us is not None}
 
 
 def recompute(

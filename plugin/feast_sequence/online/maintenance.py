@@ -6,6 +6,7 @@ These scan a view's keys with a synchronous client; none of it runs per request.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -15,10 +16,16 @@ from feast.repo_config import RepoConfig
 from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.storage.client import refuse_eviction
-from feast_sequence.storage.compaction import compact
+from feast_sequence.storage.compaction import compact, rewrite
 from feast_sequence.storage.drivers import drive
-from feast_sequence.storage.evolution import StoredDefinition, evolve
-from feast_sequence.storage.keys import definitions_key, sequence_keys_of, view_scan_pattern, zset_key_of
+from feast_sequence.storage.evolution import StoredDefinition, evolve, widens
+from feast_sequence.storage.keys import (
+    SequenceKeys,
+    definitions_key,
+    sequence_keys_of,
+    view_scan_pattern,
+    zset_key_of,
+)
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -57,6 +64,8 @@ def apply_views(client: Any, config: RepoConfig, keep: Sequence[FeatureView], de
     for settings, previous, record in changes:
         if previous is not None and previous.ttl_us != record.ttl_us:
             expire_view(client, config, settings)  # a scan of the view's keys: only on change
+        if previous is not None and not previous.encodes_like(record):
+            reencode_view(client, config, settings)  # every stored event: only when fields change
         _run_writes(
             client,
             [("HSET", definitions_key(config.project), settings.view_name, record.to_json())],
@@ -95,12 +104,11 @@ def delete_view(client: Any, config: RepoConfig, view_name: str) -> int:
 def expire_view(client: Any, config: RepoConfig, settings: SequenceSettings) -> int:
     """Set every stored sequence of a view to expire under its current TTL (none: never), as the
     next write would; returns how many sequences were updated. Run by `feast apply` when the TTL
-    changes, so a removed or raised TTL no longer deletes keys at the old time."""
+    changes (only narrowing over stored sequences: docs/concepts.md, "Definition changes")."""
     args = (settings.ttl_us or 0, "1" if settings.dedup_by else "0")
     updated = 0
-    for batch in _scan_batches(client, view_scan_pattern(config.project, settings.view_name)):
-        sequences = sorted({zset_key_of(k) for k in batch})
-        commands = [evalsha(EXPIRE, sequence_keys_of(z), args) for z in sequences]
+    for sequences in _sequence_batches(client, config, settings, 1000):
+        commands = [evalsha(EXPIRE, keys, args) for keys in sequences]
         updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
     return updated
 
@@ -111,12 +119,20 @@ def compact_view(client: Any, config: RepoConfig, settings: SequenceSettings, ba
     compare-and-set (storage/compaction.py). Also converts sequences written before blocks existed
     (storage format 2) in place."""
     online = config.online_store
-    compacted = 0
-    for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
-        sequences = [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
-        operation = compact(settings, sequences, retry_policy(online), replica_acks(online))
-        compacted += drive(operation, partial(run_round_trip, client))
-    return compacted
+    return sum(
+        drive(compact(settings, sequences, retry_policy(online), replica_acks(online)), partial(run_round_trip, client))
+        for sequences in _sequence_batches(client, config, settings, batch)
+    )
+
+
+def reencode_view(client: Any, config: RepoConfig, settings: SequenceSettings, batch: int = 200) -> int:
+    """Re-encode every stored event of a view under its current fields (storage/compaction.rewrite),
+    as `feast apply` does when they change; returns how many sequences were rewritten."""
+    online = config.online_store
+    return sum(
+        drive(rewrite(settings, sequences, retry_policy(online), replica_acks(online)), partial(run_round_trip, client))
+        for sequences in _sequence_batches(client, config, settings, batch)
+    )
 
 
 def _definition_changes(
@@ -132,10 +148,27 @@ def _definition_changes(
         retry_policy(config.online_store),
     )[0]
     changes = []
+    now_us = time.time_ns() // 1000
     for settings, raw in zip(views, replies):
         previous = StoredDefinition.from_json(raw) if raw is not None else None
-        changes.append((settings, previous, evolve(previous, settings)))
+        # A scan, but only for a change that widens the window, and it stops at the first key.
+        holds = bool(widens(previous, settings)) and _holds_sequences(client, config, settings.view_name)
+        changes.append((settings, previous, evolve(previous, settings, now_us, holds)))
     return changes
+
+
+def _holds_sequences(client: Any, config: RepoConfig, view_name: str) -> bool:
+    """Whether any sequence of the view is stored."""
+    keys = client.scan_iter(match=view_scan_pattern(config.project, view_name), count=1000)
+    return next(iter(keys), None) is not None
+
+
+def _sequence_batches(
+    client: Any, config: RepoConfig, settings: SequenceSettings, size: int
+) -> Iterator[List[SequenceKeys]]:
+    """The keys of every stored sequence of a view, a batch of scanned keys at a time."""
+    for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), size):
+        yield [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
 
 
 def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:

@@ -22,6 +22,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
 from feast_sequence.storage import blocks
 from feast_sequence.storage.append import REFUSED, append_header
+from feast_sequence.storage.evolution import reencoded
 from feast_sequence.storage.keys import SequenceKeys
 from feast_sequence.storage.redis_io import (
     Access,
@@ -93,14 +94,21 @@ def snapshot_commands(keys: Sequence[SequenceKeys]) -> List[Command]:
     return [evalsha(SNAPSHOT, k, ()) for k in keys]
 
 
-def compact_command(settings: SequenceSettings, keys: SequenceKeys, snapshot: Sequence[Any], now_us: int) -> Command:
-    """The compare-and-set that replaces a sequence's block with the merge of its snapshot."""
+def compact_command(
+    settings: SequenceSettings, keys: SequenceKeys, snapshot: Sequence[Any], now_us: int, reencode: bool = False
+) -> Command:
+    """The compare-and-set that replaces a sequence's block with the merge of its snapshot; with
+    ``reencode``, every event re-encoded under ``settings`` first (``rewrite``)."""
     block, tail_reply = snapshot
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
     decoded = blocks.decode(block)
-    if decoded is not None and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
+    if reencode:
+        old = decoded.events() if decoded is not None else blocks.EMPTY
+        merged = blocks.merge(reencoded(settings, old), reencoded(settings, tail), settings.max_length, oldest)
+        new_block = blocks.encode(merged) if len(merged) else b""
+    elif decoded is not None and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
         new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
     else:
         merged = blocks.merge(
@@ -131,6 +139,36 @@ def compact(
         return 0
     replies = yield RoundTrip(commands, _what(settings, "writing", len(commands)), retry, acks, Access.WRITE)
     return sum(1 for r in replies if r == COMPACTED)
+
+
+def rewrite(
+    settings: SequenceSettings,
+    keys: Sequence[SequenceKeys],
+    retry: RetryPolicy,
+    acks: ReplicaAcks,
+    attempts: int = 10,
+) -> Generator[RoundTrip, List[Any], int]:
+    """Re-encode every stored event of the given sequences, block and tail, under ``settings``
+    (``evolution.reencoded``) into one block, by compaction's compare-and-set; a sequence that
+    changed meanwhile is read again. `feast apply` runs it when a view's fields change, so stored
+    events keep the bytes that identity and ties compare. Returns how many were rewritten."""
+    pending, rewritten = list(keys), 0
+    for _ in range(attempts):
+        snapshots = yield RoundTrip(snapshot_commands(pending), _what(settings, "re-encoding", len(pending)), retry)
+        now_us = time.time_ns() // 1000
+        stored = [(k, s) for k, s in zip(pending, snapshots) if s[0] or s[1]]
+        if not stored:
+            return rewritten
+        commands = [compact_command(settings, k, s, now_us, reencode=True) for k, s in stored]
+        replies = yield RoundTrip(commands, _what(settings, "re-encoding", len(commands)), retry, acks, Access.WRITE)
+        rewritten += sum(1 for r in replies if r == COMPACTED)
+        pending = [k for (k, _), r in zip(stored, replies) if r == BLOCK_CHANGED]
+        if not pending:
+            return rewritten
+    raise SequenceStoreError(
+        f"Sequence view '{settings.view_name}': {len(pending)} sequence(s) kept changing while their events "
+        f"were re-encoded for the new definition ({attempts} attempts). Apply again."
+    )
 
 
 def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
