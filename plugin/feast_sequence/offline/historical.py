@@ -345,6 +345,15 @@ def engine_for(config: RepoConfig) -> Tuple[SequenceEngine, bool]:
     kind: str = config.offline_store.type
     if kind in ("file", "dask") or kind.endswith(("FileOfflineStore", "DaskOfflineStore")):
         return PandasEngine(), False
+    if kind == "remote":
+        # Feast's offline server runs its offline store's point-in-time join itself, without the
+        # provider that computes sequences, so it cannot serve sequence views (docs/deployment.md).
+        raise SequenceConfigurationError(
+            "Sequence views' training data cannot come through Feast's offline server "
+            "('offline_store: type: remote', `feast serve_offline`); compute it where the Spark "
+            "offline store is configured: run get_historical_features or "
+            "feast_sequence.get_training_data with the server's feature_store.yaml (docs/deployment.md)."
+        )
     raise SequenceConfigurationError(
         f"Sequence views support the 'spark' and 'file' offline stores for training data (found {kind!r})."
     )

@@ -47,6 +47,7 @@ from feast_sequence.offline.local_sources import (
 from feast_sequence.offline.sources import checked_source, checked_view, refuse_single_file_offline_push
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.push_views import PushSourceViews
+from feast_sequence.online.remote_push import is_remote
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.log_files import write_file_logs
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
@@ -85,14 +86,27 @@ class SequenceProvider(PassthroughProvider):
         return views
 
     def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
+        self._refuse_remote_push(feature_view)
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         self.write_pushed(feature_view, df, field_mapping)
 
     async def ingest_df_async(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
     ) -> None:
+        self._refuse_remote_push(feature_view)
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         await self.write_pushed_async(feature_view, df, field_mapping)
+
+    def _refuse_remote_push(self, feature_view: Any) -> None:
+        """``store.push`` from a client of a feature server converts a sequence view's events as lists,
+        view by view (online/remote_push.py): refuse it, naming the push that works."""
+        if is_sequence_view(feature_view) and is_remote(self.repo_config):
+            source = getattr(feature_view.stream_source, "name", "<push source>")
+            raise SequenceConfigurationError(
+                f"Sequence view '{feature_view.name}': store.push cannot send events through "
+                f"'online_store: type: remote'; use feast_sequence.push(store, '{source}', df) "
+                "(or push_async), which sends them to feast-sequence serve's /push."
+            )
 
     def write_pushed(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
         """Write a pushed frame to one view, without checking the push source's other views (the

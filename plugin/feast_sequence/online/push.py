@@ -17,6 +17,11 @@ Feast's (``PushSourceNotFoundException``, ``ValueError``) or ours (``SequenceInp
 sources' columns and types too, so a frame the offline store would refuse writes nothing online),
 and the online writes all come before the offline ones (as in ``push_async``). An offline write
 that fails anyway (storage) raises ``PartialPushError`` saying what was written.
+
+In a server, the caller's permissions are checked (Feast's ``WRITE_ONLINE``/``WRITE_OFFLINE`` on every
+view the source feeds, online/permissions.py) before anything is written. From a client whose
+``online_store`` is ``type: remote``, the push is sent whole to the server's ``/push``
+(online/remote_push.py), which does all of the above there.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from feast.data_source import PushMode
 from feast_sequence.errors import PartialPushError, SequenceInputError
 from feast_sequence.feast_internals import validate_vector_features
 from feast_sequence.offline.push_check import offline_push_problem
+from feast_sequence.online.permissions import assert_can_push
 from feast_sequence.online.provider import SequenceProvider, sequence_provider
+from feast_sequence.online.remote_push import is_remote, push_remote
 
 _logger = logging.getLogger(__name__)
 _ONLINE = (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE)
@@ -62,6 +69,9 @@ def push(
     does not depend on how many views the registry holds. Validates the frame for every view
     before writing any. Raises Feast's ``PushSourceNotFoundException`` for an unknown source.
     """
+    if is_remote(store.config):
+        push_remote(store.config, push_source_name, df, to, allow_registry_cache)
+        return
     plan = _plan(store, push_source_name, df, to, allow_registry_cache)
     for view in plan.online:
         plan.provider.write_pushed(view, df)
@@ -78,6 +88,9 @@ async def push_async(
     """``push`` on the event loop: the online writes on the async Redis client, the offline writes in
     a thread (Feast's offline stores are synchronous), as ``store.push_async``. The views are written
     one after another, not gathered: the first write is what validates the frame for the first view."""
+    if is_remote(store.config):
+        await asyncio.to_thread(push_remote, store.config, push_source_name, df, to, allow_registry_cache)
+        return
     plan = _plan(store, push_source_name, df, to, allow_registry_cache)
     for view in plan.online:
         await plan.provider.write_pushed_async(view, df)
@@ -88,6 +101,7 @@ async def push_async(
 def _plan(store: FeatureStore, push_source_name: str, df: pd.DataFrame, to: PushMode, allow_cache: bool) -> _Plan:
     provider = sequence_provider(store)
     targets = provider.push_views(store.registry).resolve(push_source_name, allow_cache)
+    assert_can_push(targets.views, to)
     online: Tuple[Any, ...] = ()
     if to in _ONLINE:
         online = tuple(view for view in targets.views if _has_feature_values(store, push_source_name, view, df))

@@ -33,6 +33,7 @@ from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
+from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
@@ -187,7 +188,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> Optional[StoreOperation[OnlineResponse]]:
         """A use case's request (``SequenceUseCase``) as its serving pipeline (feast_sequence.serving);
-        None for any other request, which Feast's method serves."""
+        None for any other request, which Feast's method serves. First, in a server, the caller's
+        ``READ_ONLINE`` on everything the request reads (permissions.py)."""
+        assert_can_read(registry, project, features)
         if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
             return None
         if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)
