@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check bench setup redis-server java clean
+.PHONY: demo test check bench soak setup redis-server java clean
 
 setup: $(STAMP) redis-server java
 
@@ -41,6 +41,12 @@ test: setup check
 
 bench: setup
 	$(PY) tests/benchmarks/run_benchmarks.py
+
+# The long run of the model-based test (tests/test_sequence_model.py): SOAK_EXAMPLES random histories
+# of 60 steps per variant (about 0.08 s a step), then the number of steps run without a counterexample.
+SOAK_EXAMPLES ?= 1000
+soak: setup
+	FEAST_SEQUENCE_SOAK_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest -q --timeout=0 tests/test_sequence_model.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

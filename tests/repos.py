@@ -105,12 +105,14 @@ def update_config(repo: Path, section: List[str], values: Dict[str, Any]) -> Non
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def feast_apply(repo: Path, env: Optional[Dict[str, str]] = None) -> None:
-    """Run the `feast apply` CLI on ``repo`` with ``env`` added to this environment; assert it succeeds."""
+def feast_apply(repo: Path, env: Optional[Dict[str, str]] = None) -> str:
+    """Run the `feast apply` CLI on ``repo`` with ``env`` added to this environment; assert it
+    succeeds; return what it printed (standard output, then standard error)."""
     applied = subprocess.run(
         [FEAST, "-c", str(repo), "apply"], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
     assert applied.returncode == 0, applied.stdout + applied.stderr
+    return applied.stdout + applied.stderr
 
 
 def push_source(

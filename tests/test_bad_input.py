@@ -3,6 +3,7 @@ clear error that names the offending field, value or row, and nothing is written
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -11,6 +12,7 @@ from feast import Field
 from feast.repo_config import FeastConfigError
 from feast.types import Array, String
 
+import feast_sequence
 from feast_sequence import (
     SequenceConfigurationError,
     SequenceDefinitionError,
@@ -184,7 +186,7 @@ PUSHES = {
     ),
     "entity key from a fraction": (
         lambda: with_value("user_id", 1.5),
-        r"Column 'user_id', row 1 .* cannot be converted to INT64",
+        r"Column 'user_id', row 1 .* value 1.5 is a float; join key 'user_id' is INT64",
     ),
     "oversized value": (
         lambda: with_value("item", "x" * 70_000),
@@ -199,6 +201,18 @@ def test_pushes_are_rejected_whole(store, redis_client, case):
     expected = KeyError if case == "missing timestamp column" else SequenceInputError
     with pytest.raises(expected, match=message):
         store.push("clicks_push", make())
+    assert sequence_key_count(redis_client) == 0
+
+
+@pytest.mark.parametrize("column", ["n", "ts"])
+def test_feast_sequence_push_names_a_missing_column_and_the_view(store, redis_client, column):
+    """``store.push`` raises pandas' bare KeyError for a missing feature column before the provider
+    sees the frame (Feast's own check); ``feast_sequence.push`` names the column, view and push source."""
+    message = rf"Push source 'clicks_push', view 'clicks': pushed data lacks column\(s\) \['{column}'\]"
+    with pytest.raises(SequenceInputError, match=message):
+        feast_sequence.push(store, "clicks_push", good().drop(columns=[column]))
+    with pytest.raises(SequenceInputError, match=message):
+        asyncio.run(feast_sequence.push_async(store, "clicks_push", good().drop(columns=[column])))
     assert sequence_key_count(redis_client) == 0
 
 
@@ -242,3 +256,54 @@ def test_too_many_entities_in_one_request(make_store, tmp_path, redis_server):
         SequenceRequestError, match=r"4 entities of sequence view 'clicks' exceeds max_entities_per_request=3"
     ):
         store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": u} for u in range(4)])
+
+
+def test_the_offline_push_check_names_missing_extra_and_unconvertible_columns():
+    """Issue 22, case 8: what the offline store would refuse, found before anything is written."""
+    import pyarrow as pa
+
+    from feast_sequence.offline.push_check import offline_push_problem
+
+    schema = pa.schema([("user_id", pa.int64()), ("n", pa.int32()), ("ts", pa.timestamp("us"))])
+    frame = pd.DataFrame({"user_id": [1], "n": [2], "ts": [pd.Timestamp("2024-01-01", tz="UTC")]})
+    assert offline_push_problem(schema, frame) is None
+    assert offline_push_problem(schema, frame.drop(columns=["n"]).assign(x=1)) == (
+        "columns do not match its offline source's: missing ['n'], extra ['x']"
+    )
+    problem = offline_push_problem(schema, frame.assign(n=["many"]))
+    assert problem is not None and problem.startswith("column 'n' (object) does not convert to int32")
+    assert "2147483648" in (offline_push_problem(schema, frame.assign(n=[2**31])) or "")
+
+
+def test_a_pushed_integer_key_given_as_a_float_is_refused_as_reads_refuse_it():
+    """Issue 22, case 9: 1.0 was stored under entity 1 while a read of 1.0 is refused."""
+    from feast.value_type import ValueType
+
+    from feast_sequence.storage.entity_keys import entity_column_bytes
+
+    keys = [("user_id", ValueType.INT64)]
+    for column in ([1.0, 2.0], [1, 2.0]):
+        with pytest.raises(
+            SequenceInputError, match=r"Column 'user_id', row \d \(index \d\): value .* is a float; .* INT64"
+        ):
+            entity_column_bytes(keys, pd.DataFrame({"user_id": column}))
+    assert entity_column_bytes(keys, pd.DataFrame({"user_id": [1, 2]})) == [b"i\x011", b"i\x012"]
+
+
+def test_online_requests_wrong_in_shape_are_refused_with_422_naming_the_problem():
+    """Issue 22, case 9: Feast answers these with a bare IndexError, KeyError or ValueError (500)."""
+    from feast_sequence.online.entity_rows import check_request_shape
+
+    cases = {
+        "No features requested": ([], [{"user_id": 1}]),
+        r"No entity rows: 'entity_rows' is empty": (["clicks:n"], []),
+        r"No entity rows: the entity columns \['user_id'\] are empty": (["clicks:n"], {"user_id": []}),
+        r"Entity row 1 has keys \['uid'\], but row 0 has \['user_id'\]": (["clicks:n"], [{"user_id": 1}, {"uid": 2}]),
+        r"Entity columns have different lengths \(user_id: 2, s: 1\)": (["clicks:n"], {"user_id": [1, 2], "s": [1]}),
+    }
+    for message, (features, rows) in cases.items():
+        with pytest.raises(SequenceRequestError, match=message) as raised:
+            check_request_shape(features, rows)
+        assert raised.value.http_status_code() == 422
+    check_request_shape(["clicks:n"], {"user_id": [1, 2]})
+    check_request_shape(["clicks:n"], [{"user_id": 1}, {"user_id": 2}])

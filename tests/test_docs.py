@@ -129,3 +129,9 @@ def test_the_page_runs_as_written(page, request, tmp_path, monkeypatch, capsys):
     with capsys.disabled():
         for what in unmet:
             print(f"\n{what}: not run (its imports of other modules were)", end="")
+
+
+def test_the_quickstart_activates_the_virtual_environment_before_its_first_feast_command():
+    """Its commands are the ones `make` installs in .venv, not whatever `feast` is on PATH."""
+    text = (ROOT / "docs/quickstart.md").read_text()
+    assert text.index("source .venv/bin/activate") < text.index("feast -c shop apply")

@@ -223,3 +223,44 @@ def _changed_totals(objects: List[Any]) -> FeatureView:
         schema=[Field(name="total", dtype=Int64), Field(name="small", dtype=Int32)],
         ttl=timedelta(0),
     )
+
+
+@pytest.mark.parametrize("how", PUSHES)
+def test_an_online_and_offline_push_the_offline_store_would_refuse_writes_nothing(
+    make_store, tmp_path, redis_client, how
+):
+    """Issue 22, case 8: the offline columns are checked before the online write, not after it."""
+    data = tmp_path / "data_files"
+    store = make_store(multi_view_repo.objects(data))
+    redis_client.flushall()
+    before = offline_rows(data)
+    bad = multi_view_repo.frame(small=1).assign(note="x")  # the online views ignore it; the offline store refuses it
+    with pytest.raises(
+        SequenceInputError, match=r"missing \[\], extra \['note'\]\. Nothing was written, online or offline"
+    ):
+        pushes(how)(store, "events_push", [bad], to=PushMode.ONLINE_AND_OFFLINE)
+    assert sequence_key_count(redis_client) == 0 and stored(redis_client) == 0
+    pd.testing.assert_frame_equal(offline_rows(data), before)
+
+
+def stored_row() -> pd.DataFrame:
+    return frames()[0].astype({"small": "int32"})
+
+
+@pytest.mark.parametrize("how", PUSHES)
+def test_an_offline_write_failing_after_the_online_one_says_what_was_written(make_store, tmp_path, redis_client, how):
+    data = tmp_path / "data_files"
+    store = make_store(multi_view_repo.objects(data))
+    redis_client.flushall()
+    source = data / "events.parquet"
+    # A source whose rows are damaged but whose footer (the schema) is not: the checks pass, and the
+    # offline store's write, which reads the rows it appends to, fails.
+    pd.read_parquet(source).pipe(lambda empty: pd.concat([empty, stored_row()])).to_parquet(source)
+    damaged = bytearray(source.read_bytes())
+    damaged[4:40] = b"\xff" * 36
+    source.write_bytes(bytes(damaged))
+    with pytest.raises(
+        feast_sequence.PartialPushError, match=r"written online to views \['items', 'smalls', 'totals'\]"
+    ):
+        pushes(how)(store, "events_push", [multi_view_repo.frame(small=1)], to=PushMode.ONLINE_AND_OFFLINE)
+    assert sequence_key_count(redis_client) == 2

@@ -86,6 +86,16 @@ def test_historical_request_is_what_feast_hands_the_provider(applied):
     assert only_odfv.feature_refs == ["click_summary:clicks_seen", "clicks:n"]  # its input, added
 
 
+def test_online_views_to_use_are_the_views_and_on_demand_views_a_request_reads(applied):
+    views, on_demand = feast_internals.online_views_to_use(
+        applied.registry, applied.project, ["items:title", "click_summary:clicks_seen"]
+    )
+    assert ([v.name for v in views], [o.name for o in on_demand]) == (["items", "clicks"], ["click_summary"])
+    ranking = applied.get_feature_service("ranking")
+    views, on_demand = feast_internals.online_views_to_use(applied.registry, applied.project, ranking)
+    assert ([v.name for v in views], [o.name for o in on_demand]) == (["clicks"], ["click_summary"])
+
+
 def test_validate_feature_refs_refuses_colliding_names():
     refs = ["clicks:item_id", "clicks_indexed:item_id"]
     with pytest.raises(FeatureNameCollisionError):

@@ -96,6 +96,26 @@ def test_feast_serve_maps_errors_to_http_statuses(tmp_path: Path) -> None:
             )
             assert status == 429 and "exceeded its time budget" in message
 
+            # Issue 22, case 9: requests that are wrong in shape answer 422 naming the problem, not 500.
+            malformed = {
+                "ragged entity columns": (
+                    {"features": ["clicks:item_id"], "entities": {"user_id": [1, 2], "session": [7]}},
+                    "Entity columns have different lengths (user_id: 2, session: 1)",
+                ),
+                "no entity rows": (
+                    {"features": ["clicks:item_id"], "entities": {"user_id": []}},
+                    "No entity rows: the entity columns ['user_id'] are empty",
+                ),
+                "no features": ({"features": [], "entities": {"user_id": [1]}}, "No features requested"),
+                "an unknown feature of a known view": (
+                    {"features": ["clicks:nope"], "entities": {"user_id": [1]}},
+                    "Feature view 'clicks' has no feature 'nope'",
+                ),
+            }
+            for name, (request, expected) in malformed.items():
+                status, message = refused(port, "/get-online-features", request)
+                assert (status, expected in message) == (422, True), (name, status, message)
+
             server.kill()
             status, message = refused(port, "/push", {**push, "df": click_rows([1], [3])})
             assert status == 503 and "could not be reached" in message

@@ -4,6 +4,7 @@ these tests walk is in docs/concepts.md, "Definition changes"."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, List
@@ -250,6 +251,31 @@ def test_an_evicting_redis_is_refused_at_apply_and_at_the_first_push(tmp_path, d
     with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru"):
         push(fresh, [{"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW}])
     assert sequence_key_count(client) == 0
+
+
+def test_an_eviction_policy_changed_on_a_running_server_is_noticed(tmp_path, data_dir, private_redis):
+    """Issue 22, case 9: the store re-reads the policy every eviction_check_seconds, and health reads it."""
+    client = private_redis.client()
+    objects = [user, view(data_dir, dedup_by=["item"])]
+    store = applied_store(
+        tmp_path / "running",
+        "evict",
+        sequence_online(private_redis.connection_string, eviction_check_seconds=0.2),
+        objects,
+    )
+    row = {"user_id": 1, "item": "a", "price": 1.0, "cost": 2.0, "ts": NOW}
+    push(store, [row])  # the store's client is made and the policy read
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru"):
+        check(store)
+    time.sleep(0.3)
+    with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru"):
+        push(store, [{**row, "item": "b"}])
+    with pytest.raises(SequenceConfigurationError, match=r"maxmemory-policy allkeys-lru"):
+        read(store, ["item"])
+    client.config_set("maxmemory-policy", "noeviction")
+    push(store, [{**row, "item": "b"}])
+    assert read(store, ["item"])["item"] == [["b", "a"]]
 
 
 def test_under_memory_pressure_each_entity_is_written_whole_or_not_at_all(tmp_path, data_dir, private_redis):

@@ -3,6 +3,7 @@ sources and FileSources, each either working or refused with one line that says 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,9 +17,10 @@ from feast.types import Int32, String
 
 from feast_sequence import SequenceFeatureView
 from feast_sequence.errors import SequenceConfigurationError
+from feast_sequence.examples.retail import write_repo_data
 from feast_sequence.offline.sources import checked_source
 
-from repos import FEAST, sequence_online, spark_offline, write_repo
+from repos import FEAST, feast_apply, sequence_online, spark_offline, write_repo
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 FEATURES = """
@@ -146,3 +148,68 @@ def test_offline_pushes_reach_a_folder_source_and_refuse_a_single_file_one(tmp_p
     with pytest.raises(SequenceConfigurationError, match="is one file: move the file into a folder"):
         single.push("purchase_push", events((2, "c", 1, NOW)), to=PushMode.ONLINE_AND_OFFLINE)
     assert len(pd.read_parquet(tmp_path / "shop/data/one_file.parquet")) == 1  # the file is untouched
+
+
+# --- a push-only view started from nothing --------------------------------------------------------
+
+
+def _zero_row_pandas_file(path: Path) -> None:
+    """What a newcomer writes as a seed: a zero-row frame from pandas (its empty text and timestamp
+    columns have no type, and its timestamps would be nanoseconds)."""
+    path.parent.mkdir(parents=True)
+    events().iloc[:0].astype({"item_id": object}).to_parquet(path)
+
+
+@pytest.mark.parametrize("start", ["missing folder", "empty folder", "zero-row pandas file"])
+def test_a_view_with_no_history_applies_and_takes_offline_pushes(tmp_path, redis_server, redis_client, capfd, start):
+    repo = spark_repo(tmp_path / "shop", redis_server.connection_string)
+    (repo / "features.py").write_text(FEATURES)
+    if start == "empty folder":
+        (repo / "data/purchases").mkdir()
+    elif start == "zero-row pandas file":
+        _zero_row_pandas_file(repo / "data/purchases/part-0.parquet")
+    output = feast_apply(repo)
+    assert "UNABLE_TO_INFER_SCHEMA" not in output and "Traceback" not in output
+    assert f"wrote {repo}/data/purchases/part-00000-empty.parquet, an empty file of its columns" in output
+    assert "an empty file of its columns" not in feast_apply(repo)  # written once
+
+    store = FeatureStore(repo_path=str(repo))
+    entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
+    assert [list(items) for items in training["item_id"]] == [[]]  # no history: no events, no error
+    capfd.readouterr()
+    store.push("purchase_push", events((1, "a", 1, NOW - timedelta(days=1))), to=PushMode.ONLINE_AND_OFFLINE)
+    assert capfd.readouterr().out == ""  # Feast's Spark store printed its temporary file's name
+    training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
+    assert [list(items) for items in training["item_id"]] == [["a"]]
+    online = store.get_online_features(features=["customer_purchases:item_id"], entity_rows=[{"customer_id": 1}])
+    assert online.to_dict()["item_id"] == [["a"]]
+
+
+def test_a_file_source_with_no_file_yet_applies_and_takes_offline_pushes(tmp_path, redis_server, redis_client):
+    repo = write_repo(tmp_path / "shop", "shop", sequence_online(redis_server.connection_string))
+    features = FEATURES.replace(
+        'SparkSource(name="purchases", path="data/purchases", file_format="parquet",',
+        'FileSource(name="purchases", path="data/purchases.parquet",',
+    ).replace("from feast import Entity,", "from feast import Entity, FileSource,")
+    (repo / "features.py").write_text(features)
+    output = feast_apply(repo)
+    assert f"wrote {repo}/data/purchases.parquet, an empty file of its columns" in output
+    store = FeatureStore(repo_path=str(repo))
+    store.push("purchase_push", events((1, "a", 1, NOW - timedelta(days=1))), to=PushMode.ONLINE_AND_OFFLINE)
+    entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [NOW]})
+    training = store.get_historical_features(entity_df=entity_df, features=["customer_purchases:item_id"]).to_df()
+    assert [list(items) for items in training["item_id"]] == [["a"]]
+
+
+def test_feast_apply_on_the_example_prints_no_spark_banner_or_progress_bar(tmp_path, retail_events, redis_server):
+    """Feast's source check starts Spark; it finds the quiet session started first (offline/spark.py)."""
+    repo = tmp_path / "feature_repo"
+    example = Path(__file__).resolve().parents[1] / "feature_repo"
+    shutil.copytree(example, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    write_repo_data(retail_events, repo / "data")
+    output = feast_apply(repo, {"FEAST_SEQUENCE_REDIS": redis_server.connection_string})
+    assert "Deploying infrastructure for customer_purchases" in output
+    assert "an empty file of its columns" not in output  # sources with events are left alone
+    for noise in ("log4j", "Setting default log level", "[Stage ", "NativeCodeLoader"):
+        assert noise not in output, output

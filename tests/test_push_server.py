@@ -65,6 +65,8 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
         "bad only for a sequence view": body(small=2**40),
         "bad only for the regular view": body(small=1, total="many"),
         "unknown push source": body(small=1, source="no_such_push"),
+        "an integer key given as 1.0": {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1.0]}},
+        "ragged columns": {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1, 2]}},
     }
     answers = []
     for serve in (feast_serve, feast_sequence_serve):
@@ -76,6 +78,9 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
     assert ours["bad only for a sequence view"] == 422
     assert ours["unknown push source"] == 422 == feast_answers["unknown push source"]
     assert ours["bad only for a sequence view"] == feast_answers["bad only for a sequence view"]
+    # Issue 22, case 9: reads refuse the key 1.0 for an integer join key, so pushes do too.
+    assert ours["an integer key given as 1.0"] == 422 == feast_answers["an integer key given as 1.0"]
+    assert ours["ragged columns"] == 422  # feast serve: 500 (pandas' ValueError)
 
 
 def test_a_rejected_request_is_logged_as_one_warning_line(repo, redis_client, tmp_path):
@@ -114,3 +119,19 @@ def test_the_app_is_feasts_with_only_push_replaced(make_store, tmp_path):
     pushes = [r for r in ours.routes if getattr(r, "path", None) == "/push"]
     assert len(pushes) == 1 and pushes[0].endpoint.__module__ == "feast_sequence.online.push_server"
     assert sorted(getattr(r, "path", "") for r in ours.routes) == sorted(getattr(r, "path", "") for r in feasts.routes)
+
+
+def test_an_online_and_offline_push_the_offline_store_would_refuse_answers_422_and_writes_nothing(repo, redis_client):
+    """Issue 22, case 8, over HTTP: checked for both destinations before either is written."""
+    path, env = repo
+    clear(redis_client)
+    bad = body(small=1, to="online_and_offline")
+    bad["df"]["note"] = ["x"]
+    with feast_sequence_serve(path, env=env) as port:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(port, "/push", bad)
+        assert refused.value.code == 422
+        assert "extra ['note']. Nothing was written, online or offline" in refused.value.read().decode()
+        assert stored(redis_client) == 0
+        assert status_of(port, body(small=1, to="online_and_offline")) == 200
+    assert sequence_key_count(redis_client) == 2

@@ -49,6 +49,11 @@ def _key(user: int) -> Dict[str, ValueProto]:
     return {"user_id": ValueProto(int64_val=user)}
 
 
+def _commands(users: List[int]) -> List[Any]:
+    """The READ calls whose replies ``_replies`` gives (a corrupt entity is named by their keys)."""
+    return read_commands(SETTINGS, "p", [_key(user) for user in users], NOW_US)
+
+
 def _replies(users: List[int]) -> List[Any]:
     """READ's reply per user (no block): the user's stored members, newest first."""
     events = encode_frame(SETTINGS, EVENTS)
@@ -99,7 +104,7 @@ def test_views_of_one_request_encode_each_entity_once_through_the_key_cache():
 
 
 def test_replies_decode_to_one_row_of_lists_per_entity_newest_first():
-    rows = decode_rows(plan_read(SETTINGS, ["item", "n"]), _replies([1, 2, 3]))
+    rows = decode_rows(plan_read(SETTINGS, ["item", "n"]), _commands([1, 2, 3]), _replies([1, 2, 3]))
     lists = [{name: list(getattr(v, v.WhichOneof("val")).val) for name, v in values.items()} for _, values in rows]
     assert lists[0] == {"item": ["c", "b", "a"], "n": [3, 2, 1]}
     assert lists[1] == {"item": ["y", "x"], "n": [20, 10]}
@@ -111,7 +116,9 @@ def test_populate_sequences_fills_each_request_row_from_its_unique_entity():
     response = GetOnlineFeaturesResponse()
     read = plan_read(SETTINGS, ["item", "ts"])
     # Unique entities user 2, user 1, user 3; request rows: user 1, user 2, user 1 again, user 3.
-    populate_sequences(read, VIEW, [[1], [0, 2], [3]], 4, _replies([2, 1, 3]), response, True, False)
+    populate_sequences(
+        read, VIEW, [[1], [0, 2], [3]], 4, _commands([2, 1, 3]), _replies([2, 1, 3]), response, True, False
+    )
     assert list(response.metadata.feature_names.val) == ["clicks__item", "clicks__ts"]
     items, timestamps = response.results
     assert [list(v.string_list_val.val) for v in items.values] == [["c", "b", "a"], ["y", "x"], ["c", "b", "a"], []]

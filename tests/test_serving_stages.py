@@ -88,7 +88,9 @@ def test_retrieve_asks_redis_for_the_use_cases_length_unless_a_filter_must_choos
 
 
 def test_retrieve_decodes_the_replies_into_one_flat_batch_newest_first():
-    batch = decode_batch(SETTINGS, _replies(FRAME, [7, 9, 8]), ["item", "qty"])
+    users = [7, 9, 8]
+    commands = retrieve_commands(SETTINGS, SequenceSpec(), "proj", [_key(u) for u in users], NOW_US, {})
+    batch = decode_batch(SETTINGS, commands, _replies(FRAME, users), ["item", "qty"])
     assert batch.lengths.tolist() == [3, 0, 1]
     assert batch.row_lists("item") == [["c", "b", "a"], [], ["z"]]
     assert batch.columns["qty"].dtype == np.int64 and batch.columns["qty"].tolist() == [4, 2, 1, 3]

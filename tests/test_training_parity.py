@@ -358,8 +358,9 @@ def test_lists_with_the_timestamp_field_are_shaped_alike_without_full_feature_na
     online = store.get_online_features(features=features, entity_rows=[{"user_id": u} for u in users]).to_dict()
     http = _http_values(port, {"features": features, "entities": {"user_id": users}})
     now = pd.Timestamp.now(tz="UTC")
+    in_nanoseconds = pd.DatetimeIndex([now] * len(users)).as_unit("ns")  # what pandas makes of datetimes
     training = store.get_historical_features(
-        entity_df=pd.DataFrame({"user_id": users, "ts": now}), features=features
+        entity_df=pd.DataFrame({"user_id": users, "ts": in_nanoseconds}), features=features
     ).to_df()
     assert_shaped_alike(online, http, training, ["user_id"], ["ts"])
     assert list(training.columns) == ["user_id", "ts__as_of", "ts", "item_id"]

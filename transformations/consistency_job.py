@@ -7,9 +7,10 @@ For each logged row of each use case (default: every use case with a ``logging_c
 offline point-in-time engine (Spark when the offline store is Spark) recomputes the served sequences
 at the logged request time; the comparison (feast_sequence.monitoring.consistency) is reported per
 use case and view in ``report.html``, ``summary.json`` and ``rows.parquet`` under ``--out``, and
-gated: exit code 1 when a view's exact-match rate is under ``--min-match-rate``, with the Great
-Expectations suite ``validations/consistency_summary.py``'s result. Rows served by another configuration of
-the use case are reported as configuration changes, not as skew. See docs/monitoring.md.
+gated: exit code 1 when a view's exact-match rate is under ``--min-match-rate``, or when a use case
+logged nothing in the range (unless ``--allow-empty``), with the Great Expectations suite
+``validations/consistency_summary.py``'s result. Rows served by another configuration of the use case are
+reported as configuration changes, not as skew. See docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from feast import FeatureStore
 from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceConfigurationError
 from feast_sequence.monitoring.consistency import check_use_case
-from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, summarize, write_report
+from feast_sequence.monitoring.report import SUMMARY_FILE, Thresholds, causes_text, summarize, write_report
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.serving.log_files import log_path, read_file_logs
 from feast_sequence.serving.serving_log import LOG_TIMESTAMP
@@ -96,13 +97,15 @@ def run_consistency(
     checked_at = datetime.now(timezone.utc)
     end = end or checked_at
     checks = [
-        check_use_case(store, service, read_logs(store, service, start, end), checked_at)
+        check_use_case(store, service, read_logs(store, service, start, end))
         for service in logged_use_cases(store, use_cases)
     ]
     summary = summarize(checks, start, end, checked_at, thresholds)
     rows = pd.concat([c.rows for c in checks], ignore_index=True) if checks else pd.DataFrame()
     page = write_report(summary, rows, out_dir)
-    validation = validate_consistency(summary, thresholds.min_match_rate, out_dir / "validation" if data_docs else None)
+    validation = validate_consistency(
+        summary, thresholds.min_match_rate, out_dir / "validation" if data_docs else None, thresholds.allow_empty
+    )
     summary["validation"] = {"suite": validation.suite, "success": validation.success, "text": str(validation)}
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     logged = sum(c.rows["log_row"].nunique() for c in checks if len(c.rows))
@@ -118,8 +121,10 @@ def print_summary(run: ConsistencyRun) -> None:
                 f"{name}/{view}",
                 f"{stats['rows']:,} rows, exact match {stats['exact_match_rate']:.2%}, "
                 f"online-only events {stats['online_only_events']:,}, offline-only {stats['offline_only_events']:,}, "
-                f"enrichment mismatches {stats['enrichment_mismatches']:,}",
+                f"enrichment mismatches {stats['enrichment_mismatches']:,}; differing events: {causes_text(stats)}",
             )
         report("consistency", name, f"configuration changes: {use_case['configuration_changes']:,} rows")
+    for failure in run.summary["failures"]:
+        report("consistency", "gate", f"failed: {failure}")
     print(run.validation, flush=True)
     report("consistency", "report", f"{run.report} ({run.rows:,} logged rows in {run.seconds:.1f} s)")

@@ -11,10 +11,12 @@ Schema evolution flow (docs/offline.md):
         --offline-output feature_repo/data/purchases_enriched
 
 Online, each stored event that lacks the field is rewritten in place, atomically per entity, and
-only if it is still stored: real-time events written meanwhile (with the field) are never lost or
-overwritten. ``--overwrite`` re-enriches every event (to fix a wrong enrichment). With
-``--offline-output`` the job also writes the view's source events with the field joined, for
-training data: point the view's batch source at it (or enrich the source upstream). Idempotent.
+only if nothing wrote to the sequence since the job read it (its version, docs/storage-layout.md
+"Concurrency"); otherwise the job reads it again: real-time events written meanwhile (with the
+field) are never lost or overwritten, and a compaction meanwhile never duplicates events.
+``--overwrite`` re-enriches every event (to fix a wrong enrichment). With ``--offline-output`` the
+job also writes the view's source events with the field joined, for training data: point the view's
+batch source at it (or enrich the source upstream). Idempotent.
 """
 
 from __future__ import annotations
@@ -25,20 +27,22 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.errors import SequenceDefinitionError, SequenceStoreError
 from feast_sequence.offline.erasures import drop_erased_spark, read_markers
 from feast_sequence.offline.indexing import IndexSummary, timed
 from feast_sequence.output import progress
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence.storage.compaction import absorb_command
+from feast_sequence.storage.compaction import CHANGED, absorb_command, snapshot_commands
 from feast_sequence.storage.conversion import column_values
-from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, zset_key_of
+from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, writing_keys, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import REWRITE
 from feast_sequence.transformations._job import EPOCH, JobContext, report, spark_submit
 
 KEYS_PER_ROUND = 500
+#: Reads of one round's sequences before giving up on those that keep changing under the job.
+ATTEMPTS = 20
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").to_pydatetime()
 
 
@@ -71,55 +75,65 @@ def rewrite_online(
     keys: List[bytes] = []
     counts = {"sequences": 0, "events": 0, "rewritten": 0}
 
-    def flush() -> None:
-        # Only the tail can be rewritten in place: move compacted blocks back into it first (the
-        # next appends past compact_after compact them again).
-        online_config = context.target.online_config
-        stored_blocks = execute(client, [("GET", sequence_keys_of(k)[2]) for k in keys], "reading blocks to enrich")
-        absorbs = [absorb_command(settings, sequence_keys_of(k), b) for k, b in zip(keys, stored_blocks) if b]
-        if absorbs:
-            what = f"expanding blocks of '{settings.view_name}' to enrich"
-            execute(client, absorbs, what, retry_policy(online_config), replica_acks(online_config), Access.WRITE)
-        stored = execute(client, [("ZRANGE", k, 0, -1) for k in keys], "reading sequences to enrich")
-        commands = []
-        for key, members in zip(keys, stored):
-            if not members:
-                continue
-            columns, times = decode_members(layout, members)
-            matches = columns[names.index(on)]
-            for name in fields:
-                target = columns[names.index(name)]
-                for j, value in enumerate(matches):
-                    if overwrite or target[j] is None:  # events written with the field keep it
-                        target[j] = lookup.get(value, {}).get(name)
-            filled = [
-                [
-                    NULL_DEFAULTS[f.value_type] if v is None else v
-                    for v in column_values(f.name, f.value_type, pd.Series(col, dtype=object))
-                ]
-                for f, col in zip(settings.fields, columns)
+    def rewrite_command(key: bytes, members: List[bytes], version: bytes) -> Any:
+        columns, times = decode_members(layout, members)
+        matches = columns[names.index(on)]
+        for name in fields:
+            target = columns[names.index(name)]
+            for j, value in enumerate(matches):
+                if overwrite or target[j] is None:  # events written with the field keep it
+                    target[j] = lookup.get(value, {}).get(name)
+        filled = [
+            [
+                NULL_DEFAULTS[f.value_type] if v is None else v
+                for v in column_values(f.name, f.value_type, pd.Series(col, dtype=object))
             ]
-            new_members, identities = encode_columns(layout, filled, times)
-            identities = identities or new_members
-            args: List[Any] = ["1" if settings.dedup_by else "0"]
-            for old, t, new, identity in zip(members, times, new_members, identities):
-                args += (old, t, new, identity)
-            commands.append(evalsha(REWRITE, sequence_keys_of(key), args))
-            counts["sequences"] += 1
-            counts["events"] += len(members)
-            if on_read is not None:
-                on_read(len(members))
-        counts["rewritten"] += sum(
-            execute(
-                client,
-                commands,
-                f"enriching '{settings.view_name}'",
-                retry_policy(online_config),
-                replica_acks(online_config),
-                Access.WRITE,
-            )
-        )
+            for f, col in zip(settings.fields, columns)
+        ]
+        new_members, identities = encode_columns(layout, filled, times)
+        identities = identities or new_members
+        args: List[Any] = ["1" if settings.dedup_by else "0", version]
+        for old, t, new, identity in zip(members, times, new_members, identities):
+            args += (old, t, new, identity)
+        return evalsha(REWRITE, writing_keys(sequence_keys_of(key)), args)
+
+    def flush() -> None:
+        # Read each sequence with its version, rewrite it only if that version still holds, and read
+        # again the sequences that changed meanwhile. Only the tail can be rewritten in place: blocks
+        # are moved back into it first (the next appends past compact_after compact them again).
+        online_config = context.target.online_config
+        retry, acks = retry_policy(online_config), replica_acks(online_config)
+        pending, blocks = list(keys), {}
+        for _ in range(ATTEMPTS):
+            if not pending:
+                break
+            # Blocks seen by the previous read move back in the same pipeline as the next read.
+            absorbs = [absorb_command(settings, sequence_keys_of(k), blocks[k]) for k in pending if k in blocks]
+            reads = snapshot_commands([sequence_keys_of(k) for k in pending])
+            what = f"reading sequences of '{settings.view_name}' to enrich"
+            snapshots = execute(client, absorbs + reads, what, retry, acks, Access.WRITE)[len(absorbs) :]
+            blocks = {k: s[0] for k, s in zip(pending, snapshots) if s[0]}
+            again = list(blocks)
+            tails = [(k, s[1][0::2], s[2]) for k, s in zip(pending, snapshots) if not s[0] and s[1]]
+            commands = [rewrite_command(k, members, version) for k, members, version in tails]
+            replies = execute(client, commands, f"enriching '{settings.view_name}'", retry, acks, Access.WRITE)
+            for (key, members, _), reply in zip(tails, replies):
+                if reply == CHANGED:
+                    again.append(key)
+                    continue
+                counts["sequences"] += 1
+                counts["events"] += len(members)
+                counts["rewritten"] += reply
+                if on_read is not None:
+                    on_read(len(members))
+            pending = again
         keys.clear()
+        if pending:
+            raise SequenceStoreError(
+                f"Sequence view '{settings.view_name}': {len(pending)} sequence(s) kept changing while the "
+                f"enrichment job read them, {ATTEMPTS} times; nothing was lost and the others were rewritten. "
+                "Run the job again (it is idempotent)."
+            )
 
     seen = set()
     for key in client.scan_iter(match=pattern, count=1000):

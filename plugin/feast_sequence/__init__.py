@@ -35,7 +35,9 @@ if typing.TYPE_CHECKING:
     )
     from feast_sequence.definitions.view import SequenceFeatureView
     from feast_sequence.errors import (
+        CorruptSequenceError,
         FeastSequenceError,
+        PartialPushError,
         SequenceConfigurationError,
         SequenceDefinitionError,
         SequenceInputError,
@@ -68,7 +70,9 @@ _PUBLIC = {
     ),
     "feast_sequence.definitions.view": ("SequenceFeatureView",),
     "feast_sequence.errors": (
+        "CorruptSequenceError",
         "FeastSequenceError",
+        "PartialPushError",
         "SequenceConfigurationError",
         "SequenceDefinitionError",
         "SequenceInputError",
@@ -124,6 +128,7 @@ def __dir__() -> typing.List[str]:
 
 
 __all__ = [
+    "CorruptSequenceError",
     "Enrichment",
     "EnrichmentCache",
     "ErasureResult",
@@ -136,6 +141,7 @@ __all__ = [
     "Order",
     "OutputFormat",
     "Padding",
+    "PartialPushError",
     "SequenceConfigurationError",
     "SequenceDefinitionError",
     "SequenceFeatureView",

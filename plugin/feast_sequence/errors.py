@@ -64,12 +64,43 @@ class SequenceStoreError(FeastSequenceError):
     """The Redis sequence store failed (connection, script, configuration)."""
 
 
+class CorruptSequenceError(SequenceStoreError):
+    """A stored sequence failed its integrity check (a block's checksum, or a block or tail that does
+    not decode): its bytes in Redis are damaged. Names the view, the entity and the Redis key when the
+    read knows them; ``feast-sequence verify --repair`` rebuilds the entity from the offline source.
+    Not retriable: the same bytes fail again (500)."""
+
+    def __init__(
+        self, message: str, *, view: Optional[str] = None, entity: Optional[str] = None, key: Optional[bytes] = None
+    ):
+        super().__init__(message)
+        self.view = view
+        self.entity = entity
+        self.key = key
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (_corrupt_error, (type(self), str(self), self.view, self.entity, self.key))
+
+
+def _corrupt_error(
+    cls: type, message: str, view: Optional[str], entity: Optional[str], key: Optional[bytes]
+) -> CorruptSequenceError:
+    error: CorruptSequenceError = cls(message, view=view, entity=entity, key=key)
+    return error
+
+
 class SequenceStoreUnavailableError(SequenceStoreError):
     """Redis could not be reached (down, restarting, failing over, timing out), refused a write for
     lack of replicas, or fewer replicas than ``min_replica_acks`` acknowledged it. Retriable: every
     write is idempotent, so re-sending the same events gives the same state."""
 
     http_status = 503
+
+
+class PartialPushError(FeastSequenceError):
+    """A push to online and offline stores failed after part of it was written; the message says
+    exactly which views were written where (the offline write failed: a storage error, not the
+    frame, which was checked for both destinations before anything was written)."""
 
 
 class SequenceConfigurationError(FeastSequenceError, ValueError):

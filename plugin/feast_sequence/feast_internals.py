@@ -166,6 +166,18 @@ class OnlineRequest(NamedTuple):
     response: Any  # GetOnlineFeaturesResponse, filled in place
 
 
+def online_views_to_use(
+    registry: Any, project: str, features: Union[List[str], FeatureService]
+) -> Tuple[List[Any], List[Any]]:
+    """The feature views and on-demand views an online request for ``features`` reads, as Feast's
+    feature server resolves them to check permissions (cached registry, placeholder entity kept).
+    ``utils._get_feature_views_to_use``."""
+    views, on_demand_views = utils._get_feature_views_to_use(
+        registry, project, features, allow_cache=True, hide_dummy_entity=False
+    )
+    return list(views), list(on_demand_views)
+
+
 def prepare_online_request(
     registry: Any,
     project: str,

@@ -1,6 +1,7 @@
 """The data checks' commands: ``validate events|sequences|training`` (one Great Expectations suite,
-docs/validation.md) and ``consistency`` (logged online responses against the offline engine,
-docs/monitoring.md). Each exits 1 when its check fails."""
+docs/validation.md), ``consistency`` (logged online responses against the offline engine,
+docs/monitoring.md) and ``verify`` (corrupt or incoherent stored sequences, docs/offline.md). Each
+exits 1 when its check fails."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def validate(
 @click.option("--out", default="consistency-report", show_default=True, help="report folder")
 @click.option("--min-match-rate", type=float, default=0.99, show_default=True, help="gate: least exact-match rate")
 @click.option("--data-docs", is_flag=True, help="also build GE Data Docs under --out/validation")
+@click.option("--allow-empty", is_flag=True, help="pass the gate when the range holds no logged rows")
 def consistency(
     repo: str,
     use_cases: Tuple[str, ...],
@@ -86,9 +88,11 @@ def consistency(
     out: str,
     min_match_rate: float,
     data_docs: bool,
+    allow_empty: bool,
 ) -> int:
     """Re-join logged online responses offline and report skew per use case and view (docs/monitoring.md);
-    exit 1 when a view's exact-match rate is under --min-match-rate."""
+    exit 1 when a view's exact-match rate is under --min-match-rate, or when a use case logged nothing
+    in the range (unless --allow-empty)."""
     from feast import FeatureStore
 
     from feast_sequence.monitoring.report import Thresholds
@@ -96,10 +100,30 @@ def consistency(
     from feast_sequence.transformations.consistency_job import print_summary, run_consistency
 
     run = run_consistency(
-        FeatureStore(repo_path=repo), Path(out), start or EPOCH, end, use_cases, Thresholds(min_match_rate), data_docs
+        FeatureStore(repo_path=repo),
+        Path(out),
+        start or EPOCH,
+        end,
+        use_cases,
+        Thresholds(min_match_rate, allow_empty),
+        data_docs,
     )
     print_summary(run)
     return 0 if run.passed else 1
 
 
-COMMANDS = (validate, consistency)
+@click.command("verify", cls=JobCommand, short_help="Find (and --repair) corrupt or incoherent stored sequences.")
+@repo_option
+@click.option("--view", help="one sequence view (default: all of them)")
+@click.option("--repair", is_flag=True, help="rebuild the sequences found from the offline source (Spark)")
+@click.option("--end", type=ISO_TIME, help="with --repair: the rebuild's end, ISO time (default: now, UTC)")
+def verify(repo: str, view: Optional[str], repair: bool, end: Optional[datetime]) -> int:
+    """Check every stored sequence for a corrupt block or incoherent state; exit 1 if any is found
+    (and not repaired)."""
+    from feast_sequence.transformations.verify import run_verify
+
+    findings = run_verify(repo, view, repair, end, verbose())
+    return 0 if not findings or repair else 1
+
+
+COMMANDS = (validate, consistency, verify)

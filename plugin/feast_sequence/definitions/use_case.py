@@ -195,6 +195,9 @@ class UseCaseSettings:
     sequences: Mapping[str, SequenceSpec]  # by view name; views not named use SequenceSpec()
     output: Union[OutputFormat, OutputFormatText] = OutputFormat.LISTS
     limits: Limits = field(default_factory=Limits)
+    fail_closed: bool = False
+    """A stored sequence found corrupt fails the whole request (``CorruptSequenceError``, 500)
+    instead of being served without events beside the other entities (docs/reliability.md)."""
 
     def __post_init__(self) -> None:
         # As for Where.op: unknown text is refused by validate_use_case, naming the use case.
@@ -210,6 +213,7 @@ class UseCaseSettings:
                 "format": USE_CASE_FORMAT,
                 "output": _text(self.output),
                 "limits": self.limits.to_json(),
+                **({"fail_closed": True} if self.fail_closed else {}),
                 "sequences": {name: spec.to_json() for name, spec in sorted(self.sequences.items())},
             },
             sort_keys=True,
@@ -236,6 +240,9 @@ class SequenceUseCase(FeatureService):
             limits=Limits(max_entities=100, time_budget_ms=50),
         )
 
+    ``fail_closed=True``: a corrupt stored sequence fails the request instead of being served
+    without events (see ``UseCaseSettings.fail_closed``).
+
     Serve it with ``store.get_online_features(features=store.get_feature_service("ranking"), ...)``
     (or ``feast serve``'s ``feature_service``); train with ``store.get_historical_features(features=
     ..., entity_df=...)``: both apply the same shaping.
@@ -249,6 +256,7 @@ class SequenceUseCase(FeatureService):
         sequences: Optional[Mapping[str, SequenceSpec]] = None,
         output: Union[OutputFormat, OutputFormatText] = OutputFormat.LISTS,
         limits: Optional[Limits] = None,
+        fail_closed: bool = False,
         tags: Optional[Dict[str, str]] = None,
         description: str = "",
         owner: str = "",
@@ -258,7 +266,7 @@ class SequenceUseCase(FeatureService):
         if TAG_USE_CASE in user_tags:
             raise SequenceDefinitionError(f"Use case '{name}': tag {TAG_USE_CASE!r} is reserved.")
         views = {f.projection.name_to_use(): f for f in features if isinstance(f, FeatureView) and is_sequence_view(f)}
-        settings = UseCaseSettings(name, dict(sequences or {}), output, limits or Limits())
+        settings = UseCaseSettings(name, dict(sequences or {}), output, limits or Limits(), fail_closed)
         validate_use_case(settings, {n: sequence_settings(v) for n, v in views.items()})
         super().__init__(
             name=name,
@@ -293,6 +301,7 @@ def use_case_settings(service: FeatureService) -> UseCaseSettings:
             sequences={n: SequenceSpec.from_json(s) for n, s in raw["sequences"].items()},
             output=raw["output"],
             limits=Limits(**raw["limits"]),
+            fail_closed=bool(raw.get("fail_closed", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SequenceDefinitionError(f"Use case '{service.name}': tag {TAG_USE_CASE!r} is corrupt: {exc}") from exc

@@ -1,5 +1,5 @@
 """Online/offline consistency: each logged response against the offline engine's answer for the same
-entity at the same request time.
+entity at the same request time, with each difference put down to its cause.
 
 For every logged row of a use case (in a time range), the offline point-in-time engine recomputes
 each sequence view as the use case shapes it (``get_training_data``'s path, as lists) at the logged
@@ -11,11 +11,18 @@ both sides have. Per row and view:
 - ``length_diff``: online length minus offline length;
 - ``edit_distance`` = ``deletes`` + ``inserts``: the fewest deletions of online events and
   insertions of offline ones that turn the online sequence into the offline one (no substitutions);
-- ``online_only`` / ``offline_only``: events (identities) one side has and the other lacks;
+- ``online_only`` = ``online_only_unbatched`` + ``online_only_ahead`` + ``online_only_displaced``:
+  events served that the offline answer lacks, because the batch source lacks them (lost from the
+  batch, or the batch is late), because their time is after the request's (the offline engine reads
+  nothing after it), or because they are older than every offline event while the offline answer
+  is full (the use case's length): events the online side lacks took their place;
+- ``offline_only`` = ``offline_only_lost`` + ``offline_only_late`` + ``offline_only_displaced``:
+  events the offline answer has that were not served, because they were never pushed or were lost
+  (not in the online store now either), because they were pushed after the request (in the online
+  store now), or because the served sequence was full of newer events the batch lacks;
 - ``enrichment_mismatches``: events both have whose enriched fields differ (a stale enrichment);
-- ``online_lag_s``: request time minus the oldest event offline had that online lacked (how far
-  behind the real-time path was, at least); ``offline_lag_s``: check time minus the oldest event
-  online had that the batch source lacks (how late the batch data is, at least).
+- ``online_lag_s``: request time minus the oldest late event's time: how late the pushes were, at
+  least, measured only on events both sides have (offline, and online since).
 
 Rows logged by another configuration of the use case (its version differs from the registry's) are
 counted as configuration changes, not compared: they are not skew. So are a view's rows logged before
@@ -28,8 +35,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
+from datetime import datetime
+from typing import Any, Collection, Dict, Hashable, List, Sequence, Set, Tuple
 
 import numpy as np
 import pandas as pd
@@ -66,48 +73,87 @@ ROW_COLUMNS = (
     "inserts",
     "deletes",
     "online_only",
+    "online_only_unbatched",
+    "online_only_ahead",
+    "online_only_displaced",
     "offline_only",
+    "offline_only_lost",
+    "offline_only_late",
+    "offline_only_displaced",
     "enrichment_mismatches",
     "online_lag_s",
-    "offline_lag_s",
 )
+Identity = Tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class SequencePair:
     """One view's sequence of one logged row: events as identities and enriched values, newest first."""
 
-    identities: List[Tuple[Any, ...]]
+    identities: List[Identity]
     enriched: List[Tuple[Any, ...]]
     times_s: List[float]  # each event's time, seconds since the epoch
 
 
-def compare(online: SequencePair, offline: SequencePair, request_s: float, checked_s: float) -> Dict[str, Any]:
-    """The per-row measures of the module docstring for one pair of sequences."""
+def not_served(online: SequencePair, offline: SequencePair, length: int) -> List[Identity]:
+    """The offline answer's events that were not served and not displaced: pushed late, or lost;
+    which of the two only the online store's current contents can tell (``compare``'s ``online_now``)."""
+    return [offline.identities[i] for i in _exclusive(offline, online, length)[1]]
+
+
+def compare(
+    online: SequencePair,
+    offline: SequencePair,
+    request_s: float,
+    length: int,
+    online_now: Collection[Identity] = (),
+) -> Dict[str, Any]:
+    """The per-row measures of the module docstring for one pair of sequences, cut to ``length``
+    events (the use case's length) each; ``online_now``: the identities the online store holds now,
+    of the events ``not_served`` gives."""
     common = _lcs_pairs(online.identities, offline.identities)
     deletes = len(online.identities) - len(common)
     inserts = len(offline.identities) - len(common)
-    online_count, offline_count = Counter(online.identities), Counter(offline.identities)
-    online_only_ids = online_count - offline_count
-    offline_only_ids = offline_count - online_count
     mismatched = sum(1 for i, j in common if online.enriched[i] != offline.enriched[j])
-    exact = deletes == 0 and inserts == 0 and mismatched == 0
-    offline_missing = [t for ident, t in zip(online.identities, online.times_s) if ident in online_only_ids]
-    online_missing = [t for ident, t in zip(offline.identities, offline.times_s) if ident in offline_only_ids]
+    online_displaced, online_rest = _exclusive(online, offline, length)
+    ahead = [i for i in online_rest if online.times_s[i] > request_s]
+    offline_displaced, offline_rest = _exclusive(offline, online, length)
+    late = [j for j in offline_rest if offline.identities[j] in online_now]
     return {
-        "exact_match": exact,
+        "exact_match": deletes == 0 and inserts == 0 and mismatched == 0,
         "online_length": len(online.identities),
         "offline_length": len(offline.identities),
         "length_diff": len(online.identities) - len(offline.identities),
         "edit_distance": deletes + inserts,
         "inserts": inserts,
         "deletes": deletes,
-        "online_only": sum(online_only_ids.values()),
-        "offline_only": sum(offline_only_ids.values()),
+        "online_only": len(online_displaced) + len(online_rest),
+        "online_only_unbatched": len(online_rest) - len(ahead),
+        "online_only_ahead": len(ahead),
+        "online_only_displaced": len(online_displaced),
+        "offline_only": len(offline_displaced) + len(offline_rest),
+        "offline_only_lost": len(offline_rest) - len(late),
+        "offline_only_late": len(late),
+        "offline_only_displaced": len(offline_displaced),
         "enrichment_mismatches": mismatched,
-        "online_lag_s": request_s - min(online_missing) if online_missing else np.nan,
-        "offline_lag_s": checked_s - min(offline_missing) if offline_missing else np.nan,
+        "online_lag_s": request_s - min(offline.times_s[j] for j in late) if late else np.nan,
     }
+
+
+def _exclusive(side: SequencePair, other: SequencePair, length: int) -> Tuple[List[int], List[int]]:
+    """Positions of ``side``'s events that ``other`` lacks (as many times as they are missing), split
+    into those displaced from ``other`` (it is full, of ``length`` events, all newer or as new) and
+    the rest."""
+    missing = Counter(side.identities) - Counter(other.identities)
+    full = len(other.identities) >= length
+    oldest = min(other.times_s, default=np.inf)
+    displaced: List[int] = []
+    rest: List[int] = []
+    for position, identity in enumerate(side.identities):
+        if missing[identity] > 0:
+            missing[identity] -= 1
+            (displaced if full and side.times_s[position] <= oldest else rest).append(position)
+    return displaced, rest
 
 
 def _lcs_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> List[Tuple[int, int]]:
@@ -154,14 +200,8 @@ class UseCaseCheck:
     logged_versions: Dict[str, int]  # rows per logged version
 
 
-def check_use_case(
-    store: FeatureStore,
-    service: FeatureService,
-    logs: pa.Table,
-    checked_at: Optional[datetime] = None,
-) -> UseCaseCheck:
+def check_use_case(store: FeatureStore, service: FeatureService, logs: pa.Table) -> UseCaseCheck:
     """Compare a use case's logged rows with the offline engine's answers (module docstring)."""
-    checked_s = (checked_at or datetime.now(timezone.utc)).timestamp()
     views = served_views(store, service)
     version = use_case_version(service)
     versions = logs.column(USE_CASE_VERSION_FIELD).to_pylist() if logs.num_rows else []
@@ -189,20 +229,27 @@ def check_use_case(
             identity = list(dict.fromkeys(identity))
             online_columns = {f: _arrow_rows(logs.column(logged_column(name, f))) for f in identity + enriched}
             offline_columns = {f: _frame_rows(offline[logged_column(name, f)]) for f in identity + enriched}
-            for position, row in enumerate(rows):
-                request_s = seconds[row]
-                if request_s < since_s:
-                    continue  # served under the view's previous window: counted above
-                measures = compare(
+            length = min(spec.length or settings.max_length, settings.max_length)
+            # Rows served under the view's previous window were counted above as configuration changes.
+            compared = [(position, row) for position, row in enumerate(rows) if seconds[row] >= since_s]
+            pairs = [
+                (
                     _pair(online_columns, identity, enriched, row, settings.timestamp_field),
                     _pair(offline_columns, identity, enriched, position, settings.timestamp_field),
-                    request_s,
-                    checked_s,
                 )
+                for position, row in compared
+            ]
+            unserved = [bool(not_served(on, off, length)) for on, off in pairs]
+            keys = [k for k, _ in settings.join_keys]
+            asked_rows = [row for (_, row), asked in zip(compared, unserved) if asked]
+            entities = [{k: logs.column(k)[row].as_py() for k in keys} for row in asked_rows]
+            now = iter(online_now(store, name, identity, settings.timestamp_field, entities))
+            for (_, row), (on, off), asked in zip(compared, pairs, unserved):
+                held = next(now) if asked else set()
                 results.append(
                     {"use_case": service.name, "view": name, "log_row": row, "request_time": stamps[row]}
                     | {"configuration_changed": False}
-                    | measures
+                    | compare(on, off, seconds[row], length, held)
                 )
     frame = pd.DataFrame(results, columns=list(ROW_COLUMNS))
     frame["configuration_changed"] = frame["configuration_changed"].astype(bool)
@@ -217,6 +264,18 @@ def window_changes(store: FeatureStore) -> Dict[str, float]:
         return {}  # another online store keeps no record: nothing to tell apart
     recorded = online.stored_definitions(store.config)
     return {name: d.window_since_us / 1e6 for name, d in recorded.items() if d.window_since_us is not None}
+
+
+def online_now(
+    store: FeatureStore, view: str, identity: List[str], timestamp_field: str, entities: List[Dict[str, Any]]
+) -> List[Set[Identity]]:
+    """The identities of the events the online store holds now for each entity (its last
+    ``max_length`` events that have not expired), to tell a late push from a lost one."""
+    if not entities:
+        return []
+    served = store.get_online_features(features=[f"{view}:{f}" for f in identity], entity_rows=entities).to_dict()
+    columns = {f: _frame_rows(pd.Series(served[f], dtype=object)) for f in identity}
+    return [set(_pair(columns, identity, [], row, timestamp_field).identities) for row in range(len(entities))]
 
 
 def recompute(

@@ -20,12 +20,25 @@ REPORT_FILE = "report.html"
 ROWS_FILE = "rows.parquet"
 
 
+#: What each cause column of a view's summary counts, in the report's words (docs/monitoring.md).
+CAUSES = {
+    "offline_only_lost": "never pushed or lost",
+    "offline_only_late": "pushed after the request",
+    "offline_only_displaced": "displaced online by events the batch lacks",
+    "online_only_unbatched": "missing from the batch source",
+    "online_only_ahead": "timestamped after the request",
+    "online_only_displaced": "displaced offline by events online lacks",
+}
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The gate: every view of every use case must reach ``min_match_rate`` (exact matches among the
-    rows compared); configuration changes are reported, never failed on."""
+    rows compared), and every use case checked must have logged rows in the range unless
+    ``allow_empty``; configuration changes are reported, never failed on."""
 
     min_match_rate: float = 0.99
+    allow_empty: bool = False
 
 
 def summarize(
@@ -33,8 +46,16 @@ def summarize(
 ) -> Dict[str, Any]:
     use_cases: Dict[str, Any] = {}
     failures: List[str] = []
+    if not checks and not thresholds.allow_empty:
+        failures.append("no use case has a logging_config: nothing was checked (pass --allow-empty to accept)")
     for check in checks:
         rows = check.rows
+        if not len(rows) and not thresholds.allow_empty:
+            failures.append(
+                f"use case '{check.name}': no logged rows from {start.isoformat()} to {end.isoformat()}, so "
+                "nothing was checked: check the range and that the use case serves with a sample_rate above 0 "
+                "(pass --allow-empty to accept)"
+            )
         changed = rows[rows["configuration_changed"]]
         compared = rows[~rows["configuration_changed"]]
         views: Dict[str, Any] = {}
@@ -57,7 +78,7 @@ def summarize(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "checked_at": checked_at.isoformat(),
-        "thresholds": {"min_match_rate": thresholds.min_match_rate},
+        "thresholds": {"min_match_rate": thresholds.min_match_rate, "allow_empty": thresholds.allow_empty},
         "passed": not failures,
         "failures": failures,
         "use_cases": use_cases,
@@ -80,9 +101,9 @@ def _view_summary(group: pd.DataFrame) -> Dict[str, Any]:
         "deletes": int(group["deletes"].sum()),
         "online_only_events": int(group["online_only"].sum()),
         "offline_only_events": int(group["offline_only"].sum()),
+        **{cause: int(group[cause].sum()) for cause in CAUSES},
         "enrichment_mismatches": int(group["enrichment_mismatches"].sum()),
         "online_lag_s": _lag(group["online_lag_s"]),
-        "offline_lag_s": _lag(group["offline_lag_s"]),
         "match_rate_over_time": [[t.isoformat(), float(r["mean"]), int(r["count"])] for t, r in buckets.iterrows()],
     }
 
@@ -159,8 +180,9 @@ def render_html(summary: Dict[str, Any]) -> str:
 def _view_table(views: Dict[str, Any]) -> str:
     head = (
         "<table><tr><th>view</th><th>rows</th><th>exact match</th><th>mean edit distance</th><th>inserts</th>"
-        "<th>deletes</th><th>online-only events</th><th>offline-only events</th><th>enrichment mismatches</th>"
-        "<th>online lag (max s)</th><th>offline lag (max s)</th></tr>"
+        "<th>deletes</th><th>online-only events</th><th>offline-only events</th>"
+        + "".join(f"<th>{_e(meaning)}</th>" for meaning in CAUSES.values())
+        + "<th>enrichment mismatches</th><th>online lag of late pushes (max s)</th></tr>"
     )
     rows = []
     for view, s in views.items():
@@ -169,10 +191,16 @@ def _view_table(views: Dict[str, Any]) -> str:
             f"<tr><th>{_e(view)}</th><td>{s['rows']:,}</td><td class='{css}'>{s['exact_match_rate']:.2%}</td>"
             f"<td>{s['edit_distance']['mean']:.2f}</td><td>{s['inserts']:,}</td><td>{s['deletes']:,}</td>"
             f"<td>{s['online_only_events']:,}</td><td>{s['offline_only_events']:,}</td>"
-            f"<td>{s['enrichment_mismatches']:,}</td><td>{_num(s['online_lag_s']['max'])}</td>"
-            f"<td>{_num(s['offline_lag_s']['max'])}</td></tr>"
+            + "".join(f"<td>{s[cause]:,}</td>" for cause in CAUSES)
+            + f"<td>{s['enrichment_mismatches']:,}</td><td>{_num(s['online_lag_s']['max'])}</td></tr>"
         )
     return head + "".join(rows) + "</table>"
+
+
+def causes_text(stats: Dict[str, Any]) -> str:
+    """A view's differing events by cause, for one line of text: the causes that counted any."""
+    counted = [f"{stats[cause]:,} {meaning}" for cause, meaning in CAUSES.items() if stats[cause]]
+    return "; ".join(counted) if counted else "none"
 
 
 _W, _H, _PAD = 360, 200, 34
@@ -261,6 +289,7 @@ def overview_svg(summary: Dict[str, Any]) -> str:
                 f"deletes {s['deletes']:,}, inserts {s['inserts']:,}, online-only {s['online_only_events']:,}, "
                 f"offline-only {s['offline_only_events']:,}, enrichment mismatches {s['enrichment_mismatches']:,}"
             )
+            lines.append(f"    differing events: {causes_text(s)}")
     for line in lines:
         blocks.append(f"<text x='10' y='{y}' font-size='13' xml:space='preserve'>{_e(line)}</text>")
         y += 20

@@ -86,6 +86,9 @@ def training_frame_from_logs(
     if missing:
         raise SequenceInputError(f"labels lack the join key(s) {missing} of use case '{service.name}'.")
     time_column = infer_event_timestamp_from_entity_df(dict(zip(labels.columns, labels.dtypes)))
+    # As get_training_data gives the entity_df's times: UTC microseconds whatever their unit.
+    times = pd.DatetimeIndex(pd.to_datetime(labels[time_column], utc=True)).as_unit("us")
+    labels = labels.assign(**{time_column: times})
 
     index = pd.DataFrame({k: logs.column(k).to_pandas() for k in keys}) if logs.num_rows else None
     if index is None:

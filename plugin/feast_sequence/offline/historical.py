@@ -137,6 +137,7 @@ def historical_job(
     def compute() -> pd.DataFrame:
         shaped.clear()
         result = regular_job(entity).to_df() if regular_job else entity
+        time_column = ts_column
         for view in sequence_views:
             name = view.projection.name_to_use()
             features = requested[name]
@@ -175,6 +176,7 @@ def historical_job(
                 # Online, the view's timestamp sequence is named as requested; so it is here, and
                 # the entity_df's timestamp column (typically both are `event_timestamp`) moves.
                 result = result.rename(columns={ts_column: as_of_column(ts_column)})
+                time_column = as_of_column(ts_column)
             collisions = [c for c in renamed.values() if c in result.columns]
             if collisions:
                 raise SequenceInputError(
@@ -182,6 +184,9 @@ def historical_job(
                     "result; request them with full_feature_names=True."
                 )
             result = result.merge(sequences.rename(columns=renamed), on=ROW_ID, how="left")
+        # The entity_df's times in one type whatever the entity_df's unit and the offline store's
+        # (pandas makes nanoseconds, Spark microseconds): docs/concepts.md.
+        result[time_column] = pd.DatetimeIndex(pd.to_datetime(result[time_column], utc=True)).as_unit("us")
         return result.sort_values(ROW_ID, kind="stable").drop(columns=[ROW_ID]).reset_index(drop=True)
 
     metadata = RetrievalMetadata(
@@ -340,6 +345,15 @@ def engine_for(config: RepoConfig) -> Tuple[SequenceEngine, bool]:
     kind: str = config.offline_store.type
     if kind in ("file", "dask") or kind.endswith(("FileOfflineStore", "DaskOfflineStore")):
         return PandasEngine(), False
+    if kind == "remote":
+        # Feast's offline server runs its offline store's point-in-time join itself, without the
+        # provider that computes sequences, so it cannot serve sequence views (docs/deployment.md).
+        raise SequenceConfigurationError(
+            "Sequence views' training data cannot come through Feast's offline server "
+            "('offline_store: type: remote', `feast serve_offline`); compute it where the Spark "
+            "offline store is configured: run get_historical_features or "
+            "feast_sequence.get_training_data with the server's feature_store.yaml (docs/deployment.md)."
+        )
     raise SequenceConfigurationError(
         f"Sequence views support the 'spark' and 'file' offline stores for training data (found {kind!r})."
     )

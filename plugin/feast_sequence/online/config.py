@@ -49,6 +49,10 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     replica_ack_timeout_ms: PositiveInt = 1000
     """How long one write waits for those acknowledgements; below the socket timeout
     (``socket_timeout`` in connection_string, else ``socket_timeout_seconds``)."""
+    eviction_check_seconds: PositiveFloat = 60.0
+    """How often a running store reads Redis's ``maxmemory-policy`` again (one ``CONFIG GET``; also
+    when its client is made and by ``feast-sequence health``). A policy changed to an evicting one on
+    a running server is refused (``SequenceConfigurationError`` on reads and writes) within this time."""
     compact_after: NonNegativeInt = 64
     """Events a sequence's tail (its sorted set) may hold before the writer that notices compacts
     it into the sequence's compressed block (docs/storage-layout.md); 0 never compacts on write,

@@ -16,7 +16,7 @@ from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import KEY_TYPES
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceInputError
+from feast_sequence.errors import SequenceInputError, SequenceRequestError
 
 #: Per join key type: the Python types a request may give, and their name in messages.
 _EXPECTED: Dict[ValueType, Tuple[Tuple[type, ...], str]] = {
@@ -44,6 +44,41 @@ def sequence_key_columns(tables: Iterable[Any], entity_name_to_join_key: Mapping
         if join_key in columns:
             columns.setdefault(entity_name, columns[join_key])
     return columns
+
+
+def check_request_shape(features: Any, entity_rows: Any) -> None:
+    """Refuse (422) an online request with no features, no entity rows, or entity rows that do not
+    line up, naming the problem: Feast answers each with a bare IndexError, KeyError or ValueError
+    (HTTP 500), and an empty entity column with a message about missing join keys."""
+    if isinstance(features, (list, tuple)) and not features:
+        raise _bad_request("No features requested: 'features' is empty; name at least one as 'view:feature'.")
+    if isinstance(entity_rows, (list, tuple)):
+        if not entity_rows:
+            raise _bad_request("No entity rows: 'entity_rows' is empty; give at least one row of join key values.")
+        first = set(entity_rows[0])
+        for position, row in enumerate(entity_rows):
+            if set(row) != first:
+                raise _bad_request(
+                    f"Entity row {position} has keys {sorted(row)}, but row 0 has {sorted(first)}: every "
+                    "entity row must give the same join keys."
+                )
+        return
+    if not isinstance(entity_rows, Mapping) or not entity_rows:
+        return  # no columns at all: Feast names the join keys that are missing
+    lengths = {name: len(values) for name, values in entity_rows.items() if hasattr(values, "__len__")}
+    if len(set(lengths.values())) > 1:
+        raise _bad_request(
+            f"Entity columns have different lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())}): "
+            "each entity column must hold one value per entity row."
+        )
+    if lengths and not any(lengths.values()):
+        raise _bad_request(
+            f"No entity rows: the entity columns {sorted(lengths)} are empty; give at least one value each."
+        )
+
+
+def _bad_request(message: str) -> SequenceRequestError:
+    return SequenceRequestError(message, http_status=422)
 
 
 def check_entity_rows(columns: KeyColumns, entity_rows: Any) -> None:

@@ -24,6 +24,7 @@ from feast_sequence.storage.keys import (
     definitions_key,
     sequence_keys_of,
     view_scan_pattern,
+    writing_keys,
     zset_key_of,
 )
 from feast_sequence.storage.redis_io import (
@@ -90,7 +91,7 @@ def delete_view(client: Any, config: RepoConfig, view_name: str) -> int:
     how many sequence keys were deleted."""
     deleted = sum(
         sum(_run_writes(client, [("UNLINK", k) for k in batch], config.online_store, "deleting a sequence view"))
-        for batch in _scan_batches(client, view_scan_pattern(config.project, view_name))
+        for batch in scan_batches(client, view_scan_pattern(config.project, view_name))
     )
     _run_writes(
         client,
@@ -108,7 +109,7 @@ def expire_view(client: Any, config: RepoConfig, settings: SequenceSettings) -> 
     args = (settings.ttl_us or 0, "1" if settings.dedup_by else "0")
     updated = 0
     for sequences in _sequence_batches(client, config, settings, 1000):
-        commands = [evalsha(EXPIRE, keys, args) for keys in sequences]
+        commands = [evalsha(EXPIRE, writing_keys(keys), args) for keys in sequences]
         updated += len(_run_writes(client, commands, config.online_store, _expiring(settings)))
     return updated
 
@@ -167,11 +168,11 @@ def _sequence_batches(
     client: Any, config: RepoConfig, settings: SequenceSettings, size: int
 ) -> Iterator[List[SequenceKeys]]:
     """The keys of every stored sequence of a view, a batch of scanned keys at a time."""
-    for keys in _scan_batches(client, view_scan_pattern(config.project, settings.view_name), size):
+    for keys in scan_batches(client, view_scan_pattern(config.project, settings.view_name), size):
         yield [sequence_keys_of(z) for z in sorted({zset_key_of(k) for k in keys})]
 
 
-def _scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
+def scan_batches(client: Any, pattern: bytes, size: int = 1000) -> Iterator[List[bytes]]:
     """Every key matching ``pattern``, in lists of up to ``size``."""
     batch: List[bytes] = []
     for key in client.scan_iter(match=pattern, count=size):

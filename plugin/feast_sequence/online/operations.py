@@ -71,7 +71,7 @@ def read_rows(
     read = plan_read(settings, requested_features)
     commands = read_commands(settings, config.project, _rows(entity_keys), now_us)
     replies = yield RoundTrip(commands, _reading(settings), retry_policy(config.online_store))
-    return decode_rows(read, replies)
+    return decode_rows(read, commands, replies)
 
 
 def read_request(

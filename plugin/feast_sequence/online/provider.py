@@ -19,6 +19,7 @@ import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.data_source import PushSource
 from feast.infra.offline_stores.offline_store import RetrievalJob
+from feast.infra.offline_stores.offline_utils import get_pyarrow_schema_from_batch_source
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
@@ -37,8 +38,17 @@ from feast_sequence.offline.indexing import (
     write_local,
     write_spark,
 )
+from feast_sequence.offline.local_sources import (
+    append_to_folder,
+    data_files,
+    has_no_history,
+    source_file_path,
+    write_empty_source,
+)
 from feast_sequence.offline.sources import checked_source, checked_view, refuse_single_file_offline_push
+from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.push_views import PushSourceViews
+from feast_sequence.online.remote_push import is_remote
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.log_files import write_file_logs
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
@@ -77,14 +87,27 @@ class SequenceProvider(PassthroughProvider):
         return views
 
     def ingest_df(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
+        self._refuse_remote_push(feature_view)
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         self.write_pushed(feature_view, df, field_mapping)
 
     async def ingest_df_async(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None
     ) -> None:
+        self._refuse_remote_push(feature_view)
         self._check_other_views_of_the_push(feature_view, df, field_mapping)
         await self.write_pushed_async(feature_view, df, field_mapping)
+
+    def _refuse_remote_push(self, feature_view: Any) -> None:
+        """``store.push`` from a client of a feature server converts a sequence view's events as lists,
+        view by view (online/remote_push.py): refuse it, naming the push that works."""
+        if is_sequence_view(feature_view) and is_remote(self.repo_config):
+            source = getattr(feature_view.stream_source, "name", "<push source>")
+            raise SequenceConfigurationError(
+                f"Sequence view '{feature_view.name}': store.push cannot send events through "
+                f"'online_store: type: remote'; use feast_sequence.push(store, '{source}', df) "
+                "(or push_async), which sends them to feast-sequence serve's /push."
+            )
 
     def write_pushed(self, feature_view: Any, df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None) -> None:
         """Write a pushed frame to one view, without checking the push source's other views (the
@@ -145,20 +168,58 @@ class SequenceProvider(PassthroughProvider):
 
     def validate_data_source(self, config: RepoConfig, data_source: Any) -> None:
         """At `feast apply`: Feast's check, on the source as the offline store will read it (its path
-        resolved against the repository), after refusing with what to do what it cannot read."""
-        super().validate_data_source(config, checked_source(config, data_source))
+        resolved against the repository), after refusing with what to do what it cannot read. A local
+        source with no events yet has nothing to check: ``update_infra`` types it from its view."""
+        path = source_file_path(config, data_source)
+        if path is not None and has_no_history(path):
+            return
+        checked = checked_source(config, data_source)
+        if uses_spark(config):
+            spark_session(config)  # quiet: Feast's check would start a session with Spark's banner
+        super().validate_data_source(config, checked)
+
+    def update_infra(
+        self,
+        project: str,
+        tables_to_delete: Sequence[Any],
+        tables_to_keep: Sequence[Any],
+        entities_to_delete: Sequence[Any],
+        entities_to_keep: Sequence[Any],
+        partial: bool,
+    ) -> None:
+        """Feast's, after giving each sequence view whose local batch source holds no event yet a
+        typed empty file (offline/local_sources.py), so a push-only view starts from nothing."""
+        for view in tables_to_keep:
+            if isinstance(view, FeatureView) and is_sequence_view(view) and view.batch_source is not None:
+                write_empty_source(self.repo_config, view)
+        super().update_infra(project, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial)
 
     def get_table_column_names_and_types_from_data_source(self, config: RepoConfig, data_source: Any) -> Any:
         """What ``store.write_to_offline_store`` orders a push's columns by: the source as read."""
         return super().get_table_column_names_and_types_from_data_source(config, checked_source(config, data_source))
 
+    def offline_push_schema(self, feature_view: Any) -> pa.Schema:
+        """The arrow schema a push's offline part is written in: the view's batch source as read,
+        after refusing a source that cannot take pushes (``refuse_single_file_offline_push``)."""
+        view = checked_view(self.repo_config, feature_view)
+        refuse_single_file_offline_push(self.repo_config, view)
+        schema, _ = get_pyarrow_schema_from_batch_source(self.repo_config, view.batch_source)
+        return schema
+
     def ingest_df_to_offline_store(self, feature_view: Any, table: pa.Table) -> None:
         """A push's offline part (``PushMode.OFFLINE`` / ``ONLINE_AND_OFFLINE``), to the batch source
         as the offline store reads it. Nanosecond timestamps (pandas' default) become microseconds,
-        the finest unit Spark reads; sequence timestamps are microseconds anyway."""
+        the finest unit Spark reads; sequence timestamps are microseconds anyway. A local
+        ``SparkSource`` folder gets one new file (``append_to_folder``); other sources go through
+        Feast's offline store."""
         view = checked_view(self.repo_config, feature_view)
         refuse_single_file_offline_push(self.repo_config, view)
-        super().ingest_df_to_offline_store(view, _microsecond_timestamps(table))
+        table = _microsecond_timestamps(table)
+        path = source_file_path(self.repo_config, view.batch_source) if uses_spark(self.repo_config) else None
+        if path is not None and path.is_dir() and data_files(path):
+            append_to_folder(path, view, table)  # no Spark job, no temporary file's name printed
+            return
+        super().ingest_df_to_offline_store(view, table)
 
     def get_historical_features(
         self,

@@ -22,13 +22,10 @@ from feast import FeatureStore
 from feast import metrics as feast_metrics
 from feast.data_source import PushMode
 from feast.feature_server import PushFeaturesRequest, get_app
-from feast.permissions.action import WRITE, AuthzedAction
-from feast.permissions.security_manager import assert_permissions
 from feast.permissions.server.rest import inject_user_details
 
-from feast_sequence.errors import FeastSequenceError
+from feast_sequence.errors import FeastSequenceError, SequenceInputError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
-from feast_sequence.online.provider import sequence_provider
 from feast_sequence.online.push import push_async
 
 _logger = logging.getLogger(__name__)
@@ -44,11 +41,6 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     app = get_app(store, registry_ttl_sec)
     app.add_exception_handler(FeastSequenceError, _answer_error)
     feast_push = _remove_post_route(app, "/push")
-    actions = {
-        PushMode.ONLINE: [AuthzedAction.WRITE_ONLINE],
-        PushMode.OFFLINE: [AuthzedAction.WRITE_OFFLINE],
-        PushMode.ONLINE_AND_OFFLINE: WRITE,
-    }
     batches_offline = bool(store.config.feature_server and store.config.feature_server.offline_push_batching_enabled)
 
     @app.post("/push", dependencies=[Depends(inject_user_details)])  # type: ignore[untyped-decorator]
@@ -62,10 +54,8 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
                     f"{request.to} is not a supported push format. Please specify one of these "
                     "['online', 'offline', 'online_and_offline']."
                 )
+            # push_async checks the caller's permissions on every view before writing any.
             name, allow_cache = request.push_source_name, request.allow_registry_cache
-            targets = sequence_provider(store).push_views(store.registry).resolve(name, allow_cache)
-            for view in targets.views:
-                assert_permissions(resource=view, actions=actions[to])
             await push_async(store, name, _frame(request.df), to, allow_cache)
             feast_metrics.track_push(name, request.to)
             return Response(status_code=200)
@@ -91,6 +81,13 @@ async def _answer_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
+    """The pushed columns as a frame; ragged columns are the client's mistake (422), not pandas' ValueError (500)."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise SequenceInputError(
+            f"Pushed columns have different lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())}): "
+            "each column of 'df' must hold one value per event. Nothing was written."
+        )
     return pd.DataFrame(columns)
 
 

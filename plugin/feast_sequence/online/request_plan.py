@@ -9,7 +9,7 @@ sequence views as storage/read.py decodes them, regular views as Feast's Redis s
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from feast import FeatureView
 from feast.infra.online_stores.redis import RedisOnlineStore
@@ -17,7 +17,8 @@ from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
 from feast_sequence.definitions.use_case import is_use_case
-from feast_sequence.online.entity_rows import check_entity_rows, sequence_key_columns
+from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.online.entity_rows import check_entity_rows, check_request_shape, sequence_key_columns
 from feast_sequence.serving.read_plan import Fill, ServingStore, plan_reads
 from feast_sequence.serving.views import ViewPlan
 from feast_sequence.storage.read import plan_read, populate_sequences
@@ -57,13 +58,13 @@ def plan_request(
     plan = RequestPlan()
     for read in reads.views:
         view = read.view
+        commands = reads.commands[read.start : read.end]
         if isinstance(view, ViewPlan):
-            fill: Fill = partial(
-                populate_sequences, plan_read(view.settings, view.requested), view.table, view.idxs, view.output_len
-            )
+            read_plan = plan_read(view.settings, view.requested)
+            fill: Fill = partial(populate_sequences, read_plan, view.table, view.idxs, view.output_len, commands)
         else:
             fill = view
-        plan.add(reads.commands[read.start : read.end], fill)
+        plan.add(commands, fill)
     return plan
 
 
@@ -108,9 +109,35 @@ def is_use_case_request(registry: Any, project: str, features: Any, entity_rows:
     """Whether a request goes to a use case's serving pipeline; first, refuse its sequence keys of
     the wrong type (for Feast's path too), before Feast's lenient conversion reads them as another
     entity. The request context is the one Feast resolves next (cached)."""
-    entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(
-        registry, project, features, full_feature_names
-    )
+    check_request_shape(features, entity_rows)
+    try:
+        entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(
+            registry, project, features, full_feature_names
+        )
+    except KeyError as error:
+        unknown = unknown_feature(registry, project, features)
+        if unknown is None:
+            raise
+        raise unknown from error
     columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key)
     check_entity_rows(columns, entity_rows)
     return is_use_case(features)
+
+
+def unknown_feature(registry: Any, project: str, features: Any) -> Optional[SequenceDefinitionError]:
+    """The error for a requested ``view:feature`` whose view exists but has no such feature (Feast's
+    answer is a bare KeyError, HTTP 500), or None if every named feature exists. Run only after
+    Feast refused the request, so a well-formed request does not pay for it."""
+    if not isinstance(features, (list, tuple)):
+        return None
+    views = {v.name: v for v in registry.list_feature_views(project, allow_cache=True)}
+    views.update({v.name: v for v in registry.list_on_demand_feature_views(project, allow_cache=True)})
+    for ref in features:
+        view_name, _, feature = str(ref).partition(":")
+        view = views.get(view_name)
+        served = [f.name for f in view.features] if view is not None else []
+        if view is not None and feature not in served:
+            return SequenceDefinitionError(
+                f"Feature view '{view_name}' has no feature {feature!r} (requested as {ref!r}); it serves {served}."
+            )
+    return None

@@ -33,6 +33,7 @@ from feast_sequence.online import maintenance, operations
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.online.operations import ProtoRows, StoreOperation
+from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
@@ -69,7 +70,7 @@ class SequenceRedisOnlineStoreConfig(SequenceRedisOptions):
 class SequenceRedisOnlineStore(RedisOnlineStore):
     """Appends events to per-entity sorted sets and serves them as lists, newest first."""
 
-    _eviction_checked = False  # set per instance once Redis's maxmemory-policy was checked
+    _eviction_checked_at: Optional[float] = None  # monotonic time of the last maxmemory-policy check
     #: Set by ``SequenceProvider`` on the store it makes: the provider turns pushed rows into
     #: events, so ``feast apply`` refuses sequence views on a store any other provider made.
     made_by_sequence_provider = False
@@ -187,7 +188,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> Optional[StoreOperation[OnlineResponse]]:
         """A use case's request (``SequenceUseCase``) as its serving pipeline (feast_sequence.serving);
-        None for any other request, which Feast's method serves."""
+        None for any other request, which Feast's method serves. First, in a server, the caller's
+        ``READ_ONLINE`` on everything the request reads (permissions.py)."""
+        assert_can_read(registry, project, features)
         if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
             return None
         if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)
@@ -235,14 +238,22 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         redis-py's default (3 tries with backoff) would stretch a failure to seconds."""
         fresh = self._client is None
         client = _without_retries_if(fresh, super()._get_client(with_default_timeouts(online_store_config)))
-        if not self._eviction_checked:
+        if self._eviction_check_due(online_store_config):
             refuse_eviction(client)
-            self._eviction_checked = True
+            self._eviction_checked_at = time.monotonic()
         return client
 
+    def _eviction_check_due(self, online_store_config: Any) -> bool:
+        """Whether Redis's maxmemory-policy is to be read (again): when the client is made, then every
+        ``eviction_check_seconds``, so a policy changed on a running server (``CONFIG SET``) is
+        refused within that time instead of evicting sequences' keys silently."""
+        checked = self._eviction_checked_at
+        interval = online_store_config.eviction_check_seconds
+        return checked is None or time.monotonic() - checked >= interval
+
     async def _get_client_async(self, online_store_config: RedisOnlineStoreConfig) -> Any:
-        if not self._eviction_checked:
-            self._get_client(online_store_config)  # checks the eviction policy once, synchronously
+        if self._eviction_check_due(online_store_config):
+            self._get_client(online_store_config)  # checks the eviction policy, synchronously
         fresh = self._client_async is None
         return _without_retries_if(fresh, await super()._get_client_async(with_default_timeouts(online_store_config)))
 

@@ -104,7 +104,7 @@ def serve(
         timer = _StageTimer(use_case)
         request = _plan(store, config, service, use_case, entity_rows, registry, project, full_feature_names)
         replies = yield RoundTrip(request.reads.commands, _serving(use_case), retry_policy(config.online_store))
-        views = _retrieve(request.reads, replies)
+        views = _retrieve(request.reads, replies, use_case.fail_closed)
         timer.stage(metrics.Stage.RETRIEVE)
         _shape(views, timer)
         yield from _enrich(store, config, project, use_case, views, timer)
@@ -149,10 +149,20 @@ def _plan(
     return _UseCaseRequest(use_case, columns, feast, reads)
 
 
-def _retrieve(reads: ReadPlan, replies: List[Any]) -> List[ServedView]:
-    """Every sequence view's replies decoded into a batch, in plan order."""
+def _retrieve(reads: ReadPlan, replies: List[Any], fail_closed: bool) -> List[ServedView]:
+    """Every sequence view's replies decoded into a batch, in plan order (a corrupt stored sequence
+    served empty, or failing the request if the use case is ``fail_closed``)."""
     return [
-        ServedView(read.view, decode_batch(read.view.settings, replies[read.start : read.end], read.view.decoded))
+        ServedView(
+            read.view,
+            decode_batch(
+                read.view.settings,
+                reads.commands[read.start : read.end],
+                replies[read.start : read.end],
+                read.view.decoded,
+                fail_closed,
+            ),
+        )
         for read in reads.views
         if isinstance(read.view, ViewPlan)
     ]

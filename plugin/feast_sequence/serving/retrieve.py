@@ -35,10 +35,17 @@ def retrieve_commands(
     return read_commands(settings, project, rows, now_us, limit=limit, key_cache=key_cache, window_us=spec.window_us)
 
 
-def decode_batch(settings: SequenceSettings, replies: Sequence[Any], fields: Sequence[str]) -> SequenceBatch:
-    """The named event fields of every row's sequence, plus the timestamp field (whole seconds)."""
+def decode_batch(
+    settings: SequenceSettings,
+    commands: Sequence[Command],
+    replies: Sequence[Any],
+    fields: Sequence[str],
+    fail_closed: bool = False,
+) -> SequenceBatch:
+    """The named event fields of every row's sequence, plus the timestamp field (whole seconds). A
+    corrupt stored sequence is served without events unless ``fail_closed`` (storage/read.members)."""
     layout = layout_for(settings)
-    sequences = read_members(layout, replies)
+    sequences = read_members(settings, commands, replies, fail_closed)
     lengths = np.fromiter((s.count for s in sequences), dtype=np.int64, count=len(sequences))
     message = layout.message_class.FromString(b"".join(s.data for s in sequences))
     events = int(lengths.sum())

@@ -22,7 +22,7 @@ from feast_sequence.storage.conversion import (
     timestamps_to_us,
 )
 from feast_sequence.storage.entity_keys import entity_column_bytes, entity_key_bytes_from_proto
-from feast_sequence.storage.keys import SequenceKeys, erasure_key_of, sequence_keys, view_prefix
+from feast_sequence.storage.keys import SequenceKeys, erasure_key_of, sequence_keys, view_prefix, writing_keys
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import APPEND
 
@@ -134,7 +134,7 @@ def plan_append(
     commands: List[Command] = []
     scores, members, identities = events.scores_us, events.members, events.identities
     for entity_key, positions in by_entity.items():
-        keys = sequence_keys(prefix, entity_key)
+        keys = append_keys(sequence_keys(prefix, entity_key))
         for start in range(0, len(positions), EVENTS_PER_CALL):
             chunk = positions[start : start + EVENTS_PER_CALL]
             first = start == 0 and (replaced is None or entity_key not in replaced)
@@ -147,7 +147,7 @@ def plan_append(
             else:
                 for i in chunk:
                     args += (scores[i], members[i], identities[i])
-            commands.append(evalsha(APPEND, append_keys(keys), args))
+            commands.append(evalsha(APPEND, keys, args))
         if replaced is not None:
             replaced.add(entity_key)
     return commands
@@ -161,15 +161,15 @@ def tails_to_compact(
     if not compact_after:
         return []
     threshold = min(compact_after, settings.max_length)
-    full = {
-        (c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= threshold
-    }  # EVALSHA sha n keys
+    # EVALSHA, sha, number of keys, then the sequence's keys
+    full = {(c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= threshold}
     return sorted(full)
 
 
 def append_keys(keys: SequenceKeys) -> Tuple[bytes, ...]:
-    """APPEND's keys: the sequence's, then its entity's erasure marker (scripts.APPEND)."""
-    return (*keys, erasure_key_of(keys[0]))
+    """APPEND's keys: a writing script's (the sequence's and its version key), then its entity's
+    erasure marker (scripts.APPEND)."""
+    return (*writing_keys(keys), erasure_key_of(keys[0]))
 
 
 def tail_size(reply: Any) -> int:

@@ -5,8 +5,9 @@ A sequence is its *tail* (the sorted set that appends go to, as in format 2) plu
 under the sequence semantics: one version per identity, newest first (ties by member bytes,
 descending, as ``ZREVRANGE`` orders them), at most ``max_length``. Its layout::
 
-    header  b"\\x03" <newest score> ":" <count> ":" <generation> ";"   ASCII, so Lua can parse it
+    header  b"\\x04" <newest score> ":" <count> ":" <generation> ";"   ASCII, so Lua can parse it
     body    <raw size: u32> zstd( scores | member lengths | identity lengths | members )
+    check   <crc32 of header and body: u32>
 
 - scores: i64, the first absolute, then the (non-negative) gap to the previous one;
 - member lengths: u32; identity lengths: u16 (the ``dedup_by`` prefix of each member, 0 without);
@@ -15,6 +16,10 @@ descending, as ``ZREVRANGE`` orders them), at most ``max_length``. Its layout::
 Keeping the members' own bytes means a block and a tail decode, deduplicate and order the same
 way, and the column-wise arrays in front of them (scores, lengths) compress to almost nothing. zstd
 (through ``zstandard``) brings a typical event from 36 to about 12 bytes at level 3.
+
+Format 4 ends with a CRC-32 of everything before it, checked before anything else is read
+(``verified``): a damaged block raises ``CorruptSequenceError`` instead of serving wrong values. Format 3
+(the same without the check) stays readable; compaction rewrites it as format 4.
 
 Merging (``merge``) is the one implementation of "keep the best version of each identity, then the
 newest ``max_length``" for compaction and for reads that see both a block and a tail.
@@ -26,6 +31,7 @@ import heapq
 import os
 import re
 import threading
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -33,11 +39,13 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import zstandard
 
-from feast_sequence.errors import SequenceStoreError
+from feast_sequence.errors import CorruptSequenceError
 
-BLOCK_FORMAT = 3
+BLOCK_FORMAT = 4
+UNCHECKED_FORMAT = 3  # format 4 without its checksum: still read, rewritten by compaction
 _MAGIC = bytes((BLOCK_FORMAT,))
-_HEADER = re.compile(rb"^\x03(\d+):(\d+):(\d+);")
+_HEADER = re.compile(rb"^[\x03\x04](\d+):(\d+):(\d+);")
+_CHECK_SIZE = 4
 _COMPRESSION_LEVEL = 3
 
 
@@ -91,7 +99,7 @@ def header_of(block: Optional[bytes]) -> bytes:
         return b""
     match = _HEADER.match(block)
     if match is None:
-        raise SequenceStoreError(f"A stored block has an unknown format (first bytes {block[:16]!r}).")
+        raise CorruptSequenceError(f"block header unreadable (first bytes {block[:16]!r})")
     header: bytes = match.group(0)
     return header
 
@@ -120,7 +128,33 @@ def _encode_columns(scores: np.ndarray, lengths: np.ndarray, prefixes: np.ndarra
     newest = int(scores[0]) if count else 0
     generation = int.from_bytes(os.urandom(4), "little")
     header = b"%s%d:%d:%d;" % (_MAGIC, newest, count, generation)
-    return header + len(raw).to_bytes(4, "little") + body
+    return _with_check(b"".join((header, len(raw).to_bytes(4, "little"), body)))
+
+
+def _with_check(content: bytes) -> bytes:
+    return content + zlib.crc32(content).to_bytes(_CHECK_SIZE, "little")
+
+
+def verified(block: bytes) -> bytes:
+    """A stored block without its checksum, once the checksum is found right; raises
+    ``CorruptSequenceError`` otherwise. The one integrity check of every block format (a later format
+    adds its number here): a CRC-32 over everything before it detects every flipped bit and every
+    damaged run of up to 32 bits, in the header as in the body, so nothing of a damaged block is
+    ever parsed. Format 3 blocks carry no checksum and are returned as they are."""
+    form = block[0]
+    if form == UNCHECKED_FORMAT:
+        return block
+    if form != BLOCK_FORMAT:
+        raise CorruptSequenceError(
+            f"unknown block format {form}: damaged, or written by a newer feast-sequence (first bytes {block[:16]!r})"
+        )
+    content, stored = block[:-_CHECK_SIZE], block[-_CHECK_SIZE:]
+    computed = zlib.crc32(content)
+    if int.from_bytes(stored, "little") != computed:
+        raise CorruptSequenceError(
+            f"block checksum mismatch (stored {stored.hex()}, computed {computed.to_bytes(4, 'little').hex()})"
+        )
+    return content
 
 
 class Block:
@@ -166,6 +200,21 @@ class Block:
         kept = int(np.searchsorted(-self.scores, -oldest_us, side="right"))
         return min(kept, limit)
 
+    def incoherence(self, raw_size: int) -> Optional[str]:
+        """What in this block contradicts its header (None if nothing): a format 3 block has no
+        checksum, so a damaged one is caught here when it can be."""
+        count = self.count
+        if len(self.raw) != raw_size or len(self.raw) < 14 * count:
+            return f"block body holds {len(self.raw)} bytes, its header says {raw_size} for {count} events"
+        if 14 * count + int(self.lengths.sum(dtype=np.int64)) != len(self.raw):
+            return f"block member lengths do not add up to its body for {count} events"
+        gaps = np.frombuffer(self.raw, dtype=np.int64, count=count)
+        if count > 1 and bool((gaps[1:] < 0).any()):
+            return "block scores are not newest first"
+        if int(gaps[0]) != self.newest:
+            return f"block header says its newest event is at {self.newest}, its body {int(gaps[0])}"
+        return None
+
     def events(self) -> Events:
         ends = np.cumsum(self.lengths, dtype=np.int64) + self._start
         starts = ends - self.lengths
@@ -174,18 +223,49 @@ class Block:
 
 
 def decode(block: Optional[bytes]) -> Optional[Block]:
-    """A stored block, decompressed (None for no block or an empty one)."""
+    """A stored block, verified and decompressed (None for no block or an empty one). Raises
+    ``CorruptSequenceError`` for a block that fails its checksum or, for a format 3 block (no
+    checksum), does not decode into what its header says."""
     if not block:
         return None
-    end = block.find(b";", 0, 64)
-    if block[:1] != _MAGIC or end < 0:
-        header_of(block)  # raises, naming the unknown format
-    newest, count, _ = block[1:end].split(b":")
-    if count == b"0":
+    checked = block[0] == BLOCK_FORMAT
+    block = verified(block)
+    match = _HEADER.match(block)
+    if match is None:
+        raise CorruptSequenceError(f"block header unreadable (first bytes {block[:16]!r})")
+    newest, count = int(match.group(1)), int(match.group(2))
+    if not count:
         return None
-    raw_size = int.from_bytes(block[end + 1 : end + 5], "little")
-    raw = _CODEC.decompress(block[end + 5 :], raw_size)
-    return Block(raw, int(count), int(newest))
+    end = match.end()
+    raw_size = int.from_bytes(block[end : end + 4], "little")
+    try:
+        raw = _CODEC.decompress(block[end + 4 :], raw_size)
+    except zstandard.ZstdError as error:
+        raise CorruptSequenceError(f"block body does not decompress ({error})") from error
+    decoded = Block(raw, count, newest)
+    problem = None if checked else decoded.incoherence(raw_size)
+    if problem:
+        raise CorruptSequenceError(problem)
+    return decoded
+
+
+def problem(block: bytes) -> Optional[str]:
+    """What is wrong with a stored block (None if nothing): its checksum, its decompression, or its
+    body against its header, for every format (a read checks the body only for format 3, whose
+    checksum is missing). ``feast-sequence verify`` runs it over every block."""
+    try:
+        decoded = decode(block)
+    except CorruptSequenceError as error:
+        return str(error)
+    if decoded is None:
+        return None
+    end = _HEADER.match(block).end()  # type: ignore[union-attr]  # decode parsed it
+    return decoded.incoherence(int.from_bytes(block[end : end + 4], "little"))
+
+
+def is_unchecked(block: Optional[bytes]) -> bool:
+    """Whether a stored block is of format 3, without a checksum: compaction rewrites it."""
+    return bool(block) and block[0] == UNCHECKED_FORMAT  # type: ignore[index]
 
 
 def decode_events(block: Optional[bytes]) -> Events:

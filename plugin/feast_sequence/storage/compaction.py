@@ -3,10 +3,10 @@
 Appends only ever touch the tail (scripts.APPEND), so they stay O(log N) and never read the
 sequence. Once a tail holds ``compact_after`` events, the writer that noticed compacts it: it reads
 a snapshot (block + tail, one script), merges them under the sequence semantics in Python, and
-writes the new block with a compare-and-set that also removes exactly the merged tail events
-(scripts.COMPACT). Nothing is written between the snapshot and the set, so a process killed at any
-point leaves either the old state or the new one, and a lost race (another compaction, a
-correction) only means the tail stays until the next append compacts it.
+writes the new block with a compare-and-set on the sequence's version that also removes exactly the
+merged tail events (scripts.COMPACT). Nothing is written between the snapshot and the set, so a
+process killed at any point leaves either the old state or the new one, and a lost race (any write
+to the sequence meanwhile) only means the tail stays until the next append or compactor run.
 
 Readers merge a block and a tail the same way (``served``), so a sequence read before,
 during or after a compaction is the same sequence.
@@ -14,16 +14,17 @@ during or after a compaction is the same sequence.
 
 from __future__ import annotations
 
+import secrets
 import time
 from functools import lru_cache
 from typing import Any, Generator, List, Optional, Sequence, Set
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceStoreError
-from feast_sequence.storage import blocks
+from feast_sequence.errors import CorruptSequenceError, SequenceStoreError
+from feast_sequence.storage import blocks, integrity
 from feast_sequence.storage.append import REFUSED, append_header, append_keys
 from feast_sequence.storage.evolution import reencoded
-from feast_sequence.storage.keys import SequenceKeys
+from feast_sequence.storage.keys import SequenceKeys, writing_keys
 from feast_sequence.storage.redis_io import (
     Access,
     Command,
@@ -34,8 +35,12 @@ from feast_sequence.storage.redis_io import (
 )
 from feast_sequence.storage.scripts import APPEND, COMPACT, SNAPSHOT
 
-#: COMPACT's replies: merged; the block changed since the snapshot; the tail was deleted meanwhile.
-COMPACTED, BLOCK_CHANGED, TAIL_GONE = 1, -1, -2
+#: COMPACT's replies: merged; the sequence changed since the snapshot; its keys were deleted meanwhile.
+COMPACTED, CHANGED, TAIL_GONE = 1, -1, -2
+
+#: How long a version token outlives a writer that read it and died (it goes at the next write anyway):
+#: a multi-step writer slower than this between its read and its commit is refused and reads again.
+VERSION_LIFETIME_MS = 600_000
 
 
 @lru_cache(maxsize=16)
@@ -47,10 +52,11 @@ class Served:
     """One entity's served events: the members back to back (one protobuf parse decodes them all)
     and their count; ``members()`` splits them, for the rare per-event decode."""
 
-    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = ()):
+    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = (), corrupt: bool = False):
         self.data = data
         self.count = count
         self._parts = parts  # lists of members, or (Block, k): what ``data`` was joined from
+        self.corrupt = corrupt  # its block is damaged: served without events (storage/read.py)
 
     def members(self) -> List[bytes]:
         out: List[bytes] = []
@@ -65,6 +71,9 @@ class Served:
     @classmethod
     def of(cls, members: Sequence[bytes]) -> "Served":
         return cls(b"".join(members), len(members), (members,))
+
+
+CORRUPT = Served(b"", 0, (), corrupt=True)
 
 
 def served(reply: Sequence[Any], identity_fields: int) -> Served:
@@ -90,8 +99,11 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
     return Served.of(blocks.merge(block.events(), events, limit, oldest).members)
 
 
-def snapshot_commands(keys: Sequence[SequenceKeys]) -> List[Command]:
-    return [evalsha(SNAPSHOT, k, ()) for k in keys]
+def snapshot_commands(keys: Sequence[SequenceKeys], whole_block: bool = False) -> List[Command]:
+    """What a multi-step writer reads first: each sequence's block, tail and version (scripts.SNAPSHOT).
+    ``whole_block``: the writer rewrites blocks without a tail too, so those get a version as well."""
+    flag = "1" if whole_block else "0"
+    return [evalsha(SNAPSHOT, writing_keys(k), (secrets.token_hex(8), VERSION_LIFETIME_MS, flag)) for k in keys]
 
 
 def compact_command(
@@ -99,7 +111,7 @@ def compact_command(
 ) -> Command:
     """The compare-and-set that replaces a sequence's block with the merge of its snapshot; with
     ``reencode``, every event re-encoded under ``settings`` first (``rewrite``)."""
-    block, tail_reply = snapshot
+    block, tail_reply, version = snapshot
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
@@ -108,7 +120,7 @@ def compact_command(
         old = decoded.events() if decoded is not None else blocks.EMPTY
         merged = blocks.merge(reencoded(settings, old), reencoded(settings, tail), settings.max_length, oldest)
         new_block = blocks.encode(merged) if len(merged) else b""
-    elif decoded is not None and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
+    elif decoded is not None and len(tail) and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
         new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
     else:
         merged = blocks.merge(
@@ -116,10 +128,10 @@ def compact_command(
         )
         new_block = blocks.encode(merged) if len(merged) else b""
     args: List[Any] = [blocks.header_of(block), new_block, settings.ttl_us or 0]
-    args.append(fields)
+    args += (fields, version)
     for score, member in zip(tail.scores, tail.members):
         args += (score, member)
-    return evalsha(COMPACT, keys, args)
+    return evalsha(COMPACT, writing_keys(keys), args)
 
 
 def compact(
@@ -129,12 +141,21 @@ def compact(
     acks: ReplicaAcks,
     now_us: Optional[int] = None,
 ) -> Generator[RoundTrip, List[Any], int]:
-    """Compact the given sequences (two round trips); returns how many were compacted."""
+    """Compact the given sequences (two round trips); returns how many were compacted. A sequence
+    with an empty tail is compacted only to rewrite a format 3 block as format 4 (with its checksum);
+    one whose block is corrupt is left as it is, counted and logged (storage/integrity.py)."""
     if not keys:
         return 0
     snapshots = yield RoundTrip(snapshot_commands(keys), _what(settings, "reading", len(keys)), retry)
     now_us = now_us if now_us is not None else time.time_ns() // 1000
-    commands = [compact_command(settings, k, s, now_us) for k, s in zip(keys, snapshots) if s[1]]
+    commands: List[Command] = []
+    for k, snapshot in zip(keys, snapshots):
+        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (block, tail, ...)
+            continue
+        try:
+            commands.append(compact_command(settings, k, snapshot, now_us))
+        except CorruptSequenceError as error:
+            integrity.report(integrity.corrupt(settings, k[2], error), "compaction", "It was left uncompacted.")
     if not commands:
         return 0
     replies = yield RoundTrip(commands, _what(settings, "writing", len(commands)), retry, acks, Access.WRITE)
@@ -154,7 +175,9 @@ def rewrite(
     events keep the bytes that identity and ties compare. Returns how many were rewritten."""
     pending, rewritten = list(keys), 0
     for _ in range(attempts):
-        snapshots = yield RoundTrip(snapshot_commands(pending), _what(settings, "re-encoding", len(pending)), retry)
+        snapshots = yield RoundTrip(
+            snapshot_commands(pending, whole_block=True), _what(settings, "re-encoding", len(pending)), retry
+        )
         now_us = time.time_ns() // 1000
         stored = [(k, s) for k, s in zip(pending, snapshots) if s[0] or s[1]]
         if not stored:
@@ -162,7 +185,7 @@ def rewrite(
         commands = [compact_command(settings, k, s, now_us, reencode=True) for k, s in stored]
         replies = yield RoundTrip(commands, _what(settings, "re-encoding", len(commands)), retry, acks, Access.WRITE)
         rewritten += sum(1 for r in replies if r == COMPACTED)
-        pending = [k for (k, _), r in zip(stored, replies) if r == BLOCK_CHANGED]
+        pending = [k for (k, _), r in zip(stored, replies) if r == CHANGED]
         if not pending:
             return rewritten
     raise SequenceStoreError(
@@ -174,7 +197,10 @@ def rewrite(
 def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
     """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
     A correction needs it: only the tail can have a time range replaced inside Redis."""
-    events = blocks.decode_events(block)
+    try:
+        events = blocks.decode_events(block)
+    except CorruptSequenceError as error:
+        raise integrity.corrupt(settings, keys[2], error) from error
     args = append_header(settings, None, blocks.header_of(block))
     if settings.dedup_by:
         for score, member, identity in zip(events.scores, events.members, events.identities()):

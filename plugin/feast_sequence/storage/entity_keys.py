@@ -78,6 +78,8 @@ def entity_column_bytes(join_keys: Sequence[Tuple[str, ValueType]], df: pd.DataF
         nulls = np.flatnonzero(series.isna().to_numpy())
         if len(nulls):
             raise bad_row(name, series, int(nulls[0]), "is null (entity keys cannot be null)")
+        if value_type in (ValueType.INT32, ValueType.INT64):
+            _refuse_float_keys(name, value_type, series)
         values = column_values(name, value_type, series)
         prefix = _KEY_TYPE_PREFIX[value_type]
         if value_type in (ValueType.INT32, ValueType.INT64):
@@ -90,3 +92,25 @@ def entity_column_bytes(join_keys: Sequence[Tuple[str, ValueType]], df: pd.DataF
     if len(columns) == 1:
         return columns[0]
     return [b"".join(parts) for parts in zip(*columns)]
+
+
+def _refuse_float_keys(name: str, value_type: ValueType, series: pd.Series) -> None:
+    """An integer join key takes integers only, as reads do (online/entity_rows.py): a float key such
+    as 1.0 would be stored under entity 1 while a read of 1.0 is refused."""
+    kind = series.dtype.kind
+    if kind == "f":
+        position = 0
+    elif kind == "O":
+        floats = [i for i, v in enumerate(series.to_numpy()) if isinstance(v, (float, np.floating))]
+        if not floats:
+            return
+        position = floats[0]
+    else:
+        return
+    raise bad_row(
+        name,
+        series,
+        position,
+        f"is a float; join key {name!r} is {value_type.name} and takes integers only (reads refuse float "
+        "keys), so convert the column to int",
+    )

@@ -14,7 +14,7 @@ from typing import Any, Generator, List, Sequence, Tuple, Union
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
 from feast_sequence.storage import blocks
-from feast_sequence.storage.keys import erasure_key, sequence_keys, view_prefix
+from feast_sequence.storage.keys import erasure_key, sequence_keys, view_prefix, writing_keys
 from feast_sequence.storage.redis_io import Access, Command, ReplicaAcks, RetryPolicy, RoundTrip, evalsha
 from feast_sequence.storage.scripts import ERASE
 
@@ -98,7 +98,7 @@ def plan_erase(
     args: List[Any] = [before_us, len(marker_fields), *marker_fields]
     removed = 0
     for settings, block in zip(erasure.views, stored_blocks):
-        keys += _keys(project, erasure.entity_key, settings)
+        keys += writing_keys(_keys(project, erasure.entity_key, settings))  # version keys: ERASE is a mutation
         action, count = block_after_erase(block, before_us)
         args += (len(settings.dedup_by), blocks.header_of(block), action)
         removed += count

@@ -1,7 +1,7 @@
 """Redis key names of sequences: per (view, entity) a sorted set (the tail), with dedup_by a hash,
-and once compacted a block string.
+once compacted a block string, and while a multi-step writer works on it a version token.
 
-``fsq:<project>:<view>:{<entity key>}:z``, ``...:h`` and ``...:c``. The braces make the entity key
+``fsq:<project>:<view>:{<entity key>}:z``, ``...:h``, ``...:c`` and ``...:v``. The braces make the entity key
 the Redis Cluster hash tag, so the keys of one sequence live in one slot and a Lua script may touch them;
 the project prefix keeps Feast projects sharing a Redis apart. See docs/storage-layout.md.
 """
@@ -27,6 +27,12 @@ def sequence_keys(prefix: bytes, entity_key: bytes) -> SequenceKeys:
     """The sorted-set, hash and block keys of one sequence, given ``view_prefix(...)``."""
     base = prefix + entity_key + b"}:"
     return base + b"z", base + b"h", base + b"c"
+
+
+def writing_keys(keys: SequenceKeys) -> Tuple[bytes, bytes, bytes, bytes]:
+    """The keys a writing script is given: the sequence's three, then its version key (the token every
+    mutation deletes; scripts.SNAPSHOT, docs/storage-layout.md "Concurrency")."""
+    return (*keys, keys[2][:-1] + b"v")
 
 
 def definitions_key(project: str) -> bytes:

@@ -11,9 +11,10 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceDefinitionError, SequenceRequestError
+from feast_sequence.errors import CorruptSequenceError, SequenceDefinitionError, SequenceRequestError
+from feast_sequence.storage import integrity
 from feast_sequence.storage.codec import EventLayout, column_per_event, decode_plan, decode_sequence, layout_for
-from feast_sequence.storage.compaction import Served, served
+from feast_sequence.storage.compaction import CORRUPT, Served, served
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
@@ -26,6 +27,7 @@ Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 class SequenceRead:
     """What to read for one view and how to decode it: requested features and their field index."""
 
+    settings: SequenceSettings
     layout: EventLayout
     requested_names: List[str]
     plan: Tuple[Tuple[str, str, str], ...]  # see codec.decode_plan
@@ -42,7 +44,7 @@ def plan_read(settings: SequenceSettings, requested_features: Optional[Sequence[
             f"it serves {list(settings.served_names)}."
         )
     layout = layout_for(settings)
-    return SequenceRead(layout, names, decode_plan(layout, [(n, index[n]) for n in names]))
+    return SequenceRead(settings, layout, names, decode_plan(layout, [(n, index[n]) for n in names]))
 
 
 def check_entity_limit(view_name: str, entities: int, limit: int) -> None:
@@ -94,15 +96,40 @@ def oldest_kept_us(settings: SequenceSettings, now_us: Optional[int], window_us:
     return now_us - min(bounds)
 
 
-def members(layout: EventLayout, replies: Sequence[Any]) -> List[Served]:
-    """Each entity's served events (stored members, newest first) from the replies of ``read_commands``."""
-    fields = len(layout.dedup_positions)
-    return [served(reply, fields) for reply in replies]
+def members(
+    settings: SequenceSettings,
+    commands: Sequence[Command],
+    replies: Sequence[Any],
+    fail_closed: bool = False,
+) -> List[Served]:
+    """Each entity's served events (stored members, newest first) from the replies of ``read_commands``.
+
+    An entity whose stored sequence is corrupt (its block fails its checksum or does not decode) is
+    served without events (``Served.corrupt``), counted and logged, so one damaged entity does not
+    fail the others of the request; with ``fail_closed`` it raises ``CorruptSequenceError`` instead.
+    Either way the error names the view, the entity and the Redis key."""
+    fields = len(layout_for(settings).dedup_positions)
+    out: List[Served] = []
+    for command, reply in zip(commands, replies):
+        try:
+            out.append(served(reply, fields))
+        except CorruptSequenceError as error:
+            named = integrity.corrupt(settings, command[5], error)  # the block key (evalsha's KEYS[3])
+            if fail_closed:
+                integrity.count(named, "read")
+                raise named from error
+            integrity.report(named, "read", "It is served without events.")
+            out.append(CORRUPT)
+    return out
 
 
-def decode_rows(read: SequenceRead, replies: Sequence[Any]) -> List[Row]:
-    """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND."""
-    return [decode_sequence(read.layout, m.members(), read.plan) for m in members(read.layout, replies)]
+def decode_rows(read: SequenceRead, commands: Sequence[Command], replies: Sequence[Any]) -> List[Row]:
+    """One Feast row per entity. An entity without events gets empty lists, not NOT_FOUND; a corrupt
+    one (see ``members``) gets no row (NOT_FOUND)."""
+    return [
+        (None, None) if m.corrupt else decode_sequence(read.layout, m.members(), read.plan)
+        for m in members(read.settings, commands, replies)
+    ]
 
 
 def populate_sequences(
@@ -110,6 +137,7 @@ def populate_sequences(
     table: Any,
     indexes: Sequence[List[int]],
     output_len: int,
+    commands: Sequence[Command],
     replies: Sequence[Any],
     response: Any,
     full_feature_names: bool,
@@ -117,27 +145,36 @@ def populate_sequences(
 ) -> None:
     """Append one view's sequences to a ``GetOnlineFeaturesResponse``, as Feast's
     ``_populate_response_from_feature_data`` does, but decoding each sequence straight into the
-    response's own values: no intermediate ``Value`` objects and no copies of the lists."""
+    response's own values: no intermediate ``Value`` objects and no copies of the lists. A corrupt
+    entity (see ``members``) is answered as Feast answers a missing one: null, NOT_FOUND."""
     name = table.projection.name_to_use()
     response.metadata.feature_names.val.extend(
         f"{name}__{f}" if full_feature_names else f for f in read.requested_names
     )
     add_view_metadata(response, table, include_version_metadata)
     layout = read.layout
-    replies = members(layout, replies)
+    replies = members(read.settings, commands, replies)
     messages = [layout.message_class.FromString(m.data) for m in replies]
     owner = [0] * output_len
     for unique, destinations in enumerate(indexes):
         for out in destinations:
             owner[out] = unique
     newest = [int(m.ts[0]) if len(m.ts) else 0 for m in messages]
+    corrupt = [m.corrupt for m in replies]
+    statuses = [FieldStatus.PRESENT] * output_len
+    if any(corrupt):
+        statuses = [FieldStatus.NOT_FOUND if corrupt[owner[out]] else FieldStatus.PRESENT for out in range(output_len)]
     for _, list_field, source in read.plan:
         vector = response.results.add()
-        vector.statuses.extend([FieldStatus.PRESENT] * output_len)
+        vector.statuses.extend(statuses)
         columns = [_column(layout, messages[u], replies[u], source) for u in range(len(messages))]
         for out in range(output_len):
             unique = owner[out]
-            target = getattr(vector.values.add(), list_field)
+            value = vector.values.add()
+            if corrupt[unique]:  # null, as Feast answers a missing entity
+                vector.event_timestamps.add()
+                continue
+            target = getattr(value, list_field)
             column = columns[unique]
             if column:
                 target.val.extend(column)

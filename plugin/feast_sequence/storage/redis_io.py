@@ -39,12 +39,13 @@ from feast_sequence.storage.scripts import (
     READ,
     REWRITE,
     SNAPSHOT,
+    VERIFY,
     LuaScript,
 )
 
 Command = Tuple[Any, ...]
 
-_SCRIPTS = {s.sha: s for s in (APPEND, ERASE, EXPIRE, REWRITE, MULTI_HMGET, READ, SNAPSHOT, COMPACT)}
+_SCRIPTS = {s.sha: s for s in (APPEND, ERASE, EXPIRE, REWRITE, MULTI_HMGET, READ, SNAPSHOT, COMPACT, VERIFY)}
 
 
 def evalsha(script: LuaScript, keys: Sequence[bytes], args: Iterable[Any]) -> Command:

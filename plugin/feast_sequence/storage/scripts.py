@@ -27,7 +27,7 @@ class LuaScript:
 _EXPIRY = r"""
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^\3(%d+):(%d+):(%d+);')
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4](%d+):(%d+):(%d+);')
 end
 local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   local newest = nil
@@ -53,6 +53,19 @@ local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
     if with_hash then redis.call('PERSIST', hkey) end
   end
 end
+"""
+
+
+# The sequence's version (docs/storage-layout.md, "Concurrency"): a random token in KEYS[4] that a
+# multi-step writer's read creates (SNAPSHOT) and every mutation deletes. The writer's commit checks
+# it is still there, so it commits only if nothing changed the sequence since it read. A token, not a
+# counter: nothing is stored while no writer is between its read and its commit, and a sequence
+# deleted and written again cannot come back to a version a stale writer read. Scripts delete it
+# after their other writes: a DEL first would count as the script's first write, and Redis, out of
+# memory, refuses a script only at its first write (docs/storage-layout.md, "Append").
+_VERSION = r"""
+local function changed(vkey) redis.call('DEL', vkey) end
+local function unchanged_since(vkey, token) return token ~= '' and redis.call('GET', vkey) == token end
 """
 
 
@@ -104,7 +117,8 @@ end
 # KEYS[1] sorted set (the tail): score = event time in microseconds, member = the stored event
 # KEYS[2] hash identity -> score of the tail's version (views with dedup_by only)
 # KEYS[3] the compacted block (storage/blocks.py), read here only for its header
-# KEYS[4] the entity's erasure marker (hash view name or '*' -> erased up to this score; see ERASE)
+# KEYS[4] the sequence's version token (_VERSION), deleted by every call that writes
+# KEYS[5] the entity's erasure marker (hash view name or '*' -> erased up to this score; see ERASE)
 # ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
 # ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
 # correction job replaces a time range atomically with it), ARGV[6] how to treat a block: '' ignore
@@ -146,7 +160,7 @@ local block_mode = ARGV[6]
 local absorbed = (block_mode ~= 'refuse') and block_mode or ''
 local first = 8
 local erased_to = nil
-for _, to in ipairs(redis.call('HMGET', KEYS[4], ARGV[7], '*')) do
+for _, to in ipairs(redis.call('HMGET', KEYS[5], ARGV[7], '*')) do
   if to and (not erased_to or tonumber(to) > erased_to) then erased_to = tonumber(to) end
 end
 local dropped = 0
@@ -159,6 +173,7 @@ local function erased(score)
 end
 """
     + _EXPIRY
+    + _VERSION
     + _MEMBERS
     + r"""
 local function removed_by_range(score)
@@ -166,7 +181,7 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if absorbed ~= '' and header ~= absorbed then return -2 end
 if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
@@ -243,6 +258,7 @@ if n > max_length then
   redis.call('ZREMRANGEBYRANK', zkey, 0, last)
 end
 
+changed(KEYS[4])
 set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
 return {n, dropped}
 """
@@ -265,24 +281,45 @@ return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT',
 )
 
 
-# What a compaction starts from (KEYS as for APPEND): {block or false, the whole tail WITHSCORES}.
+# What a multi-step writer (compaction, the enrichment rewrite) starts from (KEYS as for APPEND):
+# {block or false, the whole tail WITHSCORES, the sequence's version token or false}. ARGV[1] a fresh
+# random token, set as the version unless one is already set (two writers reading the same state
+# share it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died
+# goes then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites the block
+# itself (the re-encoding at `feast apply`), so a block alone gets a token. Otherwise only a tail, or a
+# format-3 block to convert, gets one (there is nothing to compact), so a sequence no writer works on
+# stores none.
 SNAPSHOT = LuaScript(
-    r"""#!lua flags=no-writes
-return {redis.call('GET', KEYS[3]) or false, redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+    r"""
+local block = redis.call('GET', KEYS[3]) or false
+local tail = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local version = false
+if #tail > 0 or (block and (ARGV[3] == '1' or string.byte(block, 1) == 3)) then
+  version = redis.call('GET', KEYS[4])
+  if not version then
+    version = ARGV[1]
+    local lifetime, left = tonumber(ARGV[2]), redis.call('PTTL', #tail > 0 and KEYS[1] or KEYS[3])
+    if left >= 0 and left < lifetime then lifetime = math.max(left, 1) end
+    redis.call('SET', KEYS[4], version, 'PX', lifetime)
+  end
+end
+return {block, tail, version}
 """
 )
 
 
 # Finish a compaction (KEYS as for APPEND): ARGV[1] the header of the block it read ('' = none),
 # ARGV[2] the new block ('' = no events left), ARGV[3] ttl in µs, ARGV[4] number of dedup_by
-# fields, then score, member of each tail event merged into the new block.
+# fields, ARGV[5] the version token SNAPSHOT returned, then score, member of each tail event merged
+# into the new block.
 #
-# Compare-and-set: if the block changed since the snapshot (another compaction, a correction
-# moving it back), nothing is written and it returns -1; the next append compacts again. Without a
-# block it also requires one of the merged tail events to be still stored (returns -2 otherwise), so
-# a compaction that raced `feast teardown` or the TTL cannot bring deleted events back. Tail events
-# appended meanwhile stay in the tail; merged ones are removed only if still there (a newer version
-# of an identity that replaced one keeps its hash entry).
+# Compare-and-set on the version: if anything changed the sequence since the snapshot (an append, a
+# correction, the enrichment rewrite, another compaction, a block moved back, a TTL reset), nothing is
+# written and it returns -1; the next append or compactor run compacts again. The block's header is
+# checked too, and every merged event must still be in the tail (else -2, nothing written): keys
+# deleted without a script (`feast teardown`, the TTL) may leave a token behind for a moment, and a
+# compaction must not bring their events back. Then the merged events are exactly the tail: all of
+# them leave it, with their identities' hash entries.
 COMPACT = LuaScript(
     r"""
 local zkey, hkey, ckey = KEYS[1], KEYS[2], KEYS[3]
@@ -290,31 +327,25 @@ local expected, block = ARGV[1], ARGV[2]
 local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
 """
     + _EXPIRY
+    + _VERSION
     + _MEMBERS
     + r"""
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+if not unchanged_since(KEYS[4], ARGV[5]) then return -1 end
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
 if header ~= expected then return -1 end
-local stored = {}
-local any = false
-for i = 5, #ARGV, 2 do
-  if redis.call('ZSCORE', zkey, ARGV[i + 1]) then
-    stored[#stored + 1] = i
-    any = true
-  end
+for i = 6, #ARGV, 2 do
+  if not redis.call('ZSCORE', zkey, ARGV[i + 1]) then return -2 end
 end
-if expected == '' and not any then return -2 end
 if block == '' then redis.call('DEL', ckey) else redis.call('SET', ckey, block) end
-for _, i in ipairs(stored) do
-  local member = ARGV[i + 1]
-  redis.call('ZREM', zkey, member)
-  if identity_fields > 0 then
-    local id = identity_of(member, identity_fields)
-    local score = redis.call('HGET', hkey, id)
-    if score and tonumber(score) == tonumber(ARGV[i]) and not stored_member(zkey, id, score) then
-      redis.call('HDEL', hkey, id)
-    end
-  end
+local ids = {}
+for i = 6, #ARGV, 2 do
+  redis.call('ZREM', zkey, ARGV[i + 1])
+  if identity_fields > 0 then ids[#ids + 1] = identity_of(ARGV[i + 1], identity_fields) end
 end
+for j = 1, #ids, 1000 do
+  redis.call('HDEL', hkey, unpack(ids, j, math.min(j + 999, #ids)))
+end
+changed(KEYS[4])
 set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
 return 1
 """
@@ -327,7 +358,9 @@ EXPIRE = LuaScript(
     r"""
 """
     + _EXPIRY
+    + _VERSION
     + r"""
+changed(KEYS[4])
 set_expiry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2] == '1')
 return 1
 """
@@ -335,12 +368,17 @@ return 1
 
 
 # Rewrite stored events in place (the enrichment job): KEYS as for APPEND; ARGV[1] '1' for views
-# with dedup_by, then quadruples old member, score, new member, identity. An event is rewritten only
-# if it is still stored, so events trimmed, replaced or added by real-time writers meanwhile win.
+# with dedup_by, ARGV[2] the version token SNAPSHOT returned with the events, then quadruples old
+# member, score, new member, identity. Returns -1 without writing if the sequence changed since
+# that read (the job reads it again), else how many events it rewrote.
 REWRITE = LuaScript(
     r"""
+"""
+    + _VERSION
+    + r"""
+if not unchanged_since(KEYS[4], ARGV[2]) then return -1 end
 local rewritten = 0
-for i = 2, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local old, score, new, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if old ~= new and redis.call('ZSCORE', KEYS[1], old) then
     redis.call('ZREM', KEYS[1], old)
@@ -349,6 +387,7 @@ for i = 2, #ARGV, 4 do
     rewritten = rewritten + 1
   end
 end
+changed(KEYS[4])
 return rewritten
 """
 )
@@ -373,33 +412,50 @@ return out
 )
 
 
+# Everything stored for one sequence (KEYS as for APPEND), read atomically for `feast-sequence
+# verify`: {block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it}.
+VERIFY = LuaScript(
+    r"""#!lua flags=no-writes
+return {
+  redis.call('GET', KEYS[3]) or false,
+  redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[2]),
+}
+"""
+)
+
+
 # Erase one entity's events up to a time from every given view, and record its erasure marker, in
 # one atomic call (all keys share the entity's hash tag, so one slot on Redis Cluster).
-# KEYS[1] the entity's marker hash (keys.erasure_key), then per view its tail, hash and block keys.
-# ARGV[1] the score up to which events are erased (inclusive), ARGV[2] the number m of marker fields
-# that follow (view names, or '*' for every view, later ones included); then per view: its number
-# of dedup_by fields, the header of the block the client read ('' = none), and what to do with the
-# block: 'keep' (none of its events is erased), 'delete', or the new block holding its later events
-# (built by the client: Lua cannot decompress a block).
+# KEYS[1] the entity's marker hash (keys.erasure_key), then per view its tail, hash, block and
+# version keys (keys.writing_keys). ARGV[1] the score up to which events are erased (inclusive),
+# ARGV[2] the number m of marker fields that follow (view names, or '*' for every view, later ones
+# included); then per view: its number of dedup_by fields, the header of the block the client read
+# ('' = none), and what to do with the block: 'keep' (none of its events is erased), 'delete', or
+# the new block holding its later events (built by the client: Lua cannot decompress a block).
 #
 # Compare-and-set on every block header, checked before any write: if one changed since the client
 # read it (a compaction, an absorb), nothing is written and it returns -1; the client reads and
-# tries again. Else returns the tail events removed. A marker only ever moves later (max), so an
-# erase run again, or a marker re-applied from the offline copy, is a no-op.
+# tries again. Else returns the tail events removed. A mutation: each view's version token goes
+# (_VERSION), last. A marker only ever moves later (max), so an erase run again, or a marker
+# re-applied from the offline copy, is a no-op.
 ERASE = LuaScript(
     r"""
+"""
+    + _VERSION
+    + r"""
 local before = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local first = 3 + m
-local views = (#KEYS - 1) / 3
+local views = (#KEYS - 1) / 4
 for v = 0, views - 1 do
-  local ckey = KEYS[4 + 3 * v]
-  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^(\3%d+:%d+:%d+;)') or ''
+  local ckey = KEYS[4 + 4 * v]
+  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
   if header ~= ARGV[first + 3 * v + 1] then return -1 end
 end
 local removed = 0
 for v = 0, views - 1 do
-  local zkey, hkey, ckey = KEYS[2 + 3 * v], KEYS[3 + 3 * v], KEYS[4 + 3 * v]
+  local zkey, hkey, ckey = KEYS[2 + 4 * v], KEYS[3 + 4 * v], KEYS[4 + 4 * v]
   local identity_fields, block = tonumber(ARGV[first + 3 * v]), ARGV[first + 3 * v + 2]
   if identity_fields > 0 then
     local entries = redis.call('HGETALL', hkey)
@@ -419,6 +475,7 @@ for j = 3, 2 + m do
   local stored = redis.call('HGET', KEYS[1], ARGV[j])
   if not stored or tonumber(stored) < before then redis.call('HSET', KEYS[1], ARGV[j], ARGV[1]) end
 end
+for v = 0, views - 1 do changed(KEYS[5 + 4 * v]) end
 return removed
 """
 )
