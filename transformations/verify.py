@@ -23,7 +23,7 @@ from feast import FeatureStore
 from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
 from feast_sequence.feast_internals import store_provider
-from feast_sequence.offline.indexing import write_spark
+from feast_sequence.offline.indexing import Written, write_spark
 from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.online.verify import Finding, delete_sequences, verify_view
 from feast_sequence.storage.client import redis_client
@@ -61,15 +61,18 @@ def run_verify(
         if repair and findings:
             deleted = delete_sequences(client, store.config, [f.key for f in findings])
             written = rebuild(open_view(repo, view.name, verbose), findings, end)
-            summary = f"repaired {entities:,} sequence(s): {deleted:,} keys deleted, {written:,} events written"
+            erased = f" ({written.erased:,} dropped as erased)" if written.erased else ""
+            rebuilt = f"{written.events:,} events written{erased}"
+            summary = f"repaired {entities:,} sequence(s): {deleted:,} keys deleted, {rebuilt}"
             report("verify", view.name, summary)
         found.extend(findings)
     return found
 
 
-def rebuild(context: JobContext, findings: Sequence[Finding], end: Optional[datetime] = None) -> int:
+def rebuild(context: JobContext, findings: Sequence[Finding], end: Optional[datetime] = None) -> Written:
     """Write the events of the entities of ``findings`` again from the batch source (their sequences
-    deleted first), over the view's TTL before ``end`` or the whole source; returns the events written."""
+    deleted first), over the view's TTL before ``end`` or the whole source; returns the events written
+    (and those the store dropped because their entity was erased)."""
     settings = context.settings
     end = end or datetime.now(timezone.utc)
     start = end - timedelta(microseconds=settings.ttl_us) if settings.ttl_us else _EPOCH
