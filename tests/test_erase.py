@@ -5,6 +5,7 @@ loses them, serving logs lose the entity's rows, and bad input is one clear erro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import timedelta
@@ -17,6 +18,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from prometheus_client import REGISTRY
 
+import feast_sequence
 from feast_sequence import SequenceInputError, erase
 from feast_sequence.cli import main as cli_main
 from feast_sequence.monitoring import erasure
@@ -29,6 +31,8 @@ from feast_sequence.storage.keys import erasure_key
 import logged_repo
 import serving_repo
 from conftest import redis_state
+from feast_server import feast_sequence_serve, module_repo, post
+from repos import sequence_online
 from sample_repo import events, objects
 
 NOW = pd.Timestamp.now(tz="UTC").floor("s")
@@ -106,6 +110,51 @@ def test_a_push_and_online_write_batch_of_erased_events_are_dropped_and_counted(
     later = clicks_of([1], pd.Timestamp.now(tz="UTC") + timedelta(seconds=5), count=2)
     store.push("clicks_push", later)
     assert served_items(store, "clicks", [1])[1] == ["item1-1", "item1-0"]
+
+
+WRITERS = {
+    "store.push": lambda store, df: store.push("clicks_push", df),
+    "store.push_async": lambda store, df: asyncio.run(store.push_async("clicks_push", df)),
+    "feast_sequence.push": lambda store, df: feast_sequence.push(store, "clicks_push", df),
+    "feast_sequence.push_async": lambda store, df: asyncio.run(feast_sequence.push_async(store, "clicks_push", df)),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_every_push_path_drops_an_erased_entitys_old_events_and_counts_them(store, writer):
+    before = {v: served_items(store, v, [1, 2]) for v in CLICK_VIEWS}
+    erase(store, [{"user_id": 1}])
+    counted = {v: dropped(v) for v in CLICK_VIEWS}
+    later = START + timedelta(minutes=8)  # user 2's new events, still before the erasure: kept for user 2
+    WRITERS[writer](store, clicks_of([1, 2], later, count=2))
+    # User 1's two events are dropped by each view fed by the push source; user 2's are written.
+    assert {v: dropped(v) - counted[v] for v in CLICK_VIEWS} == {v: 2 for v in CLICK_VIEWS}
+    for view in CLICK_VIEWS:
+        after = served_items(store, view, [1, 2])
+        assert after[1] == []
+        assert after[2][:2] == ["item2-1", "item2-0"] and after[2] != before[view][2]
+
+
+def test_the_servers_http_push_drops_an_erased_entitys_old_events(tmp_path, redis_client, redis_server):
+    from feast import FeatureStore
+
+    repo = tmp_path / "repo"
+    env = module_repo(repo, "sample_repo", "erasehttp", sequence_online(redis_server.connection_string))
+    with feast_sequence_serve(repo, env=env) as port:
+
+        def push_http(df):
+            frame = df.assign(ts=df["ts"].map(lambda t: t.isoformat()))
+            post(port, "/push", {"push_source_name": "clicks_push", "df": frame.to_dict("list"), "to": "online"})
+
+        push_http(clicks_of([1, 2], START, count=3))
+        local = FeatureStore(repo_path=str(repo))
+        assert served_items(local, "clicks", [1, 2]) == {u: [f"item{u}-{i}" for i in (2, 1, 0)] for u in (1, 2)}
+        erase(local, [{"user_id": 1}])
+        push_http(clicks_of([1, 2], START + timedelta(minutes=3), count=2))  # replayed, before the erasure
+        assert served_items(local, "clicks", [1, 2]) == {
+            1: [],
+            2: ["item2-1", "item2-0", "item2-2", "item2-1", "item2-0"],
+        }
 
 
 def _proto_rows(frame):

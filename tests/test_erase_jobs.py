@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 from test_streaming import land
 
-from feast_sequence import erase, sequence_settings
+from feast_sequence import erase, get_training_data, sequence_settings
+from feast_sequence.offline.historical import spark_session
 from feast_sequence.offline.erasures import erasures_folder
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
+from feast_sequence.transformations.enrichment import run_enrichment
+from feast_sequence.transformations.reindex import run_reindex
 from feast_sequence.transformations.streaming import FileStream, job_spark_session, run_stream
 
 from reference import reference_sequences, retail_records
@@ -132,3 +135,48 @@ def test_the_streaming_job_drops_an_erased_users_events_and_says_so(tmp_path, re
     out = stream_store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}, {"user_id": 2}])
     items = out.to_dict()["item"]
     assert (items[0] or []) == [] and items[1] == ["item5", "item4", "item3", "item2", "item1"]
+
+
+def test_a_reindex_does_not_bring_an_erased_customer_back(store, retail_events, monkeypatch):
+    erased, kept, erased_events = window_customers(retail_events)
+    erase(store, [{"customer_id": erased}])
+    monkeypatch.chdir(store.repo_path)  # the reindex works from the repository's folder; back afterwards
+    summary = run_reindex(str(store.repo_path), "customer_purchases", days=DAYS, end=END)
+    assert summary.events_erased == erased_events and "dropped as erased" in str(summary)
+    after = served(store, [erased, kept])
+    assert after[erased] == [] and after[kept]
+
+
+def test_enrichment_leaves_an_erased_customer_out_online_and_in_its_offline_copy(store, retail_events, tmp_path):
+    erased, kept, _ = window_customers(retail_events)
+    context = open_view(str(store.repo_path), "customer_purchases")
+    run_backfill(context, days=DAYS, end=END)
+    before = served(store, [erased, kept])
+    erase(store, [{"customer_id": erased}])
+    spark = spark_session(store.config)
+    prices = spark.read.parquet(str(store.repo_path / "data" / "items")).withColumnRenamed("price", "unit_price")
+    output = tmp_path / "enriched"
+    run_enrichment(context, prices, "item_id", ["unit_price"], str(output), overwrite=True)
+    assert served(store, [erased, kept]) == {erased: [], kept: before[kept]}
+    copied = set(pd.read_parquet(output, columns=["customer_id"])["customer_id"])
+    source = set(retail_events.purchases["customer_id"])
+    assert erased in source and erased not in copied and kept in copied
+
+
+def test_a_use_cases_training_data_leaves_out_erased_events_the_source_still_holds(store, retail_events):
+    returns = retail_events.returns[retail_events.returns["event_timestamp"] <= END]
+    counts = returns.groupby("customer_id").size()
+    erased, kept = (int(c) for c in counts[counts >= 2].index[:2])
+    entity_df = pd.DataFrame({"customer_id": [erased, kept], "event_timestamp": [END, END]})
+
+    def training():
+        frame = get_training_data(store, entity_df, "return_alerts").to_df()
+        return {int(r["customer_id"]): r for r in frame.to_dict("records")}
+
+    before = training()
+    assert len(before[erased]["item_id"]) == min(3, counts[erased])
+    erase(store, [{"customer_id": erased}])
+    after = training()
+    assert len(after[erased]["item_id"]) == 0
+    assert str(after[kept]) == str(before[kept])
+    assert (retail_events.returns["customer_id"] == erased).any()  # the source still holds them
