@@ -12,8 +12,8 @@ import pytest
 from test_streaming import land
 
 from feast_sequence import erase, get_training_data, sequence_settings
-from feast_sequence.offline.historical import spark_session
 from feast_sequence.offline.erasures import erasures_folder
+from feast_sequence.offline.historical import spark_session
 from feast_sequence.transformations._job import open_view
 from feast_sequence.transformations.backfill import run_backfill
 from feast_sequence.transformations.correction import run_correction
@@ -178,5 +178,5 @@ def test_a_use_cases_training_data_leaves_out_erased_events_the_source_still_hol
     erase(store, [{"customer_id": erased}])
     after = training()
     assert len(after[erased]["item_id"]) == 0
-    assert str(after[kept]) == str(before[kept])
+    assert list(after[kept]["item_id"]) == list(before[kept]["item_id"]) and len(before[kept]["item_id"]) > 0
     assert (retail_events.returns["customer_id"] == erased).any()  # the source still holds them
