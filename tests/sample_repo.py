@@ -9,6 +9,8 @@ from typing import Any, List
 import numpy as np
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Bool, Float64, Int32, Int64, String
 
 from feast_sequence import SequenceFeatureView
@@ -134,3 +136,21 @@ def batches(count: int, size: int, seed: int) -> List[pd.DataFrame]:
     """``count`` frames of ``size`` random clicks of 20 users, from T0."""
     rng = np.random.default_rng(seed)
     return [random_clicks(rng, size, 20, 15, 5, [1.0, 2.0], T0, 60) for _ in range(count)]
+
+
+def proto_rows(frame: pd.DataFrame) -> list:
+    """The frame as Feast's ``online_write_batch`` rows (what materialization hands a store)."""
+    return [
+        (
+            EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(int64_val=int(r.user_id))]),
+            {
+                "item": ValueProto(string_val=r.item),
+                "n": ValueProto(int32_val=int(r.n)),
+                "price": ValueProto(double_val=float(r.price)),
+                "flag": ValueProto(bool_val=bool(r.flag)),
+            },
+            pd.Timestamp(r.ts).to_pydatetime(),
+            None,
+        )
+        for r in frame.itertuples()
+    ]

@@ -14,8 +14,6 @@ import pandas as pd
 import pytest
 from feast import ValueType
 from feast.data_source import PushMode
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from prometheus_client import REGISTRY
 
 import feast_sequence
@@ -33,7 +31,7 @@ import serving_repo
 from conftest import redis_state
 from feast_server import feast_sequence_serve, module_repo, post
 from repos import sequence_online
-from sample_repo import events, objects
+from sample_repo import events, objects, proto_rows
 
 NOW = pd.Timestamp.now(tz="UTC").floor("s")
 START = NOW - timedelta(minutes=40)  # within clicks_ttl's hour
@@ -103,7 +101,7 @@ def test_a_push_and_online_write_batch_of_erased_events_are_dropped_and_counted(
 
     online = store._get_provider().online_store
     view = store.get_feature_view("clicks_dedup")
-    online.online_write_batch(store.config, view, _proto_rows(old[old.user_id == 1]), None)
+    online.online_write_batch(store.config, view, proto_rows(old[old.user_id == 1]), None)
     assert served_items(store, "clicks_dedup", [1])[1] == []
 
     # Events after the erasure's time are the entity's new life: kept.
@@ -155,23 +153,6 @@ def test_the_servers_http_push_drops_an_erased_entitys_old_events(tmp_path, redi
             1: [],
             2: ["item2-1", "item2-0", "item2-2", "item2-1", "item2-0"],
         }
-
-
-def _proto_rows(frame):
-    return [
-        (
-            EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(int64_val=int(r.user_id))]),
-            {
-                "item": ValueProto(string_val=r.item),
-                "n": ValueProto(int32_val=int(r.n)),
-                "price": ValueProto(double_val=float(r.price)),
-                "flag": ValueProto(bool_val=bool(r.flag)),
-            },
-            pd.Timestamp(r.ts).to_pydatetime(),
-            None,
-        )
-        for r in frame.itertuples()
-    ]
 
 
 def test_erase_before_a_time_keeps_later_events_in_tails_and_blocks(store):

@@ -25,8 +25,6 @@ import pandas as pd
 import pytest
 import redis
 from feast import FeatureStore
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence import SequenceStoreUnavailableError
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
@@ -34,7 +32,7 @@ from feast_sequence.testing.local_redis import LocalRedis, free_port
 
 from conftest import has_failed, redis_state, store_on
 from repos import reopened, sequence_online, wait_until, write_repo
-from sample_repo import assert_clicks_match_reference, batches
+from sample_repo import assert_clicks_match_reference, batches, proto_rows
 
 MASTER_NAME = "fsq"
 #: Short enough that a failover completes in a few seconds, long enough that a busy 2-CPU machine
@@ -242,24 +240,6 @@ def test_replica_acks_end_the_pipeline_with_wait():
     assert ReplicaAcks(2, 50).planned([]) == []  # nothing written, nothing to wait for
 
 
-def _proto_rows(frame: pd.DataFrame) -> list:
-    """The frame as Feast's ``online_write_batch`` rows (what materialization hands a store)."""
-    return [
-        (
-            EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(int64_val=int(r.user_id))]),
-            {
-                "item": ValueProto(string_val=r.item),
-                "n": ValueProto(int32_val=int(r.n)),
-                "price": ValueProto(double_val=float(r.price)),
-                "flag": ValueProto(bool_val=bool(r.flag)),
-            },
-            pd.Timestamp(r.ts).to_pydatetime(),
-            None,
-        )
-        for r in frame.itertuples()
-    ]
-
-
 def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEventLoop) -> dict:
     """Every write path of the store, each writing ``frame`` to the click views. The async paths run
     on ``loop``: the store's async client belongs to the loop it was made on."""
@@ -269,7 +249,7 @@ def _writers(store: FeatureStore, frame: pd.DataFrame, loop: asyncio.AbstractEve
 
     online = store_provider(store).online_store
     views = [store.get_feature_view(name) for name in ("clicks", "clicks_dedup")]
-    rows = _proto_rows(frame)
+    rows = proto_rows(frame)
 
     def write_batch() -> None:
         for view in views:

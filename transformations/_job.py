@@ -11,12 +11,14 @@ from typing import Any, Callable, Optional, Sequence
 
 from feast import FeatureStore
 
-from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceValidationError
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError, SequenceValidationError
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.monitoring import erasure
 from feast_sequence.offline.indexing import IndexTarget
 from feast_sequence.offline.spark import spark_session, uses_spark
 from feast_sequence.online.provider import sequence_provider
+from feast_sequence.online.store import SequenceRedisOnlineStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -111,3 +113,18 @@ def spark_submit(command: str) -> int:
 
     (script,) = entry_points(group="console_scripts", name="feast-sequence")
     return int(script.load()([command, *sys.argv[1:]]))
+
+
+def repository_sequence_views(repo: str, view_name: Optional[str] = None) -> tuple[FeatureStore, Any, list[Any]]:
+    """The repository's store, its feast-sequence online store and its sequence views (or the one
+    named); refuses another online store or an unknown view."""
+    store = FeatureStore(repo_path=repo)
+    online = store_provider(store).online_store
+    if not isinstance(online, SequenceRedisOnlineStore):
+        raise SequenceConfigurationError(f"The online store is {type(online).__name__}, not feast-sequence's.")
+    views = [v for v in store.list_feature_views() if is_sequence_view(v)]
+    if view_name is not None:
+        views = [v for v in views if v.name == view_name]
+        if not views:
+            raise SequenceDefinitionError(f"Repository {repo} has no sequence view '{view_name}'.")
+    return store, online, views

@@ -16,26 +16,13 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from feast import FeatureStore
-
-from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
-from feast_sequence.feast_internals import store_provider
-from feast_sequence.online.store import SequenceRedisOnlineStore
-from feast_sequence.transformations._job import report, spark_submit
+from feast_sequence.definitions.settings import sequence_settings
+from feast_sequence.transformations._job import report, repository_sequence_views, spark_submit
 
 
 def run_compaction(repo: str, view_name: Optional[str] = None) -> int:
     """Compact the repository's sequence views (or one); returns the sequences compacted."""
-    store = FeatureStore(repo_path=repo)
-    online = store_provider(store).online_store
-    if not isinstance(online, SequenceRedisOnlineStore):
-        raise SequenceConfigurationError(f"The online store is {type(online).__name__}, not feast-sequence's.")
-    views = [v for v in store.list_feature_views() if is_sequence_view(v)]
-    if view_name is not None:
-        views = [v for v in views if v.name == view_name]
-        if not views:
-            raise SequenceDefinitionError(f"Repository {repo} has no sequence view '{view_name}'.")
+    store, online, views = repository_sequence_views(repo, view_name)
     total = 0
     for view in views:
         compacted = online.compact_sequence_view(store.config, sequence_settings(view))

@@ -18,16 +18,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, List, Optional, Sequence
 
 import pandas as pd
-from feast import FeatureStore
 
-from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
-from feast_sequence.errors import SequenceConfigurationError, SequenceDefinitionError
-from feast_sequence.feast_internals import store_provider
+from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.offline.indexing import Written, write_spark
-from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.online.verify import Finding, delete_sequences, verify_view
 from feast_sequence.storage.client import redis_client
-from feast_sequence.transformations._job import JobContext, open_view, report, spark_submit
+from feast_sequence.transformations._job import JobContext, open_view, report, repository_sequence_views, spark_submit
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -41,15 +37,7 @@ def run_verify(
 ) -> List[Finding]:
     """The problems found in the repository's stored sequences (or one view's), each reported; with
     ``repair``, the entities concerned are rebuilt from the offline source afterwards."""
-    store = FeatureStore(repo_path=repo)
-    online = store_provider(store).online_store
-    if not isinstance(online, SequenceRedisOnlineStore):
-        raise SequenceConfigurationError(f"The online store is {type(online).__name__}, not feast-sequence's.")
-    views = [v for v in store.list_feature_views() if is_sequence_view(v)]
-    if view_name is not None:
-        views = [v for v in views if v.name == view_name]
-        if not views:
-            raise SequenceDefinitionError(f"Repository {repo} has no sequence view '{view_name}'.")
+    store, online, views = repository_sequence_views(repo, view_name)
     client = redis_client(store.config.online_store)
     found: List[Finding] = []
     for view in views:
