@@ -154,15 +154,22 @@ def plan_append(
 
 
 def tails_to_compact(
-    settings: SequenceSettings, commands: Sequence[Command], sizes: Sequence[Any], compact_after: int
+    settings: SequenceSettings,
+    commands: Sequence[Command],
+    sizes: Sequence[Any],
+    compact_after: int,
+    below: Optional[int] = None,
 ) -> List[SequenceKeys]:
     """The sequences of ``plan_append``'s commands whose tails reached ``compact_after`` events, or
-    ``max_length`` when it is smaller (APPEND returns the tail's size; 0 = never compact on write)."""
+    ``max_length`` when it is smaller (APPEND returns the tail's size; 0 = never compact on write);
+    with ``below``, only those whose tails stayed under it in every call of the commands."""
     if not compact_after:
         return []
     threshold = min(compact_after, settings.max_length)
     # EVALSHA, sha, number of keys, then the sequence's keys
     full = {(c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= threshold}
+    if below is not None:
+        full -= {(c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= below}
     return sorted(full)
 
 
