@@ -59,6 +59,14 @@ def write_events(
     return len(events)
 
 
+def write_encoded(
+    config: RepoConfig, settings: SequenceSettings, events: EncodedEvents, defer: Optional[Defer] = None
+) -> StoreOperation[int]:
+    """Append events already encoded (a small HTTP push: storage/json_events.py); returns their count."""
+    yield from _append(config, settings, events, defer)
+    return len(events)
+
+
 def write_proto_rows(
     config: RepoConfig, settings: SequenceSettings, data: ProtoRows, progress: Optional[Callable[[int], Any]]
 ) -> StoreOperation[None]:

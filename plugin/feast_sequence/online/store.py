@@ -41,6 +41,7 @@ from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.read_plan import Fill
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
+from feast_sequence.storage.codec import EncodedEvents
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition
 from feast_sequence.storage.read import Row
@@ -222,6 +223,12 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
         self.compactions.raise_failure(_NOT_WRITTEN)
         operation = operations.write_events(config, sequence_settings(table), df, self._defer(config))
+        return await self._run_async(config, operation)
+
+    async def write_encoded_events_async(self, config: RepoConfig, table: FeatureView, events: EncodedEvents) -> int:
+        """``write_events_async`` of events already encoded (storage/json_events.py)."""
+        self.compactions.raise_failure(_NOT_WRITTEN)
+        operation = operations.write_encoded(config, sequence_settings(table), events, self._defer(config))
         return await self._run_async(config, operation)
 
     def _defer(self, config: RepoConfig) -> Optional[Defer]:

@@ -57,11 +57,11 @@ def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
     timestamps_us = timestamps_to_us(settings.timestamp_field, df[settings.timestamp_field]).tolist()
     columns = [column_values(f.name, f.value_type, df[f.name]) for f in settings.fields]
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
-    _check_sizes(settings, members)
+    check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
-def _check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
+def check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
     for row, member in enumerate(members):
         if len(member) > MAX_EVENT_BYTES:
             raise SequenceInputError(
@@ -104,7 +104,7 @@ def encode_proto_rows(
             value = feast_value_type_to_python_type(proto) if proto is not None and kind is not None else None
             column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
-    _check_sizes(settings, members)
+    check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
