@@ -13,7 +13,7 @@ import pytest
 import multi_view_repo
 from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
-from redis_state import everything, stored
+from redis_state import clear, everything, stored
 from repos import sequence_online, wait_until
 
 
@@ -29,13 +29,6 @@ def status_of(port: int, request: Dict[str, Any]) -> int:
     except urllib.error.HTTPError as error:
         print(error.code, error.read()[:500])  # shown when a test fails
         return error.code
-
-
-def clear(client) -> None:
-    """Remove the stored values, keeping the record of applied definitions that writes check."""
-    for key in client.scan_iter(count=1000):
-        if not key.endswith(b"__definitions__"):
-            client.delete(key)
 
 
 @pytest.fixture
