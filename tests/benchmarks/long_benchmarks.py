@@ -125,7 +125,7 @@ def run(connection: str) -> Dict[str, float]:
                 pushed = _delta(
                     client,
                     lambda v=view, d=data: [
-                        seq.push(f"{v}_push", d.iloc[i : i + 20_000]) for i in range(0, len(d), 20_000)
+                        rb.settled_push(seq, f"{v}_push", d.iloc[i : i + 20_000]) for i in range(0, len(d), 20_000)
                     ],
                 )
                 compacted = _delta(client, lambda v=view: _compact(seq, v))
@@ -208,7 +208,7 @@ def retail(connection: str, top: int = 50) -> Dict[str, float]:
         base_bytes = _delta(client, lambda: base.push("retail_arrays_push", rows))
         frame = data.assign(quantity=data["quantity"].astype("int64"))
         for suffix, label in (("", ""), ("_dedup", "_dedup_by")):
-            pushed = _delta(client, lambda s=suffix: seq.push(f"retail{s}_push", frame))
+            pushed = _delta(client, lambda s=suffix: rb.settled_push(seq, f"retail{s}_push", frame))
             results[f"retail_memory_ratio_1000{label}"] = pushed / base_bytes
         results["retail_events"] = float(len(data))
     return results
