@@ -46,6 +46,27 @@ def mask(count: int, length: int, left: bool = False) -> List[bool]:
     return [True] * count + [False] * (length - count)
 
 
+def padded_rows(values: np.ndarray, lengths: np.ndarray, length: int, pad_value: Any, left: bool = False) -> np.ndarray:
+    """``pad`` of every row of a jagged column at once: a (rows, ``length``) array, each row's values
+    (``values`` holds them back to back, ``lengths`` per row) followed, or with ``left`` preceded, by
+    ``pad_value``. Every row must hold at most ``length`` values (a sized sequence does)."""
+    rows = len(lengths)
+    out = np.full((rows, length), pad_value, dtype=values.dtype)
+    if not len(values):
+        return out
+    row = np.repeat(np.arange(rows), lengths)
+    rank = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[row, rank + (length - lengths[row]) if left else rank] = values
+    return out
+
+
+def mask_rows(counts: np.ndarray, length: int, left: bool = False) -> np.ndarray:
+    """``mask`` of every row at once: a (rows, ``length``) boolean array."""
+    slots = np.arange(length)
+    counts = np.asarray(counts, dtype=np.int64)[:, None]
+    return slots >= length - counts if left else slots < counts
+
+
 def pad_response_vector(vector: Any, length: int, pad_value: Any, left: bool = False) -> List[int]:
     """Pad every list of one ``GetOnlineFeaturesResponse`` feature vector in place; returns the
     lengths before padding."""
