@@ -20,6 +20,7 @@ from feast_sequence import SequenceDefinitionError, SequenceRequestError
 from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.online.request_plan import RequestPlan, plan_request
 from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisOnlineStoreConfig
+from feast_sequence.serving.view_cache import ViewCache
 from feast_sequence.storage.append import encode_frame
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import sequence_keys, view_prefix
@@ -170,3 +171,17 @@ def test_a_request_over_max_entities_per_request_is_refused_naming_the_view():
         SequenceRequestError, match=r"3 entities of sequence view 'clicks' exceeds max_entities_per_request=2"
     ):
         plan_request(SequenceRedisOnlineStore(), CONFIG, [(VIEW, ["n"])], join_key_values, {"user": "user_id"})
+
+
+def test_the_view_cache_plans_each_view_object_once_and_a_new_object_again():
+    cache = ViewCache()
+    assert cache.settings(VIEW) is cache.settings(VIEW)
+    assert cache.settings(VIEW) == SETTINGS
+    read = cache.sequence_read(VIEW, ["n"])
+    assert cache.sequence_read(VIEW, ["n"]) is read and read.requested_names == ["n"]
+    assert cache.sequence_read(VIEW, None).requested_names == ["item", "n", "ts"]
+    # A registry refresh gives new view objects, which may be new definitions: planned again.
+    changed = click_view(max_length=7, ttl=timedelta(hours=1))
+    assert cache.settings(changed).max_length == 7 and cache.settings(VIEW).max_length == 5
+    with pytest.raises(SequenceDefinitionError, match="price"):
+        cache.sequence_read(VIEW, ["n", "price"])

@@ -17,7 +17,7 @@ case's responses are built with these lists already (serving/response_values.py)
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -34,9 +34,9 @@ _NUMPY_FROM = 256
 def encode_null_timestamps(response: Any) -> None:
     """Re-encode, in place, every timestamp list of a ``GetOnlineFeaturesResponse`` that holds a null."""
     for vector in response.results:
-        # One search of the whole vector's bytes first: most vectors hold no null, and serializing
-        # a vector at once costs a fraction of serializing each of its values.
-        if _NULL_VARINT not in vector.SerializeToString():
+        # A timestamp vector's bytes searched whole first: most hold no null, and serializing a
+        # vector at once costs a fraction of serializing each of its values.
+        if _kind(vector) != _TIMESTAMP_LIST or _NULL_VARINT not in vector.SerializeToString():
             continue
         nullable: List[Tuple[Any, Any]] = []
         for value in vector.values:
@@ -51,6 +51,15 @@ def encode_null_timestamps(response: Any) -> None:
                 nullable.append((value, value.unix_timestamp_list_val.val))
         if nullable:
             _as_nullable_lists(nullable)
+
+
+def _kind(vector: Any) -> Optional[str]:
+    """The value type of a vector: that of its first non-null value (every value has one type)."""
+    for value in vector.values:
+        kind = value.WhichOneof("val")
+        if kind is not None:
+            return str(kind)
+    return None
 
 
 def _as_nullable_lists(rows: List[Tuple[Any, Any]]) -> None:

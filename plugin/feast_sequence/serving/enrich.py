@@ -8,6 +8,7 @@ in :func:`join`, which maps per-key values onto the events without per-event Pyt
 from __future__ import annotations
 
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -35,14 +36,14 @@ def join(
     """The batch with the enrichment's fields added, and how many events had no value to join.
     ``factorized``: the batch's ``factorize_keys`` if already computed (the lookup needed its keys)."""
     codes, keys = factorized if factorized is not None else factorize_keys(batch, enrichment)
-    # One C-speed pass per step (map, zip), not a Python loop per key and feature: the per-key
-    # table is turned into one column per feature, then spread to the events by their key codes.
+    # One C-speed pass (map) per step, not a Python loop per key and feature: the per-key table
+    # becomes one column per feature, then spread to the events by their key codes.
     table = list(map(found.get, keys, repeat(missing_row(enrichment), len(keys))))
     present = np.fromiter(map(found.__contains__, keys), dtype=bool, count=len(keys))
     misses = int((~present[codes]).sum()) if len(codes) else 0
-    per_feature = list(zip(*table)) if table else [() for _ in enrichment.features]
-    for values, (_, value_type), output in zip(per_feature, enrichment.features, enrichment.output_names):
-        batch = batch.with_column(output, as_array(values, value_type)[codes], value_type)
+    for position, ((_, value_type), output) in enumerate(zip(enrichment.features, enrichment.output_names)):
+        per_key = as_array(list(map(itemgetter(position), table)), value_type)
+        batch = batch.with_column(output, per_key[codes], value_type)
     return batch, misses
 
 

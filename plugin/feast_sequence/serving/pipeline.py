@@ -44,6 +44,7 @@ from feast_sequence.serving.featurize import (
     length_name,
     mask_name,
     mask_rows,
+    pad_positions,
     pad_response_vector,
     padded_rows,
 )
@@ -351,13 +352,14 @@ def _fill(
     # Sized rows always fit their padding; a longer row (none is read) would keep its length.
     padded = pad and bool((batch.lengths <= plan.length).all())
     lengths = np.full(batch.rows, plan.length, dtype=np.int64) if padded else batch.lengths
+    positions = pad_positions(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
     timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
         value_type = batch.types[name]
         values = batch.columns[name]
         if padded:
-            left = plan.spec.left_padded
-            values = padded_rows(values, batch.lengths, plan.length, PAD_VALUES[value_type], left).ravel()
+            pad_value = PAD_VALUES[value_type]
+            values = padded_rows(values, batch.lengths, plan.length, pad_value, positions=positions).ravel()
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
         entries = list_value_entries(values, lengths, value_type, final) if padded or not pad else None

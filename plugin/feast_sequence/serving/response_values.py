@@ -15,6 +15,7 @@ stay packed.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,6 +28,10 @@ from feast.value_type import ValueType
 from feast_sequence.storage.codec import list_field_name, varint
 
 _LEN = 2  # wire type of a length-delimited field
+
+
+#: A length prefix's varint: rows of one column mostly share a few lengths.
+_length = lru_cache(maxsize=4096)(varint)
 
 
 def _tag(number: int) -> bytes:
@@ -93,13 +98,13 @@ def list_value_entries(
     for row, (start, end) in enumerate(zip(row_bounds, row_bounds[1:])):
         if row in nullable:
             body = nullable[row]
-            value = _NULLABLE_LIST + varint(len(body)) + body
+            value = _NULLABLE_LIST + _length(len(body)) + body
         elif end > start:
-            inner = _PACKED + varint(end - start) + blob[start:end]
-            value = list_tag + varint(len(inner)) + inner
+            inner = _PACKED + _length(end - start) + blob[start:end]
+            value = list_tag + _length(len(inner)) + inner
         else:  # an empty list, not a null: the oneof is set with nothing in it
             value = list_tag + b"\x00"
-        entries.append(_ENTRY + varint(len(value)) + value)
+        entries.append(_ENTRY + _length(len(value)) + value)
     return entries
 
 
