@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from feast_sequence.online.null_timestamps import encode_null_timestamps
 from feast_sequence.serving.batch import NUMPY_DTYPE
 from feast_sequence.serving.featurize import mask, mask_rows, pad, padded_rows
-from feast_sequence.serving.response_values import list_value_entries, merge_entries, varints
+from feast_sequence.serving.response_values import BULK_FROM, list_value_entries, merge_entries, varints
 from feast_sequence.storage.codec import NULL_DEFAULTS, list_field_name
 
 rows_of_ints = st.lists(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=6), max_size=6)
@@ -87,7 +87,7 @@ def test_list_entries_parse_as_the_value_by_value_vector(data, value_type, final
     rows = data.draw(st.lists(st.lists(ELEMENTS[value_type], max_size=5), max_size=5))
     owner = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=6)) if rows else []
     values, lengths = _flat(rows, value_type)
-    entries = list_value_entries(values, lengths, value_type, nullable_timestamps=final)
+    entries = list_value_entries(values, lengths, value_type, nullable_timestamps=final, bulk_from=0)
     assert entries is not None
     response = GetOnlineFeaturesResponse()
     merge_entries(response.results.add(), entries, owner)
@@ -101,4 +101,10 @@ def test_list_entries_parse_as_the_value_by_value_vector(data, value_type, final
 def test_strings_and_bytes_have_no_bulk_encoding():
     for value_type in (ValueType.STRING, ValueType.BYTES):
         values = np.array([NULL_DEFAULTS[value_type]], dtype=object)
-        assert list_value_entries(values, np.array([1]), value_type, True) is None
+        assert list_value_entries(values, np.array([1]), value_type, True, bulk_from=0) is None
+
+
+def test_small_columns_are_left_to_extend():
+    values = np.arange(BULK_FROM - 1, dtype=np.int64)
+    assert list_value_entries(values, np.array([len(values)]), ValueType.INT64, True) is None
+    assert list_value_entries(np.append(values, 1), np.array([BULK_FROM]), ValueType.INT64, True) is not None

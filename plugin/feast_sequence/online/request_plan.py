@@ -61,7 +61,7 @@ def plan_request(
         view = read.view
         commands = reads.commands[read.start : read.end]
         if isinstance(view, ViewPlan):
-            read_plan = store.view_cache.sequence_read(view.table, view.requested)
+            read_plan = store.plan_cache.sequence_read(view.table, view.requested)
             fill: Fill = partial(populate_sequences, read_plan, view.table, view.idxs, view.output_len, commands)
         else:
             fill = view
@@ -117,7 +117,7 @@ def is_use_case_request(
     """Whether a request goes to a use case's serving pipeline; first, refuse its sequence keys of
     the wrong type (for Feast's path too), before Feast's lenient conversion reads them as another
     entity. The request context is the one Feast resolves next (cached); ``settings_of``: a view's
-    sequence settings (a store's ``view_cache.settings``)."""
+    sequence settings (a store's ``plan_cache.settings``)."""
     check_request_shape(features, entity_rows)
     try:
         entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(

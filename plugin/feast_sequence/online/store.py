@@ -37,8 +37,8 @@ from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
+from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.serving.read_plan import Fill
-from feast_sequence.serving.view_cache import ViewCache
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition
@@ -86,7 +86,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         #: served, so a store without cached enrichments serves exactly as without caches.
         self.enrichment_caches = EnrichmentCaches()
         #: Each sequence view's settings and decode plans, once per registry version.
-        self.view_cache = ViewCache()
+        self.plan_cache = PlanCache()
 
     # --- Feast's entry points, sync and async ----------------------------------------------------
 
@@ -195,7 +195,7 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         ``READ_ONLINE`` on everything the request reads (permissions.py)."""
         assert_can_read(registry, project, features)
         if not is_use_case_request(
-            registry, project, features, entity_rows, full_feature_names, self.view_cache.settings
+            registry, project, features, entity_rows, full_feature_names, self.plan_cache.settings
         ):
             return None
         if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)

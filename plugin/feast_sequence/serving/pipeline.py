@@ -32,8 +32,6 @@ from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
 from feast_sequence.definitions.use_case import (
     OutputFormat,
     UseCaseSettings,
-    use_case_settings,
-    validate_use_case,
 )
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import metrics, serving_log
@@ -110,7 +108,7 @@ def serve(
     include_version_metadata: bool,
 ) -> Request:
     """One online request of a use case; see the module docstring for how it is driven."""
-    use_case = use_case_settings(service)
+    use_case = store.plan_cache.use_case(service)
     with _errors_counted(use_case):
         timer = _StageTimer(use_case)
         request = _plan(store, config, service, use_case, entity_rows, registry, project, full_feature_names)
@@ -156,7 +154,7 @@ def _plan(
         feast.entity_name_to_join_key_map,
         use_case.spec,
     )
-    validate_use_case(use_case, {plan.name: plan.settings for plan in reads.sequence_views})
+    store.plan_cache.validate(use_case, {plan.name: plan.settings for plan in reads.sequence_views})
     return _UseCaseRequest(use_case, columns, feast, reads)
 
 
@@ -414,7 +412,11 @@ def featurize_response(
         response.metadata.feature_names.val.append(added)
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * len(counts))
-        merge_entries(vector, entries or [], plan.owner())
+        if entries is not None:
+            merge_entries(vector, entries, plan.owner())
+        else:
+            rows = masks.tolist()
+            _extend_rows(vector, "bool_list_val", [rows[unique] for unique in plan.owner()])
         vector.event_timestamps.extend([Timestamp()] * len(counts))
     else:  # jagged
         added = length_name(plan.name)

@@ -44,6 +44,9 @@ _ENTRY = _tag(GetOnlineFeaturesResponse.FeatureVector.DESCRIPTOR.fields_by_name[
 _PACKED = _tag(1)
 #: ``Value.list_val``, where a timestamp list holding a null goes.
 _NULLABLE_LIST = _tag(ValueProto.DESCRIPTOR.fields_by_name["list_val"].number)
+#: Below this many values, ``extend`` value by value costs less than numpy's fixed costs (about
+#: 50 µs a column against 0.1 µs a value).
+BULK_FROM = 512
 _FIXED_WIDTH: Dict[ValueType, str] = {ValueType.FLOAT: "<f4", ValueType.DOUBLE: "<f8"}
 _VARINT = (ValueType.INT32, ValueType.INT64, ValueType.UNIX_TIMESTAMP, ValueType.BOOL)
 _SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)  # 10 groups of 7 bits hold a 64-bit varint
@@ -79,12 +82,25 @@ def _packed(values: np.ndarray, value_type: ValueType) -> Optional[Tuple[bytes, 
 
 
 def list_value_entries(
-    values: np.ndarray, lengths: np.ndarray, value_type: ValueType, nullable_timestamps: bool
+    values: np.ndarray,
+    lengths: np.ndarray,
+    value_type: ValueType,
+    nullable_timestamps: bool,
+    bulk_from: int = BULK_FROM,
 ) -> Optional[List[bytes]]:
     """Per row (``lengths`` values each, back to back in ``values``), the wire bytes of one
     ``FeatureVector.values`` entry holding its list (an empty list for a row without values); None
-    when the type has no bulk encoding (strings, bytes). ``nullable_timestamps``: a timestamp list
-    holding a null is written as ``list_val`` (see above), else packed with Feast's sentinel."""
+    when the type has no bulk encoding (strings, bytes) or the column is too small to gain from it
+    (fewer than ``bulk_from`` values). ``nullable_timestamps``: a timestamp list holding a null is written as
+    ``list_val`` (see above), else packed with Feast's sentinel."""
+    if len(values) < bulk_from:
+        return None
+    nullable: Dict[int, bytes] = {}
+    if nullable_timestamps and value_type == ValueType.UNIX_TIMESTAMP:
+        null = values == NULL_TIMESTAMP_INT_VALUE
+        if null.any():
+            nullable = _nullable_rows(values, lengths, null)
+            values = np.where(null, 0, values)  # those rows are written from ``nullable``
     packed = _packed(values, value_type)
     if packed is None:
         return None
@@ -92,7 +108,6 @@ def list_value_entries(
     bounds = np.zeros(len(widths) + 1, dtype=np.int64)
     np.cumsum(widths, out=bounds[1:])
     row_bounds = bounds[np.concatenate(([0], np.cumsum(lengths)))].tolist()
-    nullable = _nullable_rows(values, lengths) if nullable_timestamps and value_type == ValueType.UNIX_TIMESTAMP else {}
     list_tag = _tag(ValueProto.DESCRIPTOR.fields_by_name[list_field_name(value_type)].number)
     entries = []
     for row, (start, end) in enumerate(zip(row_bounds, row_bounds[1:])):
@@ -108,15 +123,13 @@ def list_value_entries(
     return entries
 
 
-def _nullable_rows(seconds: np.ndarray, lengths: np.ndarray) -> Dict[int, bytes]:
-    """The ``RepeatedValue`` bytes of each row holding a null timestamp, by row (one numpy pass
-    over those rows' values, sliced per row)."""
-    null = seconds == NULL_TIMESTAMP_INT_VALUE
-    if not null.any():
-        return {}
+def _nullable_rows(seconds: np.ndarray, lengths: np.ndarray, null: np.ndarray) -> Dict[int, bytes]:
+    """The ``RepeatedValue`` bytes of each row holding a null timestamp (``null``), by row: one
+    numpy pass over those rows' values, sliced per row."""
     row_of = np.repeat(np.arange(len(lengths)), lengths)
-    rows = np.unique(row_of[null])
-    blob, widths = nullable_list_bytes(seconds[np.isin(row_of, rows)])
+    has_null = np.bincount(row_of[null], minlength=len(lengths)) > 0
+    rows = np.flatnonzero(has_null)
+    blob, widths = nullable_list_bytes(seconds[has_null[row_of]])
     ends = np.cumsum(widths)[np.cumsum(lengths[rows]) - 1].tolist()
     out: Dict[int, bytes] = {}
     start = 0
