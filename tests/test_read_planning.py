@@ -174,16 +174,19 @@ def test_a_request_over_max_entities_per_request_is_refused_naming_the_view():
         plan_request(SequenceRedisOnlineStore(), CONFIG, [(VIEW, ["n"])], join_key_values, {"user": "user_id"})
 
 
-def test_the_plan_cache_plans_each_view_object_once_and_a_new_object_again():
+def test_the_plan_cache_plans_each_view_definition_once():
     cache = PlanCache()
     assert cache.settings(VIEW) is cache.settings(VIEW)
     assert cache.settings(VIEW) == SETTINGS
     read = cache.sequence_read(VIEW, ["n"])
     assert cache.sequence_read(VIEW, ["n"]) is read and read.requested_names == ["n"]
     assert cache.sequence_read(VIEW, None).requested_names == ["item", "n", "ts"]
-    # A registry refresh gives new view objects, which may be new definitions: planned again.
+    # A registry refresh gives new view objects: the same definition is not parsed again, a changed
+    # one is.
+    assert cache.settings(copy.deepcopy(VIEW)) is cache.settings(VIEW)
     changed = click_view(max_length=7, ttl=timedelta(hours=1))
     assert cache.settings(changed).max_length == 7 and cache.settings(VIEW).max_length == 5
+    assert cache.settings(click_view(max_length=5, ttl=timedelta(hours=2))).ttl_us == 2 * HOUR_US
     with pytest.raises(SequenceDefinitionError, match="price"):
         cache.sequence_read(VIEW, ["n", "price"])
 

@@ -4,9 +4,12 @@ Recovering a view's ``SequenceSettings`` from its tags (three JSON documents, a 
 planning how its stored events decode cost about 0.2 ms a request, a sixth of a one-user read; a
 use case's settings and their check against its views, another 0.2 ms.
 Feast's request context hands every request the same view objects until its registry cache
-refreshes (``utils._get_cached_request_context``), and a refresh builds new objects, so keying by
-the view object itself caches per registry version: a ``feast apply`` takes effect with Feast's
-own refresh. Entries hold their view, so an id is never reused while its entry lives. A use case
+refreshes (``utils._get_cached_request_context``), so a view object is first looked up by identity
+(entries hold their view, so an id is never reused while its entry lives). A new object (after a
+refresh, or whenever Feast's process-wide context cache was cleared by another store's request) is
+looked up by its definition: everything ``sequence_settings`` reads (name, tags, schema, entity
+columns, TTL), about 10 µs to key against 100 µs to parse, so a ``feast apply`` that changes a
+view takes effect with Feast's own refresh and an unchanged view is never parsed again. A use case
 is keyed by its name and its definition's text (its tag), so a service object rebuilt per request
 (``feast serve`` looks it up by name) still finds its entry; its check against its views is keyed
 by the views' cached settings.
@@ -26,42 +29,59 @@ MAX_VIEWS = 1024
 
 
 class _Entry:
-    __slots__ = ("view", "settings", "reads")
+    __slots__ = ("settings", "reads")
 
-    def __init__(self, view: Any, settings: SequenceSettings):
-        self.view = view  # kept alive, so its id stays its own
+    def __init__(self, settings: SequenceSettings):
         self.settings = settings
         self.reads: Dict[Tuple[str, ...], SequenceRead] = {}
 
 
+def _definition(view: Any) -> Tuple[Any, ...]:
+    """Everything ``sequence_settings`` reads of a view, as a dict key."""
+    return (
+        getattr(view, "name", None),
+        tuple(sorted((getattr(view, "tags", None) or {}).items())),
+        getattr(view, "ttl", None),
+        tuple((f.name, f.dtype) for f in getattr(view, "features", ())),
+        tuple((c.name, c.dtype) for c in getattr(view, "entity_columns", ())),
+    )
+
+
 class PlanCache:
-    """Per view object: its settings, and the decode plan of each requested feature list; per use
+    """Per view definition: its settings, and the decode plan of each requested feature list; per use
     case definition: its settings, and the views it was checked against."""
 
     def __init__(self) -> None:
-        self._entries: Dict[int, _Entry] = {}
+        #: id(view) -> (the view, kept alive so its id stays its own; its entry).
+        self._by_id: Dict[int, Tuple[Any, _Entry]] = {}
+        self._by_definition: Dict[Tuple[Any, ...], _Entry] = {}
         self._use_cases: Dict[Tuple[str, str], UseCaseSettings] = {}
         #: (use case, its views' settings by identity) -> those objects, kept alive with their ids.
         self._validated: Dict[Tuple[int, Tuple[Tuple[str, int], ...]], Tuple[Any, ...]] = {}
         self._lock = threading.Lock()
 
     def _entry(self, view: Any) -> _Entry:
-        entry: Optional[_Entry] = self._entries.get(id(view))
-        if entry is not None and entry.view is view:
-            return entry
-        entry = _Entry(view, sequence_settings(view))  # raises for a corrupt view: nothing cached
+        known = self._by_id.get(id(view))
+        if known is not None and known[0] is view:
+            return known[1]
+        definition = _definition(view)
+        entry = self._by_definition.get(definition)
+        if entry is None:
+            entry = _Entry(sequence_settings(view))  # raises for a corrupt view: nothing cached
         with self._lock:
-            if len(self._entries) >= MAX_VIEWS:
-                self._entries = {}  # replaced whole: a reader racing this sees one dict or the other
-            self._entries[id(view)] = entry
+            if len(self._by_id) >= MAX_VIEWS or len(self._by_definition) >= MAX_VIEWS:
+                # replaced whole: a reader racing this sees one dict or the other
+                self._by_id, self._by_definition = {}, {}
+            self._by_definition[definition] = entry
+            self._by_id[id(view)] = (view, entry)
         return entry
 
     def settings(self, view: Any) -> SequenceSettings:
-        """``sequence_settings(view)``, computed once per view object."""
+        """``sequence_settings(view)``, computed once per view definition."""
         return self._entry(view).settings
 
     def sequence_read(self, view: Any, requested: Optional[Sequence[str]]) -> SequenceRead:
-        """``plan_read`` of the view's settings for ``requested``, computed once per view and list."""
+        """``plan_read`` of the view's settings for ``requested``, once per view definition and list."""
         entry = self._entry(view)
         names = tuple(requested or ())
         read = entry.reads.get(names)
@@ -93,4 +113,4 @@ class PlanCache:
             self._validated[key] = (use_case, *views.values())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._by_definition)
