@@ -40,6 +40,7 @@ from feast_sequence.serving.enrich import Factorized, factorize_keys, join
 from feast_sequence.serving.featurize import (
     PAD_VALUES,
     length_name,
+    mask,
     mask_name,
     mask_rows,
     pad_positions,
@@ -49,7 +50,7 @@ from feast_sequence.serving.featurize import (
 from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.read_plan import ReadPlan, ServingStore, plan_reads
-from feast_sequence.serving.response_values import list_value_entries, merge_entries
+from feast_sequence.serving.response_values import BULK_FROM, list_value_entries, merge_entries
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds
 from feast_sequence.serving.size import first_n
 from feast_sequence.serving.views import ServedView, ViewPlan
@@ -347,8 +348,10 @@ def _fill(
     non_empty = np.flatnonzero(batch.lengths > 0).tolist()
     for row, seconds in zip(non_empty, view.newest.tolist()):
         newest[row] = seconds
-    # Sized rows always fit their padding; a longer row (none is read) would keep its length.
-    padded = pad and bool((batch.lengths <= plan.length).all())
+    # Padded as arrays when large enough for numpy to pay (BULK_FROM), else row by row. Sized
+    # rows always fit their padding; a longer row (none is read) would keep its length.
+    bulk = batch.rows * plan.length >= BULK_FROM
+    padded = pad and bulk and bool((batch.lengths <= plan.length).all())
     lengths = np.full(batch.rows, plan.length, dtype=np.int64) if padded else batch.lengths
     positions = pad_positions(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
     timestamps = None  # every feature of the view has the same event timestamps: built once, copied
@@ -360,10 +363,10 @@ def _fill(
             values = padded_rows(values, batch.lengths, plan.length, pad_value, positions=positions).ravel()
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
-        entries = list_value_entries(values, lengths, value_type, final) if padded or not pad else None
+        entries = list_value_entries(values, lengths, value_type, final, BULK_FROM) if padded or not pad else None
         if entries is not None:
             merge_entries(vector, entries, owner)
-        else:  # strings and bytes: Feast's format takes them value by value
+        else:  # strings, bytes and small columns: Feast's format takes them value by value
             rows = _row_lists(values, lengths)
             if pad and not padded:
                 rows = [pad_list(row, plan.length, PAD_VALUES[value_type], plan.spec.left_padded) for row in rows]
@@ -407,16 +410,16 @@ def featurize_response(
                 vector = response.results[names.index(_output_name(plan, name, full_feature_names))]
                 pad_response_vector(vector, plan.length, PAD_VALUES[batch.types[name]], plan.spec.left_padded)
         added = mask_name(plan.name)
-        masks = mask_rows(batch.lengths, plan.length, plan.spec.left_padded)
-        entries = list_value_entries(masks.ravel(), np.full(batch.rows, plan.length), ValueType.BOOL, True)
+        left = plan.spec.left_padded
         response.metadata.feature_names.val.append(added)
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * len(counts))
-        if entries is not None:
-            merge_entries(vector, entries, plan.owner())
+        if batch.rows * plan.length >= BULK_FROM:
+            masks = mask_rows(batch.lengths, plan.length, left).ravel()
+            entries = list_value_entries(masks, np.full(batch.rows, plan.length), ValueType.BOOL, True, BULK_FROM)
+            merge_entries(vector, entries or [], plan.owner())
         else:
-            rows = masks.tolist()
-            _extend_rows(vector, "bool_list_val", [rows[unique] for unique in plan.owner()])
+            _extend_rows(vector, "bool_list_val", [mask(c, plan.length, left) for c in counts])
         vector.event_timestamps.extend([Timestamp()] * len(counts))
     else:  # jagged
         added = length_name(plan.name)
