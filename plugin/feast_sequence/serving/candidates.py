@@ -1,0 +1,192 @@
+"""Candidate rows: a filter whose value each entity row gives (``Where(..., FromRequest(column))``).
+
+A ranking request asks, for one user, about many candidates: one entity row per candidate, all with
+the same entity key and each with its candidate's value (a category, a list of categories). Each row
+gets the newest ``length`` events of its entity whose field matches its value, so rows of one entity
+share one read and one decode, and the events are grouped by the field's value once per request
+(a stable sort of (row, value code)): each row then takes its group's first events, without a pass
+over the history per row. Training (serving/training.py) runs the same selection per training row,
+so both answer alike by construction.
+
+A bad request value (a missing column, a value of the wrong type) refuses the whole request before
+anything is read, naming the row: as Feast refuses request data, and so no row is served from a
+partly valid request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from feast.value_type import ValueType
+
+from feast_sequence import feast_internals
+from feast_sequence.definitions.element_types import ELEMENT_TYPES
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.use_case import Operator, SequenceSpec, UseCaseSettings, Where
+from feast_sequence.errors import SequenceRequestError
+from feast_sequence.serving.batch import SequenceBatch
+from feast_sequence.serving.views import ServedView
+
+
+@dataclass(frozen=True)
+class RequestColumn:
+    """A request column a use case's filter reads: which view and field, and what it takes."""
+
+    column: str
+    view: str
+    condition: Where
+    value_type: ValueType
+
+    @property
+    def takes_list(self) -> bool:
+        return Operator(self.condition.op).takes_list
+
+
+def request_columns(use_case: UseCaseSettings, views: Mapping[str, SequenceSettings]) -> List[RequestColumn]:
+    """Every request column of a use case's filters, over the sequence views it reads."""
+    found = []
+    for name, settings in views.items():
+        types = {f.name: f.value_type for f in settings.fields}
+        for condition in use_case.spec(name).request_conditions:
+            column = condition.from_request
+            if column is not None and condition.field in types:  # else validate_use_case refuses it
+                found.append(RequestColumn(column, name, condition, types[condition.field]))
+    return found
+
+
+def checked_request_values(
+    registry: Any,
+    project: str,
+    service: Any,
+    use_case: UseCaseSettings,
+    rows: Mapping[str, Sequence[Any]],
+    full_feature_names: bool,
+) -> Dict[str, List[Any]]:
+    """An online request's request-column values, checked (422 naming the row) before Feast reads the
+    entity rows; empty when the use case has no request filter (nothing resolved)."""
+    if not any(spec.request_conditions for spec in use_case.sequences.values()):
+        return {}
+    _, grouped_refs = feast_internals.request_grouped_refs(registry, project, service, full_feature_names)
+    views = {t.projection.name_to_use(): sequence_settings(t) for t, _ in grouped_refs if is_sequence_view(t)}
+    return check_request_values(use_case.name, request_columns(use_case, views), rows)
+
+
+def check_request_values(
+    use_case: str,
+    columns: Sequence[RequestColumn],
+    rows: Mapping[str, Sequence[Any]],
+    error: Callable[[str], Exception] = lambda message: SequenceRequestError(message, http_status=422),
+) -> Dict[str, List[Any]]:
+    """Each request column's values as Python values, checked against its field's type; raises
+    ``error`` (a 422 by default) for a missing column or the first bad value, naming the row."""
+    checked: Dict[str, List[Any]] = {}
+    for request in columns:
+        where = (
+            f"Use case '{use_case}', view '{request.view}': filter {request.condition.field!r} "
+            f"{Operator(request.condition.op).value!r} takes its value from request column {request.column!r}"
+        )
+        if request.column not in rows:
+            raise error(f"{where}, which the entity rows lack; give it in every row (columns: {sorted(rows)}).")
+        values = rows[request.column]
+        values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        checked[request.column] = [_checked(where, request, row, value, error) for row, value in enumerate(values)]
+    return checked
+
+
+def _checked(where: str, request: RequestColumn, row: int, value: Any, error: Callable[[str], Exception]) -> Any:
+    allowed = ELEMENT_TYPES[request.value_type].filter_types
+    expected = f"{request.value_type.name} value{'s' if request.takes_list else ''}"
+
+    def one(item: Any) -> Any:
+        item = item.item() if isinstance(item, np.generic) else item
+        if isinstance(item, bool) != (bool in allowed) or not isinstance(item, allowed):
+            raise error(
+                f"{where}; row {row} has {value!r}, expected {'a list of ' if request.takes_list else 'a '}{expected}."
+            )
+        return item
+
+    if not request.takes_list:
+        return one(value)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise error(f"{where} ('in'); row {row} has {value!r}, expected a list of {expected}.")
+    return [one(item) for item in value]
+
+
+def select_per_row(
+    batch: SequenceBatch,
+    condition: Where,
+    owner: np.ndarray,
+    values: Sequence[Any],
+    length: Optional[int],
+) -> SequenceBatch:
+    """One row per entry of ``owner``: the first ``length`` events (newest first, as stored) of batch
+    row ``owner[i]`` whose ``condition.field`` equals ``values[i]`` (``in``: is one of the list
+    ``values[i]``). ``length`` None: every matching event."""
+    rows = len(owner)
+    owner = np.asarray(owner, dtype=np.int64)
+    codes, uniques = pd.factorize(batch.columns[condition.field])  # -1: a NaN, equal to nothing
+    stride = len(uniques) + 1
+    code_of = {value: code for code, value in enumerate(uniques.tolist())}
+    keys = batch.row_of_event() * stride + codes
+    keys[codes < 0] = -1
+    order = np.argsort(keys, kind="stable")  # the grouping, once: events by (row, value), newest first
+    sorted_keys = keys[order]
+
+    takes_list = Operator(condition.op).takes_list
+    pair_row, pair_code = _pairs(values, code_of, takes_list)
+    pair_key = owner[pair_row] * stride + pair_code
+    start = np.searchsorted(sorted_keys, pair_key, "left")
+    count = np.searchsorted(sorted_keys, pair_key, "right") - start
+    if length is not None:
+        count = np.minimum(count, length)  # a row's newest `length` are among each group's newest
+    total = int(count.sum())
+    pair_of = np.repeat(np.arange(len(pair_key)), count)
+    within = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    picked = order[start[pair_of] + within]
+    picked_row = pair_row[pair_of]
+    if takes_list:  # a row's groups merged back into its stored order, then cut to its length
+        merged = np.lexsort((picked, picked_row))
+        picked, picked_row = picked[merged], picked_row[merged]
+        if length is not None and total:
+            first = np.searchsorted(picked_row, picked_row, "left")
+            kept = np.arange(total) - first < length
+            picked, picked_row = picked[kept], picked_row[kept]
+    lengths = np.bincount(picked_row, minlength=rows).astype(np.int64)
+    return SequenceBatch(lengths, {n: c[picked] for n, c in batch.columns.items()}, dict(batch.types))
+
+
+def _pairs(values: Sequence[Any], code_of: Dict[Any, int], takes_list: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """(row, value code) of every value asked for that occurs in the events, rows ascending."""
+    if not takes_list:
+        codes = np.fromiter((code_of.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        present = np.flatnonzero(codes >= 0)
+        return present, codes[present]
+    rows: List[int] = []
+    codes_list: List[int] = []
+    for row, wanted in enumerate(values):
+        found = dict.fromkeys(c for c in (code_of.get(v, -1) for v in wanted) if c >= 0)
+        rows.extend([row] * len(found))
+        codes_list.extend(found)
+    return np.asarray(rows, dtype=np.int64), np.asarray(codes_list, dtype=np.int64)
+
+
+def has_request_filter(spec: SequenceSpec) -> bool:
+    return bool(spec.request_conditions)
+
+
+def serve_per_row(view: ServedView, values: Mapping[str, Sequence[Any]]) -> ServedView:
+    """A served view with a request filter, turned from one row per entity into one row per request
+    row: each row's own matching events, sized; its plan maps request row i to batch row i."""
+    plan = view.plan
+    (condition,) = plan.spec.request_conditions
+    column = condition.from_request
+    assert column is not None  # request_conditions holds FromRequest conditions only
+    owner = np.asarray(plan.owner(), dtype=np.int64)
+    batch = select_per_row(view.batch, condition, owner, values[column], plan.spec.length)
+    per_row = replace(plan, idxs=tuple([row] for row in range(plan.output_len)))
+    return ServedView(per_row, batch)
