@@ -211,3 +211,108 @@ def test_too_many_candidate_rows_are_refused_by_max_entities(candidate_store):
         features=store.get_feature_service("like_candidate"), entity_rows={k: v[:200] for k, v in rows.items()}
     ).to_dict()
     assert len(served["item_id"]) == 200
+
+
+# --- training reproduces every row ---------------------------------------------------------------
+
+
+CANDIDATE_COLUMNS = {
+    "like_candidate": ("candidate_category", [*CATEGORIES, "none"]),
+    "like_candidate_padded": ("candidate_category", CATEGORIES[:3]),
+    "in_shops_jagged": ("shops", [[1], [2, 3], [], [3, 1]]),
+}
+
+
+def _training_rows(name: str) -> pd.DataFrame:
+    column, values = CANDIDATE_COLUMNS[name]
+    rows = [(u, v) for u in (0, 2, 9) for v in values]
+    return pd.DataFrame({"user_id": [u for u, _ in rows], column: [v for _, v in rows], "event_timestamp": NOW})
+
+
+def _same(training: pd.DataFrame, online: dict) -> list:
+    from reference import comparable
+
+    mismatches = []
+    for column, served in online.items():
+        for i, (got, want) in enumerate(zip(training[column], served)):
+            if isinstance(want, list):
+                got = [None if v is pd.NaT else v for v in comparable(got)]
+                want = comparable(want)
+            if got != want:
+                mismatches.append((column, i, got, want))
+    return mismatches
+
+
+def _engine_job(store, name: str, entity_df: pd.DataFrame, events: pd.DataFrame, engine):
+    """``name``'s training job through ``engine`` (events from ``events``, as Spark frames on Spark)."""
+    from feast_sequence.definitions.use_case import use_case_settings
+    from feast_sequence.offline.historical import SparkEngine, historical_job
+
+    service = store.get_feature_service(name)
+    request = feast_internals.historical_request(store.registry, store.project, service)
+    spark = engine.spark if isinstance(engine, SparkEngine) else None
+
+    def pull(view, settings, start, end):
+        return spark.createDataFrame(events) if spark is not None else events
+
+    return historical_job(
+        store.config,
+        request.feature_views,
+        request.feature_refs,
+        entity_df,
+        False,
+        None,
+        [],
+        pull,
+        engine,
+        use_case_settings(service),
+        lambda enrichment: pytest.fail(f"no enrichment to read, asked for {enrichment}"),
+    )
+
+
+@pytest.mark.parametrize("name", list(CANDIDATE_COLUMNS))
+def test_training_rows_equal_what_serving_returned_for_each_row(candidate_store, name):
+    """get_training_data (the file store: the pandas engine) and the Spark engine give each
+    (entity, candidate, time) row what serving gave that row at that time, in the use case's format."""
+    from feast_sequence import get_training_data
+    from feast_sequence.offline.historical import PandasEngine, SparkEngine, spark_session
+
+    store, events = candidate_store
+    entity_df = _training_rows(name)
+    online = store.get_online_features(
+        features=store.get_feature_service(name), entity_rows=entity_df.drop(columns="event_timestamp").to_dict("list")
+    ).to_dict()
+    online.pop("user_id")
+    training = get_training_data(store, entity_df, name).to_df()
+    assert not _same(training, online)
+    for engine in (PandasEngine(), SparkEngine(spark_session(store.config))):
+        by_engine = _engine_job(store, name, entity_df, events, engine).to_df()
+        assert not _same(by_engine, online), type(engine).__name__
+
+
+def test_training_rows_at_their_own_times(candidate_store):
+    """Each training row sees the events before its own timestamp, filtered by its own candidate."""
+    from feast_sequence import get_training_data
+
+    store, events = candidate_store
+    times = [NOW - pd.Timedelta(minutes=m) for m in (0, 30, 90)]
+    entity_df = pd.DataFrame(
+        [(u, c, t) for u in (1, 3) for c in ("c0", "c4") for t in times],
+        columns=["user_id", "candidate_category", "event_timestamp"],
+    )
+    training = get_training_data(store, entity_df, "like_candidate").to_df()
+    for i, (user_id, category, time) in enumerate(entity_df.itertuples(index=False)):
+        before = events[events["ts"] <= time]
+        want = expected(before, user_id, lambda e, c=category: e["category"] == c, 5)
+        assert list(training["item_id"][i]) == want["item_id"].tolist()
+
+
+def test_bad_training_rows_are_refused_naming_the_row(candidate_store):
+    from feast_sequence import SequenceInputError, get_training_data
+
+    store, _ = candidate_store
+    entity_df = pd.DataFrame({"user_id": [0, 1], "candidate_category": ["c1", 3], "event_timestamp": NOW})
+    with pytest.raises(SequenceInputError, match="row 1 has 3, expected a STRING value"):
+        get_training_data(store, entity_df, "like_candidate").to_df()
+    with pytest.raises(SequenceInputError, match="'candidate_category', which the entity rows lack"):
+        get_training_data(store, entity_df.drop(columns="candidate_category"), "like_candidate").to_df()
