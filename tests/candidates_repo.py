@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import pandas as pd
 from feast import Field
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.types import Float64, Int64, String
 
 from feast_sequence import FromRequest, Limits, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where
@@ -64,6 +66,18 @@ def objects(data_dir: Path, max_length: int = MAX_LENGTH) -> List[Any]:
             features=[purchases[["item_id", "shop"]]],
             sequences={"purchases": SequenceSpec(length=3, where=[Where("shop", "in", FromRequest("shops"))])},
             output="jagged",
+        ),
+        *(
+            SequenceUseCase(
+                name=f"{name}_logged",
+                features=[purchases[["item_id", "ts"]]],
+                sequences={"purchases": SequenceSpec(length=5, where=[condition])},
+                logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(data_dir / "logs" / name))),
+            )
+            for name, condition in (
+                ("like_candidate", same_category),
+                ("in_shops", Where("shop", "in", FromRequest("shops"))),
+            )
         ),
     ]
 

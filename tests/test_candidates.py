@@ -316,3 +316,39 @@ def test_bad_training_rows_are_refused_naming_the_row(candidate_store):
         get_training_data(store, entity_df, "like_candidate").to_df()
     with pytest.raises(SequenceInputError, match="'candidate_category', which the entity rows lack"):
         get_training_data(store, entity_df.drop(columns="candidate_category"), "like_candidate").to_df()
+
+
+# --- serving logs and the consistency check ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, column, values",
+    [
+        ("like_candidate_logged", "candidate_category", ["c0", "c3", "none"]),
+        ("in_shops_logged", "shops", [[1], [2, 3], []]),
+    ],
+)
+def test_logs_record_each_rows_candidate_and_consistency_compares_per_row(candidate_store, name, column, values):
+    from feast_sequence.monitoring.consistency import check_use_case
+    from feast_sequence.serving import serving_log
+    from feast_sequence.serving.log_files import read_file_logs
+
+    store, events = candidate_store
+    later = pd.Timestamp.now(tz="UTC").ceil("s") + pd.Timedelta(seconds=1)  # after `feast apply` recorded the views
+    feast_internals.store_provider(store).online_store.clock = lambda: later.timestamp()
+    service = store.get_feature_service(name)
+    rows = {"user_id": [u for u in (0, 3) for _ in values], column: values * 2}
+    served = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    assert serving_log.flush()
+    logs = read_file_logs(store.config, service.logging_config.destination)
+    logged = logs.to_pandas()
+    assert [list(v) if column == "shops" else v for v in logged[column]] == rows[column]
+    assert [list(v) for v in logged["purchases__item_id"]] == served["item_id"]
+
+    check = check_use_case(store, service, logs)
+    assert len(check.rows) == 6 and not check.rows["configuration_changed"].any()
+    assert check.rows["exact_match"].all(), check.rows
+    assert check.rows["online_length"].tolist() == [len(v) for v in served["item_id"]]
+    # A row replayed with another candidate would not match: the comparison is per row.
+    swapped = logs.set_column(logs.column_names.index(column), column, logs.column(column).take([1, 0, 2, 4, 3, 5]))
+    assert not check_use_case(store, service, swapped).rows["exact_match"].all()

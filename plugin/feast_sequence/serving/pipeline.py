@@ -111,7 +111,8 @@ def serve(
         yield from _enrich(store, config, project, use_case, views, timer)
         _arrange(views, request.reads.now_us)
         response = _respond(request, views, replies, full_feature_names, include_version_metadata, timer)
-        serving_log.record(config, service, request.columns, views, request.reads.now_us)  # a queue put at most
+        logged = {**request.columns, **request.request_values}  # candidates as checked
+        serving_log.record(config, service, logged, views, request.reads.now_us)  # a queue put at most
         return response
 
 
