@@ -352,3 +352,39 @@ def test_logs_record_each_rows_candidate_and_consistency_compares_per_row(candid
     # A row replayed with another candidate would not match: the comparison is per row.
     swapped = logs.set_column(logs.column_names.index(column), column, logs.column(column).take([1, 0, 2, 4, 3, 5]))
     assert not check_use_case(store, service, swapped).rows["exact_match"].all()
+
+
+# --- over HTTP -------------------------------------------------------------------------------------------
+
+
+def test_candidates_over_http_and_a_bad_row_is_a_422(tmp_path, redis_server, redis_client):
+    """`feast-sequence serve`'s /get-online-features takes candidate columns in "entities", like
+    entity keys; a bad value is a 422 naming the row, and the next request is served as usual."""
+    import json
+    import urllib.error
+
+    from feast import FeatureStore
+
+    from feast_server import feast_sequence_serve, module_repo, post
+
+    repo = tmp_path / "repo"
+    env = module_repo(repo, "candidates_repo", "cand_http", sequence_online(redis_server.connection_string))
+    store = FeatureStore(repo_path=str(repo))
+    store.push("purchases_push", purchases(range(2), 50, NOW, seed=3))
+    with feast_sequence_serve(repo, env=env) as port:
+        entities = {"user_id": [0, 0, 1], "candidate_category": ["c1", "c2", "c1"]}
+        body = post(port, "/get-online-features", {"feature_service": "like_candidate", "entities": entities})
+        served = {n: r["values"] for n, r in zip(body["metadata"]["feature_names"], body["results"])}
+        in_python = store.get_online_features(
+            features=store.get_feature_service("like_candidate"), entity_rows=entities
+        )
+        assert served["item_id"] == in_python.to_dict()["item_id"] and any(served["item_id"])
+        bad = {"user_id": [0, 1], "candidate_category": ["c1", 7]}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(port, "/get-online-features", {"feature_service": "like_candidate", "entities": bad})
+        assert refused.value.code == 422
+        assert "request column 'candidate_category'; row 1 has 7, expected a STRING value" in json.dumps(
+            json.loads(refused.value.read().decode())
+        )
+        again = post(port, "/get-online-features", {"feature_service": "like_candidate", "entities": entities})
+        assert again["results"] == body["results"]
