@@ -154,6 +154,13 @@ def historical_job(
             if missing:
                 raise SequenceInputError(f"entity_df lacks join key(s) {missing} of sequence view '{name}'.")
             queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
+            represented_by = None
+            if use_case is not None and use_case.spec(name).request_conditions:
+                # Candidate rows of one entity at one time share one point-in-time sequence (as
+                # online they share one read): computed once, for the first of them.
+                first = queries.groupby(keys + [QUERY_TIME_US], sort=False, dropna=False)[ROW_ID].transform("min")
+                represented_by = first.to_numpy()
+                queries = queries[queries[ROW_ID] == first]
             start = _EPOCH
             if settings.ttl_us:
                 start = max(_EPOCH, query_times.min().to_pydatetime() - timedelta(microseconds=settings.ttl_us))
@@ -174,6 +181,7 @@ def historical_job(
                     query_us,
                     _required(enrichment_source),
                     request_values,
+                    represented_by,
                 )
                 shaped.append((name, settings, spec, [c for c in sequences.columns if c != ROW_ID]))
             outputs = [c for c in sequences.columns if c != ROW_ID]
