@@ -92,7 +92,11 @@ def check_request_values(
             raise error(f"{where}, which the entity rows lack; give it in every row (columns: {sorted(rows)}).")
         values = rows[request.column]
         values = values.tolist() if isinstance(values, np.ndarray) else list(values)
-        checked[request.column] = [_checked(where, request, row, value, error) for row, value in enumerate(values)]
+        exact = set(ELEMENT_TYPES[request.value_type].filter_types)  # bool is no int here: type() is exact
+        if not request.takes_list and all(type(value) in exact for value in values):
+            checked[request.column] = values  # the common case, without a call per value
+        else:
+            checked[request.column] = [_checked(where, request, row, v, error) for row, v in enumerate(values)]
     return checked
 
 
@@ -131,15 +135,17 @@ def select_per_row(
     owner = np.asarray(owner, dtype=np.int64)
     codes, uniques = pd.factorize(batch.columns[condition.field])  # -1: a NaN, equal to nothing
     stride = len(uniques) + 1
-    code_of = {value: code for code, value in enumerate(uniques.tolist())}
-    keys = batch.row_of_event() * stride + codes
-    keys[codes < 0] = -1
-    order = np.argsort(keys, kind="stable")  # the grouping, once: events by (row, value), newest first
+    code_of = {value: code + 1 for code, value in enumerate(uniques.tolist())}  # 0: NaN, never asked for
+    # The grouping, once: events by (row, value code), each group newest first (a stable sort). Keys
+    # in the smallest unsigned type that holds them: numpy radix-sorts 16-bit keys, ~10x faster.
+    key_type = np.uint16 if batch.rows * stride <= np.iinfo(np.uint16).max else np.int64
+    keys = (batch.row_of_event() * stride + codes + 1).astype(key_type)
+    order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
 
     takes_list = Operator(condition.op).takes_list
     pair_row, pair_code = _pairs(values, code_of, takes_list)
-    pair_key = owner[pair_row] * stride + pair_code
+    pair_key = (owner[pair_row] * stride + pair_code).astype(key_type)
     start = np.searchsorted(sorted_keys, pair_key, "left")
     count = np.searchsorted(sorted_keys, pair_key, "right") - start
     if length is not None:
@@ -161,15 +167,15 @@ def select_per_row(
 
 
 def _pairs(values: Sequence[Any], code_of: Dict[Any, int], takes_list: bool) -> Tuple[np.ndarray, np.ndarray]:
-    """(row, value code) of every value asked for that occurs in the events, rows ascending."""
+    """(row, value code) of every value asked for that occurs in the events (codes from 1), rows ascending."""
     if not takes_list:
-        codes = np.fromiter((code_of.get(v, -1) for v in values), dtype=np.int64, count=len(values))
-        present = np.flatnonzero(codes >= 0)
+        codes = np.fromiter((code_of.get(v, 0) for v in values), dtype=np.int64, count=len(values))
+        present = np.flatnonzero(codes > 0)
         return present, codes[present]
     rows: List[int] = []
     codes_list: List[int] = []
     for row, wanted in enumerate(values):
-        found = dict.fromkeys(c for c in (code_of.get(v, -1) for v in wanted) if c >= 0)
+        found = dict.fromkeys(c for c in (code_of.get(v, 0) for v in wanted) if c > 0)
         rows.extend([row] * len(found))
         codes_list.extend(found)
     return np.asarray(rows, dtype=np.int64), np.asarray(codes_list, dtype=np.int64)
