@@ -388,3 +388,26 @@ def test_candidates_over_http_and_a_bad_row_is_a_422(tmp_path, redis_server, red
         )
         again = post(port, "/get-online-features", {"feature_service": "like_candidate", "entities": entities})
         assert again["results"] == body["results"]
+
+
+def test_training_from_logs_joins_each_label_to_its_own_candidates_response(candidate_store):
+    from feast_sequence import SequenceInputError
+    from feast_sequence.monitoring.training_from_logs import training_frame_from_logs
+    from feast_sequence.serving import serving_log
+    from feast_sequence.serving.log_files import read_file_logs
+
+    store, _ = candidate_store
+    service = store.get_feature_service("like_candidate_logged")
+    rows = {"user_id": [0, 0, 1], "candidate_category": ["c0", "c3", "c0"]}
+    served = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    assert serving_log.flush()
+    logs = read_file_logs(store.config, service.logging_config.destination)
+    labels = pd.DataFrame({**rows, "event_timestamp": NOW + pd.Timedelta(seconds=5), "clicked": [1, 0, 1]})
+    labels = labels.iloc[[2, 1, 0]].reset_index(drop=True)  # joined by candidate, not by position
+    frame = training_frame_from_logs(store, service, labels, logs)
+    assert [list(v) for v in frame["item_id"]] == [served["item_id"][i] for i in (2, 1, 0)]
+    with pytest.raises(SequenceInputError, match="labels lack the request column 'candidate_category'"):
+        training_frame_from_logs(store, service, labels.drop(columns="candidate_category"), logs)
+    in_shops = store.get_feature_service("in_shops_logged")
+    with pytest.raises(SequenceInputError, match="by a list; use get_training_data"):
+        training_frame_from_logs(store, in_shops, labels.assign(shops=[[1]] * 3), logs)
