@@ -16,15 +16,14 @@ partly valid request.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
-from feast_sequence import feast_internals
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
-from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.definitions.use_case import Operator, SequenceSpec, UseCaseSettings, Where
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving.batch import SequenceBatch
@@ -57,21 +56,9 @@ def request_columns(use_case: UseCaseSettings, views: Mapping[str, SequenceSetti
     return found
 
 
-def checked_request_values(
-    registry: Any,
-    project: str,
-    service: Any,
-    use_case: UseCaseSettings,
-    rows: Mapping[str, Sequence[Any]],
-    full_feature_names: bool,
-) -> Dict[str, List[Any]]:
-    """An online request's request-column values, checked (422 naming the row) before Feast reads the
-    entity rows; empty when the use case has no request filter (nothing resolved)."""
-    if not any(spec.request_conditions for spec in use_case.sequences.values()):
-        return {}
-    _, grouped_refs = feast_internals.request_grouped_refs(registry, project, service, full_feature_names)
-    views = {t.projection.name_to_use(): sequence_settings(t) for t, _ in grouped_refs if is_sequence_view(t)}
-    return check_request_values(use_case.name, request_columns(use_case, views), rows)
+def request_column_names(use_case: UseCaseSettings) -> Set[str]:
+    """The request columns a use case's filters read: not entity keys, so not Feast's to resolve."""
+    return {str(c.from_request) for spec in use_case.sequences.values() for c in spec.request_conditions}
 
 
 def check_request_values(

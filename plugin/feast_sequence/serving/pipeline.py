@@ -137,10 +137,8 @@ def _plan(
             f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
             f"max_entities={limit:,}; split the request."
         )
-    request_values = candidates.checked_request_values(
-        registry, project, service, use_case, columns, full_feature_names
-    )
-    to_feast = {k: v for k, v in columns.items() if k not in request_values}  # Feast reads keys, not candidates
+    asked = candidates.request_column_names(use_case)
+    to_feast = {k: v for k, v in columns.items() if k not in asked}  # Feast reads keys, not candidates
     feast = feast_internals.prepare_online_request(registry, project, service, to_feast, full_feature_names)
     reads = plan_reads(
         store,
@@ -151,7 +149,12 @@ def _plan(
         feast.entity_name_to_join_key_map,
         use_case.spec,
     )
-    validate_use_case(use_case, {plan.name: plan.settings for plan in reads.sequence_views})
+    views = {plan.name: plan.settings for plan in reads.sequence_views}
+    validate_use_case(use_case, views)
+    # Checked before any read (the request's commands are sent after planning): a bad value refuses it.
+    request_values = candidates.check_request_values(
+        use_case.name, candidates.request_columns(use_case, views), columns
+    )
     return _UseCaseRequest(use_case, columns, feast, reads, request_values)
 
 
