@@ -24,7 +24,7 @@ from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import ELEMENT_TYPES
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.definitions.use_case import Operator, SequenceSpec, UseCaseSettings, Where
+from feast_sequence.definitions.use_case import Operator, UseCaseSettings, Where
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving.batch import SequenceBatch
 from feast_sequence.serving.views import ServedView
@@ -168,18 +168,12 @@ def _pairs(values: Sequence[Any], code_of: Dict[Any, int], takes_list: bool) -> 
     return np.asarray(rows, dtype=np.int64), np.asarray(codes_list, dtype=np.int64)
 
 
-def has_request_filter(spec: SequenceSpec) -> bool:
-    return bool(spec.request_conditions)
-
-
 def serve_per_row(view: ServedView, values: Mapping[str, Sequence[Any]]) -> ServedView:
     """A served view with a request filter, turned from one row per entity into one row per request
     row: each row's own matching events, sized; its plan maps request row i to batch row i."""
     plan = view.plan
     (condition,) = plan.spec.request_conditions
-    column = condition.from_request
-    assert column is not None  # request_conditions holds FromRequest conditions only
     owner = np.asarray(plan.owner(), dtype=np.int64)
-    batch = select_per_row(view.batch, condition, owner, values[column], plan.spec.length)
+    batch = select_per_row(view.batch, condition, owner, values[str(condition.from_request)], plan.spec.length)
     per_row = replace(plan, idxs=tuple([row] for row in range(plan.output_len)))
     return ServedView(per_row, batch)
