@@ -9,7 +9,7 @@ import candidates_repo
 import numpy as np
 import pandas as pd
 import pytest
-from candidates_repo import CATEGORIES, expected, purchases
+from candidates_repo import CATEGORIES, SHOPS, expected, purchases
 from feast.data_source import PushMode
 from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
@@ -153,9 +153,11 @@ _examples = itertools.count()
     seed=st.integers(0, 10_000),
     per_user=st.integers(0, 400),
     asked=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([*CATEGORIES, "x"])), min_size=1, max_size=30),
+    shops=st.lists(st.lists(st.sampled_from([*SHOPS, 9]), max_size=4), min_size=1, max_size=10),
 )
-def test_served_rows_equal_a_naive_reference_for_random_histories(candidate_store, seed, per_user, asked):
-    """Random histories (some longer than max_length), candidates and users; ``length`` 5."""
+def test_served_rows_equal_a_naive_reference_for_random_histories(candidate_store, seed, per_user, asked, shops):
+    """Random histories (some longer than max_length), candidates and users: ``==`` with length 5
+    (``like_candidate``), ``in`` with random lists and length 3 (``in_shops_jagged``)."""
     store, _ = candidate_store
     base = 1000 + 10 * next(_examples)  # users of their own per example (hypothesis repeats seeds)
     events = purchases([base, base + 1, base + 2], per_user, NOW, seed)
@@ -166,6 +168,11 @@ def test_served_rows_equal_a_naive_reference_for_random_histories(candidate_stor
     for i, (user_id, category) in enumerate(zip(rows["user_id"], rows["candidate_category"])):
         want = expected(events, user_id, lambda e, c=category: e["category"] == c, 5) if len(events) else events
         assert served["item_id"][i] == want["item_id"].tolist()
+    rows_in = {"user_id": [base + i % 3 for i in range(len(shops))], "shops": shops}
+    jagged = store.get_online_features(features=store.get_feature_service("in_shops_jagged"), entity_rows=rows_in)
+    for i, (user_id, wanted) in enumerate(zip(rows_in["user_id"], shops)):
+        want = expected(events, user_id, lambda e, s=set(wanted): e["shop"] in s, 3) if len(events) else events
+        assert jagged.to_dict()["item_id"][i] == want["item_id"].tolist()
 
 
 # --- bad request values ---------------------------------------------------------------------------------
