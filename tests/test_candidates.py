@@ -66,6 +66,21 @@ def test_select_per_row_on_numbers_and_nan():
     assert got.lengths.tolist() == [2, 0, 0] and got.columns["p"].tolist() == [1.0, 1.0]
 
 
+def test_select_per_row_at_100000_events_with_wide_keys():
+    """max_length 100,000 and more distinct values than 16-bit keys hold: the int64 path."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 80_000, 100_000)
+    batch = SequenceBatch(np.array([60_000, 40_000]), {"v": values}, {"v": ValueType.INT64})
+    owner = np.array([0, 1, 1, 0])
+    asked = [int(values[7]), int(values[60_003]), 123_456, int(values[59_999])]
+    got = select_per_row(batch, Where("v", "==", FromRequest("x")), owner, asked, 2)
+    for out, (row, value) in enumerate(zip(owner, asked)):
+        start = 0 if row == 0 else 60_000
+        segment = values[start : start + batch.lengths[row]]
+        assert got.row_lists("v")[out] == segment[segment == value][:2].tolist()
+    assert got.lengths.tolist()[2] == 0
+
+
 # --- definitions -----------------------------------------------------------------------------------
 
 
