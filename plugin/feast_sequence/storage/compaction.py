@@ -142,7 +142,7 @@ def compact(
     now_us: Optional[int] = None,
 ) -> Generator[RoundTrip, List[Any], int]:
     """Compact the given sequences (two round trips); returns how many were compacted. A sequence
-    with an empty tail is compacted only to rewrite a format 3 block as format 4 (with its checksum);
+    with an empty tail is compacted only to rewrite a format 3 or 4 block as format 5 (columns, checksum);
     one whose block is corrupt is left as it is, counted and logged (storage/integrity.py)."""
     if not keys:
         return 0
@@ -150,7 +150,7 @@ def compact(
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     commands: List[Command] = []
     for k, snapshot in zip(keys, snapshots):
-        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (block, tail, ...)
+        if not (snapshot[1] or blocks.is_outdated(snapshot[0])):  # (block, tail, ...)
             continue
         try:
             commands.append(compact_command(settings, k, snapshot, now_us))
