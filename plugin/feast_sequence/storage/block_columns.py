@@ -13,8 +13,9 @@ event order:
   timestamp costs nothing beyond the scores), else zigzag deltas or plain values, as varints,
   whichever is smaller;
 - 4- and 8-byte fields (floats, doubles): byte-shuffled (all first bytes, then all second bytes...);
-- length-delimited fields (strings, bytes): a per-block dictionary in order of first appearance,
-  then one varint index per event.
+- length-delimited fields (strings, bytes): a per-block dictionary in order of first appearance
+  (its entries joined by NUL bytes when none holds one, so a read splits them in one call; else
+  each with its length), then one varint reference per event (0: the next new entry).
 
 Scores are the first score then the (non-negative) gaps, as varints. Each column is compressed
 with zstd on its own. ``rebuild`` turns the columns back into the members' exact bytes; ``encode``
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 # Column encodings (the byte after a column's tag in the layout section).
-PLAIN, DELTA, SECONDS, MICROS, SHUFFLED, DICTIONARY = range(6)
+PLAIN, DELTA, SECONDS, MICROS, SHUFFLED, DICTIONARY, JOINED_DICTIONARY = range(7)
 _WIRE_VARINT, _WIRE_FIXED64, _WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5
 _FIXED_WIDTH = {_WIRE_FIXED64: 8, _WIRE_FIXED32: 4}
 _MAX_ELEMENTS = 64  # more elements in one event than any view has fields: stored row-wise
@@ -159,6 +160,13 @@ class Column:
     events: np.ndarray
     values: np.ndarray
     dictionary: Optional[List[bytes]] = None
+    joined: Optional[bytes] = None  # the dictionary's entries joined by NUL bytes, when stored so
+
+    def texts(self) -> List[str]:
+        """The dictionary's entries as UTF-8 text, decoded at once when stored joined."""
+        if self.joined is not None:
+            return self.joined.decode("utf-8").split("\x00") if self.dictionary else []
+        return [entry.decode("utf-8") for entry in self.dictionary or []]
 
     @property
     def field_number(self) -> int:
@@ -213,6 +221,26 @@ class Column:
         return _gather(flat, entry_starts[index], lengths), lengths
 
 
+class LazyColumns(Mapping[int, Column]):
+    """Columns by tag, each decoded on first access (a read decodes only the fields it serves)."""
+
+    def __init__(self, loaders: Mapping[int, Callable[[], Column]]):
+        self._loaders = loaders
+        self._loaded: Dict[int, Column] = {}
+
+    def __getitem__(self, tag: int) -> Column:
+        column = self._loaded.get(tag)
+        if column is None:
+            column = self._loaded[tag] = self._loaders[tag]()
+        return column
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
 @dataclass
 class Columns:
     """A block's events as columns: scores (int64, newest first), shapes, each event's shape, and
@@ -221,7 +249,7 @@ class Columns:
     scores: np.ndarray
     shapes: List[Tuple[int, Tuple[int, ...]]]  # (identity elements, tags in order)
     shape_of: np.ndarray  # per event, an index into shapes
-    columns: Dict[int, Column]
+    columns: Mapping[int, Column]
 
 
 @dataclass
@@ -516,7 +544,10 @@ def _dictionary_column(tag: int, events: np.ndarray, values: List[bytes]) -> Col
     import pandas  # its hashing of many short values is C; loaded only by the writers that need it
 
     ids, distinct = pandas.factorize(np.array(values, dtype=object), sort=False)
-    return Column(tag, DICTIONARY, events, ids.astype(_U64), list(distinct))
+    entries = list(distinct)
+    joined = b"\x00".join(entries)
+    encoding = JOINED_DICTIONARY if joined.count(0) == len(entries) - 1 else DICTIONARY
+    return Column(tag, encoding, events, ids.astype(_U64), entries)
 
 
 _DERIVED: Dict[int, Callable[[np.ndarray], np.ndarray]] = {
@@ -541,9 +572,14 @@ def payload(column: Column) -> bytes:
     if column.encoding == SHUFFLED:
         return np.ascontiguousarray(column.values.T).tobytes()
     entries = column.dictionary or []
+    references = varint_bytes(_references(column.values))[0].tobytes()
+    if column.encoding == JOINED_DICTIONARY:
+        blob = b"\x00".join(entries)
+        head, _ = varint_bytes(np.array([len(entries), len(blob)], dtype=_U64))
+        return b"".join((head.tobytes(), blob, references))
     sizes, _ = varint_bytes(np.fromiter(map(len, entries), dtype=_U64, count=len(entries)))
     head, _ = varint_bytes(np.array([len(entries)], dtype=_U64))
-    return b"".join((head.tobytes(), sizes.tobytes(), *entries, varint_bytes(_references(column.values))[0].tobytes()))
+    return b"".join((head.tobytes(), sizes.tobytes(), *entries, references))
 
 
 def _references(index: np.ndarray) -> np.ndarray:
@@ -576,18 +612,28 @@ def column_from(tag: int, encoding: int, data: bytes, scores: np.ndarray, events
         if not width or len(raw) != width * count:
             raise ValueError(f"{len(raw)} bytes for {count} values of field tag {tag}")
         values = np.ascontiguousarray(raw.reshape(width, count).T)
-    elif encoding == DICTIONARY:
-        head, offset = read_varints(raw, 1)
-        size = int(head[0])
-        sizes, offset = read_varints(raw, size, offset)
-        bounds = np.concatenate(([offset], offset + np.cumsum(sizes.astype(np.int64))))
-        entries = [data[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
-        references, end = read_varints(raw, count, int(bounds[-1]))
+    elif encoding in (DICTIONARY, JOINED_DICTIONARY):
+        blob = None
+        if encoding == JOINED_DICTIONARY:
+            head, offset = read_varints(raw, 2)
+            size, end = int(head[0]), offset + int(head[1])
+            blob = data[offset:end]
+            entries = blob.split(b"\x00") if size else []
+            if len(entries) != size or end > len(data):
+                raise ValueError(f"{len(entries)} dictionary entries, {size} expected")
+        else:
+            head, offset = read_varints(raw, 1)
+            size = int(head[0])
+            sizes, offset = read_varints(raw, size, offset)
+            bounds = np.concatenate(([offset], offset + np.cumsum(sizes.astype(np.int64))))
+            entries = [data[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            end = int(bounds[-1])
+        references, end = read_varints(raw, count, end)
         _expect_end(end, raw)
         values = _indices(references)
         if count and int(values.max()) >= size:
             raise ValueError(f"dictionary index beyond its {size} entries")
-        return Column(tag, encoding, events, values, entries)
+        return Column(tag, encoding, events, values, entries, blob)
     else:
         raise ValueError(f"unknown column encoding {encoding}")
     return Column(tag, encoding, events, values)

@@ -42,8 +42,8 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from functools import cached_property, partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import zstandard
@@ -475,10 +475,19 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         shape_of = np.zeros(count, dtype=np.int64)
     else:
         raise ValueError("no event shapes")
-    columns: Dict[int, bc.Column] = {}
-    for tag, encoding, data in zip(tags, encodings, sections[3:]):
-        columns[tag] = bc.column_from(tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
-    return ColumnBlock(bc.Columns(scores, shapes, shape_of, columns), newest)
+    loaders: Dict[int, Callable[[], bc.Column]] = {
+        tag: partial(_column, tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
+        for tag, encoding, data in zip(tags, encodings, sections[3:])
+    }
+    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(loaders)), newest)
+
+
+def _column(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> bc.Column:
+    """One column of a block, decoded when first needed; its checksum was checked with the block."""
+    try:
+        return bc.column_from(tag, encoding, data, scores, events)
+    except (ValueError, IndexError) as error:
+        raise CorruptSequenceError(f"block column of field tag {tag} does not decode ({error})") from error
 
 
 def decode(block: Optional[bytes]) -> Optional[Block]:
