@@ -82,6 +82,9 @@ def read_varints(data: np.ndarray, count: int, offset: int = 0) -> Tuple[np.ndar
     offset after the last. Raises ValueError when they are not there."""
     if not count:
         return np.zeros(0, dtype=_U64), offset
+    short = data[offset : offset + count]
+    if len(short) == count and int(short.max()) < 0x80:  # one byte each (references, small ints)
+        return short.astype(_U64), offset + count
     ends = np.flatnonzero(data[offset:] < 0x80)[:count] + 1
     if len(ends) < count:
         raise ValueError(f"{count} varints expected, {len(ends)} found")

@@ -104,14 +104,15 @@ def _typed(column: bc.Column, values: np.ndarray, value_type: ValueType) -> np.n
 
 class ColumnMessage:
     """A served sequence's values behind a parsed stored message's attributes (``ts``, ``f1``, ...),
-    as lists, computed once each."""
+    as lists, computed once each (a list extends Feast's values about as fast as a parsed
+    message's column does; building the lists' wire bytes with numpy instead measured slower)."""
 
     def __init__(self, layout: EventLayout, sequence: Served):
         self._layout = layout
         self._sequence = sequence
-        self._cache: Dict[str, List[Any]] = {}
+        self._cache: Dict[str, Any] = {}
 
-    def __getattr__(self, source: str) -> List[Any]:
+    def __getattr__(self, source: str) -> Any:
         if source.startswith("_"):
             raise AttributeError(source)
         cache = self._cache
