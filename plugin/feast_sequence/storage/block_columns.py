@@ -196,8 +196,9 @@ class Column:
         # Each entry's length varint then its bytes, used bytes first in every row.
         grid = np.concatenate((prefix, text), axis=1)
         used = np.concatenate((prefix_used, text_used), axis=1)
-        order = np.argsort(~used, axis=1, kind="stable")
-        grid, used = np.take_along_axis(grid, order, axis=1), np.take_along_axis(used, order, axis=1)
+        if prefix.shape[1] > 1:  # an entry of 128 bytes or more: its length varint is not one byte
+            order = np.argsort(~used, axis=1, kind="stable")
+            grid, used = np.take_along_axis(grid, order, axis=1), np.take_along_axis(used, order, axis=1)
         index = self.values.astype(np.int64)
         return grid[index], used[index]
 
