@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from integrity_repo import frame, views
 from old_blocks import old_format
-from test_block_integrity import frame, views
 
 from feast_sequence import cli, sequence_settings
 from feast_sequence.feast_internals import store_provider
