@@ -50,13 +50,25 @@ def _identity_length(fields: int) -> blocks.IdentityLength:
 
 class Served:
     """One entity's served events: the members back to back (one protobuf parse decodes them all)
-    and their count; ``members()`` splits them, for the rare per-event decode."""
+    and their count; ``members()`` splits them, for the rare per-event decode. ``parts`` are what
+    they are joined from (storage/sequence_columns.py reads a columnar block's part as columns)."""
 
-    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = (), corrupt: bool = False):
-        self.data = data
+    def __init__(self, data: Optional[bytes], count: int, parts: Sequence[Any] = (), corrupt: bool = False):
+        self._data = data  # None: joined from ``parts`` when first asked for
         self.count = count
         self._parts = parts  # lists of members, or (Block, k): what ``data`` was joined from
         self.corrupt = corrupt  # its block is damaged: served without events (storage/read.py)
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            pieces = [part[0].packed(part[1]) if isinstance(part, tuple) else b"".join(part) for part in self._parts]
+            self._data = b"".join(pieces)
+        return self._data
+
+    @property
+    def parts(self) -> Sequence[Any]:
+        return self._parts
 
     def members(self) -> List[bytes]:
         out: List[bytes] = []
@@ -94,7 +106,7 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
     if not tail_members or blocks.goes_in_front(block, identity_fields, int(float(tail[-1]))):
         first = tail_members[:limit]
         k = block.within(oldest, limit - len(first))
-        return Served(b"".join((*first, block.packed(k))), len(first) + k, (first, (block, k)))
+        return Served(None, len(first) + k, (first, (block, k)))
     events = blocks.tail_events(tail, _identity_length(identity_fields))
     return Served.of(blocks.merge(block.events(), events, limit, oldest).members)
 
@@ -142,7 +154,7 @@ def compact(
     now_us: Optional[int] = None,
 ) -> Generator[RoundTrip, List[Any], int]:
     """Compact the given sequences (two round trips); returns how many were compacted. A sequence
-    with an empty tail is compacted only to rewrite a format 3 block as format 4 (with its checksum);
+    with an empty tail is compacted only to rewrite a format 3 or 4 block as format 5 (columns, checksum);
     one whose block is corrupt is left as it is, counted and logged (storage/integrity.py)."""
     if not keys:
         return 0
@@ -150,7 +162,7 @@ def compact(
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     commands: List[Command] = []
     for k, snapshot in zip(keys, snapshots):
-        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (block, tail, ...)
+        if not (snapshot[1] or blocks.is_outdated(snapshot[0])):  # (block, tail, ...)
             continue
         try:
             commands.append(compact_command(settings, k, snapshot, now_us))

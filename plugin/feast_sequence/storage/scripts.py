@@ -29,7 +29,7 @@ class LuaScript:
 _EXPIRY = r"""
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4](%d+):(%d+):(%d+);')
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4\5](%d+):(%d+):(%d+);')
 end
 local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   local newest = nil
@@ -183,7 +183,7 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
 if absorbed ~= '' and header ~= absorbed then return -2 end
 if block_mode == 'refuse' and header ~= '' then return -1 end
 local gone = {}
@@ -289,14 +289,14 @@ return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT',
 # share it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died
 # goes then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites the block
 # itself (the re-encoding at `feast apply`), so a block alone gets a token. Otherwise only a tail, or a
-# format-3 block to convert, gets one (there is nothing to compact), so a sequence no writer works on
+# format 3 or 4 block to convert (to format 5), gets one (there is nothing to compact), so a sequence no writer works on
 # stores none.
 SNAPSHOT = LuaScript(
     r"""
 local block = redis.call('GET', KEYS[3]) or false
 local tail = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local version = false
-if #tail > 0 or (block and (ARGV[3] == '1' or string.byte(block, 1) == 3)) then
+if #tail > 0 or (block and (ARGV[3] == '1' or string.byte(block, 1) < 5)) then
   version = redis.call('GET', KEYS[4])
   if not version then
     version = ARGV[1]
@@ -333,7 +333,7 @@ local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
     + _MEMBERS
     + r"""
 if not unchanged_since(KEYS[4], ARGV[5]) then return -1 end
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
+local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
 if header ~= expected then return -1 end
 for i = 6, #ARGV, 2 do
   if not redis.call('ZSCORE', zkey, ARGV[i + 1]) then return -2 end
@@ -452,7 +452,7 @@ local first = 3 + m
 local views = (#KEYS - 1) / 4
 for v = 0, views - 1 do
   local ckey = KEYS[4 + 4 * v]
-  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4]%d+:%d+:%d+;)') or ''
+  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
   if header ~= ARGV[first + 3 * v + 1] then return -1 end
 end
 local removed = 0
