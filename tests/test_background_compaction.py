@@ -16,7 +16,7 @@ from feast.field import Field
 from feast.types import String
 
 from feast_sequence import SequenceFeatureView, sequence_settings
-from feast_sequence.errors import SequenceStoreError
+from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.online.background_compaction import BackgroundCompactions, compact_inline_from
 from feast_sequence.serving import metrics
@@ -151,3 +151,28 @@ def test_only_tails_under_the_hard_bound_are_left_to_the_worker(tmp_path, redis_
         ("k2z", "k2h", "k2c"),
     ]
     assert tails_to_compact(settings, commands, replies, COMPACT_AFTER, below=bound) == [("k1z", "k1h", "k1c")]
+
+
+def test_an_outage_met_by_the_worker_is_counted_but_does_not_fail_a_push_made_after_it(
+    tmp_path, redis_server, redis_client
+):
+    """Redis unreachable is raised by the pushes made during the outage; a push made after it
+    must not fail for a compaction missed then (its writer would re-send stored events)."""
+    redis_client.flushall()
+    store = _store(tmp_path, redis_server)
+    online = _online(store)
+
+    def unreachable(online_config):
+        raise SequenceStoreUnavailableError("Redis could not be reached (test)")
+
+    online.compactions = BackgroundCompactions(unreachable)
+    errors = metrics.COMPACTION_ERRORS.labels("clicks")
+    before = errors._value.get()
+    store.push("clicks_push", _events(5, 0, COMPACT_AFTER))
+    online.compactions.drain(timeout_seconds=10)  # nothing to raise
+    assert errors._value.get() == before + 1  # but counted (and logged)
+    online.compactions = BackgroundCompactions(online._get_client)  # Redis is back
+    store.push("clicks_push", _events(5, COMPACT_AFTER, 1))  # writes, and queues the tail again
+    online.drain_compactions(timeout_seconds=10)
+    assert len(_blocks(redis_client)) == 1
+    assert _served(store, 5) == [f"i{k}" for k in reversed(range(COMPACT_AFTER + 1))]

@@ -27,6 +27,7 @@ import redis
 from feast import FeatureStore
 
 from feast_sequence import SequenceStoreUnavailableError
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.redis_io import NO_ACKS, ReplicaAcks
 from feast_sequence.testing.local_redis import LocalRedis, free_port
 
@@ -207,7 +208,9 @@ def test_pushes_and_reads_go_through_sentinel(group, tmp_path):
     for frame in frames[:5]:
         store.push("clicks_push", frame)
     assert_clicks_match_reference(store, frames[:5], users=20)
-    # Acknowledged by the replica (WAIT), so it already holds every acknowledged event.
+    # Acknowledged by the replica (WAIT), so it already holds every acknowledged event; the
+    # compactions the pushes left to the store's worker are acknowledged too, once drained.
+    store_provider(store).online_store.drain_compactions(timeout_seconds=30)
     assert redis_state(replica.client()) == redis_state(master.client()) != {}
 
     master.client().script_flush()  # the NOSCRIPT path: scripts reloaded, pipeline and WAIT resent
@@ -226,6 +229,7 @@ def test_pushes_and_reads_go_through_sentinel(group, tmp_path):
     ).to_dict()
     assert served_async["item"] == served["item"]
     assert_clicks_match_reference(store, frames, users=20)
+    store_provider(store).online_store.drain_compactions(timeout_seconds=30)
     assert redis_state(replica.client()) == redis_state(master.client())
 
 

@@ -24,7 +24,7 @@ from feast_sequence.errors import SequenceInputError
 from feast_sequence.monitoring.report import ROWS_FILE
 from feast_sequence.offline.erasures import append_audit, entities_digest
 from feast_sequence.online.erasure import erase_online, erasure_request, reapply_erasures
-from feast_sequence.serving.log_files import log_path
+from feast_sequence.serving.log_files import logged_files
 from feast_sequence.storage.erasure import ErasedCounts
 
 
@@ -120,8 +120,7 @@ def remove_log_rows(store: FeatureStore, entities: Sequence[Mapping[str, Any]]) 
         if not isinstance(destination, FileLoggingDestination):
             elsewhere.append(service.name)
             continue
-        folder = log_path(store.config, destination)
-        for path in sorted(folder.rglob("*.parquet")) if folder.exists() else []:
+        for path in logged_files(store.config, destination):
             removed += _rewrite_without(path, entities)
     return removed, tuple(elsewhere)
 

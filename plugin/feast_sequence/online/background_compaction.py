@@ -10,7 +10,11 @@ at twice the threshold (``compact_inline_from``), and when this queue is full.
 
 The queue coalesces: a sequence queued twice is compacted once. Errors are never swallowed: each is
 logged and counted (``feast_sequence_compaction_errors_total``), and the first is raised by the
-store's next push, before it writes anything, or by ``drain``.
+store's next push, before it writes anything, or by ``drain``. One kind is not raised later: Redis
+unreachable (``SequenceStoreUnavailableError``). An outage is met, and raised, by the pushes and reads
+made during it; failing a push made after Redis is back for a compaction missed during the outage
+would only make its writer re-send events that are already stored. Those tails are intact and still
+at the threshold, so the next append to each queues it again.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from feast_sequence.definitions.settings import SequenceSettings
-from feast_sequence.errors import SequenceStoreError
+from feast_sequence.errors import SequenceStoreError, SequenceStoreUnavailableError
 from feast_sequence.serving import metrics
 from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import drive
@@ -141,8 +145,9 @@ class BackgroundCompactions:
                 "push to each compacts it again."
             )
             failure.__cause__ = error
-            with self._ready:
-                self._failure = self._failure or failure
+            if not isinstance(error, SequenceStoreUnavailableError):  # an outage: see the module's note
+                with self._ready:
+                    self._failure = self._failure or failure
             return
         metrics.COMPACTED_SEQUENCES.labels(settings.view_name, "background").inc(compacted)
 

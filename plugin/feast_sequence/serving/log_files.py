@@ -7,6 +7,8 @@ reads (microsecond timestamps), so the example repository (Spark) logs to files 
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -27,23 +29,47 @@ def log_path(config: Any, destination: Any) -> Path:
 
 
 def write_file_logs(config: Any, destination: Any, logs: Union[pa.Table, Path]) -> None:
-    """Append ``logs`` (a table, or a parquet folder) to the destination as new parquet files."""
+    """Append ``logs`` (a table, or a parquet folder) to the destination as new parquet files.
+
+    Other processes (each ``feast serve`` worker, a reader) share the folder, so a file appears only
+    once whole: it is written under a hidden staging name and renamed into place (``os.replace`` is
+    atomic), and readers skip hidden names. A reader never meets a half-written file."""
     table = logs if isinstance(logs, pa.Table) else pq.read_table(logs)
     folder = log_path(config, destination)
     folder.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
     if not destination.partition_by:  # one file per flush: the cheapest write (it runs beside requests)
-        pq.write_table(table, folder / f"{uuid.uuid4().hex}.parquet", coerce_timestamps="us")
+        staged = folder / f".{name}.parquet.tmp"
+        pq.write_table(table, staged, coerce_timestamps="us")
+        os.replace(staged, folder / f"{name}.parquet")
         return
+    staging = folder / f".staging-{name}"
     ds.write_dataset(
         table,
-        base_dir=str(folder),
-        basename_template=f"{uuid.uuid4().hex}-{{i}}.parquet",
+        base_dir=str(staging),
+        basename_template=f"{name}-{{i}}.parquet",
         partitioning=destination.partition_by,
         partitioning_flavor="hive",
         format="parquet",
         file_options=ds.ParquetFileFormat().make_write_options(coerce_timestamps="us"),
         existing_data_behavior="overwrite_or_ignore",
         use_threads=False,
+    )
+    for staged in staging.rglob("*.parquet"):
+        target = folder / staged.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+    shutil.rmtree(staging)
+
+
+def logged_files(config: Any, destination: Any) -> list[Path]:
+    """The destination's whole log files, sorted; files being written have hidden names and are left
+    out (``write_file_logs``), as Spark leaves them out of a folder it reads."""
+    folder = log_path(config, destination)
+    if not folder.exists():
+        return []
+    return sorted(
+        f for f in folder.rglob("*.parquet") if not any(p.startswith(".") for p in f.relative_to(folder).parts)
     )
 
 
@@ -52,8 +78,7 @@ def read_file_logs(
 ) -> pa.Table:
     """The log rows written to the destination so far, logged in [start, end) if given. Files written
     by other configurations of the use case may have other columns: the schemas are unified."""
-    folder = log_path(config, destination)
-    files = sorted(str(f) for f in folder.rglob("*.parquet")) if folder.exists() else []
+    files = [str(f) for f in logged_files(config, destination)]
     if not files:
         return pa.table({})
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
