@@ -465,10 +465,10 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase ...]`: every part by default
-    (`serve` is the reads and use-case serving of `online` alone)."""
+    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase|levels ...]`:
+    every part by default (`serve` is the reads and use-case serving of `online` alone)."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
-    parts = sys.argv[1:] or ["online", "long", "offline", "cluster", "stream", "push", "monitoring", "erase"]
+    parts = sys.argv[1:] or ["online", "long", "offline", "cluster", "stream", "push", "monitoring", "erase", "levels"]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         if "online" in parts:
@@ -488,7 +488,7 @@ def main() -> int:
             results.update(long_benchmarks.run(redis.connection_string))
             results.update(long_benchmarks.retail(redis.connection_string))
             results.update(long_benchmarks.offline())
-        for part in ("cluster", "stream", "push", "monitoring", "erase"):
+        for part in ("cluster", "stream", "push", "monitoring", "erase", "levels"):
             if part in parts:
                 redis.client().flushall()
                 module = importlib.import_module(f"{part}_benchmarks")
