@@ -16,7 +16,7 @@ from feast import FeatureStore
 from feast.types import Float32, Int64, String, UnixTimestamp
 
 from feast_sequence import SequenceFeatureView
-from feast_sequence.storage.keys import levels_key, sequence_keys_of
+from feast_sequence.storage.keys import levels_key, sequence_keys_of, zset_key_of
 
 from repos import PURCHASE_FIELDS, push_source, sequence_online, write_repo
 
@@ -51,7 +51,7 @@ def run(connection: str) -> Dict[str, float]:
         for _, batch in ordered.groupby("rank", sort=True):
             seq.push("levels_push", batch.drop(columns="rank"))
         blocks_per_sequence = []
-        for key in client.scan_iter(match=b"fsq:levels:levels:{*}:z"):
+        for key in {zset_key_of(k) for k in client.scan_iter(match=b"fsq:levels:levels:{*")}:
             keys = sequence_keys_of(key)
             blocks_per_sequence.append(client.exists(keys[2]) + client.hlen(levels_key(keys)))
         results["levels_blocks_per_sequence"] = sum(blocks_per_sequence) / max(len(blocks_per_sequence), 1)

@@ -421,6 +421,7 @@ local first_event = 9 + levels
     + r"""
 if not unchanged_since(KEYS[4], ARGV[7]) then return -1 end
 if to_base and header_text(ckey) ~= expected then return -1 end
+if not to_base and redis.call('HEXISTS', lkey, name) == 1 then return -1 end  -- a name drawn twice
 for i = 9, first_event - 1 do
   if redis.call('HEXISTS', lkey, ARGV[i]) == 0 then return -2 end
 end
