@@ -25,7 +25,7 @@ java:
 
 demo: $(STAMP) java
 	@if [ -z "$$FEAST_SEQUENCE_REDIS" ]; then bash scripts/ensure_redis_server.sh; fi
-	$(PY) -m feast_sequence.demo
+	$(VENV)/bin/feast-sequence demo --repo feature_repo
 
 # Quality gates: lint, strict typing of feast_sequence and its layers (configured in pyproject.toml).
 check: $(STAMP)

@@ -121,18 +121,3 @@ def as_served(events: Sequence[Dict[str, Any]]) -> List[Event]:
         (e["item"], e["n"], e["price"], e["flag"], pd.Timestamp(e["timestamp_us"] // 1_000_000, unit="s", tz="UTC"))
         for e in events
     ]
-
-
-def records(df: pd.DataFrame) -> List[Dict[str, Any]]:
-    """Pushed rows as the reference's records (entity = user_id)."""
-    return [
-        {
-            "entity": int(r.user_id),
-            "item": r.item,
-            "n": int(r.n),
-            "price": float(r.price),
-            "flag": bool(r.flag),
-            "timestamp_us": pd.Timestamp(r.ts).value // 1000,
-        }
-        for r in df.itertuples()
-    ]

@@ -25,3 +25,10 @@ def stored(redis_client) -> int:
     """Sequence keys plus the regular view's entity hashes."""
     regular = sum(1 for k in redis_client.scan_iter(count=1000) if not k.startswith(b"fsq:"))
     return sequence_key_count(redis_client) + regular
+
+
+def clear(client) -> None:
+    """Remove the stored values, keeping the record of applied definitions that writes check."""
+    for key in client.scan_iter(count=1000):
+        if not key.endswith(b"__definitions__"):
+            client.delete(key)

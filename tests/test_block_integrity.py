@@ -10,16 +10,12 @@ compactor rewrites them with their checksum.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
-import pandas as pd
 import pytest
-from feast import Entity, Field, FileSource, PushSource, ValueType
-from feast.data_format import ParquetFormat
-from feast.types import Int32, String
+from integrity_repo import EVENTS, frame, views
 from prometheus_client import REGISTRY
 
-from feast_sequence import SequenceFeatureView, SequenceUseCase, sequence_settings
+from feast_sequence import sequence_settings
 from feast_sequence.errors import CorruptSequenceError
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage import blocks
@@ -28,26 +24,6 @@ from feast_sequence.storage.blocks import Events, IdentityLength
 from feast_sequence.storage.compaction import served
 
 from repos import applied_store, sequence_online
-
-T0 = pd.Timestamp("2026-01-01", tz="UTC")
-EVENTS = 150
-
-
-def frame(users, events=EVENTS):
-    rows = [(u, f"item{i % 40}", i, T0 + timedelta(seconds=i)) for u in users for i in range(events)]
-    return pd.DataFrame(rows, columns=["user_id", "item", "n", "ts"])
-
-
-def views(data_dir):
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    source = FileSource(path=str(data_dir / "clicks.parquet"), file_format=ParquetFormat(), timestamp_field="ts")
-    push = PushSource(name="clicks_push", batch_source=source)
-    common = dict(entities=[user], source=push, schema=[Field(name="item", dtype=String), Field(name="n", dtype=Int32)])
-    plain = SequenceFeatureView(name="plain", max_length=1000, **common)
-    dedup = SequenceFeatureView(name="dedup", max_length=1000, dedup_by=["item"], **common)
-    strict = SequenceUseCase(name="strict", features=[plain[["n"]]], fail_closed=True)
-    lenient = SequenceUseCase(name="lenient", features=[plain[["n"]]])
-    return [user, push, plain, dedup, strict, lenient]
 
 
 def block_of(view):

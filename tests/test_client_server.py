@@ -21,7 +21,6 @@ from feast.data_source import PushMode
 from feast.errors import FeastPermissionError
 from feast.permissions.security_manager import SecurityManager, no_security_manager, set_security_manager
 from feast.permissions.user import User
-from test_push_server import clear
 
 import feast_sequence
 from feast_sequence import feast_internals
@@ -33,7 +32,7 @@ import serving_repo
 from conftest import sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve_registry, module_repo
 from oidc_provider import OidcProvider
-from redis_state import everything
+from redis_state import clear, everything
 from repos import REGISTRY, sequence_online, update_config, write_repo
 
 PROJECT = "secured"

@@ -11,12 +11,13 @@ import uuid
 import pandas as pd
 import pytest
 from feast import FeatureStore
-from races import VIEWS, Writers, as_served, frame, race_store, records
+from races import VIEWS, Writers, as_served, frame, race_store
 
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.compaction import CHANGED, COMPACTED
 
 from reference import reference_sequences
+from sample_repo import click_records
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 SECOND = pd.Timedelta(seconds=1)
@@ -30,7 +31,7 @@ def writers(tmp_path, redis_server, redis_client):
 
 
 def expected(writers, view, events):
-    return as_served(reference_sequences(writers.settings[view], records(events)).get(1, []))
+    return as_served(reference_sequences(writers.settings[view], click_records([events])).get(1, []))
 
 
 @pytest.mark.parametrize("view", VIEWS)
@@ -188,5 +189,5 @@ def test_compactor_corrections_enrichment_and_readers_at_once(tmp_path, redis_se
     final = pd.concat([_generation(latest[w], w) for w in range(WINDOWS)])
     final = final.assign(price=final["item"].map(prices))
     for view in VIEWS:
-        reference = reference_sequences(writers.settings[view], records(final))
+        reference = reference_sequences(writers.settings[view], click_records([final]))
         assert writers.served(view, USERS) == {u: as_served(reference.get(u, [])) for u in USERS}

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from test_streaming import land
+from landing import land
 
 from feast_sequence import erase, get_training_data, sequence_settings
 from feast_sequence.offline.erasures import erasures_folder

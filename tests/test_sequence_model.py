@@ -23,12 +23,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from races import ENRICHED, VIEWS, Writers, as_served, frame, race_store, records
+from races import ENRICHED, VIEWS, Writers, as_served, frame, race_store
 
 from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
 from feast_sequence.storage.compaction import COMPACTED
 
 from reference import reference_sequences
+from sample_repo import click_records
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 SECOND_US = 1_000_000
@@ -80,7 +81,7 @@ class SequenceModel(RuleBasedStateMachine):
     def _push(self, df: pd.DataFrame) -> None:
         self.writers.push(df)
         for view in VIEWS:
-            self.log[view] += records(df)
+            self.log[view] += click_records([df])
             for user_id in set(df["user_id"]):
                 self._wrote(view, int(user_id))
 
@@ -114,7 +115,7 @@ class SequenceModel(RuleBasedStateMachine):
         kept = [e for e in self.log[view] if e["entity"] != user_id or not first_us <= e["timestamp_us"] <= last_us]
         before = [e for e in mine if e["timestamp_us"] < first_us]
         self.writers.correct(view, pd.concat([new, _frame_of(before)]), first, last)
-        self.log[view] = kept + records(new)
+        self.log[view] = kept + click_records([new])
         self._wrote(view, user_id)
 
     @rule(view=view_name, table=prices)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from feast import FeatureStore
+from landing import land
 
 from feast_sequence import sequence_settings
 from feast_sequence.errors import FeastSequenceError, SequenceConfigurationError
@@ -74,19 +75,6 @@ def click_files(files: int, per_file: int, seed: int) -> List[pd.DataFrame]:
         frame = frame.astype({"n": "int32"})  # parquet files must carry the view's types
         frames.append(pd.concat([frame, frame.sample(n=per_file // 20, random_state=seed)], ignore_index=True))
     return frames
-
-
-def land(frame: pd.DataFrame, folder: Path, name: str, file_format: str) -> None:
-    """Write the file next to the folder, then move it in whole, as producers must."""
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}-staging"
-    staging.mkdir(exist_ok=True)
-    path = staging / f"{name}.{file_format}"
-    if file_format == "json":
-        frame.assign(ts=frame["ts"].map(lambda t: t.isoformat())).to_json(path, orient="records", lines=True)
-    else:
-        frame.to_parquet(path, index=False, coerce_timestamps="us")
-    os.replace(path, folder / path.name)
 
 
 def kill_session(session_id: int) -> None:

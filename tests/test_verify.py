@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from test_block_integrity import frame, views
+from integrity_repo import frame, views
 
 from feast_sequence import cli, sequence_settings
 from feast_sequence.feast_internals import store_provider

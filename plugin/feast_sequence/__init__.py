@@ -21,6 +21,7 @@ if typing.TYPE_CHECKING:
         sequence_settings,
     )
     from feast_sequence.definitions.use_case import (
+        FromRequest,
         Limits,
         Operator,
         Order,
@@ -98,6 +99,7 @@ _PUBLIC = {
         "to_tensors",
     ),
     "feast_sequence.definitions.use_case": (
+        "FromRequest",
         "Limits",
         "Operator",
         "Order",
@@ -134,6 +136,7 @@ __all__ = [
     "ErasureResult",
     "EventField",
     "FeastSequenceError",
+    "FromRequest",
     "Jagged",
     "Limits",
     "MAX_LENGTH_CAP",

@@ -1,13 +1,13 @@
-"""`make demo`: apply the example repository, replay the real retail events through `store.push`, and
-read three customers' latest purchases and returns with `store.get_online_features`; then check what
-the `purchase_ranking` use case served (its logs) against training data, in an HTML report.
+"""`make demo` (`feast-sequence demo`, cli/demo.py): apply the example repository, replay the real
+retail events through `store.push`, and read three customers' latest purchases and returns with
+`store.get_online_features`; then check what the `purchase_ranking` use case served (its logs)
+against training data, in an HTML report.
 
 Uses the Redis named by FEAST_SEQUENCE_REDIS (``host:port``), or starts a private redis-server.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -22,10 +22,9 @@ import pandas as pd
 
 from feast_sequence.examples.retail import RAW_FILE, RetailEvents, load_events, write_repo_data
 from feast_sequence.offline.spark import quiet_java_options
-from feast_sequence.output import quiet_warnings
 from feast_sequence.testing.local_redis import LocalRedis
 
-if TYPE_CHECKING:  # imported in main(), after `feast apply`
+if TYPE_CHECKING:  # imported in run_demo(), after `feast apply`
     from feast import FeatureStore
 
 FIELDS = ["item_id", "quantity", "unit_price", "event_timestamp"]
@@ -89,36 +88,29 @@ def read_latency_ms(store: FeatureStore, customers: List[int], reads: int) -> Li
     return timings
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", type=Path, default=Path("feature_repo"))
-    parser.add_argument("--raw", type=Path, default=RAW_FILE)
-    parser.add_argument("--batch-rows", type=int, default=5000)
-    parser.add_argument("--report", type=Path, default=Path("consistency-report"), help="consistency report folder")
-    parser.add_argument("--verbose", action="store_true", help="every warning, and Spark's own logging")
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        quiet_warnings()
+def run_demo(repo: Path, raw: Optional[Path], batch_rows: int, report: Path, verbose: bool) -> None:
+    """The demo on the repository ``repo`` (the example one) and the raw events ``raw`` (default:
+    ``RAW_FILE``), pushed ``batch_rows`` at a time; the consistency report goes to ``report``.
+    ``verbose``: Spark's own logging during `feast apply`."""
     started = datetime.now(timezone.utc)
-
-    events = load_events(args.raw)
-    write_repo_data(events, args.repo / "data")
+    events = load_events(raw or RAW_FILE)
+    write_repo_data(events, repo / "data")
     with redis_connection() as connection:
         os.environ[REDIS_ENV] = connection
         feast_cli = Path(sys.executable).parent / "feast"
-        subprocess.run([str(feast_cli), "-c", str(args.repo), "apply"], check=True, env=apply_env(args.verbose))
+        subprocess.run([str(feast_cli), "-c", str(repo), "apply"], check=True, env=apply_env(verbose))
         from feast import FeatureStore
 
-        store = FeatureStore(repo_path=str(args.repo))
+        store = FeatureStore(repo_path=str(repo))
         print(
             f"\nReplaying {len(events.purchases):,} purchases and {len(events.returns):,} returns "
             "through store.push ..."
         )
-        purchase_rate = replay(store, "purchase_push", events.purchases, args.batch_rows)
-        return_rate = replay(store, "return_push", events.returns, args.batch_rows)
+        purchase_rate = replay(store, "purchase_push", events.purchases, batch_rows)
+        return_rate = replay(store, "return_push", events.returns, batch_rows)
         print(
             f"  push rate: {purchase_rate:,.0f} purchases/s, {return_rate:,.0f} returns/s "
-            f"({args.batch_rows:,} rows per push)"
+            f"({batch_rows:,} rows per push)"
         )
 
         busiest = events.returns["customer_id"].value_counts().index[:3].tolist()
@@ -131,8 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms"
         )
         show_use_case(store, events, int(busiest[0]))
-        check_consistency(store, busiest, started, args.report)
-    return 0
+        check_consistency(store, busiest, started, report)
 
 
 def show_use_case(store: FeatureStore, events: RetailEvents, customer: int) -> None:
@@ -175,7 +166,3 @@ def check_consistency(store: FeatureStore, customers: List[int], started: dateti
         )
     print(f"  gate {'passed' if run.passed else 'FAILED'} in {run.seconds:.0f} s")
     print(f"\nConsistency report built from this run's own serving logs: {run.report.resolve()}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

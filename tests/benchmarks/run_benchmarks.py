@@ -444,6 +444,11 @@ TARGETS = {
     "http_push_events_per_s": (">=", 1_000.0),
     "freshness_51_views_p99_ms": ("<=", 5.0),
     "serve_100_logged_p50_ratio": ("<=", 1.1),
+    # The HTTP servers under load (issue 25; load_benchmarks.py): plain reads, 1 worker, vs feast serve.
+    "load_read_rps_ratio": (">=", 0.8),
+    # Candidate rows (issue 26; candidates_benchmarks.py): 100 candidates per user vs a plain read.
+    "serve_candidates_100_p50_ratio": ("<=", 1.5),
+    "serve_candidates_100x10_p50_ratio": ("<=", 1.5),
 }
 
 
@@ -465,10 +470,22 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase|levels ...]`:
+    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase|load|candidates|levels ...]`:
     every part by default (`serve` is the reads and use-case serving of `online` alone)."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
-    parts = sys.argv[1:] or ["online", "long", "offline", "cluster", "stream", "push", "monitoring", "erase", "levels"]
+    parts = sys.argv[1:] or [
+        "online",
+        "long",
+        "offline",
+        "cluster",
+        "stream",
+        "push",
+        "monitoring",
+        "erase",
+        "load",
+        "candidates",
+        "levels",
+    ]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
         if "online" in parts:
@@ -488,7 +505,7 @@ def main() -> int:
             results.update(long_benchmarks.run(redis.connection_string))
             results.update(long_benchmarks.retail(redis.connection_string))
             results.update(long_benchmarks.offline())
-        for part in ("cluster", "stream", "push", "monitoring", "erase", "levels"):
+        for part in ("cluster", "stream", "push", "monitoring", "erase", "load", "candidates", "levels"):
             if part in parts:
                 redis.client().flushall()
                 module = importlib.import_module(f"{part}_benchmarks")

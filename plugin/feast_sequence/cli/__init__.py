@@ -1,5 +1,5 @@
-"""``feast-sequence``: the offline jobs, the data checks, looking at a sequence, the health check
-and the feature server with the fast ``/push``, as one click group (``feast-sequence --help``, and
+"""``feast-sequence``: the offline jobs, the data checks, looking at a sequence, the health check,
+the feature server with the fast ``/push`` and the demo, as one click group (``feast-sequence --help``, and
 ``feast-sequence <command> --help`` or ``-h``).
 
 The top layer: it may import any module of the package, and none imports it. Its modules parse
@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import click
 
-from feast_sequence.cli import checks, erase, jobs, online, show
+from feast_sequence.cli import checks, demo, erase, jobs, online, show
 from feast_sequence.cli._options import CONTEXT_SETTINGS, run
 
 
@@ -24,7 +24,7 @@ def group() -> None:
     """Sequence views on Feast: offline jobs, validation, and looking at what the store serves."""
 
 
-for _command in (*jobs.COMMANDS, erase.command, *checks.COMMANDS, show.command, *online.COMMANDS):
+for _command in (*jobs.COMMANDS, erase.command, *checks.COMMANDS, show.command, *online.COMMANDS, demo.command):
     group.add_command(_command)
 
 

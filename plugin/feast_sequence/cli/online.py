@@ -164,7 +164,7 @@ class ServeCommand(JobCommand):
 @click.command("serve", cls=ServeCommand, short_help="Feast's feature server, with the fast /push.")
 # Not -r: feast serve's own -r is --registry_ttl_sec.
 @click.option("--repo", default=".", show_default=True, help=REPO_HELP)
-def serve(repo: str, type_: str, workers: int, **options: Any) -> int:
+def feature_server(repo: str, type_: str, workers: int, **options: Any) -> int:
     """`feast serve` with a /push whose cost does not grow with the registry (docs/ingest.md); the
     options are feast serve's own, except that -h is help (the host is --host)."""
     if type_ != "http":
@@ -181,4 +181,4 @@ def serve(repo: str, type_: str, workers: int, **options: Any) -> int:
     return 0
 
 
-COMMANDS = (get_online_features, health, serve)
+COMMANDS = (get_online_features, health, feature_server)

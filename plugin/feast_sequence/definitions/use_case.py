@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from feast import FeatureService, FeatureView
 from feast.value_type import ValueType
@@ -87,9 +87,22 @@ PADDINGS: Tuple[str, ...] = tuple(p.value for p in Padding)
 
 
 @dataclass(frozen=True)
+class FromRequest:
+    """A filter value taken from each entity row of the request (a column beside the entity keys),
+    not from the definition: ``Where("category", "==", FromRequest("candidate_category"))`` keeps,
+    for each row, the events of that row's candidate's category (docs/concepts.md, "Candidates")."""
+
+    column: str
+
+    def to_json(self) -> Dict[str, str]:
+        return {"from_request": self.column}
+
+
+@dataclass(frozen=True)
 class Where:
     """Keep only events whose ``field`` satisfies ``op value``, e.g. ``Where("quantity", ">", 0)``
-    or ``Where("event_type", "in", ["click", "buy"])``."""
+    or ``Where("event_type", "in", ["click", "buy"])``; ``value`` may be a :class:`FromRequest`
+    (with ``==`` or ``in``): each entity row then gives its own value."""
 
     field: str
     op: Union[Operator, OperatorText]
@@ -101,9 +114,23 @@ class Where:
         if isinstance(self.op, str) and self.op in OPERATORS:
             object.__setattr__(self, "op", Operator(self.op))
 
+    @property
+    def from_request(self) -> Optional[str]:
+        """The request column this condition's value comes from, or None (a fixed value)."""
+        return self.value.column if isinstance(self.value, FromRequest) else None
+
     def to_json(self) -> List[Any]:
+        if isinstance(self.value, FromRequest):
+            return [self.field, _text(self.op), self.value.to_json()]
         takes_list = isinstance(self.op, Operator) and self.op.takes_list
         return [self.field, _text(self.op), list(self.value) if takes_list else self.value]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[Any]) -> "Where":
+        field_name, op, value = raw
+        if isinstance(value, dict) and "from_request" in value:
+            value = FromRequest(value["from_request"])
+        return cls(field_name, op, value)
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,15 @@ class SequenceSpec:
         return self.padding == Padding.LEFT
 
     @property
+    def request_conditions(self) -> Tuple[Where, ...]:
+        """The filters whose value each entity row gives (``FromRequest``)."""
+        return tuple(c for c in self.where if c.from_request is not None)
+
+    @property
+    def fixed_conditions(self) -> Tuple[Where, ...]:
+        return tuple(c for c in self.where if c.from_request is None)
+
+    @property
     def window_us(self) -> Optional[int]:
         return None if self.window is None else int(self.window / timedelta(microseconds=1))
 
@@ -165,7 +201,7 @@ class SequenceSpec:
         window = raw.get("window_us")
         return cls(
             length=raw.get("length"),
-            where=tuple(Where(f, op, v) for f, op, v in raw.get("where", [])),
+            where=tuple(Where.from_json(w) for w in raw.get("where", [])),
             window=None if window is None else timedelta(microseconds=window),
             enrich=tuple(Enrichment.from_json(e) for e in raw.get("enrich", [])),
             order=raw.get("order", Order.NEWEST_FIRST.value),
@@ -343,6 +379,11 @@ def validate_use_case(use_case: UseCaseSettings, views: Mapping[str, SequenceSet
         types = {f.name: f.value_type for f in settings.fields}
         for condition in spec.where:
             _validate_where(at, condition, types)
+        if len(spec.request_conditions) > 1:
+            raise SequenceDefinitionError(
+                f"{at}: {len(spec.request_conditions)} filters take their value from the request; "
+                "at most one may (the others can use fixed values)."
+            )
         outputs = set(settings.served_names)
         for enrichment in spec.enrich:
             if enrichment.on not in types:
@@ -399,6 +440,19 @@ def _validate_where(at: str, condition: Where, types: Mapping[str, ValueType]) -
         )
     value_type = types[condition.field]
     op = condition.op.value
+    if isinstance(condition.value, FromRequest):
+        column = condition.value.column
+        if not isinstance(column, str) or not column:
+            raise SequenceDefinitionError(
+                f"{at}: filter {condition.field!r} {op!r} takes its value from request column {column!r}; "
+                "name the column with a non-empty string."
+            )
+        if condition.op not in (Operator.EQ, Operator.IN):
+            raise SequenceDefinitionError(
+                f"{at}: filter {condition.field!r} {op!r} FromRequest({column!r}): request values take "
+                "only '==' (one value per row) or 'in' (a list per row)."
+            )
+        return
     values: Union[List[Any], Tuple[Any, ...]] = [condition.value]
     if condition.op.takes_list:
         if isinstance(condition.value, (str, bytes)) or not hasattr(condition.value, "__iter__"):

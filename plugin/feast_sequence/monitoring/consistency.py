@@ -44,6 +44,7 @@ import pyarrow as pa
 from feast import FeatureService, FeatureStore
 
 from feast_sequence.definitions.use_case import OutputFormat, use_case_settings
+from feast_sequence.errors import SequenceInputError
 from feast_sequence.feast_internals import historical_request
 from feast_sequence.monitoring.training_from_logs import ServedViews, served_views
 from feast_sequence.online.provider import sequence_provider
@@ -287,6 +288,15 @@ def recompute(
     for _, settings, _, _ in views:
         keys.update(settings.join_keys)
     entity_df = pd.DataFrame({k: logs.column(k).to_pylist() for k in keys})
+    for _, _, spec, _ in views:  # each row's candidate, as served (serving_log.request_columns)
+        for condition in spec.request_conditions:
+            column = str(condition.from_request)
+            if column not in logs.column_names:
+                raise SequenceInputError(
+                    f"The logs of use case '{service.name}' have no request column {column!r} that a filter "
+                    "of the use case reads: they were written by another configuration."
+                )
+            entity_df[column] = logs.column(column).to_pylist()
     entity_df[QUERY_TIME] = pd.to_datetime(logs.column(LOG_TIMESTAMP).to_pandas(), utc=True)
     entity_df[LOG_ROW] = list(range(len(rows)))
     request = historical_request(store.registry, store.project, service)

@@ -19,7 +19,7 @@ from feast.infra.offline_stores.offline_store import RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
-from feast_sequence.definitions.use_case import SequenceSpec, is_use_case, use_case_settings
+from feast_sequence.definitions.use_case import Operator, SequenceSpec, is_use_case, use_case_settings
 from feast_sequence.errors import SequenceInputError, SequenceRequestError
 from feast_sequence.feast_internals import historical_request
 from feast_sequence.offline.historical import SequenceRetrievalJob, sequence_refs
@@ -85,6 +85,8 @@ def training_frame_from_logs(
     missing = [k for k in keys if k not in labels.columns]
     if missing:
         raise SequenceInputError(f"labels lack the join key(s) {missing} of use case '{service.name}'.")
+    asked = _candidate_columns(views, service.name, labels)
+    keys.update(asked)
     time_column = infer_event_timestamp_from_entity_df(dict(zip(labels.columns, labels.dtypes)))
     # As get_training_data gives the entity_df's times: UTC microseconds whatever their unit.
     times = pd.DatetimeIndex(pd.to_datetime(labels[time_column], utc=True)).as_unit("us")
@@ -132,6 +134,26 @@ def training_frame_from_logs(
                 )
             frame[name_in_frame] = logs.column(column).take(rows).to_pylist()
     return _as_retrieved(frame, views, service, full_feature_names)
+
+
+def _candidate_columns(views: ServedViews, use_case: str, labels: pd.DataFrame) -> Dict[str, None]:
+    """The request columns of the use case's filters (``FromRequest``): each label row joins the
+    responses logged for its own candidate, so the labels must have them."""
+    asked: Dict[str, None] = {}
+    for _, _, spec, _ in views:
+        for condition in spec.request_conditions:
+            column = str(condition.from_request)
+            if Operator(condition.op).takes_list:
+                raise SequenceInputError(
+                    f"Use case '{use_case}' filters by the list in request column {column!r}: labels cannot be "
+                    "joined to its logged responses by a list; use get_training_data."
+                )
+            if column not in labels.columns:
+                raise SequenceInputError(
+                    f"labels lack the request column {column!r} of use case '{use_case}' (each row's candidate)."
+                )
+            asked[column] = None
+    return asked
 
 
 def _empty_like(

@@ -28,6 +28,7 @@ from feast_sequence.errors import SequenceConfigurationError, SequenceInputError
 from feast_sequence.offline.pit import output_schema, sequences_as_of
 from feast_sequence.offline.served_types import served_frame, utc_timestamps
 from feast_sequence.offline.spark import spark_session, uses_spark
+from feast_sequence.serving.candidates import check_request_values, request_columns
 from feast_sequence.serving.training import (
     EnrichmentSource,
     add_index_enrichments,
@@ -132,6 +133,10 @@ def historical_job(
         raise SequenceInputError(f"entity_df column {ts_column!r}, row {position}: timestamp is null.")
     query_us = query_times.as_unit("us").asi8
     requested = sequence_refs(feature_refs, sequence_views)
+    request_values: Dict[str, List[Any]] = {}
+    if use_case is not None:  # candidate columns (a filter's FromRequest), checked before any work
+        readers = request_columns(use_case, {v.projection.name_to_use(): sequence_settings(v) for v in sequence_views})
+        request_values = check_request_values(use_case.name, readers, entity, SequenceInputError)
     shaped: List[Tuple[str, SequenceSettings, SequenceSpec, List[str]]] = []
 
     def compute() -> pd.DataFrame:
@@ -149,6 +154,13 @@ def historical_job(
             if missing:
                 raise SequenceInputError(f"entity_df lacks join key(s) {missing} of sequence view '{name}'.")
             queries = entity[keys + [ROW_ID]].assign(**{QUERY_TIME_US: query_us})
+            represented_by = None
+            if use_case is not None and use_case.spec(name).request_conditions:
+                # Candidate rows of one entity at one time share one point-in-time sequence (as
+                # online they share one read): computed once, for the first of them.
+                first = queries.groupby(keys + [QUERY_TIME_US], sort=False, dropna=False)[ROW_ID].transform("min")
+                represented_by = first.to_numpy()
+                queries = queries[queries[ROW_ID] == first]
             start = _EPOCH
             if settings.ttl_us:
                 start = max(_EPOCH, query_times.min().to_pydatetime() - timedelta(microseconds=settings.ttl_us))
@@ -168,6 +180,8 @@ def historical_job(
                     engine.compute(settings, needed, events, queries),
                     query_us,
                     _required(enrichment_source),
+                    request_values,
+                    represented_by,
                 )
                 shaped.append((name, settings, spec, [c for c in sequences.columns if c != ROW_ID]))
             outputs = [c for c in sequences.columns if c != ROW_ID]

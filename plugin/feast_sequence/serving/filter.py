@@ -25,8 +25,13 @@ def needed_fields(where: Sequence[Where]) -> Set[str]:
 
 
 def filter_events(batch: SequenceBatch, where: Sequence[Where]) -> SequenceBatch:
+    """Keep the events satisfying every condition; conditions on request values are per row, the
+    job of candidates.py, and refused here."""
     if not where:
         return batch
+    per_row = [c.field for c in where if c.from_request is not None]
+    if per_row:
+        raise TypeError(f"filter_events takes fixed conditions; filters on {per_row} take request values.")
     keep = np.ones(int(batch.lengths.sum()), dtype=bool)
     for condition in where:
         keep &= _matches(batch.columns[condition.field], condition)

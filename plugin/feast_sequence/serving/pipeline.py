@@ -34,7 +34,7 @@ from feast_sequence.definitions.use_case import (
     validate_use_case,
 )
 from feast_sequence.errors import SequenceRequestError
-from feast_sequence.serving import metrics, serving_log
+from feast_sequence.serving import candidates, metrics, serving_log
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.enrich import Factorized, factorize_keys, join
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
@@ -86,6 +86,7 @@ class _UseCaseRequest:
     columns: Dict[str, List[Any]]  # the entity rows, column-wise
     feast: feast_internals.OnlineRequest
     reads: ReadPlan
+    request_values: Dict[str, List[Any]]  # checked values of the request columns filters read (candidates.py)
 
 
 def serve(
@@ -106,11 +107,12 @@ def serve(
         replies = yield RoundTrip(request.reads.commands, _serving(use_case), retry_policy(config.online_store))
         views = _retrieve(request.reads, replies, use_case.fail_closed)
         timer.stage(metrics.Stage.RETRIEVE)
-        _shape(views, timer)
+        _shape(views, timer, request.request_values)
         yield from _enrich(store, config, project, use_case, views, timer)
         _arrange(views, request.reads.now_us)
         response = _respond(request, views, replies, full_feature_names, include_version_metadata, timer)
-        serving_log.record(config, service, request.columns, views, request.reads.now_us)  # a queue put at most
+        logged = {**request.columns, **request.request_values}  # candidates as checked
+        serving_log.record(config, service, logged, views, request.reads.now_us)  # a queue put at most
         return response
 
 
@@ -135,7 +137,9 @@ def _plan(
             f"Use case '{use_case.name}': request for {row_count:,} entity rows exceeds its "
             f"max_entities={limit:,}; split the request."
         )
-    feast = feast_internals.prepare_online_request(registry, project, service, columns, full_feature_names)
+    asked = candidates.request_column_names(use_case)
+    to_feast = {k: v for k, v in columns.items() if k not in asked}  # Feast reads keys, not candidates
+    feast = feast_internals.prepare_online_request(registry, project, service, to_feast, full_feature_names)
     reads = plan_reads(
         store,
         config,
@@ -145,8 +149,13 @@ def _plan(
         feast.entity_name_to_join_key_map,
         use_case.spec,
     )
-    validate_use_case(use_case, {plan.name: plan.settings for plan in reads.sequence_views})
-    return _UseCaseRequest(use_case, columns, feast, reads)
+    views = {plan.name: plan.settings for plan in reads.sequence_views}
+    validate_use_case(use_case, views)
+    # Checked before any read (the request's commands are sent after planning): a bad value refuses it.
+    request_values = candidates.check_request_values(
+        use_case.name, candidates.request_columns(use_case, views), columns
+    )
+    return _UseCaseRequest(use_case, columns, feast, reads, request_values)
 
 
 def _retrieve(reads: ReadPlan, replies: List[Any], fail_closed: bool) -> List[ServedView]:
@@ -168,10 +177,13 @@ def _retrieve(reads: ReadPlan, replies: List[Any], fail_closed: bool) -> List[Se
     ]
 
 
-def _shape(views: List[ServedView], timer: _StageTimer) -> None:
-    """Filter, then size: each stage over every view."""
-    for view in views:
-        view.batch = filter_events(view.batch, view.plan.spec.where)
+def _shape(views: List[ServedView], timer: _StageTimer, request_values: Dict[str, List[Any]]) -> None:
+    """Filter, then size: each stage over every view. A view filtered by request values becomes one
+    row per request row, each with its own events (candidates.py)."""
+    for index, view in enumerate(views):
+        view.batch = filter_events(view.batch, view.plan.spec.fixed_conditions)
+        if view.plan.spec.request_conditions:
+            views[index] = candidates.serve_per_row(view, request_values)
     timer.stage(metrics.Stage.FILTER)
     for view in views:
         view.batch = first_n(view.batch, view.plan.spec.length)

@@ -33,7 +33,7 @@ import pyarrow as pa
 from feast.feature_logging import LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD, REQUEST_ID_FIELD
 from feast.value_type import ValueType
 
-from feast_sequence.definitions.use_case import TAG_USE_CASE
+from feast_sequence.definitions.use_case import TAG_USE_CASE, Operator
 from feast_sequence.serving import log_metrics as metrics
 from feast_sequence.serving.batch import SequenceBatch
 from feast_sequence.serving.views import ServedView, ViewPlan
@@ -71,8 +71,9 @@ class LoggedView:
     join_keys: Tuple[Tuple[str, ValueType], ...]
     timestamp_field: str
     outputs: Tuple[str, ...]  # the served fields (requested, then enriched), plus the timestamp field
-    batch: SequenceBatch  # after enrichment: one row per unique entity
+    batch: SequenceBatch  # after enrichment: one row per unique entity (per request row with candidates)
     plan: ViewPlan  # owner() maps the request's rows to the batch's rows
+    request_columns: Tuple[Tuple[str, ValueType, bool], ...] = ()  # (column, type, is a list) a filter read
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,18 @@ def record(
             tuple(dict.fromkeys([*view.plan.outputs, view.plan.settings.timestamp_field])),
             view.batch,
             view.plan,
+            request_columns(view.plan),
         )
         for view in views
     )
     default_logger().submit(ServedRequest(service, config, entity_columns, now_us, logged))
+
+
+def request_columns(plan: ViewPlan) -> Tuple[Tuple[str, ValueType, bool], ...]:
+    """The request columns a view's filters read (``FromRequest``): logged beside the entity keys, so
+    that each logged row can be replayed with its own candidate."""
+    types = {f.name: f.value_type for f in plan.settings.fields}
+    return tuple((str(c.from_request), types[c.field], Operator(c.op).takes_list) for c in plan.spec.request_conditions)
 
 
 class ServingLogger:
@@ -255,6 +264,13 @@ def log_table(requests: Sequence[ServedRequest]) -> pa.Table:
         for request in requests:
             values.extend(request.entity_columns[key])
         columns[key] = pa.array(column_values(key, value_type, _series(values)), ARROW_ELEMENT[value_type])
+    asked: Dict[str, Tuple[ValueType, bool]] = {}
+    for view in first.views:
+        asked.update((column, (value_type, listed)) for column, value_type, listed in view.request_columns)
+    for request_column, (value_type, listed) in asked.items():
+        element = ARROW_ELEMENT[value_type]
+        values = [v for request in requests for v in request.entity_columns[request_column]]
+        columns[request_column] = pa.array(values, pa.list_(element) if listed else element)
     times = pa.array(np.repeat([r.request_us for r in requests], counts), pa.timestamp("us", tz="UTC"))
     columns[LOG_TIMESTAMP] = times
     columns[LOG_DATE] = times.cast(pa.date32())

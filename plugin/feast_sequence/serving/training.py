@@ -13,7 +13,7 @@ what a push at that time would have looked up.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.definitions.use_case import OutputFormat, SequenceSpec, UseCaseSettings
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.batch import SequenceBatch, as_array
+from feast_sequence.serving.candidates import select_per_row
 from feast_sequence.serving.enrich import join_per_event
 from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad
 from feast_sequence.serving.filter import filter_events
@@ -93,11 +94,17 @@ def shape(
     sequences: pd.DataFrame,
     row_time_us: np.ndarray,
     source: EnrichmentSource,
+    request_values: Optional[Mapping[str, Sequence[Any]]] = None,
+    represented_by: Optional[np.ndarray] = None,
 ) -> pd.DataFrame:
     """``ROW_ID`` and the use case's output lists, from the point-in-time sequences of the rows.
 
     ``sequences`` has ``ROW_ID`` and one list column per name of ``needed_features``;
-    ``row_time_us[row id]`` is each row's timestamp.
+    ``row_time_us[row id]`` is each row's timestamp; ``request_values[column][row id]`` each row's
+    value of a request column a filter reads (candidates.py, checked). With a request filter,
+    ``represented_by[row id]`` may name the row whose sequence a row shares (its entity and time are
+    the same): ``sequences`` then holds the representatives only, and each row is selected from its
+    representative's sequence, as online rows of one entity share one read.
     """
     types = {f.name: f.value_type for f in settings.fields}
     types[EVENT_TIME_US] = ValueType.INT64
@@ -111,10 +118,23 @@ def shape(
             batch = batch.with_column(name, as_array(flat, ValueType.STRING), ValueType.UNIX_TIMESTAMP)
         else:
             batch = batch.with_column(name, as_array(flat, types[name]), types[name])
-    row_times = row_time_us[sequences[ROW_ID].to_numpy()]
+    row_ids = sequences[ROW_ID].to_numpy()
+    row_times = row_time_us[row_ids]
     if spec.window_us is not None:
         batch = batch.select(batch.columns[EVENT_TIME_US] >= np.repeat(row_times - spec.window_us, batch.lengths))
-    batch = first_n(filter_events(batch, spec.where), spec.length)
+    batch = filter_events(batch, spec.fixed_conditions)
+    for condition in spec.request_conditions:  # at most one (validate_use_case)
+        asked = (request_values or {})[str(condition.from_request)]
+        owner = np.arange(batch.rows)
+        if represented_by is not None:
+            position = np.full(len(represented_by), -1, dtype=np.int64)
+            position[row_ids] = np.arange(len(row_ids))
+            row_ids = np.flatnonzero(position[represented_by] >= 0)
+            owner = position[represented_by[row_ids]]
+            row_times = row_time_us[row_ids]
+        per_row = [asked[row] for row in row_ids.tolist()]
+        batch = select_per_row(batch, condition, owner, per_row, spec.length)
+    batch = first_n(batch, spec.length)
     for enrichment in spec.enrich:
         if enrichment in settings.enrichments:
             continue
@@ -135,7 +155,7 @@ def shape(
         outputs.extend(n for n in enrichment.output_names if n not in outputs)
     if spec.age_field is not None:
         outputs.append(spec.age_field)
-    frame = pd.DataFrame({ROW_ID: sequences[ROW_ID].to_numpy()})
+    frame = pd.DataFrame({ROW_ID: row_ids})
     for name in outputs:
         frame[name] = batch.row_lists(name)
     return frame
