@@ -16,7 +16,7 @@ from feast import Field
 from feast.types import Bool, Float64, Int32, String
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from races import Writers, as_served, frame, race_store, records
+from races import Writers, as_served, frame, race_store
 
 from feast_sequence import erase, sequence_settings
 from feast_sequence.online.verify import verify_view
@@ -29,7 +29,7 @@ from feast_sequence.storage.scripts import READ
 
 from reference import reference_sequences, stored_bytes
 from repos import applied_store, push_source, sequence_online, sequence_views, user
-from sample_repo import EVENT_COLUMNS
+from sample_repo import EVENT_COLUMNS, click_records
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 SECOND = pd.Timedelta(seconds=1)
@@ -129,7 +129,7 @@ def stored_levels(writers: Writers, view: str, user_id: int = 1) -> levels.Store
 
 
 def expected(writers: Writers, view: str, pushed: pd.DataFrame, user_id: int = 1):
-    return as_served(reference_sequences(writers.settings[view], records(pushed)).get(user_id, []))
+    return as_served(reference_sequences(writers.settings[view], click_records([pushed])).get(user_id, []))
 
 
 def layered(writers: Writers, view: str, **at: Any) -> pd.DataFrame:
@@ -292,11 +292,11 @@ def test_levels_expire_with_the_sequence_and_reads_cut_them_at_the_ttl(tmp_path,
         everything = pd.concat(pushed)
         # Read as of 20 minutes later, the TTL cuts the base (its 10 oldest) and keeps every level.
         later = (now + timedelta(minutes=20)).value // 1000
-        want = reference_sequences(settings_, records(everything), now_us=later).get(1, [])
+        want = reference_sequences(settings_, click_records([everything]), now_us=later).get(1, [])
         reply = redis_client.eval(READ.source, 4, *read_keys(writers.keys(view, 1)), later - settings_.ttl_us, 1000)
         got = served(reply, len(settings_.dedup_by)).members()
         assert len(got) == 33 and got == [stored_bytes(settings_, e)[0] for e in want]
-        assert writers.served(view, [1])[1] == as_served(reference_sequences(settings_, records(everything))[1])
+        assert writers.served(view, [1])[1] == as_served(reference_sequences(settings_, click_records([everything]))[1])
         # Every key of the sequence expires with its newest event, the levels' included.
         newest_ms = (everything["ts"].max() + timedelta(hours=1)).value // 1_000_000
         keys = writers.keys(view, 1)
