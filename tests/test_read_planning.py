@@ -5,6 +5,7 @@ in the shape READ returns for a sequence without a block: ``[false, members newe
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any, Dict, List
 
@@ -16,10 +17,11 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from feast.types import Int32
 
-from feast_sequence import SequenceDefinitionError, SequenceRequestError
+from feast_sequence import SequenceDefinitionError, SequenceRequestError, SequenceSpec, SequenceUseCase
 from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.online.request_plan import RequestPlan, plan_request
 from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisOnlineStoreConfig
+from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.storage.append import encode_frame
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
@@ -170,3 +172,37 @@ def test_a_request_over_max_entities_per_request_is_refused_naming_the_view():
         SequenceRequestError, match=r"3 entities of sequence view 'clicks' exceeds max_entities_per_request=2"
     ):
         plan_request(SequenceRedisOnlineStore(), CONFIG, [(VIEW, ["n"])], join_key_values, {"user": "user_id"})
+
+
+def test_the_plan_cache_plans_each_view_definition_once():
+    cache = PlanCache()
+    assert cache.settings(VIEW) is cache.settings(VIEW)
+    assert cache.settings(VIEW) == SETTINGS
+    read = cache.sequence_read(VIEW, ["n"])
+    assert cache.sequence_read(VIEW, ["n"]) is read and read.requested_names == ["n"]
+    assert cache.sequence_read(VIEW, None).requested_names == ["item", "n", "ts"]
+    # A registry refresh gives new view objects: the same definition is not parsed again, a changed
+    # one is.
+    assert cache.settings(copy.deepcopy(VIEW)) is cache.settings(VIEW)
+    changed = click_view(max_length=7, ttl=timedelta(hours=1))
+    assert cache.settings(changed).max_length == 7 and cache.settings(VIEW).max_length == 5
+    assert cache.settings(click_view(max_length=5, ttl=timedelta(hours=2))).ttl_us == 2 * HOUR_US
+    with pytest.raises(SequenceDefinitionError, match="price"):
+        cache.sequence_read(VIEW, ["n", "price"])
+
+
+def test_the_plan_cache_parses_a_use_case_once_per_definition_and_checks_it_against_its_views():
+    cache = PlanCache()
+    service = SequenceUseCase(name="recent", features=[VIEW[["item"]]], sequences={VIEW.name: SequenceSpec(length=3)})
+    settings = cache.use_case(service)
+    assert settings.spec(VIEW.name).length == 3
+    # the same definition rebuilt (as a registry lookup rebuilds it) is the same entry
+    assert cache.use_case(copy.copy(service)) is settings
+    changed = SequenceUseCase(name="recent", features=[VIEW[["item"]]], sequences={VIEW.name: SequenceSpec(length=4)})
+    assert cache.use_case(changed).spec(VIEW.name).length == 4
+    cache.validate(settings, {VIEW.name: cache.settings(VIEW)})
+    too_long = SequenceUseCase(name="long", features=[VIEW[["item"]]], sequences={VIEW.name: SequenceSpec(length=5)})
+    shorter = click_view(max_length=2, ttl=timedelta(hours=1))
+    for _ in range(2):  # a failed check is not cached: it fails again
+        with pytest.raises(SequenceDefinitionError, match="length"):
+            cache.validate(cache.use_case(too_long), {VIEW.name: cache.settings(shorter)})

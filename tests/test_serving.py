@@ -26,6 +26,7 @@ from feast_sequence import (
     to_numpy,
 )
 from feast_sequence.errors import SequenceDefinitionError
+from feast_sequence.serving import pipeline
 
 import serving_repo
 from reference import reference_sequences
@@ -320,3 +321,18 @@ def test_online_write_batch_computes_index_time_enrichments_like_pushes(served):
     ]
     online.online_write_batch(store.config, store.get_feature_view("clicks_indexed"), rows, None)
     assert store.get_online_features(features=service, entity_rows=user_rows()).to_dict() == pushed
+
+
+@pytest.mark.parametrize(
+    "service", ["ranking", "ranking_indexed", "ranking_serving", "ranking_sasrec", "history_jagged", "recent"]
+)
+def test_responses_built_from_whole_columns_are_those_built_value_by_value(served, monkeypatch, service):
+    """Requests this small are built value by value; from BULK_FROM values on, a column's lists are
+    padded as arrays and written as wire bytes (serving/response_values.py): both give one answer."""
+    store, _, _ = served
+    features = store.get_feature_service(service)
+    rows = user_rows(3) if service == "recent" else user_rows()  # its max_entities
+    by_value = store.get_online_features(features=features, entity_rows=rows).proto
+    monkeypatch.setattr(pipeline, "BULK_FROM", 0)
+    by_column = store.get_online_features(features=features, entity_rows=rows).proto
+    assert by_column == by_value

@@ -8,14 +8,14 @@ types of each key column, so a well-typed request costs one pass of ``type`` ove
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
 from feast_sequence.definitions.element_types import KEY_TYPES
-from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.errors import SequenceInputError, SequenceRequestError
 
 #: Per join key type: the Python types a request may give, and their name in messages.
@@ -28,7 +28,11 @@ _BOUNDS = {t: e.int_range for t, e in KEY_TYPES.items() if e.int_range is not No
 KeyColumns = Dict[str, Tuple[ValueType, str]]
 
 
-def sequence_key_columns(tables: Iterable[Any], entity_name_to_join_key: Mapping[str, str]) -> KeyColumns:
+def sequence_key_columns(
+    tables: Iterable[Any],
+    entity_name_to_join_key: Mapping[str, str],
+    settings_of: Callable[[Any], SequenceSettings] = sequence_settings,
+) -> KeyColumns:
     """The request columns holding a sequence view's join key: by join key (as the view's projection
     renames it), and by entity name (Feast's deprecated spelling)."""
     columns: KeyColumns = {}
@@ -36,7 +40,7 @@ def sequence_key_columns(tables: Iterable[Any], entity_name_to_join_key: Mapping
         if not is_sequence_view(table):
             continue
         renamed = table.projection.join_key_map or {}
-        for name, value_type in sequence_settings(table).join_keys:
+        for name, value_type in settings_of(table).join_keys:
             if value_type not in _EXPECTED:
                 continue  # an unsupported key type is refused when the key is encoded
             columns.setdefault(renamed.get(name, name), (value_type, table.name))

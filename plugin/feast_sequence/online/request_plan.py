@@ -9,19 +9,20 @@ sequence views as storage/read.py decodes them, regular views as Feast's Redis s
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from feast import FeatureView
 from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
+from feast_sequence.definitions.settings import SequenceSettings, sequence_settings
 from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.online.entity_rows import check_entity_rows, check_request_shape, sequence_key_columns
 from feast_sequence.serving.read_plan import Fill, ServingStore, plan_reads
 from feast_sequence.serving.views import ViewPlan
-from feast_sequence.storage.read import plan_read, populate_sequences
+from feast_sequence.storage.read import populate_sequences
 from feast_sequence.storage.redis_io import Command
 
 
@@ -60,7 +61,7 @@ def plan_request(
         view = read.view
         commands = reads.commands[read.start : read.end]
         if isinstance(view, ViewPlan):
-            read_plan = plan_read(view.settings, view.requested)
+            read_plan = store.plan_cache.sequence_read(view.table, view.requested)
             fill: Fill = partial(populate_sequences, read_plan, view.table, view.idxs, view.output_len, commands)
         else:
             fill = view
@@ -105,10 +106,18 @@ def _fill_regular(
     )
 
 
-def is_use_case_request(registry: Any, project: str, features: Any, entity_rows: Any, full_feature_names: bool) -> bool:
+def is_use_case_request(
+    registry: Any,
+    project: str,
+    features: Any,
+    entity_rows: Any,
+    full_feature_names: bool,
+    settings_of: Callable[[Any], SequenceSettings] = sequence_settings,
+) -> bool:
     """Whether a request goes to a use case's serving pipeline; first, refuse its sequence keys of
     the wrong type (for Feast's path too), before Feast's lenient conversion reads them as another
-    entity. The request context is the one Feast resolves next (cached)."""
+    entity. The request context is the one Feast resolves next (cached); ``settings_of``: a view's
+    sequence settings (a store's ``plan_cache.settings``)."""
     check_request_shape(features, entity_rows)
     try:
         entity_name_to_join_key, grouped_refs = feast_internals.request_grouped_refs(
@@ -119,7 +128,7 @@ def is_use_case_request(registry: Any, project: str, features: Any, entity_rows:
         if unknown is None:
             raise
         raise unknown from error
-    columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key)
+    columns = sequence_key_columns((table for table, _ in grouped_refs), entity_name_to_join_key, settings_of)
     check_entity_rows(columns, entity_rows)
     return is_use_case(features)
 

@@ -37,6 +37,7 @@ from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
 from feast_sequence.serving.pipeline import serve
+from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.serving.read_plan import Fill
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
 from feast_sequence.storage.drivers import drive, drive_async
@@ -84,6 +85,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         #: This instance's serving-time enrichment caches: empty until a cached enrichment is
         #: served, so a store without cached enrichments serves exactly as without caches.
         self.enrichment_caches = EnrichmentCaches()
+        #: Each sequence view's settings and decode plans, once per registry version.
+        self.plan_cache = PlanCache()
 
     # --- Feast's entry points, sync and async ----------------------------------------------------
 
@@ -191,7 +194,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         None for any other request, which Feast's method serves. First, in a server, the caller's
         ``READ_ONLINE`` on everything the request reads (permissions.py)."""
         assert_can_read(registry, project, features)
-        if not is_use_case_request(registry, project, features, entity_rows, full_feature_names):
+        if not is_use_case_request(
+            registry, project, features, entity_rows, full_feature_names, self.plan_cache.settings
+        ):
             return None
         if not isinstance(features, FeatureService):  # a use case is one (is_use_case_request)
             return None
@@ -237,7 +242,9 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         redis-py's own retries off: ours (``retries``) resend whole, idempotent pipelines, and
         redis-py's default (3 tries with backoff) would stretch a failure to seconds."""
         fresh = self._client is None
-        client = _without_retries_if(fresh, super()._get_client(with_default_timeouts(online_store_config)))
+        # Feast reads the config only to make the client: copy it (a pydantic copy) only then.
+        config = with_default_timeouts(online_store_config) if fresh else online_store_config
+        client = _without_retries_if(fresh, super()._get_client(config))
         if self._eviction_check_due(online_store_config):
             refuse_eviction(client)
             self._eviction_checked_at = time.monotonic()
@@ -255,7 +262,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         if self._eviction_check_due(online_store_config):
             self._get_client(online_store_config)  # checks the eviction policy, synchronously
         fresh = self._client_async is None
-        return _without_retries_if(fresh, await super()._get_client_async(with_default_timeouts(online_store_config)))
+        config = with_default_timeouts(online_store_config) if fresh else online_store_config
+        return _without_retries_if(fresh, await super()._get_client_async(config))
 
     def plan_regular_read(
         self, config: RepoConfig, table: FeatureView, requested: List[str], values: Any, idxs: Any, output_len: int

@@ -7,6 +7,8 @@ in :func:`join`, which maps per-key values onto the events without per-event Pyt
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -34,12 +36,13 @@ def join(
     """The batch with the enrichment's fields added, and how many events had no value to join.
     ``factorized``: the batch's ``factorize_keys`` if already computed (the lookup needed its keys)."""
     codes, keys = factorized if factorized is not None else factorize_keys(batch, enrichment)
-    missing = missing_row(enrichment)
-    table = [found.get(key, missing) for key in keys]
-    present = np.fromiter((key in found for key in keys), dtype=bool, count=len(keys))
+    # One C-speed pass (map) per step, not a Python loop per key and feature: the per-key table
+    # becomes one column per feature, then spread to the events by their key codes.
+    table = list(map(found.get, keys, repeat(missing_row(enrichment), len(keys))))
+    present = np.fromiter(map(found.__contains__, keys), dtype=bool, count=len(keys))
     misses = int((~present[codes]).sum()) if len(codes) else 0
     for position, ((_, value_type), output) in enumerate(zip(enrichment.features, enrichment.output_names)):
-        per_key = as_array([row[position] for row in table], value_type)
+        per_key = as_array(list(map(itemgetter(position), table)), value_type)
         batch = batch.with_column(output, per_key[codes], value_type)
     return batch, misses
 

@@ -24,23 +24,33 @@ from feast import FeatureService
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.repo_config import RepoConfig
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from feast_sequence import feast_internals
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
 from feast_sequence.definitions.use_case import (
     OutputFormat,
     UseCaseSettings,
-    use_case_settings,
-    validate_use_case,
 )
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import candidates, metrics, serving_log
 from feast_sequence.serving.arrange import oldest_first, with_age
 from feast_sequence.serving.enrich import Factorized, factorize_keys, join
-from feast_sequence.serving.featurize import PAD_VALUES, length_name, mask, mask_name, pad_response_vector
+from feast_sequence.serving.featurize import (
+    PAD_VALUES,
+    length_name,
+    mask,
+    mask_name,
+    mask_rows,
+    pad_positions,
+    pad_response_vector,
+    padded_rows,
+)
 from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.read_plan import ReadPlan, ServingStore, plan_reads
+from feast_sequence.serving.response_values import BULK_FROM, list_value_entries, merge_entries
 from feast_sequence.serving.retrieve import decode_batch, newest_seconds
 from feast_sequence.serving.size import first_n
 from feast_sequence.serving.views import ServedView, ViewPlan
@@ -100,7 +110,7 @@ def serve(
     include_version_metadata: bool,
 ) -> Request:
     """One online request of a use case; see the module docstring for how it is driven."""
-    use_case = use_case_settings(service)
+    use_case = store.plan_cache.use_case(service)
     with _errors_counted(use_case):
         timer = _StageTimer(use_case)
         request = _plan(store, config, service, use_case, entity_rows, registry, project, full_feature_names)
@@ -150,7 +160,7 @@ def _plan(
         use_case.spec,
     )
     views = {plan.name: plan.settings for plan in reads.sequence_views}
-    validate_use_case(use_case, views)
+    store.plan_cache.validate(use_case, views)
     # Checked before any read (the request's commands are sent after planning): a bad value refuses it.
     request_values = candidates.check_request_values(
         use_case.name, candidates.request_columns(use_case, views), columns
@@ -242,12 +252,13 @@ def _respond(
     """Feast's layout (regular views as Feast fills them), then on-demand views, then the output format."""
     use_case, feast, response = request.use_case, request.feast, request.feast.response
     # On-demand views must see unpadded lists; without them, lists are padded as they are written.
-    pad_in_fill = use_case.output == OutputFormat.PADDED and not feast.on_demand_feature_views
+    final = not feast.on_demand_feature_views  # the lists are written as served
+    pad_in_fill = use_case.output == OutputFormat.PADDED and final
     served = iter(views)  # in plan order, as the sequence views of request.reads.views
     for read in request.reads.views:
         if isinstance(read.view, ViewPlan):
             view = next(served)
-            _fill(view, response, full_feature_names, include_version_metadata, pad_in_fill)
+            _fill(view, response, full_feature_names, include_version_metadata, pad_in_fill, final)
             metrics.observe_sequences(use_case.name, view.plan.name, view.batch.lengths, view.newest)
         else:
             read.view(replies[read.start : read.end], response, full_feature_names, include_version_metadata)
@@ -333,8 +344,13 @@ def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
     return f"{plan.name}__{name}" if full_feature_names else name
 
 
-def _fill(view: ServedView, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool) -> None:
-    """Append one view's shaped sequences to the response, in Feast's layout (padded if ``pad``)."""
+def _fill(
+    view: ServedView, response: Any, full_feature_names: bool, include_version_metadata: bool, pad: bool, final: bool
+) -> None:
+    """Append one view's shaped sequences to the response, in Feast's layout (padded if ``pad``),
+    each feature's lists from its whole column (response_values.py). ``final``: no on-demand view
+    reads them, so null timestamps are written as served (null_timestamps.py) rather than as
+    Feast's sentinel, which on-demand views read."""
     plan, batch = view.plan, view.batch
     outputs = plan.outputs
     response.metadata.feature_names.val.extend(_output_name(plan, n, full_feature_names) for n in outputs)
@@ -344,28 +360,50 @@ def _fill(view: ServedView, response: Any, full_feature_names: bool, include_ver
     non_empty = np.flatnonzero(batch.lengths > 0).tolist()
     for row, seconds in zip(non_empty, view.newest.tolist()):
         newest[row] = seconds
+    # Padded as arrays when large enough for numpy to pay (BULK_FROM), else row by row. Sized
+    # rows always fit their padding; a longer row (none is read) would keep its length.
+    bulk = batch.rows * plan.length >= BULK_FROM
+    padded = pad and bulk and bool((batch.lengths <= plan.length).all())
+    lengths = np.full(batch.rows, plan.length, dtype=np.int64) if padded else batch.lengths
+    positions = pad_positions(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
     timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
-        list_field = list_field_name(batch.types[name])
-        per_unique = batch.row_lists(name)
-        if pad:
-            left = plan.spec.left_padded
-            per_unique = [pad_list(row, plan.length, PAD_VALUES[batch.types[name]], left) for row in per_unique]
-        rows = [per_unique[unique] for unique in owner]
+        value_type = batch.types[name]
+        values = batch.columns[name]
+        if padded:
+            pad_value = PAD_VALUES[value_type]
+            values = padded_rows(values, batch.lengths, plan.length, pad_value, positions=positions).ravel()
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
-        for row in rows:
-            target = getattr(vector.values.add(), list_field)
-            if row:
-                target.val.extend(row)
-            else:  # an empty list, not a null: the oneof must be set
-                target.SetInParent()
+        entries = list_value_entries(values, lengths, value_type, final, BULK_FROM) if padded or not pad else None
+        if entries is not None:
+            merge_entries(vector, entries, owner)
+        else:  # strings, bytes and small columns: Feast's format takes them value by value
+            rows = _row_lists(values, lengths)
+            if pad and not padded:
+                rows = [pad_list(row, plan.length, PAD_VALUES[value_type], plan.spec.left_padded) for row in rows]
+            _extend_rows(vector, list_field_name(value_type), [rows[unique] for unique in owner])
         if timestamps is None:
             for unique in owner:
                 vector.event_timestamps.add(seconds=newest[unique])
             timestamps = vector.event_timestamps
         else:
             vector.event_timestamps.MergeFrom(timestamps)
+
+
+def _row_lists(values: np.ndarray, lengths: np.ndarray) -> List[List[Any]]:
+    flat = values.tolist()
+    bounds = np.concatenate(([0], np.cumsum(lengths))).tolist()
+    return [flat[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+def _extend_rows(vector: Any, list_field: str, rows: Sequence[List[Any]]) -> None:
+    for row in rows:
+        target = getattr(vector.values.add(), list_field)
+        if row:
+            target.val.extend(row)
+        else:  # an empty list, not a null: the oneof must be set
+            target.SetInParent()
 
 
 def featurize_response(
@@ -385,7 +423,16 @@ def featurize_response(
                 pad_response_vector(vector, plan.length, PAD_VALUES[batch.types[name]], plan.spec.left_padded)
         added = mask_name(plan.name)
         left = plan.spec.left_padded
-        _add_vector(response, added, "bool_list_val", [mask(c, plan.length, left) for c in counts])
+        response.metadata.feature_names.val.append(added)
+        vector = response.results.add()
+        vector.statuses.extend([FieldStatus.PRESENT] * len(counts))
+        if batch.rows * plan.length >= BULK_FROM:
+            masks = mask_rows(batch.lengths, plan.length, left).ravel()
+            entries = list_value_entries(masks, np.full(batch.rows, plan.length), ValueType.BOOL, True, BULK_FROM)
+            merge_entries(vector, entries or [], plan.owner())
+        else:
+            _extend_rows(vector, "bool_list_val", [mask(c, plan.length, left) for c in counts])
+        vector.event_timestamps.extend([Timestamp()] * len(counts))
     else:  # jagged
         added = length_name(plan.name)
         _add_vector(response, added, "int64_val", counts)
@@ -397,11 +444,7 @@ def _add_vector(response: Any, name: str, kind: str, values: Sequence[Any]) -> N
     vector = response.results.add()
     vector.statuses.extend([FieldStatus.PRESENT] * len(values))
     for value in values:
-        target = vector.values.add()
-        if kind.endswith("_list_val"):
-            getattr(target, kind).val.extend(value)
-        else:
-            setattr(target, kind, value)
+        setattr(vector.values.add(), kind, value)
         vector.event_timestamps.add()
 
 

@@ -16,9 +16,10 @@ from feast import FeatureView
 from feast.repo_config import RepoConfig
 
 from feast_sequence import feast_internals
-from feast_sequence.definitions.settings import is_sequence_view, sequence_settings
+from feast_sequence.definitions.settings import is_sequence_view
 from feast_sequence.definitions.use_case import SequenceSpec
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
+from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.serving.retrieve import retrieve_commands
 from feast_sequence.serving.views import ViewPlan
 from feast_sequence.storage.read import check_entity_limit
@@ -34,6 +35,8 @@ class ServingStore(Protocol):
 
     #: This store's serving-time enrichment caches.
     enrichment_caches: EnrichmentCaches
+    #: Each view's settings and decode plans, once per registry version.
+    plan_cache: PlanCache
     #: The request time (seconds since the epoch): TTLs, windows and ages count from it.
     clock: Callable[[], float]
 
@@ -96,7 +99,7 @@ def plan_reads(
             plan.add(*store.plan_regular_read(config, table, requested, values, idxs, output_len))
             continue
         check_entity_limit(table.name, len(values), config.online_store.max_entities_per_request)
-        settings = sequence_settings(table)
+        settings = store.plan_cache.settings(table)
         name = table.projection.name_to_use()
         spec = AS_STORED if spec_of is None else spec_of(name)
         view = ViewPlan(table, name, settings, spec, list(requested), idxs, output_len)

@@ -164,6 +164,7 @@ def populate_sequences(
     statuses = [FieldStatus.PRESENT] * output_len
     if any(corrupt):
         statuses = [FieldStatus.NOT_FOUND if corrupt[owner[out]] else FieldStatus.PRESENT for out in range(output_len)]
+    timestamps = None  # the same for every feature of the view: built once, then copied
     for _, list_field, source in read.plan:
         vector = response.results.add()
         vector.statuses.extend(statuses)
@@ -172,7 +173,6 @@ def populate_sequences(
             unique = owner[out]
             value = vector.values.add()
             if corrupt[unique]:  # null, as Feast answers a missing entity
-                vector.event_timestamps.add()
                 continue
             target = getattr(value, list_field)
             column = columns[unique]
@@ -180,7 +180,13 @@ def populate_sequences(
                 target.val.extend(column)
             else:  # an empty list, not a null: the oneof must be set
                 target.SetInParent()
-            vector.event_timestamps.add(seconds=newest[unique])
+        if timestamps is None:
+            for out in range(output_len):
+                unique = owner[out]
+                vector.event_timestamps.add(seconds=0 if corrupt[unique] else newest[unique])
+            timestamps = vector.event_timestamps
+        else:
+            vector.event_timestamps.MergeFrom(timestamps)
 
 
 def add_view_metadata(response: Any, table: Any, include_version_metadata: bool) -> None:
