@@ -3,8 +3,8 @@ view, entity and Redis key, or serves the true value; never a wrong one.
 
 Pure tests flip single bits at many positions of a real block; on a real Redis, a corrupted entity
 of a multi-entity request is served without events beside the others (or fails the request of a
-fail-closed use case), is counted in the metric, and format 3 blocks stay readable until the
-compactor rewrites them with their checksum.
+fail-closed use case), is counted in the metric, and format 3 and 4 blocks stay readable until the
+compactor rewrites them as format 5.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from integrity_repo import EVENTS, frame, views
+from old_blocks import old_format
 from prometheus_client import REGISTRY
 
 from feast_sequence import sequence_settings
@@ -59,11 +60,11 @@ def test_every_single_bit_flip_of_a_block_raises_or_serves_the_true_value(tmp_pa
 
 def test_a_format_3_block_reads_as_before_and_a_damaged_one_is_refused_when_it_shows(tmp_path):
     block, fields = block_of(views(tmp_path)[2])
-    old = b"\x03" + block[1:-4]  # format 3: the same without the checksum
+    old = old_format(block, 3)  # format 3: format 4 without the checksum
     assert served([old, [], b"-inf", 1000], fields).data == served([block, [], b"-inf", 1000], fields).data
     header_end = old.index(b";")
     truncated = old[: header_end + 5] + old[header_end + 5 : -10]
-    with pytest.raises(CorruptSequenceError, match="does not decompress"):
+    with pytest.raises(CorruptSequenceError, match="does not decode"):
         served([truncated, [], b"-inf", 1000], fields)
 
 
@@ -125,16 +126,17 @@ def test_a_fail_closed_use_case_fails_naming_view_entity_and_key(store, redis_cl
     assert "Sequence view 'plain', entity user_id=3" in str(error) and "verify --view plain --repair" in str(error)
 
 
-def test_the_compactor_rewrites_format_3_blocks_with_their_checksum(store, redis_client):
+@pytest.mark.parametrize("form", [3, 4])
+def test_the_compactor_rewrites_format_3_and_4_blocks_as_format_5(store, redis_client, form):
     before = {v: _read(store, v, [1, 2, 3]) for v in ("plain", "dedup")}
     for view in ("plain", "dedup"):
         for user in (1, 2, 3):
             key = _block_key(store, view, user)
             block = redis_client.get(key)
-            redis_client.set(key, b"\x03" + block[1:-4])
+            redis_client.set(key, old_format(block, form))
     assert {v: _read(store, v, [1, 2, 3]) for v in ("plain", "dedup")} == before
     online = store_provider(store).online_store
     for view in ("plain", "dedup"):
         assert online.compact_sequence_view(store.config, sequence_settings(store.get_feature_view(view))) == 3
-        assert all(redis_client.get(_block_key(store, view, u))[:1] == b"\x04" for u in (1, 2, 3))
+        assert all(redis_client.get(_block_key(store, view, u))[:1] == b"\x05" for u in (1, 2, 3))
     assert {v: _read(store, v, [1, 2, 3]) for v in ("plain", "dedup")} == before

@@ -21,6 +21,7 @@ from feast import Entity, FileSource, PushSource, ValueType
 from feast.data_format import ParquetFormat
 from feast.field import Field
 from feast.types import Float32, Int32, String
+from old_blocks import old_format
 
 from feast_sequence import SequenceFeatureView, sequence_settings
 from feast_sequence.feast_internals import store_provider
@@ -129,6 +130,45 @@ def test_format_2_data_reads_the_same_and_the_compactor_converts_it_in_place(
         assert online.compact_sequence_view(store.config, sequence_settings(store.get_feature_view(view))) == 6
         assert redis_client.info("memory")["used_memory"] < before  # blocks are smaller than the tails
     assert block_count(redis_client) == 12 and not list(redis_client.scan_iter(match=b"fsq:*}:z"))
+    assert_served_equals_reference(store, heavy_customers)
+
+
+def test_a_store_written_in_formats_3_and_4_is_converted_online_with_no_wrong_read(
+    tmp_path, redis_server, redis_client, heavy_customers
+):
+    """Blocks of the older formats (rows) are read as they are and rewritten as format 5 (columns)
+    by the compactor while readers read: every read during the conversion is the true sequence."""
+    store = long_store(tmp_path, redis_server, compact_after=64)  # blocks, and tails beside them
+    replay(store, heavy_customers, seed=6)
+    keys = sorted(redis_client.scan_iter(match=b"fsq:*}:c"))
+    assert len(keys) == 12
+    for n, key in enumerate(keys):
+        redis_client.set(key, old_format(redis_client.get(key), 3 + n % 2))
+    customers = sorted(int(c) for c in heavy_customers["customer_id"].unique())
+    truth = {view: served(store, view, customers) for view in VIEWS}
+    assert_served_equals_reference(store, heavy_customers)
+    stop, wrong, reads = threading.Event(), [], [0]
+
+    def reader():
+        reader_store = reopened(store)
+        while not stop.is_set():
+            for view in VIEWS:
+                if served(reader_store, view, customers) != truth[view]:
+                    wrong.append(view)
+                reads[0] += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        online = store_provider(store).online_store
+        for view in VIEWS:
+            online.compact_sequence_view(store.config, sequence_settings(store.get_feature_view(view)), batch=1)
+    finally:
+        stop.set()
+        thread.join()
+    assert not wrong and reads[0] > 0
+    assert sorted(redis_client.get(k)[:1] for k in keys) == [b"\x05"] * 12
+    assert not list(redis_client.scan_iter(match=b"fsq:*}:z"))  # the tails were compacted too
     assert_served_equals_reference(store, heavy_customers)
 
 

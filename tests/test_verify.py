@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from integrity_repo import frame, views
+from old_blocks import old_format
 
 from feast_sequence import cli, sequence_settings
 from feast_sequence.feast_internals import store_provider
@@ -38,8 +39,8 @@ def test_verify_reports_each_problem_naming_view_entity_and_key(tmp_path, redis_
     redis_client.set(block, bytes(damaged))
     # A format 3 block (no checksum) whose header claims one event less than its body holds.
     old = _key("verify", "plain", 3, "c")
-    stored = redis_client.get(old)
-    newest, count, rest = stored[1:-4].split(b":", 2)
+    stored = old_format(redis_client.get(old), 3)
+    newest, count, rest = stored[1:].split(b":", 2)
     redis_client.set(old, b"\x03" + newest + b":" + str(int(count) - 1).encode() + b":" + rest)
     redis_client.hset(_key("verify", "dedup", 4, "h"), b"\x0a\x05ghost", 123)
 

@@ -7,6 +7,13 @@ Redis store, one row per user (newest first). Memory is `INFO memory` used_memor
 writing, divided by the events stored; "after push" is what writers leave (they compact a tail once
 it holds compact_after = 64 events), "compacted" is after `feast-sequence compact` (a sequence with
 no tail left).
+
+Three data sets, each reported under its own keys: the benchmark's *current* data (timestamps one
+second apart, 5,000 item ids; keys without a suffix), *high-entropy* data (``_high_entropy``:
+timestamps at random over 30 years, 50,000 random 11-character item ids, random float32 prices,
+random integers, 100 users, pushed in time order in batches of 20,000 events as a backfill would),
+and the retail customers (``retail_``: Online Retail II, Chen, D. (2019), UCI Machine Learning
+Repository, https://doi.org/10.24432/C5CG6D, CC BY 4.0; see data/online-retail-ii/README.md).
 """
 
 from __future__ import annotations
@@ -31,6 +38,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for repo
 from repos import PURCHASE_FIELDS, feast_redis_repo, push_source, sequence_online, write_repo  # noqa: E402
 
 LENGTHS = {100: 200, 1000: 100, 10_000: 20}  # events per user -> users
+HIGH_ENTROPY_USERS = 100
+BATCH = 20_000  # events per push, as a backfill sends them
+
+
+def high_entropy_sequences(users: int, per_user: int, seed: int) -> pd.DataFrame:
+    """``per_user`` events for each of ``users`` that compress as real users' do: whole-second
+    timestamps at random over 30 years, item ids drawn from 50,000 random 11-character strings,
+    random float32 prices, small random quantities; no (user, item, quantity) twice, so ``dedup_by`` keeps
+    every event. Time order, as a backfill pushes history."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    vocabulary = np.unique(["".join(w) for w in rng.choice(alphabet, size=(50_500, 11))])[:50_000]
+    n = users * per_user
+    df = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(users), per_user).astype("int64"),
+            "item_id": vocabulary[rng.integers(0, len(vocabulary), n)],
+            "quantity": rng.integers(1, 50, n).astype("int64"),
+            "price": rng.uniform(0.01, 5000, n).astype("float32"),
+            "ts": pd.to_datetime(rng.integers(0, 30 * 365 * 86_400, n) + 631_152_000, unit="s", utc=True),
+        }
+    )
+    # A second draw of the same pair would be deduplicated away; redraw its quantity instead.
+    while (dup := df.duplicated(["customer_id", "item_id", "quantity"])).any():
+        df.loc[dup, "quantity"] = rng.integers(1000, 1_000_000, int(dup.sum()))
+    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def current_sequences(users: int, per_user: int, seed: int) -> pd.DataFrame:
+    """The benchmark's own events (run_benchmarks.events), with distinct (item, quantity) pairs so
+    ``dedup_by`` keeps every event too."""
+    data = rb.full_sequences(users, per_user, seed=seed)
+    data["quantity"] = np.arange(len(data)) % per_user
+    return data
+
+
+DATA_SETS = {  # key suffix -> (events for (users, per_user, seed), users per length)
+    "": (current_sequences, LENGTHS),
+    "_high_entropy": (high_entropy_sequences, {n: HIGH_ENTROPY_USERS for n in LENGTHS}),
+}
 
 
 def _stores(root: Path, connection: str, **online: int):
@@ -111,46 +158,28 @@ def run(connection: str) -> Dict[str, float]:
         base.push("arrays_push", _as_arrays(warm))
         for view in ("long_100", "long_100_dedup"):
             seq.push(f"{view}_push", warm)
-        for n, users in LENGTHS.items():
-            data = rb.full_sequences(users, n, seed=n)
-            data["customer_id"] += n * 1_000  # the arrays of each length are rows of their own
-            # Distinct (item, quantity) pairs, so dedup_by keeps every event too.
-            data["quantity"] = np.arange(len(data)) % n
-            stored = len(data)
-            arrays = _as_arrays(data)
-            base_bytes = _delta(client, lambda a=arrays: base.push("arrays_push", a))
-            results[f"memory_bytes_per_event_arrays_{n}"] = base_bytes / stored
-            for suffix in ("", "_dedup"):
-                view = f"long_{n}{suffix}"
-                pushed = _delta(
-                    client,
-                    lambda v=view, d=data: [
-                        seq.push(f"{v}_push", d.iloc[i : i + 20_000]) for i in range(0, len(d), 20_000)
-                    ],
-                )
-                compacted = _delta(client, lambda v=view: _compact(seq, v))
-                key = "" if n == 100 else f"_{n}"
-                label = "_dedup_by" if suffix else ""
-                results[f"memory_bytes_per_event{key}{label}"] = pushed / stored
-                results[f"memory_ratio{key}{label}"] = pushed / base_bytes
-                results[f"memory_ratio{key}{label}_compacted"] = (pushed + compacted) / base_bytes
+        for dataset, (make, lengths) in DATA_SETS.items():
+            for n, users in lengths.items():
+                data = make(users, n, n)
+                data["customer_id"] += n * 1_000 + (500_000_000 if dataset else 0)  # rows of their own
+                results.update(_memory(client, seq, base, data, n, dataset))
 
         # Full reads of N = 1,000 events: 1 and 100 users, vs the arrays of the same users.
         features_seq = [f"long_1000:{f}" for f in ("item_id", "quantity", "price", "ts")]
         features_base = [f"arrays:{f}" for f in ("item_id", "quantity", "price", "times")]
-        for count in (1, 100):
-            rows = [
-                [{"customer_id": 1000 * 1_000 + c} for c in range(k, k + count)]
-                for k in range(0, 100 - count + 1, count)
-            ]
-            repeats = 200 if count == 1 else 30
-            t_seq, t_base = rb.interleaved(
-                lambda i, rows=rows: seq.get_online_features(features=features_seq, entity_rows=rows[i % len(rows)]),
-                lambda i, rows=rows: base.get_online_features(features=features_base, entity_rows=rows[i % len(rows)]),
-                repeats,
-            )
-            results[f"read_{count}_long_p50_ms"] = rb.p50(t_seq) * 1000
-            results[f"read_{count}_long_p50_ratio"] = rb.p50(t_seq) / rb.p50(t_base)
+        for dataset, first in (("", 1000 * 1_000), ("_high_entropy", 500_000_000 + 1000 * 1_000)):
+            for count in (1, 100):
+                rows = [
+                    [{"customer_id": first + c} for c in range(k, k + count)] for k in range(0, 100 - count + 1, count)
+                ]
+                repeats = 200 if count == 1 else 30
+                t_seq, t_base = rb.interleaved(
+                    lambda i, r=rows: seq.get_online_features(features=features_seq, entity_rows=r[i % len(r)]),
+                    lambda i, r=rows: base.get_online_features(features=features_base, entity_rows=r[i % len(r)]),
+                    repeats,
+                )
+                results[f"read_{count}_long_p50_ms{dataset}"] = rb.p50(t_seq) * 1000
+                results[f"read_{count}_long_p50_ratio{dataset}"] = rb.p50(t_seq) / rb.p50(t_base)
 
         # Compaction throughput: sequences written with their tails only, then compacted.
         client.flushall()
@@ -161,6 +190,28 @@ def run(connection: str) -> Dict[str, float]:
         start = time.perf_counter()
         online.compact_sequence_view(seq.config, sequence_settings(seq.get_feature_view("long_1000")))
         results["compaction_events_per_s"] = len(data) / (time.perf_counter() - start)
+    return results
+
+
+def _memory(client, seq: FeatureStore, base: FeatureStore, data: pd.DataFrame, n: int, dataset: str):
+    """Memory per event of one data set at max_length ``n``: Feast's arrays, then each view after
+    pushes of ``BATCH`` events and after a full compaction (keys end with ``dataset``)."""
+    results: Dict[str, float] = {}
+    stored = len(data)
+    arrays = _as_arrays(data)
+    base_bytes = _delta(client, lambda a=arrays: base.push("arrays_push", a))
+    key = "" if n == 100 else f"_{n}"
+    results[f"memory_bytes_per_event_arrays_{n}{dataset}"] = base_bytes / stored
+    for suffix, label in (("", ""), ("_dedup", "_dedup_by")):
+        view = f"long_{n}{suffix}"
+        pushed = _delta(
+            client, lambda v=view: [seq.push(f"{v}_push", data.iloc[i : i + BATCH]) for i in range(0, stored, BATCH)]
+        )
+        compacted = _delta(client, lambda v=view: _compact(seq, v))
+        results[f"memory_bytes_per_event{key}{label}{dataset}"] = pushed / stored
+        results[f"memory_bytes_per_event{key}{label}_compacted{dataset}"] = (pushed + compacted) / stored
+        results[f"memory_ratio{key}{label}{dataset}"] = pushed / base_bytes
+        results[f"memory_ratio{key}{label}_compacted{dataset}"] = (pushed + compacted) / base_bytes
     return results
 
 

@@ -3,9 +3,18 @@
 A sequence is its *tail* (the sorted set that appends go to, as in format 2) plus at most one
 *block* (docs/storage-layout.md). A block holds events exactly as the tail would, already merged
 under the sequence semantics: one version per identity, newest first (ties by member bytes,
-descending, as ``ZREVRANGE`` orders them), at most ``max_length``. Its layout::
+descending, as ``ZREVRANGE`` orders them), at most ``max_length``. Format 5 (written today)::
 
-    header  b"\\x04" <newest score> ":" <count> ":" <generation> ";"   ASCII, so Lua can parse it
+    header  b"\\x05" <newest score> ":" <count> ":" <generation> ";"   ASCII, so Lua can parse it
+    body    b"\\x01" columns (storage/block_columns.py), or b"\\x00" rows (format 4's body)
+    check   <crc32 of header and body: u32>
+
+The columns hold each field of the events in a column of its own, encoded for its type, and give
+back the members' exact bytes; an encoder checks that they do and stores rows instead for a block
+whose members they do not reproduce (counted in ``feast_sequence_row_blocks_total``). Format 4,
+the rows, is::
+
+    header  b"\\x04" <newest score> ":" <count> ":" <generation> ";"
     body    <raw size: u32> zstd( scores | member lengths | identity lengths | members )
     check   <crc32 of header and body: u32>
 
@@ -17,9 +26,9 @@ Keeping the members' own bytes means a block and a tail decode, deduplicate and 
 way, and the column-wise arrays in front of them (scores, lengths) compress to almost nothing. zstd
 (through ``zstandard``) brings a typical event from 36 to about 12 bytes at level 3.
 
-Format 4 ends with a CRC-32 of everything before it, checked before anything else is read
-(``verified``): a damaged block raises ``CorruptSequenceError`` instead of serving wrong values. Format 3
-(the same without the check) stays readable; compaction rewrites it as format 4.
+Formats 4 and 5 end with a CRC-32 of everything before it, checked before anything else is read
+(``verified``): a damaged block raises ``CorruptSequenceError`` instead of serving wrong values. Formats
+3 (format 4 without the check) and 4 stay readable; compaction rewrites them as format 5.
 
 Merging (``merge``) is the one implementation of "keep the best version of each identity, then the
 newest ``max_length``" for compaction and for reads that see both a block and a tail.
@@ -33,18 +42,21 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from functools import cached_property, partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import zstandard
 
 from feast_sequence.errors import CorruptSequenceError
+from feast_sequence.lazy_metrics import LazyMetrics
+from feast_sequence.storage import block_columns as bc
 
-BLOCK_FORMAT = 4
+BLOCK_FORMAT = 5
+ROW_FORMAT = 4  # rows with a checksum: still read, rewritten by compaction as format 5
 UNCHECKED_FORMAT = 3  # format 4 without its checksum: still read, rewritten by compaction
-_MAGIC = bytes((BLOCK_FORMAT,))
-_HEADER = re.compile(rb"^[\x03\x04](\d+):(\d+):(\d+);")
+_ROWS, _COLUMNS = b"\x00", b"\x01"  # a format 5 body's first byte
+_HEADER = re.compile(rb"^[\x03\x04\x05](\d+):(\d+):(\d+);")
 _CHECK_SIZE = 4
 _COMPRESSION_LEVEL = 3
 
@@ -93,6 +105,23 @@ class _Zstd:
 _CODEC = _Zstd()
 
 
+def _define(prometheus: Any) -> Dict[str, Any]:
+    return {
+        "ROW_BLOCKS": prometheus.Counter(
+            "feast_sequence_row_blocks_total",
+            "Blocks written row-wise because their events did not come back byte for byte from "
+            "columns (events that are not canonical protobuf, for instance)",
+        ),
+    }
+
+
+_METRICS = LazyMetrics(__name__, ("ROW_BLOCKS",), _define)
+
+
+def __getattr__(name: str) -> Any:
+    return _METRICS.attribute(name)
+
+
 def header_of(block: Optional[bytes]) -> bytes:
     """The header a compaction expects to replace ("" for no block): it changes with every write."""
     if not block:
@@ -106,7 +135,7 @@ def header_of(block: Optional[bytes]) -> bytes:
 
 def encode(events: Events) -> bytes:
     """A block holding ``events`` (already merged); a fresh random generation each time."""
-    return _encode_columns(
+    return _encode(
         np.asarray(events.scores, dtype=np.int64),
         _lengths(events.members),
         np.asarray(events.identity_lengths, dtype=np.uint16),
@@ -114,21 +143,109 @@ def encode(events: Events) -> bytes:
     )
 
 
+def encode_rows(events: Events) -> bytes:
+    """A format 4 block (rows, with a checksum), as written before format 5: for tests of the
+    online conversion, which must meet real old blocks."""
+    return _encode_rows(
+        np.asarray(events.scores, dtype=np.int64),
+        _lengths(events.members),
+        np.asarray(events.identity_lengths, dtype=np.uint16),
+        events.members,
+        ROW_FORMAT,
+    )
+
+
+def _encode(scores: np.ndarray, lengths: np.ndarray, prefixes: np.ndarray, members: Sequence[bytes]) -> bytes:
+    """Format 5: columns when they give the members back byte for byte, rows otherwise."""
+    packed = b"".join(members)
+    try:
+        body = _column_body(scores, packed, lengths, prefixes)
+    except bc.Unfit:
+        body = None
+    if body is not None:
+        return _with_check(_header(BLOCK_FORMAT, scores) + _COLUMNS + body)
+    __getattr__("ROW_BLOCKS").inc()
+    return _encode_rows(scores, lengths, prefixes, members, BLOCK_FORMAT)
+
+
+def _header(form: int, scores: np.ndarray) -> bytes:
+    count = len(scores)
+    newest = int(scores[0]) if count else 0
+    generation = int.from_bytes(os.urandom(4), "little")
+    return b"%c%d:%d:%d;" % (form, newest, count, generation)
+
+
+def _section(raw: bytes) -> bytes:
+    """One part of a columnar body: its size, its stored size, and its bytes, zstd-compressed when
+    that is smaller (a stored size equal to the size means uncompressed)."""
+    stored = _CODEC.compress(raw) if len(raw) > 16 else raw
+    if len(stored) >= len(raw):
+        stored = raw
+    return _varints(len(raw), len(stored)) + stored
+
+
+def _varints(*values: int) -> bytes:
+    out = bytearray()
+    for value in values:
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def _column_body(scores: np.ndarray, packed: bytes, lengths: np.ndarray, prefixes: np.ndarray) -> Optional[bytes]:
+    """The columnar body (layout, scores, shapes, then one section per column); None when the
+    scores are not newest first or the columns do not give the members back."""
+    if not len(scores):
+        return None
+    gaps = scores[:-1] - scores[1:]
+    if bool((gaps < 0).any()):
+        return None
+    columns = bc.split(scores, packed, lengths.astype(np.int64), prefixes.astype(np.int64))
+    # The columns are kept only when they give back exactly the members given: ties and
+    # identities compare member bytes, so a block must never alter one. (Their bytes below are
+    # a lossless, deterministic serialization of them, proven by tests/test_block_columns.py.)
+    rebuilt = bc.rebuild(columns)
+    if not (
+        rebuilt.packed == packed
+        and np.array_equal(rebuilt.lengths, lengths)
+        and np.array_equal(rebuilt.identity_lengths, prefixes)
+    ):
+        return None
+    layout = [len(columns.shapes)]
+    for identity, tags in columns.shapes:
+        layout += [identity, len(tags), *tags]
+    layout.append(len(columns.columns))
+    for tag, column in columns.columns.items():
+        layout += [tag, column.encoding]
+    # Scores in the largest unit of 1 s, 1 ms or 1 µs that divides them all: timestamps in whole
+    # seconds then cost their seconds' varints, not the µs ones.
+    digits = next(d for d in (6, 3, 0) if not bool((scores % 10**d).any()))
+    unit = 10**digits
+    score_values = np.concatenate((bc.zigzag(scores[:1] // unit), (gaps // unit).view(np.uint64)))
+    shapes = bc.varint_bytes(columns.shape_of.astype(np.uint64))[0].tobytes() if len(columns.shapes) > 1 else b""
+    parts = [_varints(*layout), _varints(digits) + bc.varint_bytes(score_values)[0].tobytes(), shapes]
+    parts += [bc.payload(column) for column in columns.columns.values()]
+    return b"".join(map(_section, parts))
+
+
 def _lengths(members: Sequence[bytes]) -> np.ndarray:
     return np.fromiter(map(len, members), dtype=np.uint32, count=len(members))
 
 
-def _encode_columns(scores: np.ndarray, lengths: np.ndarray, prefixes: np.ndarray, members: Sequence[bytes]) -> bytes:
+def _encode_rows(
+    scores: np.ndarray, lengths: np.ndarray, prefixes: np.ndarray, members: Sequence[bytes], form: int
+) -> bytes:
+    """Rows: the body of format 4, also format 5's fallback (after its body byte)."""
     count = len(scores)
     gaps = scores.copy()
     if count > 1:
         gaps[1:] = scores[:-1] - scores[1:]
     raw = b"".join((gaps.tobytes(), lengths.tobytes(), prefixes.tobytes(), *members))
     body = _CODEC.compress(raw)
-    newest = int(scores[0]) if count else 0
-    generation = int.from_bytes(os.urandom(4), "little")
-    header = b"%s%d:%d:%d;" % (_MAGIC, newest, count, generation)
-    return _with_check(b"".join((header, len(raw).to_bytes(4, "little"), body)))
+    mode = _ROWS if form == BLOCK_FORMAT else b""
+    return _with_check(b"".join((_header(form, scores), mode, len(raw).to_bytes(4, "little"), body)))
 
 
 def _with_check(content: bytes) -> bytes:
@@ -144,7 +261,7 @@ def verified(block: bytes) -> bytes:
     form = block[0]
     if form == UNCHECKED_FORMAT:
         return block
-    if form != BLOCK_FORMAT:
+    if form not in (ROW_FORMAT, BLOCK_FORMAT):
         raise CorruptSequenceError(
             f"unknown block format {form}: damaged, or written by a newer feast-sequence (first bytes {block[:16]!r})"
         )
@@ -158,23 +275,80 @@ def verified(block: bytes) -> bytes:
 
 
 class Block:
-    """A decoded block, kept packed: its members stay one buffer until someone needs them apart,
-    and its columns are read from the buffer only when asked for (a plain read needs none)."""
+    """A decoded block: its scores, its members' lengths and identity lengths, and its members
+    packed in one buffer until someone needs them apart (``RowBlock`` for formats 3 and 4 and
+    format 5's rows, ``ColumnBlock`` for format 5's columns)."""
 
-    def __init__(self, raw: bytes, count: int, newest: int):
-        self.raw = raw
+    def __init__(self, count: int, newest: int):
         self.count = count
         self.newest = newest  # the newest event's score, from the header
 
-    @cached_property
+    @property
     def scores(self) -> np.ndarray:
         """int64, descending."""
+        raise NotImplementedError
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each member's length."""
+        raise NotImplementedError
+
+    @property
+    def identity_lengths(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def packed(self, k: int) -> bytes:
+        """The first ``k`` members back to back: what a protobuf parse of the sequence takes."""
+        raise NotImplementedError
+
+    def columns(self) -> bc.Columns:
+        """The events as columns (storage/block_columns.py): one per field, values newest first."""
+        raise NotImplementedError
+
+    def within(self, oldest_us: Optional[int], limit: int) -> int:
+        """How many of the newest events are at or after ``oldest_us``, at most ``limit``."""
+        if oldest_us is None:
+            return min(self.count, limit)
+        kept = int(np.searchsorted(-self.scores, -oldest_us, side="right"))
+        return min(kept, limit)
+
+    def incoherence(self) -> Optional[str]:
+        """What in this block contradicts its header (None if nothing)."""
+        return None
+
+    def events(self) -> Events:
+        ends = np.cumsum(self.lengths, dtype=np.int64)
+        starts = ends - self.lengths
+        packed = self.packed(self.count)
+        members = [packed[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        return Events(self.scores.tolist(), members, self.identity_lengths.tolist())
+
+    def same_as(self, scores: np.ndarray, packed: bytes, lengths: np.ndarray, prefixes: np.ndarray) -> bool:
+        """Whether this block holds exactly these events, to the byte."""
+        return (
+            np.array_equal(self.scores, scores)
+            and np.array_equal(self.lengths, lengths)
+            and np.array_equal(self.identity_lengths, prefixes)
+            and self.packed(self.count) == packed
+        )
+
+
+class RowBlock(Block):
+    """Rows (formats 3 and 4, and format 5's fallback), kept packed: the columns in front of the
+    members are read from the buffer only when asked for (a plain read needs none)."""
+
+    def __init__(self, raw: bytes, count: int, newest: int, raw_size: int):
+        super().__init__(count, newest)
+        self.raw = raw
+        self.raw_size = raw_size  # what the block says its body holds
+
+    @cached_property
+    def scores(self) -> np.ndarray:
         gaps = np.frombuffer(self.raw, dtype=np.int64, count=self.count)
         return np.cumsum(np.concatenate((gaps[:1], -gaps[1:])))
 
     @cached_property
     def lengths(self) -> np.ndarray:
-        """Each member's length."""
         return np.frombuffer(self.raw, dtype=np.uint32, count=self.count, offset=8 * self.count)
 
     @cached_property
@@ -186,26 +360,23 @@ class Block:
         return 14 * self.count
 
     def packed(self, k: int) -> bytes:
-        """The first ``k`` members back to back: what a protobuf parse of the sequence takes."""
         if k <= 0:
             return b""
         if k >= self.count:
             return self.raw[self._start :]
         return self.raw[self._start : self._start + int(self.lengths[:k].sum())]
 
-    def within(self, oldest_us: Optional[int], limit: int) -> int:
-        """How many of the newest events are at or after ``oldest_us``, at most ``limit``."""
-        if oldest_us is None:
-            return min(self.count, limit)
-        kept = int(np.searchsorted(-self.scores, -oldest_us, side="right"))
-        return min(kept, limit)
+    def columns(self) -> bc.Columns:
+        try:
+            return bc.split(self.scores, self.packed(self.count), self.lengths, self.identity_lengths)
+        except bc.Unfit as error:
+            raise CorruptSequenceError(f"block events are not protobuf elements ({error})") from error
 
-    def incoherence(self, raw_size: int) -> Optional[str]:
-        """What in this block contradicts its header (None if nothing): a format 3 block has no
-        checksum, so a damaged one is caught here when it can be."""
+    def incoherence(self) -> Optional[str]:
+        """A format 3 block has no checksum, so a damaged one is caught here when it can be."""
         count = self.count
-        if len(self.raw) != raw_size or len(self.raw) < 14 * count:
-            return f"block body holds {len(self.raw)} bytes, its header says {raw_size} for {count} events"
+        if len(self.raw) != self.raw_size or len(self.raw) < 14 * count:
+            return f"block body holds {len(self.raw)} bytes, its header says {self.raw_size} for {count} events"
         if 14 * count + int(self.lengths.sum(dtype=np.int64)) != len(self.raw):
             return f"block member lengths do not add up to its body for {count} events"
         gaps = np.frombuffer(self.raw, dtype=np.int64, count=count)
@@ -215,11 +386,108 @@ class Block:
             return f"block header says its newest event is at {self.newest}, its body {int(gaps[0])}"
         return None
 
-    def events(self) -> Events:
-        ends = np.cumsum(self.lengths, dtype=np.int64) + self._start
-        starts = ends - self.lengths
-        members = [self.raw[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-        return Events(self.scores.tolist(), members, self.identity_lengths.tolist())
+
+class ColumnBlock(Block):
+    """Format 5's columns: decoded when the block is read, the members rebuilt from them only
+    when someone asks for member bytes."""
+
+    def __init__(self, columns: bc.Columns, newest: int):
+        super().__init__(len(columns.scores), newest)
+        self._columns = columns
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._columns.scores
+
+    @cached_property
+    def _members(self) -> bc.Members:
+        try:
+            return bc.rebuild(self._columns)
+        except (ValueError, IndexError) as error:
+            raise CorruptSequenceError(f"block columns do not rebuild its events ({error})") from error
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._members.lengths
+
+    @property
+    def identity_lengths(self) -> np.ndarray:
+        return self._members.identity_lengths
+
+    @cached_property
+    def _ends(self) -> np.ndarray:
+        return np.cumsum(self.lengths)
+
+    def packed(self, k: int) -> bytes:
+        if k <= 0:
+            return b""
+        if k >= self.count:
+            return self._members.packed
+        return self._members.packed[: int(self._ends[k - 1])]
+
+    def columns(self) -> bc.Columns:
+        return self._columns
+
+
+def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
+    """Format 5's columns from its body (after the body byte); raises ValueError, IndexError or
+    ``zstandard.ZstdError`` for bytes that are not such a body."""
+    sections: List[bytes] = []
+    pos = 0
+    while pos < len(body):
+        raw_size, pos = _varint(body, pos)
+        stored_size, pos = _varint(body, pos)
+        stored = body[pos : pos + stored_size]
+        if len(stored) != stored_size or stored_size > raw_size:
+            raise ValueError(f"a column of {stored_size} bytes where {len(stored)} are left")
+        sections.append(stored if stored_size == raw_size else _CODEC.decompress(stored, raw_size))
+        pos += stored_size
+    if len(sections) < 3:
+        raise ValueError(f"{len(sections)} parts, at least 3 expected")
+    layout, at = [], 0
+    while at < len(sections[0]):
+        value, at = _varint(sections[0], at)
+        layout.append(value)
+    shapes: List[Tuple[int, Tuple[int, ...]]] = []
+    at = 1
+    for _ in range(layout[0]):
+        identity, size = layout[at], layout[at + 1]
+        shapes.append((identity, tuple(layout[at + 2 : at + 2 + size])))
+        at += 2 + size
+    tags = layout[at + 1 : at + 1 + 2 * layout[at] : 2]
+    encodings = layout[at + 2 : at + 2 + 2 * layout[at] : 2]
+    if len(sections) != 3 + len(tags) or set(tags) != {t for _, ts in shapes for t in ts}:
+        raise ValueError("its columns are not its fields")
+    digits, at = _varint(sections[1], 0)
+    values, end = bc.read_varints(np.frombuffer(sections[1], dtype=np.uint8), count, at)
+    if end != len(sections[1]) or not count or digits not in (0, 3, 6):
+        raise ValueError(f"{count} scores expected")
+    first = bc.unzigzag(values[:1])
+    scores = np.cumsum(np.concatenate((first, -values[1:].view(np.int64)))) * 10**digits
+    if int(scores[0]) != newest or (count > 1 and bool((values[1:].view(np.int64) < 0).any())):
+        raise ValueError("its scores are not newest first from the header's newest")
+    if len(shapes) > 1:
+        shape_values, end = bc.read_varints(np.frombuffer(sections[2], dtype=np.uint8), count)
+        shape_of = shape_values.astype(np.int64)
+        if end != len(sections[2]) or int(shape_of.max()) >= len(shapes):
+            raise ValueError("event shapes beyond its shapes")
+    elif len(shapes) == 1 and not sections[2]:
+        shape_of = np.zeros(count, dtype=np.int64)
+    else:
+        raise ValueError("no event shapes")
+    loaders: Dict[int, Callable[[], bc.Column]] = {
+        tag: partial(_column, tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
+        for tag, encoding, data in zip(tags, encodings, sections[3:])
+    }
+    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(loaders)), newest)
+
+
+def _column(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> bc.Column:
+    """One column of a block, decoded when first needed; its checksum was checked with the block."""
+    try:
+        return bc.column_from(tag, encoding, data, scores, events)
+    except (ValueError, IndexError) as error:
+        raise CorruptSequenceError(f"block column of field tag {tag} does not decode ({error})") from error
 
 
 def decode(block: Optional[bytes]) -> Optional[Block]:
@@ -228,7 +496,7 @@ def decode(block: Optional[bytes]) -> Optional[Block]:
     checksum), does not decode into what its header says."""
     if not block:
         return None
-    checked = block[0] == BLOCK_FORMAT
+    form = block[0]
     block = verified(block)
     match = _HEADER.match(block)
     if match is None:
@@ -237,35 +505,44 @@ def decode(block: Optional[bytes]) -> Optional[Block]:
     if not count:
         return None
     end = match.end()
-    raw_size = int.from_bytes(block[end : end + 4], "little")
     try:
-        raw = _CODEC.decompress(block[end + 4 :], raw_size)
-    except zstandard.ZstdError as error:
-        raise CorruptSequenceError(f"block body does not decompress ({error})") from error
-    decoded = Block(raw, count, newest)
-    problem = None if checked else decoded.incoherence(raw_size)
+        if form == BLOCK_FORMAT:
+            end += 1
+            if block[end - 1 : end] == _COLUMNS:
+                return _column_block(block[end:], count, newest)
+            if block[end - 1 : end] != _ROWS:
+                raise ValueError(f"unknown body {block[end - 1 : end]!r}")
+        raw_size = int.from_bytes(block[end : end + 4], "little")
+        decoded = RowBlock(_CODEC.decompress(block[end + 4 :], raw_size), count, newest, raw_size)
+    except (zstandard.ZstdError, ValueError, IndexError) as error:
+        raise CorruptSequenceError(f"block body does not decode ({error})") from error
+    problem = decoded.incoherence() if form == UNCHECKED_FORMAT else None
     if problem:
         raise CorruptSequenceError(problem)
     return decoded
 
 
 def problem(block: bytes) -> Optional[str]:
-    """What is wrong with a stored block (None if nothing): its checksum, its decompression, or its
+    """What is wrong with a stored block (None if nothing): its checksum, its decoding, or its
     body against its header, for every format (a read checks the body only for format 3, whose
     checksum is missing). ``feast-sequence verify`` runs it over every block."""
     try:
         decoded = decode(block)
+        if decoded is not None:
+            decoded.packed(decoded.count)  # a columnar block rebuilds its members
     except CorruptSequenceError as error:
         return str(error)
-    if decoded is None:
-        return None
-    end = _HEADER.match(block).end()  # type: ignore[union-attr]  # decode parsed it
-    return decoded.incoherence(int.from_bytes(block[end : end + 4], "little"))
+    return decoded.incoherence() if decoded is not None else None
 
 
 def is_unchecked(block: Optional[bytes]) -> bool:
-    """Whether a stored block is of format 3, without a checksum: compaction rewrites it."""
+    """Whether a stored block is of format 3, without a checksum."""
     return bool(block) and block[0] == UNCHECKED_FORMAT  # type: ignore[index]
+
+
+def is_outdated(block: Optional[bytes]) -> bool:
+    """Whether a stored block is of an older format (3 or 4): compaction rewrites it as format 5."""
+    return bool(block) and block[0] in (UNCHECKED_FORMAT, ROW_FORMAT)  # type: ignore[index]
 
 
 def decode_events(block: Optional[bytes]) -> Events:
@@ -373,7 +650,7 @@ def prepend(block: Block, tail: Events, max_length: int, oldest_us: Optional[int
     k = block.within(oldest_us, max_length - len(kept)) if len(kept) == len(tail) else 0
     if not len(kept) and not k:
         return b""
-    return _encode_columns(
+    return _encode(
         np.concatenate((np.asarray(kept.scores, dtype=np.int64), block.scores[:k])),
         np.concatenate((_lengths(kept.members), block.lengths[:k])),
         np.concatenate((np.asarray(kept.identity_lengths, dtype=np.uint16), block.identity_lengths[:k])),

@@ -52,13 +52,25 @@ def _identity_length(fields: int) -> blocks.IdentityLength:
 
 class Served:
     """One entity's served events: the members back to back (one protobuf parse decodes them all)
-    and their count; ``members()`` splits them, for the rare per-event decode."""
+    and their count; ``members()`` splits them, for the rare per-event decode. ``parts`` are what
+    they are joined from (storage/sequence_columns.py reads a columnar block's part as columns)."""
 
-    def __init__(self, data: bytes, count: int, parts: Sequence[Any] = (), corrupt: bool = False):
-        self.data = data
+    def __init__(self, data: Optional[bytes], count: int, parts: Sequence[Any] = (), corrupt: bool = False):
+        self._data = data  # None: joined from ``parts`` when first asked for
         self.count = count
         self._parts = parts  # lists of members, or (Block, k): what ``data`` was joined from
         self.corrupt = corrupt  # its block is damaged: served without events (storage/read.py)
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            pieces = [part[0].packed(part[1]) if isinstance(part, tuple) else b"".join(part) for part in self._parts]
+            self._data = b"".join(pieces)
+        return self._data
+
+    @property
+    def parts(self) -> Sequence[Any]:
+        return self._parts
 
     def members(self) -> List[bytes]:
         out: List[bytes] = []
@@ -98,15 +110,14 @@ def served(reply: Sequence[Any], identity_fields: int) -> Served:
     if _ranges_apart(decoded, identity_fields, int(float(tail[-1])) if tail_members else None):
         first = tail_members[:limit]
         parts: List[Any] = [first]
-        data, count = [*first], len(first)
+        count = len(first)
         for block in decoded:
             k = block.within(oldest, limit - count)
             parts.append((block, k))
-            data.append(block.packed(k))
             count += k
             if k < block.count:  # the window or the limit ends here
                 break
-        return Served(b"".join(data), count, parts)
+        return Served(None, count, parts)
     events = blocks.tail_events(tail, _identity_length(identity_fields))
     return Served.of(levels.merged([events, *(b.events() for b in decoded)], limit, oldest).members)
 
@@ -184,7 +195,7 @@ def compact(
     now_us: Optional[int] = None,
 ) -> Generator[RoundTrip, List[Any], int]:
     """Compact the given sequences (two round trips); returns how many were compacted. A sequence
-    with an empty tail is compacted only to rewrite a format 3 block as format 4 (with its checksum);
+    with an empty tail is compacted only to rewrite a format 3 or 4 block as format 5 (columns, checksum);
     one whose block is corrupt is left as it is, counted and logged (storage/integrity.py)."""
     if not keys:
         return 0
@@ -192,7 +203,7 @@ def compact(
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     commands: List[Command] = []
     for k, snapshot in zip(keys, snapshots):
-        if not (snapshot[1] or blocks.is_unchecked(snapshot[0])):  # (base, tail, ...)
+        if not (snapshot[1] or blocks.is_outdated(snapshot[0])):  # (base, tail, ...)
             continue
         try:
             commands.append(compact_command(settings, k, snapshot, now_us))

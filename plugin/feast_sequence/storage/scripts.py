@@ -25,7 +25,7 @@ class LuaScript:
 # base's header, then '|' and each level's name; compared without sorting, since Lua orders strings
 # by the locale).
 _BLOCKS = r"""
-local BASE_HEADER = '^([\3\4](%d+):(%d+):(%d+);)'
+local BASE_HEADER = '^([\3\4\5](%d+):(%d+):(%d+);)'
 -- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
 local function block_header(ckey)
   local _, newest, count, generation = string.match(redis.call('GETRANGE', ckey, 0, 63), BASE_HEADER)
@@ -330,7 +330,8 @@ return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT',
 # it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died goes
 # then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites every block (the
 # re-encoding at `feast apply`, the enrichment job), so it gets them all, and a sequence of blocks
-# alone gets a token. Otherwise only a tail, or a format-3 base to convert, gets one (there is
+# alone gets a token. Otherwise only a tail, or a base of format 3 or 4 to convert (to format 5),
+# gets one (there is
 # nothing to compact), so a sequence no writer works on stores none; and the blocks returned are
 # those the compaction merges (storage/levels.py): from the smallest up, each while it holds at most
 # ARGV[4] (a level) or ARGV[5] (the base) times the events merged before it, and beyond that while
@@ -346,7 +347,7 @@ local whole = ARGV[3] == '1'
 local young_factor, base_factor, max_blocks = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local _, base_count = block_header(KEYS[3])
 local has_base = redis.call('EXISTS', KEYS[3]) == 1
-local unchecked = has_base and string.byte(redis.call('GETRANGE', KEYS[3], 0, 0), 1) == 3
+local outdated = has_base and string.byte(redis.call('GETRANGE', KEYS[3], 0, 0), 1) < 5  -- to convert
 local runs = {}
 for _, name in ipairs(redis.call('HKEYS', KEYS[5])) do
   local _, count = level_size(name)
@@ -367,9 +368,9 @@ elseif #tail > 0 then
     merged, left = merged + run[1], left - 1
   end
 end
-if unchecked then with_base = true end
+if outdated then with_base = true end
 local version = false
-if #tail > 0 or unchecked or (whole and #runs > 0) then
+if #tail > 0 or outdated or (whole and #runs > 0) then
   version = redis.call('GET', KEYS[4])
   if not version then
     version = ARGV[1]
