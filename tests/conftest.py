@@ -17,7 +17,7 @@ from feast import FeatureStore
 from feast_sequence import MAX_LENGTH_CAP, is_sequence_view, sequence_settings
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
 from feast_sequence.storage import blocks, compaction
-from feast_sequence.storage.keys import sequence_keys_of, zset_key_of
+from feast_sequence.storage.keys import levels_key, read_keys, sequence_keys_of, zset_key_of
 from feast_sequence.storage.scripts import READ
 from feast_sequence.testing.local_redis import LocalRedis
 
@@ -152,7 +152,7 @@ def redis_state(client, store: Any = None) -> dict:
     for key in sorted({zset_key_of(k) for k in client.scan_iter(b"fsq:*:{*")}):
         keys = sequence_keys_of(key)
         limit, fields = views.get(key.split(b":")[2], (MAX_LENGTH_CAP, None))
-        reply = client.eval(READ.source, 3, *keys, "-inf", limit)
+        reply = client.eval(READ.source, 4, *read_keys(keys), "-inf", limit)
         state[key] = compaction.served(reply, _identity_fields(client, keys) if fields is None else fields).members()
     return state
 
@@ -162,7 +162,7 @@ def _identity_fields(client, keys) -> int:
     (its identity hash, else its block): tests flush Redis, so the stored definitions may be gone."""
     identity = client.hrandfield(keys[1])
     if identity is None:
-        block = blocks.decode(client.get(keys[2]))
+        block = blocks.decode(client.get(keys[2]) or next(iter(client.hvals(levels_key(keys))), None))
         if block is None or not block.identity_lengths[0]:
             return 0
         identity = block.events().identities()[0]

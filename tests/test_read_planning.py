@@ -24,7 +24,7 @@ from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisO
 from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.storage.append import encode_frame
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
-from feast_sequence.storage.keys import sequence_keys, view_prefix
+from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
 from feast_sequence.storage.read import decode_rows, plan_read, populate_sequences, read_commands
 from feast_sequence.storage.redis_io import evalsha
 from feast_sequence.storage.scripts import READ
@@ -80,7 +80,7 @@ def test_read_commands_call_read_once_per_entity_from_the_ttl_with_max_length():
     commands = read_commands(SETTINGS, "proj", [_key(1), _key(2)], NOW_US)
     prefix = view_prefix("proj", "clicks")
     expected = [
-        evalsha(READ, sequence_keys(prefix, entity_key_bytes_from_values(_key(u))), (NOW_US - HOUR_US, 5))
+        evalsha(READ, read_keys(sequence_keys(prefix, entity_key_bytes_from_values(_key(u)))), (NOW_US - HOUR_US, 5))
         for u in (1, 2)
     ]
     assert commands == expected

@@ -12,6 +12,7 @@ from old_blocks import old_format
 from feast_sequence import cli, sequence_settings
 from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.integrity import sequence_problems
+from feast_sequence.storage.levels import Stored
 from feast_sequence.transformations.verify import run_verify
 
 from conftest import redis_state, replay
@@ -63,10 +64,10 @@ def test_verify_reports_each_problem_naming_view_entity_and_key(tmp_path, redis_
 def test_a_tail_event_without_its_identity_entry_is_found():
     settings = click_settings(dedup_by=("kind",))
     member = b"\x8a\x01\x03buy"  # any member: its identity is its first element
-    assert sequence_problems(settings, None, [member, b"5"], []) == [
+    assert sequence_problems(settings, Stored(), [member, b"5"], []) == [
         "identity hash: tail event b'\\x8a\\x01\\x03buy' (score 5) has no entry"
     ]
-    assert sequence_problems(settings, None, [member, b"5"], [member, b"5"]) == []
+    assert sequence_problems(settings, Stored(), [member, b"5"], [member, b"5"]) == []
 
 
 def test_verify_repair_rebuilds_the_corrupt_sequences_from_the_offline_source(

@@ -33,7 +33,7 @@ from feast_sequence.offline.indexing import IndexSummary, timed
 from feast_sequence.output import progress
 from feast_sequence.storage.client import redis_client
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence.storage.compaction import CHANGED, absorb_command, snapshot_commands
+from feast_sequence.storage.compaction import CHANGED, absorb_command, snapshot_blocks, snapshot_commands
 from feast_sequence.storage.conversion import column_values
 from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, writing_keys, zset_key_of
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
@@ -109,12 +109,13 @@ def rewrite_online(
                 break
             # Blocks seen by the previous read move back in the same pipeline as the next read.
             absorbs = [absorb_command(settings, sequence_keys_of(k), blocks[k]) for k in pending if k in blocks]
-            reads = snapshot_commands([sequence_keys_of(k) for k in pending])
+            reads = snapshot_commands([sequence_keys_of(k) for k in pending], whole_block=True)
             what = f"reading sequences of '{settings.view_name}' to enrich"
             snapshots = execute(client, absorbs + reads, what, retry, acks, Access.WRITE)[len(absorbs) :]
-            blocks = {k: s[0] for k, s in zip(pending, snapshots) if s[0]}
+            stored = {k: snapshot_blocks(s) for k, s in zip(pending, snapshots)}
+            blocks = {k: b for k, b in stored.items() if b}
             again = list(blocks)
-            tails = [(k, s[1][0::2], s[2]) for k, s in zip(pending, snapshots) if not s[0] and s[1]]
+            tails = [(k, s[1][0::2], s[2]) for k, s in zip(pending, snapshots) if not stored[k] and s[1]]
             commands = [rewrite_command(k, members, version) for k, members, version in tails]
             replies = execute(client, commands, f"enriching '{settings.view_name}'", retry, acks, Access.WRITE)
             for (key, members, _), reply in zip(tails, replies):

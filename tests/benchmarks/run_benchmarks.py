@@ -504,7 +504,7 @@ def machine() -> Dict[str, str]:
 
 
 def main() -> int:
-    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase|load|candidates ...]`:
+    """`run_benchmarks.py [online|serve|long|offline|cluster|stream|push|monitoring|erase|load|candidates|levels ...]`:
     every part by default (`serve` is the reads and use-case serving of `online` alone)."""
     out = Path(os.environ.get("BENCH_OUT", "build/bench.json"))
     parts = sys.argv[1:] or [
@@ -518,6 +518,7 @@ def main() -> int:
         "erase",
         "load",
         "candidates",
+        "levels",
     ]
     results: Dict[str, float] = {}
     with LocalRedis() as redis, tempfile.TemporaryDirectory() as tmp:
@@ -538,7 +539,7 @@ def main() -> int:
             results.update(long_benchmarks.run(redis.connection_string))
             results.update(long_benchmarks.retail(redis.connection_string))
             results.update(long_benchmarks.offline())
-        for part in ("cluster", "stream", "push", "monitoring", "erase", "load", "candidates"):
+        for part in ("cluster", "stream", "push", "monitoring", "erase", "load", "candidates", "levels"):
             if part in parts:
                 redis.client().flushall()
                 module = importlib.import_module(f"{part}_benchmarks")

@@ -13,7 +13,8 @@ from feast.repo_config import RepoConfig
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.online.maintenance import scan_batches
 from feast_sequence.storage import integrity
-from feast_sequence.storage.keys import sequence_keys_of, view_scan_pattern, writing_keys, zset_key_of
+from feast_sequence.storage.keys import read_keys, sequence_keys_of, view_scan_pattern, writing_keys, zset_key_of
+from feast_sequence.storage.levels import Stored, pairs
 from feast_sequence.storage.redis_io import Access, evalsha, execute, replica_acks, retry_policy
 from feast_sequence.storage.scripts import VERIFY
 
@@ -41,10 +42,11 @@ def verify_view(client: Any, config: RepoConfig, settings: SequenceSettings, bat
     for keys in scan_batches(client, view_scan_pattern(config.project, settings.view_name), batch):
         sequences = sorted({zset_key_of(k) for k in keys} - seen)
         seen.update(sequences)
-        commands = [evalsha(VERIFY, sequence_keys_of(z), ()) for z in sequences]
+        commands = [evalsha(VERIFY, read_keys(sequence_keys_of(z)), ()) for z in sequences]
         replies = execute(client, commands, what, retry_policy(config.online_store)) if commands else []
-        for zset, (block, tail, identity_hash) in zip(sequences, replies):
-            for problem in integrity.sequence_problems(settings, block or None, tail, identity_hash):
+        for zset, (block, tail, identity_hash, level_pairs) in zip(sequences, replies):
+            stored = Stored(block or None, pairs(level_pairs))
+            for problem in integrity.sequence_problems(settings, stored, tail, identity_hash):
                 entity = integrity.entity_values(settings, zset)
                 findings.append(Finding(settings.view_name, entity, zset, problem))
     return findings

@@ -1,14 +1,16 @@
-"""Compaction: merging a sequence's tail into its compressed block (storage/blocks.py).
+"""Compaction: merging a sequence's tail into its compressed blocks (storage/blocks.py), in levels
+(storage/levels.py).
 
 Appends only ever touch the tail (scripts.APPEND), so they stay O(log N) and never read the
 sequence. Once a tail holds ``compact_after`` events, the writer that noticed compacts it: it reads
-a snapshot (block + tail, one script), merges them under the sequence semantics in Python, and
-writes the new block with a compare-and-set on the sequence's version that also removes exactly the
-merged tail events (scripts.COMPACT). Nothing is written between the snapshot and the set, so a
+a snapshot (the tail and the blocks whose sizes warrant merging it with, one script), merges them
+under the sequence semantics in Python, and writes the new block (the base, or a new level) with a
+compare-and-set on the sequence's version that also removes exactly the merged tail events and
+levels (scripts.COMPACT). Nothing is written between the snapshot and the set, so a
 process killed at any point leaves either the old state or the new one, and a lost race (any write
 to the sequence meanwhile) only means the tail stays until the next append or compactor run.
 
-Readers merge a block and a tail the same way (``served``), so a sequence read before,
+Readers merge the blocks and the tail the same way (``served``), so a sequence read before,
 during or after a compaction is the same sequence.
 """
 
@@ -21,7 +23,7 @@ from typing import Any, Generator, List, Optional, Sequence, Set
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import CorruptSequenceError, SequenceStoreError
-from feast_sequence.storage import blocks, integrity
+from feast_sequence.storage import blocks, integrity, levels
 from feast_sequence.storage.append import REFUSED, append_header, append_keys
 from feast_sequence.storage.evolution import reencoded
 from feast_sequence.storage.keys import SequenceKeys, writing_keys
@@ -91,56 +93,95 @@ CORRUPT = Served(b"", 0, (), corrupt=True)
 def served(reply: Sequence[Any], identity_fields: int) -> Served:
     """One sequence's served events from its ``scripts.READ`` reply, newest first.
 
-    Without a block the reply is the answer. With one, the merge needs no per-event work when the
-    tail is empty, or (without dedup_by) entirely newer than the block: the block's packed members
-    are then used as they are."""
-    block_bytes, tail = reply[0], reply[1]
-    if block_bytes is None:
-        return Served.of(tail)
+    Without a block the reply is the answer. With blocks, the merge needs no per-event work when,
+    without dedup_by, the tail and the blocks hold disjoint time ranges (the usual case: each
+    compaction's events are newer than the blocks before it): their packed members are then
+    concatenated, newest range first."""
+    if len(reply) == 2:
+        return Served.of(reply[1])
+    tail = reply[1]
     oldest = None if reply[2] == b"-inf" else int(reply[2])
     limit = int(reply[3])
-    block = blocks.decode(block_bytes)
+    stored = [reply[0], *(reply[4] if len(reply) > 4 else ())]
+    decoded = sorted((d for d in map(blocks.decode, (b for b in stored if b)) if d is not None), key=_newest_first)
     tail_members = tail[0::2]
-    if block is None:
+    if not decoded:
         return Served.of(tail_members[:limit])
-    if not tail_members or blocks.goes_in_front(block, identity_fields, int(float(tail[-1]))):
+    if _ranges_apart(decoded, identity_fields, int(float(tail[-1])) if tail_members else None):
         first = tail_members[:limit]
-        k = block.within(oldest, limit - len(first))
-        return Served(None, len(first) + k, (first, (block, k)))
+        parts: List[Any] = [first]
+        count = len(first)
+        for block in decoded:
+            k = block.within(oldest, limit - count)
+            parts.append((block, k))
+            count += k
+            if k < block.count:  # the window or the limit ends here
+                break
+        return Served(None, count, parts)
     events = blocks.tail_events(tail, _identity_length(identity_fields))
-    return Served.of(blocks.merge(block.events(), events, limit, oldest).members)
+    return Served.of(levels.merged([events, *(b.events() for b in decoded)], limit, oldest).members)
+
+
+def _newest_first(block: blocks.Block) -> int:
+    return -block.newest
+
+
+def _ranges_apart(decoded: Sequence[blocks.Block], identity_fields: int, oldest_tail_us: Optional[int]) -> bool:
+    """Whether the tail (oldest event at ``oldest_tail_us``, None if empty) and the blocks, newest
+    first, simply follow one another (``blocks.goes_in_front``, block after block)."""
+    if oldest_tail_us is not None and not blocks.goes_in_front(decoded[0], identity_fields, oldest_tail_us):
+        return False
+    for newer, older in zip(decoded, decoded[1:]):
+        if not blocks.goes_in_front(older, identity_fields, int(newer.scores[-1])):
+            return False
+    return True
 
 
 def snapshot_commands(keys: Sequence[SequenceKeys], whole_block: bool = False) -> List[Command]:
-    """What a multi-step writer reads first: each sequence's block, tail and version (scripts.SNAPSHOT).
-    ``whole_block``: the writer rewrites blocks without a tail too, so those get a version as well."""
+    """What a multi-step writer reads first: each sequence's tail, version and the blocks to merge
+    it with (scripts.SNAPSHOT). ``whole_block``: the writer rewrites every block, so it gets them
+    all, and sequences of blocks without a tail get a version as well."""
     flag = "1" if whole_block else "0"
-    return [evalsha(SNAPSHOT, writing_keys(k), (secrets.token_hex(8), VERSION_LIFETIME_MS, flag)) for k in keys]
+    plan = levels.plan_args()
+    return [evalsha(SNAPSHOT, writing_keys(k), (secrets.token_hex(8), VERSION_LIFETIME_MS, flag, *plan)) for k in keys]
+
+
+def snapshot_blocks(snapshot: Sequence[Any]) -> levels.Stored:
+    """The blocks a SNAPSHOT reply holds."""
+    return levels.Stored(snapshot[0] or None, levels.pairs(snapshot[3]))
 
 
 def compact_command(
     settings: SequenceSettings, keys: SequenceKeys, snapshot: Sequence[Any], now_us: int, reencode: bool = False
 ) -> Command:
-    """The compare-and-set that replaces a sequence's block with the merge of its snapshot; with
-    ``reencode``, every event re-encoded under ``settings`` first (``rewrite``)."""
-    block, tail_reply, version = snapshot
+    """The compare-and-set that merges a snapshot's tail and blocks into one block, the base or a new
+    level (as SNAPSHOT planned); with ``reencode``, every event re-encoded under ``settings`` first
+    (``rewrite``)."""
+    base, tail_reply, version, level_reply, target = snapshot
     fields = len(settings.dedup_by)
     tail = blocks.tail_events(tail_reply, _identity_length(fields))
     oldest = now_us - settings.ttl_us if settings.ttl_us else None
-    decoded = blocks.decode(block)
-    if reencode:
+    merged_levels = levels.pairs(level_reply)
+    parts = [tail, *(blocks.decode_events(b) for b in merged_levels.values())]
+    decoded = blocks.decode(base)
+    name = b""
+    if reencode:  # every block is read (whole_block), so the merge goes to the base
         old = decoded.events() if decoded is not None else blocks.EMPTY
-        merged = blocks.merge(reencoded(settings, old), reencoded(settings, tail), settings.max_length, oldest)
+        merged = levels.merged([reencoded(settings, p) for p in (*parts, old)], settings.max_length, oldest)
         new_block = blocks.encode(merged) if len(merged) else b""
-    elif decoded is not None and len(tail) and blocks.goes_in_front(decoded, fields, tail.scores[-1]):
-        new_block = blocks.prepend(decoded, tail, settings.max_length, oldest)
     else:
-        merged = blocks.merge(
-            decoded.events() if decoded is not None else blocks.EMPTY, tail, settings.max_length, oldest
-        )
-        new_block = blocks.encode(merged) if len(merged) else b""
-    args: List[Any] = [blocks.header_of(block), new_block, settings.ttl_us or 0]
-    args += (fields, version)
+        fresh = levels.merged(parts, settings.max_length, oldest)
+        if decoded is not None and len(fresh) and blocks.goes_in_front(decoded, fields, fresh.scores[-1]):
+            new_block = blocks.prepend(decoded, fresh, settings.max_length, oldest)
+        else:
+            merged = fresh
+            if decoded is not None:
+                merged = levels.merged([fresh, decoded.events()], settings.max_length, oldest)
+            new_block = blocks.encode(merged) if len(merged) else b""
+            if target == b"level" and len(merged):  # the base was not read: ``merged`` is ``fresh``
+                name = levels.level_name(merged)
+    args: List[Any] = [target, blocks.header_of(base), new_block, name, settings.ttl_us or 0, fields, version]
+    args += (len(merged_levels), *merged_levels)
     for score, member in zip(tail.scores, tail.members):
         args += (score, member)
     return evalsha(COMPACT, writing_keys(keys), args)
@@ -162,7 +203,7 @@ def compact(
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     commands: List[Command] = []
     for k, snapshot in zip(keys, snapshots):
-        if not (snapshot[1] or blocks.is_outdated(snapshot[0])):  # (block, tail, ...)
+        if not (snapshot[1] or blocks.is_outdated(snapshot[0])):  # (base, tail, ...)
             continue
         try:
             commands.append(compact_command(settings, k, snapshot, now_us))
@@ -191,7 +232,7 @@ def rewrite(
             snapshot_commands(pending, whole_block=True), _what(settings, "re-encoding", len(pending)), retry
         )
         now_us = time.time_ns() // 1000
-        stored = [(k, s) for k, s in zip(pending, snapshots) if s[0] or s[1]]
+        stored = [(k, s) for k, s in zip(pending, snapshots) if s[0] or s[1] or s[3]]
         if not stored:
             return rewritten
         commands = [compact_command(settings, k, s, now_us, reencode=True) for k, s in stored]
@@ -206,14 +247,15 @@ def rewrite(
     )
 
 
-def absorb_command(settings: SequenceSettings, keys: SequenceKeys, block: bytes) -> Command:
-    """Move a block's events back into the tail (one APPEND; the block is deleted if unchanged).
-    A correction needs it: only the tail can have a time range replaced inside Redis."""
+def absorb_command(settings: SequenceSettings, keys: SequenceKeys, stored: levels.Stored) -> Command:
+    """Move a sequence's blocks' events, merged, back into the tail (one APPEND; the blocks are
+    deleted if unchanged). A correction needs it: only the tail can have a time range replaced
+    inside Redis."""
     try:
-        events = blocks.decode_events(block)
+        events = stored.events(settings.max_length)
     except CorruptSequenceError as error:
         raise integrity.corrupt(settings, keys[2], error) from error
-    args = append_header(settings, None, blocks.header_of(block))
+    args = append_header(settings, None, stored.signature())
     if settings.dedup_by:
         for score, member, identity in zip(events.scores, events.members, events.identities()):
             args += (score, member, identity)
@@ -253,8 +295,8 @@ def resend_refused(
         if not refused:
             return final
         ordered = sorted(refused)
-        stored = yield RoundTrip([("GET", k[2]) for k in ordered], _what(settings, "reading", len(ordered)), retry)
-        absorbs = [absorb_command(settings, k, b) for k, b in zip(ordered, stored) if b]
+        replies = yield RoundTrip(levels.stored_commands(ordered), _what(settings, "reading", len(ordered)), retry)
+        absorbs = [absorb_command(settings, k, b) for k, b in zip(ordered, levels.stored_blocks(replies)) if b]
         if absorbs:
             yield RoundTrip(absorbs, _what(settings, "expanding", len(absorbs)), retry, acks, Access.WRITE)
         what = f"correcting {len(ordered)} sequence(s)"

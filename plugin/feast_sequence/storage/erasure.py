@@ -13,7 +13,7 @@ from typing import Any, Generator, List, Sequence, Tuple, Union
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import SequenceStoreError
-from feast_sequence.storage import blocks
+from feast_sequence.storage import blocks, levels
 from feast_sequence.storage.keys import erasure_key, sequence_keys, view_prefix, writing_keys
 from feast_sequence.storage.redis_io import Access, Command, ReplicaAcks, RetryPolicy, RoundTrip, evalsha
 from feast_sequence.storage.scripts import ERASE
@@ -63,8 +63,8 @@ def erase_entities(
     for _ in range(attempts):
         if not pending:
             return counts
-        block_keys = [_keys(project, e.entity_key, s)[2] for e in pending for s in e.views]
-        stored = iter((yield RoundTrip([("GET", k) for k in block_keys], _what("reading", len(pending)), retry)))
+        reads = levels.stored_commands([_keys(project, e.entity_key, s) for e in pending for s in e.views])
+        stored = iter(levels.stored_blocks((yield RoundTrip(reads, _what("reading", len(pending)), retry))))
         planned = [plan_erase(project, e, [next(stored) for _ in e.views], marker_fields, before_us) for e in pending]
         commands = [command for command, _ in planned]
         replies = yield RoundTrip(commands, _what("erasing", len(commands)), retry, acks, Access.WRITE)
@@ -88,34 +88,36 @@ def erase_entities(
 def plan_erase(
     project: str,
     erasure: EntityErasure,
-    stored_blocks: Sequence[Any],
+    stored: Sequence[levels.Stored],
     marker_fields: Sequence[str],
     before_us: int,
 ) -> Tuple[Command, int]:
-    """One entity's ERASE call given its views' stored blocks (None: none), and how many block
-    events it removes."""
+    """One entity's ERASE call given its views' stored blocks, and how many block events it removes."""
     keys: List[bytes] = [erasure_key(project, erasure.entity_key)]
     args: List[Any] = [before_us, len(marker_fields), *marker_fields]
     removed = 0
-    for settings, block in zip(erasure.views, stored_blocks):
+    for settings, views_blocks in zip(erasure.views, stored):
         keys += writing_keys(_keys(project, erasure.entity_key, settings))  # version keys: ERASE is a mutation
-        action, count = block_after_erase(block, before_us)
-        args += (len(settings.dedup_by), blocks.header_of(block), action)
+        action, count = block_after_erase(views_blocks, settings.max_length, before_us)
+        args += (len(settings.dedup_by), views_blocks.signature(), action)
         removed += count
     return evalsha(ERASE, keys, args), removed
 
 
-def block_after_erase(block: Any, before_us: int) -> Tuple[Union[str, bytes], int]:
-    """What ERASE does with a block: 'keep' it, 'delete' it, or replace it by a block of its events
-    after ``before_us``; and how many events that removes. A block is newest first."""
-    events = blocks.decode_events(block)
-    kept = sum(1 for score in events.scores if score > before_us)
-    if kept == len(events):
+def block_after_erase(stored: levels.Stored, max_length: int, before_us: int) -> Tuple[Union[str, bytes], int]:
+    """What ERASE does with a sequence's blocks (base and levels): 'keep' them, 'delete' them, or
+    replace them by one base block of their merged events after ``before_us``; and how many stored
+    events at or before ``before_us`` that removes."""
+    parts = [blocks.decode_events(b) for b in stored.parts()]
+    erased = sum(1 for part in parts for score in part.scores if score <= before_us)
+    if not erased:
         return "keep", 0
+    merged = levels.merged(parts, max_length)
+    kept = sum(1 for score in merged.scores if score > before_us)  # newest first
     if kept == 0:
-        return "delete", len(events)
-    later = blocks.Events(events.scores[:kept], events.members[:kept], events.identity_lengths[:kept])
-    return blocks.encode(later), len(events) - kept
+        return "delete", erased
+    later = blocks.Events(merged.scores[:kept], merged.members[:kept], merged.identity_lengths[:kept])
+    return blocks.encode(later), erased
 
 
 def _keys(project: str, entity_key: bytes, settings: SequenceSettings) -> Tuple[bytes, bytes, bytes]:

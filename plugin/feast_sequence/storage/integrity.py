@@ -8,14 +8,14 @@ block is stored; this module adds the where.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from google.protobuf.message import DecodeError
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import CorruptSequenceError
 from feast_sequence.lazy_metrics import LazyMetrics
-from feast_sequence.storage import blocks
+from feast_sequence.storage import blocks, levels
 from feast_sequence.storage.codec import layout_for
 
 _log = logging.getLogger(__name__)
@@ -99,23 +99,26 @@ def report(error: CorruptSequenceError, where: str, consequence: str) -> None:
 
 
 def sequence_problems(
-    settings: SequenceSettings, block: Optional[bytes], tail: Sequence[bytes], identity_hash: Sequence[bytes]
+    settings: SequenceSettings, compacted: levels.Stored, tail: Sequence[bytes], identity_hash: Sequence[bytes]
 ) -> List[str]:
-    """What is corrupt or incoherent in one stored sequence (scripts.VERIFY's reply: the block, the
+    """What is corrupt or incoherent in one stored sequence (scripts.VERIFY's reply: the blocks, the
     tail ``WITHSCORES`` newest first, the identity hash as ``HGETALL`` pairs); empty if nothing.
 
-    A block that fails its checks or whose events do not decode; tail events that do not decode or
+    A block (the base or a level) that fails its checks or whose events do not decode; tail events that do not decode or
     exceed ``max_length``; with ``dedup_by``, an identity hash entry that points at no tail event, or
     a tail event whose identity's entry does not point at it (the state appends rely on)."""
     problems: List[str] = []
     layout = layout_for(settings)
-    if block:
+    named = [("block", compacted.base)] + [(f"level {n.decode()}", b) for n, b in sorted(compacted.levels.items())]
+    for where, block in named:
+        if not block:
+            continue
         problem = blocks.problem(block)
         decoded = blocks.decode(block) if problem is None else None
         if problem is not None:
-            problems.append(f"block: {problem}")
+            problems.append(f"{where}: {problem}")
         elif decoded is not None and not _parses(layout, decoded.packed(decoded.count)):
-            problems.append("block: its events do not decode as the view's events")
+            problems.append(f"{where}: its events do not decode as the view's events")
     members, scores = list(tail[0::2]), [int(float(s)) for s in tail[1::2]]
     if not _parses(layout, b"".join(members)):
         problems.append("tail: its events do not decode as the view's events")

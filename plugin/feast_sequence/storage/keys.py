@@ -1,7 +1,8 @@
 """Redis key names of sequences: per (view, entity) a sorted set (the tail), with dedup_by a hash,
-once compacted a block string, and while a multi-step writer works on it a version token.
+once compacted a block string (the base level) and, for long sequences, a hash of younger levels,
+and while a multi-step writer works on it a version token.
 
-``fsq:<project>:<view>:{<entity key>}:z``, ``...:h``, ``...:c`` and ``...:v``. The braces make the entity key
+``fsq:<project>:<view>:{<entity key>}:z``, ``...:h``, ``...:c``, ``...:l`` and ``...:v``. The braces make the entity key
 the Redis Cluster hash tag, so the keys of one sequence live in one slot and a Lua script may touch them;
 the project prefix keeps Feast projects sharing a Redis apart. See docs/storage-layout.md.
 """
@@ -29,10 +30,20 @@ def sequence_keys(prefix: bytes, entity_key: bytes) -> SequenceKeys:
     return base + b"z", base + b"h", base + b"c"
 
 
-def writing_keys(keys: SequenceKeys) -> Tuple[bytes, bytes, bytes, bytes]:
-    """The keys a writing script is given: the sequence's three, then its version key (the token every
-    mutation deletes; scripts.SNAPSHOT, docs/storage-layout.md "Concurrency")."""
-    return (*keys, keys[2][:-1] + b"v")
+def writing_keys(keys: SequenceKeys) -> Tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The keys a writing script is given: the sequence's three, its version key (the token every
+    mutation deletes; scripts.SNAPSHOT, docs/storage-layout.md "Concurrency"), then its levels key."""
+    return (*keys, keys[2][:-1] + b"v", levels_key(keys))
+
+
+def levels_key(keys: SequenceKeys) -> bytes:
+    """The hash of a sequence's younger levels (level name -> block; storage/levels.py)."""
+    return keys[2][:-1] + b"l"
+
+
+def read_keys(keys: SequenceKeys) -> Tuple[bytes, bytes, bytes, bytes]:
+    """The keys scripts.READ and scripts.VERIFY are given: the sequence's three and its levels key."""
+    return (*keys, levels_key(keys))
 
 
 def definitions_key(project: str) -> bytes:

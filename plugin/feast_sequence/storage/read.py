@@ -16,7 +16,7 @@ from feast_sequence.storage import integrity
 from feast_sequence.storage.codec import EventLayout, column_per_event, decode_plan, decode_sequence, layout_for
 from feast_sequence.storage.compaction import CORRUPT, Served, served
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
-from feast_sequence.storage.keys import sequence_keys, view_prefix
+from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
 from feast_sequence.storage.sequence_columns import ColumnMessage, has_columns
@@ -84,7 +84,7 @@ def read_commands(
         entity_key = encoded.get(identity)
         if entity_key is None:
             entity_key = encoded[identity] = entity_key_bytes_from_values(row)
-        commands.append(evalsha(READ, sequence_keys(prefix, entity_key), (oldest, count)))
+        commands.append(evalsha(READ, read_keys(sequence_keys(prefix, entity_key)), (oldest, count)))
     return commands
 
 

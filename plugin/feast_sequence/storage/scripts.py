@@ -22,16 +22,47 @@ class LuaScript:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
+# A sequence's compacted blocks (storage/levels.py): the base block's header, a level's newest score and
+# size from its name, and whether the blocks are still those a client read (Stored.signature: the
+# base's header, then '|' and each level's name; compared without sorting, since Lua orders strings
+# by the locale).
+_BLOCKS = r"""
+local BASE_HEADER = '^([\3\4\5](%d+):(%d+):(%d+);)'
+-- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
+local function block_header(ckey)
+  local _, newest, count, generation = string.match(redis.call('GETRANGE', ckey, 0, 63), BASE_HEADER)
+  return newest, count, generation
+end
+local function header_text(ckey)
+  return string.match(redis.call('GETRANGE', ckey, 0, 63), BASE_HEADER) or ''
+end
+local function level_size(name)
+  local newest, count = string.match(name, '^(%d+):(%d+):')
+  return tonumber(newest), tonumber(count)
+end
+local function runs_unchanged(ckey, lkey, signature)
+  local bar = string.find(signature, '|', 1, true)
+  if header_text(ckey) ~= string.sub(signature, 1, (bar or 0) - 1) then return false end
+  local levels = 0
+  while bar do
+    local next_bar = string.find(signature, '|', bar + 1, true)
+    if redis.call('HEXISTS', lkey, string.sub(signature, bar + 1, (next_bar or 0) - 1)) == 0 then return false end
+    levels = levels + 1
+    bar = next_bar
+  end
+  return redis.call('HLEN', lkey) == levels
+end
+"""
+
+
 # Keeps a sequence's keys alive exactly as long as its newest event is served under the view's
 # current TTL: PEXPIREAT at (newest event time + ttl), rounded up to the millisecond; PERSIST when the
 # view has no TTL (a TTL removed by `feast apply` must not keep deleting keys). A sorted set that no
 # longer exists takes its identity hash with it.
-_EXPIRY = r"""
--- A block's header (storage/blocks.py): newest score, count, generation; nil without a block.
-local function block_header(ckey)
-  return string.match(redis.call('GETRANGE', ckey, 0, 63), '^[\3\4\5](%d+):(%d+):(%d+);')
-end
-local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
+_EXPIRY = (
+    _BLOCKS
+    + r"""
+local function set_expiry(zkey, hkey, ckey, lkey, ttl_us, with_hash)
   local newest = nil
   local top = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
   if top[2] then newest = tonumber(top[2]) end
@@ -39,23 +70,30 @@ local function set_expiry(zkey, hkey, ckey, ttl_us, with_hash)
   if block_newest and tonumber(block_count) > 0 and (not newest or tonumber(block_newest) > newest) then
     newest = tonumber(block_newest)
   end
+  for _, name in ipairs(redis.call('HKEYS', lkey)) do
+    local level_newest = level_size(name)
+    if not newest or level_newest > newest then newest = level_newest end
+  end
   if not newest then
     if with_hash then redis.call('DEL', hkey) end
-    redis.call('DEL', ckey)
+    redis.call('DEL', ckey, lkey)
     return
   end
   if ttl_us > 0 then
     local expire_at = string.format('%.0f', math.ceil((newest + ttl_us) / 1000))
     redis.call('PEXPIREAT', zkey, expire_at)
     redis.call('PEXPIREAT', ckey, expire_at)
+    redis.call('PEXPIREAT', lkey, expire_at)
     if with_hash then redis.call('PEXPIREAT', hkey, expire_at) end
   else
     redis.call('PERSIST', zkey)
     redis.call('PERSIST', ckey)
+    redis.call('PERSIST', lkey)
     if with_hash then redis.call('PERSIST', hkey) end
   end
 end
 """
+)
 
 
 # The sequence's version (docs/storage-layout.md, "Concurrency"): a random token in KEYS[4] that a
@@ -120,14 +158,16 @@ end
 # KEYS[2] hash identity -> score of the tail's version (views with dedup_by only)
 # KEYS[3] the compacted block (storage/blocks.py), read here only for its header
 # KEYS[4] the sequence's version token (_VERSION), deleted by every call that writes
-# KEYS[5] the entity's erasure marker (hash view name or '*' -> erased up to this score; see ERASE)
+# KEYS[5] the sequence's younger levels (hash level name -> block; storage/levels.py)
+# KEYS[6] the entity's erasure marker (hash view name or '*' -> erased up to this score; see ERASE)
 # ARGV[1] max_length, ARGV[2] ttl in µs (0 = none), ARGV[3] number of dedup_by fields (0 = none),
 # ARGV[4], ARGV[5] a score range whose events are removed first ('' = none: a plain append; the
 # correction job replaces a time range atomically with it), ARGV[6] how to treat a block: '' ignore
-# it (a plain append), 'refuse' write nothing if one exists (the events of a correction), or the
-# header of a block whose events this call moves back into the tail (the block is deleted if it
-# still has that header, else nothing is written); then the events: score, member (no dedup_by)
-# or score, member, identity (dedup_by); ARGV[7] the view's name, whose marker applies with '*'s.
+# it (a plain append), 'refuse' write nothing if one exists, base or level (the events of a
+# correction), or the signature (levels.Stored.signature) of the blocks whose events this call moves
+# back into the tail (they are deleted if they are still those, else nothing is written); then the
+# events: score, member (no dedup_by) or score, member, identity (dedup_by); ARGV[7] the view's
+# name, whose marker applies with '*'s.
 # Events at or before the entity's marker are dropped and counted: an erased entity's old events
 # never come back, whichever writer sends them (checked here, inside the atomic call, so an erase
 # racing a write cannot be undone by it; an HMGET of a missing key when there is no marker).
@@ -135,8 +175,8 @@ end
 # Returns {the tail's size before trimming (the writer compacts past a threshold), the events
 # dropped by the erasure marker}, or -1 without
 # writing anything when refused because a block exists (only the tail can have a range replaced
-# inside Redis, so the client moves the block back first: compaction.absorb_command), or -2 when
-# the block to absorb no longer has the given header.
+# inside Redis, so the client moves the blocks back first: compaction.absorb_command), or -2 when
+# the blocks to absorb are no longer those given.
 #
 # The tail is deduplicated and trimmed on its own: the block's events are merged in by readers and
 # by compaction (blocks.merge), which gives the same sequence because an event trimmed from the
@@ -162,7 +202,7 @@ local block_mode = ARGV[6]
 local absorbed = (block_mode ~= 'refuse') and block_mode or ''
 local first = 8
 local erased_to = nil
-for _, to in ipairs(redis.call('HMGET', KEYS[5], ARGV[7], '*')) do
+for _, to in ipairs(redis.call('HMGET', KEYS[6], ARGV[7], '*')) do
   if to and (not erased_to or tonumber(to) > erased_to) then erased_to = tonumber(to) end
 end
 local dropped = 0
@@ -183,9 +223,8 @@ local function removed_by_range(score)
 end
 
 -- Phase 1: reads and decisions only.
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
-if absorbed ~= '' and header ~= absorbed then return -2 end
-if block_mode == 'refuse' and header ~= '' then return -1 end
+if absorbed ~= '' and not runs_unchanged(ckey, KEYS[5], absorbed) then return -2 end
+if block_mode == 'refuse' and (header_text(ckey) ~= '' or redis.call('EXISTS', KEYS[5]) == 1) then return -1 end
 local gone = {}
 if range_from and identity_fields > 0 then
   gone = redis.call('ZRANGEBYSCORE', zkey, range_from, range_to)
@@ -245,7 +284,7 @@ end
 for j = 1, #index, 1000 do
   redis.call('HSET', hkey, unpack(index, j, math.min(j + 999, #index)))
 end
-if absorbed ~= '' then redis.call('DEL', ckey) end
+if absorbed ~= '' then redis.call('DEL', ckey, KEYS[5]) end
 
 local n = redis.call('ZCARD', zkey)
 if n > max_length then
@@ -261,22 +300,25 @@ if n > max_length then
 end
 
 changed(KEYS[4])
-set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
+set_expiry(zkey, hkey, ckey, KEYS[5], ttl_us, identity_fields > 0)
 return {n, dropped}
 """
 )
 
 
-# Read one sequence (KEYS as for APPEND): ARGV[1] the oldest score served ('-inf' = all), ARGV[2]
-# the most events wanted. Without a block, the tail's newest events as ZREVRANGEBYSCORE gives them,
-# exactly format 2's read. With one: {block, tail WITHSCORES within the bound, ARGV[1], ARGV[2]},
-# and the client merges them (blocks.merge); the whole tail is needed then, since a tail event may
-# lose to the block's version of its identity. One script, so a compaction is never seen half done.
+# Read one sequence (KEYS: tail, hash, base block, levels: keys.read_keys): ARGV[1] the oldest score
+# served ('-inf' = all), ARGV[2] the most events wanted. Without a block, the tail's newest events
+# as ZREVRANGEBYSCORE gives them, exactly format 2's read. With one: {base block or false, tail
+# WITHSCORES within the bound, ARGV[1], ARGV[2], the levels' blocks}, and the client merges them
+# (compaction.served); the whole tail is needed then, since a tail event may lose to a block's
+# version of its identity. One script, so a compaction is never seen half done.
 READ = LuaScript(
     r"""#!lua flags=no-writes
 local block = redis.call('GET', KEYS[3])
-if block then
-  return {block, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'WITHSCORES'), ARGV[1], ARGV[2]}
+local levels = redis.call('HVALS', KEYS[4])
+if block or #levels > 0 then
+  local tail = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'WITHSCORES')
+  return {block or false, tail, ARGV[1], ARGV[2], levels}
 end
 return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, ARGV[2])}
 """
@@ -284,63 +326,121 @@ return {false, redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT',
 
 
 # What a multi-step writer (compaction, the enrichment rewrite) starts from (KEYS as for APPEND):
-# {block or false, the whole tail WITHSCORES, the sequence's version token or false}. ARGV[1] a fresh
-# random token, set as the version unless one is already set (two writers reading the same state
-# share it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died
-# goes then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites the block
-# itself (the re-encoding at `feast apply`), so a block alone gets a token. Otherwise only a tail, or a
-# format 3 or 4 block to convert (to format 5), gets one (there is nothing to compact), so a sequence no writer works on
-# stores none.
+# {base block or false, the whole tail WITHSCORES, the sequence's version token or false, the
+# levels read (name, block, ...), where the merge goes: 'base' or 'level'}. ARGV[1] a fresh random
+# token, set as the version unless one is already set (two writers reading the same state share
+# it: the first to commit wins), ARGV[2] its lifetime in ms: a token left by a writer that died goes
+# then, and never outlives the sequence's keys. ARGV[3] '1': the writer rewrites every block (the
+# re-encoding at `feast apply`, the enrichment job), so it gets them all, and a sequence of blocks
+# alone gets a token. Otherwise only a tail, or a base of format 3 or 4 to convert (to format 5),
+# gets one (there is
+# nothing to compact), so a sequence no writer works on stores none; and the blocks returned are
+# those the compaction merges (storage/levels.py): from the smallest up, each while it holds at most
+# ARGV[4] (a level) or ARGV[5] (the base) times the events merged before it, and beyond that while
+# more than ARGV[6] blocks would be left. The merge goes to the base if the base is merged or there is
+# none, else to a new level.
 SNAPSHOT = LuaScript(
     r"""
-local block = redis.call('GET', KEYS[3]) or false
+"""
+    + _BLOCKS
+    + r"""
 local tail = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local whole = ARGV[3] == '1'
+local young_factor, base_factor, max_blocks = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local _, base_count = block_header(KEYS[3])
+local has_base = redis.call('EXISTS', KEYS[3]) == 1
+local outdated = has_base and string.byte(redis.call('GETRANGE', KEYS[3], 0, 0), 1) < 5  -- to convert
+local runs = {}
+for _, name in ipairs(redis.call('HKEYS', KEYS[5])) do
+  local _, count = level_size(name)
+  runs[#runs + 1] = {count, name}
+end
+if has_base then runs[#runs + 1] = {tonumber(base_count) or 0, false} end
+local with_base, names = false, {}
+if whole then
+  with_base = has_base
+  for _, run in ipairs(runs) do if run[2] then names[#names + 1] = run[2] end end
+elseif #tail > 0 then
+  table.sort(runs, function(a, b) return a[1] < b[1] end)
+  local merged, left = #tail / 2, #runs
+  for _, run in ipairs(runs) do
+    local factor = run[2] and young_factor or base_factor
+    if run[1] > merged * factor and left < max_blocks then break end
+    if run[2] then names[#names + 1] = run[2] else with_base = true end
+    merged, left = merged + run[1], left - 1
+  end
+end
+if outdated then with_base = true end
 local version = false
-if #tail > 0 or (block and (ARGV[3] == '1' or string.byte(block, 1) < 5)) then
+if #tail > 0 or outdated or (whole and #runs > 0) then
   version = redis.call('GET', KEYS[4])
   if not version then
     version = ARGV[1]
-    local lifetime, left = tonumber(ARGV[2]), redis.call('PTTL', #tail > 0 and KEYS[1] or KEYS[3])
+    local lifetime = tonumber(ARGV[2])
+    local left = redis.call('PTTL', #tail > 0 and KEYS[1] or (has_base and KEYS[3] or KEYS[5]))
     if left >= 0 and left < lifetime then lifetime = math.max(left, 1) end
     redis.call('SET', KEYS[4], version, 'PX', lifetime)
   end
 end
-return {block, tail, version}
+local levels = {}
+if #names > 0 then
+  local blocks = redis.call('HMGET', KEYS[5], unpack(names))
+  for i = 1, #names do
+    levels[#levels + 1] = names[i]
+    levels[#levels + 1] = blocks[i]
+  end
+end
+local block = with_base and redis.call('GET', KEYS[3]) or false
+return {block, tail, version, levels, (with_base or not has_base) and 'base' or 'level'}
 """
 )
 
 
-# Finish a compaction (KEYS as for APPEND): ARGV[1] the header of the block it read ('' = none),
-# ARGV[2] the new block ('' = no events left), ARGV[3] ttl in µs, ARGV[4] number of dedup_by
-# fields, ARGV[5] the version token SNAPSHOT returned, then score, member of each tail event merged
-# into the new block.
+# Finish a compaction (KEYS as for APPEND): ARGV[1] where the merge goes, 'base' or 'level' (SNAPSHOT
+# said), ARGV[2] the header of the base block it read ('' = none; checked when it goes to the base),
+# ARGV[3] the new block ('' = no events left), ARGV[4] its name as a level, ARGV[5] ttl in µs, ARGV[6]
+# number of dedup_by fields, ARGV[7] the version token SNAPSHOT returned, ARGV[8] the number n of
+# levels merged, then their n names, then score, member of each tail event merged.
 #
 # Compare-and-set on the version: if anything changed the sequence since the snapshot (an append, a
 # correction, the enrichment rewrite, another compaction, a block moved back, a TTL reset), nothing is
-# written and it returns -1; the next append or compactor run compacts again. The block's header is
-# checked too, and every merged event must still be in the tail (else -2, nothing written): keys
-# deleted without a script (`feast teardown`, the TTL) may leave a token behind for a moment, and a
-# compaction must not bring their events back. Then the merged events are exactly the tail: all of
-# them leave it, with their identities' hash entries.
+# written and it returns -1; the next append or compactor run compacts again. The base's header is
+# checked too, and every merged level and tail event must still be stored (else -2, nothing
+# written): keys deleted without a script (`feast teardown`, the TTL) may leave a token behind for a
+# moment, and a compaction must not bring their events back. Then the merged levels and events are
+# exactly what was read: the levels are deleted, the events leave the tail with their identities'
+# hash entries, and the new block becomes the base or a new level.
 COMPACT = LuaScript(
     r"""
-local zkey, hkey, ckey = KEYS[1], KEYS[2], KEYS[3]
-local expected, block = ARGV[1], ARGV[2]
-local ttl_us, identity_fields = tonumber(ARGV[3]), tonumber(ARGV[4])
+local zkey, hkey, ckey, lkey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
+local to_base, expected, block, name = ARGV[1] == 'base', ARGV[2], ARGV[3], ARGV[4]
+local ttl_us, identity_fields = tonumber(ARGV[5]), tonumber(ARGV[6])
+local levels = tonumber(ARGV[8])
+local first_event = 9 + levels
 """
     + _EXPIRY
     + _VERSION
     + _MEMBERS
     + r"""
-if not unchanged_since(KEYS[4], ARGV[5]) then return -1 end
-local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
-if header ~= expected then return -1 end
-for i = 6, #ARGV, 2 do
+if not unchanged_since(KEYS[4], ARGV[7]) then return -1 end
+if to_base and header_text(ckey) ~= expected then return -1 end
+if not to_base and redis.call('HEXISTS', lkey, name) == 1 then return -1 end  -- a name drawn twice
+for i = 9, first_event - 1 do
+  if redis.call('HEXISTS', lkey, ARGV[i]) == 0 then return -2 end
+end
+for i = first_event, #ARGV, 2 do
   if not redis.call('ZSCORE', zkey, ARGV[i + 1]) then return -2 end
 end
-if block == '' then redis.call('DEL', ckey) else redis.call('SET', ckey, block) end
+if to_base then
+  if block == '' then redis.call('DEL', ckey) else redis.call('SET', ckey, block) end
+elseif block ~= '' then
+  redis.call('HSET', lkey, name, block)
+end
+for i = 9, first_event - 1, 1000 do
+  redis.call('HDEL', lkey, unpack(ARGV, i, math.min(i + 999, first_event - 1)))
+end
 local ids = {}
-for i = 6, #ARGV, 2 do
+for i = first_event, #ARGV, 2 do
   redis.call('ZREM', zkey, ARGV[i + 1])
   if identity_fields > 0 then ids[#ids + 1] = identity_of(ARGV[i + 1], identity_fields) end
 end
@@ -348,7 +448,7 @@ for j = 1, #ids, 1000 do
   redis.call('HDEL', hkey, unpack(ids, j, math.min(j + 999, #ids)))
 end
 changed(KEYS[4])
-set_expiry(zkey, hkey, ckey, ttl_us, identity_fields > 0)
+set_expiry(zkey, hkey, ckey, lkey, ttl_us, identity_fields > 0)
 return 1
 """
 )
@@ -363,7 +463,7 @@ EXPIRE = LuaScript(
     + _VERSION
     + r"""
 changed(KEYS[4])
-set_expiry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2] == '1')
+set_expiry(KEYS[1], KEYS[2], KEYS[3], KEYS[5], tonumber(ARGV[1]), ARGV[2] == '1')
 return 1
 """
 )
@@ -414,14 +514,16 @@ return out
 )
 
 
-# Everything stored for one sequence (KEYS as for APPEND), read atomically for `feast-sequence
-# verify`: {block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it}.
+# Everything stored for one sequence (KEYS as for READ), read atomically for `feast-sequence
+# verify`: {base block or false, the whole tail WITHSCORES, the identity hash as HGETALL gives it,
+# the levels as HGETALL gives them}.
 VERIFY = LuaScript(
     r"""#!lua flags=no-writes
 return {
   redis.call('GET', KEYS[3]) or false,
   redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
   redis.call('HGETALL', KEYS[2]),
+  redis.call('HGETALL', KEYS[4]),
 }
 """
 )
@@ -429,14 +531,15 @@ return {
 
 # Erase one entity's events up to a time from every given view, and record its erasure marker, in
 # one atomic call (all keys share the entity's hash tag, so one slot on Redis Cluster).
-# KEYS[1] the entity's marker hash (keys.erasure_key), then per view its tail, hash, block and
-# version keys (keys.writing_keys). ARGV[1] the score up to which events are erased (inclusive),
-# ARGV[2] the number m of marker fields that follow (view names, or '*' for every view, later ones
-# included); then per view: its number of dedup_by fields, the header of the block the client read
-# ('' = none), and what to do with the block: 'keep' (none of its events is erased), 'delete', or
-# the new block holding its later events (built by the client: Lua cannot decompress a block).
+# KEYS[1] the entity's marker hash (keys.erasure_key), then per view its tail, hash, base block,
+# version and levels keys (keys.writing_keys). ARGV[1] the score up to which events are erased
+# (inclusive), ARGV[2] the number m of marker fields that follow (view names, or '*' for every view,
+# later ones included); then per view: its number of dedup_by fields, the signature of the blocks
+# the client read (levels.Stored.signature; '' = none), and what to do with them: 'keep' (none of
+# their events is erased), 'delete', or the new base block holding their later events, merged (built
+# by the client: Lua cannot decompress a block), which replaces the base and every level.
 #
-# Compare-and-set on every block header, checked before any write: if one changed since the client
+# Compare-and-set on every view's blocks, checked before any write: if one changed since the client
 # read it (a compaction, an absorb), nothing is written and it returns -1; the client reads and
 # tries again. Else returns the tail events removed. A mutation: each view's version token goes
 # (_VERSION), last. A marker only ever moves later (max), so an erase run again, or a marker
@@ -444,20 +547,19 @@ return {
 ERASE = LuaScript(
     r"""
 """
+    + _BLOCKS
     + _VERSION
     + r"""
 local before = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local first = 3 + m
-local views = (#KEYS - 1) / 4
+local views = (#KEYS - 1) / 5
 for v = 0, views - 1 do
-  local ckey = KEYS[4 + 4 * v]
-  local header = string.match(redis.call('GETRANGE', ckey, 0, 63), '^([\3\4\5]%d+:%d+:%d+;)') or ''
-  if header ~= ARGV[first + 3 * v + 1] then return -1 end
+  if not runs_unchanged(KEYS[4 + 5 * v], KEYS[6 + 5 * v], ARGV[first + 3 * v + 1]) then return -1 end
 end
 local removed = 0
 for v = 0, views - 1 do
-  local zkey, hkey, ckey = KEYS[2 + 4 * v], KEYS[3 + 4 * v], KEYS[4 + 4 * v]
+  local zkey, hkey, ckey, lkey = KEYS[2 + 5 * v], KEYS[3 + 5 * v], KEYS[4 + 5 * v], KEYS[6 + 5 * v]
   local identity_fields, block = tonumber(ARGV[first + 3 * v]), ARGV[first + 3 * v + 2]
   if identity_fields > 0 then
     local entries = redis.call('HGETALL', hkey)
@@ -467,9 +569,13 @@ for v = 0, views - 1 do
   end
   removed = removed + redis.call('ZREMRANGEBYSCORE', zkey, '-inf', before)
   if block == 'delete' then
-    redis.call('DEL', ckey)
+    redis.call('DEL', ckey, lkey)
   elseif block ~= 'keep' then
-    redis.call('SET', ckey, block, 'KEEPTTL')
+    -- the blocks' expiry carries over to the new base (it is the newest event's, which stays)
+    local lifetime = redis.call('PTTL', redis.call('EXISTS', ckey) == 1 and ckey or lkey)
+    redis.call('SET', ckey, block)
+    if lifetime > 0 then redis.call('PEXPIRE', ckey, lifetime) end
+    redis.call('DEL', lkey)
   end
   if redis.call('EXISTS', zkey) == 0 and redis.call('EXISTS', ckey) == 0 then redis.call('DEL', hkey) end
 end
@@ -477,7 +583,7 @@ for j = 3, 2 + m do
   local stored = redis.call('HGET', KEYS[1], ARGV[j])
   if not stored or tonumber(stored) < before then redis.call('HSET', KEYS[1], ARGV[j], ARGV[1]) end
 end
-for v = 0, views - 1 do changed(KEYS[5 + 4 * v]) end
+for v = 0, views - 1 do changed(KEYS[5 + 5 * v]) end
 return removed
 """
 )
