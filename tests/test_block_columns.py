@@ -18,6 +18,8 @@ from feast_sequence.errors import CorruptSequenceError
 from feast_sequence.storage import block_columns as bc
 from feast_sequence.storage import blocks
 from feast_sequence.storage.codec import _layout, encode_columns
+from feast_sequence.storage.compaction import Served
+from feast_sequence.storage.sequence_columns import field_values
 
 FIELDS = (
     EventField("s", ValueType.STRING),
@@ -126,6 +128,25 @@ def test_columns_give_each_fields_values_newest_first():
     assert by_number[FIELDS[4].stored_number].values.view("<f4").ravel().tolist() == [1.5, -0.25, math.inf]
     assert bc.unzigzag(by_number[1].values).tolist() == [3, 2, 1]  # the timestamps' seconds
     assert by_number[2].events.tolist() == [1]  # microseconds only where there are some
+
+
+def test_a_block_read_again_is_decoded_once_and_a_rewritten_one_is_never_served_stale():
+    """The decode cache is keyed by the whole stored block: equal bytes share one decoded, read-only
+    block; a rewrite of the same sequence (same scores, same count, other values) decodes anew."""
+    layout = _layout(FIELDS[:1], ())
+    times = [3_000_000, 2_000_000]
+    first, _ = encode_columns(layout, [["a", "b"]], times)
+    block = blocks.encode(blocks.Events(times, first, [0, 0]))
+    shared = blocks.decode(block)
+    assert blocks.decode(bytes(bytearray(block))) is shared
+    assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
+    with pytest.raises(ValueError):
+        shared.scores[0] = 0
+    second, _ = encode_columns(layout, [["c", "b"]], times)
+    rewritten = blocks.decode(blocks.encode(blocks.Events(times, second, [0, 0])))
+    assert rewritten is not shared
+    assert field_values(layout, Served(None, 2, ((rewritten, 1),)), 0).tolist() == ["c"]
+    assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
 
 
 def _row_blocks() -> float:

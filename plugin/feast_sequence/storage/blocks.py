@@ -42,7 +42,7 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -59,6 +59,7 @@ _ROWS, _COLUMNS = b"\x00", b"\x01"  # a format 5 body's first byte
 _HEADER = re.compile(rb"^[\x03\x04\x05](\d+):(\d+):(\d+);")
 _CHECK_SIZE = 4
 _COMPRESSION_LEVEL = 3
+_SHARED_BLOCKS = 256  # decoded format 5 blocks kept (about 0.2 MB each at 1,000 events)
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,16 @@ class ColumnBlock(Block):
     def __init__(self, columns: bc.Columns, newest: int):
         super().__init__(len(columns.scores), newest)
         self._columns = columns
+        self._derived: Dict[Any, np.ndarray] = {}
+
+    def derived(self, key: Any, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()`` (a function of this block's columns named by ``key``), computed once and
+        kept read-only: a block may be shared by reads (``decode``), so a field's typed values are
+        built once for all of them."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = _read_only(compute())
+        return value
 
     @property
     def scores(self) -> np.ndarray:
@@ -402,7 +413,9 @@ class ColumnBlock(Block):
     @cached_property
     def _members(self) -> bc.Members:
         try:
-            return bc.rebuild(self._columns)
+            members = bc.rebuild(self._columns)
+            _read_only(members.lengths), _read_only(members.identity_lengths)
+            return members
         except (ValueError, IndexError) as error:
             raise CorruptSequenceError(f"block columns do not rebuild its events ({error})") from error
 
@@ -479,23 +492,50 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         tag: partial(_column, tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
         for tag, encoding, data in zip(tags, encodings, sections[3:])
     }
-    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(loaders)), newest)
+    columns = bc.Columns(_read_only(scores), shapes, _read_only(shape_of), bc.LazyColumns(loaders))
+    return ColumnBlock(columns, newest)
 
 
 def _column(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> bc.Column:
     """One column of a block, decoded when first needed; its checksum was checked with the block."""
     try:
-        return bc.column_from(tag, encoding, data, scores, events)
+        column = bc.column_from(tag, encoding, data, scores, events)
+        _read_only(column.values), _read_only(column.events)
+        return column
     except (ValueError, IndexError) as error:
         raise CorruptSequenceError(f"block column of field tag {tag} does not decode ({error})") from error
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, made read-only: a decoded block is shared by reads, none may change it."""
+    array.flags.writeable = False
+    return array
 
 
 def decode(block: Optional[bytes]) -> Optional[Block]:
     """A stored block, verified and decompressed (None for no block or an empty one). Raises
     ``CorruptSequenceError`` for a block that fails its checksum or, for a format 3 block (no
-    checksum), does not decode into what its header says."""
+    checksum), does not decode into what its header says. A format 5 block comes from the cache of
+    recently decoded blocks (``_shared``) when the same bytes were decoded before."""
     if not block:
         return None
+    if block[0] == BLOCK_FORMAT:
+        return _shared(bytes(block))
+    return _decode(block)
+
+
+@lru_cache(maxsize=_SHARED_BLOCKS)
+def _shared(block: bytes) -> Optional[Block]:
+    """A format 5 block decoded once for all the reads that meet the same stored bytes (a hot
+    sequence read again before it changes). The key is the whole stored block, not its name: its
+    header holds the newest score, the count and a random generation that every write renews, and
+    the checksum covers the rest, so equal bytes are the same block and a hit never serves an older
+    one. Blocks are immutable once decoded (their arrays read-only, their lazy parts deterministic),
+    so reads on several threads may share one. Failures are not cached: a corrupt block raises each time."""
+    return _decode(block)
+
+
+def _decode(block: bytes) -> Optional[Block]:
     form = block[0]
     block = verified(block)
     match = _HEADER.match(block)

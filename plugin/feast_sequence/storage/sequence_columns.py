@@ -75,13 +75,16 @@ def _from_block(layout: EventLayout, block: ColumnBlock, k: int, index: int, val
         tag = TIMESTAMP_NUMBER << 3 | WIRE_VARINT
     else:
         tag = layout.numbers[index] << 3 | element.wire_type
-    out = np.full(k, element.null_default, dtype=element.numpy_dtype)
+    return block.derived((tag, value_type), partial(_whole_block, block, tag, value_type))[:k]
+
+
+def _whole_block(block: ColumnBlock, tag: int, value_type: ValueType) -> np.ndarray:
+    """One field of every event of a block, typed (the field's null default where an event lacks it)."""
+    element = ELEMENT_TYPES[value_type]
+    out = np.full(block.count, element.null_default, dtype=element.numpy_dtype)
     column = block.columns().columns.get(tag)
-    if column is None or not k:
-        return out
-    n = int(np.searchsorted(column.events, k))
-    values, events = column.values[:n], column.events[:n]
-    out[events] = _typed(column, values, value_type)
+    if column is not None:
+        out[column.events] = _typed(column, column.values, value_type)
     return out
 
 
