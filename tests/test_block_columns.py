@@ -149,6 +149,39 @@ def test_a_block_read_again_is_decoded_once_and_a_rewritten_one_is_never_served_
     assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(stored_events(), min_size=2, max_size=4))
+def test_a_fields_columns_of_many_blocks_decode_at_once_as_one_by_one(many):
+    """A request's reads decode a field of all their blocks together (``columns_from``)."""
+    lazies = [blocks.decode(blocks.encode(events)).columns().columns for events in many if len(events)]
+    for tag in {t for lazy in lazies for t in lazy}:
+        groups = {}
+        for lazy in lazies:
+            stored = lazy.pending(tag)
+            if stored is not None:
+                groups.setdefault(stored.encoding, []).append(stored)
+        for group in groups.values():
+            together = bc.columns_from(group)
+            assert together is not None and len(together) == len(group)
+            for stored, column in zip(group, together):
+                alone = bc.column_from(stored.tag, stored.encoding, stored.data, stored.scores, stored.events)
+                assert (column.tag, column.encoding, column.dictionary) == (alone.tag, alone.encoding, alone.dictionary)
+                assert column.values.dtype == alone.values.dtype and column.values.tolist() == alone.values.tolist()
+                assert column.events.tolist() == alone.events.tolist()
+
+
+def test_columns_that_do_not_decode_together_are_left_to_decode_one_by_one():
+    """A varint that is not canonical (0 as two bytes) or a column with a varint too many: no batch."""
+    events = np.arange(2)
+    good = bc.StoredColumn(8, bc.PLAIN, b"\x01\x02", np.zeros(2, dtype=np.int64), events)
+    padded = bc.StoredColumn(8, bc.PLAIN, b"\x80\x00\x05", np.zeros(2, dtype=np.int64), events)
+    assert bc.columns_from([good, padded]) is None
+    assert bc.column_from(8, bc.PLAIN, padded.data, padded.scores, events).values.tolist() == [0, 5]
+    shifted = bc.StoredColumn(8, bc.PLAIN, b"\x01\x02\x03", np.zeros(2, dtype=np.int64), events)
+    short = bc.StoredColumn(8, bc.PLAIN, b"\x04", np.zeros(2, dtype=np.int64), events)
+    assert bc.columns_from([shifted, short]) is None
+
+
 def _row_blocks() -> float:
     return REGISTRY.get_sample_value("feast_sequence_row_blocks_total") or 0.0
 

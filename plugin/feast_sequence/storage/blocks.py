@@ -42,7 +42,7 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -488,22 +488,27 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         shape_of = np.zeros(count, dtype=np.int64)
     else:
         raise ValueError("no event shapes")
-    loaders: Dict[int, Callable[[], bc.Column]] = {
-        tag: partial(_column, tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
-        for tag, encoding, data in zip(tags, encodings, sections[3:])
-    }
-    columns = bc.Columns(_read_only(scores), shapes, _read_only(shape_of), bc.LazyColumns(loaders))
-    return ColumnBlock(columns, newest)
+    _read_only(scores), _read_only(shape_of)
+    every = _read_only(np.arange(count)) if len(shapes) == 1 else None  # the usual block: one shape
+    columns: Dict[int, bc.StoredColumn] = {}
+    for tag, encoding, data in zip(tags, encodings, sections[3:]):
+        events = bc.events_of(shapes, shape_of, tag) if every is None else every
+        columns[tag] = bc.StoredColumn(tag, encoding, data, scores, events)
+    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(columns, _column)), newest)
 
 
-def _column(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> bc.Column:
+def _column(stored: bc.StoredColumn) -> bc.Column:
     """One column of a block, decoded when first needed; its checksum was checked with the block."""
     try:
-        column = bc.column_from(tag, encoding, data, scores, events)
-        _read_only(column.values), _read_only(column.events)
-        return column
+        return shareable(bc.column_from(stored.tag, stored.encoding, stored.data, stored.scores, stored.events))
     except (ValueError, IndexError) as error:
-        raise CorruptSequenceError(f"block column of field tag {tag} does not decode ({error})") from error
+        raise CorruptSequenceError(f"block column of field tag {stored.tag} does not decode ({error})") from error
+
+
+def shareable(column: bc.Column) -> bc.Column:
+    """A decoded column made read-only, to be part of a block that reads may share (``decode``)."""
+    _read_only(column.values), _read_only(column.events)
+    return column
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
