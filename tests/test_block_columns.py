@@ -149,6 +149,20 @@ def test_a_block_read_again_is_decoded_once_and_a_rewritten_one_is_never_served_
     assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
 
 
+def test_shared_blocks_keep_at_most_their_events_least_recently_used_out():
+    layout = _layout(FIELDS[:1], ())
+    times = [3_000_000, 2_000_000]
+    members = [encode_columns(layout, [[v, "b"]], times)[0] for v in "xyz"]
+    stored = [blocks.encode(blocks.Events(times, m, [0, 0])) for m in members]
+    shared = blocks.SharedBlocks(max_events=4)
+    first, second = shared.decode(stored[0]), shared.decode(stored[1])
+    assert shared.decode(stored[0]) is first  # used again: now the most recent
+    shared.decode(stored[2])  # 6 events: the least recently used (the second) goes
+    assert shared.decode(stored[0]) is first and shared.decode(stored[1]) is not second
+    tiny = blocks.SharedBlocks(max_events=1)  # a block of more events than that is never kept
+    assert tiny.decode(stored[0]) is not tiny.decode(stored[0])
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(stored_events(), min_size=2, max_size=4))
 def test_a_fields_columns_of_many_blocks_decode_at_once_as_one_by_one(many):

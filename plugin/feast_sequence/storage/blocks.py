@@ -41,8 +41,9 @@ import os
 import re
 import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -59,7 +60,6 @@ _ROWS, _COLUMNS = b"\x00", b"\x01"  # a format 5 body's first byte
 _HEADER = re.compile(rb"^[\x03\x04\x05](\d+):(\d+):(\d+);")
 _CHECK_SIZE = 4
 _COMPRESSION_LEVEL = 3
-_SHARED_BLOCKS = 256  # decoded format 5 blocks kept (about 0.2 MB each at 1,000 events)
 
 
 @dataclass(frozen=True)
@@ -520,24 +520,55 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 def decode(block: Optional[bytes]) -> Optional[Block]:
     """A stored block, verified and decompressed (None for no block or an empty one). Raises
     ``CorruptSequenceError`` for a block that fails its checksum or, for a format 3 block (no
-    checksum), does not decode into what its header says. A format 5 block comes from the cache of
-    recently decoded blocks (``_shared``) when the same bytes were decoded before."""
+    checksum), does not decode into what its header says. A format 5 block comes from the recently
+    decoded ones (``SHARED_BLOCKS``) when the same bytes were decoded before."""
     if not block:
         return None
     if block[0] == BLOCK_FORMAT:
-        return _shared(bytes(block))
+        return SHARED_BLOCKS.decode(bytes(block))
     return _decode(block)
 
 
-@lru_cache(maxsize=_SHARED_BLOCKS)
-def _shared(block: bytes) -> Optional[Block]:
-    """A format 5 block decoded once for all the reads that meet the same stored bytes (a hot
-    sequence read again before it changes). The key is the whole stored block, not its name: its
-    header holds the newest score, the count and a random generation that every write renews, and
-    the checksum covers the rest, so equal bytes are the same block and a hit never serves an older
-    one. Blocks are immutable once decoded (their arrays read-only, their lazy parts deterministic),
-    so reads on several threads may share one. Failures are not cached: a corrupt block raises each time."""
-    return _decode(block)
+class SharedBlocks:
+    """Format 5 blocks decoded once for all the reads that meet the same stored bytes (a hot
+    sequence read again before its next compaction), least recently used first out once they hold
+    more than ``max_events`` events. The key is the whole stored block, not its name: its header
+    holds the newest score, the count and a random generation that every write renews, and the
+    checksum covers the rest, so equal bytes are the same block and a hit never serves an older
+    one. Blocks are immutable once decoded (arrays read-only, lazy parts deterministic), so reads on
+    several threads may share one. Failures are not kept: a corrupt block raises each time."""
+
+    def __init__(self, max_events: int):
+        self.max_events = max_events
+        self._blocks: "OrderedDict[bytes, Block]" = OrderedDict()
+        self._events = 0
+        self._lock = threading.Lock()
+
+    def decode(self, block: bytes) -> Optional[Block]:
+        with self._lock:
+            found = self._blocks.get(block)
+            if found is not None:
+                self._blocks.move_to_end(block)
+                return found
+        decoded = _decode(block)
+        if decoded is None or decoded.count > self.max_events:
+            return decoded
+        with self._lock:
+            if block not in self._blocks:
+                self._blocks[block] = decoded
+                self._events += decoded.count
+                while self._events > self.max_events:
+                    _, dropped = self._blocks.popitem(last=False)
+                    self._events -= dropped.count
+        return decoded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self._events = 0
+
+
+SHARED_BLOCKS = SharedBlocks(max_events=1 << 18)  # about 50 MB of decoded blocks at most
 
 
 def _decode(block: bytes) -> Optional[Block]:
