@@ -102,6 +102,7 @@ def replay(store, events, seed, chunk=700):
     shuffled = pd.concat([events, duplicates]).iloc[rng.permutation(len(events) + len(duplicates))]
     for start in range(0, len(shuffled), chunk):
         store.push("events_push", shuffled.iloc[start : start + chunk])
+    store_provider(store).online_store.drain_compactions(timeout_seconds=60)  # what the pushes left to it
 
 
 def block_count(client):

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 import feast_sequence
 from feast_sequence import SequenceInputError, erase
 from feast_sequence.cli import main as cli_main
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.monitoring import erasure
 from feast_sequence.offline.erasures import read_audit, read_markers
 from feast_sequence.serving import serving_log
@@ -68,6 +69,7 @@ def store(make_store, tmp_path):
     store = make_store(objects(tmp_path / "events"))
     # Some users compacted into blocks, some not: erase must clear both.
     store.push("clicks_push", clicks_of([1, 2, 3], START, count=8))
+    store_provider(store).online_store.drain_compactions(timeout_seconds=30)  # the compactions it left
     return store
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feast_sequence import sequence_settings
+from feast_sequence.feast_internals import store_provider
 
 from reference import reference_sequences
 from repos import applied_store, sequence_online
@@ -50,6 +51,8 @@ def push_concurrently(store, frames, writers):
         try:
             for frame in chunk:
                 client.push("clicks_push", frame)
+            # the compactions its pushes left to its store's worker (they raced the other writers)
+            store_provider(client).online_store.drain_compactions(timeout_seconds=30)
         except Exception as exc:  # re-raised below, in the test thread
             errors.append(exc)
 

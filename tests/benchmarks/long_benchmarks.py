@@ -205,7 +205,10 @@ def _memory(client, seq: FeatureStore, base: FeatureStore, data: pd.DataFrame, n
     for suffix, label in (("", ""), ("_dedup", "_dedup_by")):
         view = f"long_{n}{suffix}"
         pushed = _delta(
-            client, lambda v=view: [seq.push(f"{v}_push", data.iloc[i : i + BATCH]) for i in range(0, stored, BATCH)]
+            client,
+            lambda v=view: [
+                rb.settled_push(seq, f"{v}_push", data.iloc[i : i + BATCH]) for i in range(0, stored, BATCH)
+            ],
         )
         compacted = _delta(client, lambda v=view: _compact(seq, v))
         results[f"memory_bytes_per_event{key}{label}{dataset}"] = pushed / stored
@@ -259,7 +262,7 @@ def retail(connection: str, top: int = 50) -> Dict[str, float]:
         base_bytes = _delta(client, lambda: base.push("retail_arrays_push", rows))
         frame = data.assign(quantity=data["quantity"].astype("int64"))
         for suffix, label in (("", ""), ("_dedup", "_dedup_by")):
-            pushed = _delta(client, lambda s=suffix: seq.push(f"retail{s}_push", frame))
+            pushed = _delta(client, lambda s=suffix: rb.settled_push(seq, f"retail{s}_push", frame))
             results[f"retail_memory_ratio_1000{label}"] = pushed / base_bytes
         results["retail_events"] = float(len(data))
     return results

@@ -24,6 +24,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, Valu
 from feast.types import Array, Float32, Int64, String, UnixTimestamp
 
 from feast_sequence import EnrichmentCache, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, enrich
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.testing.local_redis import LocalRedis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
@@ -311,6 +312,24 @@ def cache_counts() -> Tuple[float, float]:
     return hits, misses
 
 
+def settled_push(store: FeatureStore, source: str, df: pd.DataFrame) -> None:
+    """``store.push``, then the compactions it left to the store's worker: what memory figures measure
+    is a sequence at rest (docs/ingest.md, compaction after the answer)."""
+    store.push(source, df)
+    store_provider(store).online_store.drain_compactions(timeout_seconds=300)
+
+
+def compactions(view: str) -> float:
+    """Sequences of ``view`` compacted so far by this process's writers, inline or in the background."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    name = "feast_sequence_compacted_sequences_total"
+    return sum(registry.get_sample_value(name, {"view": view, "where": w}) or 0.0 for w in ("inline", "background"))
+
+
 def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     seq = sequence_store(root, redis.connection_string)
     base = builtin_store(root, redis.connection_string)
@@ -339,8 +358,10 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     results["push_single_p50_ms_builtin"] = p50(t_base) * 1000
     results["push_single_p50_ratio"] = p50(t_seq) / p50(t_base)
 
-    # Freshness: push in one client, read it back in another.
+    # Freshness: push in one client, read it back in another. 300 events to one sequence: every
+    # compact_after (64) of them trigger a compaction, which the freshness figure includes.
     reader = FeatureStore(repo_path=str(seq.repo_path))
+    compacted_before = compactions("seq_a")
     fresh = events(300, 1, 90_000_000, seed=5).assign(customer_id=123_456)
     latencies = []
     for i in range(len(fresh)):
@@ -354,6 +375,9 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
         latencies.append((time.perf_counter() - start) * 1000)
     results["freshness_p50_ms"] = p50(latencies)
     results["freshness_p99_ms"] = p99(latencies)
+    results["freshness_p99_to_push_single_p50"] = results["freshness_p99_ms"] / results["push_single_p50_ms"]
+    store_provider(seq).online_store.drain_compactions(timeout_seconds=30)
+    results["freshness_compactions"] = compactions("seq_a") - compacted_before
 
     seq, base = reads_and_serving(redis, root, results)
 
@@ -397,8 +421,12 @@ def run(redis: LocalRedis, root: Path) -> Dict[str, float]:
     unique_items = memory.assign(item_id=[f"item_{k:06d}" for k in range(len(memory))])
     per_event = {}
     for label, stored_events, load in (
-        ("seq", 2 * len(memory), lambda: (seq.push("seq_a_push", memory), seq.push("seq_b_push", memory))),
-        ("seq_dedup", len(memory), lambda: seq.push("seq_dedup_push", unique_items)),
+        (
+            "seq",
+            2 * len(memory),
+            lambda: (settled_push(seq, "seq_a_push", memory), settled_push(seq, "seq_b_push", memory)),
+        ),
+        ("seq_dedup", len(memory), lambda: settled_push(seq, "seq_dedup_push", unique_items)),
         ("builtin", 2 * len(memory), lambda: base.push("arrays_push", as_arrays(memory))),
     ):
         client.flushall()
@@ -418,6 +446,7 @@ TARGETS = {
     "push_single_p50_ratio": ("<=", 1.0),
     "push_single_p50_ratio.markers_10000": ("<=", 1.05),
     "freshness_p99_ms": ("<=", 10.0),
+    "freshness_p99_to_push_single_p50": ("<=", 2.0),
     "read_1_p50_ratio": ("<=", 1.5),
     "read_100_p50_ratio": ("<=", 1.5),
     "serve_1_p50_ratio": ("<=", 1.5),

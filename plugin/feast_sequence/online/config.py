@@ -57,6 +57,10 @@ class SequenceRedisOptions(RedisOnlineStoreConfig):
     """Events a sequence's tail (its sorted set) may hold before the writer that notices compacts
     it into the sequence's compressed block (docs/storage-layout.md); 0 never compacts on write,
     leaving it to ``feast-sequence compact``. Lower saves memory, higher saves CPU per write."""
+    compact_in_background: bool = True
+    """Whether a push's compaction runs after the push answered, in a worker thread of the writing
+    process (online/background_compaction.py), so a push costs its append alone; a tail at twice
+    ``compact_after`` is still compacted before the push answers. False compacts before answering."""
     erasures_path: str = "data/erasures"
     """Folder of the durable copy of erasure markers and the erase audit log (``feast-sequence
     erase``), relative to the repository; Redis holds the markers too, beside the sequences. Keep it

@@ -16,6 +16,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 
 from feast_sequence.definitions.settings import SequenceSettings
+from feast_sequence.online.background_compaction import compact_inline_from
 from feast_sequence.online.expired_pushes import report_expired
 from feast_sequence.online.request_plan import RequestPlan
 from feast_sequence.serving import metrics
@@ -30,6 +31,7 @@ from feast_sequence.storage.codec import EncodedEvents
 from feast_sequence.storage.compaction import compact
 from feast_sequence.storage.drivers import Operation
 from feast_sequence.storage.index_enrich import plan_index_enrichment, plan_proto_row_enrichment
+from feast_sequence.storage.keys import SequenceKeys
 from feast_sequence.storage.lookup import one_call_per_key
 from feast_sequence.storage.read import Row, decode_rows, plan_read, read_commands
 from feast_sequence.storage.redis_io import Access, RoundTrip, replica_acks, retry_policy
@@ -38,15 +40,30 @@ Result = TypeVar("Result")
 StoreOperation = Operation[RoundTrip, Result]
 """A store operation: yields round trips to Redis and receives their replies (storage/drivers.py)."""
 
+#: Hands sequences whose tails a push found full to the store's background compaction
+#: (online/background_compaction.py); returns those it refused, which the push compacts itself.
+Defer = Callable[[SequenceSettings, List[SequenceKeys]], List[SequenceKeys]]
+
 #: Feast's rows of ``online_write_batch``: entity key, feature values, event time, created time.
 ProtoRows = List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]]
 
 
-def write_events(config: RepoConfig, settings: SequenceSettings, df: pd.DataFrame) -> StoreOperation[int]:
-    """Append every row of ``df`` as an event of the view; returns the row count."""
+def write_events(
+    config: RepoConfig, settings: SequenceSettings, df: pd.DataFrame, defer: Optional[Defer] = None
+) -> StoreOperation[int]:
+    """Append every row of ``df`` as an event of the view; returns the row count. With ``defer``,
+    the compaction the append triggers is left to it, except for tails at the hard bound."""
     df = yield from _with_index_enrichments(config, settings, df, plan_index_enrichment)
     events = encode_frame(settings, df)
-    yield from _append(config, settings, events)
+    yield from _append(config, settings, events, defer)
+    return len(events)
+
+
+def write_encoded(
+    config: RepoConfig, settings: SequenceSettings, events: EncodedEvents, defer: Optional[Defer] = None
+) -> StoreOperation[int]:
+    """Append events already encoded (a small HTTP push: storage/json_events.py); returns their count."""
+    yield from _append(config, settings, events, defer)
     return len(events)
 
 
@@ -100,7 +117,9 @@ def _with_index_enrichments(
     return enriched(replies)
 
 
-def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvents) -> StoreOperation[None]:
+def _append(
+    config: RepoConfig, settings: SequenceSettings, events: EncodedEvents, defer: Optional[Defer] = None
+) -> StoreOperation[None]:
     online = config.online_store
     commands = plan_append(settings, config.project, events)
     what = _appending(settings, events)
@@ -110,7 +129,13 @@ def _append(config: RepoConfig, settings: SequenceSettings, events: EncodedEvent
     if erased:
         metrics.ERASED_EVENTS_DROPPED.labels(settings.view_name).inc(erased)
     full = tails_to_compact(settings, commands, sizes, online.compact_after)
-    yield from compact(settings, full, retry_policy(online), replica_acks(online))
+    if defer is not None and full:
+        bound = compact_inline_from(settings, online.compact_after)
+        deferred = tails_to_compact(settings, commands, sizes, online.compact_after, below=bound)
+        full = sorted(set(full).difference(deferred).union(defer(settings, deferred)))
+    compacted = yield from compact(settings, full, retry_policy(online), replica_acks(online))
+    if compacted:
+        metrics.COMPACTED_SEQUENCES.labels(settings.view_name, "inline").inc(compacted)
 
 
 def _rows(entity_keys: Sequence[EntityKeyProto]) -> List[Dict[str, ValueProto]]:

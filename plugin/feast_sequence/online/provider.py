@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
 import pyarrow as pa
@@ -53,6 +53,8 @@ from feast_sequence.online.store import SequenceRedisOnlineStore
 from feast_sequence.serving.log_files import write_file_logs
 from feast_sequence.serving.training import ENRICHMENT_TIME_US
 from feast_sequence.storage.append import encode_frame
+from feast_sequence.storage.codec import EncodedEvents
+from feast_sequence.storage.json_events import encode_json_columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -125,6 +127,18 @@ class SequenceProvider(PassthroughProvider):
             await super().ingest_df_async(feature_view, df, field_mapping)
             return
         await self._sequence_store().write_events_async(self.repo_config, feature_view, _mapped(feature_view, df))
+
+    def encode_json_columns(self, feature_view: Any, columns: Mapping[str, Sequence[Any]]) -> Optional[EncodedEvents]:
+        """A small ``/push``'s events for a sequence view, without pandas (storage/json_events.py);
+        None when the request needs the frame path: a regular view, a field mapping, a value to check
+        there."""
+        if not is_sequence_view(feature_view) or getattr(feature_view.batch_source, "field_mapping", None):
+            return None
+        return encode_json_columns(sequence_settings(feature_view), columns)
+
+    async def write_encoded_async(self, feature_view: Any, events: EncodedEvents) -> None:
+        """Write the events ``encode_json_columns`` returned for ``feature_view``."""
+        await self._sequence_store().write_encoded_events_async(self.repo_config, feature_view, events)
 
     def validate_push(
         self, views: Sequence[Any], df: pd.DataFrame, field_mapping: Optional[Dict[str, str]] = None

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 import pandas as pd
 from feast import FeatureStore
@@ -96,6 +96,35 @@ async def push_async(
         await plan.provider.write_pushed_async(view, df)
     if plan.offline or plan.precompute:
         await asyncio.to_thread(_finish, store, plan, df, allow_registry_cache)
+
+
+async def push_json_async(
+    store: FeatureStore, push_source_name: str, columns: Mapping[str, Sequence[Any]], allow_registry_cache: bool = True
+) -> bool:
+    """``push_async(store, push_source_name, pd.DataFrame(columns), PushMode.ONLINE)`` for a small
+    request of JSON columns (``/push``), without pandas: every view's events are encoded
+    (storage/json_events.py) before any is written. Returns False, having written nothing, when the
+    request needs ``push_async``: a value to check or convert there, a regular view, a field mapping,
+    a precomputed feature service, a remote store."""
+    if is_remote(store.config):
+        return False
+    provider = sequence_provider(store)
+    targets = provider.push_views(store.registry).resolve(push_source_name, allow_registry_cache)
+    if any(targets.precomputed_services.get(view.name) for view in targets.views):
+        return False
+    assert_can_push(targets.views, PushMode.ONLINE)
+    encoded = []
+    for view in targets.views:
+        try:
+            events = provider.encode_json_columns(view, columns)
+        except SequenceInputError:  # an oversized event: raised by push_async, for the view it checks first
+            return False
+        if events is None:
+            return False
+        encoded.append((view, events))
+    for view, events in encoded:
+        await provider.write_encoded_async(view, events)
+    return bool(encoded)
 
 
 def _plan(store: FeatureStore, push_source_name: str, df: pd.DataFrame, to: PushMode, allow_cache: bool) -> _Plan:

@@ -26,7 +26,7 @@ from feast.permissions.server.rest import inject_user_details
 
 from feast_sequence.errors import FeastSequenceError, SequenceInputError
 from feast_sequence.feast_internals import gunicorn_metrics_hooks
-from feast_sequence.online.push import push_async
+from feast_sequence.online.push import push_async, push_json_async
 
 _logger = logging.getLogger(__name__)
 _MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
@@ -54,14 +54,25 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
                     f"{request.to} is not a supported push format. Please specify one of these "
                     "['online', 'offline', 'online_and_offline']."
                 )
-            # push_async checks the caller's permissions on every view before writing any.
             name, allow_cache = request.push_source_name, request.allow_registry_cache
-            await push_async(store, name, _frame(request.df), to, allow_cache)
+            await push_columns_async(store, name, request.df, to, allow_cache)
             feast_metrics.track_push(name, request.to)
             return Response(status_code=200)
 
     fast_app: FastAPI = app
     return fast_app
+
+
+async def push_columns_async(
+    store: FeatureStore, push_source_name: str, columns: Dict[str, List[Any]], to: PushMode, allow_cache: bool
+) -> None:
+    """A ``/push`` request's columns pushed: a small online one without pandas when it can be
+    (``push_json_async``), else as a frame (``push_async``). Both check the caller's permissions on
+    every view before writing any, and raise the same errors (the small path hands anything doubtful
+    to the frame path)."""
+    if to == PushMode.ONLINE and await push_json_async(store, push_source_name, columns, allow_cache):
+        return
+    await push_async(store, push_source_name, _frame(columns), to, allow_cache)
 
 
 async def _answer_error(request: Request, error: Exception) -> JSONResponse:

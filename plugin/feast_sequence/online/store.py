@@ -18,6 +18,7 @@ driver (storage/drivers.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -30,9 +31,10 @@ from feast.repo_config import RepoConfig
 
 from feast_sequence.definitions.settings import SequenceSettings, is_sequence_view, sequence_settings
 from feast_sequence.online import maintenance, operations
+from feast_sequence.online.background_compaction import BackgroundCompactions
 from feast_sequence.online.config import SequenceRedisOptions
 from feast_sequence.online.null_timestamps import encode_null_timestamps
-from feast_sequence.online.operations import ProtoRows, StoreOperation
+from feast_sequence.online.operations import Defer, ProtoRows, StoreOperation
 from feast_sequence.online.permissions import assert_can_read
 from feast_sequence.online.request_plan import is_use_case_request, plan_regular_read, plan_request
 from feast_sequence.serving.enrichment_cache import EnrichmentCaches
@@ -40,6 +42,7 @@ from feast_sequence.serving.pipeline import serve
 from feast_sequence.serving.plan_cache import PlanCache
 from feast_sequence.serving.read_plan import Fill
 from feast_sequence.storage.client import refuse_eviction, with_default_timeouts, without_retries
+from feast_sequence.storage.codec import EncodedEvents
 from feast_sequence.storage.drivers import drive, drive_async
 from feast_sequence.storage.evolution import StoredDefinition
 from feast_sequence.storage.read import Row
@@ -48,6 +51,7 @@ from feast_sequence.storage.redis_io import Command, RoundTrip, run_round_trip, 
 __all__ = ["SequenceRedisOnlineStore", "SequenceRedisOnlineStoreConfig"]
 
 Result = TypeVar("Result")
+_NOT_WRITTEN = "This push wrote nothing; send it again."
 Keys = List[EntityKeyProto]
 Features = Optional[List[str]]
 
@@ -87,6 +91,8 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         self.enrichment_caches = EnrichmentCaches()
         #: Each sequence view's settings and decode plans, once per registry version.
         self.plan_cache = PlanCache()
+        #: The compactions this instance's pushes triggered, run after they answered.
+        self.compactions = BackgroundCompactions(self._get_client)
 
     # --- Feast's entry points, sync and async ----------------------------------------------------
 
@@ -213,11 +219,40 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
     # --- pushes (called by SequenceProvider) -----------------------------------------------------
 
     def write_events(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
-        """Append every row of ``df`` as an event of sequence view ``table``; returns the row count."""
-        return self._run(config, operations.write_events(config, sequence_settings(table), df))
+        """Append every row of ``df`` as an event of sequence view ``table``; returns the row count.
+        The compaction it triggers runs after it returns (``compact_in_background``); a background
+        compaction that failed since the last push is raised here, before anything is written."""
+        self.compactions.raise_failure(_NOT_WRITTEN)
+        return self._run(config, operations.write_events(config, sequence_settings(table), df, self._defer(config)))
 
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
-        return await self._run_async(config, operations.write_events(config, sequence_settings(table), df))
+        self.compactions.raise_failure(_NOT_WRITTEN)
+        operation = operations.write_events(config, sequence_settings(table), df, self._defer(config))
+        return await self._run_async(config, operation)
+
+    async def write_encoded_events_async(self, config: RepoConfig, table: FeatureView, events: EncodedEvents) -> int:
+        """``write_events_async`` of events already encoded (storage/json_events.py)."""
+        self.compactions.raise_failure(_NOT_WRITTEN)
+        operation = operations.write_encoded(config, sequence_settings(table), events, self._defer(config))
+        return await self._run_async(config, operation)
+
+    def _defer(self, config: RepoConfig) -> Optional[Defer]:
+        """Where a push leaves its compactions: this store's worker, unless configured inline."""
+        online = config.online_store
+        if not (online.compact_in_background and online.compact_after):
+            return None
+        return lambda settings, keys: self.compactions.submit(config.project, settings, online, keys)
+
+    def drain_compactions(self, timeout_seconds: Optional[float] = None) -> None:
+        """Wait until the compactions this store's pushes triggered are done; raises the first that
+        failed (``SequenceStoreError``). Scripts that end with a push need not call it: it also runs
+        at interpreter exit."""
+        self.compactions.drain(timeout_seconds)
+
+    async def close(self) -> None:
+        """Feast's ``FeatureStore.close``: the queued compactions finish first (their errors raised)."""
+        await asyncio.to_thread(self.compactions.drain)
+        await super().close()
 
     # --- running operations: the store's two drivers ---------------------------------------------
 

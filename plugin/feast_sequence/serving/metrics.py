@@ -46,6 +46,8 @@ _NAMES = (
     "LIMIT_REJECTIONS",
     "EXPIRED_PUSHED_EVENTS",
     "ERASED_EVENTS_DROPPED",
+    "COMPACTED_SEQUENCES",
+    "COMPACTION_ERRORS",
     "ENRICHMENT_CACHE_HITS",
     "ENRICHMENT_CACHE_MISSES",
     "ENRICHMENT_CACHE_EVICTIONS",
@@ -96,6 +98,16 @@ def _define(prometheus: Any) -> Dict[str, Any]:
     ERASED_EVENTS_DROPPED = Counter(
         "feast_sequence_erased_events_dropped_total",
         "Events a writer sent for an erased entity, at or before its erasure time (the store drops them)",
+        ["view"],
+    )
+    COMPACTED_SEQUENCES = Counter(
+        "feast_sequence_compacted_sequences_total",
+        "Sequences a writer compacted: 'inline' before its push answered, 'background' after",
+        ["view", "where"],
+    )
+    COMPACTION_ERRORS = Counter(
+        "feast_sequence_compaction_errors_total",
+        "Background compactions that failed (logged, and raised by the writer's next push)",
         ["view"],
     )
     ENRICHMENT_CACHE_HITS = Counter(

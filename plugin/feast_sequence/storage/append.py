@@ -57,11 +57,11 @@ def encode_frame(settings: SequenceSettings, df: pd.DataFrame) -> EncodedEvents:
     timestamps_us = timestamps_to_us(settings.timestamp_field, df[settings.timestamp_field]).tolist()
     columns = [column_values(f.name, f.value_type, df[f.name]) for f in settings.fields]
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
-    _check_sizes(settings, members)
+    check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
-def _check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
+def check_sizes(settings: SequenceSettings, members: Sequence[bytes]) -> None:
     for row, member in enumerate(members):
         if len(member) > MAX_EVENT_BYTES:
             raise SequenceInputError(
@@ -104,7 +104,7 @@ def encode_proto_rows(
             value = feast_value_type_to_python_type(proto) if proto is not None and kind is not None else None
             column.append(NULL_DEFAULTS[field.value_type] if value is None else _scalar(field, value))
     members, identities = encode_columns(layout_for(settings), columns, timestamps_us)
-    _check_sizes(settings, members)
+    check_sizes(settings, members)
     return EncodedEvents(entity_keys, timestamps_us, members, identities)
 
 
@@ -154,15 +154,22 @@ def plan_append(
 
 
 def tails_to_compact(
-    settings: SequenceSettings, commands: Sequence[Command], sizes: Sequence[Any], compact_after: int
+    settings: SequenceSettings,
+    commands: Sequence[Command],
+    sizes: Sequence[Any],
+    compact_after: int,
+    below: Optional[int] = None,
 ) -> List[SequenceKeys]:
     """The sequences of ``plan_append``'s commands whose tails reached ``compact_after`` events, or
-    ``max_length`` when it is smaller (APPEND returns the tail's size; 0 = never compact on write)."""
+    ``max_length`` when it is smaller (APPEND returns the tail's size; 0 = never compact on write);
+    with ``below``, only those whose tails stayed under it in every call of the commands."""
     if not compact_after:
         return []
     threshold = min(compact_after, settings.max_length)
     # EVALSHA, sha, number of keys, then the sequence's keys
     full = {(c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= threshold}
+    if below is not None:
+        full -= {(c[3], c[4], c[5]) for c, reply in zip(commands, sizes) if tail_size(reply) >= below}
     return sorted(full)
 
 

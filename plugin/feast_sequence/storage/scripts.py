@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
 class LuaScript:
     source: str
 
-    @property
+    @cached_property
     def sha(self) -> str:
+        # Once per script: every EVALSHA names it, 10,000 times in a large push.
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
