@@ -18,6 +18,8 @@ from feast_sequence.errors import CorruptSequenceError
 from feast_sequence.storage import block_columns as bc
 from feast_sequence.storage import blocks
 from feast_sequence.storage.codec import _layout, encode_columns
+from feast_sequence.storage.compaction import Served
+from feast_sequence.storage.sequence_columns import field_values
 
 FIELDS = (
     EventField("s", ValueType.STRING),
@@ -126,6 +128,72 @@ def test_columns_give_each_fields_values_newest_first():
     assert by_number[FIELDS[4].stored_number].values.view("<f4").ravel().tolist() == [1.5, -0.25, math.inf]
     assert bc.unzigzag(by_number[1].values).tolist() == [3, 2, 1]  # the timestamps' seconds
     assert by_number[2].events.tolist() == [1]  # microseconds only where there are some
+
+
+def test_a_block_read_again_is_decoded_once_and_a_rewritten_one_is_never_served_stale():
+    """The decode cache is keyed by the whole stored block: equal bytes share one decoded, read-only
+    block; a rewrite of the same sequence (same scores, same count, other values) decodes anew."""
+    layout = _layout(FIELDS[:1], ())
+    times = [3_000_000, 2_000_000]
+    first, _ = encode_columns(layout, [["a", "b"]], times)
+    block = blocks.encode(blocks.Events(times, first, [0, 0]))
+    shared = blocks.decode(block)
+    assert blocks.decode(bytes(bytearray(block))) is shared
+    assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
+    with pytest.raises(ValueError):
+        shared.scores[0] = 0
+    second, _ = encode_columns(layout, [["c", "b"]], times)
+    rewritten = blocks.decode(blocks.encode(blocks.Events(times, second, [0, 0])))
+    assert rewritten is not shared
+    assert field_values(layout, Served(None, 2, ((rewritten, 1),)), 0).tolist() == ["c"]
+    assert field_values(layout, Served(None, 2, ((shared, 2),)), 0).tolist() == ["a", "b"]
+
+
+def test_shared_blocks_keep_at_most_their_events_least_recently_used_out():
+    layout = _layout(FIELDS[:1], ())
+    times = [3_000_000, 2_000_000]
+    members = [encode_columns(layout, [[v, "b"]], times)[0] for v in "xyz"]
+    stored = [blocks.encode(blocks.Events(times, m, [0, 0])) for m in members]
+    shared = blocks.SharedBlocks(max_events=4)
+    first, second = shared.decode(stored[0]), shared.decode(stored[1])
+    assert shared.decode(stored[0]) is first  # used again: now the most recent
+    shared.decode(stored[2])  # 6 events: the least recently used (the second) goes
+    assert shared.decode(stored[0]) is first and shared.decode(stored[1]) is not second
+    tiny = blocks.SharedBlocks(max_events=1)  # a block of more events than that is never kept
+    assert tiny.decode(stored[0]) is not tiny.decode(stored[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(stored_events(), min_size=2, max_size=4))
+def test_a_fields_columns_of_many_blocks_decode_at_once_as_one_by_one(many):
+    """A request's reads decode a field of all their blocks together (``columns_from``)."""
+    lazies = [blocks.decode(blocks.encode(events)).columns().columns for events in many if len(events)]
+    for tag in {t for lazy in lazies for t in lazy}:
+        groups = {}
+        for lazy in lazies:
+            stored = lazy.pending(tag)
+            if stored is not None:
+                groups.setdefault(stored.encoding, []).append(stored)
+        for group in groups.values():
+            together = bc.columns_from(group)
+            assert together is not None and len(together) == len(group)
+            for stored, column in zip(group, together):
+                alone = bc.column_from(stored.tag, stored.encoding, stored.data, stored.scores, stored.events)
+                assert (column.tag, column.encoding, column.dictionary) == (alone.tag, alone.encoding, alone.dictionary)
+                assert column.values.dtype == alone.values.dtype and column.values.tolist() == alone.values.tolist()
+                assert column.events.tolist() == alone.events.tolist()
+
+
+def test_columns_that_do_not_decode_together_are_left_to_decode_one_by_one():
+    """A varint that is not canonical (0 as two bytes) or a column with a varint too many: no batch."""
+    events = np.arange(2)
+    good = bc.StoredColumn(8, bc.PLAIN, b"\x01\x02", np.zeros(2, dtype=np.int64), events)
+    padded = bc.StoredColumn(8, bc.PLAIN, b"\x80\x00\x05", np.zeros(2, dtype=np.int64), events)
+    assert bc.columns_from([good, padded]) is None
+    assert bc.column_from(8, bc.PLAIN, padded.data, padded.scores, events).values.tolist() == [0, 5]
+    shifted = bc.StoredColumn(8, bc.PLAIN, b"\x01\x02\x03", np.zeros(2, dtype=np.int64), events)
+    short = bc.StoredColumn(8, bc.PLAIN, b"\x04", np.zeros(2, dtype=np.int64), events)
+    assert bc.columns_from([shifted, short]) is None
 
 
 def _row_blocks() -> float:

@@ -225,18 +225,39 @@ class Column:
         return _gather(flat, entry_starts[index], lengths), lengths
 
 
-class LazyColumns(Mapping[int, Column]):
-    """Columns by tag, each decoded on first access (a read decodes only the fields it serves)."""
+@dataclass(frozen=True)
+class StoredColumn:
+    """A column as stored (``payload``'s bytes, after decompression), not yet decoded."""
 
-    def __init__(self, loaders: Mapping[int, Callable[[], Column]]):
-        self._loaders = loaders
+    tag: int
+    encoding: int
+    data: bytes
+    scores: np.ndarray  # the block's
+    events: np.ndarray
+
+
+class LazyColumns(Mapping[int, Column]):
+    """Columns by tag, each decoded on first access (a read decodes only the fields it serves), or
+    beforehand, with the same column of other blocks (``pending`` and ``provide``, see ``columns_from``)."""
+
+    def __init__(self, stored: Mapping[int, StoredColumn], decode: Callable[[StoredColumn], Column]):
+        self._loaders = stored
+        self._decode = decode
         self._loaded: Dict[int, Column] = {}
 
     def __getitem__(self, tag: int) -> Column:
         column = self._loaded.get(tag)
         if column is None:
-            column = self._loaded[tag] = self._loaders[tag]()
+            column = self._loaded[tag] = self._decode(self._loaders[tag])
         return column
+
+    def pending(self, tag: int) -> Optional[StoredColumn]:
+        """Field ``tag``'s stored column if it is there and not decoded yet."""
+        return None if tag in self._loaded else self._loaders.get(tag)
+
+    def provide(self, tag: int, column: Column) -> None:
+        """Field ``tag``'s column, decoded by ``columns_from`` (what ``column_from`` gives)."""
+        self._loaded.setdefault(tag, column)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._loaders)
@@ -641,6 +662,84 @@ def column_from(tag: int, encoding: int, data: bytes, scores: np.ndarray, events
     else:
         raise ValueError(f"unknown column encoding {encoding}")
     return Column(tag, encoding, events, values)
+
+
+def columns_from(stored: Sequence[StoredColumn]) -> Optional[List[Column]]:
+    """``column_from`` of each column of one field tag and encoding (that field in the blocks of a
+    request), with one numpy pass over all their varints instead of one per column: a read of many
+    sequences then costs a few calls per field, not a few per field and block. None when the
+    columns are not all as ``payload`` writes them (a non-canonical varint, say): ``column_from`` of
+    each then gives each column or its error."""
+    if not stored:
+        return []
+    encoding = stored[0].encoding
+    counts = np.array([len(c.events) for c in stored], dtype=np.int64)
+    if encoding in (PLAIN, DELTA):
+        values = _joined_varints([c.data for c in stored], counts)
+        if values is None:
+            return None
+        if encoding == DELTA:
+            values = zigzag(_cumsum_per_run(unzigzag(values), counts))
+        return [Column(c.tag, encoding, c.events, v) for c, v in zip(stored, _runs(values, counts))]
+    if encoding != JOINED_DICTIONARY:  # the rest costs a call or two per column anyway
+        return [column_from(c.tag, c.encoding, c.data, c.scores, c.events) for c in stored]
+    heads, references = [], []
+    for column in stored:
+        size, at = _python_varint(column.data, 0)
+        blob_size, at = _python_varint(column.data, at)
+        if size < 0 or blob_size < 0 or at + blob_size > len(column.data):
+            return None
+        heads.append((size, column.data[at : at + blob_size]))
+        references.append(column.data[at + blob_size :])
+    values = _joined_varints(references, counts)
+    if values is None:
+        return None
+    new = values == 0
+    firsts = _cumsum_per_run(new.astype(np.int64), counts) - 1
+    index = np.where(new, firsts, values.astype(np.int64) - 1)
+    sizes = np.array([size for size, _ in heads], dtype=np.int64)
+    if len(index) and bool((index >= np.repeat(sizes, counts)).any()):
+        return None
+    out = []
+    for column, (size, blob), v in zip(stored, heads, _runs(index.astype(_U64), counts)):
+        entries = blob.split(b"\x00") if size else []
+        if len(entries) != size:
+            return None
+        out.append(Column(column.tag, encoding, column.events, v, entries, blob))
+    return out
+
+
+def _joined_varints(datas: Sequence[bytes], counts: np.ndarray) -> Optional[np.ndarray]:
+    """The varints of each of ``datas`` (``counts[i]`` each, filling it exactly), read at once;
+    None unless every one is canonical and each data holds exactly its count."""
+    total = int(counts.sum())
+    joined = np.frombuffer(b"".join(datas), dtype=np.uint8)
+    try:
+        values, end = read_varints(joined, total)
+    except ValueError:
+        return None
+    if end != len(joined):
+        return None
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+    # Canonical varints have the lengths their values give: then each data's varints end at its end.
+    ends = np.cumsum(varint_lengths(values))
+    bounds = np.cumsum(counts) - 1
+    if not np.array_equal(ends[bounds[counts > 0]], np.cumsum(sizes)[counts > 0]) or bool((sizes[counts == 0]).any()):
+        return None
+    return values
+
+
+def _cumsum_per_run(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The running sum of ``values`` restarting at each run of ``counts`` (wrapping as int64 does)."""
+    total = np.cumsum(values)
+    starts = np.cumsum(counts) - counts
+    before = np.where(starts > 0, total[np.maximum(starts - 1, 0)] if len(total) else 0, 0)
+    restarted: np.ndarray = total - np.repeat(before.astype(total.dtype), counts)
+    return restarted
+
+
+def _runs(values: np.ndarray, counts: np.ndarray) -> List[np.ndarray]:
+    return np.split(values, np.cumsum(counts)[:-1])
 
 
 def _expect_end(end: int, raw: np.ndarray) -> None:

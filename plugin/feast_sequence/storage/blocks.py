@@ -41,8 +41,9 @@ import os
 import re
 import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -394,6 +395,16 @@ class ColumnBlock(Block):
     def __init__(self, columns: bc.Columns, newest: int):
         super().__init__(len(columns.scores), newest)
         self._columns = columns
+        self._derived: Dict[Any, np.ndarray] = {}
+
+    def derived(self, key: Any, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()`` (a function of this block's columns named by ``key``), computed once and
+        kept read-only: a block may be shared by reads (``decode``), so a field's typed values are
+        built once for all of them."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = _read_only(compute())
+        return value
 
     @property
     def scores(self) -> np.ndarray:
@@ -402,7 +413,9 @@ class ColumnBlock(Block):
     @cached_property
     def _members(self) -> bc.Members:
         try:
-            return bc.rebuild(self._columns)
+            members = bc.rebuild(self._columns)
+            _read_only(members.lengths), _read_only(members.identity_lengths)
+            return members
         except (ValueError, IndexError) as error:
             raise CorruptSequenceError(f"block columns do not rebuild its events ({error})") from error
 
@@ -475,27 +488,90 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         shape_of = np.zeros(count, dtype=np.int64)
     else:
         raise ValueError("no event shapes")
-    loaders: Dict[int, Callable[[], bc.Column]] = {
-        tag: partial(_column, tag, encoding, data, scores, bc.events_of(shapes, shape_of, tag))
-        for tag, encoding, data in zip(tags, encodings, sections[3:])
-    }
-    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(loaders)), newest)
+    _read_only(scores), _read_only(shape_of)
+    every = _read_only(np.arange(count)) if len(shapes) == 1 else None  # the usual block: one shape
+    columns: Dict[int, bc.StoredColumn] = {}
+    for tag, encoding, data in zip(tags, encodings, sections[3:]):
+        events = bc.events_of(shapes, shape_of, tag) if every is None else every
+        columns[tag] = bc.StoredColumn(tag, encoding, data, scores, events)
+    return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(columns, _column)), newest)
 
 
-def _column(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> bc.Column:
+def _column(stored: bc.StoredColumn) -> bc.Column:
     """One column of a block, decoded when first needed; its checksum was checked with the block."""
     try:
-        return bc.column_from(tag, encoding, data, scores, events)
+        return shareable(bc.column_from(stored.tag, stored.encoding, stored.data, stored.scores, stored.events))
     except (ValueError, IndexError) as error:
-        raise CorruptSequenceError(f"block column of field tag {tag} does not decode ({error})") from error
+        raise CorruptSequenceError(f"block column of field tag {stored.tag} does not decode ({error})") from error
+
+
+def shareable(column: bc.Column) -> bc.Column:
+    """A decoded column made read-only, to be part of a block that reads may share (``decode``)."""
+    _read_only(column.values), _read_only(column.events)
+    return column
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, made read-only: a decoded block is shared by reads, none may change it."""
+    array.flags.writeable = False
+    return array
 
 
 def decode(block: Optional[bytes]) -> Optional[Block]:
     """A stored block, verified and decompressed (None for no block or an empty one). Raises
     ``CorruptSequenceError`` for a block that fails its checksum or, for a format 3 block (no
-    checksum), does not decode into what its header says."""
+    checksum), does not decode into what its header says. A format 5 block comes from the recently
+    decoded ones (``SHARED_BLOCKS``) when the same bytes were decoded before."""
     if not block:
         return None
+    if block[0] == BLOCK_FORMAT:
+        return SHARED_BLOCKS.decode(bytes(block))
+    return _decode(block)
+
+
+class SharedBlocks:
+    """Format 5 blocks decoded once for all the reads that meet the same stored bytes (a hot
+    sequence read again before its next compaction), least recently used first out once they hold
+    more than ``max_events`` events. The key is the whole stored block, not its name: its header
+    holds the newest score, the count and a random generation that every write renews, and the
+    checksum covers the rest, so equal bytes are the same block and a hit never serves an older
+    one. Blocks are immutable once decoded (arrays read-only, lazy parts deterministic), so reads on
+    several threads may share one. Failures are not kept: a corrupt block raises each time."""
+
+    def __init__(self, max_events: int):
+        self.max_events = max_events
+        self._blocks: "OrderedDict[bytes, Block]" = OrderedDict()
+        self._events = 0
+        self._lock = threading.Lock()
+
+    def decode(self, block: bytes) -> Optional[Block]:
+        with self._lock:
+            found = self._blocks.get(block)
+            if found is not None:
+                self._blocks.move_to_end(block)
+                return found
+        decoded = _decode(block)
+        if decoded is None or decoded.count > self.max_events:
+            return decoded
+        with self._lock:
+            if block not in self._blocks:
+                self._blocks[block] = decoded
+                self._events += decoded.count
+                while self._events > self.max_events:
+                    _, dropped = self._blocks.popitem(last=False)
+                    self._events -= dropped.count
+        return decoded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self._events = 0
+
+
+SHARED_BLOCKS = SharedBlocks(max_events=1 << 18)  # about 50 MB of decoded blocks at most
+
+
+def _decode(block: bytes) -> Optional[Block]:
     form = block[0]
     block = verified(block)
     match = _HEADER.match(block)

@@ -19,7 +19,7 @@ from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
-from feast_sequence.storage.sequence_columns import ColumnMessage, has_columns
+from feast_sequence.storage.sequence_columns import ColumnMessage, decode_together, has_columns
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 
@@ -155,6 +155,7 @@ def populate_sequences(
     add_view_metadata(response, table, include_version_metadata)
     layout = read.layout
     replies = members(read.settings, commands, replies)
+    decode_together(layout, replies, [source for _, _, source in read.plan])
     # A sequence with a columnar block part is read from its columns, not parsed from members.
     messages = [
         ColumnMessage(layout, m) if has_columns(m) else layout.message_class.FromString(m.data) for m in replies
