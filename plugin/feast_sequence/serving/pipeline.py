@@ -43,7 +43,6 @@ from feast_sequence.serving.featurize import (
     mask,
     mask_name,
     mask_rows,
-    pad_positions,
     pad_response_vector,
     padded_rows,
 )
@@ -364,7 +363,7 @@ def _fill(
     bulk = batch.rows * plan.length >= BULK_FROM
     padded = pad and bulk and bool((batch.lengths <= plan.length).all())
     lengths = np.full(batch.rows, plan.length, dtype=np.int64) if padded else batch.lengths
-    positions = pad_positions(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
+    slots = mask_rows(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
     timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
         value_type = batch.types[name]
@@ -375,7 +374,7 @@ def _fill(
         if (padded or not pad) and values.dtype != object:
             if padded:
                 pad_value = PAD_VALUES[value_type]
-                values = padded_rows(values, batch.lengths, plan.length, pad_value, positions=positions).ravel()
+                values = padded_rows(values, batch.lengths, plan.length, pad_value, slots=slots).ravel()
             entries = list_value_entries(values, lengths, value_type, final, BULK_FROM)
         if entries is not None:
             merge_entries(vector, entries, owner)
