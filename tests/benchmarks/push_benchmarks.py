@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import pandas as pd
-import psutil
 from feast import FeatureStore, FeatureView, Field, PushSource
 from feast.types import Float32, Int64, String
 
@@ -27,7 +26,7 @@ from feast_sequence import SequenceFeatureView
 from feast_sequence.testing.local_redis import LocalRedis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/benchmarks, for the load client
-from http_load import Stream, post, run_load  # noqa: E402
+from http_load import Stream, post, run_load, workers_cpu_seconds  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
 from feast_server import feast_sequence_serve  # noqa: E402
@@ -106,13 +105,6 @@ def p50_ms(push: Callable[[pd.DataFrame], object], samples: int, offset: int) ->
         push(frame)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
-
-
-def workers_cpu_seconds(port: int) -> float:
-    """CPU time so far of the worker processes of the server started on ``port``."""
-    masters = [p for p in psutil.process_iter(["cmdline"]) if "serve" in (p.info["cmdline"] or ())]
-    masters = [p for p in masters if str(port) in p.info["cmdline"]]
-    return sum(sum(c.cpu_times()[:2]) for m in masters for c in m.children(recursive=True))
 
 
 def http_rate(repo: Path, env: Dict[str, str]) -> Dict[str, float]:
