@@ -43,10 +43,11 @@ bench: setup
 	$(PY) tests/benchmarks/run_benchmarks.py
 
 # The long run of the model-based test (tests/test_sequence_model.py): SOAK_EXAMPLES random histories
-# of 60 steps per variant (about 0.08 s a step), then the number of steps run without a counterexample.
+# of 60 steps per variant (about 0.08 s a step), then the number of steps run without a counterexample;
+# and of the served-equals-reference property (tests/test_semantics_property.py, 30 under `make test`).
 SOAK_EXAMPLES ?= 1000
 soak: setup
-	FEAST_SEQUENCE_SOAK_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest -q --timeout=0 tests/test_sequence_model.py
+	FEAST_SEQUENCE_SOAK_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest -q --timeout=0 tests/test_sequence_model.py tests/test_semantics_property.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

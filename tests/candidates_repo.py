@@ -23,8 +23,13 @@ SHOPS = [1, 2, 3]
 MAX_LENGTH = 300
 
 
-def objects(data_dir: Path, max_length: int = MAX_LENGTH) -> List[Any]:
-    purchases = SequenceFeatureView(
+#: A row's events of the category its request names (its ``candidate_category`` value).
+SAME_CATEGORY = Where("category", "==", FromRequest("candidate_category"))
+
+
+def purchases_view(data_dir: Path, max_length: int = MAX_LENGTH) -> SequenceFeatureView:
+    """The users' purchases (PURCHASE_COLUMNS), pushed through 'purchases_push'."""
+    return SequenceFeatureView(
         name="purchases",
         entities=[user],
         source=push_source("purchases", data_dir, PURCHASE_COLUMNS),
@@ -36,7 +41,11 @@ def objects(data_dir: Path, max_length: int = MAX_LENGTH) -> List[Any]:
         ],
         max_length=max_length,
     )
-    same_category = Where("category", "==", FromRequest("candidate_category"))
+
+
+def objects(data_dir: Path, max_length: int = MAX_LENGTH) -> List[Any]:
+    purchases = purchases_view(data_dir, max_length)
+    same_category = SAME_CATEGORY
     features = purchases[["item_id", "category", "ts"]]
     return [
         user,
@@ -82,14 +91,16 @@ def objects(data_dir: Path, max_length: int = MAX_LENGTH) -> List[Any]:
     ]
 
 
-def purchases(users: Sequence[int], per_user: int, now: pd.Timestamp, seed: int) -> pd.DataFrame:
-    """``per_user`` purchases of each user, one per second back from ``now`` (distinct times: no ties)."""
+def purchases(
+    users: Sequence[int], per_user: int, now: pd.Timestamp, seed: int, categories: Sequence[str] = CATEGORIES
+) -> pd.DataFrame:
+    """``per_user`` purchases of each user in random ``categories``, distinct times back from ``now`` (no ties)."""
     rng = np.random.default_rng(seed)
     rows: Dict[str, List[Any]] = {c: [] for c in ["user_id", "item_id", "category", "shop", "price", "ts"]}
     for u in users:
         rows["user_id"] += [u] * per_user
         rows["item_id"] += [f"i{u}_{k}" for k in range(per_user)]
-        rows["category"] += rng.choice(CATEGORIES, per_user).tolist()
+        rows["category"] += rng.choice(list(categories), per_user).tolist()
         rows["shop"] += rng.choice(SHOPS, per_user).tolist()
         rows["price"] += np.round(rng.uniform(0, 30, per_user), 2).tolist()
         rows["ts"] += list(now.floor("s") - pd.to_timedelta(np.arange(1, per_user + 1) * 60 + u, unit="s"))

@@ -16,6 +16,7 @@ from feast import FeatureStore
 
 from feast_sequence import MAX_LENGTH_CAP, is_sequence_view, sequence_settings
 from feast_sequence.examples.retail import RetailEvents, load_events, write_repo_data
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage import blocks, compaction
 from feast_sequence.storage.keys import levels_key, read_keys, sequence_keys_of, zset_key_of
 from feast_sequence.storage.scripts import READ
@@ -170,9 +171,12 @@ def _identity_fields(client, keys) -> int:
 
 
 def replay(store, events, source: str, chunk: int = 50_000, seed: int = 3) -> None:
+    """Push ``events`` shuffled, in chunks, then wait for the compactions the pushes left to the
+    store's worker: tests that read or damage raw keys next must not race one."""
     shuffled = events.sample(frac=1.0, random_state=seed)
     for start in range(0, len(shuffled), chunk):
         store.push(source, shuffled.iloc[start : start + chunk])
+    store_provider(store).online_store.drain_compactions(timeout_seconds=60)
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
 import pandas as pd
 import pytest
@@ -113,23 +115,45 @@ def test_compact_in_background_false_compacts_before_the_push_answers(tmp_path, 
     assert len(_blocks(redis_client)) == 1
 
 
+@dataclass
+class _FailingWorker:
+    """A store whose compaction worker fails, and its view's compaction error counter at the start."""
+
+    store: Any
+    online: Any
+    errors_before: float
+
+    def errors_counted(self) -> float:
+        return metrics.COMPACTION_ERRORS.labels("clicks")._value.get() - self.errors_before
+
+
+@pytest.fixture
+def failing_worker(tmp_path, redis_server, redis_client) -> Callable[[Exception], _FailingWorker]:
+    """A store on an emptied Redis whose compaction worker raises ``error`` instead of connecting."""
+
+    def start(error: Exception) -> _FailingWorker:
+        redis_client.flushall()
+        store = _store(tmp_path, redis_server)
+        online = _online(store)
+
+        def failing(online_config):
+            raise error
+
+        online.compactions = BackgroundCompactions(failing)
+        return _FailingWorker(store, online, metrics.COMPACTION_ERRORS.labels("clicks")._value.get())
+
+    return start
+
+
 def test_a_failed_background_compaction_is_counted_and_raised_by_the_next_push_which_writes_nothing(
-    tmp_path, redis_server, redis_client
+    failing_worker, redis_client
 ):
-    redis_client.flushall()
-    store = _store(tmp_path, redis_server)
-    online = _online(store)
-
-    def unreachable(online_config):
-        raise ConnectionError("Redis went away")
-
-    online.compactions = BackgroundCompactions(unreachable)
-    errors = metrics.COMPACTION_ERRORS.labels("clicks")
-    before = errors._value.get()
+    worker = failing_worker(ConnectionError("Redis went away"))
+    store, online = worker.store, worker.online
     store.push("clicks_push", _events(4, 0, COMPACT_AFTER))
     with pytest.raises(SequenceStoreError, match="Background compaction of 1 sequence.*'clicks' failed"):
         online.compactions.drain(timeout_seconds=10)  # drain raises it ...
-    assert errors._value.get() == before + 1
+    assert worker.errors_counted() == 1
     store.push("clicks_push", _events(4, COMPACT_AFTER, 1))  # ... once: the tail is intact, queued again
     with online.compactions._ready:  # the worker failed again
         assert online.compactions._ready.wait_for(lambda: online.compactions._failure is not None, 10)
@@ -153,24 +177,14 @@ def test_only_tails_under_the_hard_bound_are_left_to_the_worker(tmp_path, redis_
     assert tails_to_compact(settings, commands, replies, COMPACT_AFTER, below=bound) == [("k1z", "k1h", "k1c")]
 
 
-def test_an_outage_met_by_the_worker_is_counted_but_does_not_fail_a_push_made_after_it(
-    tmp_path, redis_server, redis_client
-):
+def test_an_outage_met_by_the_worker_is_counted_but_does_not_fail_a_push_made_after_it(failing_worker, redis_client):
     """Redis unreachable is raised by the pushes made during the outage; a push made after it
     must not fail for a compaction missed then (its writer would re-send stored events)."""
-    redis_client.flushall()
-    store = _store(tmp_path, redis_server)
-    online = _online(store)
-
-    def unreachable(online_config):
-        raise SequenceStoreUnavailableError("Redis could not be reached (test)")
-
-    online.compactions = BackgroundCompactions(unreachable)
-    errors = metrics.COMPACTION_ERRORS.labels("clicks")
-    before = errors._value.get()
+    worker = failing_worker(SequenceStoreUnavailableError("Redis could not be reached (test)"))
+    store, online = worker.store, worker.online
     store.push("clicks_push", _events(5, 0, COMPACT_AFTER))
     online.compactions.drain(timeout_seconds=10)  # nothing to raise
-    assert errors._value.get() == before + 1  # but counted (and logged)
+    assert worker.errors_counted() == 1  # but counted (and logged)
     online.compactions = BackgroundCompactions(online._get_client)  # Redis is back
     store.push("clicks_push", _events(5, COMPACT_AFTER, 1))  # writes, and queues the tail again
     online.drain_compactions(timeout_seconds=10)

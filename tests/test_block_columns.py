@@ -8,29 +8,18 @@ import math
 
 import numpy as np
 import pytest
+from every_type import FIELDS
 from feast.value_type import ValueType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from feast_sequence.definitions.settings import EventField
 from feast_sequence.errors import CorruptSequenceError
 from feast_sequence.storage import block_columns as bc
 from feast_sequence.storage import blocks
 from feast_sequence.storage.codec import _layout, encode_columns
 from feast_sequence.storage.compaction import Served
 from feast_sequence.storage.sequence_columns import field_values
-
-FIELDS = (
-    EventField("s", ValueType.STRING),
-    EventField("b", ValueType.BYTES),
-    EventField("i32", ValueType.INT32),
-    EventField("i64", ValueType.INT64),
-    EventField("f", ValueType.FLOAT),
-    EventField("d", ValueType.DOUBLE),
-    EventField("ok", ValueType.BOOL),
-    EventField("when", ValueType.UNIX_TIMESTAMP),
-)
 
 VALUES = {
     ValueType.STRING: st.sampled_from(["", "a", "ü", "item_00001", "x" * 200]),

@@ -74,6 +74,7 @@ def store(tmp_path, redis_server, redis_client):
     store = applied_store(repo, "p" + repo.name, sequence_online(redis_server.connection_string), views(repo))
     store.push("clicks_push", frame([1, 2, 3]))
     online = store_provider(store).online_store
+    online.drain_compactions(timeout_seconds=30)  # none left to run while a test damages a block
     for name in ("plain", "dedup"):
         online.compact_sequence_view(store.config, sequence_settings(store.get_feature_view(name)))
     return store

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+from every_type import FIELDS
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
@@ -15,17 +16,6 @@ from feast_sequence.definitions.settings import EventField
 from feast_sequence.storage.codec import _layout, decode_plan, decode_sequence, encode_columns
 from feast_sequence.storage.conversion import column_values
 from feast_sequence.storage.entity_keys import entity_column_bytes, entity_key_bytes_from_proto
-
-FIELDS = (
-    EventField("s", ValueType.STRING),
-    EventField("b", ValueType.BYTES),
-    EventField("i32", ValueType.INT32),
-    EventField("i64", ValueType.INT64),
-    EventField("f", ValueType.FLOAT),
-    EventField("d", ValueType.DOUBLE),
-    EventField("ok", ValueType.BOOL),
-    EventField("when", ValueType.UNIX_TIMESTAMP),
-)
 
 
 def test_concatenated_events_decode_as_columns():

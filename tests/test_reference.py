@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import math
 
+from every_type import FIELDS
 from feast.value_type import ValueType
 
-from feast_sequence.definitions.settings import EventField, SequenceSettings
+from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS, encode_columns, layout_for
 
 from reference import stored_bytes
-
-FIELDS = (
-    EventField("s", ValueType.STRING),
-    EventField("b", ValueType.BYTES),
-    EventField("i32", ValueType.INT32),
-    EventField("i64", ValueType.INT64),
-    EventField("f", ValueType.FLOAT),
-    EventField("d", ValueType.DOUBLE),
-    EventField("ok", ValueType.BOOL),
-    EventField("when", ValueType.UNIX_TIMESTAMP),
-)
 
 EVENTS = [
     {"s": "x", "b": b"\x00\xff", "i32": -1, "i64": 2**62, "f": 0.1, "d": -2.5, "ok": True, "when": 1_700_000_000},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from datetime import datetime, timedelta, timezone
@@ -65,7 +66,12 @@ def push_concurrently(store, frames, writers):
         raise errors[0]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# 30 histories per threshold under `make test`; `make soak` runs FEAST_SEQUENCE_SOAK_EXAMPLES of them.
+@settings(
+    max_examples=int(os.environ.get("FEAST_SEQUENCE_SOAK_EXAMPLES") or 30),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     rows=st.lists(event_strategy, min_size=1, max_size=40),
     duplicate_share=st.floats(0, 0.5),

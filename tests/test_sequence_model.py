@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from races import ENRICHED, VIEWS, Writers, as_served, frame, race_store
 
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.offline.pit import EVENT_TIME_US, QUERY_TIME_US, ROW_ID, sequences_as_of
 from feast_sequence.storage.compaction import COMPACTED
 
@@ -80,6 +81,10 @@ class SequenceModel(RuleBasedStateMachine):
 
     def _push(self, df: pd.DataFrame) -> None:
         self.writers.push(df)
+        # The compactions the push left to the store's worker (compact_after > 0), done now: one
+        # committed between a SNAPSHOT rule and its COMPACT would refuse that COMPACT with no write
+        # of the model's in between. So the writers' compactions run at the push, as inline ones did.
+        store_provider(self.writers.store).online_store.drain_compactions(timeout_seconds=30)
         for view in VIEWS:
             self.log[view] += click_records([df])
             for user_id in set(df["user_id"]):

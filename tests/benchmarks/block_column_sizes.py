@@ -16,6 +16,7 @@ import run_benchmarks as rb  # noqa: E402
 from long_benchmarks import current_sequences, high_entropy_sequences  # noqa: E402
 
 from feast_sequence import SequenceFeatureView, sequence_settings  # noqa: E402
+from feast_sequence.storage import block_columns as bc  # noqa: E402
 from feast_sequence.storage import blocks  # noqa: E402
 from feast_sequence.storage.append import encode_frame  # noqa: E402
 
@@ -29,8 +30,8 @@ def sections(block: bytes) -> List[Tuple[int, int]]:
     body = block[block.index(b";") + 2 : -4]
     out, pos = [], 0
     while pos < len(body):
-        raw, pos = blocks._varint(body, pos)
-        stored, pos = blocks._varint(body, pos)
+        raw, pos = bc.varint_at(body, pos)
+        stored, pos = bc.varint_at(body, pos)
         out.append((raw, stored))
         pos += stored
     return out

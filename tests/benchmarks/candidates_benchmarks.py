@@ -19,16 +19,17 @@ from typing import Any, Dict, List
 import numpy as np
 import pandas as pd
 import run_benchmarks as rb
-from feast import FeatureStore, Field
-from feast.types import Float32, Int64, String
+from feast import FeatureStore
 
-from feast_sequence import FromRequest, SequenceFeatureView, SequenceSpec, SequenceUseCase, Where, sequence_settings
+from feast_sequence import SequenceSpec, SequenceUseCase, sequence_settings
 from feast_sequence.definitions.use_case import use_case_settings
 from feast_sequence.feast_internals import historical_request, store_provider
 from feast_sequence.offline.historical import SparkEngine, historical_job, spark_session
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for repos
-from repos import push_source, sequence_online, write_repo  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for repos and candidates_repo
+import candidates_repo  # noqa: E402
+
+from repos import applied_store, sequence_online, user  # noqa: E402
 
 HISTORY = 10_000
 USERS = 10
@@ -39,42 +40,31 @@ FIELDS = ["item_id", "category", "price", "ts"]
 
 
 def _store(root: Path, connection: str) -> FeatureStore:
-    repo = write_repo(root / "cand", "cand", sequence_online(connection))
-    store = FeatureStore(repo_path=str(repo))
-    purchases = SequenceFeatureView(
-        name="purchases",
-        entities=[rb.customer],
-        source=push_source("purchases", repo / "data"),
-        schema=[
-            Field(name="item_id", dtype=String),
-            Field(name="category", dtype=String),
-            Field(name="quantity", dtype=Int64),
-            Field(name="price", dtype=Float32),
-        ],
-        max_length=HISTORY,
-    )
+    """candidates_repo's purchases view, of HISTORY events, and one use case: each row the newest
+    LENGTH events of its candidate's category."""
+    repo = root / "cand"
+    purchases = candidates_repo.purchases_view(repo / "data", max_length=HISTORY)
     candidates = SequenceUseCase(
         name="candidates",
         features=[purchases[FIELDS]],
-        sequences={
-            "purchases": SequenceSpec(length=LENGTH, where=[Where("category", "==", FromRequest("candidate_category"))])
-        },
+        sequences={"purchases": SequenceSpec(length=LENGTH, where=[candidates_repo.SAME_CATEGORY])},
     )
-    store.apply([rb.customer, purchases, candidates])
-    return store
+    return applied_store(repo, "cand", sequence_online(connection), [user, purchases, candidates])
 
 
 def _history(seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = rb.full_sequences(USERS, HISTORY, seed)
-    frame["category"] = [f"cat_{k:03d}" for k in rng.integers(0, CATEGORIES, len(frame))]
-    return frame
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    return candidates_repo.purchases(range(USERS), HISTORY, now, seed, categories=_categories())
+
+
+def _categories() -> List[str]:
+    return [f"cat_{k:03d}" for k in range(CATEGORIES)]
 
 
 def _rows(users: List[int], seed: int) -> Dict[str, List[Any]]:
     rng = np.random.default_rng(seed)
-    categories = [f"cat_{k:03d}" for k in rng.integers(0, CATEGORIES, len(users) * CANDIDATES)]
-    return {"customer_id": [u for u in users for _ in range(CANDIDATES)], "candidate_category": categories}
+    categories = rng.choice(_categories(), len(users) * CANDIDATES).tolist()
+    return {"user_id": [u for u in users for _ in range(CANDIDATES)], "candidate_category": categories}
 
 
 def run(connection: str) -> Dict[str, float]:
@@ -94,7 +84,7 @@ def run(connection: str) -> Dict[str, float]:
             (list(range(USERS)), 15, "serve_candidates_100x10"),
         ):
             rows = [_rows(users, seed) for seed in range(repeats)]
-            entity_rows = [{"customer_id": u} for u in users]
+            entity_rows = [{"user_id": u} for u in users]
             served = store.get_online_features(features=service, entity_rows=rows[0]).to_dict()  # warm
             assert all(len(v) == LENGTH for v in served["item_id"]), "every candidate has 50 events"
             store.get_online_features(features=plain, entity_rows=entity_rows)

@@ -370,14 +370,14 @@ def _split_one_shape(
     first = packed[: int(lengths[0])]
     tags, ends, pos = [], [], 0
     while pos < len(first):
-        tag, pos = _python_varint(first, pos)
+        tag, pos = varint_at(first, pos)
         wire = tag & 7
         if wire == _WIRE_VARINT:
-            _, pos = _python_varint(first, pos)
+            _, pos = varint_at(first, pos)
         elif wire in _FIXED_WIDTH:
             pos += _FIXED_WIDTH[wire]
         elif wire == _WIRE_BYTES:
-            size, pos = _python_varint(first, pos)
+            size, pos = varint_at(first, pos)
             pos += size
         else:
             return None
@@ -404,10 +404,10 @@ def _split_one_shape(
     rest = message.SerializeToString()
     data, pos = np.frombuffer(rest, dtype=np.uint8), 0
     while pos < len(rest):
-        key, pos = _python_varint(rest, pos)
+        key, pos = varint_at(rest, pos)
         if key >> 3 not in numbers or key & 7 != _WIRE_BYTES:  # a field the first event lacks
             return None
-        size, pos = _python_varint(rest, pos)
+        size, pos = varint_at(rest, pos)
         tag = numbers[key >> 3]
         wire = tag & 7
         if wire == _WIRE_VARINT:
@@ -422,16 +422,19 @@ def _split_one_shape(
     return Columns(scores, [(identity, tuple(tags))], np.zeros(count, dtype=np.int64), columns)
 
 
-def _python_varint(data: bytes, pos: int) -> Tuple[int, int]:
-    value, shift = 0, 0
-    while pos < len(data):
+def varint_at(data: bytes, pos: int) -> Tuple[int, int]:
+    """The varint at ``pos`` of ``data`` and the position after it. Bounded, for stored bytes that may
+    be damaged: a varint the bytes end inside gives -1 and a position past the end, which the caller
+    refuses."""
+    value, shift, end = 0, 0, len(data)
+    while pos < end:
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
         shift += 7
-    return -1, len(data) + 1  # unterminated: a position past the end, which the caller refuses
+    return -1, end + 1
 
 
 @lru_cache(maxsize=64)
@@ -685,8 +688,8 @@ def columns_from(stored: Sequence[StoredColumn]) -> Optional[List[Column]]:
         return [column_from(c.tag, c.encoding, c.data, c.scores, c.events) for c in stored]
     heads, references = [], []
     for column in stored:
-        size, at = _python_varint(column.data, 0)
-        blob_size, at = _python_varint(column.data, at)
+        size, at = varint_at(column.data, 0)
+        blob_size, at = varint_at(column.data, at)
         if size < 0 or blob_size < 0 or at + blob_size > len(column.data):
             return None
         heads.append((size, column.data[at : at + blob_size]))

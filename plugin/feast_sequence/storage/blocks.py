@@ -448,8 +448,8 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
     sections: List[bytes] = []
     pos = 0
     while pos < len(body):
-        raw_size, pos = _varint(body, pos)
-        stored_size, pos = _varint(body, pos)
+        raw_size, pos = bc.varint_at(body, pos)
+        stored_size, pos = bc.varint_at(body, pos)
         stored = body[pos : pos + stored_size]
         if len(stored) != stored_size or stored_size > raw_size:
             raise ValueError(f"a column of {stored_size} bytes where {len(stored)} are left")
@@ -459,7 +459,9 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         raise ValueError(f"{len(sections)} parts, at least 3 expected")
     layout, at = [], 0
     while at < len(sections[0]):
-        value, at = _varint(sections[0], at)
+        value, at = bc.varint_at(sections[0], at)
+        if value < 0:
+            raise ValueError("its layout ends inside a number")
         layout.append(value)
     shapes: List[Tuple[int, Tuple[int, ...]]] = []
     at = 1
@@ -471,7 +473,7 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
     encodings = layout[at + 2 : at + 2 + 2 * layout[at] : 2]
     if len(sections) != 3 + len(tags) or set(tags) != {t for _, ts in shapes for t in ts}:
         raise ValueError("its columns are not its fields")
-    digits, at = _varint(sections[1], 0)
+    digits, at = bc.varint_at(sections[1], 0)
     values, end = bc.read_varints(np.frombuffer(sections[1], dtype=np.uint8), count, at)
     if end != len(sections[1]) or not count or digits not in (0, 3, 6):
         raise ValueError(f"{count} scores expected")
@@ -644,29 +646,18 @@ class IdentityLength:
             return 0
         pos = 0
         for _ in range(self.fields):
-            tag, pos = _varint(member, pos)
+            tag, pos = bc.varint_at(member, pos)
             wire = tag & 7
             if wire == 0:
-                _, pos = _varint(member, pos)
+                _, pos = bc.varint_at(member, pos)
             elif wire == 1:
                 pos += 8
             elif wire == 5:
                 pos += 4
             else:
-                size, pos = _varint(member, pos)
+                size, pos = bc.varint_at(member, pos)
                 pos += size
         return pos
-
-
-def _varint(data: bytes, pos: int) -> Tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def merge(block: Events, tail: Events, max_length: int, oldest_us: Optional[int] = None) -> Events:
