@@ -182,9 +182,10 @@ def populate_sequences(
     def columns(source: str) -> List[Any]:
         found = lists.get(source)
         if found is None:
-            arrays = field_columns(layout, replies, source_index(source)) if any(columnar) else None
+            with_columns = [m for c, m in zip(columnar, replies) if c]
+            arrays = iter(field_columns(layout, with_columns, source_index(source)))
             found = lists[source] = [
-                arrays[u].tolist() if arrays is not None and columnar[u] else _column(layout, m, replies[u], source)
+                next(arrays).tolist() if m is None else _column(layout, m, replies[u], source)
                 for u, m in enumerate(messages)
             ]
         return found
