@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence
 
+import psutil
+
 #: The next request's bytes, ready to send.
 Request = Callable[[], bytes]
 
@@ -117,3 +119,10 @@ def run_load(streams: Sequence[Stream], seconds: float, max_requests: int) -> Li
     except ImportError:
         runner = asyncio.run
     return runner(_run(streams, seconds, max_requests))
+
+
+def workers_cpu_seconds(port: int) -> float:
+    """CPU time so far of the worker processes of the server started on ``port``."""
+    masters = [p for p in psutil.process_iter(["cmdline"]) if "serve" in (p.info["cmdline"] or ())]
+    masters = [p for p in masters if str(port) in p.info["cmdline"]]
+    return sum(sum(c.cpu_times()[:2]) for m in masters for c in m.children(recursive=True))

@@ -13,7 +13,9 @@ Cases (keys ``load_<case>_rps|p50_ms|p99_ms``; ``load_2w_<case>_...`` with 2 wor
   a regular view with a warm cache, padding to 100), one customer;
 - ``push`` / ``push_builtin``: one-event pushes, ours into a sequence view, the built-in store's into
   a regular view (it cannot append to an array: that is a read-modify-write, `rmw_*` in `online`);
-- ``read_pushing`` (+ ``push_reading``): plain reads while ``LOAD_PUSHERS`` connections push.
+- ``read_pushing`` (+ ``push_reading``): plain reads while ``LOAD_PUSHERS`` connections push;
+- ``push_worker_cpu_ms``: our workers' CPU time per push in the ``push`` case, which the machine's
+  other load does not move as it moves the rates.
 
     .venv/bin/python tests/benchmarks/run_benchmarks.py load
     LOAD_SECONDS=2 .venv/bin/python tests/benchmarks/load_benchmarks.py   # a quick smoke run, alone
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import run_benchmarks as rb
-from http_load import Request, Stream, Tally, exchange, post, run_load
+from http_load import Request, Stream, Tally, exchange, post, run_load, workers_cpu_seconds
 
 from feast_sequence.testing.local_redis import LocalRedis
 
@@ -85,11 +87,15 @@ def one_event(source: str) -> Request:
     return next_push
 
 
-def measure(cases: Dict[str, List[Stream]]) -> Dict[str, List[Tally]]:
-    """Warm each case up, then run the cases (name -> streams run together) in turn, slice by slice,
-    until each has run SECONDS; per case, a Tally per stream."""
+def warm(cases: Dict[str, List[Stream]]) -> None:
+    """Run each case for WARMUP_SECONDS, unmeasured."""
     for streams in cases.values():
         run_load(streams, WARMUP_SECONDS, MAX_REQUESTS)
+
+
+def measure(cases: Dict[str, List[Stream]]) -> Dict[str, List[Tally]]:
+    """Run the cases (name -> streams run together), warmed up, in turn, slice by slice, until each
+    has run SECONDS; per case, a Tally per stream."""
     tallies = {name: [Tally() for _ in streams] for name, streams in cases.items()}
     slices = max(1, round(SECONDS / SLICE_SECONDS)) if len(cases) > 1 else 1
     for _ in range(slices):
@@ -160,38 +166,44 @@ def with_workers(repos: Repositories, workers: int) -> Dict[str, float]:
         warm_use_case(ours, repos.use_case, workers)
         read, read_builtin = one_customer("features", SEQ_REFS), one_customer("features", BASE_REFS)
         push, push_builtin = one_event("seq_a_push"), one_event("regular_push")
-        tallies = measure(
-            {"read": [Stream(ours, read, CONCURRENCY)], "read_builtin": [Stream(builtin, read_builtin, CONCURRENCY)]}
-        )
-        tallies.update(
-            measure({"use_case": [Stream(ours, one_customer("feature_service", repos.use_case), CONCURRENCY)]})
-        )
-        tallies.update(
-            measure(
-                {
-                    "push": [Stream(ours, push, CONCURRENCY)],
-                    "push_builtin": [Stream(builtin, push_builtin, CONCURRENCY)],
-                }
-            )
-        )
-        mixed = measure(
-            {
-                "read_pushing": [Stream(ours, read, CONCURRENCY), Stream(ours, push, PUSHERS)],
-                "read_pushing_builtin": [
-                    Stream(builtin, read_builtin, CONCURRENCY),
-                    Stream(builtin, push_builtin, PUSHERS),
-                ],
-            }
-        )
-    for name, (reads, pushes) in mixed.items():
-        tallies[name] = [reads]
-        tallies[name.replace("read_pushing", "push_reading")] = [pushes]
+        reads = {
+            "read": [Stream(ours, read, CONCURRENCY)],
+            "read_builtin": [Stream(builtin, read_builtin, CONCURRENCY)],
+        }
+        use_case = {"use_case": [Stream(ours, one_customer("feature_service", repos.use_case), CONCURRENCY)]}
+        pushes = {
+            "push": [Stream(ours, push, CONCURRENCY)],
+            "push_builtin": [Stream(builtin, push_builtin, CONCURRENCY)],
+        }
+        mixed_cases = {
+            "read_pushing": [Stream(ours, read, CONCURRENCY), Stream(ours, push, PUSHERS)],
+            "read_pushing_builtin": [
+                Stream(builtin, read_builtin, CONCURRENCY),
+                Stream(builtin, push_builtin, PUSHERS),
+            ],
+        }
+        warm(reads)
+        tallies = measure(reads)
+        warm(use_case)
+        tallies.update(measure(use_case))
+        warm(pushes)
+        # Our workers' CPU per push: the figure the machine's other load does not move (they idle
+        # while the built-in server's slices run).
+        cpu_before = workers_cpu_seconds(ours)
+        tallies.update(measure(pushes))
+        push_cpu_ms = (workers_cpu_seconds(ours) - cpu_before) * 1000 / len(tallies["push"][0].latencies)
+        warm(mixed_cases)
+        mixed = measure(mixed_cases)
+    for name, (read_tally, push_tally) in mixed.items():
+        tallies[name] = [read_tally]
+        tallies[name.replace("read_pushing", "push_reading")] = [push_tally]
     prefix = "load_" if workers == 1 else f"load_{workers}w_"
     results: Dict[str, float] = {}
     for name, (tally,) in tallies.items():
         results.update(tally.figures(prefix + name))
     # Ours over the built-in store's arrays: plain reads at the same concurrency, measured together.
     results[f"{prefix}read_rps_ratio"] = results[f"{prefix}read_rps"] / results[f"{prefix}read_builtin_rps"]
+    results[f"{prefix}push_worker_cpu_ms"] = push_cpu_ms
     return results
 
 

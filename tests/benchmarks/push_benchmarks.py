@@ -8,26 +8,25 @@ push source are what grows the registry.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import pandas as pd
-import psutil
 from feast import FeatureStore, FeatureView, Field, PushSource
 from feast.types import Float32, Int64, String
 
 import feast_sequence
 from feast_sequence import SequenceFeatureView
 from feast_sequence.testing.local_redis import LocalRedis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/benchmarks, for the load client
+from http_load import Stream, post, run_load, workers_cpu_seconds  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the repository builder
 from feast_server import feast_sequence_serve  # noqa: E402
@@ -37,7 +36,9 @@ VIEW_COUNTS = (1, 51, 201)
 SAMPLES = 300
 FEAST_SAMPLES = {1: 200, 51: 60, 201: 20}
 HTTP_SECONDS = 5.0
-HTTP_CLIENTS = 8
+HTTP_CONNECTIONS = 8
+HTTP_MAX_PUSHES = 40_000  # a bound besides time (and the bodies built before the run)
+HTTP_WARMUP_PUSHES = 500
 FRESHNESS_SAMPLES = 300
 
 
@@ -87,9 +88,7 @@ def event(i: int) -> pd.DataFrame:
 
 
 def event_body(i: int) -> Dict[str, object]:
-    """``event(i)`` as a /push request body, built without pandas: the 8 client threads share one
-    GIL with each other, and building a frame per request made the client, not the server, the
-    bound (the server's worker was 30% busy)."""
+    """``event(i)`` as a /push request body."""
     ts = pd.Timestamp("2024-01-01", tz="UTC") + timedelta(milliseconds=i)
     return {
         "push_source_name": "clicks_push",
@@ -108,43 +107,29 @@ def p50_ms(push: Callable[[pd.DataFrame], object], samples: int, offset: int) ->
     return statistics.median(times) * 1000
 
 
-def workers_cpu_seconds(port: int) -> float:
-    """CPU time so far of the worker processes of the server started on ``port``."""
-    masters = [p for p in psutil.process_iter(["cmdline"]) if "serve" in (p.info["cmdline"] or ())]
-    masters = [p for p in masters if str(port) in p.info["cmdline"]]
-    return sum(sum(c.cpu_times()[:2]) for m in masters for c in m.children(recursive=True))
+def http_rate(repo: Path, env: Dict[str, str]) -> Dict[str, float]:
+    """One-event pushes per second through `feast-sequence serve` (one worker), ``HTTP_CONNECTIONS``
+    keep-alive connections each sending its next push when the last is answered; the worker's CPU
+    milliseconds per push, which does not depend on how busy the machine or the client is; and the
+    share of the run the worker was on a CPU (near 1: the server is the bound, not the client).
 
-
-def http_rate(repo: Path, env: Dict[str, str]) -> Tuple[float, float]:
-    """One-event pushes per second through `feast-sequence serve` (one worker), 8 clients; and the
-    worker's CPU milliseconds per push, which does not depend on how busy the machine or the
-    clients (in this process) are."""
+    The client is `http_load.py` (asyncio streams, no HTTP library) sending bodies built before the
+    run: it costs a fraction of the server's CPU per push, where 8 threads of ``http.client`` in
+    one process (one GIL) cost about as much as the server and bounded the figure."""
+    bodies = [post("/push", event_body(i)) for i in range(HTTP_WARMUP_PUSHES + HTTP_MAX_PUSHES)]
+    warmup, timed = iter(bodies[:HTTP_WARMUP_PUSHES]).__next__, iter(bodies[HTTP_WARMUP_PUSHES:]).__next__
     with feast_sequence_serve(repo, "--workers", "1", "--max-requests", "0", env=env) as port:
+        run_load([Stream(port, warmup, HTTP_CONNECTIONS)], 60, HTTP_WARMUP_PUSHES)
         cpu_before = workers_cpu_seconds(port)
-        counts = [0] * HTTP_CLIENTS
-        stop_at = time.monotonic() + HTTP_SECONDS
-
-        def client(k: int) -> None:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            i = 0
-            while time.monotonic() < stop_at:
-                body = event_body(k * 1_000_000 + i)
-                connection.request("POST", "/push", json.dumps(body), {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"/push answered {response.status}")
-                i += 1
-            counts[k] = i
-
-        start = time.monotonic()
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(HTTP_CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        pushes = sum(counts)
-        return pushes / (time.monotonic() - start), (workers_cpu_seconds(port) - cpu_before) * 1000 / pushes
+        (tally,) = run_load([Stream(port, timed, HTTP_CONNECTIONS)], HTTP_SECONDS, HTTP_MAX_PUSHES)
+        worker_seconds = workers_cpu_seconds(port) - cpu_before
+    pushes = len(tally.latencies)
+    return {
+        "http_push_events_per_s": pushes / tally.seconds,
+        "http_push_worker_cpu_ms": worker_seconds * 1000 / pushes,
+        "http_push_worker_busy": worker_seconds / tally.seconds,
+        "http_push_p50_ms": statistics.median(tally.latencies) * 1000,
+    }
 
 
 def freshness_p99_ms(store: FeatureStore, reader: FeatureStore) -> float:
@@ -184,10 +169,7 @@ def run(connection: str) -> Dict[str, float]:
                 results["freshness_51_views_p99_ms"] = freshness_p99_ms(
                     pushing, FeatureStore(repo_path=str(store.repo_path))
                 )
-                env = dict(os.environ)
-                rate, worker_ms = http_rate(Path(str(store.repo_path)), env)
-                results["http_push_events_per_s"] = rate
-                results["http_push_worker_cpu_ms"] = worker_ms
+                results.update(http_rate(Path(str(store.repo_path)), dict(os.environ)))
         results["push_single_views_ratio"] = ours[201] / ours[1]
         results["feast_push_single_views_ratio"] = feasts[201] / feasts[1]
         results["push_single_51_views_ratio"] = ours[51] / feasts[51]

@@ -134,7 +134,7 @@ class SequenceProvider(PassthroughProvider):
         there."""
         if not is_sequence_view(feature_view) or getattr(feature_view.batch_source, "field_mapping", None):
             return None
-        return encode_json_columns(sequence_settings(feature_view), columns)
+        return encode_json_columns(self._sequence_store().plan_cache.settings(feature_view), columns)
 
     async def write_encoded_async(self, feature_view: Any, events: EncodedEvents) -> None:
         """Write the events ``encode_json_columns`` returned for ``feature_view``."""

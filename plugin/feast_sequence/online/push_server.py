@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pandas as pd
 from fastapi import Depends, FastAPI, Request, Response
@@ -40,7 +40,7 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
     """
     app = get_app(store, registry_ttl_sec)
     app.add_exception_handler(FeastSequenceError, _answer_error)
-    feast_push = _remove_post_route(app, "/push")
+    position, feast_push = _remove_post_route(app, "/push")
     batches_offline = bool(store.config.feature_server and store.config.feature_server.offline_push_batching_enabled)
 
     @app.post("/push", dependencies=[Depends(inject_user_details)])  # type: ignore[untyped-decorator]
@@ -59,6 +59,8 @@ def fast_push_app(store: FeatureStore, registry_ttl_sec: int) -> "FastAPI":
             feast_metrics.track_push(name, request.to)
             return Response(status_code=200)
 
+    # Where Feast's route was, not last: Starlette tries the routes in order, per request.
+    app.router.routes.insert(position, app.router.routes.pop())
     fast_app: FastAPI = app
     return fast_app
 
@@ -102,12 +104,12 @@ def _frame(columns: Dict[str, List[Any]]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _remove_post_route(app: "FastAPI", path: str) -> Any:
-    """Remove ``POST path`` from ``app`` and return its endpoint."""
-    for route in app.router.routes:
+def _remove_post_route(app: "FastAPI", path: str) -> Tuple[int, Any]:
+    """Remove ``POST path`` from ``app``; return its position among the routes and its endpoint."""
+    for position, route in enumerate(app.router.routes):
         if isinstance(route, APIRoute) and route.path == path and "POST" in (route.methods or ()):
-            app.router.routes.remove(route)
-            return route.endpoint
+            del app.router.routes[position]
+            return position, route.endpoint
     raise RuntimeError(f"Feast's feature server has no POST {path} route to replace (Feast version changed?).")
 
 

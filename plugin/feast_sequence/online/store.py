@@ -223,17 +223,18 @@ class SequenceRedisOnlineStore(RedisOnlineStore):
         The compaction it triggers runs after it returns (``compact_in_background``); a background
         compaction that failed since the last push is raised here, before anything is written."""
         self.compactions.raise_failure(_NOT_WRITTEN)
-        return self._run(config, operations.write_events(config, sequence_settings(table), df, self._defer(config)))
+        settings = self.plan_cache.settings(table)
+        return self._run(config, operations.write_events(config, settings, df, self._defer(config)))
 
     async def write_events_async(self, config: RepoConfig, table: FeatureView, df: pd.DataFrame) -> int:
         self.compactions.raise_failure(_NOT_WRITTEN)
-        operation = operations.write_events(config, sequence_settings(table), df, self._defer(config))
+        operation = operations.write_events(config, self.plan_cache.settings(table), df, self._defer(config))
         return await self._run_async(config, operation)
 
     async def write_encoded_events_async(self, config: RepoConfig, table: FeatureView, events: EncodedEvents) -> int:
         """``write_events_async`` of events already encoded (storage/json_events.py)."""
         self.compactions.raise_failure(_NOT_WRITTEN)
-        operation = operations.write_encoded(config, sequence_settings(table), events, self._defer(config))
+        operation = operations.write_encoded(config, self.plan_cache.settings(table), events, self._defer(config))
         return await self._run_async(config, operation)
 
     def _defer(self, config: RepoConfig) -> Optional[Defer]:

@@ -46,31 +46,23 @@ def mask(count: int, length: int, left: bool = False) -> List[bool]:
     return [True] * count + [False] * (length - count)
 
 
-def pad_positions(lengths: np.ndarray, length: int, left: bool = False) -> np.ndarray:
-    """Where each value of a jagged column (``lengths`` per row, back to back) goes in its rows
-    padded to ``length``, as flat indexes of a (rows, ``length``) array: the same for every column
-    of a batch, so computed once."""
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    rank = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    positions: np.ndarray = rows * length + (rank + (length - lengths[rows]) if left else rank)
-    return positions
-
-
 def padded_rows(
     values: np.ndarray,
     lengths: np.ndarray,
     length: int,
     pad_value: Any,
     left: bool = False,
-    positions: Optional[np.ndarray] = None,
+    slots: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """``pad`` of every row of a jagged column at once: a (rows, ``length``) array, each row's values
     (``values`` holds them back to back, ``lengths`` per row) followed, or with ``left`` preceded, by
     ``pad_value``. Every row must hold at most ``length`` values (a sized sequence does).
-    ``positions``: the batch's ``pad_positions``, if already computed."""
-    out = np.full(len(lengths) * length, pad_value, dtype=values.dtype)
-    out[positions if positions is not None else pad_positions(lengths, length, left)] = values
-    return out.reshape(len(lengths), length)
+    ``slots``: the batch's ``mask_rows``, if already computed (the same for every column of a
+    batch); a boolean mask fills the rows in order about 4x faster than flat indexes."""
+    out = np.empty((len(lengths), length), dtype=values.dtype)
+    out.fill(pad_value)  # np.full casts the fill value per element: 10x slower for Feast's null timestamp
+    out[slots if slots is not None else mask_rows(lengths, length, left)] = values
+    return out
 
 
 def mask_rows(counts: np.ndarray, length: int, left: bool = False) -> np.ndarray:

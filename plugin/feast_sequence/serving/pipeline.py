@@ -43,11 +43,9 @@ from feast_sequence.serving.featurize import (
     mask,
     mask_name,
     mask_rows,
-    pad_positions,
     pad_response_vector,
     padded_rows,
 )
-from feast_sequence.serving.featurize import pad as pad_list
 from feast_sequence.serving.filter import filter_events
 from feast_sequence.serving.read_plan import ReadPlan, ServingStore, plan_reads
 from feast_sequence.serving.response_values import BULK_FROM, list_value_entries, merge_entries
@@ -365,24 +363,25 @@ def _fill(
     bulk = batch.rows * plan.length >= BULK_FROM
     padded = pad and bulk and bool((batch.lengths <= plan.length).all())
     lengths = np.full(batch.rows, plan.length, dtype=np.int64) if padded else batch.lengths
-    positions = pad_positions(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
+    slots = mask_rows(batch.lengths, plan.length, plan.spec.left_padded) if padded else None
     timestamps = None  # every feature of the view has the same event timestamps: built once, copied
     for name in outputs:
         value_type = batch.types[name]
         values = batch.columns[name]
-        if padded:
-            pad_value = PAD_VALUES[value_type]
-            values = padded_rows(values, batch.lengths, plan.length, pad_value, positions=positions).ravel()
         vector = response.results.add()
         vector.statuses.extend([FieldStatus.PRESENT] * plan.output_len)
-        entries = list_value_entries(values, lengths, value_type, final, BULK_FROM) if padded or not pad else None
+        entries = None
+        if (padded or not pad) and values.dtype != object:
+            if padded:
+                pad_value = PAD_VALUES[value_type]
+                values = padded_rows(values, batch.lengths, plan.length, pad_value, slots=slots).ravel()
+            entries = list_value_entries(values, lengths, value_type, final, BULK_FROM)
         if entries is not None:
             merge_entries(vector, entries, owner)
         else:  # strings, bytes and small columns: Feast's format takes them value by value
-            rows = _row_lists(values, lengths)
-            if pad and not padded:
-                rows = [pad_list(row, plan.length, PAD_VALUES[value_type], plan.spec.left_padded) for row in rows]
-            _extend_rows(vector, list_field_name(value_type), [rows[unique] for unique in owner])
+            rows = _row_lists(values, batch.lengths)
+            padding = _Padding(plan.length, PAD_VALUES[value_type], plan.spec.left_padded) if pad else None
+            _extend_rows(vector, list_field_name(value_type), [rows[unique] for unique in owner], padding)
         if timestamps is None:
             for unique in owner:
                 vector.event_timestamps.add(seconds=newest[unique])
@@ -397,10 +396,27 @@ def _row_lists(values: np.ndarray, lengths: np.ndarray) -> List[List[Any]]:
     return [flat[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
-def _extend_rows(vector: Any, list_field: str, rows: Sequence[List[Any]]) -> None:
+@dataclass(frozen=True)
+class _Padding:
+    """Pad each list to ``length`` with ``value``, before its values if ``left``."""
+
+    length: int
+    value: Any
+    left: bool
+
+
+def _extend_rows(vector: Any, list_field: str, rows: Sequence[List[Any]], padding: Optional[_Padding] = None) -> None:
+    """One list per row, each padded by ``padding`` if given (``featurize.pad``, without building the
+    padded list: padding an object array costs more than extending the response with the padding)."""
+    pads: Dict[int, List[Any]] = {}
     for row in rows:
         target = getattr(vector.values.add(), list_field)
-        if row:
+        if padding is not None and len(row) < padding.length:
+            missing = padding.length - len(row)
+            filler = pads.get(missing) or pads.setdefault(missing, [padding.value] * missing)
+            target.val.extend(filler if padding.left else row)
+            target.val.extend(row if padding.left else filler)
+        elif row:
             target.val.extend(row)
         else:  # an empty list, not a null: the oneof must be set
             target.SetInParent()

@@ -2,8 +2,9 @@
 
 One read per entity (see ``feast_sequence.storage.read``) returns the newest events within the
 TTL and the use case's time window; without filters, the count is also capped at the use case's
-length (by Redis for a sequence's tail). All entities' events are decoded with one
-protobuf parse of their concatenation.
+length (by Redis for a sequence's tail). A format 5 block's events are read from its columns
+(storage/sequence_columns.py); all other stored events (tails, older blocks) of all entities with
+one protobuf parse of their concatenation.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from feast.value_type import ValueType
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.definitions.use_case import SequenceSpec
-from feast_sequence.serving.batch import SequenceBatch, as_array
-from feast_sequence.storage.codec import column_per_event, layout_for
+from feast_sequence.serving.batch import SequenceBatch
+from feast_sequence.storage.codec import layout_for
 from feast_sequence.storage.read import members as read_members
 from feast_sequence.storage.read import read_commands
 from feast_sequence.storage.redis_io import Command
+from feast_sequence.storage.sequence_columns import TIMESTAMPS, fields_of
 
 
 def retrieve_commands(
@@ -47,21 +49,11 @@ def decode_batch(
     layout = layout_for(settings)
     sequences = read_members(settings, commands, replies, fail_closed)
     lengths = np.fromiter((s.count for s in sequences), dtype=np.int64, count=len(sequences))
-    message = layout.message_class.FromString(b"".join(s.data for s in sequences))
-    events = int(lengths.sum())
-    batch = SequenceBatch(lengths)
-    batch = batch.with_column(settings.timestamp_field, as_array(message.ts, ValueType.INT64), ValueType.UNIX_TIMESTAMP)
     index = {f.name: i for i, f in enumerate(settings.fields)}
-    for name in fields:
-        if name == settings.timestamp_field:
-            continue
-        source = f"f{index[name] + 1}"
-        column = getattr(message, source)
-        if len(column) != events:  # events stored before this field was added to the schema
-            column = column_per_event(layout, [m for s in sequences for m in s.members()], source)
-        value_type = settings.fields[index[name]].value_type
-        batch = batch.with_column(name, as_array(column, value_type), value_type)
-    return batch
+    names = [settings.timestamp_field, *(n for n in dict.fromkeys(fields) if n != settings.timestamp_field)]
+    columns = fields_of(layout, sequences, [TIMESTAMPS, *(index[n] for n in names[1:])])
+    types = [ValueType.UNIX_TIMESTAMP, *(settings.fields[index[n]].value_type for n in names[1:])]
+    return SequenceBatch(lengths, dict(zip(names, columns)), dict(zip(names, types)))
 
 
 def newest_seconds(batch: SequenceBatch, timestamp_field: str) -> np.ndarray:

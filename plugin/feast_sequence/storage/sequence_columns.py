@@ -44,6 +44,52 @@ def field_values(layout: EventLayout, sequence: Served, index: int) -> np.ndarra
             pieces.append(_from_members(layout, block.packed(k), index, value_type, partial(_first_members, block, k)))
         elif part:
             pieces.append(_from_members(layout, b"".join(part), index, value_type, partial(list, part)))
+    return _joined(pieces, value_type)
+
+
+def fields_of(layout: EventLayout, sequences: Sequence[Served], indexes: Sequence[int]) -> List[np.ndarray]:
+    """``field_values`` of every sequence back to back, one array per index of ``indexes``: format 5
+    blocks' parts from their columns (decoded together), every other part (tails, row blocks) from
+    one protobuf parse of all of them, so the work is per field, not per field and sequence."""
+    decode_together(layout, sequences, [_source(index) for index in indexes])
+    pieces: List[Tuple[Any, int, int]] = []  # (a column block, or None for parsed members, start, end)
+    data: List[bytes] = []
+    members: List[Callable[[], Sequence[bytes]]] = []
+    parsed = 0
+    for sequence in sequences:
+        for part in sequence.parts:
+            if isinstance(part, tuple) and isinstance(part[0], ColumnBlock):
+                pieces.append((part[0], 0, part[1]))
+                continue
+            if isinstance(part, tuple):
+                block, k = part
+                data.append(block.packed(k))
+                members.append(partial(_first_members, block, k))
+            elif part:
+                k = len(part)
+                data.append(b"".join(part))
+                members.append(partial(list, part))
+            else:
+                continue
+            pieces.append((None, parsed, parsed + k))
+            parsed += k
+    everyone = partial(_all_members, members)
+    out = []
+    for index in indexes:
+        value_type = ValueType.INT64 if index == TIMESTAMPS else layout.fields[index].value_type
+        rest = _from_members(layout, b"".join(data), index, value_type, everyone) if data else None
+        out.append(_joined([_piece(layout, piece, index, value_type, rest) for piece in pieces], value_type))
+    return out
+
+
+def _piece(layout: EventLayout, piece: Tuple[Any, int, int], index: int, value_type: ValueType, rest: Any) -> Any:
+    block, start, end = piece
+    if block is None:
+        return rest[start:end]
+    return _from_block(layout, block, end, index, value_type)
+
+
+def _joined(pieces: List[np.ndarray], value_type: ValueType) -> np.ndarray:
     if not pieces:
         return np.zeros(0, dtype=ELEMENT_TYPES[value_type].numpy_dtype)
     return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
@@ -68,6 +114,14 @@ def field_columns(layout: EventLayout, sequences: Sequence[Served], index: int) 
     return out
 
 
+def _all_members(members: Sequence[Callable[[], Sequence[bytes]]]) -> List[bytes]:
+    return [member for listed in members for member in listed()]
+
+
+def _source(index: int) -> str:
+    return "ts" if index == TIMESTAMPS else f"f{index + 1}"
+
+
 def _first_members(block: Block, k: int) -> List[bytes]:
     return block.events().members[:k]
 
@@ -76,7 +130,7 @@ def _from_members(
     layout: EventLayout, data: bytes, index: int, value_type: ValueType, members: Callable[[], Sequence[bytes]]
 ) -> np.ndarray:
     message = layout.message_class.FromString(data)
-    source = "ts" if index == TIMESTAMPS else f"f{index + 1}"
+    source = _source(index)
     column: Any = getattr(message, source)
     if len(column) != len(message.ts):  # events stored before this field was added to the schema
         column = column_per_event(layout, members(), source)
@@ -89,7 +143,7 @@ def _from_members(
 
 
 def decode_together(layout: EventLayout, sequences: Sequence[Served], sources: Sequence[str]) -> None:
-    """Decode the fields ``sources`` (``ColumnMessage``'s names) of every format 5 block of
+    """Decode the fields ``sources`` (a stored message's names: ``ts``, ``f1``, ...) of every format 5 block of
     ``sequences`` (one request's) ahead of ``field_values``, a field's columns of all the blocks at
     once (``block_columns.columns_from``): a few numpy calls per field, not per field and block.
     Columns that do not decode so are left to be decoded (or refused) one by one when read."""
