@@ -12,10 +12,10 @@ import pandas as pd
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.storage.codec import NULL_DEFAULTS, decode_members, encode_columns, layout_for
-from feast_sequence.storage.compaction import served
-from feast_sequence.storage.keys import read_keys, sequence_keys_of, view_scan_pattern, zset_key_of
-from feast_sequence.storage.redis_io import evalsha, execute
-from feast_sequence.storage.scripts import READ
+from feast_sequence.storage.keys import view_scan_pattern, zset_key_of
+from feast_sequence.storage.read import members as read_members
+from feast_sequence.storage.read import stored_reads
+from feast_sequence.storage.redis_io import execute
 from feast_sequence.validations._runner import ValidationReport, run_suite
 
 
@@ -45,9 +45,9 @@ def sequence_stats(
     rows: List[Dict[str, Any]] = []
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        reads = [evalsha(READ, read_keys(sequence_keys_of(k)), ("-inf", settings.max_length)) for k in chunk]
+        reads = stored_reads(settings, chunk)
         stored = execute(client, reads, "reading sequences to validate")
-        for members in (served(reply, len(settings.dedup_by)).members() for reply in stored):
+        for members in (sequence.members() for sequence in read_members(settings, reads, stored, fail_closed=True)):
             columns, times = decode_members(layout, members)
             filled = [
                 [NULL_DEFAULTS[f.value_type] if v is None else v for v in c] for f, c in zip(settings.fields, columns)

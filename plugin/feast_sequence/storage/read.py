@@ -16,10 +16,10 @@ from feast_sequence.storage import integrity
 from feast_sequence.storage.codec import EventLayout, column_per_event, decode_plan, decode_sequence, layout_for
 from feast_sequence.storage.compaction import CORRUPT, Served, served
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
-from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
+from feast_sequence.storage.keys import SequenceKeys, read_keys, sequence_keys, sequence_keys_of, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
-from feast_sequence.storage.sequence_columns import ColumnMessage, decode_together, has_columns
+from feast_sequence.storage.sequence_columns import decode_together, field_columns, has_columns, source_index
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 
@@ -84,8 +84,21 @@ def read_commands(
         entity_key = encoded.get(identity)
         if entity_key is None:
             entity_key = encoded[identity] = entity_key_bytes_from_values(row)
-        commands.append(evalsha(READ, read_keys(sequence_keys(prefix, entity_key)), (oldest, count)))
+        commands.append(read_command(sequence_keys(prefix, entity_key), oldest, count))
     return commands
+
+
+def read_command(keys: SequenceKeys, oldest: object, count: int) -> Command:
+    """One sequence's READ script call: its newest ``count`` events at or after ``oldest`` ("-inf":
+    all), from its tail, its block and its levels. Every reader builds its calls here (serving, the
+    validation suite), so a key the script gains reaches them all."""
+    return evalsha(READ, read_keys(keys), (oldest, count))
+
+
+def stored_reads(settings: SequenceSettings, zset_keys: Sequence[bytes]) -> List[Command]:
+    """Whole stored sequences by their sorted-set keys, as serving reads them but with expired
+    events too (up to max_length): what the validation suite checks (``members`` decodes them)."""
+    return [read_command(sequence_keys_of(key), "-inf", settings.max_length) for key in zset_keys]
 
 
 def oldest_kept_us(settings: SequenceSettings, now_us: Optional[int], window_us: Optional[int] = None) -> object:
@@ -156,15 +169,28 @@ def populate_sequences(
     layout = read.layout
     replies = members(read.settings, commands, replies)
     decode_together(layout, replies, [source for _, _, source in read.plan])
-    # A sequence with a columnar block part is read from its columns, not parsed from members.
-    messages = [
-        ColumnMessage(layout, m) if has_columns(m) else layout.message_class.FromString(m.data) for m in replies
-    ]
+    # A sequence with a columnar block part is read from its columns (each field of all of them at
+    # once: ``field_columns``), the others parsed once from their members.
+    columnar = [has_columns(m) for m in replies]
+    messages = [None if c else layout.message_class.FromString(m.data) for c, m in zip(columnar, replies)]
     owner = [0] * output_len
     for unique, destinations in enumerate(indexes):
         for out in destinations:
             owner[out] = unique
-    newest = [int(m.ts[0]) if len(m.ts) else 0 for m in messages]
+    lists: Dict[str, List[Any]] = {}  # a field's list per entity, computed once (``ts`` is needed twice)
+
+    def columns(source: str) -> List[Any]:
+        found = lists.get(source)
+        if found is None:
+            with_columns = [m for c, m in zip(columnar, replies) if c]
+            arrays = iter(field_columns(layout, with_columns, source_index(source)))
+            found = lists[source] = [
+                next(arrays).tolist() if m is None else _column(layout, m, replies[u], source)
+                for u, m in enumerate(messages)
+            ]
+        return found
+
+    newest = [int(ts[0]) if len(ts) else 0 for ts in columns("ts")]
     corrupt = [m.corrupt for m in replies]
     statuses = [FieldStatus.PRESENT] * output_len
     if any(corrupt):
@@ -173,14 +199,14 @@ def populate_sequences(
     for _, list_field, source in read.plan:
         vector = response.results.add()
         vector.statuses.extend(statuses)
-        columns = [_column(layout, messages[u], replies[u], source) for u in range(len(messages))]
+        values = columns(source)
         for out in range(output_len):
             unique = owner[out]
             value = vector.values.add()
             if corrupt[unique]:  # null, as Feast answers a missing entity
                 continue
             target = getattr(value, list_field)
-            column = columns[unique]
+            column = values[unique]
             if column:
                 target.val.extend(column)
             else:  # an empty list, not a null: the oneof must be set
@@ -205,6 +231,7 @@ def add_view_metadata(response: Any, table: Any, include_version_metadata: bool)
 
 
 def _column(layout: EventLayout, message: Any, sequence: Served, source: str) -> Any:
+    """A parsed sequence's column ``source``, one value per event."""
     column = getattr(message, source)
     if len(column) != len(message.ts):  # events stored before the field was added to the schema
         return column_per_event(layout, sequence.members(), source)

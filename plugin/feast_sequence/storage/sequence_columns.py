@@ -3,8 +3,8 @@ building per-event protobuf, and from one protobuf parse for the rest (a tail, a
 
 ``field_values`` is the one function a reader needs: the values of one field (or the timestamps) of
 one served sequence, newest first, with the field's null default where an event lacks the field
-(an event stored before the field was added). ``ColumnMessage`` puts the same values behind the
-attributes of a parsed stored message (``ts``, ``f1``, ...), for code written against one.
+(an event stored before the field was added); ``field_columns`` gives them for each sequence of a
+request, the field's tag and type found once.
 """
 
 from __future__ import annotations
@@ -95,6 +95,25 @@ def _joined(pieces: List[np.ndarray], value_type: ValueType) -> np.ndarray:
     return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
+def field_columns(layout: EventLayout, sequences: Sequence[Served], index: int) -> List[np.ndarray]:
+    """``field_values`` of each of ``sequences`` (one request's), with the field's tag and type found
+    once: a sequence served from one columnar block alone (the usual one after compaction) is then a
+    slice of that block's typed column, with no per-part work."""
+    value_type = ValueType.INT64 if index == TIMESTAMPS else layout.fields[index].value_type
+    tag = _tag(layout, index)
+    key = (tag, value_type)
+    out: List[np.ndarray] = []
+    for sequence in sequences:
+        parts = [part for part in sequence.parts if part]
+        if len(parts) == 1 and isinstance(parts[0], tuple) and isinstance(parts[0][0], ColumnBlock):
+            block, k = parts[0]
+            whole = block.derived(key, partial(_whole_block, block, tag, value_type))
+            out.append(whole if k >= block.count else whole[:k])
+        else:
+            out.append(field_values(layout, sequence, index))
+    return out
+
+
 def _all_members(members: Sequence[Callable[[], Sequence[bytes]]]) -> List[bytes]:
     return [member for listed in members for member in listed()]
 
@@ -124,7 +143,7 @@ def _from_members(
 
 
 def decode_together(layout: EventLayout, sequences: Sequence[Served], sources: Sequence[str]) -> None:
-    """Decode the fields ``sources`` (``ColumnMessage``'s names) of every format 5 block of
+    """Decode the fields ``sources`` (a stored message's names: ``ts``, ``f1``, ...) of every format 5 block of
     ``sequences`` (one request's) ahead of ``field_values``, a field's columns of all the blocks at
     once (``block_columns.columns_from``): a few numpy calls per field, not per field and block.
     Columns that do not decode so are left to be decoded (or refused) one by one when read."""
@@ -137,7 +156,7 @@ def decode_together(layout: EventLayout, sequences: Sequence[Served], sources: S
     if len(column_blocks) < 2:
         return
     for source in dict.fromkeys(sources):
-        tag = _tag(layout, _index(source))
+        tag = _tag(layout, source_index(source))
         groups: Dict[int, List[Tuple[bc.LazyColumns, bc.StoredColumn]]] = {}
         for block in column_blocks.values():
             lazy = block.columns().columns
@@ -155,7 +174,8 @@ def decode_together(layout: EventLayout, sequences: Sequence[Served], sources: S
                 lazy.provide(tag, shareable(column))
 
 
-def _index(source: str) -> int:
+def source_index(source: str) -> int:
+    """``field_values``' index of a stored message's field name (``ts``, ``f1``, ...)."""
     return TIMESTAMPS if source == "ts" else int(source[1:]) - 1
 
 
@@ -196,22 +216,3 @@ def _typed(column: bc.Column, values: np.ndarray, value_type: ValueType) -> np.n
     distinct[:] = entries
     typed: np.ndarray = distinct[values.astype(np.int64)]
     return typed
-
-
-class ColumnMessage:
-    """A served sequence's values behind a parsed stored message's attributes (``ts``, ``f1``, ...),
-    as lists, computed once each (a list extends Feast's values about as fast as a parsed
-    message's column does; building the lists' wire bytes with numpy instead measured slower)."""
-
-    def __init__(self, layout: EventLayout, sequence: Served):
-        self._layout = layout
-        self._sequence = sequence
-        self._cache: Dict[str, Any] = {}
-
-    def __getattr__(self, source: str) -> Any:
-        if source.startswith("_"):
-            raise AttributeError(source)
-        cache = self._cache
-        if source not in cache:
-            cache[source] = field_values(self._layout, self._sequence, _index(source)).tolist()
-        return cache[source]
