@@ -74,10 +74,11 @@ def fields_of(layout: EventLayout, sequences: Sequence[Served], indexes: Sequenc
             pieces.append((None, parsed, parsed + k))
             parsed += k
     everyone = partial(_all_members, members)
+    parsed_message = layout.message_class.FromString(b"".join(data)) if data else None  # once, for every field
     out = []
     for index in indexes:
         value_type = ValueType.INT64 if index == TIMESTAMPS else layout.fields[index].value_type
-        rest = _from_members(layout, b"".join(data), index, value_type, everyone) if data else None
+        rest = None if parsed_message is None else _message_column(layout, parsed_message, index, value_type, everyone)
         out.append(_joined([_piece(layout, piece, index, value_type, rest) for piece in pieces], value_type))
     return out
 
@@ -129,7 +130,13 @@ def _first_members(block: Block, k: int) -> List[bytes]:
 def _from_members(
     layout: EventLayout, data: bytes, index: int, value_type: ValueType, members: Callable[[], Sequence[bytes]]
 ) -> np.ndarray:
-    message = layout.message_class.FromString(data)
+    return _message_column(layout, layout.message_class.FromString(data), index, value_type, members)
+
+
+def _message_column(
+    layout: EventLayout, message: Any, index: int, value_type: ValueType, members: Callable[[], Sequence[bytes]]
+) -> np.ndarray:
+    """Field ``index`` of a parsed stored message as a typed array (see ``field_values``)."""
     source = _source(index)
     column: Any = getattr(message, source)
     if len(column) != len(message.ts):  # events stored before this field was added to the schema
