@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Dict, List
@@ -329,7 +330,13 @@ def test_online_write_batch_computes_index_time_enrichments_like_pushes(served):
 def test_responses_built_from_whole_columns_are_those_built_value_by_value(served, monkeypatch, service):
     """Requests this small are built value by value; from BULK_FROM values on, a column's lists are
     padded as arrays and written as wire bytes (serving/response_values.py): both give one answer."""
+    from feast_sequence.feast_internals import store_provider
+
     store, _, _ = served
+    # One clock for both requests: ages (ranking_sasrec, history_jagged) and windows count from it,
+    # and two requests a second boundary apart would differ by a second of age.
+    now = time.time()
+    monkeypatch.setattr(store_provider(store).online_store, "clock", lambda: now)
     features = store.get_feature_service(service)
     rows = user_rows(3) if service == "recent" else user_rows()  # its max_entities
     by_value = store.get_online_features(features=features, entity_rows=rows).proto
