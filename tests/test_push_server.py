@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import urllib.error
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import pytest
 
 import multi_view_repo
-from conftest import sequence_key_count
+from conftest import dump_all, restore_all, sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
 from redis_state import clear, everything, stored
 from repos import sequence_online, wait_until
@@ -31,11 +31,23 @@ def status_of(port: int, request: Dict[str, Any]) -> int:
         return error.code
 
 
-@pytest.fixture
-def repo(tmp_path: Path, redis_client, redis_server):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory, redis_server) -> Tuple[Path, Dict[str, str], Dict[bytes, Tuple[int, bytes]]]:
+    """The repository, applied once for the module with the `feast apply` CLI (5-10 s a run), and
+    what the apply left in Redis (its record of definitions)."""
+    client = redis_server.client()
+    client.flushall()
+    repo = tmp_path_factory.mktemp("push_server") / "repo"
     env = module_repo(repo, "multi_view_repo", "fastpush", sequence_online(redis_server.connection_string))
-    return repo, env
+    return repo, env, dump_all(client)
+
+
+@pytest.fixture
+def repo(applied, redis_client) -> Tuple[Path, Dict[str, str]]:
+    """The applied repository, Redis holding what the apply left and nothing else, as right after it."""
+    path, env, left = applied
+    restore_all(redis_client, left)
+    return path, env
 
 
 def test_its_push_writes_what_feast_serves_push_writes(repo, redis_client):
