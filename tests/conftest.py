@@ -153,6 +153,29 @@ def restore_all(client, keys: Dict[bytes, Tuple[int, bytes]]) -> None:
     pipe.execute()
 
 
+@pytest.fixture(scope="session")
+def retail_replayed_keys(retail_repo: Path, retail_events: RetailEvents, redis_server: LocalRedis):
+    """What a replay of all the retail purchases and returns leaves in an empty Redis (``dump_all``),
+    replayed once a session: replaying takes 15-40 s, restoring it well under one."""
+    client = redis_server.client()
+    client.flushall()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
+        store = FeatureStore(repo_path=str(retail_repo))
+        replay(store, retail_events.purchases, "purchase_push")
+        replay(store, retail_events.returns, "return_push")
+    keys = dump_all(client)
+    client.flushall()
+    return keys
+
+
+@pytest.fixture
+def retail_replayed(retail_store: FeatureStore, retail_replayed_keys, redis_client) -> FeatureStore:
+    """``retail_store`` holding every retail purchase and return, as ``replay`` leaves them."""
+    restore_all(redis_client, retail_replayed_keys)
+    return retail_store
+
+
 def sequence_key_count(client) -> int:
     """How many sequence keys (sorted sets and identity hashes) Redis holds; the per-project record
     of stored definitions is not one."""
