@@ -293,9 +293,18 @@ class LazyColumns(Mapping[int, Column]):
         self._loaded: Dict[int, Column] = {}
 
     def __getitem__(self, tag: int) -> Column:
+        column: Optional[Column] = self.get(tag)
+        if column is None:
+            raise KeyError(tag)
+        return column
+
+    def get(self, tag: int, default: Any = None) -> Any:  # Mapping's, without its try/except frame
         column = self._loaded.get(tag)
         if column is None:
-            column = self._loaded[tag] = self._decode(self._loaders[tag])
+            stored = self._loaders.get(tag)
+            if stored is None:
+                return default
+            column = self._loaded[tag] = self._decode(stored)
         return column
 
     def pending(self, tag: int) -> Optional[StoredColumn]:
