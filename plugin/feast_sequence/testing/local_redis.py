@@ -8,7 +8,9 @@ can start as the replica of another (``replica_of``) for replication and Sentine
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type, cast
+from typing import Any, Dict, Iterator, List, Optional, Type, cast
 
 import redis
 
@@ -157,6 +159,20 @@ class LocalRedis:
             self._process.kill()
             self._process.wait(timeout=10)
         self._process = None
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server stopped (SIGSTOP) for the block, as a hung Redis: connections stay open and
+        nothing is answered until the block ends (SIGCONT). Unlike ``CLIENT PAUSE``, which ends at a
+        time given in advance (and which ``CLIENT UNPAUSE`` cannot end early under ``PAUSE ALL``),
+        the freeze ends exactly when the block does, however long a loaded machine takes."""
+        if self._process is None or self._process.poll() is not None:
+            raise SequenceConfigurationError(f"redis-server on port {self.port} is not running: nothing to freeze.")
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
 
     def close(self, keep_log: bool = False) -> None:
         """Stop it and delete its directory, or with ``keep_log`` keep it (for a failure's post-mortem)
