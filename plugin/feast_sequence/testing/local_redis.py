@@ -118,7 +118,10 @@ class LocalRedis:
                 server = cast(Dict[str, Any], probe.info("server"))
                 if int(server["process_id"]) == self._process.pid:
                     return True
-                self._process.wait(timeout=10)  # another Redis answers on the port: ours cannot bind it
+                try:
+                    self._process.wait(timeout=10)  # another Redis answers on the port: ours cannot bind it
+                except subprocess.TimeoutExpired:
+                    return True  # ours keeps running: the one answering (started through a wrapper)
                 return False
             except (redis.AuthenticationError, redis.ResponseError):
                 return True  # up, and asking for credentials (a password or ACL test)
