@@ -8,7 +8,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pandas as pd
 import pytest
@@ -131,6 +131,49 @@ def apply_repo(repo: Path, redis_server: LocalRedis) -> None:
 def retail_store(retail_repo: Path, redis_client, redis_server: LocalRedis, monkeypatch) -> FeatureStore:
     monkeypatch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
     return FeatureStore(repo_path=str(retail_repo))
+
+
+def dump_all(client) -> Dict[bytes, Tuple[int, bytes]]:
+    """Every key of Redis as DUMP gives it, with its time to live (ms, 0 for none): ``restore_all``
+    puts the same bytes back, for fixtures that pay for a state once and give each test a copy."""
+    keys = list(client.scan_iter(count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.pttl(key)
+        pipe.dump(key)
+    replies = pipe.execute()
+    return {key: (max(replies[2 * i], 0), replies[2 * i + 1]) for i, key in enumerate(keys)}
+
+
+def restore_all(client, keys: Dict[bytes, Tuple[int, bytes]]) -> None:
+    """Put back what ``dump_all`` took (into a flushed Redis: RESTORE refuses an existing key)."""
+    pipe = client.pipeline(transaction=False)
+    for key, (ttl_ms, value) in keys.items():
+        pipe.restore(key, ttl_ms, value)
+    pipe.execute()
+
+
+@pytest.fixture(scope="session")
+def retail_replayed_keys(retail_repo: Path, retail_events: RetailEvents, redis_server: LocalRedis):
+    """What a replay of all the retail purchases and returns leaves in an empty Redis (``dump_all``),
+    replayed once a session: replaying takes 15-40 s, restoring it well under one."""
+    client = redis_server.client()
+    client.flushall()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEAST_SEQUENCE_REDIS", redis_server.connection_string)
+        store = FeatureStore(repo_path=str(retail_repo))
+        replay(store, retail_events.purchases, "purchase_push")
+        replay(store, retail_events.returns, "return_push")
+    keys = dump_all(client)
+    client.flushall()
+    return keys
+
+
+@pytest.fixture
+def retail_replayed(retail_store: FeatureStore, retail_replayed_keys, redis_client) -> FeatureStore:
+    """``retail_store`` holding every retail purchase and return, as ``replay`` leaves them."""
+    restore_all(redis_client, retail_replayed_keys)
+    return retail_store
 
 
 def sequence_key_count(client) -> int:

@@ -12,29 +12,22 @@ from feast_sequence import sequence_settings
 from feast_sequence.definitions.columns import QUERY_TIME_US, ROW_ID
 from feast_sequence.offline.historical import PandasEngine, SparkEngine, spark_session
 
-from conftest import replay
 from reference import comparable, reference_sequences, retail_records
 from repos import online_chunks
 
 FIELDS = ["invoice", "item_id", "quantity", "unit_price", "event_timestamp"]
 
 
-@pytest.fixture
-def replayed(retail_store, retail_events):
-    replay(retail_store, retail_events.purchases, "purchase_push")
-    replay(retail_store, retail_events.returns, "return_push")
-    return retail_store
-
-
-def test_training_data_at_t_equals_online_for_every_customer(replayed, retail_events):
+def test_training_data_at_t_equals_online_for_every_customer(retail_replayed, retail_events):
+    store = retail_replayed
     customers = sorted(set(retail_events.purchases["customer_id"]) | set(retail_events.returns["customer_id"]))
     t = retail_events.purchases["event_timestamp"].max() + timedelta(days=1)
     entity_df = pd.DataFrame({"customer_id": customers, "event_timestamp": t})
     refs = [f"{view}:{f}" for view in ("customer_purchases", "customer_returns") for f in FIELDS]
-    training = replayed.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_df()
+    training = store.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_df()
     assert training["customer_id"].tolist() == customers
     mismatches = []
-    for start, chunk, online in online_chunks(replayed, refs, "customer_id", customers, 1000):
+    for start, chunk, online in online_chunks(store, refs, "customer_id", customers, 1000):
         for i, customer in enumerate(chunk):
             row = training.iloc[start + i]
             for ref in refs:
@@ -65,13 +58,13 @@ def test_training_data_at_sampled_times_equals_the_reference(retail_store, retai
         assert comparable(row.customer_purchases__quantity) == [e["quantity"] for e in expected]
 
 
-def test_on_demand_views_over_sequences_agree_online_and_offline(replayed):
+def test_on_demand_views_over_sequences_agree_online_and_offline(retail_replayed):
     features = ["purchase_summary:purchase_lines", "purchase_summary:purchase_value"]
-    online = replayed.get_online_features(
+    online = retail_replayed.get_online_features(
         features=features, entity_rows=[{"customer_id": 13085}, {"customer_id": 12346}]
     ).to_dict()
     entity_df = pd.DataFrame({"customer_id": [13085, 12346], "event_timestamp": pd.Timestamp("2011-01-01", tz="UTC")})
-    offline = replayed.get_historical_features(entity_df=entity_df, features=features).to_df()
+    offline = retail_replayed.get_historical_features(entity_df=entity_df, features=features).to_df()
     assert offline["purchase_lines"].tolist() == online["purchase_lines"]
     assert offline["purchase_value"].tolist() == pytest.approx(online["purchase_value"])
 

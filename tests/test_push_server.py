@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import urllib.error
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
 import multi_view_repo
-from conftest import sequence_key_count
+from conftest import dump_all, restore_all, sequence_key_count
 from feast_server import feast_sequence_serve, feast_serve, module_repo, post
 from redis_state import clear, everything, stored
 from repos import sequence_online, wait_until
@@ -31,28 +31,46 @@ def status_of(port: int, request: Dict[str, Any]) -> int:
         return error.code
 
 
-@pytest.fixture
-def repo(tmp_path: Path, redis_client, redis_server):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory, redis_server) -> Tuple[Path, Dict[str, str], Dict[bytes, Tuple[int, bytes]]]:
+    """The repository, applied once for the module with the `feast apply` CLI (5-10 s a run), and
+    what the apply left in Redis (its record of definitions)."""
+    client = redis_server.client()
+    client.flushall()
+    repo = tmp_path_factory.mktemp("push_server") / "repo"
     env = module_repo(repo, "multi_view_repo", "fastpush", sequence_online(redis_server.connection_string))
-    return repo, env
+    return repo, env, dump_all(client)
 
 
-def test_its_push_writes_what_feast_serves_push_writes(repo, redis_client):
-    path, env = repo
+@pytest.fixture
+def repo(applied, redis_client) -> Tuple[Path, Dict[str, str]]:
+    """The applied repository, Redis holding what the apply left and nothing else, as right after it."""
+    path, env, left = applied
+    restore_all(redis_client, left)
+    return path, env
+
+
+@pytest.fixture(scope="module")
+def servers(applied) -> Iterator[Tuple[int, int]]:
+    """`feast serve` and `feast-sequence serve` on the applied repository, started once for the tests
+    that only push to them (each test still starts from ``repo``'s Redis): their ports."""
+    path, env, _ = applied
+    with feast_serve(path, env=env) as feasts, feast_sequence_serve(path, env=env) as ours:
+        yield feasts, ours
+
+
+def test_its_push_writes_what_feast_serves_push_writes(repo, servers, redis_client):
     states = []
-    for serve in (feast_serve, feast_sequence_serve):
+    for port in servers:  # feast serve's, then ours
         clear(redis_client)
-        with serve(path, env=env) as port:
-            for small in (1, 2):
-                assert status_of(port, body(small)) == 200
+        for small in (1, 2):
+            assert status_of(port, body(small)) == 200
         states.append(everything(redis_client))
     assert states[1] == states[0]
     assert sequence_key_count(redis_client) == 2
 
 
-def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis_client):
-    path, env = repo
+def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, servers, redis_client):
     bad = {
         "bad only for a sequence view": body(small=2**40),
         "bad only for the regular view": body(small=1, total="many"),
@@ -61,11 +79,10 @@ def test_it_answers_bad_input_as_feast_serve_does_and_writes_nothing(repo, redis
         "ragged columns": {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1, 2]}},
     }
     answers = []
-    for serve in (feast_serve, feast_sequence_serve):
+    for port in servers:  # feast serve's, then ours
         clear(redis_client)
-        with serve(path, env=env) as port:
-            answers.append({name: status_of(port, request) for name, request in bad.items()})
-            assert stored(redis_client) == 0
+        answers.append({name: status_of(port, request) for name, request in bad.items()})
+        assert stored(redis_client) == 0
     feast_answers, ours = answers
     assert ours["bad only for a sequence view"] == 422
     assert ours["unknown push source"] == 422 == feast_answers["unknown push source"]
@@ -117,17 +134,18 @@ def test_the_app_is_feasts_with_only_push_replaced(make_store, tmp_path):
     assert sorted(getattr(r, "path", "") for r in ours.routes) == sorted(getattr(r, "path", "") for r in feasts.routes)
 
 
-def test_an_online_and_offline_push_the_offline_store_would_refuse_answers_422_and_writes_nothing(repo, redis_client):
+def test_an_online_and_offline_push_the_offline_store_would_refuse_answers_422_and_writes_nothing(
+    repo, servers, redis_client
+):
     """Issue 22, case 8, over HTTP: checked for both destinations before either is written."""
-    path, env = repo
+    port = servers[1]
     clear(redis_client)
     bad = body(small=1, to="online_and_offline")
     bad["df"]["note"] = ["x"]
-    with feast_sequence_serve(path, env=env) as port:
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            post(port, "/push", bad)
-        assert refused.value.code == 422
-        assert "extra ['note']. Nothing was written, online or offline" in refused.value.read().decode()
-        assert stored(redis_client) == 0
-        assert status_of(port, body(small=1, to="online_and_offline")) == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        post(port, "/push", bad)
+    assert refused.value.code == 422
+    assert "extra ['note']. Nothing was written, online or offline" in refused.value.read().decode()
+    assert stored(redis_client) == 0
+    assert status_of(port, body(small=1, to="online_and_offline")) == 200
     assert sequence_key_count(redis_client) == 2

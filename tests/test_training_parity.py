@@ -26,7 +26,6 @@ from feast_sequence import (
 from feast_sequence.cli.online import to_json
 
 import serving_repo
-from conftest import replay
 from feast_server import FEAST_SEQUENCE, TESTS, feast_sequence_serve, feast_serve, module_repo, post
 from reference import comparable, reference_sequences, retail_records
 from repos import FEAST, online_chunks, sequence_online
@@ -187,11 +186,9 @@ def test_get_training_data_wants_a_use_case(tmp_path, redis_server, redis_client
 
 
 @pytest.fixture
-def retail_served(retail_store, retail_events):
-    replay(retail_store, retail_events.purchases, "purchase_push")
-    replay(retail_store, retail_events.returns, "return_push")
-    retail_store.write_to_online_store("item", retail_events.items)
-    return retail_store
+def retail_served(retail_replayed, retail_events):
+    retail_replayed.write_to_online_store("item", retail_events.items)
+    return retail_replayed
 
 
 def test_retail_use_case_training_equals_online(retail_served, retail_events):

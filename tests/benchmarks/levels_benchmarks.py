@@ -70,6 +70,10 @@ def run(connection: str) -> Dict[str, float]:
                         features=features_base, entity_rows=rows[i % len(rows)]
                     ),
                     repeats,
+                    (
+                        rb.as_if_alone(seq, features_seq, full_feature_names=False),
+                        rb.as_if_alone(base, features_base, full_feature_names=False),
+                    ),
                 )
                 results[f"read_{count}_{view}_p50_ratio"] = rb.p50(t_seq) / rb.p50(t_base)
     return results

@@ -177,6 +177,10 @@ def run(connection: str) -> Dict[str, float]:
                     lambda i, r=rows: seq.get_online_features(features=features_seq, entity_rows=r[i % len(r)]),
                     lambda i, r=rows: base.get_online_features(features=features_base, entity_rows=r[i % len(r)]),
                     repeats,
+                    (
+                        rb.as_if_alone(seq, features_seq, full_feature_names=False),
+                        rb.as_if_alone(base, features_base, full_feature_names=False),
+                    ),
                 )
                 results[f"read_{count}_long_p50_ms{dataset}"] = rb.p50(t_seq) * 1000
                 results[f"read_{count}_long_p50_ratio{dataset}"] = rb.p50(t_seq) / rb.p50(t_base)

@@ -236,14 +236,14 @@ def interleaved(
     return ta, tb
 
 
-def as_if_alone(store: FeatureStore, refs: List[str]) -> Callable[[], object]:
+def as_if_alone(store: FeatureStore, refs: List[str], *, full_feature_names: bool) -> Callable[[], object]:
     """Put back Feast's process-wide request cache (``utils._get_cached_request_context``, one
     registry's at a time) for ``store``'s request of ``refs``, as a process serving that store alone
     has it. Two stores alternating in one process clear it on every call, and the rebuild (each
     requested view from its protobuf, typeguard-checked) costs each side per view it reads: 2 views
     for the sequence store, 1 for the arrays, several milliseconds a request on this machine, none of
-    it in a service."""
-    return lambda: feast_internals.request_grouped_refs(store.registry, store.project, refs, True)
+    it in a service. ``full_feature_names`` is the request's: the cache is keyed on it too."""
+    return lambda: feast_internals.request_grouped_refs(store.registry, store.project, refs, full_feature_names)
 
 
 def reads_and_serving(redis: LocalRedis, root: Path, results: Dict[str, float]) -> Tuple[FeatureStore, FeatureStore]:
@@ -281,7 +281,10 @@ def reads_and_serving(redis: LocalRedis, root: Path, results: Dict[str, float]) 
                 features=base_refs, entity_rows=rows[i], full_feature_names=True
             ),
             repeats,
-            (as_if_alone(seq, seq_refs), as_if_alone(base, base_refs)),
+            (
+                as_if_alone(seq, seq_refs, full_feature_names=True),
+                as_if_alone(base, base_refs, full_feature_names=True),
+            ),
         )
         results[f"read_{n}_p50_ms"] = p50(t_seq) * 1000
         results[f"read_{n}_p50_ms_builtin"] = p50(t_base) * 1000
