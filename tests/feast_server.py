@@ -75,7 +75,7 @@ def _serving(
         )
         try:
             try:
-                wait_until(lambda: ready(port), 90, f"{' '.join(command[:4])} to be ready", 0.3, process)
+                wait_until(lambda: ready(port), 180, f"{' '.join(command[:4])} to be ready", 0.3, process)
             except AssertionError as failed:
                 process.kill()
                 process.wait(30)

@@ -73,7 +73,7 @@ class _Gate:
         self.client_for, self.open = client_for, threading.Event()
 
     def __call__(self, online_config):
-        assert self.open.wait(10), "the test never opened the gate"
+        assert self.open.wait(60), "the test never opened the gate"
         return self.client_for(online_config)
 
 
@@ -87,7 +87,7 @@ def test_the_push_answers_before_its_compaction_which_the_worker_then_does(tmp_p
     assert _blocks(redis_client) == []  # answered with the compaction still held back
     assert _served(store, 1) == [f"i{k}" for k in reversed(range(COMPACT_AFTER))]
     gate.open.set()
-    online.drain_compactions(timeout_seconds=10)
+    online.drain_compactions(timeout_seconds=60)
     assert len(_blocks(redis_client)) == 1
     assert redis_client.zcard(_blocks(redis_client)[0][:-1] + b"z") == 0  # the tail went into the block
     assert _served(store, 1) == [f"i{k}" for k in reversed(range(COMPACT_AFTER))]
@@ -104,7 +104,7 @@ def test_a_tail_at_twice_the_threshold_is_compacted_before_the_push_answers(tmp_
     store.push("clicks_push", _events(2, COMPACT_AFTER, COMPACT_AFTER))  # now 2 x compact_after: inline
     assert len(_blocks(redis_client)) == 1
     gate.open.set()
-    online.drain_compactions(timeout_seconds=10)  # the late compaction finds nothing left to merge
+    online.drain_compactions(timeout_seconds=60)  # the late compaction finds nothing left to merge
     assert _served(store, 2) == [f"i{k}" for k in reversed(range(2 * COMPACT_AFTER))]
 
 
@@ -152,11 +152,11 @@ def test_a_failed_background_compaction_is_counted_and_raised_by_the_next_push_w
     store, online = worker.store, worker.online
     store.push("clicks_push", _events(4, 0, COMPACT_AFTER))
     with pytest.raises(SequenceStoreError, match="Background compaction of 1 sequence.*'clicks' failed"):
-        online.compactions.drain(timeout_seconds=10)  # drain raises it ...
+        online.compactions.drain(timeout_seconds=60)  # drain raises it ...
     assert worker.errors_counted() == 1
     store.push("clicks_push", _events(4, COMPACT_AFTER, 1))  # ... once: the tail is intact, queued again
     with online.compactions._ready:  # the worker failed again
-        assert online.compactions._ready.wait_for(lambda: online.compactions._failure is not None, 10)
+        assert online.compactions._ready.wait_for(lambda: online.compactions._failure is not None, 60)
     with pytest.raises(SequenceStoreError, match="ConnectionError: Redis went away.*This push wrote nothing"):
         store.push("clicks_push", _events(4, 100, 1))  # the next push raises it, before writing
     assert "i100" not in _served(store, 4)
@@ -183,10 +183,10 @@ def test_an_outage_met_by_the_worker_is_counted_but_does_not_fail_a_push_made_af
     worker = failing_worker(SequenceStoreUnavailableError("Redis could not be reached (test)"))
     store, online = worker.store, worker.online
     store.push("clicks_push", _events(5, 0, COMPACT_AFTER))
-    online.compactions.drain(timeout_seconds=10)  # nothing to raise
+    online.compactions.drain(timeout_seconds=60)  # nothing to raise
     assert worker.errors_counted() == 1  # but counted (and logged)
     online.compactions = BackgroundCompactions(online._get_client)  # Redis is back
     store.push("clicks_push", _events(5, COMPACT_AFTER, 1))  # writes, and queues the tail again
-    online.drain_compactions(timeout_seconds=10)
+    online.drain_compactions(timeout_seconds=60)
     assert len(_blocks(redis_client)) == 1
     assert _served(store, 5) == [f"i{k}" for k in reversed(range(COMPACT_AFTER + 1))]

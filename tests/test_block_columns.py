@@ -229,6 +229,24 @@ def test_varints_round_trip_as_protobuf_writes_them(values):
     assert back.tolist() == values and end == len(expected)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.integers(0, 45), st.integers(0, 3))
+def test_varints_filling_reads_what_read_varints_reads_and_refuses_the_rest(data, count, offset):
+    """The small-block parse (protobuf's, C-level) against the numpy one, on any bytes: the same
+    values when ``count`` varints fill the bytes from ``offset``, a ValueError otherwise."""
+    try:
+        expected, end = bc.read_varints(np.frombuffer(data, dtype=np.uint8), count, offset)
+        fits = end == len(data) and offset <= len(data)
+    except ValueError:
+        fits = False
+    if not fits:
+        with pytest.raises(ValueError):
+            bc.varints_filling(data, count, offset)
+        return
+    got = bc.varints_filling(data, count, offset)
+    assert got.dtype == np.uint64 and got.tolist() == expected.tolist()
+
+
 @settings(max_examples=200, deadline=None)
 @given(stored_events(), st.data())
 def test_damaged_columns_raise_corruption_never_another_error(events, data):

@@ -17,6 +17,7 @@ from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.compaction import CHANGED, COMPACTED
 
 from reference import reference_sequences
+from repos import wait_until
 from sample_repo import click_records
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -140,6 +141,13 @@ def test_compactor_corrections_enrichment_and_readers_at_once(tmp_path, redis_se
                 with lock:
                     finished[view][w] = gen
             time.sleep(0.05)
+        # The others keep racing until each has done its share (asserted below): on a loaded
+        # machine the corrections could end before the readers had read ten times.
+        wait_until(
+            lambda: counts["reads"] > 10 and counts["compacted"] > 0 and counts["enrichments"] > 0,
+            120,
+            "the readers, the compactor and the enrichment to run alongside the corrections",
+        )
         done.set()
 
     def compact():

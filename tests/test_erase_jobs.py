@@ -5,7 +5,10 @@ the offline source still holds their events."""
 from __future__ import annotations
 
 import shutil
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -137,10 +140,27 @@ def test_the_streaming_job_drops_an_erased_users_events_and_says_so(tmp_path, re
     assert (items[0] or []) == [] and items[1] == ["item5", "item4", "item3", "item2", "item1"]
 
 
-def test_a_reindex_does_not_bring_an_erased_customer_back(store, retail_events, monkeypatch):
+@pytest.fixture
+def repository_state_restored(store, monkeypatch) -> Iterator[None]:
+    """``run_reindex`` reads the repository as `feast apply` does: it changes to the repository's
+    folder, puts it first on sys.path and imports its modules (``features``) by name. Run in this
+    process, that outlived the test: a later in-process parse of another repository found a
+    ``features`` module already imported and reused this one. The working directory, sys.path and
+    the modules imported from the repository are put back afterwards."""
+    monkeypatch.chdir(Path.cwd())  # only to have the working directory restored
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    repo = Path(store.repo_path).resolve()
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        source = getattr(sys.modules[name], "__file__", None)
+        if source and Path(source).resolve().is_relative_to(repo):
+            del sys.modules[name]
+
+
+def test_a_reindex_does_not_bring_an_erased_customer_back(store, retail_events, repository_state_restored):
     erased, kept, erased_events = window_customers(retail_events)
     erase(store, [{"customer_id": erased}])
-    monkeypatch.chdir(store.repo_path)  # the reindex works from the repository's folder; back afterwards
     summary = run_reindex(str(store.repo_path), "customer_purchases", days=DAYS, end=END)
     assert summary.events_erased == erased_events and "dropped as erased" in str(summary)
     after = served(store, [erased, kept])

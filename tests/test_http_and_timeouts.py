@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 from feast.repo_config import FeastConfigError, load_repo_config
+from redis.connection import Connection
 
 from feast_sequence import (
     Limits,
@@ -142,7 +143,7 @@ def test_errors_are_feast_errors_with_their_status() -> None:
 # --- an outage mid-push: the message says what may have been written --------------------------------
 
 
-def many_users(users: int) -> pd.DataFrame:
+def many_users(users: int, ts: datetime = T0) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "user_id": range(users),
@@ -150,42 +151,56 @@ def many_users(users: int) -> pd.DataFrame:
             "n": pd.Series([1] * users, dtype="int32"),
             "price": 1.0,
             "flag": True,
-            "ts": T0,
+            "ts": ts,
         }
     )
 
 
-def pause_once_written(server: LocalRedis, seconds: float) -> threading.Thread:
-    """Pauses every client of ``server`` for ``seconds`` as soon as the first events are stored."""
+@contextlib.contextmanager
+def frozen_half_way(server: LocalRedis) -> Iterator[None]:
+    """Cuts the next pipeline sent to ``server`` half-way, deterministically: its first half is sent,
+    and once Redis has written from it, Redis is frozen (``LocalRedis.frozen``) until the block ends,
+    then the second half is sent. (A thread pausing Redis when the first keys appear raced the
+    pipeline, and lost when the machine was loaded and Redis finished first.)"""
+    send = Connection.send_packed_command
+    control = server.client()
+    keys_before = control.dbsize()
+    cut: List[bool] = []
 
-    def pause() -> None:
-        client = server.client()
-        wait_until(lambda: client.dbsize() > 0, 60, "the first events to be stored", 0.001)
-        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+    with contextlib.ExitStack() as freeze, pytest.MonkeyPatch.context() as patch:
 
-    thread = threading.Thread(target=pause)
-    thread.start()
-    return thread
+        def send_cut(connection: Connection, command: Any, check_health: bool = True) -> None:
+            if cut or isinstance(command, (str, bytes)) or len(command) < 2:  # not a pipeline of many commands
+                return send(connection, command, check_health)
+            cut.append(True)
+            half = len(command) // 2
+            send(connection, command[:half], check_health)
+            wait_until(lambda: control.dbsize() > keys_before, 60, "Redis to write from the pipeline's first half")
+            freeze.enter_context(server.frozen())
+            return send(connection, command[half:], check_health=False)
+
+        patch.setattr(Connection, "send_packed_command", send_cut)
+        yield
+    assert cut, "no pipeline was sent"
 
 
 def test_a_push_cut_by_a_timeout_says_some_events_may_be_written(tmp_path: Path) -> None:
     with LocalRedis() as server:
         store = store_on(tmp_path, f"{server.connection_string},socket_timeout=0.5")
-        pauser = pause_once_written(server, seconds=3)
-        with pytest.raises(SequenceStoreUnavailableError) as cut:
-            store.push("clicks_push", many_users(40_000))
-        pauser.join()
-        server.client().execute_command("CLIENT", "UNPAUSE")
+        # Events within every view's TTL (clicks_ttl keeps an hour), so that each pipeline writes.
+        now = datetime.now(timezone.utc)
+        store.push("clicks_push", many_users(1, now))  # the store's scripts loaded: the cut push runs them at once
+        written = server.client().dbsize()
+        with frozen_half_way(server), pytest.raises(SequenceStoreUnavailableError) as cut:
+            store.push("clicks_push", many_users(40_000, now))
         message = str(cut.value)
-        assert server.client().dbsize() > 0  # the failed push did write some entities
+        assert server.client().dbsize() > written  # the failed push did write some entities
         assert "Nothing was half-written" not in message
         assert "some entities' events may have been written" in message
         assert "re-sending the whole batch is safe" in message
 
-        server.client().execute_command("CLIENT", "PAUSE", 3000, "ALL")
-        with pytest.raises(SequenceStoreUnavailableError) as read_cut:
+        with server.frozen(), pytest.raises(SequenceStoreUnavailableError) as read_cut:
             store.get_online_features(features=["clicks:item"], entity_rows=[{"user_id": 1}])
-        server.client().execute_command("CLIENT", "UNPAUSE")
         assert "reading" in str(read_cut.value) and "Nothing was changed" in str(read_cut.value)
         assert "may have been written" not in str(read_cut.value)
 

@@ -86,7 +86,7 @@ def test_a_rejected_request_is_logged_as_one_warning_line(repo, redis_client, tm
         ragged = {**body(small=1), "df": {**body(small=1)["df"], "user_id": [1, 2]}}
         assert status_of(port, ragged) == 422
         marker = "Pushed columns have different lengths"
-        wait_until(lambda: marker in log.read_text(), 10, "the second rejection to be logged")
+        wait_until(lambda: marker in log.read_text(), 60, "the second rejection to be logged")
         logged = log.read_text()[len(before) :].split(marker)[0].strip().splitlines()[:-1]
     # Whatever else the server says meanwhile (gunicorn's start-up lines), the rejection is one line.
     about_it = [line for line in logged if any(w in line for w in ("Error", "ERROR", "Traceback", "422"))]

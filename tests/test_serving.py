@@ -167,7 +167,7 @@ def test_apply_changes_a_running_service_after_registry_refresh(served, tmp_path
         got = running.get_online_features(features=running.get_feature_service("recent"), entity_rows=user_rows(3))
         return bool(max(got.to_dict()["clicks__length"]) == 1)
 
-    wait_until(picked_up, 10, "the running store to pick up the new use case", 0.2)
+    wait_until(picked_up, 60, "the running store to pick up the new use case", 0.2)
     # The other use cases are untouched.
     ranking = running.get_online_features(features=running.get_feature_service("ranking"), entity_rows=user_rows())
     assert (

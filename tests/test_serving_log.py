@@ -87,7 +87,7 @@ def test_python_async_and_http_requests_are_logged(logged_store):
     # `feast serve`: each worker logs from its own flusher thread, to the same destination.
     with feast_serve(repo, env=env) as port:
         post(port, "/get-online-features", {"feature_service": "ranking_logged", "entities": {"user_id": [3, 4]}})
-        wait_until(lambda: len(_logs(store, "ranking_logged")) == len(USERS) + 4, 20, "the server's log rows")
+        wait_until(lambda: len(_logs(store, "ranking_logged")) == len(USERS) + 4, 60, "the server's log rows")
     http = _logs(store, "ranking_logged").sort_values(serving_log.LOG_TIMESTAMP).tail(2)
     assert sorted(http["user_id"]) == [3, 4]
     assert [list(v) for v in http.sort_values("user_id")["clicks__item_id"]] == [

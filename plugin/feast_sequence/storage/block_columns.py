@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -96,6 +96,53 @@ def read_varints(data: np.ndarray, count: int, offset: int = 0) -> Tuple[np.ndar
     shifts = ((np.arange(total) - np.repeat(starts, lengths)) * 7).astype(_U64)
     parts = (data[offset : offset + total] & 0x7F).astype(_U64) << shifts
     return np.add.reduceat(parts, starts), offset + total
+
+
+def varints_in(data: bytes) -> List[int]:
+    """The varints that fill ``data``, as Python integers (a block's layout: a few dozen), in one
+    C-level parse; raises ValueError when ``data`` ends inside one."""
+    try:
+        return list(_packed_varints().FromString(b"\x0a%s%s" % (encode_varints(len(data)), data)).f8)
+    except DecodeError as error:
+        raise ValueError(f"varints expected ({error})") from error
+
+
+def varints_filling(data: bytes, count: int, offset: int = 0) -> np.ndarray:
+    """The ``count`` varints that fill ``data`` from ``offset`` to its end, as uint64 (what
+    ``read_varints`` gives, with its end checked). For a small block's sections and columns: one
+    C-level protobuf parse of them as a packed field, where ``read_varints`` costs a dozen numpy
+    calls of fixed cost. Raises ValueError when they are not exactly that many varints."""
+    size = len(data) - offset
+    if size == count:  # one byte each (references, small integers, gaps of a second)
+        values = np.frombuffer(data, dtype=np.uint8, count=count, offset=offset)
+        if count and int(values.max()) >= 0x80:
+            raise ValueError(f"{count} varints expected in {size} bytes")
+        return values.astype(_U64)
+    if size < count or not count:
+        raise ValueError(f"{count} varints expected in {size} bytes")
+    try:
+        packed = _packed_varints().FromString(b"\x0a%s%s" % (encode_varints(size), data[offset:] if offset else data))
+    except DecodeError as error:
+        raise ValueError(f"{count} varints expected ({error})") from error
+    if len(packed.f8) != count:
+        raise ValueError(f"{count} varints expected, {len(packed.f8)} found")
+    return np.array(packed.f8, dtype=_U64)
+
+
+def _packed_varints() -> Any:
+    """A message of one packed repeated uint64 field, number 1 (tag 8): ``varints_filling``'s parser."""
+    return _message_class((1 << 3 | _WIRE_VARINT,))
+
+
+def encode_varints(*values: int) -> bytes:
+    """Non-negative integers as protobuf varints, back to back (a few: a section's sizes, a layout)."""
+    out = bytearray()
+    for value in values:
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
 
 
 def _varints_at(buf: np.ndarray, pos: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -225,9 +272,9 @@ class Column:
         return _gather(flat, entry_starts[index], lengths), lengths
 
 
-@dataclass(frozen=True)
-class StoredColumn:
-    """A column as stored (``payload``'s bytes, after decompression), not yet decoded."""
+class StoredColumn(NamedTuple):
+    """A column as stored (``payload``'s bytes, after decompression), not yet decoded (a tuple: a
+    block makes one per column on every cold read, a frozen dataclass costs three times as much)."""
 
     tag: int
     encoding: int
@@ -246,9 +293,18 @@ class LazyColumns(Mapping[int, Column]):
         self._loaded: Dict[int, Column] = {}
 
     def __getitem__(self, tag: int) -> Column:
+        column: Optional[Column] = self.get(tag)
+        if column is None:
+            raise KeyError(tag)
+        return column
+
+    def get(self, tag: int, default: Any = None) -> Any:  # Mapping's, without its try/except frame
         column = self._loaded.get(tag)
         if column is None:
-            column = self._loaded[tag] = self._decode(self._loaders[tag])
+            stored = self._loaders.get(tag)
+            if stored is None:
+                return default
+            column = self._loaded[tag] = self._decode(stored)
         return column
 
     def pending(self, tag: int) -> Optional[StoredColumn]:
@@ -620,6 +676,8 @@ def _references(index: np.ndarray) -> np.ndarray:
 
 
 def _indices(references: np.ndarray) -> np.ndarray:
+    if not references.any():  # every event a new entry: no value repeats
+        return np.arange(len(references), dtype=_U64)
     new = references == 0
     return np.where(new, np.cumsum(new) - 1, references.astype(np.int64) - 1).astype(_U64)
 
@@ -627,38 +685,39 @@ def _indices(references: np.ndarray) -> np.ndarray:
 def column_from(tag: int, encoding: int, data: bytes, scores: np.ndarray, events: np.ndarray) -> Column:
     """A column back from its stored bytes (``payload``); raises ValueError when they do not fit."""
     count = len(events)
-    raw = np.frombuffer(data, dtype=np.uint8)
     if encoding in _DERIVED:
-        values = _DERIVED[encoding](scores[events])
+        values = _DERIVED[encoding](scores if count == len(scores) else scores[events])  # events: ascending
     elif encoding in (PLAIN, DELTA):
-        values, end = read_varints(raw, count)
+        values = varints_filling(data, count)
         if encoding == DELTA:
             values = zigzag(np.cumsum(unzigzag(values)))
-        _expect_end(end, raw)
     elif encoding == SHUFFLED:
         width = _FIXED_WIDTH.get(tag & 7, 0)
-        if not width or len(raw) != width * count:
-            raise ValueError(f"{len(raw)} bytes for {count} values of field tag {tag}")
-        values = np.ascontiguousarray(raw.reshape(width, count).T)
+        if not width or len(data) != width * count:
+            raise ValueError(f"{len(data)} bytes for {count} values of field tag {tag}")
+        values = np.frombuffer(data, dtype=np.uint8).reshape(width, count).T.copy()
     elif encoding in (DICTIONARY, JOINED_DICTIONARY):
+        size, offset = varint_at(data, 0)
         blob = None
         if encoding == JOINED_DICTIONARY:
-            head, offset = read_varints(raw, 2)
-            size, end = int(head[0]), offset + int(head[1])
+            blob_size, offset = varint_at(data, offset)
+            end = offset + blob_size
+            if size < 0 or blob_size < 0 or end > len(data):
+                raise ValueError(f"a dictionary of {blob_size} bytes where {len(data) - offset} are left")
             blob = data[offset:end]
             entries = blob.split(b"\x00") if size else []
-            if len(entries) != size or end > len(data):
+            if len(entries) != size:
                 raise ValueError(f"{len(entries)} dictionary entries, {size} expected")
         else:
-            head, offset = read_varints(raw, 1)
-            size = int(head[0])
-            sizes, offset = read_varints(raw, size, offset)
+            if size < 0:
+                raise ValueError("a dictionary size the column ends inside")
+            sizes, offset = read_varints(np.frombuffer(data, dtype=np.uint8), size, offset)
             bounds = np.concatenate(([offset], offset + np.cumsum(sizes.astype(np.int64))))
             entries = [data[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
             end = int(bounds[-1])
-        references, end = read_varints(raw, count, end)
-        _expect_end(end, raw)
-        values = _indices(references)
+            if end > len(data):
+                raise ValueError(f"dictionary entries of {end - offset} bytes where {len(data) - offset} are left")
+        values = _indices(varints_filling(data, count, end))
         if count and int(values.max()) >= size:
             raise ValueError(f"dictionary index beyond its {size} entries")
         return Column(tag, encoding, events, values, entries, blob)
@@ -743,11 +802,6 @@ def _cumsum_per_run(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def _runs(values: np.ndarray, counts: np.ndarray) -> List[np.ndarray]:
     return np.split(values, np.cumsum(counts)[:-1])
-
-
-def _expect_end(end: int, raw: np.ndarray) -> None:
-    if end != len(raw):
-        raise ValueError(f"column holds {len(raw)} bytes, its values {end}")
 
 
 def events_of(columns_shapes: Sequence[Tuple[int, Tuple[int, ...]]], shape_of: np.ndarray, tag: int) -> np.ndarray:

@@ -102,6 +102,10 @@ class _Zstd:
     def decompress(self, data: bytes, decompressed_size: int) -> bytes:
         return self._contexts()[1].decompress(data, max_output_size=decompressed_size)
 
+    def decompressor(self) -> zstandard.ZstdDecompressor:
+        """This thread's decompression context, for several decompressions in a row."""
+        return self._contexts()[1]
+
 
 _CODEC = _Zstd()
 
@@ -182,17 +186,7 @@ def _section(raw: bytes) -> bytes:
     stored = _CODEC.compress(raw) if len(raw) > 16 else raw
     if len(stored) >= len(raw):
         stored = raw
-    return _varints(len(raw), len(stored)) + stored
-
-
-def _varints(*values: int) -> bytes:
-    out = bytearray()
-    for value in values:
-        while value >= 0x80:
-            out.append((value & 0x7F) | 0x80)
-            value >>= 7
-        out.append(value)
-    return bytes(out)
+    return bc.encode_varints(len(raw), len(stored)) + stored
 
 
 def _column_body(scores: np.ndarray, packed: bytes, lengths: np.ndarray, prefixes: np.ndarray) -> Optional[bytes]:
@@ -226,7 +220,7 @@ def _column_body(scores: np.ndarray, packed: bytes, lengths: np.ndarray, prefixe
     unit = 10**digits
     score_values = np.concatenate((bc.zigzag(scores[:1] // unit), (gaps // unit).view(np.uint64)))
     shapes = bc.varint_bytes(columns.shape_of.astype(np.uint64))[0].tobytes() if len(columns.shapes) > 1 else b""
-    parts = [_varints(*layout), _varints(digits) + bc.varint_bytes(score_values)[0].tobytes(), shapes]
+    parts = [bc.encode_varints(*layout), bc.encode_varints(digits) + bc.varint_bytes(score_values)[0].tobytes(), shapes]
     parts += [bc.payload(column) for column in columns.columns.values()]
     return b"".join(map(_section, parts))
 
@@ -447,22 +441,18 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
     ``zstandard.ZstdError`` for bytes that are not such a body."""
     sections: List[bytes] = []
     pos = 0
+    decompress = _CODEC.decompressor().decompress
     while pos < len(body):
         raw_size, pos = bc.varint_at(body, pos)
         stored_size, pos = bc.varint_at(body, pos)
         stored = body[pos : pos + stored_size]
         if len(stored) != stored_size or stored_size > raw_size:
             raise ValueError(f"a column of {stored_size} bytes where {len(stored)} are left")
-        sections.append(stored if stored_size == raw_size else _CODEC.decompress(stored, raw_size))
+        sections.append(stored if stored_size == raw_size else decompress(stored, max_output_size=raw_size))
         pos += stored_size
     if len(sections) < 3:
         raise ValueError(f"{len(sections)} parts, at least 3 expected")
-    layout, at = [], 0
-    while at < len(sections[0]):
-        value, at = bc.varint_at(sections[0], at)
-        if value < 0:
-            raise ValueError("its layout ends inside a number")
-        layout.append(value)
+    layout = bc.varints_in(sections[0])
     shapes: List[Tuple[int, Tuple[int, ...]]] = []
     at = 1
     for _ in range(layout[0]):
@@ -474,17 +464,14 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
     if len(sections) != 3 + len(tags) or set(tags) != {t for _, ts in shapes for t in ts}:
         raise ValueError("its columns are not its fields")
     digits, at = bc.varint_at(sections[1], 0)
-    values, end = bc.read_varints(np.frombuffer(sections[1], dtype=np.uint8), count, at)
-    if end != len(sections[1]) or not count or digits not in (0, 3, 6):
+    if not count or digits not in (0, 3, 6):
         raise ValueError(f"{count} scores expected")
-    first = bc.unzigzag(values[:1])
-    scores = np.cumsum(np.concatenate((first, -values[1:].view(np.int64)))) * 10**digits
-    if int(scores[0]) != newest or (count > 1 and bool((values[1:].view(np.int64) < 0).any())):
+    scores = _scores(bc.varints_filling(sections[1], count, at), 10**digits)
+    if int(scores[0]) != newest:
         raise ValueError("its scores are not newest first from the header's newest")
     if len(shapes) > 1:
-        shape_values, end = bc.read_varints(np.frombuffer(sections[2], dtype=np.uint8), count)
-        shape_of = shape_values.astype(np.int64)
-        if end != len(sections[2]) or int(shape_of.max()) >= len(shapes):
+        shape_of = bc.varints_filling(sections[2], count).astype(np.int64)
+        if int(shape_of.max()) >= len(shapes):
             raise ValueError("event shapes beyond its shapes")
     elif len(shapes) == 1 and not sections[2]:
         shape_of = np.zeros(count, dtype=np.int64)
@@ -497,6 +484,21 @@ def _column_block(body: bytes, count: int, newest: int) -> ColumnBlock:
         events = bc.events_of(shapes, shape_of, tag) if every is None else every
         columns[tag] = bc.StoredColumn(tag, encoding, data, scores, events)
     return ColumnBlock(bc.Columns(scores, shapes, shape_of, bc.LazyColumns(columns, _column)), newest)
+
+
+def _scores(values: np.ndarray, unit: int) -> np.ndarray:
+    """A block's scores (µs, newest first) from their varints: the newest in ``unit`` (zigzag),
+    then each gap to the previous one; raises ValueError for a negative gap."""
+    gaps = values.view(np.int64)
+    if len(gaps) > 1 and int(gaps[1:].min()) < 0:
+        raise ValueError("its scores are not newest first from the header's newest")
+    steps = -gaps  # each score is the previous one less its gap (int64 wraps as it did when stored)
+    newest = int(values[0])
+    steps[0] = (newest >> 1) ^ -(newest & 1)
+    scores = np.cumsum(steps)
+    if unit != 1:
+        scores *= unit
+    return scores
 
 
 def _column(stored: bc.StoredColumn) -> bc.Column:

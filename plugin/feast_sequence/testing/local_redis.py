@@ -8,7 +8,9 @@ can start as the replica of another (``replica_of``) for replication and Sentine
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type, cast
+from typing import Any, Dict, Iterator, List, Optional, Type, cast
 
 import redis
 
@@ -41,6 +43,9 @@ class LocalRedis:
     ):
         """``replica_of``: the port of a loopback master to replicate from."""
         self.port = port or free_port()
+        #: A port chosen here may be taken by another process before redis-server binds it: the
+        #: first start then picks another. A port given, or a restart, keeps its port.
+        self._may_move = port is None
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])
         self.replica_of = replica_of
@@ -55,6 +60,24 @@ class LocalRedis:
         return redis.Redis(host="127.0.0.1", port=self.port)
 
     def start(self) -> "LocalRedis":
+        """Start redis-server and wait until it answers (30 s at most). The server that answers must
+        be this one (its process id): on a port taken in the meantime, by another Redis or anything
+        else, the first start moves to a new free port (up to 5 times) instead of using or failing on it."""
+        for _ in range(5):
+            if self._start_once():
+                self._may_move = False
+                return self
+            if not self._may_move:
+                break
+            self.port = free_port()
+        raise SequenceConfigurationError(f"redis-server on port {self.port} did not start: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self._dir / "redis.log"
+        return log.read_text()[-2000:] if log.exists() else ""
+
+    def _start_once(self) -> bool:
+        """Start redis-server on ``port``: True once it answers, False if it exited (its port in use)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise SequenceConfigurationError(
@@ -88,18 +111,26 @@ class LocalRedis:
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             try:
-                if self.client().ping():
-                    return self
+                probe = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
+                server = cast(Dict[str, Any], probe.info("server"))
+                if int(server["process_id"]) == self._process.pid:
+                    return True
+                try:
+                    self._process.wait(timeout=10)  # another Redis answers on the port: ours cannot bind it
+                except subprocess.TimeoutExpired:
+                    return True  # ours keeps running: the one answering (started through a wrapper)
+                return False
             except (redis.AuthenticationError, redis.ResponseError):
-                return self  # up, and asking for credentials (a password or ACL test)
-            except redis.ConnectionError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    log = (self._dir / "redis.log").read_text() if (self._dir / "redis.log").exists() else ""
+                return True  # up, and asking for credentials (a password or ACL test)
+            except (redis.ConnectionError, redis.TimeoutError):  # not up yet, or not a Redis that answers
+                if self._process.poll() is not None:
+                    return False
+                if time.monotonic() > deadline:
                     raise SequenceConfigurationError(  # noqa: B904  (the log says why; the timeout does not)
-                        f"redis-server on port {self.port} did not start:\n{log[-2000:]}"
+                        f"redis-server on port {self.port} did not start:\n{self._log_tail()}"
                     )
                 time.sleep(0.02)
 
@@ -157,6 +188,20 @@ class LocalRedis:
             self._process.kill()
             self._process.wait(timeout=10)
         self._process = None
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server stopped (SIGSTOP) for the block, as a hung Redis: connections stay open and
+        nothing is answered until the block ends (SIGCONT). Unlike ``CLIENT PAUSE``, which ends at a
+        time given in advance (and which ``CLIENT UNPAUSE`` cannot end early under ``PAUSE ALL``),
+        the freeze ends exactly when the block does, however long a loaded machine takes."""
+        if self._process is None or self._process.poll() is not None:
+            raise SequenceConfigurationError(f"redis-server on port {self.port} is not running: nothing to freeze.")
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
 
     def close(self, keep_log: bool = False) -> None:
         """Stop it and delete its directory, or with ``keep_log`` keep it (for a failure's post-mortem)
