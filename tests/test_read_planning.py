@@ -9,6 +9,7 @@ import copy
 from datetime import timedelta
 from typing import Any, Dict, List
 
+import numpy as np
 import pandas as pd
 import pytest
 from feast import Field
@@ -21,11 +22,13 @@ from feast_sequence import SequenceDefinitionError, SequenceRequestError, Sequen
 from feast_sequence.definitions.settings import sequence_settings
 from feast_sequence.online.request_plan import RequestPlan, plan_request
 from feast_sequence.online_store import SequenceRedisOnlineStore, SequenceRedisOnlineStoreConfig
+from feast_sequence.serving.plain_response import populate_sequences
 from feast_sequence.serving.plan_cache import PlanCache
+from feast_sequence.storage import blocks
 from feast_sequence.storage.append import encode_frame
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import read_keys, sequence_keys, view_prefix
-from feast_sequence.storage.read import decode_rows, plan_read, populate_sequences, read_commands
+from feast_sequence.storage.read import decode_rows, plan_read, read_commands
 from feast_sequence.storage.redis_io import evalsha
 from feast_sequence.storage.scripts import READ
 
@@ -206,3 +209,53 @@ def test_the_plan_cache_parses_a_use_case_once_per_definition_and_checks_it_agai
     for _ in range(2):  # a failed check is not cached: it fails again
         with pytest.raises(SequenceDefinitionError, match="length"):
             cache.validate(cache.use_case(too_long), {VIEW.name: cache.settings(shorter)})
+
+
+def _block_replies(frame: pd.DataFrame, users: List[int]) -> List[Any]:
+    """READ's reply per user with its stored events compacted into one block (no tail)."""
+    events = encode_frame(SETTINGS, frame)
+    by_user: Dict[bytes, List[Any]] = {}
+    for key, score, member in zip(events.entity_keys, events.scores_us, events.members):
+        by_user.setdefault(key, []).append((score, member))
+    replies: List[Any] = []
+    for user in users:
+        stored = sorted(by_user.get(entity_key_bytes_from_values(_key(user)), []), reverse=True)[:5]
+        if not stored:
+            replies.append([None, []])
+            continue
+        block = blocks.encode(blocks.Events([s for s, _ in stored], [m for _, m in stored], [0] * len(stored)))
+        replies.append([block, [], b"-inf", b"5"])
+    return replies
+
+
+@pytest.mark.parametrize("users", [3, 150])  # 150 users: more values than BULK_FROM, built with numpy
+def test_a_plain_read_from_blocks_is_the_row_decode_and_the_same_again_from_the_kept_bytes(users):
+    """Sequences served whole from one block are written from columns, and keep their bytes with the
+    block; a second read (from those bytes) and the per-event decode give the same values."""
+    rng = np.random.default_rng(7)
+    count = users * 4
+    frame = pd.DataFrame(
+        {
+            "user_id": rng.integers(1, users + 1, count),
+            "item": [f"item_{i}" for i in rng.integers(0, 50, count)],
+            "n": rng.integers(-(2**31), 2**31, count),
+            "ts": pd.to_datetime(NOW_US - rng.integers(0, HOUR_US, count), unit="us", utc=True),
+        }
+    )
+    ids = list(range(1, users + 2))  # the last one has no events
+    replies = _block_replies(frame, ids)
+    blocks.SHARED_BLOCKS.clear()
+    read = plan_read(SETTINGS, ["ts", "item", "n"])
+    rows = [[u] for u in range(len(ids))]
+    responses = []
+    for _ in range(2):
+        response = GetOnlineFeaturesResponse()
+        populate_sequences(read, VIEW, rows, len(ids), _commands(ids), replies, response, True, False)
+        responses.append(response.SerializeToString())
+    assert responses[0] == responses[1]
+    expected = decode_rows(read, _commands(ids), replies)
+    response = GetOnlineFeaturesResponse.FromString(responses[0])
+    for vector, name in zip(response.results, read.requested_names):
+        assert [v for v in vector.values] == [values[name] for _, values in expected]
+    newest = [int(t.timestamp()) if t else 0 for t, _ in expected]  # 0: no events
+    assert [t.seconds for t in response.results[0].event_timestamps] == newest

@@ -20,9 +20,9 @@ from feast_sequence.definitions.settings import SequenceSettings, sequence_setti
 from feast_sequence.definitions.use_case import is_use_case
 from feast_sequence.errors import SequenceDefinitionError
 from feast_sequence.online.entity_rows import check_entity_rows, check_request_shape, sequence_key_columns
+from feast_sequence.serving.plain_response import populate_sequences
 from feast_sequence.serving.read_plan import Fill, ServingStore, plan_reads
 from feast_sequence.serving.views import ViewPlan
-from feast_sequence.storage.read import populate_sequences
 from feast_sequence.storage.redis_io import Command
 
 

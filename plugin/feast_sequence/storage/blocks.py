@@ -400,6 +400,15 @@ class ColumnBlock(Block):
             value = self._derived[key] = _read_only(compute())
         return value
 
+    def kept(self, key: Any) -> Optional[np.ndarray]:
+        """What ``derived`` (or ``keep``) holds for ``key``, if anything."""
+        return self._derived.get(key)
+
+    def keep(self, key: Any, value: np.ndarray) -> None:
+        """Keep ``value`` for ``key``, as ``derived`` would: for values a read computes for several
+        blocks at once (storage/sequence_columns.py's callers)."""
+        self._derived.setdefault(key, _read_only(value))
+
     @property
     def scores(self) -> np.ndarray:
         return self._columns.scores

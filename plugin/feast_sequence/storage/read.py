@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_sequence.definitions.settings import SequenceSettings
 from feast_sequence.errors import CorruptSequenceError, SequenceDefinitionError, SequenceRequestError
 from feast_sequence.storage import integrity
-from feast_sequence.storage.codec import EventLayout, column_per_event, decode_plan, decode_sequence, layout_for
+from feast_sequence.storage.codec import EventLayout, decode_plan, decode_sequence, layout_for
 from feast_sequence.storage.compaction import CORRUPT, Served, served
 from feast_sequence.storage.entity_keys import entity_key_bytes_from_values
 from feast_sequence.storage.keys import SequenceKeys, read_keys, sequence_keys, sequence_keys_of, view_prefix
 from feast_sequence.storage.redis_io import Command, evalsha
 from feast_sequence.storage.scripts import READ
-from feast_sequence.storage.sequence_columns import decode_together, field_columns, has_columns, source_index
 
 Row = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 
@@ -146,80 +144,6 @@ def decode_rows(read: SequenceRead, commands: Sequence[Command], replies: Sequen
     ]
 
 
-def populate_sequences(
-    read: SequenceRead,
-    table: Any,
-    indexes: Sequence[List[int]],
-    output_len: int,
-    commands: Sequence[Command],
-    replies: Sequence[Any],
-    response: Any,
-    full_feature_names: bool,
-    include_version_metadata: bool,
-) -> None:
-    """Append one view's sequences to a ``GetOnlineFeaturesResponse``, as Feast's
-    ``_populate_response_from_feature_data`` does, but decoding each sequence straight into the
-    response's own values: no intermediate ``Value`` objects and no copies of the lists. A corrupt
-    entity (see ``members``) is answered as Feast answers a missing one: null, NOT_FOUND."""
-    name = table.projection.name_to_use()
-    response.metadata.feature_names.val.extend(
-        f"{name}__{f}" if full_feature_names else f for f in read.requested_names
-    )
-    add_view_metadata(response, table, include_version_metadata)
-    layout = read.layout
-    replies = members(read.settings, commands, replies)
-    decode_together(layout, replies, [source for _, _, source in read.plan])
-    # A sequence with a columnar block part is read from its columns (each field of all of them at
-    # once: ``field_columns``), the others parsed once from their members.
-    columnar = [has_columns(m) for m in replies]
-    messages = [None if c else layout.message_class.FromString(m.data) for c, m in zip(columnar, replies)]
-    owner = [0] * output_len
-    for unique, destinations in enumerate(indexes):
-        for out in destinations:
-            owner[out] = unique
-    lists: Dict[str, List[Any]] = {}  # a field's list per entity, computed once (``ts`` is needed twice)
-
-    def columns(source: str) -> List[Any]:
-        found = lists.get(source)
-        if found is None:
-            with_columns = [m for c, m in zip(columnar, replies) if c]
-            arrays = iter(field_columns(layout, with_columns, source_index(source)))
-            found = lists[source] = [
-                next(arrays).tolist() if m is None else _column(layout, m, replies[u], source)
-                for u, m in enumerate(messages)
-            ]
-        return found
-
-    newest = [int(ts[0]) if len(ts) else 0 for ts in columns("ts")]
-    corrupt = [m.corrupt for m in replies]
-    statuses = [FieldStatus.PRESENT] * output_len
-    if any(corrupt):
-        statuses = [FieldStatus.NOT_FOUND if corrupt[owner[out]] else FieldStatus.PRESENT for out in range(output_len)]
-    timestamps = None  # the same for every feature of the view: built once, then copied
-    for _, list_field, source in read.plan:
-        vector = response.results.add()
-        vector.statuses.extend(statuses)
-        values = columns(source)
-        for out in range(output_len):
-            unique = owner[out]
-            value = vector.values.add()
-            if corrupt[unique]:  # null, as Feast answers a missing entity
-                continue
-            target = getattr(value, list_field)
-            column = values[unique]
-            if column:
-                target.val.extend(column)
-            else:  # an empty list, not a null: the oneof must be set
-                target.SetInParent()
-        if timestamps is None:
-            for out in range(output_len):
-                unique = owner[out]
-                vector.event_timestamps.add(seconds=0 if corrupt[unique] else newest[unique])
-            timestamps = vector.event_timestamps
-        else:
-            vector.event_timestamps.MergeFrom(timestamps)
-
-
 def add_view_metadata(response: Any, table: Any, include_version_metadata: bool) -> None:
     """Feast's per-view version metadata, when the request asks for it."""
     if include_version_metadata:
@@ -228,11 +152,3 @@ def add_view_metadata(response: Any, table: Any, include_version_metadata: bool)
             entry = response.metadata.feature_view_metadata.add()
             entry.name = clean
             entry.version = getattr(table, "current_version_number", 0) or 0
-
-
-def _column(layout: EventLayout, message: Any, sequence: Served, source: str) -> Any:
-    """A parsed sequence's column ``source``, one value per event."""
-    column = getattr(message, source)
-    if len(column) != len(message.ts):  # events stored before the field was added to the schema
-        return column_per_event(layout, sequence.members(), source)
-    return column

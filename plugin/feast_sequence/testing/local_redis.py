@@ -114,8 +114,8 @@ class LocalRedis:
         deadline = time.monotonic() + 30
         while True:
             try:
-                probe = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
-                server = cast(Dict[str, Any], probe.info("server"))
+                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2) as probe:
+                    server = cast(Dict[str, Any], probe.info("server"))
                 if int(server["process_id"]) == self._process.pid:
                     return True
                 try:
