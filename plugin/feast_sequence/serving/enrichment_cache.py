@@ -26,8 +26,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from itertools import repeat
+from operator import is_
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from cachetools import TLRUCache
 
 from feast_sequence.definitions.enrichment import Enrichment, EnrichmentCache
@@ -35,6 +38,9 @@ from feast_sequence.serving import metrics
 
 #: A cached lookup: the values of the enrichment's features, or None for a key with no value.
 Row = Optional[Tuple[Any, ...]]
+
+#: What :meth:`CachedLookup.rows` gives for a key the cache does not hold.
+NOT_CACHED: Any = object()
 
 
 class _Generation:
@@ -89,26 +95,42 @@ class CachedLookup:
 
     def split(self, keys: Sequence[Any]) -> Tuple[Dict[Any, Row], List[Any]]:
         """The cached rows of ``keys`` (None for keys known to have no value), and the keys to look up."""
-        cached: Dict[Any, Row] = {}
-        missing = list(keys)
+        rows, missing = self.rows(keys)
+        cached = {key: row for key, row in zip(keys, rows) if row is not NOT_CACHED}
+        return cached, [keys[position] for position in missing]
+
+    def rows(self, keys: Sequence[Any]) -> Tuple[List[Any], List[int]]:
+        """Each key's cached row in key order (None: known to have no value; ``NOT_CACHED``), and
+        the positions of the keys not cached, to look up. One C-speed ``dict.get`` pass over the
+        keys for the newest generation, Python only for the keys it lacks."""
+        rows: List[Any] = [NOT_CACHED] * len(keys)
+        missing = list(range(len(keys)))
         for generation in self._live():
             if not missing:
                 break
-            rows = generation.rows
-            hits = rows.keys() & missing  # a set intersection, at C speed
-            if hits:
-                cached.update(zip(hits, map(rows.__getitem__, hits)))
-                missing = [key for key in missing if key not in hits] if len(hits) < len(missing) else []
+            found = generation.rows.get
+            if len(missing) == len(keys):
+                rows = list(map(found, keys, repeat(NOT_CACHED)))
+            else:
+                for position in missing:
+                    rows[position] = found(keys[position], NOT_CACHED)
+            is_missing = np.fromiter(map(is_, rows, repeat(NOT_CACHED)), dtype=bool, count=len(rows))
+            missing = np.flatnonzero(is_missing).tolist()
         counters = metrics.enrichment_cache_counters(self.label)
-        if cached:
-            counters.hits.inc(len(cached))
+        if len(keys) > len(missing):
+            counters.hits.inc(len(keys) - len(missing))
         if missing:
             counters.misses.inc(len(missing))
-        return cached, missing
+        return rows, missing
 
     def put(self, sent_at: float, keys: Sequence[Any], found: Mapping[Any, Tuple[Any, ...]]) -> None:
         """Cache the lookup of ``keys`` sent at ``sent_at`` (this cache's clock); ``found`` holds the
         keys that had a value."""
+        self.put_rows(sent_at, keys, list(map(found.get, keys)))
+
+    def put_rows(self, sent_at: float, keys: Sequence[Any], rows: Sequence[Row]) -> None:
+        """Cache the lookup of ``keys`` sent at ``sent_at`` (this cache's clock): ``rows`` holds each
+        key's values, in key order, None for a key without a value."""
         generations = self._generations
         with self._lock, generations.timer as now:
             if not now < sent_at + self.settings.ttl_seconds:  # the round trip outlasted the TTL
@@ -118,14 +140,14 @@ class CachedLookup:
             newest = generations[max(generations)] if len(generations) else None
             if newest is not None and sent_at < newest.started:
                 return  # read before the newest generation started: it would outlive its bound there
-            keys = list(keys)
-            while keys:
+            start = 0
+            while start < len(keys):
                 if newest is None or len(newest.rows) >= self._per_generation:
                     newest = _Generation(sent_at)
                     generations[next(self._numbers)] = newest
-                room = self._per_generation - len(newest.rows)
-                newest.rows.update((key, found.get(key)) for key in keys[:room])
-                keys = keys[room:]
+                end = start + self._per_generation - len(newest.rows)
+                newest.rows.update(zip(keys[start:end], rows[start:end]))
+                start = end
             evicted, expired = generations.evicted - evicted, generations.expired - expired
         counters = metrics.enrichment_cache_counters(self.label)
         if evicted:

@@ -36,7 +36,8 @@ from feast_sequence.definitions.use_case import (
 from feast_sequence.errors import SequenceRequestError
 from feast_sequence.serving import candidates, metrics, serving_log
 from feast_sequence.serving.arrange import oldest_first, with_age
-from feast_sequence.serving.enrich import Factorized, factorize_keys, join
+from feast_sequence.serving.enrich import KeyValues, factorize_together, join_values
+from feast_sequence.serving.enrichment_cache import CachedLookup
 from feast_sequence.serving.featurize import (
     PAD_VALUES,
     length_name,
@@ -53,7 +54,7 @@ from feast_sequence.serving.retrieve import decode_batch, newest_seconds
 from feast_sequence.serving.size import first_n
 from feast_sequence.serving.views import ServedView, ViewPlan
 from feast_sequence.storage.codec import list_field_name
-from feast_sequence.storage.lookup import decode_lookup, lookup_commands, one_call_per_key
+from feast_sequence.storage.lookup import decode_columns, lookup_commands, one_call_per_key
 from feast_sequence.storage.read import add_view_metadata
 from feast_sequence.storage.redis_io import Command, RoundTrip, retry_policy
 
@@ -208,20 +209,22 @@ def _enrich(
 ) -> Generator[RoundTrip, List[Any], None]:
     """Serving-time enrichments: one round trip for every distinct key of every enrichment not in
     its cache (none when every key was cached or there is nothing to enrich)."""
-    lookups: Dict[_Lookup, List[Any]] = {}
-    factorized: Dict[Tuple[int, Enrichment], Factorized] = {}  # (view index, enrichment): its keys
+    users: Dict[_Lookup, List[Tuple[int, Enrichment]]] = {}  # each lookup's (view index, enrichment)s
     for index, view in enumerate(views):
         for enrichment in view.plan.serving_enrichments:
-            factorized[index, enrichment] = factorize_keys(view.batch, enrichment)
-            lookups.setdefault(_lookup_of(enrichment), []).extend(factorized[index, enrichment][1])
-    if not lookups:
+            users.setdefault(_lookup_of(enrichment), []).append((index, enrichment))
+    if not users:
         return
-    found = yield from _enrich_lookups(store, config, project, use_case, lookups)
+    keyed = {
+        lookup: factorize_together([views[index].batch.columns[e.on] for index, e in pairs])
+        for lookup, pairs in users.items()
+    }
+    codes = {pair: c for lookup, pairs in users.items() for pair, c in zip(pairs, keyed[lookup][0])}
+    values = yield from _enrich_lookups(store, config, project, use_case, {k: keys for k, (_, keys) in keyed.items()})
     for index, view in enumerate(views):
         for enrichment in view.plan.serving_enrichments:
-            view.batch, misses = join(
-                view.batch, enrichment, found[_lookup_of(enrichment)], factorized[index, enrichment]
-            )
+            lookup = _lookup_of(enrichment)
+            view.batch, misses = join_values(view.batch, enrichment, codes[index, enrichment], values[lookup])
             if misses:
                 metrics.ENRICHMENT_MISSES.labels(use_case.name, view.plan.name, enrichment.view).inc(misses)
     timer.stage(metrics.Stage.ENRICH)
@@ -300,42 +303,63 @@ def _lookup_of(enrichment: Enrichment) -> _Lookup:
     return plain, enrichment.cache
 
 
+@dataclass
+class _LookupSpan:
+    """One lookup of a request: its cache, the cached rows (in key order, ``NOT_CACHED`` at the
+    ``missing`` positions), the keys read from Redis, and their commands' span in the round trip."""
+
+    lookup: _Lookup
+    cache: Optional[CachedLookup]
+    rows: List[Any]
+    missing: List[int]
+    read: List[Any]
+    start: int
+    end: int
+
+
 def _enrich_lookups(
     store: ServingStore, config: RepoConfig, project: str, use_case: UseCaseSettings, lookups: Dict[_Lookup, List[Any]]
-) -> Generator[RoundTrip, List[Any], Dict[_Lookup, Dict[Any, Tuple[Any, ...]]]]:
-    """``{key: values}`` of every lookup's keys that have values: from the lookup's cache if it has
-    one, the rest read in one round trip (none if every key was cached) and put in the caches."""
-    found: Dict[_Lookup, Dict[Any, Tuple[Any, ...]]] = {}
+) -> Generator[RoundTrip, List[Any], Dict[_Lookup, KeyValues]]:
+    """The values of every lookup's (distinct) keys: from the lookup's cache if it has one, the rest
+    read in one round trip (none if every key was cached) and put in the caches."""
     per_key = one_call_per_key(config.online_store)
     spans = []
     commands: List[Command] = []
     for lookup, keys in lookups.items():
         enrichment, cache_settings = lookup
-        keys = list(dict.fromkeys(keys))
-        cache = None
+        cache, read = None, keys
+        rows: List[Any] = []
+        missing: List[int] = []
         if cache_settings is not None:
             cache = store.enrichment_caches.lookup(project, enrichment, cache_settings)
-            cached, keys = cache.split(keys)
-            found[lookup] = {key: row for key, row in cached.items() if row is not None}
-        else:
-            found[lookup] = {}
-        if keys:
-            start = len(commands)
+            rows, missing = cache.rows(keys)
+            read = [keys[position] for position in missing] if len(missing) < len(keys) else keys
+        start = len(commands)
+        if read:
             commands.extend(
-                lookup_commands(enrichment, project, config.entity_key_serialization_version, keys, per_key)
+                lookup_commands(enrichment, project, config.entity_key_serialization_version, read, per_key)
             )
-            spans.append((lookup, cache, keys, start, len(commands)))
-    if not commands:
-        return found
+        spans.append(_LookupSpan(lookup, cache, rows, missing, read, start, len(commands)))
     # Read the caches' clocks before sending: a TTL counted from here bounds the values' age.
-    sent_at = {id(cache): cache.clock() for _, cache, _, _, _ in spans if cache is not None}
-    replies = yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))
-    for lookup, cache, keys, start, end in spans:
-        values, _ = decode_lookup(lookup[0], keys, replies[start:end])
-        if cache is not None:
-            cache.put(sent_at[id(cache)], keys, values)
-        found[lookup].update(values)
-    return found
+    sent_at = {id(span.cache): span.cache.clock() for span in spans if span.cache is not None and span.read}
+    replies = (yield RoundTrip(commands, _serving(use_case), retry_policy(config.online_store))) if commands else []
+    values: Dict[_Lookup, KeyValues] = {}
+    for span in spans:
+        enrichment = span.lookup[0]
+        if not span.read:  # every key cached, or no key
+            values[span.lookup] = KeyValues.of_rows(enrichment, span.rows)
+            continue
+        present, columns = decode_columns(enrichment, len(span.read), replies[span.start : span.end])
+        if span.cache is not None:
+            read_rows = [row if hit else None for row, hit in zip(zip(*columns), present.tolist())]
+            span.cache.put_rows(sent_at[id(span.cache)], span.read, read_rows)
+            if len(span.read) < len(span.rows):  # some keys came from the cache
+                for position, row in zip(span.missing, read_rows):
+                    span.rows[position] = row
+                values[span.lookup] = KeyValues.of_rows(enrichment, span.rows)
+                continue
+        values[span.lookup] = KeyValues.of_columns(enrichment, present, columns)  # every key read
+    return values
 
 
 def _output_name(plan: ViewPlan, name: str, full_feature_names: bool) -> str:
