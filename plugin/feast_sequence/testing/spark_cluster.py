@@ -26,6 +26,14 @@ def spark_class() -> Path:
     return Path(pyspark.__file__).parent / "bin" / "spark-class"
 
 
+class DaemonExited(RuntimeError):
+    """A Spark daemon ended while the cluster was starting (a port taken, or a failure: its log)."""
+
+
+class NotOurMaster(Exception):
+    """What answered on the master's web UI port is not this cluster's master."""
+
+
 class SparkStandalone:
     """``with SparkStandalone(workers=2) as cluster:`` then ``spark.master: cluster.master_url``."""
 
@@ -44,14 +52,16 @@ class SparkStandalone:
         return f"spark://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "SparkStandalone":
-        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": self._dir.name}
+        # A daemon refuses a taken port (spark.port.maxRetries=0) instead of moving to the next one:
+        # a master that moved would leave its status URL answered by whatever took its port.
+        env = {
+            **os.environ,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_LOG_DIR": self._dir.name,
+            "SPARK_DAEMON_JAVA_OPTS": "-Dspark.port.maxRetries=0",
+        }
         try:
-            self._start(
-                "org.apache.spark.deploy.master.Master",
-                ["--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.webui_port)],
-                env,
-            )
-            self._wait(lambda status: True, "the master to answer")
+            self._start_master(env)
             for index in range(self.workers):
                 work = Path(self._dir.name) / f"worker-{index}"
                 self._start(
@@ -77,14 +87,41 @@ class SparkStandalone:
             raise
         return self
 
+    def _start_master(self, env: Any) -> None:
+        """Start the master; on ports taken between choosing and binding them (the master exits),
+        again on new ones, up to 5 times."""
+        for attempt in range(5):
+            self._start(
+                "org.apache.spark.deploy.master.Master",
+                ["--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.webui_port)],
+                env,
+            )
+            try:
+                self._wait(lambda status: True, "the master to answer")
+                return
+            except DaemonExited:
+                if attempt == 4:
+                    raise
+                self._processes.clear()
+                self.port, self.webui_port = free_port(), free_port()
+
     def __exit__(
         self, kind: Optional[Type[BaseException]], error: Optional[BaseException], trace: Optional[TracebackType]
     ) -> None:
         self.stop()
 
     def status(self) -> Any:
+        """The master's status (its web UI's JSON); raises ``NotOurMaster`` when something else
+        answers on its port, or the master not yet with its JSON."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=5) as response:
-            return json.loads(response.read().decode())
+            body = response.read().decode()
+        try:
+            status = json.loads(body)
+        except ValueError as error:
+            raise NotOurMaster(f"not the master's JSON on port {self.webui_port}: {body[:80]!r}") from error
+        if not isinstance(status, dict) or status.get("url") != self.master_url:
+            raise NotOurMaster(f"another master's status on port {self.webui_port}: {str(status)[:80]}")
+        return status
 
     def stop(self) -> None:
         for process in reversed(self._processes):
@@ -113,11 +150,11 @@ class SparkStandalone:
         while True:
             for process in self._processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"A Spark daemon exited (code {process.returncode}) before {what}.")
+                    raise DaemonExited(f"A Spark daemon exited (code {process.returncode}) before {what}.")
             try:
                 if ready(self.status()):
                     return
-            except OSError:
+            except (OSError, NotOurMaster):  # not up yet, or its port answered by another server
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Timed out after {self.timeout_s} s waiting for {what}.")
