@@ -16,6 +16,7 @@ from feast import FeatureStore
 from feast.types import Float32, Int64, String, UnixTimestamp
 
 from feast_sequence import SequenceFeatureView
+from feast_sequence.feast_internals import store_provider
 from feast_sequence.storage.keys import levels_key, sequence_keys_of, zset_key_of
 
 from repos import PURCHASE_FIELDS, push_source, sequence_online, write_repo
@@ -45,11 +46,16 @@ def run(connection: str) -> Dict[str, float]:
         base = lb._arrays_store(root, "arrays", connection, fields)
         data = rb.full_sequences(USERS, LENGTH, seed=21)
         base.push("arrays_push", lb._as_arrays(data))
+        online = store_provider(seq).online_store
         seq.push("one_block_push", data)
-        # Oldest first, STEP events of every user per push.
+        online.drain_compactions(timeout_seconds=300)
+        # Oldest first, STEP events of every user per push, each push's compaction done before the
+        # next push as a stream's are: pushes faster than the background compactions would leave one
+        # compaction of the whole tail, one block, and no levels to measure.
         ordered = data.sort_values("ts").assign(rank=lambda d: d.groupby("customer_id").cumcount() // STEP)
         for _, batch in ordered.groupby("rank", sort=True):
             seq.push("levels_push", batch.drop(columns="rank"))
+            online.drain_compactions(timeout_seconds=300)
         blocks_per_sequence = []
         for key in {zset_key_of(k) for k in client.scan_iter(match=b"fsq:levels:levels:{*")}:
             keys = sequence_keys_of(key)
